@@ -1,0 +1,207 @@
+"""The ``matchday`` command: parse, call a part, print with Rich. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from matchday.errors import MatchdayError
+from matchday.registry import ModelRef
+from matchday.store import ModelVersionRecord, head_revision, redact
+from matchday.workspace import default_workspace
+
+app = typer.Typer(help="matchday: deploy trained models and keep watch over them.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Register, inspect, alias and delete model versions.", no_args_is_help=True)
+db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (also done automatically on start)."""
+    ws = default_workspace()
+    ws.database.upgrade()
+    out.print(f"database {redact(ws.database.url)} is at revision [bold]{ws.database.current_revision()}[/] (head {head_revision()})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    ws = default_workspace()
+    out.print(ws.database.current_revision() or "(empty)")
+
+
+@models_app.command("register")
+def models_register(
+    name: str,
+    path: Annotated[str, typer.Argument(help="a .skops/.onnx/.pkl/.joblib file, an MLflow model directory, or module:function")],
+    reference: Annotated[Path | None, typer.Option(help="reference data, CSV or Parquet")] = None,
+    target: Annotated[str | None, typer.Option(help="label column in the reference data (profiled, not an input)")] = None,
+    flavor: Annotated[str | None, typer.Option(help="force a flavor instead of detecting it")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickle/joblib files (they can run code)")] = False,
+    proba: Annotated[str | None, typer.Option(help="module:function giving probabilities, for callables")] = None,
+    alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Register a new version of NAME from PATH."""
+    with out.status(f"registering {name}..."):
+        record = default_workspace().registry.register(
+            name, path, reference=reference, target=target, flavor=flavor, trust_pickle=trust_pickle, proba=proba,
+            alias=alias, description=description,
+        )
+    out.print(f"registered [bold]{record.ref}[/] ({record.flavor}, sha256 {record.artifact_sha256[:12]}, "
+              f"{len(record.signature['inputs'])} inputs, {record.signature['output']['task']})"
+              + (f" as @{alias}" if alias else ""))
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every registered model with its latest version and aliases."""
+    models = default_workspace().registry.list_models()
+    if as_json:
+        out.print_json(data=[{"name": m.name, "latest_version": m.latest_version, "aliases": m.aliases,
+                              "created_at": m.created_at.isoformat()} for m in models])
+        return
+    table = Table("model", "latest", "aliases", "created (UTC)")
+    for m in models:
+        aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(m.aliases.items()))
+        table.add_row(m.name, str(m.latest_version or "-"), aliases or "-", f"{m.created_at:%Y-%m-%d %H:%M}")
+    out.print(table if models else "no models registered yet: try `matchday models register NAME PATH --reference data.parquet`")
+
+
+@models_app.command("show")
+def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A model's versions and alias history (NAME), or one version in detail (NAME:VERSION, NAME@ALIAS)."""
+    registry = default_workspace().registry
+    parsed = ModelRef.parse(ref)
+    if parsed.version is None and parsed.alias is None:
+        versions = registry.list_versions(parsed.name)
+        history = registry.alias_history(parsed.name)
+        if as_json:
+            out.print_json(data={"name": parsed.name, "versions": [_version_json(v) for v in versions],
+                                 "alias_history": [_move_json(m) for m in history]})
+            return
+        table = Table("version", "flavor", "task", "inputs", "aliases", "sha256", "created (UTC)", title=parsed.name)
+        for v in versions:
+            table.add_row(str(v.version), v.flavor, v.signature["output"]["task"], str(len(v.signature["inputs"])),
+                          ", ".join("@" + a for a in v.aliases) or "-", v.artifact_sha256[:12], f"{v.created_at:%Y-%m-%d %H:%M}")
+        out.print(table)
+        if history:
+            moves = Table("when (UTC)", "alias", "from", "to", "reason", title="alias history")
+            for m in history:
+                moves.add_row(f"{m.at:%Y-%m-%d %H:%M:%S}", "@" + m.alias, str(m.from_version or "-"),
+                              str(m.to_version or "-"), m.reason or "")
+            out.print(moves)
+        return
+    record = registry.get_version(parsed)
+    profile = registry.get_profile(parsed)
+    if as_json:
+        out.print_json(data={**_version_json(record), "signature": record.signature, "profile": profile})
+        return
+    out.print(f"[bold]{record.ref}[/]  flavor {record.flavor}  aliases {', '.join('@' + a for a in record.aliases) or '-'}")
+    out.print(f"artifact sha256 {record.artifact_sha256} ({record.artifact_size:,} bytes)")
+    output = record.signature["output"]
+    classes = f"  classes {output['classes']}" if output.get("classes") is not None else ""
+    out.print(f"task {output['task']}{classes}; reference rows {profile['rows'] if profile else '-'}")
+    table = Table("input", "type", "nullable", "range / categories", "reference mean ± std", title="signature")
+    columns = (profile or {}).get("columns", {})
+    for c in record.signature["inputs"]:
+        span = (f"{c['min']:.4g} … {c['max']:.4g}" if c.get("min") is not None
+                else _short(c.get("categories")))
+        stats = columns.get(c["name"], {})
+        summary = f"{stats['mean']:.4g} ± {stats['std']:.3g}" if "mean" in stats else (
+            f"{stats.get('distinct', '-')} distinct" if stats else "-")
+        table.add_row(c["name"], c["type"], "yes" if c["nullable"] else "no", span, summary)
+    out.print(table)
+
+
+@models_app.command("alias")
+def models_alias(
+    name: str,
+    version: int,
+    alias: str,
+    reason: Annotated[str | None, typer.Option(help="recorded in the alias history")] = None,
+) -> None:
+    """Point ALIAS of NAME at VERSION (the move is recorded)."""
+    move = default_workspace().registry.set_alias(name, version, alias, reason or "set from the command line")
+    previous = f"(was {move.from_version})" if move.from_version else "(new)"
+    out.print(f"{name}@{alias} → version {move.to_version} {previous}")
+
+
+@models_app.command("delete")
+def models_delete(
+    ref: Annotated[str, typer.Argument(help="NAME (every version) or NAME:VERSION")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a version or a whole model; artifacts no other version uses are removed."""
+    registry = default_workspace().registry
+    parsed = ModelRef.parse(ref)
+    what = f"version {parsed.version} of {parsed.name}" if parsed.version else f"model {parsed.name} and all its versions"
+    if parsed.alias is None:
+        registry.get_version(parsed) if parsed.version else registry.store.get_model(parsed.name)
+    if not yes and not typer.confirm(f"delete {what}?"):
+        raise typer.Exit(1)
+    removed = registry.delete(ref, reason="deleted from the command line")
+    out.print(f"deleted {', '.join(v.ref for v in removed) or parsed.name}")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the demo scenario (what `make demo` runs)."""
+    from matchday.demo import run
+
+    run(out)
+
+
+def _version_json(v: ModelVersionRecord) -> dict[str, Any]:
+    return {"name": v.name, "version": v.version, "flavor": v.flavor, "aliases": list(v.aliases),
+            "artifact_sha256": v.artifact_sha256, "artifact_size": v.artifact_size, "task": v.signature["output"]["task"],
+            "metrics": v.metrics, "tags": v.tags, "description": v.description, "created_at": v.created_at.isoformat()}
+
+
+def _move_json(m: Any) -> dict[str, Any]:
+    return {"alias": m.alias, "from_version": m.from_version, "to_version": m.to_version, "reason": m.reason,
+            "at": m.at.isoformat()}
+
+
+def _short(values: list[Any] | None, limit: int = 6) -> str:
+    if values is None:
+        return "-"
+    text = ", ".join(map(str, values[:limit]))
+    return text + (f", … ({len(values)})" if len(values) > limit else "")
+
+
+def main() -> None:
+    """Entry point: our errors become one red line and exit code 1, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except MatchdayError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(1)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

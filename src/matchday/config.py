@@ -1,0 +1,71 @@
+"""Settings, from the environment and an optional ``matchday.yaml``, validated by Pydantic.
+
+Precedence: environment variables (``MATCHDAY_*``), then ``matchday.yaml`` in the working directory
+(or the file ``MATCHDAY_CONFIG`` names), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from matchday.errors import MatchdayError
+
+
+class ConfigError(MatchdayError):
+    """The settings file or an environment variable holds something we cannot use."""
+
+
+class Settings(BaseModel):
+    """Where matchday keeps its metadata and artifacts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Path(".matchday")
+    database_url: str | None = None
+    artifact_url: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The metadata database: the configured URL, or a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'matchday.db').absolute()}"
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        """The artifact store: the configured fsspec URL, or a folder under ``home``."""
+        if self.artifact_url:
+            return self.artifact_url
+        return str((self.home / "artifacts").absolute())
+
+
+_ENV = {"home": "MATCHDAY_HOME", "database_url": "MATCHDAY_DATABASE_URL", "artifact_url": "MATCHDAY_ARTIFACT_URL"}
+
+
+def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Read settings from ``matchday.yaml`` (if present) overlaid by ``MATCHDAY_*`` variables."""
+    env = dict(os.environ if environ is None else environ)
+    path = config_file or Path(env.get("MATCHDAY_CONFIG", "matchday.yaml"))
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings, not {type(loaded).__name__}")
+        values.update({k: v for k, v in loaded.items() if k in _ENV})
+    for field, var in _ENV.items():
+        if env.get(var):
+            values[field] = env[var]
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(
+            "invalid settings", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        ) from exc

@@ -1,0 +1,90 @@
+"""The scenario `make demo` runs: train, register and inspect models, as a new user first would."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rich.console import Console
+
+from matchday.demo.fraud import transactions
+from matchday.registry import ModelNotFound
+from matchday.workspace import Workspace, default_workspace
+
+DEMO_MODELS = ("demo-fraud", "demo-digits")
+
+
+def train_fraud_model(seed: int = 0) -> tuple[object, object, float]:
+    """A scikit-learn pipeline (one-hot + gradient boosting) on synthetic transactions."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    data = transactions(20_000, seed=seed).to_pandas()
+    train, test = data.iloc[:15_000], data.iloc[15_000:]
+    features = ["amount", "hour", "merchant", "country", "card_present"]
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        HistGradientBoostingClassifier(max_iter=100, random_state=seed),
+    ).fit(train[features], train["is_fraud"])
+    accuracy = float((model.predict(test[features]) == test["is_fraud"]).mean())
+    return model, train, accuracy
+
+
+def train_digits_model() -> tuple[object, object, float]:
+    """Logistic regression on scikit-learn's bundled 8x8 digit images."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits(as_frame=True)
+    frame = digits.frame
+    train, test = frame.iloc[:1400], frame.iloc[1400:]
+    pixels = digits.feature_names
+    model = LogisticRegression(max_iter=2000).fit(train[pixels], train["target"])
+    accuracy = float((model.predict(test[pixels]) == test["target"]).mean())
+    return model, train, accuracy
+
+
+def run(console: Console, workspace: Workspace | None = None) -> None:
+    ws = workspace or default_workspace()
+    registry = ws.registry
+    console.rule("[bold]matchday demo")
+    console.print(f"metadata: {ws.settings.resolved_database_url}\nartifacts: {ws.settings.resolved_artifact_url}")
+    for name in DEMO_MODELS:  # start from a clean slate for the demo's own models only
+        try:
+            registry.delete(name, reason="demo reset")
+        except ModelNotFound:
+            pass
+
+    console.rule("1. train and register")
+    started = time.perf_counter()
+    fraud, fraud_train, fraud_acc = train_fraud_model()
+    v1 = registry.register("demo-fraud", fraud, reference=fraud_train, target="is_fraud", alias="champion",
+                           metrics={"accuracy": fraud_acc}, description="gradient boosting on synthetic transactions")
+    digits, digits_train, digits_acc = train_digits_model()
+    registry.register("demo-digits", digits, reference=digits_train, target="target", alias="champion",
+                      metrics={"accuracy": digits_acc}, description="logistic regression on 8x8 digit images")
+    console.print(f"registered {v1.ref} (test accuracy {fraud_acc:.3f}) and demo-digits:1 (test accuracy "
+                  f"{digits_acc:.3f}) in {time.perf_counter() - started:.1f}s")
+
+    console.rule("2. a challenger, and the alias history")
+    challenger, challenger_train, challenger_acc = train_fraud_model(seed=1)
+    v2 = registry.register("demo-fraud", challenger, reference=challenger_train, target="is_fraud", alias="challenger",
+                           metrics={"accuracy": challenger_acc})
+    registry.set_alias("demo-fraud", v2.version, "champion", reason=f"challenger accuracy {challenger_acc:.3f} vs {fraud_acc:.3f}")
+
+    console.rule("3. load by alias: same predictions as the trained model")
+    loaded = registry.load("demo-fraud@champion")
+    sample = transactions(2_000, seed=99)
+    same = np.array_equal(loaded.predict(sample), challenger.predict(sample.drop_columns(["is_fraud"]).to_pandas()))
+    console.print(f"loaded {loaded.ref} ({loaded.flavor}); predictions identical to the in-memory model: {same}")
+
+    from matchday.cli import models_list, models_show
+
+    console.rule("$ matchday models list")
+    models_list(as_json=False)
+    console.rule("$ matchday models show demo-fraud")
+    models_show("demo-fraud", as_json=False)
+    console.rule("$ matchday models show demo-fraud@champion")
+    models_show("demo-fraud@champion", as_json=False)

@@ -1,0 +1,47 @@
+"""The model registry: versions, flavors, artifacts, signatures, reference profiles, aliases."""
+
+from matchday.registry.artifacts import ArtifactStore
+from matchday.registry.errors import (
+    ArtifactCorrupt,
+    ArtifactError,
+    ArtifactMissing,
+    InvalidInput,
+    InvalidModel,
+    InvalidModelRef,
+    InvalidReference,
+    RegistryError,
+    UnknownFlavor,
+    UntrustedArtifact,
+)
+from matchday.registry.flavors import FLAVORS, Predictor
+from matchday.registry.refs import ModelRef
+from matchday.registry.registry import Registry
+from matchday.registry.signature import ColumnSpec, OutputSpec, Signature
+from matchday.registry.tabular import read_table_file, to_table
+from matchday.store import AliasNotFound, ModelNotFound, VersionNotFound
+
+__all__ = [
+    "FLAVORS",
+    "AliasNotFound",
+    "ArtifactCorrupt",
+    "ArtifactError",
+    "ArtifactMissing",
+    "ArtifactStore",
+    "ColumnSpec",
+    "InvalidInput",
+    "InvalidModel",
+    "InvalidModelRef",
+    "InvalidReference",
+    "ModelNotFound",
+    "ModelRef",
+    "OutputSpec",
+    "Predictor",
+    "Registry",
+    "RegistryError",
+    "Signature",
+    "UnknownFlavor",
+    "UntrustedArtifact",
+    "VersionNotFound",
+    "read_table_file",
+    "to_table",
+]

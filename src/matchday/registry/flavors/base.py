@@ -1,0 +1,129 @@
+"""The one interface every flavor loads into, and the contract a flavor implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from matchday.registry.errors import InvalidInput, InvalidReference
+from matchday.registry.signature import Signature
+from matchday.registry.tabular import to_numpy, to_table
+
+_ARROW_TYPES = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
+
+
+class Predictor(ABC):
+    """A loaded model: ``predict`` for every flavor, ``predict_proba`` where the model has it.
+
+    Input may be a DataFrame (pandas or polars), a pyarrow Table, a dict of columns or a list of
+    row dicts; with a signature, columns are selected and ordered by it and cast to its types.
+    """
+
+    flavor: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.signature: Signature | None = None
+        self.ref: str | None = None
+
+    @property
+    def has_proba(self) -> bool:
+        return False
+
+    @property
+    def classes(self) -> list[Any] | None:
+        if self.signature is not None and self.signature.output.classes is not None:
+            return list(self.signature.output.classes)
+        return self._native_classes()
+
+    def predict(self, data: Any) -> np.ndarray:
+        return np.asarray(self._predict(self.prepare(data)))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        if not self.has_proba:
+            raise InvalidInput(f"this {self.flavor} model has no predict_proba (it is not a probabilistic classifier)")
+        return np.asarray(self._predict_proba(self.prepare(data)), dtype=np.float64)
+
+    def prepare(self, data: Any) -> pa.Table:
+        """The input as a Table in the signature's column order and types."""
+        names = self.signature.input_names if self.signature else None
+        try:
+            table = to_table(data, columns=names)
+        except InvalidReference as exc:
+            raise InvalidInput(exc.message) from exc
+        if self.signature is None:
+            return table
+        missing = [n for n in names or [] if n not in table.column_names]
+        if missing:
+            raise InvalidInput("input is missing columns the model needs", [f"{n}: missing" for n in missing])
+        problems: list[str] = []
+        columns = []
+        for spec in self.signature.inputs:
+            col = table.column(spec.name)
+            target = _ARROW_TYPES[spec.type]
+            if col.type != target:
+                try:
+                    col = col.cast(target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    problems.append(f"{spec.name}: cannot read {col.type} as {spec.type} ({exc})")
+            columns.append(col)
+        if problems:
+            raise InvalidInput("input columns have the wrong types", problems)
+        return pa.table(dict(zip(names or [], columns)))
+
+    # what each flavor implements ----------------------------------------------------------
+    @abstractmethod
+    def _predict(self, table: pa.Table) -> Any: ...
+
+    def _predict_proba(self, table: pa.Table) -> Any:
+        raise NotImplementedError
+
+    def _native_classes(self) -> list[Any] | None:
+        """Class labels as the model itself knows them (before a signature exists)."""
+        return None
+
+    def declared_inputs(self) -> list[str] | int | None:
+        """Input names the model declares, or just their count, or None if it says nothing."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.ref or '(unregistered)'}>"
+
+
+def as_matrix(table: pa.Table) -> np.ndarray:
+    """Columns side by side: float64 when every column is numeric, object otherwise."""
+    cols = [to_numpy(table.column(i)) for i in range(table.num_columns)]
+    if all(c.dtype.kind in "biuf" for c in cols):
+        return np.column_stack([c.astype(np.float64, copy=False) for c in cols]) if cols else np.empty((table.num_rows, 0))
+    return np.column_stack([c.astype(object) for c in cols])
+
+
+def as_pandas(table: pa.Table) -> Any:
+    return table.to_pandas()
+
+
+@dataclass
+class Packed:
+    """A model turned into artifact bytes, with the live predictor used to check and profile it."""
+
+    flavor: str
+    data: bytes
+    predictor: Predictor
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Flavor(ABC):
+    """How one kind of model is recognised, stored as bytes, and loaded back."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def pack(self, model: Any, *, trust_pickle: bool = False) -> Packed | None:
+        """Bytes for ``model`` if this flavor handles it, else None (so detection moves on)."""
+
+    @abstractmethod
+    def load(self, data: bytes, options: dict[str, Any], cache_dir: Path) -> Predictor: ...

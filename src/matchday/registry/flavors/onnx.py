@@ -1,0 +1,118 @@
+"""ONNX models, run by onnxruntime.
+
+Two input layouts are understood: one 2-D tensor whose columns are the features in order, or one
+tensor per feature named after its column (what skl2onnx makes of a DataFrame pipeline).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from matchday.registry.errors import InvalidInput, InvalidModel
+from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_matrix
+from matchday.registry.tabular import to_numpy
+
+_NUMPY_OF = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": object,
+}
+
+
+class OnnxPredictor(Predictor):
+    flavor = "onnx"
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise InvalidModel(f"not a valid ONNX model: {exc}") from exc
+        self.inputs = self.session.get_inputs()
+        outputs = self.session.get_outputs()
+        self.label_output = outputs[0].name
+        self.proba_output = next(
+            (o.name for o in outputs[1:] if "prob" in o.name.lower() or o.type.startswith("seq(map")), None
+        )
+        self._zipmap_classes: list[Any] | None = None
+
+    @property
+    def has_proba(self) -> bool:
+        return self.proba_output is not None
+
+    def declared_inputs(self) -> list[str] | int | None:
+        if len(self.inputs) == 1:
+            shape = self.inputs[0].shape
+            if len(shape) == 2 and isinstance(shape[1], int):
+                return shape[1]
+            return None
+        return [i.name for i in self.inputs]
+
+    def _native_classes(self) -> list[Any] | None:
+        return self._zipmap_classes
+
+    def _feed(self, table: pa.Table) -> dict[str, np.ndarray]:
+        names = [i.name for i in self.inputs]
+        per_column = all(n in table.column_names for n in names) and not (len(names) == 1 and table.num_columns > 1)
+        if not per_column:
+            if len(self.inputs) != 1:
+                missing = [n for n in names if n not in table.column_names]
+                raise InvalidInput("the ONNX model needs input columns it was not given", [f"{n}: missing" for n in missing])
+            spec = self.inputs[0]
+            return {spec.name: as_matrix(table).astype(_NUMPY_OF.get(spec.type, np.float32))}
+        feed = {}
+        for spec in self.inputs:
+            column = to_numpy(table.column(spec.name)).astype(_NUMPY_OF.get(spec.type, np.float32))
+            feed[spec.name] = column.reshape(-1, 1) if len(spec.shape) == 2 else column
+        return feed
+
+    def _run(self, table: pa.Table, outputs: list[str]) -> list[Any]:
+        try:
+            return self.session.run(outputs, self._feed(table))
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"onnxruntime refused the input: {exc}") from exc
+
+    def _predict(self, table: pa.Table) -> Any:
+        (labels,) = self._run(table, [self.label_output])
+        labels = np.asarray(labels)
+        return labels.ravel() if labels.ndim == 2 and labels.shape[1] == 1 else labels
+
+    def _predict_proba(self, table: pa.Table) -> Any:
+        (proba,) = self._run(table, [self.proba_output])  # type: ignore[list-item]
+        if isinstance(proba, list):  # ZipMap: one {class: probability} dict per row
+            classes = list(proba[0].keys()) if proba else (self._zipmap_classes or [])
+            self._zipmap_classes = classes
+            return np.array([[row[c] for c in classes] for row in proba], dtype=np.float64)
+        return np.asarray(proba, dtype=np.float64)
+
+
+class OnnxFlavor(Flavor):
+    name = "onnx"
+
+    def pack(self, model: Any, *, trust_pickle: bool = False) -> Packed | None:
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            if path.suffix.lower() != ".onnx" or not path.is_file():
+                return None
+            data = path.read_bytes()
+        elif type(model).__module__.startswith("onnx") and hasattr(model, "SerializeToString"):
+            data = model.SerializeToString()
+        else:
+            return None
+        return Packed("onnx", data, OnnxPredictor(data))
+
+    def load(self, data: bytes, options: dict[str, Any], cache_dir: Path) -> Predictor:
+        return OnnxPredictor(data)
