@@ -39,7 +39,7 @@ class SklearnPredictor(Predictor):
 
     def declared_inputs(self) -> list[str] | int | None:
         names = getattr(self.model, "feature_names_in_", None)
-        if names is not None:
+        if names is not None and self.flavor != "lightgbm":  # LightGBM rewrites names (spaces to _)
             return [str(n) for n in names]
         return getattr(self.model, "n_features_in_", None)
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: every store and registry test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from MATCHDAY_TEST_POSTGRES_URL (set by `make test` and CI). When it is set
+and the server cannot be reached the tests fail; they never skip silently.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from matchday.config import Settings
+from matchday.workspace import Workspace
+
+POSTGRES_ENV = "MATCHDAY_TEST_POSTGRES_URL"
+
+
+def _postgres_admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'matchday.db'}"
+        return
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set; `make test` sets it and runs these")
+    name = f"matchday_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {admin_url} is unreachable, and {POSTGRES_ENV} says it must be there: {exc}")
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def workspace(database_url: str, tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace(Settings(home=tmp_path / "home", database_url=database_url))
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def registry(workspace: Workspace):  # type: ignore[no-untyped-def]
+    return workspace.registry
+
+
+@pytest.fixture(scope="session")
+def cancer() -> tuple[pd.DataFrame, pd.Series]:
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def mixed_frame() -> pd.DataFrame:
+    """Numeric, integer, categorical and boolean columns with a few missing values, and a label."""
+    rng = np.random.default_rng(7)
+    n = 600
+    frame = pd.DataFrame({
+        "amount": rng.lognormal(3, 1, n),
+        "hour": rng.integers(0, 24, n),
+        "merchant": rng.choice(["food", "fuel", "travel"], n),
+        "online": rng.random(n) < 0.3,
+    })
+    frame.loc[::50, "amount"] = np.nan
+    frame["label"] = ((frame["amount"].fillna(0) > 30) | frame["online"]).astype(int)
+    return frame
+
+
+@pytest.fixture(scope="session")
+def cancer_pipeline(cancer):  # type: ignore[no-untyped-def]
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = cancer
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
