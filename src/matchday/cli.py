@@ -139,6 +139,13 @@ def models_alias(
     out.print(f"{name}@{alias} → version {move.to_version} {previous}")
 
 
+@models_app.command("verify")
+def models_verify(ref: str) -> None:
+    """Check a version's artifact against its recorded sha256 and load it."""
+    predictor = default_workspace().registry.load(ref)
+    out.print(f"{predictor.ref}: artifact intact (sha256 matches), loads as {predictor.flavor}")
+
+
 @models_app.command("delete")
 def models_delete(
     ref: Annotated[str, typer.Argument(help="NAME (every version) or NAME:VERSION")],

@@ -20,7 +20,7 @@ from matchday.registry.profile import profile_column, profile_table
 from matchday.registry.refs import ModelRef, check_alias, check_name
 from matchday.registry.signature import Signature, infer_inputs, infer_output
 from matchday.registry.tabular import to_table
-from matchday.store import AliasMove, ModelRecord, ModelStore, ModelVersionRecord
+from matchday.store import StoreError, AliasMove, ModelRecord, ModelStore, ModelVersionRecord
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,16 @@ class Registry:
             return self._insert(name, packed.flavor, sha, len(packed.data), final, profile, packed.options,
                                 metrics, tags, description, alias)
         except Exception:
-            if written and self.store.count_artifact_uses(sha) == 0:
+            if written and self._unused(sha):
                 self.artifacts.delete(sha)
             raise
+
+    def _unused(self, sha: str) -> bool:
+        """Whether no version uses the blob; when the database cannot say, the blob we just wrote is ours."""
+        try:
+            return self.store.count_artifact_uses(sha) == 0
+        except StoreError:
+            return True
 
     def _insert(self, name: str, flavor: str, sha: str, size: int, signature: Signature, profile: dict[str, Any] | None,
                 options: dict[str, Any], metrics: dict[str, float] | None, tags: dict[str, str] | None,

@@ -51,6 +51,9 @@ class Database:
         self.url = url
         self.engine = _create_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: writers take the write lock when they begin (BEGIN IMMEDIATE), so two writers
+        # queue on busy_timeout instead of one failing when it upgrades a stale read snapshot.
+        self._write_sessions = sessionmaker(self.engine.execution_options(matchday_write=True), expire_on_commit=False)
         if migrate:
             self.upgrade()
 
@@ -59,19 +62,38 @@ class Database:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, write: bool = False) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back (nothing half-written) on error."""
-        with translate_errors(self.url), self._sessions.begin() as session:
+        factory = self._write_sessions if write else self._sessions
+        with translate_errors(self.url), factory.begin() as session:
             yield session
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision``; safe to call from many processes at once."""
         from alembic import command
 
-        with translate_errors(self.url), self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            command.upgrade(_alembic_config(conn), revision)
+        # Alembic's context is process-global, so one thread at a time; across processes, a lock
+        # in the database (PostgreSQL) or beside the file (SQLite).
+        with _migration_lock, translate_errors(self.url), self._sqlite_file_lock():
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                command.upgrade(_alembic_config(conn), revision)
+
+    @contextlib.contextmanager
+    def _sqlite_file_lock(self) -> Iterator[None]:
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -99,6 +121,7 @@ def _alembic_config(connection: sa.Connection | None) -> Any:
 
 
 _sqlite_lock = threading.Lock()
+_migration_lock = threading.Lock()
 
 
 def _create_engine(url: str) -> Engine:
@@ -109,10 +132,14 @@ def _create_engine(url: str) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            with _sqlite_lock:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with _sqlite_lock:
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreUnavailable(f"cannot create the folder for the SQLite database {parsed.database}: {err}") from err
         engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
@@ -122,8 +149,13 @@ def _create_engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("matchday_write") else "BEGIN")

@@ -12,7 +12,7 @@ from matchday.store.errors import AliasNotFound, Conflict, ModelNotFound, Versio
 from matchday.store.records import AliasMove, ModelRecord, ModelVersionRecord
 from matchday.store.schema import AliasMoveRow, AliasRow, ModelRow, ModelVersionRow, ReferenceProfileRow, utcnow
 
-_RETRIES = 5  # concurrent registrations of one name race for the next version number
+_RETRIES = 10  # concurrent registrations of one name race for the next version number
 
 
 class ModelStore:
@@ -39,9 +39,9 @@ class ModelStore:
         """Add the next version of ``name`` (creating the model on first use), profile included."""
         for attempt in range(_RETRIES):
             try:
-                with self.db.session() as s:
-                    model = s.scalar(sa.select(ModelRow).where(ModelRow.name == name))
-                    if model is None:
+                with self.db.session(write=True) as s:
+                    model = s.scalar(sa.select(ModelRow).where(ModelRow.name == name).with_for_update())
+                    if model is None:  # two first registrations race here; the loser retries
                         model = ModelRow(name=name, created_at=utcnow())
                         s.add(model)
                         s.flush()
@@ -105,7 +105,7 @@ class ModelStore:
 
     def delete_version(self, name: str, version: int, reason: str | None = None) -> ModelVersionRecord:
         """Remove one version; aliases pointing at it are removed and their removal recorded."""
-        with self.db.session() as s:
+        with self.db.session(write=True) as s:
             model = _model(s, name)
             row = _version_row(s, model, version)
             record = _version_record(name, row, _aliases_of(s, model.id, version))
@@ -138,7 +138,7 @@ class ModelStore:
 
     def delete_model(self, name: str, reason: str | None = None) -> list[ModelVersionRecord]:
         """Remove a model with all its versions; returns what was removed (for artifact clean-up)."""
-        with self.db.session() as s:
+        with self.db.session(write=True) as s:
             model = _model(s, name)
             rows = s.scalars(sa.select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)).all()
             records = [_version_record(name, r, ()) for r in rows]
@@ -164,7 +164,7 @@ class ModelStore:
 
     def set_alias(self, name: str, alias: str, version: int, reason: str | None = None) -> AliasMove:
         """Point ``alias`` at ``version`` and record the move (a no-op move is recorded too)."""
-        with self.db.session() as s:
+        with self.db.session(write=True) as s:
             model = _model(s, name)
             _version_row(s, model, version)
             row = s.scalar(
@@ -181,7 +181,7 @@ class ModelStore:
             return _move_record(move)
 
     def remove_alias(self, name: str, alias: str, reason: str | None = None) -> AliasMove:
-        with self.db.session() as s:
+        with self.db.session(write=True) as s:
             model = _model(s, name)
             row = s.scalar(sa.select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias))
             if row is None:
