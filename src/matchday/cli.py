@@ -192,7 +192,9 @@ def _short(values: list[Any] | None, limit: int = 6) -> str:
 def main() -> None:
     """Entry point: our errors become one red line and exit code 1, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except MatchdayError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
         sys.exit(1)

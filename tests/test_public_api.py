@@ -1,0 +1,43 @@
+"""Every part's public face names only things that exist (and the top level works as documented)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PARTS = ["matchday", "matchday.store", "matchday.registry", "matchday.demo"]
+
+
+@pytest.mark.parametrize("module_name", PARTS)
+def test_all_names_exist(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert missing == []
+
+
+def test_store_imports_nothing_of_ours_but_errors() -> None:
+    """DESIGN.md: `store` is the bottom layer."""
+    import pathlib
+
+    import matchday.store
+
+    root = pathlib.Path(matchday.store.__file__).parent
+    for path in root.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("from matchday", "import matchday")):
+                assert line.startswith(("from matchday.store", "from matchday.errors")), f"{path}: {line}"
+
+
+def test_register_and_load_through_the_top_level(tmp_path, monkeypatch, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    import matchday
+
+    monkeypatch.setenv("MATCHDAY_HOME", str(tmp_path))
+    monkeypatch.delenv("MATCHDAY_DATABASE_URL", raising=False)
+    X, y = cancer
+    record = matchday.register_model("cancer", cancer_pipeline, reference=X.assign(y=y), target="y", alias="champion")
+    assert record.ref == "cancer:1" and (tmp_path / "matchday.db").exists()
+    model = matchday.load_model("cancer@champion")
+    assert np.array_equal(model.predict(X), cancer_pipeline.predict(X))
