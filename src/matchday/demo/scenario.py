@@ -72,12 +72,19 @@ def run(console: Console, workspace: Workspace | None = None) -> None:
     challenger, challenger_train, challenger_acc = train_fraud_model(seed=1)
     v2 = registry.register("demo-fraud", challenger, reference=challenger_train, target="is_fraud", alias="challenger",
                            metrics={"accuracy": challenger_acc})
-    registry.set_alias("demo-fraud", v2.version, "champion", reason=f"challenger accuracy {challenger_acc:.3f} vs {fraud_acc:.3f}")
+    comparison = f"test accuracy {challenger_acc:.3f} vs champion {fraud_acc:.3f}"
+    champion_model = fraud
+    if challenger_acc > fraud_acc:
+        registry.set_alias("demo-fraud", v2.version, "champion", reason=f"challenger wins: {comparison}")
+        champion_model = challenger
+        console.print(f"challenger {v2.ref} promoted to @champion ({comparison})")
+    else:
+        console.print(f"challenger {v2.ref} not promoted ({comparison}): @champion stays on {v1.ref}")
 
     console.rule("3. load by alias: same predictions as the trained model")
     loaded = registry.load("demo-fraud@champion")
     sample = transactions(2_000, seed=99)
-    same = np.array_equal(loaded.predict(sample), challenger.predict(sample.drop_columns(["is_fraud"]).to_pandas()))
+    same = np.array_equal(loaded.predict(sample), champion_model.predict(sample.drop_columns(["is_fraud"]).to_pandas()))
     console.print(f"loaded {loaded.ref} ({loaded.flavor}); predictions identical to the in-memory model: {same}")
 
     from matchday.cli import models_list, models_show
