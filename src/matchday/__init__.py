@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from matchday.client import Client
 from matchday.errors import MatchdayError
 from matchday.registry import Predictor, Signature
 from matchday.store import ModelVersionRecord
@@ -51,4 +52,4 @@ def load_model(ref: str) -> Predictor:
     return default_workspace().registry.load(ref)
 
 
-__all__ = ["MatchdayError", "Predictor", "Signature", "Workspace", "__version__", "load_model", "register_model"]
+__all__ = ["Client", "MatchdayError", "Predictor", "Signature", "Workspace", "__version__", "load_model", "register_model"]

@@ -163,6 +163,65 @@ def models_delete(
     out.print(f"deleted {', '.join(v.ref for v in removed) or parsed.name}")
 
 
+deployments_app = typer.Typer(help="Deployments: named endpoints serving a model version or alias.", no_args_is_help=True)
+app.add_typer(deployments_app, name="deployments")
+
+
+@app.command("deploy")
+def deploy(
+    name: Annotated[str, typer.Argument(help="deployment name (the URL path segment)")],
+    model: Annotated[str, typer.Argument(help="MODEL@ALIAS (follows the alias) or MODEL:VERSION")],
+    max_batch_size: Annotated[int, typer.Option(help="rows merged into one model call at most")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a batch may wait for more requests")] = 0.0,
+    max_rows: Annotated[int, typer.Option(help="rows accepted in one request")] = 10_000,
+) -> None:
+    """Create or update deployment NAME to serve MODEL."""
+    from matchday.rollout import Deployments
+    from matchday.store import DeploymentStore
+
+    ws = default_workspace()
+    record, previous = Deployments(DeploymentStore(ws.database), ws.registry).deploy(
+        name, model, {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_rows": max_rows})
+    change = f"(was {previous})" if previous and previous != record.model_ref else "(new)" if previous is None else "(unchanged)"
+    out.print(f"deployment [bold]{record.name}[/] serves {record.model_ref} {change}")
+
+
+@deployments_app.command("list")
+def deployments_list() -> None:
+    """Every deployment and the version it routes to now."""
+    from matchday.rollout import Deployments
+    from matchday.store import DeploymentStore
+
+    ws = default_workspace()
+    deployments = Deployments(DeploymentStore(ws.database), ws.registry)
+    table = Table("deployment", "serves", "version now", "max batch", "updated (UTC)")
+    for d in deployments.list():
+        try:
+            now = deployments.route(d.name).ref
+        except MatchdayError as exc:
+            now = f"[red]{exc.message}[/]"
+        table.add_row(d.name, d.model_ref, now, str(d.settings.get("max_batch_size")), f"{d.updated_at:%Y-%m-%d %H:%M}")
+    out.print(table)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes (each with its own batching and log writer)")] = 1,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
+    import uvicorn
+
+    ws = default_workspace()
+    ws.database.upgrade()  # once, before the workers start
+    out.print(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops, "
+              "flushing the prediction log first")
+    uvicorn.run("matchday.serving:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=30)
+
+
 @app.command("demo")
 def demo() -> None:
     """Run the demo scenario (what `make demo` runs)."""

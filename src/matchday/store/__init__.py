@@ -13,14 +13,29 @@ from matchday.store.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
+from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
 from matchday.store.model_store import ModelStore
-from matchday.store.records import AliasMove, ModelRecord, ModelVersionRecord
+from matchday.store.prediction_store import PredictionLogStore
+from matchday.store.records import (
+    AliasMove,
+    DeploymentRecord,
+    LabelOutcome,
+    ModelRecord,
+    ModelVersionRecord,
+    PredictionRecord,
+)
 
 __all__ = [
     "AliasMove",
     "AliasNotFound",
     "Conflict",
     "Database",
+    "DeploymentNotFound",
+    "DeploymentRecord",
+    "DeploymentStore",
+    "LabelOutcome",
+    "PredictionLogStore",
+    "PredictionRecord",
     "ModelNotFound",
     "ModelRecord",
     "ModelStore",

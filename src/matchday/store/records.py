@@ -44,3 +44,38 @@ class AliasMove:
     to_version: int | None
     reason: str | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    name: str
+    model_ref: str
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    request_id: str
+    entity_id: str | None
+    deployment: str
+    model: str
+    version: int
+    at: datetime
+    inputs: dict[str, Any]
+    prediction: Any
+    probabilities: list[float] | None
+    latency_seconds: float
+    routing: dict[str, Any]
+    label: Any = None
+    label_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    """Where one piece of ground truth went: the request id it joined, or None if unknown."""
+
+    kind: str
+    key: str
+    request_id: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -96,3 +96,39 @@ class AliasMoveRow(Base):
     to_version: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentRow(Base):
+    """A named endpoint serving one model reference (``NAME@ALIAS`` follows the alias)."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    model_ref: Mapped[str] = mapped_column(String(300))
+    settings: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PredictionRow(Base):
+    """One scored row: what came in, what went out, and (later) the ground truth."""
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index("ix_prediction_log_deployment_at", "deployment", "at"),
+                      Index("ix_prediction_log_deployment_entity", "deployment", "entity_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    entity_id: Mapped[str | None] = mapped_column(String(200))
+    deployment: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    inputs: Mapped[dict[str, Any]]
+    prediction: Mapped[Any] = mapped_column(JSON)
+    probabilities: Mapped[list[float] | None] = mapped_column(JSON)
+    latency_seconds: Mapped[float] = mapped_column(Float)
+    routing: Mapped[dict[str, Any]]
+    label: Mapped[Any | None] = mapped_column(JSON)
+    label_at: Mapped[datetime | None]

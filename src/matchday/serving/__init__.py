@@ -1,0 +1,21 @@
+"""Online serving: the FastAPI app (own JSON and Open Inference Protocol V2), validation,
+micro-batching, feedback intake and /metrics."""
+
+from matchday.serving.app import create_app, create_app_from_env
+from matchday.serving.batching import MicroBatcher, merge, split
+from matchday.serving.errors import BadRequest, InvalidRequest, PayloadTooLarge, ServingError, status_for
+from matchday.serving.service import PredictionService
+
+__all__ = [
+    "BadRequest",
+    "InvalidRequest",
+    "MicroBatcher",
+    "PayloadTooLarge",
+    "PredictionService",
+    "ServingError",
+    "create_app",
+    "create_app_from_env",
+    "merge",
+    "split",
+    "status_for",
+]

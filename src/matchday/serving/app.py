@@ -1,0 +1,256 @@
+"""The FastAPI app: thin endpoints around `PredictionService`, built by `create_app`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from matchday import __version__
+from matchday.errors import MatchdayError
+from matchday.monitoring import PredictionLogWriter
+from matchday.rollout import Deployments
+from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
+from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
+from matchday.serving.metrics import ServingMetrics
+from matchday.serving.service import PredictionService
+from matchday.store import DeploymentStore, PredictionLogStore
+from matchday.workspace import Workspace
+
+log = logging.getLogger("matchday.serving")
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The serving app over ``workspace`` (the environment's settings by default)."""
+    ws = workspace or Workspace()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = ws.database  # migrations run here, before the first request
+        log_store = PredictionLogStore(db)
+        writer = PredictionLogWriter(log_store, ws.settings.home.absolute() / "spool")
+        writer.start()
+        metrics = ServingMetrics(writer.stats)
+        service = PredictionService(Deployments(DeploymentStore(db), ws.registry), ws.registry, log_store, writer, metrics)
+        state.update(service=service, metrics=metrics, writer=writer)
+        try:
+            yield
+        finally:
+            await service.close()
+            writer.close()
+            ws.close()
+
+    app = FastAPI(title="matchday", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse)
+
+    def service() -> PredictionService:
+        return state["service"]
+
+    async def read_json(request: Request) -> tuple[Any, bytes]:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_body_bytes:
+            raise PayloadTooLarge(f"the body is {int(length):,} bytes; the limit is {max_body_bytes:,}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise PayloadTooLarge(f"the body is over the limit of {max_body_bytes:,} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        header, binary = split_binary_body(raw, request.headers.get("inference-header-content-length"))
+        try:
+            return orjson.loads(header), binary
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+    @app.exception_handler(MatchdayError)
+    async def domain_error(request: Request, exc: MatchdayError) -> Response:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        if request.url.path.startswith("/v2"):
+            return ORJSONResponse({"error": str(exc)}, status_code=status)
+        details = getattr(exc, "problems", None) or exc.details
+        return ORJSONResponse({"error": exc.message, "details": details}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, exc: RequestValidationError) -> Response:
+        details = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+        return ORJSONResponse({"error": "invalid request", "details": details}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path)
+        body = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+        if not request.url.path.startswith("/v2"):
+            body["details"] = []
+        return ORJSONResponse(body, status_code=500)
+
+    # -- matchday's own JSON ------------------------------------------------------------------
+    @app.get("/v1/deployments")
+    async def list_deployments() -> Any:
+        records = service().deployments.list()
+        return {"deployments": [{"name": d.name, "model_ref": d.model_ref, "settings": d.settings} for d in records]}
+
+    @app.post("/v1/deployments/{name}/predict")
+    async def predict(name: str, request: Request) -> Any:
+        body, _ = await read_json(request)
+        result = await service().predict(name, lambda signature: decode_v1(body, signature))
+        return {
+            "deployment": name,
+            "model": result.route.model,
+            "version": result.route.version,
+            "predictions": [
+                {"request_id": p.request_id, "id": p.entity_id, "prediction": p.prediction,
+                 **({"probabilities": p.probabilities} if p.probabilities is not None else {})}
+                for p in result.predictions
+            ],
+            "input_quality": result.quality,
+        }
+
+    @app.post("/v1/deployments/{name}/feedback")
+    async def feedback(name: str, request: Request) -> Any:
+        body, _ = await read_json(request)
+        labels = _parse_feedback(body)
+        outcomes = await service().feedback(name, labels)
+        unknown = [{o.kind if o.kind == "request_id" else "id": o.key} for o in outcomes if o.request_id is None]
+        return {"received": len(outcomes), "joined": len(outcomes) - len(unknown), "unknown": unknown}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(state["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        stats = state["writer"].stats()
+        return {"status": "ok", "version": __version__, "prediction_log": stats.__dict__}
+
+    # -- Open Inference Protocol V2 ----------------------------------------------------------
+    @app.get("/v2")
+    async def v2_server() -> Any:
+        return {"name": "matchday", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live")
+    async def v2_live() -> Any:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def v2_ready() -> Any:
+        return {"ready": "service" in state}
+
+    async def v2_model(name: str, version: str | None) -> Any:
+        route, _ = await service().route(name)
+        if version is not None and version != str(route.version):
+            from matchday.serving.errors import VersionNotServed
+
+            raise VersionNotServed(f"deployment {name!r} serves {route.ref}, not version {version}")
+        predictor = await service().predictor(route.ref)
+        signature = predictor.signature
+        assert signature is not None
+        outputs = [{"name": "predict", "datatype": _output_type(signature), "shape": [-1]}]
+        if predictor.has_proba:
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.classes or [])]})
+        return {
+            "name": name, "versions": [str(route.version)], "platform": f"matchday/{predictor.flavor}",
+            "inputs": [{"name": c.name, "datatype": v2_datatype(c.type), "shape": [-1, 1]} for c in signature.inputs],
+            "outputs": outputs,
+            "parameters": {"model": route.model, "model_ref": route.model_ref},
+        }
+
+    @app.get("/v2/models/{name}")
+    async def v2_metadata(name: str) -> Any:
+        return await v2_model(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_metadata_version(name: str, version: str) -> Any:
+        return await v2_model(name, version)
+
+    @app.get("/v2/models/{name}/ready")
+    async def v2_model_ready(name: str) -> Any:
+        await v2_model(name, None)
+        return {"name": name, "ready": True}
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_version_ready(name: str, version: str) -> Any:
+        await v2_model(name, version)
+        return {"name": name, "ready": True}
+
+    async def v2_infer(name: str, version: str | None, request: Request) -> Any:
+        body, binary = await read_json(request)
+        wanted = None
+        if isinstance(body, dict) and isinstance(body.get("outputs"), list):
+            wanted = {o.get("name") for o in body["outputs"] if isinstance(o, dict)}
+        if version is not None and not version.isdigit():
+            raise BadRequest(f"model version {version!r} is not a number")
+        result = await service().predict(name, lambda signature: decode_v2(body, binary, signature),
+                                         version=int(version) if version else None)
+        outputs = [v2_tensor("predict", result.scored.predictions)]
+        if result.scored.probabilities is not None:
+            outputs.append(v2_tensor("predict_proba", result.scored.probabilities))
+        if wanted:
+            unknown = wanted - {o["name"] for o in outputs}
+            if unknown:
+                raise BadRequest(f"unknown outputs requested: {', '.join(sorted(map(str, unknown)))}")
+            outputs = [o for o in outputs if o["name"] in wanted]
+        answer = {"model_name": name, "model_version": str(result.route.version), "outputs": outputs,
+                  "parameters": {"request_ids": [p.request_id for p in result.predictions]}}
+        if isinstance(body, dict) and "id" in body:
+            answer["id"] = body["id"]
+        return answer
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2_infer_latest(name: str, request: Request) -> Any:
+        return await v2_infer(name, None, request)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer_version(name: str, version: str, request: Request) -> Any:
+        return await v2_infer(name, version, request)
+
+    return app
+
+
+def _output_type(signature: Any) -> str:
+    if signature.output.task == "regression":
+        return "FP64"
+    classes = signature.output.classes or []
+    return "INT64" if classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes) else "BYTES"
+
+
+def _parse_feedback(body: Any) -> list[tuple[str, str, Any]]:
+    """``{"labels": [{"request_id": ..., "label": ...} | {"id": ..., "label": ...}]}``."""
+    if not isinstance(body, dict) or not isinstance(body.get("labels"), list) or not body["labels"]:
+        raise BadRequest('the body must be {"labels": [{"request_id" or "id": ..., "label": ...}, ...]}')
+    out: list[tuple[str, str, Any]] = []
+    problems = []
+    for i, item in enumerate(body["labels"]):
+        if not isinstance(item, dict) or "label" not in item or ("request_id" in item) == ("id" in item):
+            problems.append(f"labels[{i}]: needs \"label\" and exactly one of \"request_id\" or \"id\"")
+            continue
+        if isinstance(item["label"], (dict, list)):
+            problems.append(f"labels[{i}].label: must be a single value")
+            continue
+        kind = "request_id" if "request_id" in item else "entity_id"
+        out.append((kind, str(item["request_id"] if kind == "request_id" else item["id"]), item["label"]))
+    if problems:
+        raise BadRequest(f"{len(problems)} invalid label(s)", problems)
+    return out
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory `matchday serve` hands to uvicorn (each worker builds its own app)."""
+    logging.basicConfig(level=os.environ.get("MATCHDAY_LOG_LEVEL", "INFO"))
+    return create_app()

@@ -1,0 +1,107 @@
+"""Adaptive micro-batching: concurrent requests to one version become one model call.
+
+One task owns the queue. While the model is busy, requests pile up; the next call takes them all
+(up to ``max_batch_size`` rows), so batches grow with concurrency and a lone request never waits
+longer than ``max_wait`` (zero by default). Merging and splitting are pure functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass
+class Scored:
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+
+
+def merge(tables: list[pa.Table]) -> tuple[pa.Table, list[int]]:
+    """One table of all rows, and the offsets where each request's rows start."""
+    offsets = np.cumsum([0] + [t.num_rows for t in tables]).tolist()
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), offsets
+
+
+def split(scored: Scored, offsets: list[int]) -> list[Scored]:
+    out = []
+    for start, end in zip(offsets, offsets[1:]):
+        proba = None if scored.probabilities is None else scored.probabilities[start:end]
+        out.append(Scored(scored.predictions[start:end], proba))
+    return out
+
+
+@dataclass
+class _Item:
+    table: pa.Table
+    future: asyncio.Future[Scored]
+
+
+class MicroBatcher:
+    """Owns the queue of one model version; ``score`` is awaited by each request."""
+
+    def __init__(self, predict: Callable[[pa.Table], Scored], *, max_batch_size: int = 64, max_wait: float = 0.0,
+                 observe: Callable[[int], None] | None = None) -> None:
+        self.predict = predict
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait
+        self.observe = observe
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def score(self, table: pa.Table) -> Scored:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Item(table, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            rows = batch[0].table.num_rows
+            deadline = time.monotonic() + self.max_wait
+            while rows < self.max_batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                batch.append(item)
+                rows += item.table.num_rows
+            await self._dispatch(batch)
+
+    async def _dispatch(self, batch: list[_Item]) -> None:
+        try:
+            table, offsets = merge([b.table for b in batch])
+            if self.observe:
+                self.observe(table.num_rows)
+            scored = await asyncio.to_thread(self.predict, table)
+            parts = split(scored, offsets)
+        except Exception as exc:  # the model's failure belongs to every request in the batch
+            for b in batch:
+                if not b.future.done():
+                    b.future.set_exception(exc)
+            return
+        for b, part in zip(batch, parts):
+            if not b.future.done():
+                b.future.set_result(part)

@@ -1,0 +1,217 @@
+"""Request bodies to columns, and answers back: matchday's JSON (rows or columns) and V2 tensors."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from matchday.registry import Signature
+from matchday.serving.errors import BadRequest
+
+
+@dataclass
+class DecodedRequest:
+    columns: dict[str, list[Any]]
+    rows: int
+    entity_ids: list[str | None]
+    path: str  # field-path template with {row} and {column}
+
+
+def decode_v1(body: Any, signature: Signature) -> DecodedRequest:
+    """``{"instances": [{...}, ...]}`` or ``{"columns": [...], "data": [[...], ...]}``; ``id`` is the entity key."""
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be a JSON object with "instances" or "columns" and "data"')
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
+            raise BadRequest('"instances" must be a list of objects, one per row')
+        features = set(signature.input_names)
+        entity = "id" not in features
+        ids = [_entity(i.get("id")) if entity else None for i in instances]
+        if "ids" in body:
+            ids = _ids(body["ids"], len(instances))
+        columns = {name: [row.get(name, _MISSING) for row in instances] for name in signature.input_names}
+        for name, values in columns.items():
+            if any(v is _MISSING for v in values):
+                columns[name] = [None if v is _MISSING else v for v in values]
+                missing_rows = [i for i, row in enumerate(instances) if name not in row]
+                if len(missing_rows) == len(instances):
+                    del columns[name]
+                else:
+                    raise _missing_in_rows(name, missing_rows)
+        return DecodedRequest(columns, len(instances), ids, "instances[{row}].{column}")
+    if "columns" in body or "data" in body:
+        names, data = body.get("columns"), body.get("data")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BadRequest('"columns" must be a list of column names')
+        if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+            raise BadRequest('"data" must be a list of rows, each a list of values')
+        bad = [i for i, r in enumerate(data) if len(r) != len(names)]
+        if bad:
+            raise BadRequest(f"data rows {bad[:10]} do not have {len(names)} values (one per column)")
+        columns = {name: [row[j] for row in data] for j, name in enumerate(names)}
+        ids = _ids(body["ids"], len(data)) if "ids" in body else [None] * len(data)
+        return DecodedRequest(columns, len(data), ids, "data[{row}].{column}")
+    raise BadRequest('the body needs "instances" (a list of objects) or "columns" and "data"')
+
+
+_MISSING = object()
+
+
+def _missing_in_rows(name: str, rows: list[int]) -> Exception:
+    from matchday.serving.errors import InvalidRequest
+
+    return InvalidRequest(f"{len(rows)} invalid value(s) in the request",
+                          [{"field": f"instances[{i}].{name}", "problem": "missing: the model needs this input"} for i in rows])
+
+
+def _entity(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        raise BadRequest('"id" must be a string or a number')
+    return str(value)
+
+
+def _ids(values: Any, rows: int) -> list[str | None]:
+    if not isinstance(values, list) or len(values) != rows:
+        raise BadRequest(f'"ids" must be a list with one entity key per row ({rows})')
+    return [_entity(v) for v in values]
+
+
+# -- Open Inference Protocol V2 ----------------------------------------------------------------
+V2_DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                "FP16", "FP32", "FP64", "BYTES"}
+_NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+          "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
+          "FP32": np.float32, "FP64": np.float64}
+_SIGNATURE_DATATYPE = {"integer": "INT64", "float": "FP64", "boolean": "BOOL", "string": "BYTES"}
+
+
+def v2_datatype(kind: str) -> str:
+    return _SIGNATURE_DATATYPE[kind]
+
+
+def split_binary_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON part and the binary tail of a request using the binary tensor extension."""
+    if header_length is None:
+        return raw, b""
+    try:
+        n = int(header_length)
+    except ValueError as exc:
+        raise BadRequest("Inference-Header-Content-Length must be an integer") from exc
+    if n < 0 or n > len(raw):
+        raise BadRequest("Inference-Header-Content-Length is larger than the body")
+    return raw[:n], raw[n:]
+
+
+def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
+    """V2 ``inputs`` to columns: one tensor per column, or one [N, k] tensor in signature order."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise BadRequest('the body must be a JSON object with a non-empty "inputs" list')
+    tensors: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, spec in enumerate(body["inputs"]):
+        if not isinstance(spec, dict):
+            raise BadRequest(f"inputs[{i}] must be an object")
+        name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
+        if not isinstance(name, str):
+            raise BadRequest(f"inputs[{i}].name must be a string")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not 1 <= len(shape) <= 2:
+            raise BadRequest(f"inputs[{i}].shape must be a list of one or two non-negative integers")
+        if datatype not in V2_DATATYPES:
+            raise BadRequest(f"inputs[{i}].datatype {datatype!r} is not a V2 datatype")
+        size = int(np.prod(shape))
+        parameters = spec.get("parameters") or {}
+        if isinstance(parameters, dict) and "binary_data_size" in parameters:
+            length = parameters["binary_data_size"]
+            if not isinstance(length, int) or offset + length > len(binary):
+                raise BadRequest(f"inputs[{i}].binary_data_size runs past the end of the body")
+            values = _from_binary(binary[offset : offset + length], datatype, size, i)
+            offset += length
+        else:
+            values = _from_json(spec.get("data"), datatype, size, i)
+        tensors[name] = values.reshape(shape)
+    names = signature.input_names
+    if all(n in tensors for n in names):
+        columns: dict[str, list[Any]] = {}
+        rows = None
+        for n in names:
+            t = tensors[n]
+            if t.ndim == 2 and t.shape[1] != 1:
+                raise BadRequest(f"input {n!r} has shape {list(t.shape)}; a column tensor is [N] or [N, 1]")
+            columns[n] = t.reshape(-1).tolist()
+            if rows is not None and len(columns[n]) != rows:
+                raise BadRequest("input tensors have different numbers of rows")
+            rows = len(columns[n])
+        return DecodedRequest(columns, rows or 0, [None] * (rows or 0), "inputs[{column}][{row}]")
+    if len(tensors) == 1:
+        ((name, t),) = tensors.items()
+        if t.ndim != 2 or t.shape[1] != len(names):
+            raise BadRequest(f"input {name!r} has shape {list(t.shape)}; expected one tensor per column "
+                             f"({', '.join(names)}) or one [N, {len(names)}] tensor in that order")
+        columns = {n: t[:, j].tolist() for j, n in enumerate(names)}
+        return DecodedRequest(columns, t.shape[0], [None] * t.shape[0], name + "[{row}][{column}]")
+    missing = [n for n in names if n not in tensors]
+    raise BadRequest(f"inputs do not match the model: missing {', '.join(missing)}")
+
+
+def _from_json(data: Any, datatype: str, size: int, i: int) -> np.ndarray:
+    flat = _flatten(data)
+    if len(flat) != size:
+        raise BadRequest(f"inputs[{i}] has {len(flat)} values but its shape holds {size}")
+    if datatype == "BYTES":
+        return np.array([v if isinstance(v, str) else json.dumps(v) for v in flat], dtype=object)
+    try:
+        return np.array(flat, dtype=_NUMPY[datatype])
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"inputs[{i}] has values that are not {datatype}: {exc}") from exc
+
+
+def _from_binary(raw: bytes, datatype: str, size: int, i: int) -> np.ndarray:
+    if datatype == "BYTES":
+        out, pos = [], 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise BadRequest(f"inputs[{i}] has a truncated BYTES element")
+            (n,) = struct.unpack_from("<I", raw, pos)
+            out.append(raw[pos + 4 : pos + 4 + n].decode("utf-8", errors="replace"))
+            pos += 4 + n
+        if len(out) != size:
+            raise BadRequest(f"inputs[{i}] has {len(out)} elements but its shape holds {size}")
+        return np.array(out, dtype=object)
+    dtype = np.dtype(_NUMPY[datatype]).newbyteorder("<")
+    if len(raw) != size * dtype.itemsize:
+        raise BadRequest(f"inputs[{i}] has {len(raw)} bytes; its shape and datatype need {size * dtype.itemsize}")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise BadRequest("tensor data must be a list")
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def v2_tensor(name: str, values: np.ndarray) -> dict[str, Any]:
+    values = np.asarray(values)
+    if values.dtype.kind in "OUS":
+        datatype, data = "BYTES", [str(v) for v in values.reshape(-1)]
+    elif values.dtype.kind == "b":
+        datatype, data = "BOOL", values.reshape(-1).tolist()
+    elif values.dtype.kind in "iu":
+        datatype, data = "INT64", values.reshape(-1).astype(np.int64).tolist()
+    else:
+        datatype, data = "FP64", values.reshape(-1).astype(np.float64).tolist()
+    return {"name": name, "shape": list(values.shape), "datatype": datatype, "data": data}

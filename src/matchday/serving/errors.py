@@ -1,0 +1,54 @@
+"""Errors of the serving part, and the one table that maps every domain error to an HTTP status."""
+
+from __future__ import annotations
+
+from matchday.errors import MatchdayError
+
+
+class ServingError(MatchdayError):
+    """Root of the serving part's errors."""
+
+
+class BadRequest(ServingError):
+    """The body is not what the endpoint reads (not JSON, wrong shape)."""
+
+
+class InvalidRequest(ServingError):
+    """The body parsed but its values do not fit the model's signature; ``details`` has each field."""
+
+    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(message, [f"{p['field']}: {p['problem']}" for p in problems])
+        self.problems = problems
+
+
+class PayloadTooLarge(ServingError):
+    """The body or the number of rows is over the deployment's limit."""
+
+
+class VersionNotServed(ServingError):
+    """A V2 request named a model version the deployment is not serving."""
+
+
+def status_for(exc: MatchdayError) -> int:
+    """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours."""
+    from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
+    from matchday.rollout import RolloutError
+    from matchday.store import NotFound, StoreUnavailable
+
+    table: list[tuple[type[MatchdayError], int]] = [
+        (PayloadTooLarge, 413),
+        (VersionNotServed, 404),
+        (InvalidRequest, 422),
+        (InvalidInput, 422),
+        (BadRequest, 400),
+        (InvalidModelRef, 400),
+        (NotFound, 404),
+        (StoreUnavailable, 503),
+        (ArtifactError, 500),
+        (RolloutError, 400),
+        (RegistryError, 400),
+    ]
+    for kind, status in table:
+        if isinstance(exc, kind):
+            return status
+    return 500

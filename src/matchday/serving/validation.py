@@ -1,0 +1,128 @@
+"""Check request values against a signature and turn them into typed columns.
+
+Every problem is reported with its field path (``instances[3].amount``), all at once. Values
+outside the reference range and categories never seen are scored, but counted for monitoring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from matchday.registry import ColumnSpec, Signature
+from matchday.serving.errors import InvalidRequest
+
+_ARROW = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+@dataclass
+class Quality:
+    """Input-quality counts of one request: scored, but worth watching."""
+
+    out_of_range: int = 0
+    unseen_category: int = 0
+    by_feature: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ValidatedBatch:
+    table: pa.Table
+    records: list[dict[str, Any]]  # the typed inputs per row, as logged
+    quality: Quality
+
+
+def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signature, path: str) -> ValidatedBatch:
+    """``columns`` maps column name to its values; ``path`` formats a field path from (row, column)."""
+    problems: list[dict[str, str]] = []
+    quality = Quality()
+    typed: dict[str, list[Any]] = {}
+    for spec in signature.inputs:
+        values = columns.get(spec.name)
+        if values is None:
+            problems.append({"field": path.format(row="*", column=spec.name), "problem": "missing: the model needs this input"})
+            continue
+        out: list[Any] = []
+        for i, raw in enumerate(values):
+            value, problem = _coerce(raw, spec)
+            if problem:
+                problems.append({"field": path.format(row=i, column=spec.name), "problem": problem})
+            elif value is not None:
+                _count_quality(value, spec, quality)
+            out.append(value)
+        typed[spec.name] = out
+    if problems:
+        raise InvalidRequest(f"{len(problems)} invalid value(s) in the request", problems)
+    table = pa.table({name: pa.array(vals, type=_ARROW[signature.column(name).type]) for name, vals in typed.items()})
+    names = list(typed)
+    records = [dict(zip(names, row)) for row in zip(*typed.values())] if names else [{} for _ in range(rows)]
+    return ValidatedBatch(table, records, quality)
+
+
+def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
+    """The value as the column's type, or a problem saying why it cannot be."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None, None if spec.nullable else "null is not allowed: the reference data had no missing values here"
+    if isinstance(raw, (dict, list)):
+        return None, f"expected {_article(spec.type)}, got {'an object' if isinstance(raw, dict) else 'an array'}"
+    kind = spec.type
+    if kind == "float":
+        if isinstance(raw, bool):
+            return None, "expected a number, got a boolean"
+        if isinstance(raw, (int, float)):
+            value = float(raw)
+        else:
+            try:
+                value = float(str(raw).strip())
+            except ValueError:
+                return None, f"expected a number, got {raw!r}"
+        if math.isnan(value):
+            return None, None if spec.nullable else "NaN is not allowed: the reference data had no missing values here"
+        if math.isinf(value):
+            return None, "infinite values are not allowed"
+        return value, None
+    if kind == "integer":
+        if isinstance(raw, bool):
+            return None, "expected an integer, got a boolean"
+        if isinstance(raw, int):
+            return raw, None
+        try:
+            number = float(raw) if isinstance(raw, float) else float(str(raw).strip())
+        except ValueError:
+            return None, f"expected an integer, got {raw!r}"
+        if math.isnan(number):
+            return None, None if spec.nullable else "NaN is not allowed: the reference data had no missing values here"
+        if not number.is_integer():
+            return None, f"expected an integer, got {raw!r}"
+        return int(number), None
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw, None
+        if isinstance(raw, int) and raw in (0, 1):
+            return bool(raw), None
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE, None
+        return None, f"expected a boolean, got {raw!r}"
+    if isinstance(raw, bool):
+        return None, "expected a string, got a boolean"
+    return (raw if isinstance(raw, str) else str(raw)), None
+
+
+def _count_quality(value: Any, spec: ColumnSpec, quality: Quality) -> None:
+    flagged = False
+    if spec.type in ("integer", "float") and spec.min is not None and spec.max is not None:
+        if value < spec.min or value > spec.max:
+            quality.out_of_range += 1
+            flagged = True
+    elif spec.categories is not None and value not in spec.categories:
+        quality.unseen_category += 1
+        flagged = True
+    if flagged:
+        quality.by_feature[spec.name] = quality.by_feature.get(spec.name, 0) + 1
+
+
+def _article(kind: str) -> str:
+    return {"integer": "an integer", "float": "a number", "boolean": "a boolean", "string": "a string"}[kind]
