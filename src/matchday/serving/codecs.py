@@ -34,15 +34,9 @@ def decode_v1(body: Any, signature: Signature) -> DecodedRequest:
         ids = [_entity(i.get("id")) if entity else None for i in instances]
         if "ids" in body:
             ids = _ids(body["ids"], len(instances))
-        columns = {name: [row.get(name, _MISSING) for row in instances] for name in signature.input_names}
-        for name, values in columns.items():
-            if any(v is _MISSING for v in values):
-                columns[name] = [None if v is _MISSING else v for v in values]
-                missing_rows = [i for i, row in enumerate(instances) if name not in row]
-                if len(missing_rows) == len(instances):
-                    del columns[name]
-                else:
-                    raise _missing_in_rows(name, missing_rows)
+        columns = {name: [row.get(name, MISSING) for row in instances] for name in signature.input_names}
+        for name in [n for n, values in columns.items() if values and all(v is MISSING for v in values)]:
+            del columns[name]  # absent everywhere: reported once, as instances[*].name
         return DecodedRequest(columns, len(instances), ids, "instances[{row}].{column}")
     if "columns" in body or "data" in body:
         names, data = body.get("columns"), body.get("data")
@@ -59,14 +53,14 @@ def decode_v1(body: Any, signature: Signature) -> DecodedRequest:
     raise BadRequest('the body needs "instances" (a list of objects) or "columns" and "data"')
 
 
-_MISSING = object()
+class _Missing:
+    """A key absent from one instance (unlike null, which is a value)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
 
 
-def _missing_in_rows(name: str, rows: list[int]) -> Exception:
-    from matchday.serving.errors import InvalidRequest
-
-    return InvalidRequest(f"{len(rows)} invalid value(s) in the request",
-                          [{"field": f"instances[{i}].{name}", "problem": "missing: the model needs this input"} for i in rows])
+MISSING = _Missing()
 
 
 def _entity(value: Any) -> str | None:

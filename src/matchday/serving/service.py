@@ -24,7 +24,7 @@ from matchday.serving.codecs import DecodedRequest
 from matchday.serving.errors import BadRequest, PayloadTooLarge, VersionNotServed
 from matchday.serving.metrics import ServingMetrics
 from matchday.serving.validation import validate_columns
-from matchday.store import LabelOutcome, PredictionLogStore
+from matchday.store import LabelOutcome, PredictionLogStore, StoreUnavailable
 
 ROUTE_TTL_SECONDS = 1.0  # how soon an alias move or a redeploy reaches every process
 
@@ -63,7 +63,12 @@ class PredictionService:
         cached = self._routes.get(deployment)
         if cached and cached[0] > time.monotonic():
             return cached[1], cached[2]
-        route, settings = await asyncio.to_thread(self._resolve, deployment)
+        try:
+            route, settings = await asyncio.to_thread(self._resolve, deployment)
+        except StoreUnavailable:
+            if cached is None:
+                raise
+            route, settings = cached[1], cached[2]  # the database is away: keep serving the last known route
         self._routes[deployment] = (time.monotonic() + ROUTE_TTL_SECONDS, route, settings)
         return route, settings
 

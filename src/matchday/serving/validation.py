@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from matchday.registry import ColumnSpec, Signature
+from matchday.serving.codecs import MISSING
 from matchday.serving.errors import InvalidRequest
 
 _ARROW = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
@@ -64,6 +65,8 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
 
 def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
     """The value as the column's type, or a problem saying why it cannot be."""
+    if raw is MISSING:
+        return None, "missing: the model needs this input"
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None, None if spec.nullable else "null is not allowed: the reference data had no missing values here"
     if isinstance(raw, (dict, list)):

@@ -1,0 +1,67 @@
+"""Start and stop a real `matchday serve` on 127.0.0.1 for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+MATCHDAY = str(Path(sys.executable).parent / "matchday")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, home: Path, database_url: str, port: int | None = None, workers: int = 1) -> None:
+        self.home, self.database_url = home, database_url
+        self.port = port or free_port()
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = home / f"server-{self.port}.log"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        env = {**os.environ, "MATCHDAY_HOME": str(self.home), "MATCHDAY_DATABASE_URL": self.database_url,
+               "PYTHONPATH": str(Path(__file__).parent)}
+        self.proc = subprocess.Popen(
+            [MATCHDAY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+             "--log-level", "warning"],
+            env=env, cwd=self.home, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).json().get("ready"):
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not become ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, graceful: bool = True, timeout: float = 60.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

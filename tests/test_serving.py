@@ -1,0 +1,321 @@
+"""Online serving end to end: a real server on 127.0.0.1, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from matchday import Client
+from matchday.client import ServerError
+from matchday.demo import transactions
+from matchday.rollout import Deployments
+from matchday.store import DeploymentStore, PredictionLogStore
+from matchday.workspace import Workspace
+from server_process import ServerProcess
+
+FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
+
+
+@pytest.fixture(scope="session")
+def fraud_model():  # type: ignore[no-untyped-def]
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    data = transactions(3000, seed=3).to_pandas()
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        HistGradientBoostingClassifier(max_iter=30, random_state=0),
+    ).fit(data[FEATURES], data["is_fraud"])
+    return model, data
+
+
+@pytest.fixture
+def served(workspace: Workspace, fraud_model, tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
+    model, data = fraud_model
+    workspace.registry.register("fraud", model, reference=data, target="is_fraud", alias="champion")
+    Deployments(DeploymentStore(workspace.database), workspace.registry).deploy("fraud", "fraud@champion",
+                                                                                 {"max_rows": 500})
+    server = ServerProcess(workspace.settings.home, database_url).start()
+    yield server
+    server.stop()
+
+
+def logged(workspace: Workspace) -> PredictionLogStore:
+    return PredictionLogStore(workspace.database)
+
+
+def test_predictions_equal_the_models_own(served, fraud_model, workspace) -> None:
+    model, _ = fraud_model
+    rows = transactions(200, seed=11).to_pandas()[FEATURES]
+    with Client(served.url) as client:
+        answer = client.predict("fraud", rows, ids=[f"tx-{i}" for i in range(len(rows))])
+    assert answer["model"] == "fraud" and answer["version"] == 1
+    assert [p["prediction"] for p in answer["predictions"]] == model.predict(rows).tolist()
+    proba = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in answer["predictions"]])
+    np.testing.assert_allclose(proba, model.predict_proba(rows), rtol=1e-9)
+    assert [p["id"] for p in answer["predictions"]] == [f"tx-{i}" for i in range(len(rows))]
+    assert len({p["request_id"] for p in answer["predictions"]}) == len(rows)
+
+    columns = {"columns": FEATURES, "data": rows.head(5).to_numpy().tolist()}
+    by_columns = httpx.post(f"{served.url}/v1/deployments/fraud/predict", json=columns).json()
+    assert [p["prediction"] for p in by_columns["predictions"]] == model.predict(rows.head(5)).tolist()
+
+    # what the log holds once written: inputs, outputs, version, entity key, routing
+    store = logged(workspace)
+    first = answer["predictions"][0]
+    for _ in range(50):
+        record = store.get(first["request_id"])
+        if record:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert record is not None and record.entity_id == "tx-0" and record.version == 1
+    assert record.inputs == {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.iloc[0].items()}
+    assert record.prediction == first["prediction"] and record.routing["model_ref"] == "fraud@champion"
+
+
+def test_open_inference_protocol_with_tritonclient(served, fraud_model) -> None:
+    import tritonclient.http as triton
+
+    model, _ = fraud_model
+    rows = transactions(50, seed=12).to_pandas()[FEATURES]
+    client = triton.InferenceServerClient(url=served.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("fraud")
+    metadata = client.get_model_metadata("fraud")
+    assert [i["name"] for i in metadata["inputs"]] == FEATURES and metadata["versions"] == ["1"]
+
+    inputs = []
+    for name, datatype in [("amount", "FP64"), ("hour", "INT64"), ("merchant", "BYTES"), ("country", "BYTES"),
+                           ("card_present", "BOOL")]:
+        values = rows[name].to_numpy().reshape(-1, 1)
+        if datatype == "BYTES":
+            values = values.astype(object)
+        tensor = triton.InferInput(name, list(values.shape), datatype)
+        tensor.set_data_from_numpy(values.astype(np.int64) if datatype == "INT64" else values)  # binary by default
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput("predict"), triton.InferRequestedOutput("predict_proba")]
+    result = client.infer("fraud", inputs, outputs=outputs, model_version="1")
+    assert result.as_numpy("predict").tolist() == model.predict(rows).tolist()
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(rows), rtol=1e-9)
+
+    json_inputs = []
+    for tensor_in in inputs:  # the same request as plain JSON (no binary extension)
+        name = tensor_in.name()
+        values = rows[name].to_numpy().reshape(-1, 1)
+        t = triton.InferInput(name, list(values.shape), tensor_in.datatype())
+        t.set_data_from_numpy(values.astype(object) if tensor_in.datatype() == "BYTES" else
+                              values.astype(np.int64) if tensor_in.datatype() == "INT64" else values, binary_data=False)
+        json_inputs.append(t)
+    again = client.infer("fraud", json_inputs, outputs=[triton.InferRequestedOutput("predict", binary_data=False)])
+    assert again.as_numpy("predict").tolist() == model.predict(rows).tolist()
+    with pytest.raises(Exception, match="not version 7"):
+        client.infer("fraud", inputs, model_version="7")
+    client.close()
+
+
+def _post(url: str, body: object | bytes, path: str = "/v1/deployments/fraud/predict", **kw: object) -> httpx.Response:
+    if isinstance(body, (bytes, str)):
+        return httpx.post(url + path, content=body, **kw)  # type: ignore[arg-type]
+    return httpx.post(url + path, json=body, **kw)  # type: ignore[arg-type]
+
+
+GOOD = {"amount": 10.0, "hour": 3, "merchant": "travel", "country": "home", "card_present": True}
+
+
+BAD_INPUTS = [
+    (b"{not json", 400, None, "not valid JSON"),
+    ([1, 2], 400, None, "JSON object"),
+    ({"rows": []}, 400, None, '"instances"'),
+    ({"instances": []}, 400, None, "no rows"),
+    ({"instances": [1, 2]}, 400, None, "list of objects"),
+    ({"instances": [{k: v for k, v in GOOD.items() if k != "hour"}]}, 422, "instances[*].hour", "missing"),
+    ({"instances": [GOOD, {k: v for k, v in GOOD.items() if k != "hour"}]}, 422, "instances[1].hour", "missing"),
+    ({"instances": [{**GOOD, "amount": "lots"}]}, 422, "instances[0].amount", "expected a number, got 'lots'"),
+    ({"instances": [{**GOOD, "hour": 2.5}]}, 422, "instances[0].hour", "expected an integer"),
+    ({"instances": [{**GOOD, "hour": True}]}, 422, "instances[0].hour", "got a boolean"),
+    ({"instances": [{**GOOD, "card_present": "maybe"}]}, 422, "instances[0].card_present", "expected a boolean"),
+    ({"instances": [{**GOOD, "merchant": None}]}, 422, "instances[0].merchant", "null is not allowed"),
+    ({"instances": [{**GOOD, "amount": None}]}, 422, "instances[0].amount", "null is not allowed"),
+    ({"instances": [{**GOOD, "merchant": {"a": 1}}]}, 422, "instances[0].merchant", "got an object"),
+    ({"columns": ["amount"], "data": [[1.0, 2.0]]}, 400, None, "do not have 1 values"),
+    ({"instances": [GOOD] * 501}, 413, None, "at most 500"),
+]
+
+
+def test_bad_input_is_a_4xx_listing_every_problem(served, workspace) -> None:  # type: ignore[no-untyped-def]
+    for body, status, field, problem in BAD_INPUTS:  # one server for every case: starting one takes seconds
+        response = _post(served.url, body)
+        assert response.status_code == status, (body, response.text)
+        answer = response.json()
+        assert set(answer) == {"error", "details"}
+        assert problem in answer["error"] or any(problem in d["problem"] for d in answer["details"] if isinstance(d, dict)), answer
+        if field:
+            assert field in [d["field"] for d in answer["details"]], answer
+    assert _post(served.url, {"instances": [GOOD]}).status_code == 200
+    served.stop()
+    assert logged(workspace).count("fraud") == 1  # refused requests are not logged
+
+
+def test_every_problem_is_listed_at_once(served) -> None:
+    body = {"instances": [{**GOOD, "amount": "x", "hour": 1.5}, {**GOOD, "country": None}]}
+    answer = _post(served.url, body).json()
+    assert {d["field"] for d in answer["details"]} == {"instances[0].amount", "instances[0].hour", "instances[1].country"}
+
+
+def test_body_too_large_and_unknown_deployment(served) -> None:
+    huge = b'{"instances": [' + b",".join([b'{"amount": 1.0}'] * 1_200_000) + b"]}"
+    assert _post(served.url, huge).status_code == 413
+    missing = _post(served.url, {"instances": [GOOD]}, path="/v1/deployments/nope/predict")
+    assert missing.status_code == 404 and "no deployment named 'nope'" in missing.json()["error"]
+    v2_missing = _post(served.url, {"inputs": []}, path="/v2/models/nope/infer")
+    assert v2_missing.status_code == 404 and set(v2_missing.json()) == {"error"}
+
+
+V2_BAD = [
+    ({"inputs": "x"}, "non-empty"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FLOAT", "data": [1]}]}, "not a V2 datatype"),
+    ({"inputs": [{"name": "amount", "shape": [2], "datatype": "FP64", "data": [1]}]}, "shape holds 2"),
+    ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}, "expected one tensor per column"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": 8}}]},
+     "past the end"),
+]
+
+
+def test_v2_bad_requests(served) -> None:  # type: ignore[no-untyped-def]
+    for body, problem in V2_BAD:
+        response = _post(served.url, body, path="/v2/models/fraud/infer")
+        assert response.status_code == 400 and problem in response.json()["error"], (body, response.text)
+        assert set(response.json()) == {"error"}
+
+
+def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = _post(served.url, {"instances": [{**GOOD, "amount": 1e9, "merchant": "casino"}]}).json()
+    assert answer["input_quality"] == {"out_of_range": 1, "unseen_category": 1,
+                                       "by_feature": {"amount": 1, "merchant": 1}}
+    samples = {(s.name, s.labels.get("deployment")): s.value
+               for f in text_string_to_metric_families(httpx.get(f"{served.url}/metrics").text) for s in f.samples}
+    assert samples[("matchday_input_out_of_range_total", "fraud")] == 1
+    assert samples[("matchday_input_unseen_category_total", "fraud")] == 1
+
+
+def test_feedback_joins_by_request_id_and_entity_key(served, workspace) -> None:
+    with Client(served.url) as client:
+        answer = client.predict("fraud", [GOOD, GOOD, GOOD], ids=["a", "b", "c"])
+        ids = [p["request_id"] for p in answer["predictions"]]
+        result = client.feedback("fraud", [{"request_id": ids[0], "label": 1}, {"id": "b", "label": 0},
+                                           {"request_id": "no-such-request", "label": 1}, {"id": "zz", "label": 0}])
+        assert result == {"received": 4, "joined": 2, "unknown": [{"request_id": "no-such-request"}, {"id": "zz"}]}
+        with pytest.raises(ServerError) as err:
+            client.feedback("fraud", [{"label": 1}])
+        assert err.value.status == 400
+        with pytest.raises(ServerError) as err:
+            client.feedback("ghost", [{"id": "a", "label": 1}])
+        assert err.value.status == 404
+    store = logged(workspace)
+    assert store.get(ids[0]).label == 1 and store.get(ids[1]).label == 0 and store.get(ids[2]).label is None
+    assert store.get(ids[0]).label_at is not None
+
+
+def test_metrics_parse_and_count(served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for _ in range(3):
+        _post(served.url, {"instances": [GOOD, GOOD]})
+    _post(served.url, {"instances": [{**GOOD, "hour": "x"}]})
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{served.url}/metrics").text)}
+    labels = {"deployment": "fraud", "model": "fraud", "version": "1"}
+
+    def value(family: str, sample: str, **extra: str) -> float:
+        return next(s.value for s in families[family].samples if s.name == sample and s.labels == {**labels, **extra})
+
+    assert value("matchday_requests", "matchday_requests_total") == 3
+    assert value("matchday_predictions", "matchday_predictions_total") == 6
+    assert value("matchday_request_duration_seconds", "matchday_request_duration_seconds_count") == 3
+    assert value("matchday_batch_size_rows", "matchday_batch_size_rows_sum") == 6
+    assert next(s.value for s in families["matchday_invalid_requests"].samples) == 1
+    for name in ("matchday_prediction_log_queue_rows", "matchday_prediction_log_lag_seconds",
+                 "matchday_prediction_log_spooled_rows", "process_resident_memory_bytes", "process_cpu_seconds"):
+        assert name in families, name
+
+
+def _fire(url: str, n: int, workers: int = 16) -> list[str]:
+    """``n`` one-row requests from ``workers`` threads; the request ids of those answered 200."""
+    def one(i: int) -> list[str]:
+        try:
+            r = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": [{**GOOD, "hour": i % 24}]}, timeout=30)
+        except httpx.HTTPError:
+            return []
+        return [p["request_id"] for p in r.json()["predictions"]] if r.status_code == 200 else []
+
+    with ThreadPoolExecutor(workers) as pool:
+        return [rid for ids in pool.map(one, range(n)) for rid in ids]
+
+
+@pytest.mark.slow
+def test_concurrent_requests_leave_exactly_one_row_each_across_a_restart(served, workspace, tmp_path) -> None:
+    answered = _fire(served.url, 300)
+    assert len(answered) == 300
+    with ThreadPoolExecutor(1) as pool:  # a graceful restart while load is still arriving
+        load = pool.submit(_fire, served.url, 300, 8)
+        import time
+
+        time.sleep(0.3)
+        assert served.stop(graceful=True) in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+        during = load.result()
+    served.start()
+    after = _fire(served.url, 100)
+    ids = answered + during + after
+    served.stop(graceful=True)  # the shutdown flushes whatever is queued
+    store = logged(workspace)
+    assert sorted(store.request_ids("fraud")) == sorted(ids)
+    assert len(ids) >= 400
+
+
+def _set_connections(database_url: str, allowed: bool) -> None:
+    url = sa.make_url(database_url)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
+        if not allowed:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                         {"d": url.database})
+    admin.dispose()
+
+
+@pytest.mark.slow
+def test_a_database_outage_mid_load_loses_nothing(served, workspace, database_url) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the outage is made by refusing connections to the PostgreSQL database")
+    import time
+
+    before = _fire(served.url, 100)
+    workspace.close()
+    _set_connections(database_url, False)
+    try:
+        during = _fire(served.url, 200)
+        metrics = httpx.get(f"{served.url}/metrics").text
+        assert "matchday_prediction_log_database_up 0.0" in metrics
+    finally:
+        _set_connections(database_url, True)
+    assert len(during) == 200  # serving went on while the database was away
+    after = _fire(served.url, 100)
+    ids = set(before + during + after)
+    store = PredictionLogStore(Workspace(workspace.settings).database)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(set(store.request_ids("fraud"))) < len(ids):
+        time.sleep(0.5)
+    assert set(store.request_ids("fraud")) == ids and len(store.request_ids("fraud")) == len(ids)
