@@ -285,6 +285,34 @@ def test_concurrent_requests_leave_exactly_one_row_each_across_a_restart(served,
     assert len(ids) >= 400
 
 
+def _metric(url: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+               for s in f.samples if s.name == name)
+
+
+@pytest.mark.slow
+def test_two_workers_and_two_replicas_write_one_log(served, workspace, database_url) -> None:
+    served.stop()
+    workers = ServerProcess(workspace.settings.home, database_url, workers=2).start()
+    try:
+        ids = _fire(workers.url, 200)
+        assert _metric(workers.url, "matchday_requests_total") == 200  # summed over both workers
+    finally:
+        workers.stop()
+    if database_url.startswith("postgresql"):  # replicas: separate servers on one PostgreSQL
+        replicas = [ServerProcess(workspace.settings.home, database_url).start() for _ in range(2)]
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                for more in pool.map(lambda server: _fire(server.url, 100, 8), replicas):
+                    ids += more
+        finally:
+            for replica in replicas:
+                replica.stop()
+    assert sorted(logged(workspace).request_ids("fraud")) == sorted(ids)
+
+
 def _set_connections(database_url: str, allowed: bool) -> None:
     url = sa.make_url(database_url)
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")

@@ -216,6 +216,14 @@ def serve(
 
     ws = default_workspace()
     ws.database.upgrade()  # once, before the workers start
+    if workers > 1:  # every worker writes its metrics here; /metrics sums them
+        import os
+        import shutil
+
+        metrics_dir = (ws.settings.home / f"prometheus-{os.getpid()}").absolute()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     out.print(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops, "
               "flushing the prediction log first")
     uvicorn.run("matchday.serving:create_app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -87,6 +87,11 @@ def run(console: Console, workspace: Workspace | None = None) -> None:
     same = np.array_equal(loaded.predict(sample), champion_model.predict(sample.drop_columns(["is_fraud"]).to_pandas()))
     console.print(f"loaded {loaded.ref} ({loaded.flavor}); predictions identical to the in-memory model: {same}")
 
+    console.rule("4. serve it: predictions, feedback, metrics")
+    from matchday.demo import serving
+
+    serving.run(console, ws)
+
     from matchday.cli import models_list, models_show
 
     console.rule("$ matchday models list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from matchday.monitoring import PredictionLogWriter
 from matchday.rollout import Deployments
 from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
-from matchday.serving.metrics import ServingMetrics
+from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
 from matchday.store import DeploymentStore, PredictionLogStore
 from matchday.workspace import Workspace
@@ -48,12 +49,18 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         metrics = ServingMetrics(writer.stats)
         service = PredictionService(Deployments(DeploymentStore(db), ws.registry), ws.registry, log_store, writer, metrics)
         state.update(service=service, metrics=metrics, writer=writer)
+        refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
         try:
             yield
         finally:
+            refresher.cancel()
             await service.close()
             writer.close()
             ws.close()
+            if multiprocess():
+                from prometheus_client import multiprocess as prometheus_multiprocess
+
+                prometheus_multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(title="matchday", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse)
 
@@ -132,6 +139,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        state["metrics"].refresh()
         return Response(generate_latest(state["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
@@ -221,6 +229,13 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         return await v2_infer(name, version, request)
 
     return app
+
+
+async def _refresh_every_second(metrics: ServingMetrics) -> None:
+    """Workers that are not scraped still publish their writer state (multiprocess mode)."""
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(1.0)
 
 
 def _output_type(signature: Any) -> str:

@@ -1,27 +1,51 @@
-"""Prometheus metrics of one server process (names: ``matchday_*``, base units, bounded labels)."""
+"""Prometheus metrics of the server (names: ``matchday_*``, base units, bounded labels).
+
+With several uvicorn workers, `matchday serve` sets ``PROMETHEUS_MULTIPROC_DIR`` and every worker
+writes its numbers there; ``/metrics`` in any worker then reports the sum over all workers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import resource
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Histogram, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from matchday.monitoring import WriterStats
 
 LABELS = ("deployment", "model", "version")
-disable_created_metrics()  # the *_created series only add noise to every counter
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+disable_created_metrics()  # the *_created series only add noise to every counter
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 class ServingMetrics:
     def __init__(self, writer_stats: Callable[[], WriterStats]) -> None:
+        self.writer_stats = writer_stats
+        # In multiprocess mode values live in shared files, and the exposition registry only
+        # holds the collector that sums them; the metric objects must not register anywhere.
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total
-        PlatformCollector(registry=self.registry)
-        r = self.registry
+        r: CollectorRegistry | None = self.registry
+        if multiprocess():
+            MultiProcessCollector(self.registry)
+            r = None
+        else:
+            ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total
+            PlatformCollector(registry=self.registry)
         self.requests = Counter("matchday_requests_total", "Prediction requests answered", LABELS, registry=r)
         self.rows = Counter("matchday_predictions_total", "Rows scored", LABELS, registry=r)
         self.errors = Counter("matchday_request_errors_total", "Prediction requests that failed on our side (5xx)",
@@ -38,25 +62,31 @@ class ServingMetrics:
                               "Input categories never seen in the reference (scored anyway)", LABELS, registry=r)
         self.feedback = Counter("matchday_feedback_labels_total", "Ground-truth labels joined to predictions",
                                 ("deployment",), registry=r)
-        self.registry.register(_WriterCollector(writer_stats))
+        self.queue = Gauge("matchday_prediction_log_queue_rows", "Rows waiting to be written",
+                           registry=r, multiprocess_mode="livesum")
+        self.lag = Gauge("matchday_prediction_log_lag_seconds", "Age of the oldest unwritten row",
+                         registry=r, multiprocess_mode="livemax")
+        self.spooled = Gauge("matchday_prediction_log_spooled_rows",
+                             "Rows held in a local spool file until the database is back",
+                             registry=r, multiprocess_mode="livesum")
+        self.written = Gauge("matchday_prediction_log_written_rows", "Rows written to the database since start",
+                             registry=r, multiprocess_mode="livesum")
+        self.database_up = Gauge("matchday_prediction_log_database_up", "1 when the last write reached the database",
+                                 registry=r, multiprocess_mode="livemin")
+        self.memory = Gauge("matchday_server_resident_memory_bytes", "Peak resident memory of the server processes",
+                            registry=r, multiprocess_mode="livesum") if multiprocess() else None
+        self.cpu = Gauge("matchday_server_cpu_seconds", "CPU time used by the server processes",
+                         registry=r, multiprocess_mode="livesum") if multiprocess() else None
 
-
-class _WriterCollector(Collector):
-    """Read the prediction-log writer's state at scrape time."""
-
-    def __init__(self, stats: Callable[[], WriterStats]) -> None:
-        self.stats = stats
-
-    def collect(self) -> Iterator[Metric]:
-        s = self.stats()
-        yield GaugeMetricFamily("matchday_prediction_log_queue_rows", "Rows waiting to be written", value=s.queue_depth)
-        yield GaugeMetricFamily("matchday_prediction_log_lag_seconds", "Age of the oldest unwritten row", value=s.lag_seconds)
-        yield GaugeMetricFamily("matchday_prediction_log_spooled_rows",
-                                "Rows held in the local spool file until the database is back", value=s.spooled_rows)
-        yield GaugeMetricFamily("matchday_prediction_log_written_rows", "Rows this process has written",
-                                value=s.written_rows)
-        yield GaugeMetricFamily("matchday_prediction_log_database_up", "1 when the last write reached the database",
-                                value=1.0 if s.database_available else 0.0)
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
+    def refresh(self) -> None:
+        """Copy this process's writer state (and, with workers, its memory and CPU) into the gauges."""
+        s = self.writer_stats()
+        self.queue.set(s.queue_depth)
+        self.lag.set(s.lag_seconds)
+        self.spooled.set(s.spooled_rows)
+        self.written.set(s.written_rows)
+        self.database_up.set(1.0 if s.database_available else 0.0)
+        if self.memory is not None and self.cpu is not None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            self.memory.set(usage.ru_maxrss * 1024)
+            self.cpu.set(usage.ru_utime + usage.ru_stime)

@@ -1,0 +1,99 @@
+"""The serving part of the demo: deploy, start a real server, send traffic and feedback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+from rich.console import Console
+
+from matchday.client import Client, ServerError
+from matchday.demo.fraud import transactions
+from matchday.rollout import Deployments
+from matchday.store import DeploymentStore, PredictionLogStore
+from matchday.workspace import Workspace
+
+
+@contextmanager
+def running_server(ws: Workspace, host: str = "127.0.0.1") -> Iterator[str]:
+    """A real uvicorn server on a free local port, in a thread; stopped (and flushed) on exit."""
+    import uvicorn
+
+    from matchday.serving import create_app
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(Workspace(ws.settings)), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).json().get("ready"):
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def run(console: Console, ws: Workspace) -> None:
+    deployments = Deployments(DeploymentStore(ws.database), ws.registry)
+    record, _ = deployments.deploy("fraud", "demo-fraud@champion")
+    console.print(f"$ matchday deploy fraud demo-fraud@champion   → serves {deployments.route('fraud').ref}")
+    traffic = transactions(2_000, seed=2024)
+    rows = traffic.drop_columns(["is_fraud"]).to_pylist()
+    truth = traffic["is_fraud"].to_pylist()
+    with running_server(ws) as url, Client(url) as client:
+        console.print(f"server up at {url} (own JSON at /v1, Open Inference Protocol at /v2, Prometheus at /metrics)")
+        one = client.predict("fraud", rows[:1], ids=["tx-0"])
+        console.print(f"POST /v1/deployments/fraud/predict → {one['predictions'][0]}")
+
+        chunks = [(i, rows[i : i + 10]) for i in range(0, len(rows), 10)]
+        latencies: list[float] = []
+
+        def send(chunk: tuple[int, list[dict[str, object]]]) -> None:
+            start = time.perf_counter()
+            client_ = Client(url)
+            client_.predict("fraud", chunk[1], ids=[f"tx-{chunk[0] + j}" for j in range(len(chunk[1]))])
+            client_.close()
+            latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, chunks))
+        elapsed = time.perf_counter() - started
+        console.print(f"sent {len(rows):,} transactions in {len(chunks)} requests from 8 threads: "
+                      f"{len(rows) / elapsed:,.0f} rows/s, request latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
+                      f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms")
+        metrics = httpx.get(f"{url}/metrics").text
+        calls = _sample(metrics, "matchday_batch_size_rows_count")
+        scored = _sample(metrics, "matchday_batch_size_rows_sum")
+        console.print(f"micro-batching: {scored:.0f} rows in {calls:.0f} model calls ({scored / max(calls, 1):.1f} rows per call)")
+
+        labels = [{"id": f"tx-{i}", "label": truth[i]} for i in range(0, len(rows), 4)]
+        answer = client.feedback("fraud", labels + [{"id": "tx-unknown", "label": 0}])
+        console.print(f"POST /v1/deployments/fraud/feedback: {answer['joined']} labels joined, unknown: {answer['unknown']}")
+        try:
+            client.predict("fraud", [{"amount": "lots", "hour": 25.5, "merchant": "grocery", "country": "home"}])
+        except ServerError as exc:
+            console.print(f"a bad request is refused with {exc.status}: {exc.message.split(': ', 1)[1]}")
+            for problem in exc.problems:
+                console.print(f"    {problem['field']}: {problem['problem']}")
+    logged = PredictionLogStore(ws.database).count("fraud")
+    console.print(f"server stopped gracefully; the prediction log holds {logged:,} rows for deployment fraud")
+
+
+def _sample(metrics: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name + "{"))
