@@ -122,3 +122,19 @@ def test_unreachable_database(tmp_path: Path) -> None:
     result = run(env, "models", "list")
     expect_error(result, "cannot reach the database at postgresql+psycopg://u:***@127.0.0.1:1/db")
     assert "pw" not in result.stderr.replace("psycopg", "")
+
+
+def test_deploy_and_list(env, files) -> None:  # type: ignore[no-untyped-def]
+    assert run(env, "models", "register", "cancer", str(files["model"]), "--reference", str(files["reference"]),
+               "--target", "target", "--alias", "champion").returncode == 0
+    r = run(env, "deploy", "screening", "cancer@champion", "--max-batch-size", "32")
+    assert r.returncode == 0 and "deployment screening serves cancer@champion (new)" in r.stdout
+    r = run(env, "deploy", "screening", "cancer:1")
+    assert r.returncode == 0 and "(was cancer@champion)" in r.stdout
+    listing = run(env, "deployments", "list")
+    assert "screening" in listing.stdout and "cancer:1" in listing.stdout
+    expect_error(run(env, "deploy", "screening", "cancer@prod"), "has no alias 'prod'")
+    expect_error(run(env, "deploy", "screening", "cancer:9"), "has no version 9")
+    expect_error(run(env, "deploy", "Bad Name", "cancer:1"), "invalid deployment name")
+    expect_error(run(env, "deploy", "screening", "cancer"), "deploy a fixed version or an alias")
+    expect_error(run(env, "deploy", "screening", "cancer:1", "--max-batch-size", "0"), "max_batch_size")

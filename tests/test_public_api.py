@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-PARTS = ["matchday", "matchday.store", "matchday.registry", "matchday.demo"]
+PARTS = ["matchday", "matchday.store", "matchday.registry", "matchday.monitoring", "matchday.rollout",
+         "matchday.serving", "matchday.demo"]
 
 
 @pytest.mark.parametrize("module_name", PARTS)

@@ -60,7 +60,7 @@ class Deployments:
         if not _NAME.match(name):
             raise RolloutError(f"invalid deployment name {name!r}: lowercase letters, digits, '_' or '-' (up to 100)")
         ref = ModelRef.parse(model_ref)
-        self.registry.resolve(ref)  # raises ModelNotFound / VersionNotFound / AliasNotFound
+        self.registry.get_version(ref)  # raises ModelNotFound / VersionNotFound / AliasNotFound
         try:
             parsed = DeploymentSettings(**(settings or {}))
         except ValidationError as exc:
