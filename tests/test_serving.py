@@ -174,6 +174,20 @@ def test_every_problem_is_listed_at_once(served) -> None:
     assert {d["field"] for d in answer["details"]} == {"instances[0].amount", "instances[0].hour", "instances[1].country"}
 
 
+def test_several_deployments_in_one_server(served, workspace, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]
+    X, y = cancer
+    workspace.registry.register("cancer", cancer_pipeline, reference=X.assign(y=y), target="y")
+    Deployments(DeploymentStore(workspace.database), workspace.registry).deploy("screening", "cancer:1")
+    with Client(served.url) as client:  # the running server picks the new deployment up
+        answer = client.predict("screening", X.head(20))
+        fraud = client.predict("fraud", [GOOD])
+    assert [p["prediction"] for p in answer["predictions"]] == cancer_pipeline.predict(X.head(20)).tolist()
+    assert answer["model"] == "cancer" and fraud["model"] == "fraud"
+    assert {d["name"] for d in Client(served.url).deployments()} == {"fraud", "screening"}
+    not_found = httpx.get(f"{served.url}/no/such/path")
+    assert not_found.status_code == 404 and not_found.json() == {"error": "Not Found", "details": []}
+
+
 def test_body_too_large_and_unknown_deployment(served) -> None:
     huge = b'{"instances": [' + b",".join([b'{"amount": 1.0}'] * 1_200_000) + b"]}"
     assert _post(served.url, huge).status_code == 413

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from matchday import __version__
 from matchday.errors import MatchdayError
@@ -98,6 +99,13 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def request_error(request: Request, exc: RequestValidationError) -> Response:
         details = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
         return ORJSONResponse({"error": "invalid request", "details": details}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        body: dict[str, Any] = {"error": str(exc.detail)}
+        if not request.url.path.startswith("/v2"):
+            body["details"] = []
+        return ORJSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
