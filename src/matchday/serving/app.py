@@ -276,4 +276,5 @@ def _parse_feedback(body: Any) -> list[tuple[str, str, Any]]:
 def create_app_from_env() -> FastAPI:
     """The factory `matchday serve` hands to uvicorn (each worker builds its own app)."""
     logging.basicConfig(level=os.environ.get("MATCHDAY_LOG_LEVEL", "INFO"))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return create_app()
