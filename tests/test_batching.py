@@ -139,8 +139,6 @@ def test_single_row_requests_never_exceed_max_batch_size() -> None:
             assert len(rec.calls) < len(requests)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _run keeps taking requests while rows < max_batch_size and adds the "
-                   "whole next request, so merged multi-row requests overshoot max_batch_size (e.g. 3+3 > 4)")
 def test_merged_multi_row_requests_never_exceed_max_batch_size() -> None:
     rec = Recorder()
     requests = [[float(3 * i), float(3 * i + 1), float(3 * i + 2)] for i in range(10)]  # each fits alone
@@ -184,8 +182,6 @@ def test_a_failing_batch_fails_all_its_requests_and_only_them() -> None:
         assert_same(got, predict(table(xs)))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: split() never checks that the model returned one prediction per "
-                   "merged row, so a short answer is sliced into empty/truncated answers instead of an error")
 def test_a_model_answering_too_few_rows_fails_every_request() -> None:
     def short(t: pa.Table) -> Scored:  # one prediction short
         return predict(t.slice(0, t.num_rows - 1))

@@ -1,4 +1,4 @@
-"""The prediction log writer promises no lost and no duplicated rows across threads, outages, full queues and restarts."""
+"""The prediction log writer must lose and duplicate no row across threads, outages, full queues and restarts."""
 
 from __future__ import annotations
 
@@ -193,12 +193,72 @@ def test_an_outage_spools_and_the_same_writer_replays_when_the_database_is_back(
     rows = make_rows(200)
     submit_from_threads(writer, rows, threads=4)
     assert writer.flush(timeout=20)
+    assert store.failures == 0  # the outage really happened: three inserts were refused and spooled
     written = store.request_ids()
     assert len(written) == 200 and set(written) == ids(rows)
     stats = writer.stats()
     assert stats.database_available and stats.spooled_rows == 0 and stats.written_rows == 200
     writer.close()
     assert spool_files(spool_dir) == []
+
+
+def test_one_row_the_database_refuses_does_not_stop_the_log(db: Database, spool_dir: Path) -> None:
+    """PostgreSQL refuses an entity_id over String(200); SQLite stores it. Either way the log goes on."""
+    store = PredictionLogStore(db)
+    writer = writer_for(store, spool_dir, retry_seconds=0.05)
+    (bad,) = make_rows(1)
+    bad["entity_id"] = "x" * 201  # an entity key a client may send
+    writer.submit([bad])
+    time.sleep(0.1)
+    good = make_rows(50, start=1)
+    writer.submit(good)
+    writer.flush(timeout=1)
+    try:
+        assert ids(good) <= set(store.request_ids())
+        assert writer.stats().database_available
+        if db.dialect == "postgresql":  # the refused row is set aside with its reason, not lost
+            assert writer.stats().rejected_rows == 1
+            (rejected,) = spool_dir.glob("rejected-*.jsonl")
+            assert bad["request_id"] in rejected.read_text()
+    finally:
+        writer.close()
+
+
+class GatedStore(PredictionLogStore):
+    """A real store: the first insert finds the database away, later ones hang until the test opens the gate."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreUnavailable("the database is away (test)")
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().insert(rows)
+
+
+def test_a_spill_does_not_wait_for_a_slow_replay(db: Database, spool_dir: Path) -> None:
+    store = GatedStore(db)
+    writer = writer_for(store, spool_dir, max_queue=2)
+    first = make_rows(1)
+    writer.submit(first)  # refused, so spooled; the writer then replays it into the hanging database
+    assert store.entered.wait(5)
+
+    burst = make_rows(3, start=1)  # more than the queue holds: goes straight to the spool
+    submitter = threading.Thread(target=writer.submit, args=(burst,))
+    submitter.start()
+    submitter.join(timeout=1.0)
+    returned = not submitter.is_alive()
+    store.gate.set()
+    submitter.join()
+    assert writer.flush(timeout=10)
+    assert set(store.request_ids()) == ids(first + burst)
+    writer.close()
+    assert returned, "submit() waited for the database"
 
 
 def test_an_unreachable_database_spools_everything_and_the_next_writer_adopts_it(

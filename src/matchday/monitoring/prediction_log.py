@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from matchday.monitoring.spool import REPLAY_CHUNK, Spool, read_rows
-from matchday.store import PredictionLogStore, StoreError
+from matchday.store import PredictionLogStore, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class WriterStats:
     spooled_rows: int
     written_rows: int
     database_available: bool
+    rejected_rows: int = 0
 
 
 class PredictionLogWriter:
@@ -46,6 +47,7 @@ class PredictionLogWriter:
         self._busy = 0  # rows taken from the queue and not yet written or spooled
         self._stopping = False
         self._written = 0
+        self._rejected = 0
         self._db_ok = True
         self._thread = threading.Thread(target=self._run, name="matchday-prediction-log", daemon=True)
 
@@ -68,7 +70,8 @@ class PredictionLogWriter:
     def stats(self) -> WriterStats:
         with self._cond:
             lag = time.monotonic() - self._queue[0][0] if self._queue else 0.0
-            return WriterStats(len(self._queue) + self._busy, lag, self.spool.rows, self._written, self._db_ok)
+            return WriterStats(len(self._queue) + self._busy, lag, self.spool.rows, self._written, self._db_ok,
+                               self._rejected)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row submitted so far is in the database (True) or the timeout passes."""
@@ -108,6 +111,9 @@ class PredictionLogWriter:
                 self._busy = len(batch)
             try:
                 self._write(batch)
+            except Exception:  # a bug of ours must not lose rows or stop the writer
+                log.exception("prediction log: unexpected error; the batch goes to the spool")
+                self.spool.append(batch)
             finally:
                 with self._cond:
                     self._busy = 0
@@ -124,9 +130,9 @@ class PredictionLogWriter:
             self.spool.append(batch)
             return
         try:
-            self._written += self.store.insert(batch)
+            self._written += self._insert(batch)
             self._db_ok = True
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             if self._db_ok:
                 log.warning("prediction log: database unreachable, spooling to %s (%s)", self.spool.path, exc)
             self._db_ok = False
@@ -134,8 +140,8 @@ class PredictionLogWriter:
 
     def _replay_own(self) -> None:
         try:
-            replayed = self.spool.replay(self.store.insert)
-        except StoreError:
+            replayed = self.spool.replay(self._insert)
+        except StoreUnavailable:
             self._db_ok = False
             if not self._stopping:
                 time.sleep(self.retry_seconds)
@@ -144,16 +150,49 @@ class PredictionLogWriter:
         self._db_ok = True
         log.info("prediction log: database back, spooled rows replayed (%d new)", replayed)
 
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        """Insert rows; a row the database refuses (not an outage) is set aside, not retried forever.
+
+        Refused rows go to ``rejected-*.jsonl`` beside the spool with the database's reason, so
+        one bad row neither blocks the log nor disappears.
+        """
+        try:
+            return self.store.insert(rows)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if len(rows) == 1:
+                self._reject(rows[0], exc)
+                return 0
+        written = 0
+        for row in rows:  # find the culprit(s); rows already in are skipped by the idempotent insert
+            try:
+                written += self.store.insert([row])
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                self._reject(row, exc)
+        return written
+
+    def _reject(self, row: dict[str, Any], exc: StoreError) -> None:
+        import orjson
+
+        path = self.spool.directory / f"rejected-{self.spool.path.stem.removeprefix('prediction-log-')}.jsonl"
+        with open(path, "ab") as handle:
+            handle.write(orjson.dumps({"error": str(exc), "row": row}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        self._rejected += 1
+        log.error("prediction log: the database refused row %s (%s); kept in %s", row.get("request_id"), exc, path.name)
+
     def _adopt_orphans(self) -> None:
         """Replay spool files left by writers that died; keep those the database refuses for now."""
         for path, handle in self.spool.orphans():
             try:
                 rows = read_rows(path)
                 for i in range(0, len(rows), REPLAY_CHUNK):
-                    self._written += self.store.insert(rows[i : i + REPLAY_CHUNK])
+                    self._written += self._insert(rows[i : i + REPLAY_CHUNK])
                 path.unlink()
                 log.info("prediction log: replayed %d rows from %s", len(rows), path.name)
-            except StoreError:
+            except StoreUnavailable:
                 self._db_ok = False
             finally:
                 handle.close()

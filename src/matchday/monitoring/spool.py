@@ -39,15 +39,35 @@ class Spool:
             self.rows += len(rows)
 
     def replay(self, insert: Callable[[list[dict[str, Any]]], int]) -> int:
-        """Hand every spooled row to ``insert`` in chunks, then empty the file; an error keeps it all."""
+        """Hand every spooled row to ``insert`` in chunks, then drop them from the file.
+
+        The database is called without the lock held, so the request path can keep spilling;
+        rows appended meanwhile stay. An error from ``insert`` keeps every row.
+        """
         with self._lock:
-            rows = list(_rows(self.path))
-            written = sum(insert(rows[i : i + REPLAY_CHUNK]) for i in range(0, len(rows), REPLAY_CHUNK))
-            self._handle.truncate(0)
             self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self.rows = 0
-            return written
+            size = os.fstat(self._handle.fileno()).st_size
+            rows = list(_rows(self.path, size))
+        written = sum(insert(rows[i : i + REPLAY_CHUNK]) for i in range(0, len(rows), REPLAY_CHUNK))
+        with self._lock:
+            self._drop_prefix(size)
+            self.rows -= len(rows)
+        return written
+
+    def _drop_prefix(self, size: int) -> None:
+        """Keep only what follows byte ``size``: a new file, locked, then renamed over the old one."""
+        with open(self.path, "rb") as old:
+            old.seek(size)
+            tail = old.read()
+        fresh = self.path.with_name(self.path.name + ".tmp")
+        handle: IO[bytes] = open(fresh, "ab+")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(tail)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(fresh, self.path)
+        previous, self._handle = self._handle, handle
+        previous.close()
 
     def close(self) -> None:
         """Release the file; an empty one is removed, a non-empty one waits to be adopted."""
@@ -59,7 +79,7 @@ class Spool:
 
     def orphans(self) -> Iterator[tuple[Path, IO[bytes]]]:
         """Spool files of dead writers, each locked for the caller (who must close the handle)."""
-        for path in sorted(self.directory.glob("prediction-log-*.jsonl")):
+        for path in sorted(self.directory.glob("prediction-log-*.jsonl")):  # not the .tmp of a rewrite
             if path == self.path:
                 continue
             try:
@@ -74,9 +94,10 @@ class Spool:
             yield path, handle
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
+def _rows(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as handle:
-        for line in handle:
+        data = handle.read() if limit is None else handle.read(limit)
+        for line in data.splitlines(keepends=True):
             if line.endswith(b"\n"):  # a torn last line (crash mid-write) was never acknowledged
                 yield orjson.loads(line)
 

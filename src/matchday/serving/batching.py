@@ -29,7 +29,14 @@ def merge(tables: list[pa.Table]) -> tuple[pa.Table, list[int]]:
     return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), offsets
 
 
+class ModelOutputError(RuntimeError):
+    """The model answered a different number of rows than it was given."""
+
+
 def split(scored: Scored, offsets: list[int]) -> list[Scored]:
+    rows = offsets[-1]
+    if len(scored.predictions) != rows or (scored.probabilities is not None and len(scored.probabilities) != rows):
+        raise ModelOutputError(f"the model returned {len(scored.predictions)} predictions for {rows} rows")
     out = []
     for start, end in zip(offsets, offsets[1:]):
         proba = None if scored.probabilities is None else scored.probabilities[start:end]
@@ -53,6 +60,7 @@ class MicroBatcher:
         self.max_wait = max_wait
         self.observe = observe
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._held: _Item | None = None  # taken from the queue but too big for the last batch
         self._task: asyncio.Task[None] | None = None
 
     async def score(self, table: pa.Table) -> Scored:
@@ -72,8 +80,9 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            rows = batch[0].table.num_rows
+            first, self._held = (self._held, None) if self._held else (await self._queue.get(), None)
+            batch = [first]
+            rows = first.table.num_rows  # a request over the limit on its own is still scored whole
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch_size:
                 try:
@@ -86,6 +95,9 @@ class MicroBatcher:
                         item = await asyncio.wait_for(self._queue.get(), remaining)
                     except TimeoutError:
                         break
+                if rows + item.table.num_rows > self.max_batch_size:
+                    self._held = item  # first in the next batch
+                    break
                 batch.append(item)
                 rows += item.table.num_rows
             await self._dispatch(batch)

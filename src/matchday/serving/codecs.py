@@ -63,12 +63,18 @@ class _Missing:
 MISSING = _Missing()
 
 
+MAX_ENTITY_ID = 200  # the prediction log's column width
+
+
 def _entity(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, (dict, list)):
         raise BadRequest('"id" must be a string or a number')
-    return str(value)
+    text = str(value)
+    if len(text) > MAX_ENTITY_ID:
+        raise BadRequest(f'"id" is {len(text)} characters long; entity keys have at most {MAX_ENTITY_ID}')
+    return text
 
 
 def _ids(values: Any, rows: int) -> list[str | None]:
@@ -123,7 +129,7 @@ def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
         parameters = spec.get("parameters") or {}
         if isinstance(parameters, dict) and "binary_data_size" in parameters:
             length = parameters["binary_data_size"]
-            if not isinstance(length, int) or offset + length > len(binary):
+            if not isinstance(length, int) or isinstance(length, bool) or length < 0 or offset + length > len(binary):
                 raise BadRequest(f"inputs[{i}].binary_data_size runs past the end of the body")
             values = _from_binary(binary[offset : offset + length], datatype, size, i)
             offset += length
@@ -160,10 +166,31 @@ def _from_json(data: Any, datatype: str, size: int, i: int) -> np.ndarray:
         raise BadRequest(f"inputs[{i}] has {len(flat)} values but its shape holds {size}")
     if datatype == "BYTES":
         return np.array([v if isinstance(v, str) else json.dumps(v) for v in flat], dtype=object)
+    dtype = np.dtype(_NUMPY[datatype])
+    wrong = next((v for v in flat if not _fits(v, dtype)), _NONE)
+    if wrong is not _NONE:
+        raise BadRequest(f"inputs[{i}] has values that are not {datatype}: {wrong!r}")
     try:
-        return np.array(flat, dtype=_NUMPY[datatype])
-    except (TypeError, ValueError) as exc:
+        return np.array(flat, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequest(f"inputs[{i}] has values that are not {datatype}: {exc}") from exc
+
+
+_NONE = object()
+
+
+def _fits(value: Any, dtype: np.dtype[Any]) -> bool:
+    """Whether a JSON value is exactly representable in a V2 datatype (no silent casts)."""
+    if dtype.kind == "b":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if dtype.kind in "iu":
+        if not isinstance(value, int):
+            return False
+        info = np.iinfo(dtype)
+        return int(info.min) <= value <= int(info.max)
+    return True
 
 
 def _from_binary(raw: bytes, datatype: str, size: int, i: int) -> np.ndarray:

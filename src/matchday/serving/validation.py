@@ -91,16 +91,14 @@ def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
         if isinstance(raw, bool):
             return None, "expected an integer, got a boolean"
         if isinstance(raw, int):
-            return raw, None
-        try:
-            number = float(raw) if isinstance(raw, float) else float(str(raw).strip())
-        except ValueError:
-            return None, f"expected an integer, got {raw!r}"
-        if math.isnan(number):
-            return None, None if spec.nullable else "NaN is not allowed: the reference data had no missing values here"
-        if not number.is_integer():
-            return None, f"expected an integer, got {raw!r}"
-        return int(number), None
+            value = raw
+        else:
+            value, problem = _integer(raw)
+            if problem:
+                return None, None if problem == "nan" and spec.nullable else _NAN if problem == "nan" else problem
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            return None, f"{raw!r} is outside the 64-bit integer range"
+        return value, None
     if kind == "boolean":
         if isinstance(raw, bool):
             return raw, None
@@ -112,6 +110,31 @@ def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
     if isinstance(raw, bool):
         return None, "expected a string, got a boolean"
     return (raw if isinstance(raw, str) else str(raw)), None
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_NAN = "NaN is not allowed: the reference data had no missing values here"
+
+
+def _integer(raw: Any) -> tuple[int, str | None]:
+    """An integer from a float or a string, every digit kept ("9007199254740993", "3.0", "1e3")."""
+    if isinstance(raw, float):
+        number = raw
+    else:
+        text = str(raw).strip()
+        try:
+            return int(text), None
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return 0, f"expected an integer, got {raw!r}"
+    if math.isnan(number):
+        return 0, "nan"
+    if math.isinf(number) or not number.is_integer():
+        return 0, f"expected an integer, got {raw!r}"
+    return int(number), None
 
 
 def _count_quality(value: Any, spec: ColumnSpec, quality: Quality) -> None:
