@@ -188,6 +188,18 @@ def test_several_deployments_in_one_server(served, workspace, cancer, cancer_pip
     assert not_found.status_code == 404 and not_found.json() == {"error": "Not Found", "details": []}
 
 
+def test_nan_predictions_are_logged_as_null_on_both_databases(served, workspace, mixed_frame) -> None:  # type: ignore[no-untyped-def]
+    workspace.registry.register("halves", "flavor_callables:sometimes_nan", reference=mixed_frame.drop(columns="label"))
+    Deployments(DeploymentStore(workspace.database), workspace.registry).deploy("halves", "halves:1")
+    rows = [{"amount": 10.0, "hour": 1, "merchant": "food", "online": False},
+            {"amount": 500.0, "hour": 1, "merchant": "food", "online": False}]
+    answer = _post(served.url, {"instances": rows}, path="/v1/deployments/halves/predict").json()
+    assert [p["prediction"] for p in answer["predictions"]] == [5.0, None]
+    served.stop()  # flushes the log
+    stored = {r.request_id: r.prediction for r in logged(workspace).recent("halves")}
+    assert stored == {p["request_id"]: p["prediction"] for p in answer["predictions"]}
+
+
 def test_body_too_large_and_unknown_deployment(served) -> None:
     huge = b'{"instances": [' + b",".join([b'{"amount": 1.0}'] * 1_200_000) + b"]}"
     assert _post(served.url, huge).status_code == 413
@@ -204,14 +216,37 @@ V2_BAD = [
     ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}, "expected one tensor per column"),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": 8}}]},
      "past the end"),
+    ({"inputs": [{"name": "x", "shape": [2**62, 4], "datatype": "FP64", "data": []}]}, "shape holds"),
+    ({"inputs": [{"name": "x", "shape": [True, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}, "non-negative integers"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "INT64", "data": [2.5]}]}, "not INT64"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "UINT8", "data": [300]}]}, "not UINT8"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}], "outputs": [{"name": ["a"]}]},
+     "string \"name\""),
 ]
 
 
-def test_v2_bad_requests(served) -> None:  # type: ignore[no-untyped-def]
+def test_v2_bad_requests(served, workspace) -> None:  # type: ignore[no-untyped-def]
     for body, problem in V2_BAD:
         response = _post(served.url, body, path="/v2/models/fraud/infer")
         assert response.status_code == 400 and problem in response.json()["error"], (body, response.text)
         assert set(response.json()) == {"error"}
+    braces = {"inputs": [{"name": "{x}", "shape": [1, 5], "datatype": "BYTES", "data": ["a", "b", "c", "d", "e"]}]}
+    response = _post(served.url, braces, path="/v2/models/fraud/infer")
+    assert response.status_code == 422 and "{x}[0][amount]" in response.json()["error"], response.text
+    assert _post(served.url, {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+                 path="/v2/models/fraud/versions/%C2%B2/infer").status_code == 400
+    columns = [{"name": c, "shape": [1], "datatype": t, "data": [v]} for c, t, v in
+               [("amount", "FP64", 1.0), ("hour", "INT64", 1), ("merchant", "BYTES", "fuel"),
+                ("country", "BYTES", "home"), ("card_present", "BOOL", True)]]
+    unknown_output = _post(served.url, {"inputs": columns, "outputs": [{"name": "embedding"}]},
+                           path="/v2/models/fraud/infer")
+    assert unknown_output.status_code == 400 and "unknown outputs" in unknown_output.json()["error"]
+    nul = _post(served.url, {"instances": [{**GOOD, "id": "e\u0000"}]})
+    assert nul.status_code == 400 and "NUL" in nul.json()["error"]
+    nul_label = _post(served.url, {"labels": [{"id": "a\u0000", "label": 1}]}, path="/v1/deployments/fraud/feedback")
+    assert nul_label.status_code == 400
+    served.stop()
+    assert logged(workspace).count("fraud") == 0  # nothing refused was scored and logged
 
 
 def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:

@@ -441,8 +441,9 @@ def test_split_binary_body() -> None:
     assert split_binary_body(b'{"a":1}', None) == (b'{"a":1}', b"")
     assert split_binary_body(b'{"a":1}xyz', "7") == (b'{"a":1}', b"xyz")
     assert split_binary_body(b"{}", "2") == (b"{}", b"")
-    for bad, message in [("x", "must be an integer"), ("3.0", "must be an integer"), ("99", "larger than the body"),
-                         ("-1", "larger than the body")]:
+    for bad, message in [("x", "must be a non-negative integer"), ("3.0", "must be a non-negative integer"),
+                         ("1_0", "must be a non-negative integer"), ("99", "larger than the body"),
+                         ("-1", "must be a non-negative integer")]:
         with pytest.raises(BadRequest, match=message):
             split_binary_body(b"{}", bad)
 

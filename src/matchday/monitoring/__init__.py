@@ -1,6 +1,6 @@
 """Monitoring: the prediction log (a batched writer that loses nothing) and, later, windows,
 metrics, drift and alerts over it."""
 
-from matchday.monitoring.prediction_log import PredictionLogWriter, WriterStats
+from matchday.monitoring.prediction_log import PredictionLogWriter, WriterStats, json_safe
 
-__all__ = ["PredictionLogWriter", "WriterStats"]
+__all__ = ["PredictionLogWriter", "WriterStats", "json_safe"]

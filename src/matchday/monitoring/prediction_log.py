@@ -1,12 +1,14 @@
 """The prediction log's writer: the request path only enqueues; one thread writes in batches.
 
 Nothing is lost: rows that cannot reach the database go to a local spool file and are replayed
-when it is back; a full queue spills to the spool instead of blocking; `close` drains everything.
+when it is back; a full queue spills to the spool instead of growing; `close` drains everything;
+a row the database refuses (not an outage) is set aside in ``rejected-*.jsonl`` with the reason.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -15,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matchday.monitoring.spool import REPLAY_CHUNK, Spool, read_rows
-from matchday.store import PredictionLogStore, StoreError, StoreUnavailable
+import orjson
+
+from matchday.monitoring.spool import REPLAY_CHUNK, Spool, read_rows, same_file
+from matchday.store import PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+ORPHAN_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,13 @@ class PredictionLogWriter:
         self._queue: deque[tuple[float, dict[str, Any]]] = deque()
         self._cond = threading.Condition()
         self._busy = 0  # rows taken from the queue and not yet written or spooled
+        self._submitted = 0  # rows handed to submit()
+        self._settled = 0  # rows that reached the database or were set aside as refused
         self._stopping = False
         self._written = 0
         self._rejected = 0
         self._db_ok = True
+        self._next_orphan_check = 0.0
         self._thread = threading.Thread(target=self._run, name="matchday-prediction-log", daemon=True)
 
     # -- the request side -------------------------------------------------------------------
@@ -57,14 +66,14 @@ class PredictionLogWriter:
         self._thread.start()
 
     def submit(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Enqueue rows; never blocks on the database. A full queue spills to the spool file."""
+        """Enqueue rows; never waits on the database. A full queue spills to the spool file."""
         now = time.monotonic()
         with self._cond:
+            self._submitted += len(rows)
             if len(self._queue) + len(rows) > self.max_queue:
                 self.spool.append(rows)  # durable, just not yet in the database
-                self._cond.notify()
-                return
-            self._queue.extend((now, r) for r in rows)
+            else:
+                self._queue.extend((now, r) for r in rows)
             self._cond.notify()
 
     def stats(self) -> WriterStats:
@@ -74,11 +83,12 @@ class PredictionLogWriter:
                                self._rejected)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every row submitted so far is in the database (True) or the timeout passes."""
+        """Wait until the rows submitted before this call are in the database (or set aside as refused)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            target = self._submitted
             self._cond.notify_all()
-            while self._queue or self._busy or self.spool.rows:
+            while self._settled < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -92,11 +102,15 @@ class PredictionLogWriter:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        with self._cond:  # anything the thread could not finish goes to the spool
+        with self._cond:  # what the thread did not take goes to the spool
             leftover = [r for _, r in self._queue]
             self._queue.clear()
         if leftover:
             self.spool.append(leftover)
+        if self._thread.is_alive():  # still busy with a slow database: it will spool its batch itself
+            log.warning("prediction log: writer still busy after %.0fs; its spool %s stays for the next start",
+                        timeout, self.spool.path.name)
+            return
         self.spool.close()
 
     # -- the writer thread ------------------------------------------------------------------
@@ -113,20 +127,22 @@ class PredictionLogWriter:
                 self._write(batch)
             except Exception:  # a bug of ours must not lose rows or stop the writer
                 log.exception("prediction log: unexpected error; the batch goes to the spool")
-                self.spool.append(batch)
+                self._spool_or_reject(batch)
             finally:
                 with self._cond:
                     self._busy = 0
                     self._cond.notify_all()
-        if self.spool.rows:
+            if self._db_ok and time.monotonic() >= self._next_orphan_check:
+                self._adopt_orphans()
+        if self.spool.rows and self._db_ok:
             self._replay_own()
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        if self.spool.rows:
+        if self.spool.rows and not (self._stopping and not self._db_ok):
             self._replay_own()
         if not batch:
             return
-        if self.spool.rows:  # still down: keep order simple and durability certain
+        if self.spool.rows or (self._stopping and not self._db_ok):  # still down: straight to the spool
             self.spool.append(batch)
             return
         try:
@@ -150,49 +166,88 @@ class PredictionLogWriter:
         self._db_ok = True
         log.info("prediction log: database back, spooled rows replayed (%d new)", replayed)
 
-    def _insert(self, rows: list[dict[str, Any]]) -> int:
+    def _insert(self, rows: list[dict[str, Any]], settle: bool = True) -> int:
         """Insert rows; a row the database refuses (not an outage) is set aside, not retried forever.
 
-        Refused rows go to ``rejected-*.jsonl`` beside the spool with the database's reason, so
-        one bad row neither blocks the log nor disappears.
+        ``settle`` counts the rows towards `flush` (not for rows of other, dead writers).
         """
         try:
-            return self.store.insert(rows)
+            written = self.store.insert(rows)
         except StoreUnavailable:
             raise
-        except StoreError as exc:
+        except Exception as exc:
             if len(rows) == 1:
                 self._reject(rows[0], exc)
+                if settle:
+                    self._settle(1)
                 return 0
-        written = 0
-        for row in rows:  # find the culprit(s); rows already in are skipped by the idempotent insert
-            try:
-                written += self.store.insert([row])
-            except StoreUnavailable:
-                raise
-            except StoreError as exc:
-                self._reject(row, exc)
+            written = 0
+            for row in rows:  # find the culprit(s); rows already in are skipped by the idempotent insert
+                written += self._insert([row], settle)
+            return written
+        if settle:
+            self._settle(len(rows))
         return written
 
-    def _reject(self, row: dict[str, Any], exc: StoreError) -> None:
-        import orjson
+    def _settle(self, n: int) -> None:
+        with self._cond:
+            self._settled += n
+            self._cond.notify_all()
 
+    def _spool_or_reject(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            self.spool.append(batch)
+        except Exception as exc:  # not even serialisable: keep what we can say about each row
+            for row in batch:
+                self._reject(row, exc)
+            self._settle(len(batch))
+
+    def _reject(self, row: dict[str, Any], exc: BaseException) -> None:
         path = self.spool.directory / f"rejected-{self.spool.path.stem.removeprefix('prediction-log-')}.jsonl"
+        try:
+            line = orjson.dumps({"error": str(exc), "row": row}, option=orjson.OPT_SERIALIZE_NUMPY, default=repr)
+        except Exception:
+            line = orjson.dumps({"error": str(exc), "row": repr(row)})
         with open(path, "ab") as handle:
-            handle.write(orjson.dumps({"error": str(exc), "row": row}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+            handle.write(line + b"\n")
         self._rejected += 1
         log.error("prediction log: the database refused row %s (%s); kept in %s", row.get("request_id"), exc, path.name)
 
     def _adopt_orphans(self) -> None:
         """Replay spool files left by writers that died; keep those the database refuses for now."""
+        self._next_orphan_check = time.monotonic() + ORPHAN_RETRY_SECONDS
         for path, handle in self.spool.orphans():
             try:
                 rows = read_rows(path)
                 for i in range(0, len(rows), REPLAY_CHUNK):
-                    self._written += self._insert(rows[i : i + REPLAY_CHUNK])
-                path.unlink()
+                    self._written += self._insert(rows[i : i + REPLAY_CHUNK], settle=False)
+                if same_file(handle, path):
+                    path.unlink()
                 log.info("prediction log: replayed %d rows from %s", len(rows), path.name)
             except StoreUnavailable:
                 self._db_ok = False
             finally:
                 handle.close()
+
+
+def json_safe(value: Any) -> Any:
+    """A model output as plain JSON: NaN and infinities become null, numpy scalars Python numbers.
+
+    >>> json_safe([1.0, float("nan"), {"a": float("inf")}])
+    [1.0, None, {'a': None}]
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return json_safe(value.item())
+    try:
+        number = float(value)  # Decimal, Fraction
+    except (TypeError, ValueError):
+        return str(value)
+    return json_safe(number)

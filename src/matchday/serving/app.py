@@ -118,7 +118,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     # -- matchday's own JSON ------------------------------------------------------------------
     @app.get("/v1/deployments")
     async def list_deployments() -> Any:
-        records = service().deployments.list()
+        records = await asyncio.to_thread(service().deployments.list)
         return {"deployments": [{"name": d.name, "model_ref": d.model_ref, "settings": d.settings} for d in records]}
 
     @app.post("/v1/deployments/{name}/predict")
@@ -208,19 +208,27 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def v2_infer(name: str, version: str | None, request: Request) -> Any:
         body, binary = await read_json(request)
         wanted = None
-        if isinstance(body, dict) and isinstance(body.get("outputs"), list):
-            wanted = {o.get("name") for o in body["outputs"] if isinstance(o, dict)}
-        if version is not None and not version.isdigit():
+        if isinstance(body, dict) and "outputs" in body:
+            requested = body["outputs"]
+            if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                          for o in requested):
+                raise BadRequest('"outputs" must be a list of objects with a string "name"')
+            wanted = {o["name"] for o in requested}
+        if version is not None and not (version.isascii() and version.isdigit()):
             raise BadRequest(f"model version {version!r} is not a number")
+        if wanted:  # refuse before scoring, so nothing is logged that the caller never sees
+            route, _ = await service().route(name)
+            predictor = await service().predictor(route.ref)
+            known = {"predict", "predict_proba"} if predictor.has_proba else {"predict"}
+            if wanted - known:
+                raise BadRequest(f"unknown outputs requested: {', '.join(sorted(wanted - known))}; "
+                                 f"this model has {', '.join(sorted(known))}")
         result = await service().predict(name, lambda signature: decode_v2(body, binary, signature),
                                          version=int(version) if version else None)
         outputs = [v2_tensor("predict", result.scored.predictions)]
         if result.scored.probabilities is not None:
             outputs.append(v2_tensor("predict_proba", result.scored.probabilities))
         if wanted:
-            unknown = wanted - {o["name"] for o in outputs}
-            if unknown:
-                raise BadRequest(f"unknown outputs requested: {', '.join(sorted(map(str, unknown)))}")
             outputs = [o for o in outputs if o["name"] in wanted]
         answer = {"model_name": name, "model_version": str(result.route.version), "outputs": outputs,
                   "parameters": {"request_ids": [p.request_id for p in result.predictions]}}
@@ -267,7 +275,11 @@ def _parse_feedback(body: Any) -> list[tuple[str, str, Any]]:
             problems.append(f"labels[{i}].label: must be a single value")
             continue
         kind = "request_id" if "request_id" in item else "entity_id"
-        out.append((kind, str(item["request_id"] if kind == "request_id" else item["id"]), item["label"]))
+        key = str(item["request_id"] if kind == "request_id" else item["id"])
+        if "\x00" in key or len(key) > 200:
+            problems.append(f"labels[{i}]: the {'request id' if kind == 'request_id' else 'id'} is not a valid key")
+            continue
+        out.append((kind, key, item["label"]))
     if problems:
         raise BadRequest(f"{len(problems)} invalid label(s)", problems)
     return out

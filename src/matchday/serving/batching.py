@@ -61,6 +61,7 @@ class MicroBatcher:
         self.observe = observe
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._held: _Item | None = None  # taken from the queue but too big for the last batch
+        self._dispatching = False
         self._task: asyncio.Task[None] | None = None
 
     async def score(self, table: pa.Table) -> Scored:
@@ -69,6 +70,17 @@ class MicroBatcher:
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Item(table, future))
         return await future
+
+    @property
+    def idle(self) -> bool:
+        return self._queue.empty() and self._held is None and not self._dispatching
+
+    async def retire(self, poll: float = 0.5, patience: float = 120.0) -> None:
+        """Close once the requests already queued are answered (after a route moved away)."""
+        deadline = time.monotonic() + patience
+        while not self.idle and time.monotonic() < deadline:
+            await asyncio.sleep(poll)
+        await self.close()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -103,6 +115,13 @@ class MicroBatcher:
             await self._dispatch(batch)
 
     async def _dispatch(self, batch: list[_Item]) -> None:
+        self._dispatching = True
+        try:
+            await self._score(batch)
+        finally:
+            self._dispatching = False
+
+    async def _score(self, batch: list[_Item]) -> None:
         try:
             table, offsets = merge([b.table for b in batch])
             if self.observe:

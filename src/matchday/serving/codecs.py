@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,8 @@ def _entity(value: Any) -> str | None:
     if isinstance(value, (dict, list)):
         raise BadRequest('"id" must be a string or a number')
     text = str(value)
+    if "\x00" in text:
+        raise BadRequest('"id" contains a NUL character')
     if len(text) > MAX_ENTITY_ID:
         raise BadRequest(f'"id" is {len(text)} characters long; entity keys have at most {MAX_ENTITY_ID}')
     return text
@@ -100,11 +103,10 @@ def split_binary_body(raw: bytes, header_length: str | None) -> tuple[bytes, byt
     """The JSON part and the binary tail of a request using the binary tensor extension."""
     if header_length is None:
         return raw, b""
-    try:
-        n = int(header_length)
-    except ValueError as exc:
-        raise BadRequest("Inference-Header-Content-Length must be an integer") from exc
-    if n < 0 or n > len(raw):
+    if not (header_length.isascii() and header_length.isdigit()):
+        raise BadRequest("Inference-Header-Content-Length must be a non-negative integer")
+    n = int(header_length)
+    if n > len(raw):
         raise BadRequest("Inference-Header-Content-Length is larger than the body")
     return raw[:n], raw[n:]
 
@@ -121,11 +123,12 @@ def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
         name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
         if not isinstance(name, str):
             raise BadRequest(f"inputs[{i}].name must be a string")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not 1 <= len(shape) <= 2:
+        if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
             raise BadRequest(f"inputs[{i}].shape must be a list of one or two non-negative integers")
         if datatype not in V2_DATATYPES:
             raise BadRequest(f"inputs[{i}].datatype {datatype!r} is not a V2 datatype")
-        size = int(np.prod(shape))
+        size = math.prod(shape)  # Python integers: no wrap-around for absurd shapes
         parameters = spec.get("parameters") or {}
         if isinstance(parameters, dict) and "binary_data_size" in parameters:
             length = parameters["binary_data_size"]
@@ -155,7 +158,8 @@ def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
             raise BadRequest(f"input {name!r} has shape {list(t.shape)}; expected one tensor per column "
                              f"({', '.join(names)}) or one [N, {len(names)}] tensor in that order")
         columns = {n: t[:, j].tolist() for j, n in enumerate(names)}
-        return DecodedRequest(columns, t.shape[0], [None] * t.shape[0], name + "[{row}][{column}]")
+        escaped = name.replace("{", "{{").replace("}", "}}")  # the path is a format template
+        return DecodedRequest(columns, t.shape[0], [None] * t.shape[0], escaped + "[{row}][{column}]")
     missing = [n for n in names if n not in tensors]
     raise BadRequest(f"inputs do not match the model: missing {', '.join(missing)}")
 

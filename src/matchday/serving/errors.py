@@ -25,6 +25,10 @@ class PayloadTooLarge(ServingError):
     """The body or the number of rows is over the deployment's limit."""
 
 
+class ModelLoadFailed(ServingError):
+    """A deployed version's artifact does not load on this server (a missing module, a bad file)."""
+
+
 class VersionNotServed(ServingError):
     """A V2 request named a model version the deployment is not serving."""
 
@@ -36,6 +40,7 @@ def status_for(exc: MatchdayError) -> int:
     from matchday.store import NotFound, StoreUnavailable
 
     table: list[tuple[type[MatchdayError], int]] = [
+        (ModelLoadFailed, 500),
         (PayloadTooLarge, 413),
         (VersionNotServed, 404),
         (InvalidRequest, 422),

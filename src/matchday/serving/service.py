@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from matchday.monitoring import PredictionLogWriter
-from matchday.registry import Predictor, Registry, Signature
+from matchday.monitoring import PredictionLogWriter, json_safe
+from matchday.registry import Predictor, Registry, RegistryError, Signature
 from matchday.rollout import DeploymentSettings, Deployments, Route
 from matchday.serving.batching import MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
-from matchday.serving.errors import BadRequest, PayloadTooLarge, VersionNotServed
+from matchday.serving.errors import BadRequest, ModelLoadFailed, PayloadTooLarge, VersionNotServed
 from matchday.serving.metrics import ServingMetrics
 from matchday.serving.validation import validate_columns
-from matchday.store import LabelOutcome, PredictionLogStore, StoreUnavailable
+from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnavailable
 
 ROUTE_TTL_SECONDS = 1.0  # how soon an alias move or a redeploy reaches every process
 
@@ -58,6 +58,7 @@ class PredictionService:
         self._predictors: dict[str, Predictor] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def route(self, deployment: str) -> tuple[Route, DeploymentSettings]:
         cached = self._routes.get(deployment)
@@ -70,6 +71,8 @@ class PredictionService:
                 raise
             route, settings = cached[1], cached[2]  # the database is away: keep serving the last known route
         self._routes[deployment] = (time.monotonic() + ROUTE_TTL_SECONDS, route, settings)
+        if cached is not None and cached[1].ref != route.ref:
+            await self._forget(deployment, cached[1])
         return route, settings
 
     def _resolve(self, deployment: str) -> tuple[Route, DeploymentSettings]:
@@ -81,8 +84,21 @@ class PredictionService:
             lock = self._loading.setdefault(ref, asyncio.Lock())
             async with lock:
                 if ref not in self._predictors:
-                    self._predictors[ref] = await asyncio.to_thread(self.registry.load, ref)
+                    try:
+                        self._predictors[ref] = await asyncio.to_thread(self.registry.load, ref)
+                    except (NotFound, StoreUnavailable):
+                        raise
+                    except RegistryError as exc:  # the stored model does not load here: our problem
+                        raise ModelLoadFailed(f"{ref} cannot be loaded on this server: {exc.message}", exc.details) from exc
         return self._predictors[ref]
+
+    async def _forget(self, deployment: str, old: Route) -> None:
+        """Drop the batcher (and the model, if no deployment routes to it) after a route change."""
+        batcher = self._batchers.pop(f"{deployment}/{old.ref}", None)
+        if batcher is not None:  # requests already queued on it still get their answers
+            self._retiring.add(asyncio.get_running_loop().create_task(batcher.retire()))
+        if all(route.ref != old.ref for _, route, _ in self._routes.values()):
+            self._predictors.pop(old.ref, None)
 
     def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings) -> MicroBatcher:
         key = f"{route.deployment}/{route.ref}"
@@ -125,8 +141,8 @@ class PredictionService:
         predictions = []
         now = datetime.now(UTC)
         log_rows = []
-        values = scored.predictions.tolist()
-        probas = scored.probabilities.tolist() if scored.probabilities is not None else None
+        values = json_safe(scored.predictions.tolist())
+        probas = json_safe(scored.probabilities.tolist()) if scored.probabilities is not None else None
         for i, (record, value, entity) in enumerate(zip(batch.records, values, decoded.entity_ids)):
             request_id = str(uuid.uuid4())
             proba = dict(zip(classes, probas[i])) if probas is not None and len(classes) == len(probas[i]) else None
@@ -162,6 +178,8 @@ class PredictionService:
     async def close(self) -> None:
         for batcher in self._batchers.values():
             await batcher.close()
+        for task in self._retiring:
+            task.cancel()
 
 
 def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:

@@ -109,7 +109,10 @@ def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
         return None, f"expected a boolean, got {raw!r}"
     if isinstance(raw, bool):
         return None, "expected a string, got a boolean"
-    return (raw if isinstance(raw, str) else str(raw)), None
+    text = raw if isinstance(raw, str) else str(raw)
+    if "\x00" in text:
+        return None, "contains a NUL character"
+    return text, None
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, make_url
@@ -137,15 +138,20 @@ def _create_engine(url: str) -> Engine:
                     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise StoreUnavailable(f"cannot create the folder for the SQLite database {parsed.database}: {err}") from err
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30}, json_serializer=_json)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}, json_serializer=_json)
     raise StoreUnavailable(f"unsupported database {backend!r} in {redact(url)}: use sqlite or postgresql")
+
+
+def _json(value: Any) -> str:
+    """JSON columns alike on both backends: NaN and infinities become null (PostgreSQL refuses them)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

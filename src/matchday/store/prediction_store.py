@@ -39,7 +39,7 @@ class PredictionLogStore:
     def apply_labels(self, deployment: str, labels: Iterable[tuple[str, str, Any]]) -> list[LabelOutcome]:
         """Join ground truth to logged rows by ``("request_id", id, label)`` or ``("entity_id", key, label)``.
 
-        An entity key labels the most recent prediction made for it.
+        An entity key labels the most recent prediction made for it (by time, then insertion).
         """
         outcomes: list[LabelOutcome] = []
         now = utcnow()
@@ -49,8 +49,9 @@ class PredictionLogStore:
                     target = sa.select(PredictionRow.id).where(
                         PredictionRow.deployment == deployment, PredictionRow.request_id == key)
                 else:
-                    target = sa.select(sa.func.max(PredictionRow.id)).where(
-                        PredictionRow.deployment == deployment, PredictionRow.entity_id == key)
+                    target = (sa.select(PredictionRow.id)
+                              .where(PredictionRow.deployment == deployment, PredictionRow.entity_id == key)
+                              .order_by(PredictionRow.at.desc(), PredictionRow.id.desc()).limit(1))
                 row_id = s.scalar(target)
                 if row_id is None:
                     outcomes.append(LabelOutcome(kind, key, None))
