@@ -230,6 +230,82 @@ def serve(
                 log_level=log_level, timeout_graceful_shutdown=30)
 
 
+DRIFT_EXIT_CODE = 3
+
+
+@app.command("drift")
+def drift(
+    reference: Annotated[Path, typer.Argument(help="reference data, CSV or Parquet")],
+    current: Annotated[Path, typer.Argument(help="current data, CSV or Parquet")],
+    html: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the full result as JSON here")] = None,
+    columns: Annotated[str | None, typer.Option(help="comma-separated columns to compare (default: all)")] = None,
+    test: Annotated[list[str] | None, typer.Option(
+        "--test", help="COLUMN=TEST[:THRESHOLD], TEST one of ks, wasserstein, psi, jensenshannon, chisquare, z, unseen")] = None,
+    share_threshold: Annotated[float, typer.Option(help="dataset drift when at least this share of columns drifted")] = 0.5,
+    multivariate: Annotated[bool, typer.Option("--multivariate", help="also train a domain classifier (ROC AUC)")] = False,
+) -> None:
+    """Compare two files column by column; exit code 3 when the dataset drifted (for CI gates)."""
+    from matchday.monitoring import ColumnTest, DriftError, compare_tables, render_html
+    from matchday.registry import read_table_file
+
+    overrides: dict[str, ColumnTest] = {}
+    for spec in test or []:
+        column, _, rest = spec.partition("=")
+        name, _, threshold = rest.partition(":")
+        try:
+            overrides[column] = ColumnTest(name or None, float(threshold) if threshold else None)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise DriftError(f"--test {spec!r}: the threshold must be a number") from exc
+        if not column or not name:
+            raise DriftError(f"--test {spec!r}: expected COLUMN=TEST[:THRESHOLD]")
+    with out.status("reading..."):
+        ref_table, cur_table = read_table_file(reference), read_table_file(current)
+    with out.status("comparing..."):
+        report = compare_tables(ref_table, cur_table, columns=columns.split(",") if columns else None,
+                                tests=overrides, share_threshold=share_threshold, multivariate=multivariate)
+    table = Table("column", "type", "test", "statistic", "p-value", "threshold", "drift", "missing",
+                  title=f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)")
+    for c in report.columns.values():
+        table.add_row(c.column, c.kind, c.test, f"{c.statistic:.4g}", "" if c.p_value is None else f"{c.p_value:.3g}",
+                      f"{c.threshold:g}", "[red]drift[/]" if c.drifted else "[green]ok[/]", f"{c.missing_share:.1%}")
+    out.print(table)
+    if report.multivariate:
+        m = report.multivariate
+        out.print(f"domain classifier ROC AUC {m['roc_auc']:.3f} (threshold {m['threshold']}): "
+                  + ("[red]drift[/]" if m["drifted"] else "[green]ok[/]"))
+    verdict = "[red]dataset drift[/]" if report.dataset_drift else "[green]no dataset drift[/]"
+    out.print(f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted "
+              f"(share {report.drift_share:.2f}, threshold {report.share_threshold:.2f})")
+    if html:
+        html.write_text(render_html(report, reference_name=reference.name, current_name=current.name))
+        out.print(f"HTML report: {html}")
+    if json_out:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str, allow_nan=False)
+                            if _finite(report.to_dict()) else json.dumps(_nan_to_none(report.to_dict()), indent=2))
+        out.print(f"JSON: {json_out}")
+    if report.dataset_drift:
+        raise typer.Exit(DRIFT_EXIT_CODE)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False, default=str)
+        return True
+    except ValueError:
+        return False
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
 @app.command("demo")
 def demo() -> None:
     """Run the demo scenario (what `make demo` runs)."""
