@@ -1,7 +1,7 @@
 """The reference profile: what the drift engine needs of the reference data, without keeping it.
 
 Numeric columns keep summary statistics, 1001 quantiles (KS and Wasserstein to within one
-thousandth of the reference CDF), an exact histogram on 20 quantile bins (PSI, Jensen-Shannon),
+thousandth of the reference CDF) plus 101 more in each outer 0.1% (the tails), an exact histogram on 20 quantile bins (PSI, Jensen-Shannon),
 and, when there are at most 1000 distinct values, the exact value counts (KS with ties, exactly).
 Categorical columns keep every category's count up to 1000 categories, the rest pooled.
 """
@@ -20,6 +20,7 @@ QUANTILE_POINTS = 1001
 HISTOGRAM_BINS = 20
 MAX_EXACT_VALUES = 1000
 MAX_CATEGORIES = 1000
+TAIL_POINTS = 101  # extra quantiles in each outer 0.1%, where heavy tails hide most of the distance
 PROFILE_VERSION = 1
 
 
@@ -55,6 +56,12 @@ def profile_numeric(values: np.ndarray) -> dict[str, Any]:
     upper = np.minimum(lower + 1, data.size - 1)
     frac = positions - lower
     quantiles = data[lower] * (1 - frac) + data[upper] * frac  # numpy's default "linear" method
+    tail_u = np.concatenate([np.linspace(0.0, 0.001, TAIL_POINTS), np.linspace(0.999, 1.0, TAIL_POINTS)])
+    tail_positions = tail_u * (data.size - 1)
+    t_lower = np.floor(tail_positions).astype(np.int64)
+    t_upper = np.minimum(t_lower + 1, data.size - 1)
+    t_frac = tail_positions - t_lower
+    tails = data[t_lower] * (1 - t_frac) + data[t_upper] * t_frac
     cuts = np.unique(quantiles[:: (QUANTILE_POINTS - 1) // HISTOGRAM_BINS][1:-1])
     counts = np.diff(np.searchsorted(data, cuts, side="left"), prepend=0, append=data.size)
     out.update(
@@ -63,6 +70,7 @@ def profile_numeric(values: np.ndarray) -> dict[str, Any]:
         min=float(data[0]),
         max=float(data[-1]),
         quantiles=quantiles.tolist(),
+        tail_quantiles={"u": tail_u.tolist(), "values": tails.tolist()},
         histogram={"cuts": cuts.tolist(), "counts": counts.astype(int).tolist()},
     )
     change = np.flatnonzero(np.diff(data)) + 1

@@ -25,12 +25,12 @@ from matchday.monitoring.drift.samples import (
     numeric_from_values,
 )
 
-TestName = Literal["ks", "wasserstein", "psi", "jensenshannon", "chisquare", "z", "unseen"]
-NUMERIC_TESTS = {"ks", "wasserstein", "psi", "jensenshannon", "chisquare", "z"}
-CATEGORICAL_TESTS = {"psi", "jensenshannon", "chisquare", "z", "unseen"}
-P_VALUE_TESTS = {"ks", "chisquare", "z"}
-DEFAULT_THRESHOLDS = {"ks": 0.05, "chisquare": 0.05, "z": 0.05, "wasserstein": 0.1, "psi": 0.1,
-                      "jensenshannon": 0.1, "unseen": 0.05}
+TestName = Literal["ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z", "unseen"]
+NUMERIC_TESTS = {"ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z"}
+CATEGORICAL_TESTS = {"psi", "jensenshannon", "chisquare", "chisquare_gof", "z", "unseen"}
+P_VALUE_TESTS = {"ks", "chisquare", "chisquare_gof", "z"}
+DEFAULT_THRESHOLDS = {"ks": 0.05, "chisquare": 0.05, "chisquare_gof": 0.05, "z": 0.05, "wasserstein": 0.1,
+                      "psi": 0.1, "jensenshannon": 0.1, "unseen": 0.05}
 SMALL_REFERENCE = 1000
 
 
@@ -170,10 +170,11 @@ def _numeric(test: str, ref: NumericSample, cur: NumericSample) -> tuple[st.Test
         result = st.TestResult(st.js_distance(ref_counts / ref.n, cur_counts / cur.n), None)
     elif test == "psi":
         result = st.TestResult(st.psi(st.fill_zeroes(ref_counts / ref.n), st.fill_zeroes(cur_counts / cur.n)), None)
-    elif test == "chisquare":
+    elif test in ("chisquare", "chisquare_gof"):
         ref_vc, cur_vc = ref.value_counts(), cur.value_counts()
         keys = sorted(set(ref_vc) | set(cur_vc))
-        result = st.chi_square(np.array([ref_vc.get(k, 0.0) for k in keys]), np.array([cur_vc.get(k, 0.0) for k in keys]))
+        chi = st.chi_square if test == "chisquare" else st.chi_square_goodness_of_fit
+        result = chi(np.array([ref_vc.get(k, 0.0) for k in keys]), np.array([cur_vc.get(k, 0.0) for k in keys]))
     else:  # z: the share of the smallest value against the rest
         ref_vc, cur_vc = ref.value_counts(), cur.value_counts()
         first = min(set(ref_vc) | set(cur_vc))
@@ -193,6 +194,8 @@ def _categorical(test: str, ref: CategoricalSample, cur: CategoricalSample) -> t
         result = st.TestResult(st.psi(st.fill_zeroes(ref_counts / ref.n), st.fill_zeroes(cur_counts / cur.n)), None)
     elif test == "chisquare":
         result = st.chi_square(ref_counts, cur_counts)
+    elif test == "chisquare_gof":
+        result = st.chi_square_goodness_of_fit(ref_counts, cur_counts)
     elif test == "z":
         first = keys[0]
         result = st.z_test_proportions(int(ref.n - ref.counts.get(first, 0)), ref.n,

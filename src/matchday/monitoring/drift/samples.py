@@ -89,6 +89,12 @@ def numeric_from_profile(profile: dict[str, Any]) -> NumericSample:
     quantiles = np.asarray(profile["quantiles"], dtype=np.float64)
     size = min(n, PSEUDO_SAMPLE_MAX)
     grid = np.linspace(0.0, 1.0, len(quantiles))
+    tails = profile.get("tail_quantiles")
+    if tails:  # finer quantiles in the outer 0.1% on each side
+        grid = np.concatenate([grid, np.asarray(tails["u"])])
+        quantiles = np.concatenate([quantiles, np.asarray(tails["values"], dtype=np.float64)])
+        order = np.argsort(grid, kind="stable")
+        grid, quantiles = grid[order], quantiles[order]
     u = (np.arange(size) + 0.5) / size if size < n else np.linspace(0.0, 1.0, size)
     pseudo = np.interp(u, grid, quantiles)
     return NumericSample(pseudo, n, std0, missing, False, max(len(np.unique(quantiles)), 1001))

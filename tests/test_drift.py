@@ -1,0 +1,294 @@
+"""The drift engine: every statistic against scipy (property-tested), edge cases, profile bounds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+from hypothesis.extra.numpy import arrays
+from scipy import stats
+from scipy.spatial import distance
+
+from matchday.monitoring.drift import (
+    ColumnTest,
+    DriftError,
+    TextFeatures,
+    compare_tables,
+    compare_to_profile,
+    image_features,
+    render_html,
+)
+from matchday.monitoring.drift import statistics as st
+from matchday.registry.profile import profile_table
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# small integers make ties common; the float range keeps sums exact enough for 1e-6 comparisons
+values = arrays(np.float64, hs.integers(1, 60), elements=hs.one_of(
+    hs.integers(-5, 5).map(float), hs.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)))
+
+
+@FAST
+@given(values, values)
+def test_ks_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
+    ours = st.ks_2samp_sorted(np.sort(a), np.sort(b))
+    theirs = stats.ks_2samp(a, b)
+    assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-12)
+    assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-6)
+
+
+def test_ks_large_samples_match_scipy_asymptotic() -> None:
+    rng = np.random.default_rng(3)
+    for shift in (0.0, 0.01, 0.05):
+        a, b = rng.normal(size=20_000), rng.normal(shift, size=15_000)
+        ours = st.ks_2samp_sorted(np.sort(a), np.sort(b))
+        theirs = stats.ks_2samp(a, b, method="asymp")
+        assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-12)
+        assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-6)
+
+
+@FAST
+@given(values, values)
+def test_wasserstein_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
+    assert st.wasserstein_sorted(np.sort(a), np.sort(b)) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-9)
+    expected = stats.wasserstein_distance(a, b) / max(float(np.std(a)), 0.001)
+    assert st.wasserstein_normed(np.sort(a), np.sort(b)) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+shares = arrays(np.float64, hs.integers(1, 12), elements=hs.floats(0, 100, allow_nan=False))
+
+
+@FAST
+@given(hs.data())
+def test_jensen_shannon_matches_scipy(data: hs.DataObject) -> None:
+    p = data.draw(shares)
+    q = data.draw(arrays(np.float64, len(p), elements=hs.floats(0, 100, allow_nan=False)))
+    if p.sum() == 0 or q.sum() == 0:
+        return
+    assert st.js_distance(p, q) == pytest.approx(distance.jensenshannon(p, q), abs=1e-6)
+    assert 0 <= st.js_distance(p, q) <= np.sqrt(np.log(2)) + 1e-12
+
+
+@FAST
+@given(hs.data())
+def test_chi_square_matches_scipy(data: hs.DataObject) -> None:
+    ref = data.draw(arrays(np.int64, hs.integers(2, 10), elements=hs.integers(1, 500)))
+    cur = data.draw(arrays(np.int64, len(ref), elements=hs.integers(0, 500)))
+    if cur.sum() == 0:
+        return
+    ours = st.chi_square(ref, cur)
+    theirs = stats.chi2_contingency(np.vstack([ref, cur]), correction=False)
+    assert ours.statistic == pytest.approx(theirs.statistic, rel=1e-9, abs=1e-9)
+    assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-6)
+    gof = st.chi_square_goodness_of_fit(ref, cur)
+    expected = stats.chisquare(cur, ref * cur.sum() / ref.sum())
+    assert gof.statistic == pytest.approx(expected.statistic, rel=1e-9, abs=1e-9)
+    assert gof.p_value == pytest.approx(expected.pvalue, abs=1e-6)
+
+
+def test_chi_square_edge_cases() -> None:
+    assert st.chi_square_goodness_of_fit(np.array([10, 0]), np.array([5, 5])).p_value == 0.0  # unseen: certain
+    assert st.chi_square(np.array([10, 0]), np.array([0, 10])).p_value < 1e-4
+    assert st.chi_square(np.array([10]), np.array([4])).p_value == 1.0  # one category: nothing to test
+
+
+@FAST
+@given(hs.integers(1, 500), hs.integers(0, 500), hs.integers(1, 500), hs.integers(0, 500))
+def test_z_test_matches_the_formula(n1: int, k1: int, n2: int, k2: int) -> None:
+    k1, k2 = min(k1, n1), min(k2, n2)
+    result = st.z_test_proportions(k1, n1, k2, n2)
+    pooled = (k1 + k2) / (n1 + n2)
+    if pooled in (0, 1):
+        assert result.p_value == 1.0
+        return
+    z = (k1 / n1 - k2 / n2) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    assert result.p_value == pytest.approx(2 * (1 - stats.norm.cdf(abs(z))), abs=1e-9)
+
+
+@FAST
+@given(shares)
+def test_psi_is_zero_for_identical_and_positive_otherwise(p: np.ndarray) -> None:
+    if p.sum() == 0:
+        return
+    share = st.fill_zeroes(p / p.sum())
+    assert st.psi(share, share) == pytest.approx(0.0, abs=1e-12)
+    other = st.fill_zeroes(np.roll(p, 1) / p.sum())
+    assert st.psi(share, other) >= -1e-12
+    manual = float(np.sum((share - other) * np.log(share / other)))
+    assert st.psi(share, other) == pytest.approx(manual, rel=1e-12, abs=1e-12)
+
+
+@FAST
+@given(values)
+def test_histograms_of_sorted_values_match_numpy(a: np.ndarray) -> None:
+    edges = st.sturges_edges(float(a.min()), float(a.max()), len(a))
+    if a.min() != a.max():
+        np.testing.assert_allclose(edges, np.histogram_bin_edges(a, bins="sturges"))
+    assert st.histogram_sorted(np.sort(a), edges).tolist() == np.histogram(a, edges)[0].tolist()
+
+
+# -- the engine ---------------------------------------------------------------------------------
+def _tables(rows: int, seed: int = 0, shift: float = 0.0, new_category: bool = False) -> tuple[pa.Table, pa.Table]:
+    rng = np.random.default_rng(seed)
+
+    def one(s: float, cats: list[str]) -> pa.Table:
+        return pa.table({"x": rng.normal(s, 1, rows), "y": rng.normal(0, 1, rows), "k": rng.integers(0, 4, rows),
+                         "c": rng.choice(cats, rows)})
+
+    return one(0.0, ["a", "b", "c"]), one(shift, ["a", "b", "c", "d"] if new_category else ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("rows,expected_tests", [(500, {"x": "ks", "k": "chisquare", "c": "chisquare"}),
+                                                 (5000, {"x": "wasserstein", "k": "jensenshannon", "c": "jensenshannon"})])
+def test_automatic_test_choice_by_type_and_size(rows: int, expected_tests: dict[str, str]) -> None:
+    ref, cur = _tables(rows)
+    report = compare_tables(ref, cur)
+    assert {name: report.columns[name].test for name in expected_tests} == expected_tests
+    assert compare_tables(ref, ref).drifted_columns == []
+
+
+def test_p_value_tests_keep_their_false_positive_rate() -> None:
+    """Same distribution, many seeds: KS and chi-square flag about 5% of the time, as p < 0.05 should."""
+    flags = [compare_tables(*_tables(400, seed=seed)).drifted_columns for seed in range(60)]
+    rate = sum(len(f) for f in flags) / (60 * 4)
+    assert rate < 0.12, rate
+
+
+def test_shifted_columns_are_flagged_and_only_those() -> None:
+    report = compare_tables(*_tables(5000, shift=0.5, new_category=True))
+    assert set(report.drifted_columns) == {"x", "c"}
+    assert report.columns["c"].unseen_share == pytest.approx(0.25, abs=0.03)
+    assert report.drift_share == 0.5 and report.dataset_drift
+
+
+def test_overrides_choose_test_and_threshold() -> None:
+    ref, cur = _tables(5000, shift=0.05)
+    report = compare_tables(ref, cur, tests={"x": ColumnTest("ks", 0.05), "y": ColumnTest("psi", 0.2),
+                                             "c": ColumnTest("unseen", 0.01)})
+    assert report.columns["x"].test == "ks" and report.columns["x"].p_value is not None
+    assert report.columns["y"].test == "psi" and report.columns["y"].threshold == 0.2
+    assert report.columns["c"].test == "unseen" and report.columns["c"].statistic == 0.0
+    with pytest.raises(DriftError, match="does not apply to categorical"):
+        compare_tables(ref, cur, tests={"c": ColumnTest("wasserstein")})
+
+
+def test_edge_cases() -> None:
+    constant = pa.table({"v": [1.0] * 50, "s": ["a"] * 50})
+    report = compare_tables(constant, constant)
+    assert not report.dataset_drift
+    tiny_ref = pa.table({"v": [1.0, 2.0], "s": ["a", "b"]})
+    tiny_cur = pa.table({"v": [5.0], "s": ["z"]})
+    tiny = compare_tables(tiny_ref, tiny_cur)
+    assert tiny.columns["s"].unseen_share == 1.0
+    empty = pa.table({"v": pa.array([], pa.float64()), "s": pa.array([], pa.string())})
+    with pytest.raises(DriftError, match="no rows"):
+        compare_tables(tiny_ref, empty)
+    missing = pa.table({"v": pa.array([None, None], pa.float64()), "s": ["a", "b"]})
+    report = compare_tables(tiny_ref, missing)
+    assert report.columns["v"].missing_share == 1.0 and report.columns["v"].drifted
+    with pytest.raises(DriftError, match="no non-missing value in the reference"):
+        compare_tables(missing, tiny_ref)
+    with pytest.raises(DriftError, match="same columns") as err:
+        compare_tables(tiny_ref, pa.table({"v": [1.0], "other": ["x"]}))
+    assert "s: not in the current data" in err.value.details
+
+
+def test_profile_based_drift_is_within_its_documented_bounds() -> None:
+    """Against the stored profile, KS moves by at most 0.002 and normed Wasserstein by at most 0.01."""
+    rng = np.random.default_rng(11)
+    for shift in (0.0, 0.1, 0.5):
+        ref = pa.table({"x": rng.lognormal(0, 1, 200_000), "k": rng.integers(0, 7, 200_000),
+                        "c": rng.choice(["a", "b", "c"], 200_000)})
+        cur = pa.table({"x": rng.lognormal(shift, 1, 50_000), "k": rng.integers(0, 7, 50_000),
+                        "c": rng.choice(["a", "b", "c"], 50_000)})
+        profile = profile_table(ref)
+        exact = compare_tables(ref, cur, tests={"x": ColumnTest("ks"), "k": ColumnTest("ks")})
+        approx = compare_to_profile(profile, cur, tests={"x": ColumnTest("ks"), "k": ColumnTest("ks")})
+        assert abs(exact.columns["x"].statistic - approx.columns["x"].statistic) <= 0.002
+        assert exact.columns["k"].statistic == pytest.approx(approx.columns["k"].statistic, abs=1e-12)  # exact counts kept
+        w_exact = compare_tables(ref, cur).columns["x"].statistic
+        w_approx = compare_to_profile(profile, cur).columns["x"].statistic
+        assert abs(w_exact - w_approx) <= 0.01
+        assert exact.columns["c"].statistic == pytest.approx(approx.columns["c"].statistic, abs=1e-12)
+        assert exact.drifted_columns == approx.drifted_columns
+
+
+def test_domain_classifier_sees_what_no_single_column_shows() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=4000)
+    noise = rng.normal(scale=0.3, size=4000)
+    ref = pa.table({"x": x[:2000], "y": x[:2000] + noise[:2000]})
+    cur = pa.table({"x": x[2000:], "y": -x[2000:] + noise[2000:]})  # same marginals, flipped correlation
+    report = compare_tables(ref, cur, multivariate=True)
+    assert report.drifted_columns == []
+    assert report.multivariate is not None and report.multivariate["roc_auc"] > 0.9 and report.dataset_drift
+    same = compare_tables(*_tables(2000), multivariate=True)
+    assert same.multivariate is not None and not same.multivariate["drifted"]
+
+
+def test_dim_images_are_caught_on_brightness() -> None:
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    bright, dim = images[:800], images[800:] * 0.6
+    ref = pa.table(image_features(bright))
+    report = compare_tables(ref, pa.table(image_features(dim)), columns=["brightness", "contrast"])
+    assert report.columns["brightness"].drifted
+    assert not compare_tables(ref, pa.table(image_features(images[800:])), columns=["brightness"]).dataset_drift
+
+
+def test_text_features_catch_new_vocabulary() -> None:
+    text = TextFeatures().fit(["card declined at the shop"] * 10)
+    same = text.transform(["card declined"] * 600)
+    new = text.transform(["crypto wallet drained overnight"] * 600)
+    report = compare_tables(pa.table(text.transform(["card declined at the shop"] * 600)), pa.table(new))
+    assert report.columns["oov_share"].drifted and same["oov_share"].max() == 0.0
+
+
+def test_html_report_is_self_contained() -> None:
+    report = compare_tables(*_tables(3000, shift=0.4, new_category=True), multivariate=True)
+    page = render_html(report)
+    assert "<svg" in page and "Dataset drift detected" in page and "domain classifier" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+    assert "<script" not in page
+
+
+def test_drift_command(tmp_path: Path) -> None:
+    ref, cur = _tables(3000, shift=0.5, new_category=True)
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pq.write_table(ref, tmp_path / "ref.parquet")
+    pacsv.write_csv(cur, tmp_path / "cur.csv")
+    pq.write_table(ref.slice(0, 1500), tmp_path / "same.parquet")
+    matchday = str(Path(sys.executable).parent / "matchday")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([matchday, "drift", *args], capture_output=True, text=True, timeout=120,
+                              env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+
+    drifted = run(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--html", str(tmp_path / "r.html"),
+                  "--json", str(tmp_path / "r.json"))
+    assert drifted.returncode == 3, drifted.stderr
+    assert "dataset drift" in drifted.stdout
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["drifted_columns"]) == {"x", "c"}
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+    calm = run(str(tmp_path / "ref.parquet"), str(tmp_path / "same.parquet"))
+    assert calm.returncode == 0 and "no dataset drift" in calm.stdout
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    for args, message in [((str(tmp_path / "ref.parquet"), str(tmp_path / "missing.csv")), "no such file"),
+                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "empty.csv")), "could not be read"),
+                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "other.csv")), "same columns"),
+                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=nope"), "does not apply"),
+                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=ks:high"), "must be a number")]:
+        failed = run(*args)
+        assert failed.returncode == 1 and failed.stderr.startswith("error:") and message in " ".join(failed.stderr.split()), failed.stderr
+        assert "Traceback" not in failed.stderr
