@@ -219,6 +219,14 @@ def test_profile_based_drift_is_within_its_documented_bounds() -> None:
         assert exact.drifted_columns == approx.drifted_columns
 
 
+def test_boolean_columns_match_their_profile() -> None:
+    rng = np.random.default_rng(2)
+    ref = pa.table({"flag": rng.random(5000) < 0.7})
+    cur = pa.table({"flag": rng.random(3000) < 0.7})
+    assert compare_to_profile(profile_table(ref), cur).drifted_columns == []
+    assert compare_to_profile(profile_table(ref), pa.table({"flag": rng.random(3000) < 0.3})).drifted_columns == ["flag"]
+
+
 def test_domain_classifier_sees_what_no_single_column_shows() -> None:
     rng = np.random.default_rng(5)
     x = rng.normal(size=4000)

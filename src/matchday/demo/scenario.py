@@ -92,6 +92,11 @@ def run(console: Console, workspace: Workspace | None = None) -> None:
 
     serving.run(console, ws)
 
+    console.rule("5. watch the inputs: data drift")
+    from matchday.demo import drift
+
+    drift.run(console, ws)
+
     from matchday.cli import models_list, models_show
 
     console.rule("$ matchday models list")

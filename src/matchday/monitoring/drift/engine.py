@@ -239,8 +239,7 @@ def compare_tables(reference: pa.Table, current: pa.Table, *, columns: list[str]
     for name in names:
         ref, cur = sample_of(reference.column(name)), sample_of(current.column(name))
         if isinstance(ref, NumericSample) != isinstance(cur, NumericSample):
-            ref, cur = categorical_from_column(reference.column(name).cast(pa.string())), \
-                categorical_from_column(current.column(name).cast(pa.string()))
+            ref, cur = categorical_from_column(reference.column(name)), categorical_from_column(current.column(name))
         results[name] = column_drift(name, ref, cur, (tests or {}).get(name))
     report = _dataset(results, share_threshold, reference.num_rows, current.num_rows)
     if multivariate:
@@ -262,7 +261,7 @@ def compare_to_profile(profile: dict[str, Any], current: pa.Table, *, columns: l
     for name in names:
         ref = sample_of_profile(profile["columns"][name])
         column = current.column(name)
-        cur = sample_of(column) if isinstance(ref, NumericSample) else categorical_from_column(column.cast(pa.string()))
+        cur = sample_of(column) if isinstance(ref, NumericSample) else categorical_from_column(column)
         if isinstance(ref, NumericSample) and not isinstance(cur, NumericSample):
             raise DriftError(f"column {name!r} is numeric in the reference profile but {column.type} now")
         results[name] = column_drift(name, ref, cur, (tests or {}).get(name))

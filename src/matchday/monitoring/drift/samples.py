@@ -65,6 +65,7 @@ def numeric_from_values(values: np.ndarray) -> NumericSample:
 
 
 def categorical_from_column(column: pa.ChunkedArray | pa.Array) -> CategoricalSample:
+    """Counts per value, keyed by Python's ``str`` of it (as the reference profile keys them: "True")."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
