@@ -300,3 +300,58 @@ def test_drift_command(tmp_path: Path) -> None:
         failed = run(*args)
         assert failed.returncode == 1 and failed.stderr.startswith("error:") and message in " ".join(failed.stderr.split()), failed.stderr
         assert "Traceback" not in failed.stderr
+
+
+# -- mergeable window summaries -----------------------------------------------------------------
+def test_merged_summaries_equal_the_summary_of_all_rows() -> None:
+    from matchday.monitoring.drift import merge_summaries, summarize_table
+
+    rng = np.random.default_rng(4)
+    table = pa.table({"x": np.where(rng.random(30_000) < 0.01, np.nan, rng.normal(0, 5, 30_000)),
+                      "z": np.zeros(30_000), "c": rng.choice(["a", "b", "c"], 30_000)})
+    hours = [summarize_table(table.slice(i, 5_000)) for i in range(0, 30_000, 5_000)]
+    day = hours[0]
+    for hour in hours[1:]:
+        day = merge_summaries(day, hour)
+    whole = summarize_table(table)
+    assert day["rows"] == whole["rows"] and day["columns"]["c"] == whole["columns"]["c"]
+    for key in ("count", "missing", "min", "max", "sketch"):
+        assert day["columns"]["x"][key] == whole["columns"]["x"][key], key
+    assert day["columns"]["x"]["sum"] == pytest.approx(whole["columns"]["x"]["sum"], rel=1e-9, abs=1e-6)
+    assert day["columns"]["z"]["sketch"]["zero"] == 30_000
+    json.dumps(day)  # storable as is
+
+
+@FAST
+@given(arrays(np.float64, hs.integers(1, 200), elements=hs.floats(-1e6, 1e6, allow_nan=False)))
+def test_sketch_quantiles_are_within_their_relative_accuracy(a: np.ndarray) -> None:
+    from matchday.monitoring.drift.summary import ALPHA, sample_of_summary, summarize_numeric
+
+    sample = sample_of_summary(summarize_numeric(a))
+    assert isinstance(sample, type(sample)) and sample.n == len(a)
+    exact = np.sort(a)
+    # each pseudo-sample value stands for the same rank of the data, within the relative accuracy
+    ranks = ((np.arange(len(sample.values)) + 0.5) / len(sample.values) * len(a)).astype(int).clip(0, len(a) - 1)
+    tolerance = ALPHA * np.abs(exact[ranks]) * 2.01 + 1e-9
+    assert np.all(np.abs(sample.values - exact[ranks]) <= tolerance)
+
+
+def test_summary_based_drift_is_within_its_documented_bounds() -> None:
+    """A window summary instead of the rows: KS within 0.003, normed Wasserstein within 0.01."""
+    from matchday.monitoring.drift import compare_summary_to_profile, summarize_table
+
+    rng = np.random.default_rng(12)
+    ref = pa.table({"x": rng.lognormal(0, 1, 200_000), "y": rng.normal(0, 1, 200_000), "c": rng.choice(["a", "b"], 200_000)})
+    profile = profile_table(ref)
+    for shift in (0.0, 0.05, 0.3):
+        cur = pa.table({"x": rng.lognormal(shift, 1, 100_000), "y": rng.normal(shift, 1, 100_000),
+                        "c": rng.choice(["a", "b"], 100_000)})
+        ks = {"x": ColumnTest("ks"), "y": ColumnTest("ks")}
+        rows, window = compare_to_profile(profile, cur, tests=ks), compare_summary_to_profile(profile, summarize_table(cur), tests=ks)
+        for name in ("x", "y"):
+            assert abs(rows.columns[name].statistic - window.columns[name].statistic) <= 0.003
+        rows, window = compare_to_profile(profile, cur), compare_summary_to_profile(profile, summarize_table(cur))
+        for name in ("x", "y"):
+            assert abs(rows.columns[name].statistic - window.columns[name].statistic) <= 0.01
+        assert rows.columns["c"].statistic == pytest.approx(window.columns["c"].statistic, abs=1e-12)
+        assert rows.drifted_columns == window.drifted_columns

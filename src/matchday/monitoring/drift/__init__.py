@@ -8,9 +8,11 @@ from matchday.monitoring.drift.engine import (
     DriftError,
     DriftReport,
     column_drift,
+    compare_summary_to_profile,
     compare_tables,
     compare_to_profile,
 )
+from matchday.monitoring.drift.summary import merge_summaries, summarize_table
 from matchday.monitoring.drift.extractors import TextFeatures, image_features
 from matchday.monitoring.drift.html_report import render_html
 from matchday.monitoring.drift.statistics import (
@@ -31,14 +33,17 @@ __all__ = [
     "TextFeatures",
     "chi_square",
     "column_drift",
+    "compare_summary_to_profile",
     "compare_tables",
     "compare_to_profile",
     "domain_classifier_auc",
     "image_features",
     "js_distance",
+    "merge_summaries",
     "ks_2samp_sorted",
     "psi",
     "render_html",
+    "summarize_table",
     "wasserstein_normed",
     "wasserstein_sorted",
     "z_test_proportions",

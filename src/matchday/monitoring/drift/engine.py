@@ -268,6 +268,20 @@ def compare_to_profile(profile: dict[str, Any], current: pa.Table, *, columns: l
     return _dataset(results, share_threshold, int(profile["rows"]), current.num_rows)
 
 
+def compare_summary_to_profile(profile: dict[str, Any], summary: dict[str, Any], *, columns: list[str] | None = None,
+                               tests: dict[str, ColumnTest] | None = None, share_threshold: float = 0.5) -> DriftReport:
+    """Drift of a window summary (see `summarize_table`) against a stored reference profile."""
+    from matchday.monitoring.drift.summary import sample_of_summary
+
+    names = columns or list(profile["columns"])
+    _check_columns(names, list(profile["columns"]), list(summary["columns"]))
+    if summary["rows"] == 0:
+        raise DriftError("nothing to compare: the window has no rows")
+    results = {name: column_drift(name, sample_of_profile(profile["columns"][name]),
+                                  sample_of_summary(summary["columns"][name]), (tests or {}).get(name)) for name in names}
+    return _dataset(results, share_threshold, int(profile["rows"]), int(summary["rows"]))
+
+
 def _dataset(results: dict[str, ColumnDrift], share_threshold: float, ref_rows: int, cur_rows: int) -> DriftReport:
     share = sum(r.drifted for r in results.values()) / max(len(results), 1)
     return DriftReport(results, share, share_threshold, share >= share_threshold, ref_rows, cur_rows)
