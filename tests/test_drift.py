@@ -355,3 +355,20 @@ def test_summary_based_drift_is_within_its_documented_bounds() -> None:
             assert abs(rows.columns[name].statistic - window.columns[name].statistic) <= 0.01
         assert rows.columns["c"].statistic == pytest.approx(window.columns["c"].statistic, abs=1e-12)
         assert rows.drifted_columns == window.drifted_columns
+
+
+def test_prediction_drift_against_the_registered_predictions(registry_free_profile: dict) -> None:  # type: ignore[type-arg]
+    from matchday.monitoring.drift import prediction_drift
+
+    profile = registry_free_profile
+    assert not prediction_drift(profile, np.r_[np.zeros(900), np.ones(100)]).drifted
+    assert prediction_drift(profile, np.r_[np.zeros(500), np.ones(500)]).drifted
+    with pytest.raises(DriftError, match="no predictions"):
+        prediction_drift({"columns": {}}, [1, 0])
+
+
+@pytest.fixture
+def registry_free_profile() -> dict:  # type: ignore[type-arg]
+    from matchday.registry.profile import profile_column
+
+    return {"columns": {}, "rows": 2000, "prediction": profile_column(np.r_[np.zeros(1800), np.ones(200)].astype(np.int64))}

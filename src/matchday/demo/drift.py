@@ -12,7 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from matchday.demo.fraud import transactions
-from matchday.monitoring import DriftReport, compare_tables, compare_to_profile, image_features, render_html
+from matchday.monitoring import (
+    DriftReport,
+    compare_tables,
+    compare_to_profile,
+    image_features,
+    prediction_drift,
+    render_html,
+)
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
@@ -34,6 +41,9 @@ def run(console: Console, ws: Workspace) -> None:
     served = pa.Table.from_pylist([r.inputs for r in logged])
     _summary(console, f"served traffic ({served.num_rows:,} logged rows) vs the reference profile",
              compare_to_profile(profile, served))
+    outputs = prediction_drift(profile, [r.prediction for r in logged])
+    console.print(f"prediction drift (fraud share of answers): {outputs.test} {outputs.statistic:.3g}, "
+                  f"threshold {outputs.threshold:g}: " + ("[red]drift[/]" if outputs.drifted else "[green]ok[/]"))
 
     shifted = transactions(5000, seed=77)  # a new market: bigger amounts, more card-not-present
     shifted = shifted.set_column(0, "amount", pc.multiply(shifted["amount"], 2.5))

@@ -9,8 +9,12 @@ from matchday.monitoring.drift import (
     TextFeatures,
     compare_tables,
     compare_to_profile,
+    compare_summary_to_profile,
     image_features,
+    merge_summaries,
+    prediction_drift,
     render_html,
+    summarize_table,
 )
 from matchday.monitoring.prediction_log import PredictionLogWriter, WriterStats, json_safe
 
@@ -22,9 +26,13 @@ __all__ = [
     "PredictionLogWriter",
     "TextFeatures",
     "WriterStats",
+    "compare_summary_to_profile",
     "compare_tables",
     "compare_to_profile",
     "image_features",
     "json_safe",
+    "merge_summaries",
+    "prediction_drift",
     "render_html",
+    "summarize_table",
 ]

@@ -11,6 +11,7 @@ from matchday.monitoring.drift.engine import (
     compare_summary_to_profile,
     compare_tables,
     compare_to_profile,
+    prediction_drift,
 )
 from matchday.monitoring.drift.summary import merge_summaries, summarize_table
 from matchday.monitoring.drift.extractors import TextFeatures, image_features
@@ -41,6 +42,7 @@ __all__ = [
     "js_distance",
     "merge_summaries",
     "ks_2samp_sorted",
+    "prediction_drift",
     "psi",
     "render_html",
     "summarize_table",

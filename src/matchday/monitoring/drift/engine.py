@@ -268,6 +268,20 @@ def compare_to_profile(profile: dict[str, Any], current: pa.Table, *, columns: l
     return _dataset(results, share_threshold, int(profile["rows"]), current.num_rows)
 
 
+def prediction_drift(profile: dict[str, Any], predictions: Any, override: ColumnTest | None = None) -> ColumnDrift:
+    """Drift of the model's outputs against the predictions it made on its reference data."""
+    if "prediction" not in profile:
+        raise DriftError("this reference profile holds no predictions (registered without reference data)")
+    column = pa.chunked_array([pa.array(np.asarray(predictions).tolist())])
+    ref = sample_of_profile(profile["prediction"])
+    cur = sample_of(column) if isinstance(ref, NumericSample) else categorical_from_column(column)
+    if isinstance(ref, CategoricalSample) and isinstance(cur, CategoricalSample):
+        pass
+    elif isinstance(ref, NumericSample) != isinstance(cur, NumericSample):
+        cur = categorical_from_column(column) if isinstance(ref, CategoricalSample) else cur
+    return column_drift("prediction", ref, cur, override)
+
+
 def compare_summary_to_profile(profile: dict[str, Any], summary: dict[str, Any], *, columns: list[str] | None = None,
                                tests: dict[str, ColumnTest] | None = None, share_threshold: float = 0.5) -> DriftReport:
     """Drift of a window summary (see `summarize_table`) against a stored reference profile."""
