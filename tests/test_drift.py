@@ -158,6 +158,10 @@ def test_p_value_tests_keep_their_false_positive_rate() -> None:
     flags = [compare_tables(*_tables(400, seed=seed)).drifted_columns for seed in range(60)]
     rate = sum(len(f) for f in flags) / (60 * 4)
     assert rate < 0.12, rate
+    gof = {"k": ColumnTest("chisquare_gof"), "c": ColumnTest("chisquare_gof")}
+    ours = sum("k" in f for f in flags)
+    theirs = sum("k" in compare_tables(*_tables(400, seed=seed), tests=gof).drifted_columns for seed in range(60))
+    assert theirs >= 2 * max(ours, 1), (ours, theirs)  # the goodness-of-fit version ignores the reference's noise
 
 
 def test_shifted_columns_are_flagged_and_only_those() -> None:
