@@ -43,6 +43,12 @@ def test_ks_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
     assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-6)
 
 
+@FAST
+@given(values, values)
+def test_ks_statistic_by_merge_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
+    assert st.ks_statistic_sorted(np.sort(a), np.sort(b)) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+
+
 def test_ks_large_samples_match_scipy_asymptotic() -> None:
     rng = np.random.default_rng(3)
     for shift in (0.0, 0.01, 0.05):

@@ -42,24 +42,40 @@ def ks_2samp_sorted(ref: np.ndarray, cur: np.ndarray) -> TestResult:
     return TestResult(d, float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0)))
 
 
+def merge_sorted(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both samples merged in order, with each sample's empirical CDF at every merged point.
+
+    Each element's place in the merge is its own rank plus the number of the other sample's
+    elements before it: two binary searches of n and m keys, no sort of n + m values.
+    Within a run of ties the CDFs are only right at the run's last element (see callers).
+    """
+    n, m = len(ref), len(cur)
+    at_ref = np.arange(n) + np.searchsorted(cur, ref, side="left")
+    at_cur = np.arange(m) + np.searchsorted(ref, cur, side="right")
+    merged = np.empty(n + m)
+    merged[at_ref], merged[at_cur] = ref, cur
+    from_ref = np.zeros(n + m, dtype=np.int64)
+    from_ref[at_ref] = 1
+    count_ref = np.cumsum(from_ref)
+    cdf_ref = count_ref / n
+    cdf_cur = (np.arange(1, n + m + 1) - count_ref) / m
+    return merged, cdf_ref, cdf_cur
+
+
 def ks_statistic_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
     """sup |F_ref - F_cur| over every observed value."""
-    points = np.concatenate([ref, cur])
-    cdf_ref = np.searchsorted(ref, points, side="right") / len(ref)
-    cdf_cur = np.searchsorted(cur, points, side="right") / len(cur)
-    return float(np.max(np.abs(cdf_ref - cdf_cur)))
+    merged, cdf_ref, cdf_cur = merge_sorted(ref, cur)
+    ends = np.append(merged[1:] != merged[:-1], True)  # the last element of each run of ties
+    return float(np.max(np.abs(cdf_ref[ends] - cdf_cur[ends])))
 
 
 def wasserstein_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
     """The 1-Wasserstein distance of two sorted samples (scipy's ``wasserstein_distance``)."""
     if len(ref) == 0 or len(cur) == 0:
         return float("nan")
-    points = np.concatenate([ref, cur])
-    points.sort(kind="stable")  # two sorted runs: a linear merge
-    deltas = np.diff(points)
-    cdf_ref = np.searchsorted(ref, points[:-1], side="right") / len(ref)
-    cdf_cur = np.searchsorted(cur, points[:-1], side="right") / len(cur)
-    return float(np.sum(np.abs(cdf_ref - cdf_cur) * deltas))
+    merged, cdf_ref, cdf_cur = merge_sorted(ref, cur)
+    deltas = np.diff(merged)  # zero inside a run of ties, so those CDF values never count
+    return float(np.dot(np.abs(cdf_ref[:-1] - cdf_cur[:-1]), deltas))
 
 
 def wasserstein_normed(ref: np.ndarray, cur: np.ndarray) -> float:
