@@ -59,7 +59,7 @@ def numeric_from_values(values: np.ndarray) -> NumericSample:
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     finite.sort()
-    distinct = int(np.count_nonzero(np.diff(finite))) + 1 if finite.size else 0
+    distinct = int(np.count_nonzero(finite[1:] != finite[:-1])) + 1 if finite.size else 0
     return NumericSample(finite, int(finite.size), float(finite.std()) if finite.size else 0.0,
                          int(values.size - finite.size), True, distinct)
 

@@ -70,12 +70,26 @@ def ks_statistic_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
 
 
 def wasserstein_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
-    """The 1-Wasserstein distance of two sorted samples (scipy's ``wasserstein_distance``)."""
-    if len(ref) == 0 or len(cur) == 0:
+    """The 1-Wasserstein distance of two sorted samples (scipy's ``wasserstein_distance``).
+
+    Computed as the integral of |Q_ref(u) - Q_cur(u)| over the quantile level u: both quantile
+    functions are steps at multiples of 1/n and 1/m, whose merged order is known in closed form,
+    so no search and no sort is needed beyond the samples' own.
+    """
+    n, m = len(ref), len(cur)
+    if n == 0 or m == 0:
         return float("nan")
-    merged, cdf_ref, cdf_cur = merge_sorted(ref, cur)
-    deltas = np.diff(merged)  # zero inside a run of ties, so those CDF values never count
-    return float(np.dot(np.abs(cdf_ref[:-1] - cdf_cur[:-1]), deltas))
+    if n == m:
+        return float(np.mean(np.abs(ref - cur)))
+    i = np.arange(1, n + 1, dtype=np.int64)
+    j = np.arange(1, m + 1, dtype=np.int64)
+    ticks = np.empty(n + m, dtype=np.int64)  # breakpoints u = tick / (n m), in increasing order
+    ticks[(i - 1) + (i * m - 1) // n] = i * m
+    ticks[(j - 1) + (j * n) // m] = j * n
+    widths = np.diff(ticks, prepend=0)
+    at_ref = (ticks + m - 1) // m - 1  # the step of Q_ref on (previous tick, tick]
+    at_cur = (ticks + n - 1) // n - 1
+    return float(np.dot(widths, np.abs(ref[at_ref] - cur[at_cur])) / (n * m))
 
 
 def wasserstein_normed(ref: np.ndarray, cur: np.ndarray) -> float:
