@@ -300,12 +300,18 @@ def test_drift_command(tmp_path: Path) -> None:
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
     calm = run(str(tmp_path / "ref.parquet"), str(tmp_path / "same.parquet"))
     assert calm.returncode == 0 and "no dataset drift" in calm.stdout
+    pq.write_table(cur, tmp_path / "cur.parquet")
+    by_column = run(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"), "--json", str(tmp_path / "p.json"))
+    assert by_column.returncode == 3  # two Parquet files are read one column at a time: the same result
+    assert json.loads((tmp_path / "p.json").read_text())["drifted_columns"] == result["drifted_columns"]
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     for args, message in [((str(tmp_path / "ref.parquet"), str(tmp_path / "missing.csv")), "no such file"),
                           ((str(tmp_path / "ref.parquet"), str(tmp_path / "empty.csv")), "could not be read"),
                           ((str(tmp_path / "ref.parquet"), str(tmp_path / "other.csv")), "same columns"),
                           ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=nope"), "does not apply"),
+                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "broken.parquet")), "as Parquet"),
                           ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=ks:high"), "must be a number")]:
         failed = run(*args)
         assert failed.returncode == 1 and failed.stderr.startswith("error:") and message in " ".join(failed.stderr.split()), failed.stderr

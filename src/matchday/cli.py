@@ -246,7 +246,7 @@ def drift(
     multivariate: Annotated[bool, typer.Option("--multivariate", help="also train a domain classifier (ROC AUC)")] = False,
 ) -> None:
     """Compare two files column by column; exit code 3 when the dataset drifted (for CI gates)."""
-    from matchday.monitoring import ColumnTest, DriftError, compare_tables, render_html
+    from matchday.monitoring import ColumnTest, DriftError, compare_parquet_files, compare_tables, render_html
     from matchday.registry import read_table_file
 
     overrides: dict[str, ColumnTest] = {}
@@ -259,11 +259,20 @@ def drift(
             raise DriftError(f"--test {spec!r}: the threshold must be a number") from exc
         if not column or not name:
             raise DriftError(f"--test {spec!r}: expected COLUMN=TEST[:THRESHOLD]")
-    with out.status("reading..."):
-        ref_table, cur_table = read_table_file(reference), read_table_file(current)
-    with out.status("comparing..."):
-        report = compare_tables(ref_table, cur_table, columns=columns.split(",") if columns else None,
-                                tests=overrides, share_threshold=share_threshold, multivariate=multivariate)
+    options = {"columns": columns.split(",") if columns else None, "tests": overrides,
+               "share_threshold": share_threshold, "multivariate": multivariate}
+    parquet = {".parquet", ".pq"}
+    if reference.suffix.lower() in parquet and current.suffix.lower() in parquet and reference.is_file() and current.is_file():
+        with out.status("comparing column by column..."):
+            try:
+                report = compare_parquet_files(str(reference), str(current), **options)
+            except (OSError, ValueError) as exc:  # pyarrow's errors for files that are not Parquet
+                raise DriftError(f"could not read {reference.name} or {current.name} as Parquet: {exc}") from exc
+    else:
+        with out.status("reading..."):
+            ref_table, cur_table = read_table_file(reference), read_table_file(current)
+        with out.status("comparing..."):
+            report = compare_tables(ref_table, cur_table, **options)
     table = Table("column", "type", "test", "statistic", "p-value", "threshold", "drift", "missing",
                   title=f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)")
     for c in report.columns.values():

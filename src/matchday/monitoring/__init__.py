@@ -1,5 +1,5 @@
-"""Monitoring: the prediction log (a batched writer that loses nothing) and, later, windows,
-metrics, drift and alerts over it."""
+"""Monitoring: the prediction log (a batched writer that loses nothing), the drift engine, and,
+later, windows, metrics and alerts over the log."""
 
 from matchday.monitoring.drift import (
     ColumnDrift,
@@ -7,9 +7,10 @@ from matchday.monitoring.drift import (
     DriftError,
     DriftReport,
     TextFeatures,
+    compare_parquet_files,
+    compare_summary_to_profile,
     compare_tables,
     compare_to_profile,
-    compare_summary_to_profile,
     image_features,
     merge_summaries,
     prediction_drift,
@@ -26,6 +27,7 @@ __all__ = [
     "PredictionLogWriter",
     "TextFeatures",
     "WriterStats",
+    "compare_parquet_files",
     "compare_summary_to_profile",
     "compare_tables",
     "compare_to_profile",
