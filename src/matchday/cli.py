@@ -290,23 +290,15 @@ def drift(
         html.write_text(render_html(report, reference_name=reference.name, current_name=current.name))
         out.print(f"HTML report: {html}")
     if json_out:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str, allow_nan=False)
-                            if _finite(report.to_dict()) else json.dumps(_nan_to_none(report.to_dict()), indent=2))
+        json_out.write_text(json.dumps(_nan_to_none(report.to_dict()), indent=2, default=str, allow_nan=False))
         out.print(f"JSON: {json_out}")
     if report.dataset_drift:
         raise typer.Exit(DRIFT_EXIT_CODE)
 
 
-def _finite(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False, default=str)
-        return True
-    except ValueError:
-        return False
-
-
 def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
+    """JSON has no NaN or infinity: a statistic that could not be computed is null."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
     if isinstance(value, dict):
         return {k: _nan_to_none(v) for k, v in value.items()}

@@ -139,8 +139,9 @@ def _auto_test(ref: Sample, cur: Sample) -> str:
 
 
 def _distinct_numeric(ref: NumericSample, cur: NumericSample) -> int:
-    if not ref.exact or ref.distinct > 5 or cur.distinct > 5:
-        return max(ref.distinct, cur.distinct, 6 if not ref.exact else 0)
+    """Distinct values of both samples together (exactly only when it matters: at most 5 each)."""
+    if ref.distinct > 5 or cur.distinct > 5:
+        return max(ref.distinct, cur.distinct)
     return len(np.union1d(np.unique(ref.values), np.unique(cur.values)))
 
 
@@ -318,10 +319,6 @@ def prediction_drift(profile: dict[str, Any], predictions: Any, override: Column
     column = pa.chunked_array([pa.array(np.asarray(predictions).tolist())])
     ref = sample_of_profile(profile["prediction"])
     cur = sample_of(column) if isinstance(ref, NumericSample) else categorical_from_column(column)
-    if isinstance(ref, CategoricalSample) and isinstance(cur, CategoricalSample):
-        pass
-    elif isinstance(ref, NumericSample) != isinstance(cur, NumericSample):
-        cur = categorical_from_column(column) if isinstance(ref, CategoricalSample) else cur
     return column_drift("prediction", ref, cur, override)
 
 

@@ -125,4 +125,4 @@ def sample_of_summary(column: dict[str, Any]) -> NumericSample | CategoricalSamp
     pseudo = v[np.searchsorted(np.cumsum(c), positions, side="right").clip(0, len(v) - 1)]
     mean = column["sum"] / n
     std = math.sqrt(max(column["sumsq"] / n - mean * mean, 0.0))
-    return NumericSample(pseudo, n, std, int(column["missing"]), size == n and False, int(len(v)))
+    return NumericSample(pseudo, n, std, int(column["missing"]), False, int(len(v)))
