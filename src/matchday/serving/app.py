@@ -169,11 +169,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         return {"ready": "service" in state}
 
     async def v2_model(name: str, version: str | None) -> Any:
-        route, _ = await service().route(name)
-        if version is not None and version != str(route.version):
-            from matchday.serving.errors import VersionNotServed
-
-            raise VersionNotServed(f"deployment {name!r} serves {route.ref}, not version {version}")
+        route, _ = await service().served_route(name, version)
         predictor = await service().predictor(route.ref)
         signature = predictor.signature
         assert signature is not None

@@ -103,20 +103,28 @@ class PredictionService:
     def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings) -> MicroBatcher:
         key = f"{route.deployment}/{route.ref}"
         batcher = self._batchers.get(key)
-        if batcher is None or batcher.max_batch_size != settings.max_batch_size:
+        wait = settings.max_wait_ms / 1000
+        if batcher is None or (batcher.max_batch_size, batcher.max_wait) != (settings.max_batch_size, wait):
+            if batcher is not None:  # redeployed with new settings: the old one answers what it holds
+                self._retiring.add(asyncio.get_running_loop().create_task(batcher.retire()))
             labels = (route.deployment, route.model, str(route.version))
             batcher = MicroBatcher(_scorer(predictor), max_batch_size=settings.max_batch_size,
-                                   max_wait=settings.max_wait_ms / 1000,
+                                   max_wait=wait,
                                    observe=self.metrics.batch_size.labels(*labels).observe)
             self._batchers[key] = batcher
         return batcher
 
+    async def served_route(self, deployment: str, version: str | int | None = None) -> tuple[Route, DeploymentSettings]:
+        """The deployment's route, refusing a version it does not serve (V2's ``/versions/{v}``)."""
+        route, settings = await self.route(deployment)
+        if version is not None and str(version) != str(route.version):
+            raise VersionNotServed(f"deployment {deployment!r} serves {route.ref}, not version {version}")
+        return route, settings
+
     async def predict(self, deployment: str, decode: Callable[[Signature], DecodedRequest],
                       version: int | None = None) -> PredictionResult:
         started = time.perf_counter()
-        route, settings = await self.route(deployment)
-        if version is not None and version != route.version:
-            raise VersionNotServed(f"deployment {deployment!r} serves {route.ref}, not version {version}")
+        route, settings = await self.served_route(deployment, version)
         predictor = await self.predictor(route.ref)
         assert predictor.signature is not None
         try:
