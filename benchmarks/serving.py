@@ -27,8 +27,6 @@ import numpy as np
 from matchday.config import Settings
 from matchday.demo import transactions
 from matchday.demo.scenario import train_fraud_model
-from matchday.rollout import Deployments
-from matchday.store import DeploymentStore
 from matchday.workspace import Workspace
 
 
@@ -78,7 +76,7 @@ def main() -> None:
         ws = Workspace(Settings(home=home))
         model, train, _ = train_fraud_model()
         ws.registry.register("fraud", model, reference=train, target="is_fraud")
-        deployments = Deployments(DeploymentStore(ws.database), ws.registry)
+        deployments = ws.deployments
         deployments.deploy("batched", "fraud:1", {"max_batch_size": 64})
         deployments.deploy("unbatched", "fraud:1", {"max_batch_size": 1})
         ws.close()

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from matchday import Client
 from matchday.client import ServerError
 from matchday.demo import transactions
-from matchday.rollout import Deployments
-from matchday.store import DeploymentStore, PredictionLogStore
+from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 from server_process import ServerProcess
 
@@ -43,7 +40,7 @@ def fraud_model():  # type: ignore[no-untyped-def]
 def served(workspace: Workspace, fraud_model, tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
     model, data = fraud_model
     workspace.registry.register("fraud", model, reference=data, target="is_fraud", alias="champion")
-    Deployments(DeploymentStore(workspace.database), workspace.registry).deploy("fraud", "fraud@champion",
+    workspace.deployments.deploy("fraud", "fraud@champion",
                                                                                  {"max_rows": 500})
     server = ServerProcess(workspace.settings.home, database_url).start()
     yield server
@@ -177,7 +174,7 @@ def test_every_problem_is_listed_at_once(served) -> None:
 def test_several_deployments_in_one_server(served, workspace, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]
     X, y = cancer
     workspace.registry.register("cancer", cancer_pipeline, reference=X.assign(y=y), target="y")
-    Deployments(DeploymentStore(workspace.database), workspace.registry).deploy("screening", "cancer:1")
+    workspace.deployments.deploy("screening", "cancer:1")
     with Client(served.url) as client:  # the running server picks the new deployment up
         answer = client.predict("screening", X.head(20))
         fraud = client.predict("fraud", [GOOD])
@@ -190,7 +187,7 @@ def test_several_deployments_in_one_server(served, workspace, cancer, cancer_pip
 
 def test_nan_predictions_are_logged_as_null_on_both_databases(served, workspace, mixed_frame) -> None:  # type: ignore[no-untyped-def]
     workspace.registry.register("halves", "flavor_callables:sometimes_nan", reference=mixed_frame.drop(columns="label"))
-    Deployments(DeploymentStore(workspace.database), workspace.registry).deploy("halves", "halves:1")
+    workspace.deployments.deploy("halves", "halves:1")
     rows = [{"amount": 10.0, "hour": 1, "merchant": "food", "online": False},
             {"amount": 500.0, "hour": 1, "merchant": "food", "online": False}]
     answer = _post(served.url, {"instances": rows}, path="/v1/deployments/halves/predict").json()

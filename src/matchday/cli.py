@@ -176,11 +176,9 @@ def deploy(
     max_rows: Annotated[int, typer.Option(help="rows accepted in one request")] = 10_000,
 ) -> None:
     """Create or update deployment NAME to serve MODEL."""
-    from matchday.rollout import Deployments
-    from matchday.store import DeploymentStore
 
     ws = default_workspace()
-    record, previous = Deployments(DeploymentStore(ws.database), ws.registry).deploy(
+    record, previous = ws.deployments.deploy(
         name, model, {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_rows": max_rows})
     change = f"(was {previous})" if previous and previous != record.model_ref else "(new)" if previous is None else "(unchanged)"
     out.print(f"deployment [bold]{record.name}[/] serves {record.model_ref} {change}")
@@ -189,11 +187,9 @@ def deploy(
 @deployments_app.command("list")
 def deployments_list() -> None:
     """Every deployment and the version it routes to now."""
-    from matchday.rollout import Deployments
-    from matchday.store import DeploymentStore
 
     ws = default_workspace()
-    deployments = Deployments(DeploymentStore(ws.database), ws.registry)
+    deployments = ws.deployments
     table = Table("deployment", "serves", "version now", "max batch", "updated (UTC)")
     for d in deployments.list():
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from matchday.errors import MatchdayError
 
@@ -28,6 +28,9 @@ class Settings(BaseModel):
     home: Path = Path(".matchday")
     database_url: str | None = None
     artifact_url: str | None = None
+    controller_interval: float = Field(1.0, gt=0, le=60, description="seconds between rollout controller ticks")
+    rollouts: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                description="per deployment: the rollout plan `rollout start` uses")
 
     @property
     def resolved_database_url(self) -> str:
@@ -44,7 +47,9 @@ class Settings(BaseModel):
         return str((self.home / "artifacts").absolute())
 
 
-_ENV = {"home": "MATCHDAY_HOME", "database_url": "MATCHDAY_DATABASE_URL", "artifact_url": "MATCHDAY_ARTIFACT_URL"}
+_ENV = {"home": "MATCHDAY_HOME", "database_url": "MATCHDAY_DATABASE_URL", "artifact_url": "MATCHDAY_ARTIFACT_URL",
+        "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL"}
+_FILE_ONLY = ("rollouts",)
 
 
 def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:
@@ -59,7 +64,7 @@ def load_settings(environ: dict[str, str] | None = None, config_file: Path | Non
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(loaded).__name__}")
-        values.update({k: v for k, v in loaded.items() if k in _ENV})
+        values.update({k: v for k, v in loaded.items() if k in _ENV or k in _FILE_ONLY})
     for field, var in _ENV.items():
         if env.get(var):
             values[field] = env[var]

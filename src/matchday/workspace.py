@@ -7,7 +7,8 @@ from functools import cached_property
 
 from matchday.config import Settings, load_settings
 from matchday.registry import ArtifactStore, Registry
-from matchday.store import Database, ModelStore
+from matchday.rollout import Deployments, Rollouts
+from matchday.store import Database, DeploymentStore, EventStore, ModelStore, PredictionLogStore, RolloutStore
 
 
 class Workspace:
@@ -27,6 +28,15 @@ class Workspace:
             ArtifactStore(self.settings.resolved_artifact_url),
             cache_dir=(self.settings.home / "cache").absolute(),
         )
+
+    @cached_property
+    def deployments(self) -> Deployments:
+        return Deployments(DeploymentStore(self.database), self.registry, RolloutStore(self.database))
+
+    @cached_property
+    def rollouts(self) -> Rollouts:
+        return Rollouts(RolloutStore(self.database), EventStore(self.database), self.deployments, self.registry,
+                        PredictionLogStore(self.database), self.settings.rollouts)
 
     def close(self) -> None:
         if "database" in self.__dict__:

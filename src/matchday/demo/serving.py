@@ -15,8 +15,7 @@ from rich.console import Console
 
 from matchday.client import Client, ServerError
 from matchday.demo.fraud import transactions
-from matchday.rollout import Deployments
-from matchday.store import DeploymentStore, PredictionLogStore
+from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
 
@@ -49,7 +48,7 @@ def running_server(ws: Workspace, host: str = "127.0.0.1") -> Iterator[str]:
 
 
 def run(console: Console, ws: Workspace) -> None:
-    deployments = Deployments(DeploymentStore(ws.database), ws.registry)
+    deployments = ws.deployments
     record, _ = deployments.deploy("fraud", "demo-fraud@champion")
     console.print(f"$ matchday deploy fraud demo-fraud@champion   → serves {deployments.route('fraud').ref}")
     traffic = transactions(2_000, seed=2024)

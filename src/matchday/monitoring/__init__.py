@@ -1,6 +1,13 @@
 """Monitoring: the prediction log (a batched writer that loses nothing), the drift engine, and,
 later, windows, metrics and alerts over the log."""
 
+from matchday.monitoring.arm_comparison import (
+    ArmComparison,
+    ArmStats,
+    ShadowReport,
+    compare_arms,
+    shadow_report,
+)
 from matchday.monitoring.drift import (
     ColumnDrift,
     ColumnTest,
@@ -20,6 +27,11 @@ from matchday.monitoring.drift import (
 from matchday.monitoring.prediction_log import PredictionLogWriter, WriterStats, json_safe
 
 __all__ = [
+    "ArmComparison",
+    "ArmStats",
+    "ShadowReport",
+    "compare_arms",
+    "shadow_report",
     "ColumnDrift",
     "ColumnTest",
     "DriftError",

@@ -1,6 +1,38 @@
-"""Rollout: deployments and which version answers each request (traffic plans come next)."""
+"""Rollout: deployments, their traffic plans (single, shadow, canary, blue-green, A/B), the
+controller that promotes and rolls back, and the trail of events behind every decision."""
 
-from matchday.rollout.deployments import DeploymentSettings, Deployments, Route, RolloutError
-from matchday.store import DeploymentNotFound
+from matchday.rollout.analysis import Analysis, GateResult, analyse
+from matchday.rollout.controller import RolloutController
+from matchday.rollout.deployments import DeploymentSettings, Deployments, RolloutError, traffic_plan
+from matchday.rollout.plan import Gates, InvalidPlan, RolloutPlan, build_plan, parse_duration
+from matchday.rollout.rollouts import IncompatibleCandidate, NothingToDo, Rollouts, RolloutStatus, event_dict
+from matchday.rollout.traffic import Route, TrafficPlan, bucket
+from matchday.store import DeploymentNotFound, RolloutAlreadyActive, RolloutNotFound, StaleRollout
 
-__all__ = ["DeploymentNotFound", "DeploymentSettings", "Deployments", "RolloutError", "Route"]
+__all__ = [
+    "Analysis",
+    "DeploymentNotFound",
+    "DeploymentSettings",
+    "Deployments",
+    "Gates",
+    "GateResult",
+    "IncompatibleCandidate",
+    "InvalidPlan",
+    "NothingToDo",
+    "Route",
+    "RolloutAlreadyActive",
+    "RolloutController",
+    "RolloutError",
+    "RolloutNotFound",
+    "RolloutPlan",
+    "RolloutStatus",
+    "Rollouts",
+    "StaleRollout",
+    "TrafficPlan",
+    "analyse",
+    "bucket",
+    "build_plan",
+    "event_dict",
+    "parse_duration",
+    "traffic_plan",
+]

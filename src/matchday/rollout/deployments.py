@@ -1,20 +1,21 @@
-"""Deployments: a named endpoint and the model reference it serves, and routing to a version.
+"""Deployments: a named endpoint and the model reference it serves, and its traffic plan.
 
 A deployment of ``MODEL@ALIAS`` follows the alias: when it moves, the next request is routed to the
-new version (every process re-resolves within `ROUTE_TTL_SECONDS`).
+new version (every process re-resolves within `ROUTE_TTL_SECONDS`). While a rollout runs, its
+baseline and candidate are fixed versions and its state in the database decides the split.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from matchday.errors import MatchdayError
 from matchday.registry import ModelRef, Registry
-from matchday.store import DeploymentRecord, DeploymentStore
+from matchday.rollout.traffic import Route, TrafficPlan
+from matchday.store import DeploymentRecord, DeploymentStore, RolloutRecord, RolloutStore
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 
@@ -33,27 +34,11 @@ class DeploymentSettings(BaseModel):
     max_rows: int = Field(10_000, ge=1, le=1_000_000, description="rows accepted in one request")
 
 
-@dataclass(frozen=True)
-class Route:
-    """Which version answers a deployment's request, and why (kept in the prediction log)."""
-
-    deployment: str
-    model: str
-    version: int
-    model_ref: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.model}:{self.version}"
-
-    def as_log(self) -> dict[str, Any]:
-        return {"plan": "single", "model_ref": self.model_ref}
-
-
 class Deployments:
-    def __init__(self, store: DeploymentStore, registry: Registry) -> None:
+    def __init__(self, store: DeploymentStore, registry: Registry, rollouts: RolloutStore) -> None:
         self.store = store
         self.registry = registry
+        self.rollouts = rollouts
 
     def deploy(self, name: str, model_ref: str, settings: dict[str, Any] | None = None) -> tuple[DeploymentRecord, str | None]:
         """Create or repoint deployment ``name``; the model reference must resolve now."""
@@ -82,8 +67,42 @@ class Deployments:
     def settings(self, record: DeploymentRecord) -> DeploymentSettings:
         return DeploymentSettings(**record.settings)
 
-    def route(self, name: str) -> Route:
+    def route(self, name: str) -> TrafficPlan:
+        """Where the deployment's rows go now: one version, or the split of its active rollout."""
         record = self.store.get(name)
-        resolved = self.registry.resolve(record.model_ref)
-        assert resolved.version is not None
-        return Route(name, resolved.name, resolved.version, record.model_ref)
+        rollout = self.rollouts.active(name)
+        if rollout is None:
+            resolved = self.registry.resolve(record.model_ref)
+            assert resolved.version is not None
+            return TrafficPlan(name, Route(name, resolved.name, resolved.version, record.model_ref))
+        return traffic_plan(rollout)
+
+    def promote(self, name: str, candidate: str, reason: str) -> str:
+        """Point the deployment at ``candidate``: move the alias it follows, else repoint it. Says which."""
+        record = self.store.get(name)
+        current = ModelRef.parse(record.model_ref)
+        target = ModelRef.parse(candidate)
+        assert target.version is not None
+        if current.alias and current.name == target.name:
+            self.registry.set_alias(target.name, target.version, current.alias, reason)
+            return f"alias {target.name}@{current.alias} now points to version {target.version}"
+        self.store.upsert(name, candidate, record.settings)
+        return f"deployment {name!r} now serves {candidate}"
+
+
+def traffic_plan(rollout: RolloutRecord) -> TrafficPlan:
+    """The split an active rollout asks for, the same in every process that reads it."""
+    baseline, candidate = ModelRef.parse(rollout.baseline), ModelRef.parse(rollout.candidate)
+    assert baseline.version is not None and candidate.version is not None
+    common = {"plan": rollout.strategy, "rollout_id": rollout.id, "step": rollout.step}
+    primary = Route(rollout.deployment, baseline.name, baseline.version, rollout.baseline, arm="baseline", **common)
+    other = Route(rollout.deployment, candidate.name, candidate.version, rollout.candidate,
+                  arm="shadow" if rollout.strategy == "shadow" else "candidate", **common)
+    plan = rollout.plan
+    shadow_share = (plan.get("share") or 100.0) / 100 if rollout.strategy == "shadow" else 0.0
+    warm: tuple[Route, ...] = ()
+    if rollout.strategy == "bluegreen":
+        warm = (other, primary)  # both stay loaded: the switch, and the switch back, are instant
+    return TrafficPlan(rollout.deployment, primary, other, candidate_share=rollout.weight / 100,
+                       shadow_share=shadow_share, fallback=bool(plan.get("fallback")), warm=warm,
+                       salt=f"rollout-{rollout.id}")

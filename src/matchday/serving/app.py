@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -19,12 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from matchday import __version__
 from matchday.errors import MatchdayError
 from matchday.monitoring import PredictionLogWriter
-from matchday.rollout import Deployments
+from matchday.rollout import RolloutController, Rollouts, event_dict
 from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
-from matchday.store import DeploymentStore, PredictionLogStore
+from matchday.store import LeaderLock, PredictionLogStore
 from matchday.workspace import Workspace
 
 log = logging.getLogger("matchday.serving")
@@ -48,13 +49,21 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         writer = PredictionLogWriter(log_store, ws.settings.home.absolute() / "spool")
         writer.start()
         metrics = ServingMetrics(writer.stats)
-        service = PredictionService(Deployments(DeploymentStore(db), ws.registry), ws.registry, log_store, writer, metrics)
-        state.update(service=service, metrics=metrics, writer=writer)
-        refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
+        service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics)
+        rollouts = ws.rollouts
+        controller = RolloutController(rollouts, LeaderLock(db), warm=service.warm,
+                                       interval=ws.settings.controller_interval)
+        state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts)
+        loop = asyncio.get_running_loop()
+        refresher = loop.create_task(_refresh_every_second(metrics))
+        controlling = loop.create_task(controller.run())
         try:
             yield
         finally:
+            controlling.cancel()
             refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await controlling
             await service.close()
             writer.close()
             ws.close()
@@ -130,7 +139,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
             "model": result.route.model,
             "version": result.route.version,
             "predictions": [
-                {"request_id": p.request_id, "id": p.entity_id, "prediction": p.prediction,
+                {"request_id": p.request_id, "id": p.entity_id, "version": p.version, "prediction": p.prediction,
                  **({"probabilities": p.probabilities} if p.probabilities is not None else {})}
                 for p in result.predictions
             ],
@@ -144,6 +153,45 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         outcomes = await service().feedback(name, labels)
         unknown = [{o.kind if o.kind == "request_id" else "id": o.key} for o in outcomes if o.request_id is None]
         return {"received": len(outcomes), "joined": len(outcomes) - len(unknown), "unknown": unknown}
+
+    # -- rollouts ----------------------------------------------------------------------------
+    def rollouts() -> Rollouts:
+        return state["rollouts"]
+
+    @app.post("/v1/deployments/{name}/rollout", status_code=201)
+    async def start_rollout(name: str, request: Request) -> Any:
+        body, _ = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("candidate"), str):
+            raise BadRequest('the body must be {"candidate": "MODEL:VERSION", "strategy": ..., ...plan options}')
+        options = {k: v for k, v in body.items() if k != "candidate"}
+        record = await asyncio.to_thread(rollouts().start, name, body["candidate"], options, _actor(request))
+        status = await asyncio.to_thread(rollouts().status, name)
+        assert status.rollout.id == record.id
+        return status.as_dict()
+
+    @app.get("/v1/deployments/{name}/rollout")
+    async def rollout_status(name: str) -> Any:
+        return (await asyncio.to_thread(rollouts().status, name)).as_dict()
+
+    @app.post("/v1/deployments/{name}/rollout/{action}")
+    async def rollout_action(name: str, action: str, request: Request) -> Any:
+        acts = {"promote": rollouts().promote, "rollback": rollouts().rollback, "abort": rollouts().rollback,
+                "pause": rollouts().pause, "resume": rollouts().resume}
+        if action not in acts:
+            raise BadRequest(f"unknown rollout action {action!r}; one of {', '.join(acts)}")
+        body: Any = {}
+        if int(request.headers.get("content-length") or 0):
+            body, _ = await read_json(request)
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if reason is not None and not isinstance(reason, str):
+            raise BadRequest('"reason" must be a string')
+        await asyncio.to_thread(acts[action], name, _actor(request), reason)
+        return (await asyncio.to_thread(rollouts().status, name)).as_dict()
+
+    @app.get("/v1/deployments/{name}/events")
+    async def deployment_events(name: str, limit: int = 100) -> Any:
+        events = await asyncio.to_thread(rollouts().list_events, name, max(1, min(limit, 1000)))
+        return {"events": [event_dict(e) for e in events]}
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -213,7 +261,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         if version is not None and not (version.isascii() and version.isdigit()):
             raise BadRequest(f"model version {version!r} is not a number")
         if wanted:  # refuse before scoring, so nothing is logged that the caller never sees
-            route, _ = await service().route(name)
+            route, _ = await service().served_route(name)
             predictor = await service().predictor(route.ref)
             known = {"predict", "predict_proba"} if predictor.has_proba else {"predict"}
             if wanted - known:
@@ -255,6 +303,12 @@ def _output_type(signature: Any) -> str:
         return "FP64"
     classes = signature.output.classes or []
     return "INT64" if classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes) else "BYTES"
+
+
+def _actor(request: Request) -> str:
+    """Who asked: the ``X-Matchday-Actor`` header (a name for the audit trail), else the client address."""
+    named = request.headers.get("x-matchday-actor", "").strip()[:100]
+    return named or f"api:{request.client.host if request.client else 'unknown'}"
 
 
 def _parse_feedback(body: Any) -> list[tuple[str, str, Any]]:

@@ -29,6 +29,10 @@ class ModelLoadFailed(ServingError):
     """A deployed version's artifact does not load on this server (a missing module, a bad file)."""
 
 
+class ModelFailed(ServingError):
+    """The model raised (or answered the wrong number of rows) while scoring a request."""
+
+
 class VersionNotServed(ServingError):
     """A V2 request named a model version the deployment is not serving."""
 
@@ -36,11 +40,12 @@ class VersionNotServed(ServingError):
 def status_for(exc: MatchdayError) -> int:
     """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours."""
     from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
-    from matchday.rollout import RolloutError
-    from matchday.store import NotFound, StoreUnavailable
+    from matchday.rollout import NothingToDo, RolloutError
+    from matchday.store import Conflict, NotFound, StoreUnavailable
 
     table: list[tuple[type[MatchdayError], int]] = [
         (ModelLoadFailed, 500),
+        (ModelFailed, 500),
         (PayloadTooLarge, 413),
         (VersionNotServed, 404),
         (InvalidRequest, 422),
@@ -49,6 +54,8 @@ def status_for(exc: MatchdayError) -> int:
         (InvalidModelRef, 400),
         (NotFound, 404),
         (StoreUnavailable, 503),
+        (Conflict, 409),
+        (NothingToDo, 409),
         (ArtifactError, 500),
         (RolloutError, 400),
         (RegistryError, 400),

@@ -60,6 +60,14 @@ class ServingMetrics:
                                     "Input values outside the reference range (scored anyway)", LABELS, registry=r)
         self.unseen = Counter("matchday_input_unseen_category_total",
                               "Input categories never seen in the reference (scored anyway)", LABELS, registry=r)
+        self.model_errors = Counter("matchday_model_errors_total", "Rows a model failed to score", LABELS, registry=r)
+        self.fallback = Counter("matchday_fallback_rows_total",
+                                "Rows a candidate failed and its baseline answered instead", LABELS, registry=r)
+        self.shadow_rows = Counter("matchday_shadow_predictions_total",
+                                   "Rows mirrored to a shadow version and scored (never returned)", LABELS, registry=r)
+        self.shadow_dropped = Counter("matchday_shadow_dropped_total",
+                                      "Rows not mirrored because the shadow was too far behind",
+                                      ("deployment",), registry=r)
         self.feedback = Counter("matchday_feedback_labels_total", "Ground-truth labels joined to predictions",
                                 ("deployment",), registry=r)
         self.queue = Gauge("matchday_prediction_log_queue_rows", "Rows waiting to be written",

@@ -1,14 +1,18 @@
 """The prediction service: route, validate, score (micro-batched), answer, then log.
 
-Plain Python: it knows nothing of HTTP; the endpoints parse and answer around it.
+Plain Python: it knows nothing of HTTP; the endpoints parse and answer around it. Which version
+answers each row is the deployment's `TrafficPlan` (from `rollout/`); a shadow gets a copy of
+the rows after the answer is ready, on its own thread, and is dropped rather than waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,15 +22,17 @@ import pyarrow as pa
 
 from matchday.monitoring import PredictionLogWriter, json_safe
 from matchday.registry import Predictor, Registry, RegistryError, Signature
-from matchday.rollout import DeploymentSettings, Deployments, Route
+from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
 from matchday.serving.batching import MicroBatcher, Scored
-from matchday.serving.codecs import DecodedRequest
-from matchday.serving.errors import BadRequest, ModelLoadFailed, PayloadTooLarge, VersionNotServed
+from matchday.serving.codecs import DecodedRequest, decode_v1
+from matchday.serving.errors import BadRequest, ModelFailed, ModelLoadFailed, PayloadTooLarge, VersionNotServed
 from matchday.serving.metrics import ServingMetrics
-from matchday.serving.validation import validate_columns
+from matchday.serving.validation import ValidatedBatch, validate_columns
 from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnavailable
 
-ROUTE_TTL_SECONDS = 1.0  # how soon an alias move or a redeploy reaches every process
+log = logging.getLogger("matchday.serving")
+ROUTE_TTL_SECONDS = 1.0  # how soon an alias move, a redeploy or a rollout step reaches every process
+SHADOW_MAX_IN_FLIGHT = 64  # mirrored requests waiting on shadows; past this, copies are dropped
 
 
 @dataclass
@@ -35,15 +41,27 @@ class Prediction:
     entity_id: str | None
     prediction: Any
     probabilities: dict[str, float] | None
+    version: int
 
 
 @dataclass
 class PredictionResult:
-    route: Route
+    route: Route  # the version that answered (the primary, when rows went to two versions)
     signature: Signature
     predictions: list[Prediction]
     scored: Scored
     quality: dict[str, Any]
+
+
+@dataclass
+class _Answer:
+    route: Route
+    predictor: Predictor
+    rows: np.ndarray  # indices into the request
+    scored: Scored | None
+    elapsed: float
+    error: str | None = None
+    failed_over: bool = False
 
 
 class PredictionService:
@@ -54,28 +72,34 @@ class PredictionService:
         self.log_store = log_store
         self.writer = writer
         self.metrics = metrics
-        self._routes: dict[str, tuple[float, Route, DeploymentSettings]] = {}
+        self._routes: dict[str, tuple[float, TrafficPlan, DeploymentSettings]] = {}
         self._predictors: dict[str, Predictor] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self._loading: dict[str, asyncio.Lock] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._shadow_in_flight = 0
+        self._shadow_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matchday-shadow")
 
-    async def route(self, deployment: str) -> tuple[Route, DeploymentSettings]:
+    # -- routing and loading -----------------------------------------------------------------
+    async def route(self, deployment: str) -> tuple[TrafficPlan, DeploymentSettings]:
         cached = self._routes.get(deployment)
         if cached and cached[0] > time.monotonic():
             return cached[1], cached[2]
         try:
-            route, settings = await asyncio.to_thread(self._resolve, deployment)
+            plan, settings = await asyncio.to_thread(self._resolve, deployment)
         except StoreUnavailable:
             if cached is None:
                 raise
-            route, settings = cached[1], cached[2]  # the database is away: keep serving the last known route
-        self._routes[deployment] = (time.monotonic() + ROUTE_TTL_SECONDS, route, settings)
-        if cached is not None and cached[1].ref != route.ref:
-            await self._forget(deployment, cached[1])
-        return route, settings
+            plan, settings = cached[1], cached[2]  # the database is away: keep serving the last known plan
+        self._routes[deployment] = (time.monotonic() + ROUTE_TTL_SECONDS, plan, settings)
+        if cached is not None and cached[1] != plan:
+            await self._forget(deployment, cached[1], plan)
+        for route in plan.warm:  # blue-green: load before the switch, keep the old one for the switch back
+            if route.ref not in self._predictors:
+                self._spawn(self._preload(route.ref))
+        return plan, settings
 
-    def _resolve(self, deployment: str) -> tuple[Route, DeploymentSettings]:
+    def _resolve(self, deployment: str) -> tuple[TrafficPlan, DeploymentSettings]:
         record = self.deployments.get(deployment)
         return self.deployments.route(deployment), self.deployments.settings(record)
 
@@ -84,95 +108,267 @@ class PredictionService:
             lock = self._loading.setdefault(ref, asyncio.Lock())
             async with lock:
                 if ref not in self._predictors:
-                    try:
-                        self._predictors[ref] = await asyncio.to_thread(self.registry.load, ref)
-                    except (NotFound, StoreUnavailable):
-                        raise
-                    except RegistryError as exc:  # the stored model does not load here: our problem
-                        raise ModelLoadFailed(f"{ref} cannot be loaded on this server: {exc.message}", exc.details) from exc
+                    self._predictors[ref] = await asyncio.to_thread(self._load, ref)
         return self._predictors[ref]
 
-    async def _forget(self, deployment: str, old: Route) -> None:
-        """Drop the batcher (and the model, if no deployment routes to it) after a route change."""
-        batcher = self._batchers.pop(f"{deployment}/{old.ref}", None)
-        if batcher is not None:  # requests already queued on it still get their answers
-            self._retiring.add(asyncio.get_running_loop().create_task(batcher.retire()))
-        if all(route.ref != old.ref for _, route, _ in self._routes.values()):
-            self._predictors.pop(old.ref, None)
+    def _load(self, ref: str) -> Predictor:
+        try:
+            return self.registry.load(ref)
+        except (NotFound, StoreUnavailable):
+            raise
+        except RegistryError as exc:  # the stored model does not load here: our problem
+            raise ModelLoadFailed(f"{ref} cannot be loaded on this server: {exc.message}", exc.details) from exc
 
-    def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings) -> MicroBatcher:
-        key = f"{route.deployment}/{route.ref}"
+    async def _preload(self, ref: str) -> None:
+        try:
+            await self.predictor(ref)
+        except Exception as exc:  # the controller's own warm-up reports it; requests would too
+            log.warning("could not preload %s: %s", ref, exc)
+
+    def warm(self, ref: str, rows: list[dict[str, Any]]) -> float:
+        """Load ``ref`` and score ``rows`` on it (blue-green, before the switch); raises if it fails.
+
+        Called from the controller's thread: the model is loaded and scored here, directly.
+        """
+        started = time.perf_counter()
+        predictor = self._predictors.get(ref) or self._load(ref)
+        self._predictors.setdefault(ref, predictor)
+        assert predictor.signature is not None
+        if rows:
+            decoded = decode_v1({"instances": rows}, predictor.signature)
+            batch = validate_columns(decoded.columns, decoded.rows, predictor.signature, decoded.path)
+            scored = _scorer(predictor)(batch.table)
+            if len(scored.predictions) != len(rows):
+                raise ModelFailed(f"{ref} answered {len(scored.predictions)} predictions for {len(rows)} rows")
+        return time.perf_counter() - started
+
+    async def _forget(self, deployment: str, old: TrafficPlan, new: TrafficPlan) -> None:
+        """Retire batchers (and unload models) that the new plan no longer uses."""
+        keep = {r.ref for r in new.routes}
+        for route in old.routes:
+            if route.ref in keep:
+                continue
+            for key in (f"{deployment}/{route.ref}", f"{deployment}/{route.ref}/shadow"):
+                batcher = self._batchers.pop(key, None)
+                if batcher is not None:  # requests already queued on it still get their answers
+                    self._spawn(batcher.retire())
+        in_use = {r.ref for _, plan, _ in self._routes.values() for r in (*plan.routes, *plan.warm)}
+        for route in old.routes:
+            if route.ref not in in_use:
+                self._predictors.pop(route.ref, None)
+
+    def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings,
+                 shadow: bool = False) -> MicroBatcher:
+        key = f"{route.deployment}/{route.ref}" + ("/shadow" if shadow else "")
         batcher = self._batchers.get(key)
         wait = settings.max_wait_ms / 1000
         if batcher is None or (batcher.max_batch_size, batcher.max_wait) != (settings.max_batch_size, wait):
             if batcher is not None:  # redeployed with new settings: the old one answers what it holds
-                self._retiring.add(asyncio.get_running_loop().create_task(batcher.retire()))
+                self._spawn(batcher.retire())
             labels = (route.deployment, route.model, str(route.version))
-            batcher = MicroBatcher(_scorer(predictor), max_batch_size=settings.max_batch_size,
-                                   max_wait=wait,
-                                   observe=self.metrics.batch_size.labels(*labels).observe)
+            batcher = MicroBatcher(_scorer(predictor), max_batch_size=settings.max_batch_size, max_wait=wait,
+                                   observe=self.metrics.batch_size.labels(*labels).observe,
+                                   executor=self._shadow_executor if shadow else None)
             self._batchers[key] = batcher
         return batcher
 
     async def served_route(self, deployment: str, version: str | int | None = None) -> tuple[Route, DeploymentSettings]:
-        """The deployment's route, refusing a version it does not serve (V2's ``/versions/{v}``)."""
-        route, settings = await self.route(deployment)
-        if version is not None and str(version) != str(route.version):
-            raise VersionNotServed(f"deployment {deployment!r} serves {route.ref}, not version {version}")
+        """The route that answers by default, or the one serving ``version`` (V2's ``/versions/{v}``)."""
+        plan, settings = await self.route(deployment)
+        if version is None:
+            return plan.primary, settings
+        route = plan.served(version)
+        if route is None:
+            serving = ", ".join(r.ref for r in plan.routes if r is plan.primary or plan.candidate_share > 0)
+            raise VersionNotServed(f"deployment {deployment!r} serves {serving}, not version {version}")
         return route, settings
 
+    # -- predicting ----------------------------------------------------------------------------
     async def predict(self, deployment: str, decode: Callable[[Signature], DecodedRequest],
                       version: int | None = None) -> PredictionResult:
         started = time.perf_counter()
-        route, settings = await self.served_route(deployment, version)
-        predictor = await self.predictor(route.ref)
+        plan, settings = await self.route(deployment)
+        fixed, _ = await self.served_route(deployment, version) if version is not None else (None, settings)
+        primary = fixed or plan.primary
+        predictor = await self.predictor(primary.ref)
         assert predictor.signature is not None
+        batch, decoded = self._validate(deployment, decode, predictor.signature, settings)
+        request_ids = [str(uuid.uuid4()) for _ in range(decoded.rows)]
+        keys = [entity if entity is not None else rid for entity, rid in zip(decoded.entity_ids, request_ids)]
+        to_candidate = np.zeros(decoded.rows, dtype=bool) if fixed is not None else plan.assign(keys)
+        groups = [(primary, np.flatnonzero(~to_candidate))]
+        if to_candidate.any():
+            assert plan.candidate is not None
+            groups.append((plan.candidate, np.flatnonzero(to_candidate)))
+        answers = await asyncio.gather(*(self._answer(route, rows, batch.table, settings, started)
+                                         for route, rows in groups if rows.size))
+        answers = await self._fall_back(plan, answers, batch.table, settings, started)
+        now = datetime.now(UTC)
+        log_rows: list[dict[str, Any]] = []
+        failure = next((a for a in answers if a.error is not None and not a.failed_over), None)
+        for answer in answers:
+            if answer.error is not None:
+                log_rows += self._error_rows(deployment, answer, batch, decoded, request_ids, now)
+        if failure is not None:  # nothing is answered; only the failure is logged
+            self.writer.submit(log_rows)
+            self.metrics.errors.labels(deployment).inc()
+            raise ModelFailed(f"{failure.route.ref} failed to score {len(failure.rows)} row(s): {failure.error}")
+        served = [a for a in answers if a.error is None]
+        predictions: list[Prediction | None] = [None] * decoded.rows
+        for answer in served:
+            assert answer.scored is not None
+            log_rows += self._answer_rows(deployment, answer, batch, decoded, request_ids, predictions, now)
+        self.writer.submit(log_rows)  # after the answer is ready; never waits on the database
+        mirrored = plan.mirror(keys) if fixed is None else np.zeros(0, dtype=bool)
+        if mirrored.any():
+            self._mirror(plan, settings, batch.table, np.flatnonzero(mirrored), request_ids, decoded, batch)
+        self._count(answers, batch)
+        answered = served[0].route if len(served) == 1 else primary
+        quality = {"out_of_range": batch.quality.out_of_range, "unseen_category": batch.quality.unseen_category,
+                   "by_feature": batch.quality.by_feature}
+        return PredictionResult(answered, predictor.signature, [p for p in predictions if p is not None],
+                                _stitch(served, decoded.rows, predictor), quality)
+
+    def _validate(self, deployment: str, decode: Callable[[Signature], DecodedRequest], signature: Signature,
+                  settings: DeploymentSettings) -> tuple[ValidatedBatch, DecodedRequest]:
         try:
-            decoded = decode(predictor.signature)
+            decoded = decode(signature)
             if decoded.rows > settings.max_rows:
                 raise PayloadTooLarge(f"{decoded.rows} rows in one request; deployment {deployment!r} accepts at most "
                                       f"{settings.max_rows}")
             if decoded.rows == 0:
                 raise BadRequest("the request has no rows to score")
-            batch = validate_columns(decoded.columns, decoded.rows, predictor.signature, decoded.path)
+            return validate_columns(decoded.columns, decoded.rows, signature, decoded.path), decoded
         except Exception:
             self.metrics.invalid.labels(deployment).inc()
             raise
-        labels = (deployment, route.model, str(route.version))
+
+    async def _answer(self, route: Route, rows: np.ndarray, table: pa.Table, settings: DeploymentSettings,
+                      started: float) -> _Answer:
+        predictor = await self.predictor(route.ref)
+        assert predictor.signature is not None
+        part = table if rows.size == table.num_rows else table.take(pa.array(rows))
+        part = part.select(predictor.signature.input_names)
         try:
-            scored = await self._batcher(route, predictor, settings).score(batch.table)
-        except Exception:
-            self.metrics.errors.labels(deployment).inc()
-            raise
-        elapsed = time.perf_counter() - started
-        classes = [str(c) for c in predictor.classes or []]
-        predictions = []
-        now = datetime.now(UTC)
-        log_rows = []
-        values = json_safe(scored.predictions.tolist())
-        probas = json_safe(scored.probabilities.tolist()) if scored.probabilities is not None else None
-        for i, (record, value, entity) in enumerate(zip(batch.records, values, decoded.entity_ids)):
-            request_id = str(uuid.uuid4())
-            proba = dict(zip(classes, probas[i])) if probas is not None and len(classes) == len(probas[i]) else None
-            predictions.append(Prediction(request_id, entity, value, proba))
-            log_rows.append({
-                "request_id": request_id, "entity_id": entity, "deployment": deployment, "model": route.model,
-                "version": route.version, "at": now, "inputs": record, "prediction": value,
-                "probabilities": probas[i] if probas is not None else None, "latency_seconds": elapsed,
-                "routing": route.as_log(),
-            })
-        self.writer.submit(log_rows)  # after the answer is ready; never waits on the database
-        self.metrics.requests.labels(*labels).inc()
-        self.metrics.rows.labels(*labels).inc(len(predictions))
-        self.metrics.latency.labels(*labels).observe(elapsed)
+            scored = await self._batcher(route, predictor, settings).score(part)
+        except Exception as exc:  # the model's own failure; logged as such, answered as a 500 or by fallback
+            log.warning("%s failed on %d row(s): %s: %s", route.ref, rows.size, type(exc).__name__, exc)
+            return _Answer(route, predictor, rows, None, time.perf_counter() - started,
+                           error=f"{type(exc).__name__}: {exc}"[:1000])
+        return _Answer(route, predictor, rows, scored, time.perf_counter() - started)
+
+    async def _fall_back(self, plan: TrafficPlan, answers: list[_Answer], table: pa.Table,
+                         settings: DeploymentSettings, started: float) -> list[_Answer]:
+        """Rows the candidate failed are answered by the primary, if the plan says so."""
+        out = list(answers)
+        for answer in answers:
+            if answer.error is not None and plan.fallback and answer.route is plan.candidate:
+                answer.failed_over = True
+                out.append(await self._answer(plan.primary, answer.rows, table, settings, started))
+                labels = (answer.route.deployment, answer.route.model, str(answer.route.version))
+                self.metrics.fallback.labels(*labels).inc(answer.rows.size)
+        return out
+
+    def _answer_rows(self, deployment: str, answer: _Answer, batch: ValidatedBatch, decoded: DecodedRequest,
+                     request_ids: list[str], predictions: list[Prediction | None], now: datetime) -> list[dict[str, Any]]:
+        assert answer.scored is not None
+        classes = [str(c) for c in answer.predictor.classes or []]
+        values = json_safe(answer.scored.predictions.tolist())
+        probas = json_safe(answer.scored.probabilities.tolist()) if answer.scored.probabilities is not None else None
+        rows = []
+        for j, i in enumerate(answer.rows.tolist()):
+            proba = dict(zip(classes, probas[j])) if probas is not None and len(classes) == len(probas[j]) else None
+            predictions[i] = Prediction(request_ids[i], decoded.entity_ids[i], values[j], proba, answer.route.version)
+            rows.append(self._log_row(deployment, answer.route, request_ids[i], decoded.entity_ids[i],
+                                      batch.records[i], values[j], probas[j] if probas is not None else None,
+                                      answer.elapsed, now))
+        return rows
+
+    def _error_rows(self, deployment: str, answer: _Answer, batch: ValidatedBatch, decoded: DecodedRequest,
+                    request_ids: list[str], now: datetime) -> list[dict[str, Any]]:
+        rows = []
+        for i in answer.rows.tolist():  # the failed attempt gets its own id: the answer, if any, keeps the client's
+            rid = str(uuid.uuid4()) if answer.failed_over else request_ids[i]
+            rows.append(self._log_row(deployment, answer.route, rid, decoded.entity_ids[i], batch.records[i], None,
+                                      None, answer.elapsed, now, error=answer.error,
+                                      role="failed_over" if answer.failed_over else "served"))
+        return rows
+
+    @staticmethod
+    def _log_row(deployment: str, route: Route, request_id: str, entity: str | None, inputs: dict[str, Any],
+                 prediction: Any, probabilities: Any, latency: float, at: datetime, *, error: str | None = None,
+                 role: str = "served", shadow_of: str | None = None) -> dict[str, Any]:
+        return {"request_id": request_id, "entity_id": entity, "deployment": deployment, "model": route.model,
+                "version": route.version, "at": at, "inputs": inputs, "prediction": prediction,
+                "probabilities": probabilities, "latency_seconds": latency, "routing": route.as_log(),
+                "error": error, "role": role, "shadow_of": shadow_of}
+
+    def _count(self, answers: list[_Answer], batch: ValidatedBatch) -> None:
+        for answer in answers:
+            labels = (answer.route.deployment, answer.route.model, str(answer.route.version))
+            if answer.error is not None:
+                self.metrics.model_errors.labels(*labels).inc(answer.rows.size)
+                continue
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.rows.labels(*labels).inc(answer.rows.size)
+            self.metrics.latency.labels(*labels).observe(answer.elapsed)
+        labels = (answers[0].route.deployment, answers[0].route.model, str(answers[0].route.version))
         if batch.quality.out_of_range:
             self.metrics.out_of_range.labels(*labels).inc(batch.quality.out_of_range)
         if batch.quality.unseen_category:
             self.metrics.unseen.labels(*labels).inc(batch.quality.unseen_category)
-        quality = {"out_of_range": batch.quality.out_of_range, "unseen_category": batch.quality.unseen_category,
-                   "by_feature": batch.quality.by_feature}
-        return PredictionResult(route, predictor.signature, predictions, scored, quality)
 
+    # -- shadows -------------------------------------------------------------------------------
+    def _mirror(self, plan: TrafficPlan, settings: DeploymentSettings, table: pa.Table, rows: np.ndarray,
+                request_ids: list[str], decoded: DecodedRequest, batch: ValidatedBatch) -> None:
+        """Hand a copy of ``rows`` to the shadow; if it is too far behind, drop the copy (and count it)."""
+        if self._shadow_in_flight >= SHADOW_MAX_IN_FLIGHT:
+            self.metrics.shadow_dropped.labels(plan.deployment).inc(rows.size)
+            return
+        self._shadow_in_flight += 1
+        self._spawn(self._shadow(plan, settings, table.take(pa.array(rows)),
+                                 [(request_ids[i], decoded.entity_ids[i], batch.records[i]) for i in rows.tolist()]))
+
+    async def _shadow(self, plan: TrafficPlan, settings: DeploymentSettings, table: pa.Table,
+                      rows: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+        assert plan.candidate is not None
+        route = plan.candidate
+        started = time.perf_counter()
+        scored: Scored | None = None
+        error: str | None = None
+        try:
+            predictor = await self.predictor(route.ref)
+            assert predictor.signature is not None
+            scored = await self._batcher(route, predictor, settings, shadow=True).score(
+                table.select(predictor.signature.input_names))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken shadow is logged and counted; the client never knows
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+        finally:
+            self._shadow_in_flight -= 1
+        elapsed = time.perf_counter() - started
+        now = datetime.now(UTC)
+        labels = (route.deployment, route.model, str(route.version))
+        values = json_safe(scored.predictions.tolist()) if scored is not None else [None] * len(rows)
+        probas = json_safe(scored.probabilities.tolist()) if scored is not None and scored.probabilities is not None \
+            else [None] * len(rows)
+        self.writer.submit([
+            self._log_row(plan.deployment, route, str(uuid.uuid4()), entity, inputs, value, proba, elapsed, now,
+                          error=error, role="shadow", shadow_of=primary_id)
+            for (primary_id, entity, inputs), value, proba in zip(rows, values, probas)
+        ])
+        if error is None:
+            self.metrics.shadow_rows.labels(*labels).inc(len(rows))
+        else:
+            self.metrics.model_errors.labels(*labels).inc(len(rows))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- ground truth --------------------------------------------------------------------------
     async def feedback(self, deployment: str, labels: list[tuple[str, str, Any]]) -> list[LabelOutcome]:
         """Join labels to logged predictions; rows still in this process's queue are written first."""
         await asyncio.to_thread(self.deployments.get, deployment)
@@ -184,10 +380,12 @@ class PredictionService:
         return outcomes
 
     async def close(self) -> None:
+        for task in list(self._background):
+            if not task.done():
+                task.cancel()
         for batcher in self._batchers.values():
             await batcher.close()
-        for task in self._retiring:
-            task.cancel()
+        self._shadow_executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
@@ -197,3 +395,25 @@ def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
         return Scored(predictions, proba)
 
     return score
+
+
+def _stitch(answers: list[_Answer], rows: int, primary: Predictor) -> Scored:
+    """One `Scored` in request order from the versions that answered parts of it (for V2 tensors)."""
+    if len(answers) == 1 and answers[0].rows.size == rows:
+        assert answers[0].scored is not None
+        return answers[0].scored
+    parts = [a.scored for a in answers if a.scored is not None]
+    dtype = np.result_type(*[p.predictions.dtype for p in parts])
+    predictions = np.empty(rows, dtype=dtype)
+    classes = [str(c) for c in primary.classes or []]
+    probabilities: np.ndarray | None = np.empty((rows, len(classes))) if classes else None
+    for answer in answers:
+        assert answer.scored is not None
+        predictions[answer.rows] = answer.scored.predictions
+        own = [str(c) for c in answer.predictor.classes or []]
+        if probabilities is None or answer.scored.probabilities is None or sorted(own) != sorted(classes):
+            probabilities = None
+            continue
+        order = [own.index(c) for c in classes]  # the primary's class order
+        probabilities[answer.rows] = np.asarray(answer.scored.probabilities)[:, order]
+    return Scored(predictions, probabilities)

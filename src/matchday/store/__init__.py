@@ -14,19 +14,39 @@ from matchday.store.errors import (
     VersionNotFound,
 )
 from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
+from matchday.store.leader import LeaderLock
 from matchday.store.model_store import ModelStore
-from matchday.store.prediction_store import PredictionLogStore
+from matchday.store.prediction_store import ArmRow, PredictionLogStore, ShadowPair
 from matchday.store.records import (
     AliasMove,
     DeploymentRecord,
+    EventRecord,
     LabelOutcome,
     ModelRecord,
     ModelVersionRecord,
     PredictionRecord,
+    RolloutRecord,
+)
+from matchday.store.rollout_store import (
+    EventStore,
+    RolloutAlreadyActive,
+    RolloutNotFound,
+    RolloutStore,
+    StaleRollout,
 )
 
 __all__ = [
     "AliasMove",
+    "ArmRow",
+    "EventRecord",
+    "EventStore",
+    "LeaderLock",
+    "RolloutAlreadyActive",
+    "RolloutNotFound",
+    "RolloutRecord",
+    "RolloutStore",
+    "ShadowPair",
+    "StaleRollout",
     "AliasNotFound",
     "Conflict",
     "Database",

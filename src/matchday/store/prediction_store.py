@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy.dialects import postgresql, sqlite
 
 from matchday.store.database import Database
@@ -14,7 +16,31 @@ from matchday.store.records import LabelOutcome, PredictionRecord
 from matchday.store.schema import PredictionRow, utcnow
 
 _FIELDS = ("request_id", "entity_id", "deployment", "model", "version", "at", "inputs", "prediction",
-           "probabilities", "latency_seconds", "routing")
+           "probabilities", "latency_seconds", "routing", "role", "error", "shadow_of")
+ANSWER_ROLES = ("served", "failed_over")  # every row a version was asked to answer
+
+
+@dataclass(frozen=True)
+class ArmRow:
+    """What a comparison of two versions reads from one logged row."""
+
+    latency_seconds: float
+    error: str | None
+    prediction: Any
+    label: Any
+    labelled: bool
+
+
+@dataclass(frozen=True)
+class ShadowPair:
+    """A mirrored row next to the answer the client got for the same input."""
+
+    shadow_prediction: Any
+    shadow_error: str | None
+    shadow_latency_seconds: float
+    primary_prediction: Any
+    label: Any
+    labelled: bool
 
 
 class PredictionLogStore:
@@ -27,6 +53,7 @@ class PredictionLogStore:
             return 0
         values = [{k: row.get(k) for k in _FIELDS} for row in rows]
         for v in values:
+            v["role"] = v["role"] or "served"
             if isinstance(v["at"], str):
                 v["at"] = datetime.fromisoformat(v["at"])
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
@@ -50,7 +77,8 @@ class PredictionLogStore:
                         PredictionRow.deployment == deployment, PredictionRow.request_id == key)
                 else:
                     target = (sa.select(PredictionRow.id)
-                              .where(PredictionRow.deployment == deployment, PredictionRow.entity_id == key)
+                              .where(PredictionRow.deployment == deployment, PredictionRow.entity_id == key,
+                                     PredictionRow.role == "served", PredictionRow.error.is_(None))
                               .order_by(PredictionRow.at.desc(), PredictionRow.id.desc()).limit(1))
                 row_id = s.scalar(target)
                 if row_id is None:
@@ -61,12 +89,45 @@ class PredictionLogStore:
                 outcomes.append(LabelOutcome(kind, key, request_id))
         return outcomes
 
-    def count(self, deployment: str | None = None) -> int:
+    def count(self, deployment: str | None = None, roles: tuple[str, ...] | None = ("served",),
+              errors: bool | None = False) -> int:
+        """Rows logged; by default those whose prediction a client got (no shadows, no failures)."""
         with self.db.session() as s:
             query = sa.select(sa.func.count()).select_from(PredictionRow)
             if deployment is not None:
                 query = query.where(PredictionRow.deployment == deployment)
+            if roles is not None:
+                query = query.where(PredictionRow.role.in_(roles))
+            if errors is not None:
+                query = query.where(PredictionRow.error.isnot(None) if errors else PredictionRow.error.is_(None))
             return s.scalar(query) or 0
+
+    def arm_window(self, deployment: str, model: str, version: int, since: datetime,
+                   roles: tuple[str, ...] = ANSWER_ROLES, limit: int = 50_000) -> tuple[int, int, list[ArmRow]]:
+        """Rows one version answered since ``since``: (all, failed, the newest ``limit`` rows)."""
+        where = (PredictionRow.deployment == deployment, PredictionRow.model == model,
+                 PredictionRow.version == version, PredictionRow.at >= since, PredictionRow.role.in_(roles))
+        with self.db.session() as s:
+            total, failed = s.execute(sa.select(sa.func.count(), sa.func.count(PredictionRow.error)).where(*where)).one()
+            rows = s.execute(sa.select(PredictionRow.latency_seconds, PredictionRow.error, PredictionRow.prediction,
+                                       PredictionRow.label, PredictionRow.label_at)
+                             .where(*where).order_by(PredictionRow.id.desc()).limit(limit)).all()
+        return total or 0, failed or 0, [ArmRow(r[0], r[1], r[2], r[3], r[4] is not None) for r in rows]
+
+    def shadow_pairs(self, deployment: str, model: str, version: int, since: datetime,
+                     limit: int = 50_000) -> tuple[int, int, list[ShadowPair]]:
+        """A shadow version's rows since ``since`` joined to the primary's answers: (all, failed, pairs)."""
+        shadow = sa.orm.aliased(PredictionRow)
+        primary = sa.orm.aliased(PredictionRow)
+        where = (shadow.deployment == deployment, shadow.model == model, shadow.version == version,
+                 shadow.at >= since, shadow.role == "shadow")
+        with self.db.session() as s:
+            total, failed = s.execute(sa.select(sa.func.count(), sa.func.count(shadow.error)).where(*where)).one()
+            rows = s.execute(sa.select(shadow.prediction, shadow.error, shadow.latency_seconds, primary.prediction,
+                                       primary.label, primary.label_at)
+                             .join(primary, primary.request_id == shadow.shadow_of)
+                             .where(*where).order_by(shadow.id.desc()).limit(limit)).all()
+        return total or 0, failed or 0, [ShadowPair(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
 
     def recent(self, deployment: str, limit: int = 100) -> list[PredictionRecord]:
         with self.db.session() as s:
@@ -92,4 +153,5 @@ def _record(r: PredictionRow) -> PredictionRecord:
         request_id=r.request_id, entity_id=r.entity_id, deployment=r.deployment, model=r.model, version=r.version,
         at=r.at, inputs=dict(r.inputs), prediction=r.prediction, probabilities=r.probabilities,
         latency_seconds=r.latency_seconds, routing=dict(r.routing), label=r.label, label_at=r.label_at,
+        role=r.role, error=r.error, shadow_of=r.shadow_of,
     )

@@ -70,6 +70,9 @@ class PredictionRecord:
     routing: dict[str, Any]
     label: Any = None
     label_at: datetime | None = None
+    role: str = "served"
+    error: str | None = None
+    shadow_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,41 @@ class LabelOutcome:
     kind: str
     key: str
     request_id: str | None
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    id: int
+    deployment: str
+    strategy: str
+    baseline: str
+    candidate: str
+    plan: dict[str, Any]
+    state: str
+    phase: str
+    step: int
+    weight: float
+    failures: int
+    reason: str | None
+    analysis: dict[str, Any] | None
+    revision: int
+    started_at: datetime
+    step_started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("running", "paused")
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    at: datetime
+    deployment: str | None
+    rollout_id: int | None
+    kind: str
+    actor: str
+    reason: str
+    data: dict[str, Any]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import text as sa_text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -132,3 +133,56 @@ class PredictionRow(Base):
     routing: Mapped[dict[str, Any]]
     label: Mapped[Any | None] = mapped_column(JSON)
     label_at: Mapped[datetime | None]
+    role: Mapped[str] = mapped_column(String(20), default="served", server_default="served")
+    error: Mapped[str | None] = mapped_column(Text)
+    shadow_of: Mapped[str | None] = mapped_column(String(36))
+
+
+ACTIVE_ROLLOUT_STATES = ("running", "paused")
+
+
+class RolloutRow(Base):
+    """A traffic plan moving a deployment from a baseline version to a candidate, and where it stands.
+
+    ``revision`` guards every update, so the controller and a human never overwrite each other.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("uq_rollouts_one_active", "deployment", unique=True,
+                            sqlite_where=sa_text("state IN ('running', 'paused')"),
+                            postgresql_where=sa_text("state IN ('running', 'paused')")),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(200), index=True)
+    strategy: Mapped[str] = mapped_column(String(20))
+    baseline: Mapped[str] = mapped_column(String(300))
+    candidate: Mapped[str] = mapped_column(String(300))
+    plan: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20))
+    phase: Mapped[str] = mapped_column(String(30))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    weight: Mapped[float] = mapped_column(Float, default=0.0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    step_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class EventRow(Base):
+    """The audit trail: every decision with its reason and the numbers behind it."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_deployment_at", "deployment", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    deployment: Mapped[str | None] = mapped_column(String(200))
+    rollout_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]]

@@ -1,0 +1,137 @@
+"""The rollout controller: each tick, it judges every running rollout and moves it on.
+
+It runs inside `matchday serve`, in one process among all replicas (the `LeaderLock`), and
+keeps no state of its own that matters: the rollout's row says where it stands, so a restart,
+or another process taking over, resumes at the same step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from matchday.monitoring import compare_arms
+from matchday.rollout.analysis import analyse
+from matchday.rollout.plan import RolloutPlan
+from matchday.rollout.rollouts import Rollouts, _pair
+from matchday.store import LeaderLock, RolloutRecord, StaleRollout
+
+log = logging.getLogger("matchday.rollout")
+
+WARM_HOLD_SECONDS = 2.0  # blue-green: time every process gets to see "warming" and load the new version
+Warm = Callable[[str, list[dict[str, Any]]], float]  # (ref, input rows) -> seconds it took
+
+
+class RolloutController:
+    def __init__(self, rollouts: Rollouts, leader: LeaderLock | None = None, warm: Warm | None = None,
+                 interval: float = 1.0) -> None:
+        self.rollouts = rollouts
+        self.leader = leader
+        self.warm = warm
+        self.interval = interval
+        self._warmed: dict[int, tuple[float, int]] = {}
+
+    async def run(self) -> None:
+        """Tick forever (cancel to stop); only the leader acts."""
+        try:
+            while True:
+                try:
+                    if self.leader is None or await asyncio.to_thread(self.leader.acquire):
+                        await asyncio.to_thread(self.tick)
+                except Exception:  # the database went away, a bug in one tick: keep the loop alive
+                    log.exception("rollout controller tick failed; trying again in %.1fs", self.interval)
+                await asyncio.sleep(self.interval)
+        finally:
+            if self.leader is not None:
+                await asyncio.to_thread(self.leader.release)
+
+    def tick(self) -> list[tuple[int, str]]:
+        """Judge every running rollout once; returns what happened to each, for the log and tests."""
+        done = []
+        for record in self.rollouts.store.all_active():
+            if record.state != "running":
+                continue
+            try:
+                done.append((record.id, self.advance(record)))
+            except StaleRollout:
+                done.append((record.id, "stale"))  # a person acted meanwhile; judge again next tick
+        return done
+
+    def advance(self, record: RolloutRecord) -> str:
+        plan = RolloutPlan(**record.plan)
+        if record.strategy == "canary":
+            return self._canary(record, plan)
+        if record.strategy == "bluegreen" and record.phase == "warming":
+            return self._bluegreen(record, plan)
+        return "holding"  # shadow, ab, and a switched blue-green wait for a person
+
+    def _canary(self, record: RolloutRecord, plan: RolloutPlan) -> str:
+        now = _now()
+        elapsed = (now - record.step_started_at).total_seconds()
+        comparison = compare_arms(self.rollouts.log_store, record.deployment, _pair(record.baseline),
+                                  _pair(record.candidate), record.step_started_at, self.rollouts.task(record.candidate))
+        analysis = analyse(comparison, plan.gates, plan.min_requests)
+        numbers = analysis.as_dict()
+        data = {"step": record.step, "weight": record.weight, "analysis": numbers}
+        enough = min(comparison.baseline.requests, comparison.candidate.requests) >= plan.min_requests
+        held = elapsed >= plan.interval
+        where = f"step {record.step + 1} of {len(plan.steps)} ({record.weight:g}%)"
+        if enough and analysis.outcome == "fail" and (held or analysis.failed("error_rate")):
+            failures = record.failures + 1
+            reasons = "; ".join(g for g in analysis.reasons if not g.startswith("traffic"))
+            if failures > plan.failure_limit:
+                self.rollouts.rollback(record.deployment, "controller",
+                                       f"analysis failed at {where}: {reasons}", data, numbers, failures)
+                return "rolled_back"
+            self.rollouts.store.update(record, {"failures": failures, "step_started_at": now, "analysis": numbers},
+                                       ("analysis_failed", "controller",
+                                        f"analysis failed at {where} ({failures} of {plan.failure_limit + 1} "
+                                        f"allowed before rollback): {reasons}", data))
+            return "failed"
+        if held and analysis.outcome == "pass":
+            following = record.step + 1
+            if following >= len(plan.steps) - 1:
+                self.rollouts.promote(record.deployment, "controller",
+                                      f"all {len(plan.steps) - 1} analysed steps passed", data, numbers)
+                return "promoted"
+            weight = plan.steps[following]
+            self.rollouts.store.update(record, {"step": following, "weight": weight, "step_started_at": now,
+                                                "analysis": numbers},
+                                       ("step_passed", "controller", f"{where} passed its analysis; "
+                                        f"the candidate now answers {weight:g}%", data))
+            return "next_step"
+        if held and elapsed >= plan.step_deadline:
+            reasons = "; ".join(analysis.reasons) or "no verdict"
+            self.rollouts.pause(record.deployment, "controller",
+                                f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
+                                "waiting for a person to resume, promote or roll back", data, numbers)
+            return "paused"
+        return "waiting"
+
+    def _bluegreen(self, record: RolloutRecord, plan: RolloutPlan) -> str:
+        if record.id not in self._warmed:
+            rows = [r.inputs for r in self.rollouts.log_store.recent(record.deployment, limit=4 * plan.warmup_rows + 16)
+                    if r.role == "served" and r.error is None and r.model == _pair(record.baseline)[0]]
+            rows = rows[:plan.warmup_rows]
+            try:
+                seconds = self.warm(record.candidate, rows) if self.warm else 0.0
+            except Exception as exc:
+                reason = f"{record.candidate} failed to warm up, so traffic never switched: {exc}"
+                self.rollouts.rollback(record.deployment, "controller", reason, {"error": str(exc)})
+                return "rolled_back"
+            self._warmed[record.id] = (seconds, len(rows))
+        if (_now() - record.started_at).total_seconds() < WARM_HOLD_SECONDS:
+            return "warming"
+        seconds, rows_scored = self._warmed.pop(record.id)
+        self.rollouts.store.update(
+            record, {"phase": "switched", "weight": 100.0, "step_started_at": _now()},
+            ("switched", "controller", f"{record.candidate} warmed ({rows_scored} rows scored in {seconds:.3f}s); "
+             f"all traffic switched from {record.baseline}", {"warm_seconds": seconds, "warm_rows": rows_scored}))
+        return "switched"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

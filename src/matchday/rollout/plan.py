@@ -1,0 +1,146 @@
+"""A rollout plan: the strategy and the numbers that steer it, validated before anything moves.
+
+Durations read like ``30s``, ``5m``, ``1h`` (or plain seconds). Gate defaults are deliberately
+tolerant: a failed analysis rolls back, so a gate must fail for a reason, not for noise.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from matchday.errors import MatchdayError
+
+Strategy = Literal["canary", "shadow", "bluegreen", "ab"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class InvalidPlan(MatchdayError):
+    """A rollout plan that cannot run: each problem is in ``details``."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1.5h"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+class Gates(BaseModel):
+    """The conditions a canary must meet against the baseline in the same window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_error_rate_increase: float = Field(0.01, ge=0, le=1, description="canary error rate minus baseline's, at most")
+    max_latency_p99_ratio: float = Field(1.5, gt=0, description="canary p99 over baseline p99, at most ...")
+    latency_slack_seconds: float = Field(0.005, ge=0, description="... plus this much, so microseconds never fail")
+    max_prediction_divergence: float = Field(0.2, ge=0, le=1,
+                                             description="Jensen-Shannon distance of the prediction distributions")
+    max_metric_drop: float = Field(0.02, ge=0, description="accuracy lower (or MAE higher) than baseline by at most")
+    labels: Literal["required", "optional", "off"] = Field(
+        "optional", description="required: too few labels is inconclusive; optional: judged when there are enough")
+    min_labels: int = Field(50, ge=1, description="labelled rows per version before accuracy is judged")
+
+
+class RolloutPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Strategy = "canary"
+    steps: list[float] = Field(default_factory=lambda: [10, 25, 50, 100],
+                               description="canary: traffic share per step, in percent, ending at 100")
+    interval: float = Field(300.0, description="minimum time each step is held (seconds, or '5m')")
+    min_requests: int = Field(200, ge=1, description="rows each version must answer in a step before it is judged")
+    failure_limit: int = Field(0, ge=0, description="failed analyses tolerated; one more rolls back")
+    deadline: float | None = Field(None, description="a step still inconclusive after this long pauses "
+                                                     "for a human (default: 10 x interval)")
+    fallback: bool = Field(False, description="a request the canary fails is answered by the baseline")
+    share: float | None = Field(None, gt=0, le=100, description="shadow: percent mirrored (100); ab: percent to "
+                                                               "the candidate (50)")
+    warmup_rows: int = Field(16, ge=0, description="bluegreen: rows scored on the new version before the switch")
+    gates: Gates = Field(default_factory=Gates)
+
+    @field_validator("interval", "deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return value if value is None else parse_duration(value)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return [float(v) for v in value.split(",") if v.strip()]
+            except ValueError as exc:
+                raise ValueError(f"steps must be numbers separated by commas, not {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RolloutPlan:
+        if self.strategy == "canary":
+            if not self.steps:
+                raise ValueError("a canary needs at least one step")
+            if any(not 0 < s <= 100 for s in self.steps):
+                raise ValueError(f"every step is a share in (0, 100] percent; got {self.steps}")
+            if any(b <= a for a, b in zip(self.steps, self.steps[1:])):
+                raise ValueError(f"steps must increase; got {self.steps}")
+            if len(self.steps) < 2:
+                raise ValueError("a canary needs a step below 100 to compare against the baseline "
+                                 "(to switch at once, use --strategy bluegreen)")
+            if self.steps[-1] != 100:
+                raise ValueError(f"the last step must be 100 (promotion); got {self.steps}")
+        if self.share is not None and self.strategy not in ("shadow", "ab"):
+            raise ValueError("share applies to shadow (percent mirrored) and ab (percent to the candidate) only")
+        if self.fallback and self.strategy not in ("canary", "ab"):
+            raise ValueError("fallback applies to canary and ab only")
+        return self
+
+    @property
+    def step_deadline(self) -> float:
+        return self.deadline if self.deadline is not None else max(10 * self.interval, 60.0)
+
+    def initial_weight(self) -> float:
+        """The candidate's traffic share when the rollout starts, in percent."""
+        if self.strategy == "canary":
+            return self.steps[0]
+        if self.strategy == "ab":
+            return self.share if self.share is not None else 50.0
+        return 0.0
+
+    @property
+    def shadow_share(self) -> float:
+        return (self.share if self.share is not None else 100.0) if self.strategy == "shadow" else 0.0
+
+
+def build_plan(options: dict[str, Any], defaults: dict[str, Any] | None = None) -> RolloutPlan:
+    """A plan from command-line or API options over the deployment's defaults in ``matchday.yaml``."""
+    merged: dict[str, Any] = {**(defaults or {})}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "gates" and isinstance(value, dict):
+            merged["gates"] = {**(merged.get("gates") or {}), **value}
+        else:
+            merged[key] = value
+    if "strategy" in options and options["strategy"] != (defaults or {}).get("strategy", options["strategy"]):
+        # a different strategy than the file's: its strategy-specific numbers do not carry over
+        for key in ("steps", "share", "fallback"):
+            if key not in options or options[key] is None:
+                merged.pop(key, None)
+    try:
+        return RolloutPlan(**merged)
+    except ValidationError as exc:
+        raise InvalidPlan("invalid rollout plan",
+                          [f"{'.'.join(map(str, e['loc'])) or 'plan'}: {e['msg'].removeprefix('Value error, ')}"
+                           for e in exc.errors()]) from exc
