@@ -193,7 +193,7 @@ def deployments_list() -> None:
     table = Table("deployment", "serves", "version now", "max batch", "updated (UTC)")
     for d in deployments.list():
         try:
-            now = deployments.route(d.name).ref
+            now = traffic_split(deployments.route(d.name))
         except MatchdayError as exc:
             now = f"[red]{exc.message}[/]"
         table.add_row(d.name, d.model_ref, now, str(d.settings.get("max_batch_size")), f"{d.updated_at:%Y-%m-%d %H:%M}")
@@ -224,6 +224,158 @@ def serve(
               "flushing the prediction log first")
     uvicorn.run("matchday.serving:create_app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30)
+
+
+rollout_app = typer.Typer(help="Move a deployment to a new version safely: canary, shadow, blue-green, A/B.",
+                          no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+
+def traffic_split(plan: Any) -> str:
+    """``fraud:2`` or ``fraud:1 90% / fraud:2 10%`` or ``fraud:1 (shadow fraud:2 100%)``."""
+    if plan.candidate is None:
+        return plan.primary.ref
+    if plan.shadow_share:
+        return f"{plan.primary.ref} (shadow {plan.candidate.ref} {plan.shadow_share:.0%})"
+    share = plan.candidate_share
+    return f"{plan.primary.ref} {1 - share:.0%} / {plan.candidate.ref} {share:.0%}"
+
+
+@rollout_app.command("start")
+def rollout_start(
+    deployment: Annotated[str, typer.Argument(help="the deployment to move")],
+    candidate: Annotated[str, typer.Argument(help="MODEL:VERSION (or MODEL@ALIAS, resolved now)")],
+    strategy: Annotated[str | None, typer.Option(help="canary, shadow, bluegreen or ab")] = None,
+    steps: Annotated[str | None, typer.Option(help="canary traffic shares in percent, e.g. 10,25,50,100")] = None,
+    interval: Annotated[str | None, typer.Option(help="minimum time per step, e.g. 30s, 5m")] = None,
+    min_requests: Annotated[int | None, typer.Option(help="rows each version must answer per step")] = None,
+    failure_limit: Annotated[int | None, typer.Option(help="failed analyses tolerated before rollback")] = None,
+    deadline: Annotated[str | None, typer.Option(help="an inconclusive step pauses after this long")] = None,
+    fallback: Annotated[bool | None, typer.Option("--fallback/--no-fallback",
+                                                  help="answer the canary's failures with the baseline")] = None,
+    share: Annotated[float | None, typer.Option(help="shadow: percent mirrored; ab: percent to the candidate")] = None,
+    gate: Annotated[list[str] | None, typer.Option(
+        "--gate", help="NAME=VALUE, e.g. max_error_rate_increase=0.02, labels=required")] = None,
+) -> None:
+    """Start moving DEPLOYMENT to CANDIDATE; the server's controller takes it from there."""
+    gates: dict[str, Any] = {}
+    for item in gate or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--gate {item!r}: expected NAME=VALUE")
+        gates[key.strip()] = value.strip()
+    options = {"strategy": strategy, "steps": steps, "interval": interval, "min_requests": min_requests,
+               "failure_limit": failure_limit, "deadline": deadline, "fallback": fallback, "share": share,
+               "gates": gates or None}
+    ws = default_workspace()
+    record = ws.rollouts.start(deployment, candidate, options, actor="cli")
+    out.print(f"started [bold]{record.strategy}[/] rollout {record.id} on [bold]{deployment}[/]: "
+              f"{record.baseline} -> {record.candidate}; candidate share now {record.weight:g}%")
+    out.print("the controller inside `matchday serve` moves it on; watch with "
+              f"`matchday rollout status {deployment}`")
+
+
+@rollout_app.command("status")
+def rollout_status(
+    deployment: str,
+    as_json: Annotated[bool, typer.Option("--json", help="everything, as JSON")] = False,
+    events: Annotated[int, typer.Option(help="how many recent events to show")] = 10,
+) -> None:
+    """Where the rollout stands, the live numbers behind its next decision, and its recent events."""
+    status = default_workspace().rollouts.status(deployment, events=events)
+    if as_json:
+        out.print_json(json.dumps(status.as_dict(), default=str))
+        return
+    r, plan = status.rollout, status.plan
+    out.print(f"rollout {r.id} on [bold]{r.deployment}[/]: {r.strategy} {r.baseline} -> {r.candidate}")
+    where = f"step {r.step + 1}/{len(plan.steps)}, " if r.strategy == "canary" else ""
+    out.print(f"state [bold]{r.state}[/] ({r.phase}), {where}candidate share {r.weight:g}%, "
+              f"failed analyses {r.failures}/{plan.failure_limit + 1}")
+    if r.reason:
+        out.print(f"reason: {r.reason}")
+    report = status.report or {}
+    if "gates" in report:
+        table = Table("gate", "outcome", "detail", title=f"analysis of the current window: {report['outcome']}")
+        colour = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
+        for g in report["gates"]:
+            table.add_row(g["name"], f"[{colour[g['outcome']]}]{g['outcome']}[/]", g["detail"])
+        out.print(table)
+    elif "baseline" in report:
+        table = Table("version", "rows", "error rate", "p50 ms", "p99 ms", "labelled", report["baseline"]["metric"])
+        for arm in (report["baseline"], report["candidate"]):
+            table.add_row(f"{arm['model']}:{arm['version']}", str(arm["requests"]), _pct(arm["error_rate"]),
+                          _ms(arm["latency_p50_seconds"]), _ms(arm["latency_p99_seconds"]), str(arm["labelled"]),
+                          _num(arm["metric_value"]))
+        out.print(table)
+    elif "agreement" in report:
+        out.print(f"shadow {report['model']}:{report['version']}: {report['requests']} rows mirrored, error rate "
+                  f"{_pct(report['error_rate'])}, p99 {_ms(report['latency_p99_seconds'])} ms, agreement with the "
+                  f"primary {_pct(report['agreement'])} on {report['compared']} rows; {report['metric']} "
+                  f"{_num(report['shadow_metric'])} vs primary {_num(report['primary_metric'])} on "
+                  f"{report['labelled']} labelled rows")
+    if status.events:
+        table = Table("at (UTC)", "event", "by", "reason", title="events")
+        for e in status.events:
+            table.add_row(f"{e.at:%H:%M:%S}", e.kind, e.actor, e.reason)
+        out.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _rollout_action(action: str, deployment: str, reason: str | None) -> None:
+    ws = default_workspace()
+    record = getattr(ws.rollouts, action)(deployment, "cli", reason)
+    out.print(f"rollout {record.id} on [bold]{deployment}[/]: {record.state}"
+              f"{f' ({record.reason})' if record.reason else ''}")
+
+
+@rollout_app.command("promote")
+def rollout_promote(deployment: str, reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Make the candidate the deployment's version now (moves its alias, or repoints it)."""
+    _rollout_action("promote", deployment, reason)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(deployment: str, reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """All traffic back to the baseline now; the rollout ends (also: abort)."""
+    _rollout_action("rollback", deployment, reason)
+
+
+@rollout_app.command("abort", hidden=True)
+def rollout_abort(deployment: str, reason: Annotated[str | None, typer.Option()] = None) -> None:
+    _rollout_action("rollback", deployment, reason)
+
+
+@rollout_app.command("pause")
+def rollout_pause(deployment: str, reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Hold the traffic split where it is until resume, promote or rollback."""
+    _rollout_action("pause", deployment, reason)
+
+
+@rollout_app.command("resume")
+def rollout_resume(deployment: str, reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Continue a paused rollout; its step starts a fresh window."""
+    _rollout_action("resume", deployment, reason)
+
+
+@rollout_app.command("history")
+def rollout_history(deployment: str, limit: int = 20) -> None:
+    """Past and present rollouts of DEPLOYMENT."""
+    table = Table("id", "strategy", "baseline", "candidate", "state", "started (UTC)", "finished", "reason")
+    for r in default_workspace().rollouts.history(deployment, limit):
+        table.add_row(str(r.id), r.strategy, r.baseline, r.candidate, r.state, f"{r.started_at:%Y-%m-%d %H:%M}",
+                      f"{r.finished_at:%H:%M:%S}" if r.finished_at else "", r.reason or "")
+    out.print(table)
 
 
 DRIFT_EXIT_CODE = 3

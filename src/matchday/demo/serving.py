@@ -50,7 +50,7 @@ def running_server(ws: Workspace, host: str = "127.0.0.1") -> Iterator[str]:
 def run(console: Console, ws: Workspace) -> None:
     deployments = ws.deployments
     record, _ = deployments.deploy("fraud", "demo-fraud@champion")
-    console.print(f"$ matchday deploy fraud demo-fraud@champion   → serves {deployments.route('fraud').ref}")
+    console.print(f"$ matchday deploy fraud demo-fraud@champion   → serves {deployments.route('fraud').primary.ref}")
     traffic = transactions(2_000, seed=2024)
     rows = traffic.drop_columns(["is_fraud"]).to_pylist()
     truth = traffic["is_fraud"].to_pylist()
