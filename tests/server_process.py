@@ -22,8 +22,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, home: Path, database_url: str, port: int | None = None, workers: int = 1) -> None:
+    def __init__(self, home: Path, database_url: str, port: int | None = None, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         self.home, self.database_url = home, database_url
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
@@ -32,7 +34,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         env = {**os.environ, "MATCHDAY_HOME": str(self.home), "MATCHDAY_DATABASE_URL": self.database_url,
-               "PYTHONPATH": str(Path(__file__).parent)}
+               "PYTHONPATH": str(Path(__file__).parent), **self.extra_env}
         self.proc = subprocess.Popen(
             [MATCHDAY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
              "--log-level", "warning"],

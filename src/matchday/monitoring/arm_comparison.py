@@ -29,6 +29,7 @@ class ArmStats:
     labelled: int
     metric: str
     metric_value: float | None
+    metric_std: float | None = None  # of the per-row values (correct 0/1, or absolute error): for the gate's margin
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +85,7 @@ def arm_stats(model: str, version: int, total: int, failed: int, rows: list[ArmR
         error_rate=failed / total if total else None,
         latency_p50_seconds=_quantile(latencies, 0.5), latency_p99_seconds=_quantile(latencies, 0.99),
         labelled=len(pairs), metric=metric_name(task), metric_value=_metric(pairs, task),
+        metric_std=_metric_std(pairs, task),
     )
 
 
@@ -154,6 +156,20 @@ def summarize_shadow(shadow: tuple[str, int], total: int, failed: int, pairs: li
 
 def _quantile(values: np.ndarray, q: float) -> float | None:
     return float(np.quantile(values, q)) if values.size else None
+
+
+def _per_row(pairs: list[tuple[Any, Any]], task: Task) -> np.ndarray | None:
+    if task == "classification":
+        return np.array([str(p) == str(y) for p, y in pairs], dtype=np.float64)
+    try:
+        return np.array([abs(float(p) - float(y)) for p, y in pairs], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def _metric_std(pairs: list[tuple[Any, Any]], task: Task) -> float | None:
+    values = _per_row(pairs, task) if pairs else None
+    return None if values is None or values.size < 2 else float(np.std(values, ddof=1))
 
 
 def _metric(pairs: list[tuple[Any, Any]], task: Task) -> float | None:

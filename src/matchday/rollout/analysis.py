@@ -3,12 +3,20 @@
 Each gate passes, fails or is inconclusive (too little evidence). The analysis fails if any gate
 fails, is inconclusive if any is, and passes only when every gate passed: like Argo Rollouts,
 too little traffic or too few labels is never a pass.
+
+Error rate and accuracy are proportions from a few hundred rows, so noise alone moves them by
+more than a typical tolerance. Those gates fail only when the candidate is worse than tolerated
+with 99% confidence (one-sided; stricter than 95% because the controller looks again every tick);
+a point estimate past the tolerance that is not yet significant is inconclusive, and the growing
+window settles it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import math
 
 from matchday.monitoring import ArmComparison
 from matchday.rollout.plan import Gates
@@ -60,10 +68,12 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         results.append(GateResult("error_rate", "inconclusive", None, gates.max_error_rate_increase, "no rows yet"))
     else:
         increase = c.error_rate - b.error_rate
-        ok = increase <= gates.max_error_rate_increase
-        results.append(GateResult("error_rate", "pass" if ok else "fail", increase, gates.max_error_rate_increase,
+        margin = Z_FAIL * _proportion_se(c.errors, c.requests, b.errors, b.requests)
+        outcome = _judge(increase, margin, gates.max_error_rate_increase)
+        results.append(GateResult("error_rate", outcome, increase, gates.max_error_rate_increase,
                                   f"candidate {c.error_rate:.2%} vs baseline {b.error_rate:.2%} "
-                                  f"({c.errors} and {b.errors} failed rows)"))
+                                  f"({c.errors} and {b.errors} failed rows; increase {increase:+.2%} "
+                                  f"± {margin:.2%})"))
 
     if c.latency_p99_seconds is None or b.latency_p99_seconds is None:
         results.append(GateResult("latency_p99", "inconclusive", None, None, "no successful rows on one side"))
@@ -105,6 +115,26 @@ def _metric_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
     else:
         drop = c.metric_value - b.metric_value
         what = f"MAE {c.metric_value:.4g} vs baseline {b.metric_value:.4g}"
-    ok = drop <= gates.max_metric_drop
-    return GateResult(name, "pass" if ok else "fail", drop, gates.max_metric_drop,
-                      f"{what} on {have}+ labelled rows each")
+    se = math.sqrt((b.metric_std or 0.0) ** 2 / max(b.labelled, 1) + (c.metric_std or 0.0) ** 2 / max(c.labelled, 1))
+    margin = Z_FAIL * se
+    outcome = _judge(drop, margin, gates.max_metric_drop)
+    if outcome == "inconclusive" and gates.labels == "optional":
+        outcome = "skipped"
+    return GateResult(name, outcome, drop, gates.max_metric_drop,
+                      f"{what} on {c.labelled} and {b.labelled} labelled rows (worse by {drop:+.3f} ± {margin:.3f})")
+
+
+Z_FAIL = 2.3263478740408408  # one-sided 99%
+
+
+def _judge(worse_by: float, margin: float, tolerance: float) -> Outcome:
+    """Fail only if worse beyond the tolerance with confidence; pass if the estimate is within it."""
+    if worse_by - margin > tolerance:
+        return "fail"
+    return "pass" if worse_by <= tolerance else "inconclusive"
+
+
+def _proportion_se(x1: int, n1: int, x2: int, n2: int) -> float:
+    """Standard error of a difference of two proportions, Agresti-Caffo adjusted (never 0)."""
+    p1, p2 = (x1 + 1) / (n1 + 2), (x2 + 1) / (n2 + 2)
+    return math.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2))

@@ -12,16 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from matchday.errors import MatchdayError
+from matchday.rollout.errors import RolloutError
 from matchday.registry import ModelRef, Registry
 from matchday.rollout.traffic import Route, TrafficPlan
 from matchday.store import DeploymentRecord, DeploymentStore, RolloutRecord, RolloutStore
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
-
-
-class RolloutError(MatchdayError):
-    """Root of the rollout part's errors."""
 
 
 class DeploymentSettings(BaseModel):

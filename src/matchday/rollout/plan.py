@@ -6,20 +6,17 @@ tolerant: a failed analysis rolls back, so a gate must fail for a reason, not fo
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from matchday.errors import MatchdayError
+from matchday.rollout.errors import InvalidPlan
 
 Strategy = Literal["canary", "shadow", "bluegreen", "ab"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-class InvalidPlan(MatchdayError):
-    """A rollout plan that cannot run: each problem is in ``details``."""
 
 
 def parse_duration(value: Any) -> float:
@@ -33,6 +30,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
     return seconds
@@ -133,8 +132,10 @@ def build_plan(options: dict[str, Any], defaults: dict[str, Any] | None = None) 
             merged["gates"] = {**(merged.get("gates") or {}), **value}
         else:
             merged[key] = value
-    if "strategy" in options and options["strategy"] != (defaults or {}).get("strategy", options["strategy"]):
-        # a different strategy than the file's: its strategy-specific numbers do not carry over
+    chosen = options.get("strategy")
+    if chosen is not None and chosen != (defaults or {}).get("strategy", "canary"):
+        # a different strategy than the file's (canary unless it names one): its strategy-specific
+        # numbers do not carry over. An option left unset (None, as the CLI passes it) changes nothing.
         for key in ("steps", "share", "fallback"):
             if key not in options or options[key] is None:
                 merged.pop(key, None)

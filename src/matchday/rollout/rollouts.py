@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from matchday.monitoring import compare_arms, shadow_report
 from matchday.registry import ModelRef, Registry, Signature
 from matchday.rollout.analysis import analyse
-from matchday.rollout.deployments import Deployments, RolloutError
+from matchday.rollout.deployments import Deployments
+from matchday.rollout.errors import IncompatibleCandidate, NothingToDo, RolloutError
 from matchday.rollout.plan import RolloutPlan, build_plan
 from matchday.store import (
     EventRecord,
@@ -25,14 +26,6 @@ from matchday.store import (
 )
 
 T = TypeVar("T")
-
-
-class NothingToDo(RolloutError):
-    """A promote, rollback, pause or resume with no rollout in a state that allows it."""
-
-
-class IncompatibleCandidate(RolloutError):
-    """The candidate cannot answer the baseline's requests (inputs or outputs differ)."""
 
 
 @dataclass(frozen=True)
@@ -150,9 +143,8 @@ class Rollouts:
                 data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None) -> RolloutRecord:
         """Make the candidate the deployment's version: move its alias, or repoint it."""
         def act(record: RolloutRecord) -> RolloutRecord:
-            where = self.deployments.promote(deployment, record.candidate,
-                                             reason or f"promoted by rollout {record.id} ({actor})")
             why = reason or f"{record.candidate} promoted"
+            where = self.deployments.promote(deployment, record.candidate, f"rollout {record.id} ({actor}): {why}")
             return self.store.update(record, {"state": "promoted", "phase": "done", "weight": 100.0,
                                               "finished_at": _now(), "reason": why, **_analysis(analysis)},
                                      ("promoted", actor, f"{why}; {where}", {**(data or {}), "to": record.candidate,

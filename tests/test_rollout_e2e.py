@@ -1,0 +1,370 @@
+"""Safe rollouts end to end: a real `matchday serve` on 127.0.0.1, its controller, and the database.
+
+The controller ticks every 0.2 s here (``MATCHDAY_CONTROLLER_INTERVAL``); plans use second-long
+steps and small request minimums so a whole canary runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from matchday.demo import transactions
+from matchday.store import PredictionLogStore
+from matchday.workspace import Workspace
+from server_process import MATCHDAY, ServerProcess
+
+FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
+FAST_CONTROLLER = {"MATCHDAY_CONTROLLER_INTERVAL": "0.2"}
+
+
+def _train(iterations: int, seed: int) -> Any:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    data = transactions(4000, seed=seed).to_pandas()
+    return make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        HistGradientBoostingClassifier(max_iter=iterations, max_depth=2, random_state=0),
+    ).fit(data[FEATURES], data["is_fraud"]), data
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, Any]:
+    """A weak champion, a better challenger (same kind of model, so the same cost), their reference."""
+    weak, data = _train(2, seed=3)
+    strong, _ = _train(60, seed=3)
+    return {"weak": weak, "strong": strong, "reference": data.head(1500)}
+
+
+@dataclass
+class Fleet:
+    workspace: Workspace
+    server: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def register_versions(ws: Workspace, models: dict[str, Any]) -> None:
+    """fraud:1 weak (champion), fraud:2 better, fraud:3 flags everything, fraud:4 crashes."""
+    registry = ws.registry
+    registry.register("fraud", models["weak"], reference=models["reference"], target="is_fraud", alias="champion")
+    registry.register("fraud", models["strong"], reference=models["reference"], target="is_fraud")
+    signature = registry.get_signature("fraud:1")
+    registry.register("fraud", "matchday.demo.broken:flag_everything", signature=signature,
+                      proba="matchday.demo.broken:flag_everything_proba")
+    registry.register("fraud", "matchday.demo.broken:crash", signature=signature)
+    ws.deployments.deploy("fraud", "fraud@champion")
+
+
+@pytest.fixture
+def fleet(workspace: Workspace, models: dict[str, Any], database_url: str) -> Iterator[Fleet]:
+    register_versions(workspace, models)
+    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    yield Fleet(workspace, server)
+    server.stop()
+
+
+TRAFFIC = transactions(6000, seed=77)
+ROWS = TRAFFIC.drop_columns(["is_fraud"]).to_pylist()
+TRUTH = TRAFFIC["is_fraud"].to_pylist()
+
+
+def status(url: str) -> dict[str, Any]:
+    answer = httpx.get(f"{url}/v1/deployments/fraud/rollout", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def start(url: str, candidate: str, **plan: Any) -> dict[str, Any]:
+    answer = httpx.post(f"{url}/v1/deployments/fraud/rollout", json={"candidate": candidate, **plan}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def drive(urls: list[str], until: Callable[[], bool], *, label: bool = True, batch: int = 10,
+          timeout: float = 90.0, offset: int = 0) -> list[dict[str, Any]]:
+    """Send traffic (and its ground truth) round-robin to ``urls`` until ``until()`` holds."""
+    answers = []
+    deadline = time.monotonic() + timeout
+    i = offset
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < deadline:
+            for url in urls:
+                start_at = i % (len(ROWS) - batch)
+                body = {"instances": ROWS[start_at:start_at + batch],
+                        "ids": [f"c{start_at + k}" for k in range(batch)]}
+                answer = client.post(f"{url}/v1/deployments/fraud/predict", json=body)
+                assert answer.status_code == 200, answer.text
+                predictions = answer.json()["predictions"]
+                answers += predictions
+                if label:
+                    labels = [{"request_id": p["request_id"], "label": TRUTH[start_at + k]}
+                              for k, p in enumerate(predictions)]
+                    assert client.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": labels}).status_code == 200
+                i += batch
+            if until():
+                return answers
+        raise AssertionError(f"condition not reached in {timeout}s; rollout: {status(urls[0])}")
+
+
+def kinds(state: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in reversed(state["events"])]
+
+
+def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet: Fleet) -> None:
+    url = fleet.url
+    started = start(url, "fraud:3", steps=[20, 50, 100], interval="1s", min_requests=30,
+                    gates={"labels": "required", "min_labels": 20})
+    assert started["state"] == "running" and started["weight"] == 20 and started["baseline"] == "fraud:1"
+    answers = drive([url], lambda: status(url)["state"] != "running")
+    final = status(url)
+    assert final["state"] == "rolled_back", final
+    assert kinds(final) == ["started", "rolled_back"]
+    rolled = final["events"][0]
+    assert rolled["actor"] == "controller" and "accuracy" in rolled["reason"]
+    failed = {g["name"] for g in rolled["data"]["analysis"]["gates"] if g["outcome"] == "fail"}
+    assert {"accuracy", "prediction_divergence"} <= failed
+    assert {a["version"] for a in answers} == {1, 3}  # the canary did answer its share before the rollback
+    after = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    time.sleep(1.2)  # every process re-reads the plan within a second
+    after = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    assert {p["version"] for p in after["predictions"]} == {1}
+    assert fleet.workspace.registry.resolve("fraud@champion").version == 1
+
+    start(url, "fraud:2", steps=[20, 50, 100], interval="1s", min_requests=30,
+          gates={"labels": "required", "min_labels": 60, "max_latency_p99_ratio": 3.0})
+    drive([url], lambda: status(url)["state"] != "running", offset=3000)
+    final = status(url)
+    assert final["state"] == "promoted", final["reason"]
+    assert kinds(final) == ["started", "step_passed", "promoted"]
+    assert all(e["actor"] == "controller" for e in final["events"][:2])
+    assert fleet.workspace.registry.resolve("fraud@champion").version == 2
+    move = fleet.workspace.registry.alias_history("fraud", "champion")[-1]
+    assert (move.from_version, move.to_version) == (1, 2) and "rollout" in (move.reason or "")
+    time.sleep(1.2)
+    after = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    assert {p["version"] for p in after["predictions"]} == {2}
+
+
+def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: dict[str, Any]) -> None:
+    url = fleet.url
+    start(url, "fraud:4", strategy="shadow")
+    frame = TRAFFIC.to_pandas()[FEATURES]
+    expected = models["weak"].predict(frame).tolist()
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, 400, 20):
+            answer = client.post(f"{url}/v1/deployments/fraud/predict",
+                                 json={"instances": ROWS[i:i + 20], "ids": [f"s{i + k}" for k in range(20)]})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["version"] == 1
+            assert [p["prediction"] for p in body["predictions"]] == expected[i:i + 20]
+    report: dict[str, Any] = {}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        report = status(url)["report"]
+        if report["requests"] >= 400:
+            break
+        time.sleep(0.2)
+    assert report["requests"] == 400 and report["errors"] == 400 and report["error_rate"] == 1.0
+    store = PredictionLogStore(fleet.workspace.database)
+    assert store.count("fraud") == 400  # what clients got; the shadow's rows are apart
+    assert store.count("fraud", roles=("shadow",), errors=True) == 400
+
+    assert httpx.post(f"{url}/v1/deployments/fraud/rollout/rollback").json()["state"] == "rolled_back"
+    start(url, "fraud:2", strategy="shadow", share=50)
+    drive([url], lambda: (status(url)["report"] or {}).get("labelled", 0) >= 40, timeout=60)
+    report = status(url)["report"]
+    assert report["errors"] == 0 and 0 < report["compared"] <= report["requests"]
+    assert report["agreement"] is not None and 0.5 < report["agreement"] <= 1.0
+    assert report["shadow_metric"] is not None and report["primary_metric"] is not None
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'matchday_shadow_predictions_total{deployment="fraud",model="fraud",version="2"}' in metrics
+
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # same code on both; saves a server
+POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@SQLITE_ONLY
+def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> None:
+    url = fleet.url
+    start(url, "fraud:2", strategy="ab", share=30)
+    keys = [f"customer-{i}" for i in range(4000)]
+    rows = [ROWS[i % len(ROWS)] for i in range(len(keys))]
+
+    def versions() -> dict[str, int]:
+        seen: dict[str, int] = {}
+        with httpx.Client(timeout=30) as client:
+            for i in range(0, len(keys), 200):
+                body = client.post(f"{url}/v1/deployments/fraud/predict",
+                                   json={"instances": rows[i:i + 200], "ids": keys[i:i + 200]}).json()
+                seen.update({p["id"]: p["version"] for p in body["predictions"]})
+        return seen
+
+    first, second = versions(), versions()
+    assert first == second  # one customer, one version, every time
+    share = sum(v == 2 for v in first.values()) / len(first)
+    assert abs(share - 0.30) < 4 * np.sqrt(0.3 * 0.7 / len(first))
+    report: dict[str, Any] = {}
+    for _ in range(50):
+        report = status(url)["report"]
+        if report["baseline"]["requests"] + report["candidate"]["requests"] >= 2 * len(keys):
+            break
+        time.sleep(0.2)
+    assert report["candidate"]["requests"] == 2 * sum(v == 2 for v in first.values())
+    assert report["baseline"]["requests"] == 2 * sum(v == 1 for v in first.values())
+
+
+@SQLITE_ONLY
+def test_a_crashing_canary_with_fallback_never_reaches_clients(fleet: Fleet) -> None:
+    url = fleet.url
+    start(url, "fraud:4", steps=[50, 100], interval="30s", min_requests=20, fallback=True)
+    answers = drive([url], lambda: status(url)["state"] != "running", label=False, timeout=30)
+    final = status(url)
+    assert final["state"] == "rolled_back" and "error_rate" in final["reason"]  # early: before the 30 s step
+    assert {a["version"] for a in answers} == {1}  # every failed row was answered by the baseline
+    store = PredictionLogStore(fleet.workspace.database)
+    time.sleep(0.5)
+    assert store.count("fraud", roles=("failed_over",), errors=True) >= 20
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'matchday_fallback_rows_total{deployment="fraud",model="fraud",version="4"}' in metrics
+
+
+@SQLITE_ONLY
+def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
+    url = fleet.url
+    drive([url], lambda: True, label=False)  # some logged traffic to warm the new version with
+    start(url, "fraud:2", strategy="bluegreen")
+    deadline = time.monotonic() + 20
+    while status(url)["phase"] != "switched" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = status(url)
+    assert state["phase"] == "switched" and state["weight"] == 100
+    switched = state["events"][0]
+    assert switched["kind"] == "switched" and switched["data"]["warm_rows"] > 0
+    time.sleep(1.2)
+    body = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
+    assert {p["version"] for p in body["predictions"]} == {2}
+    assert httpx.post(f"{url}/v1/deployments/fraud/rollout/rollback").status_code == 200
+    time.sleep(1.2)
+    body = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
+    assert {p["version"] for p in body["predictions"]} == {1}
+
+
+@pytest.mark.slow
+@SQLITE_ONLY
+def test_a_restart_mid_canary_resumes_at_the_same_step(workspace: Workspace, models: dict[str, Any],
+                                                      database_url: str) -> None:
+    register_versions(workspace, models)
+    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    try:
+        start(server.url, "fraud:2", steps=[10, 50, 100], interval="1s", min_requests=20,
+              gates={"labels": "off", "max_latency_p99_ratio": 3.0})
+        drive([server.url], lambda: status(server.url)["step"] == 1, label=False)
+    finally:
+        server.stop()
+    rollout = workspace.rollouts.current("fraud")
+    assert (rollout.state, rollout.step, rollout.weight) == ("running", 1, 50)
+
+    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    try:
+        resumed = status(server.url)
+        assert (resumed["step"], resumed["weight"], resumed["id"]) == (1, 50, rollout.id)
+        answers = drive([server.url], lambda: status(server.url)["state"] != "running", label=False)
+        assert status(server.url)["state"] == "promoted"
+        assert kinds(status(server.url)) == ["started", "step_passed", "promoted"]
+        at_fifty = [a["version"] for a in answers]
+        assert 2 in at_fifty and 1 in at_fifty
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@POSTGRES_ONLY
+def test_two_servers_on_postgresql_route_by_one_plan(workspace: Workspace, models: dict[str, Any],
+                                                     database_url: str) -> None:
+    register_versions(workspace, models)
+    home_b = Path(workspace.settings.home).parent / "replica-b"
+    home_b.mkdir()
+    a = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    b = ServerProcess(home_b, database_url,  # its own spool and cache; the same database and artifacts
+                      env={**FAST_CONTROLLER, "MATCHDAY_ARTIFACT_URL": workspace.settings.resolved_artifact_url}).start()
+    try:
+        start(a.url, "fraud:2", strategy="ab", share=50)
+        keys = [f"k{i}" for i in range(600)]
+        rows = [ROWS[i] for i in range(len(keys))]
+        seen = []
+        for server in (a, b):
+            body = httpx.post(f"{server.url}/v1/deployments/fraud/predict",
+                              json={"instances": rows, "ids": keys}, timeout=30).json()
+            seen.append([p["version"] for p in body["predictions"]])
+        assert seen[0] == seen[1] and 1 in seen[0] and 2 in seen[0]
+        httpx.post(f"{b.url}/v1/deployments/fraud/rollout/rollback").raise_for_status()
+
+        start(b.url, "fraud:2", steps=[20, 50, 100], interval="1s", min_requests=30,
+              gates={"labels": "required", "min_labels": 60, "max_latency_p99_ratio": 3.0})
+        drive([a.url, b.url], lambda: status(a.url)["state"] != "running")
+        final = status(b.url)
+        assert final["state"] == "promoted"
+        assert kinds(final) == ["started", "step_passed", "promoted"]  # one controller decided, once per step
+    finally:
+        a.stop()
+        b.stop()
+
+
+@SQLITE_ONLY
+def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) -> None:
+    url = fleet.url
+    post = lambda path, **kw: httpx.post(f"{url}/v1/deployments/{path}", **kw)  # noqa: E731
+    missing = post("fraud/rollout", json={"candidate": "fraud:99"})
+    assert missing.status_code == 404 and "no version 99" in missing.json()["error"]
+    steps = post("fraud/rollout", json={"candidate": "fraud:2", "steps": "10,50"})
+    assert steps.status_code == 400 and any("100" in d for d in steps.json()["details"])
+    assert post("fraud/rollout", json={"candidate": "fraud:1"}).status_code == 400  # already serves it
+    assert post("fraud/rollout", json={"candidate": "fraud:2", "interval": "soon"}).status_code == 400
+    assert post("fraud/rollout", json={"candidate": "fraud:2", "colour": "blue"}).status_code == 400
+    assert post("fraud/rollout", json={"strategy": "canary"}).status_code == 400
+    assert post("fraud/rollout", content=b"{nope").status_code == 400
+    assert post("nowhere/rollout", json={"candidate": "fraud:2"}).status_code == 404
+    nothing = post("fraud/rollout/promote")
+    assert nothing.status_code == 409 and "no rollout in progress" in nothing.json()["error"]
+    assert httpx.get(f"{url}/v1/deployments/fraud/rollout").status_code == 404  # never had one
+
+    start(url, "fraud:2", interval="1h")
+    second = post("fraud/rollout", json={"candidate": "fraud:3"})
+    assert second.status_code == 400 and "already has a canary rollout" in second.json()["error"]
+    assert post("fraud/rollout/launch").status_code == 400
+    assert post("fraud/rollout/resume").status_code == 409  # not paused
+    paused = post("fraud/rollout/pause", json={"reason": "checking the dashboards"},
+                  headers={"X-Matchday-Actor": "alice"}).json()
+    assert paused["state"] == "paused" and paused["events"][0]["actor"] == "alice"
+    assert paused["events"][0]["reason"] == "checking the dashboards"
+    assert post("fraud/rollout/resume").json()["state"] == "running"
+    assert post("fraud/rollout/rollback", json={"reason": 5}).status_code == 400
+    events = httpx.get(f"{url}/v1/deployments/fraud/events").json()["events"]
+    assert [e["kind"] for e in events][:3] == ["resumed", "paused", "started"]
+
+    env = {"MATCHDAY_HOME": str(fleet.workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url,
+           "PATH": str(Path(MATCHDAY).parent)}
+    cli = subprocess.run([MATCHDAY, "rollout", "start", "fraud", "fraud:2"], capture_output=True, text=True, env=env)
+    assert cli.returncode == 1 and "already has a canary rollout" in cli.stderr
+    shown = subprocess.run([MATCHDAY, "rollout", "status", "fraud"], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and "fraud:1 -> fraud:2" in shown.stdout and "traffic" in shown.stdout
+    done = subprocess.run([MATCHDAY, "rollout", "promote", "fraud", "--reason", "looks good"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "promoted" in done.stdout
+    assert fleet.workspace.registry.resolve("fraud@champion").version == 2
