@@ -92,7 +92,12 @@ def run(console: Console, workspace: Workspace | None = None) -> None:
 
     serving.run(console, ws)
 
-    console.rule("5. watch the inputs: data drift")
+    console.rule("5. roll out safely: canary analysis, automatic rollback and promotion")
+    from matchday.demo import rollout
+
+    rollout.run(console, ws)
+
+    console.rule("6. watch the inputs: data drift")
     from matchday.demo import drift
 
     drift.run(console, ws)

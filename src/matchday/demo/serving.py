@@ -20,7 +20,7 @@ from matchday.workspace import Workspace
 
 
 @contextmanager
-def running_server(ws: Workspace, host: str = "127.0.0.1") -> Iterator[str]:
+def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: float | None = None) -> Iterator[str]:
     """A real uvicorn server on a free local port, in a thread; stopped (and flushed) on exit."""
     import uvicorn
 
@@ -29,7 +29,9 @@ def running_server(ws: Workspace, host: str = "127.0.0.1") -> Iterator[str]:
     with socket.socket() as s:
         s.bind((host, 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(Workspace(ws.settings)), host=host, port=port, log_level="warning"))
+    settings = ws.settings if controller_interval is None else \
+        ws.settings.model_copy(update={"controller_interval": controller_interval})
+    server = uvicorn.Server(uvicorn.Config(create_app(Workspace(settings)), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://{host}:{port}"
