@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from matchday.demo import transactions
+from matchday.rollout import RolloutError
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 from server_process import MATCHDAY, ServerProcess
@@ -347,6 +348,10 @@ def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) 
     start(url, "fraud:2", interval="1h")
     second = post("fraud/rollout", json={"candidate": "fraud:3"})
     assert second.status_code == 400 and "already has a canary rollout" in second.json()["error"]
+    with pytest.raises(RolloutError, match="cannot be repointed"):
+        fleet.workspace.deployments.deploy("fraud", "fraud:3")
+    with pytest.raises(RolloutError, match="cannot be deleted"):
+        fleet.workspace.deployments.delete("fraud")
     assert post("fraud/rollout/launch").status_code == 400
     assert post("fraud/rollout/resume").status_code == 409  # not paused
     paused = post("fraud/rollout/pause", json={"reason": "checking the dashboards"},

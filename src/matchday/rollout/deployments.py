@@ -49,6 +49,7 @@ class Deployments:
                                [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from exc
         if ref.version is None and ref.alias is None:
             raise RolloutError(f"deploy a fixed version or an alias ({ref.name}:N or {ref.name}@champion), not {model_ref!r}")
+        self._refuse_during_rollout(name, "repointed")
         return self.store.upsert(name, str(ref), parsed.model_dump())
 
     def get(self, name: str) -> DeploymentRecord:
@@ -58,7 +59,15 @@ class Deployments:
         return self.store.list()
 
     def delete(self, name: str) -> None:
+        self._refuse_during_rollout(name, "deleted")
         self.store.delete(name)
+
+    def _refuse_during_rollout(self, name: str, what: str) -> None:
+        active = self.rollouts.active(name)
+        if active is not None:
+            raise RolloutError(f"deployment {name!r} has a {active.strategy} rollout in progress "
+                               f"({active.baseline} -> {active.candidate}); it cannot be {what} until that rollout "
+                               "is promoted or rolled back")
 
     def settings(self, record: DeploymentRecord) -> DeploymentSettings:
         return DeploymentSettings(**record.settings)
