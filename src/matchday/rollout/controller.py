@@ -84,7 +84,8 @@ class RolloutController:
             reasons = "; ".join(g for g in analysis.reasons if not g.startswith("traffic"))
             if failures > plan.failure_limit:
                 self.rollouts.rollback(record.deployment, "controller",
-                                       f"analysis failed at {where}: {reasons}", data, numbers, failures)
+                                       f"analysis failed at {where}: {reasons}", data, numbers, failures,
+                                       expected=record)
                 return "rolled_back"
             self.rollouts.store.update(record, {"failures": failures, "step_started_at": now, "analysis": numbers},
                                        ("analysis_failed", "controller",
@@ -95,7 +96,8 @@ class RolloutController:
             following = record.step + 1
             if following >= len(plan.steps) - 1:
                 self.rollouts.promote(record.deployment, "controller",
-                                      f"all {len(plan.steps) - 1} analysed steps passed", data, numbers)
+                                      f"all {len(plan.steps) - 1} analysed steps passed", data, numbers,
+                                      expected=record)
                 return "promoted"
             weight = plan.steps[following]
             self.rollouts.store.update(record, {"step": following, "weight": weight, "step_started_at": now,
@@ -107,7 +109,8 @@ class RolloutController:
             reasons = "; ".join(analysis.reasons) or "no verdict"
             self.rollouts.pause(record.deployment, "controller",
                                 f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
-                                "waiting for a person to resume, promote or roll back", data, numbers)
+                                "waiting for a person to resume, promote or roll back", data, numbers,
+                                expected=record)
             return "paused"
         return "waiting"
 
@@ -120,7 +123,8 @@ class RolloutController:
                 seconds = self.warm(record.candidate, rows) if self.warm else 0.0
             except Exception as exc:
                 reason = f"{record.candidate} failed to warm up, so traffic never switched: {exc}"
-                self.rollouts.rollback(record.deployment, "controller", reason, {"error": str(exc)})
+                self.rollouts.rollback(record.deployment, "controller", reason, {"error": str(exc)},
+                                       expected=record)
                 return "rolled_back"
             self._warmed[record.id] = (seconds, len(rows))
         if (_now() - record.started_at).total_seconds() < WARM_HOLD_SECONDS:
