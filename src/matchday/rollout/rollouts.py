@@ -140,8 +140,12 @@ class Rollouts:
 
     # -- acting --------------------------------------------------------------------------------
     def promote(self, deployment: str, actor: str = "user", reason: str | None = None,
-                data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None) -> RolloutRecord:
-        """Make the candidate the deployment's version: move its alias, or repoint it."""
+                data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None, *,
+                expected: RolloutRecord | None = None) -> RolloutRecord:
+        """Make the candidate the deployment's version: move its alias, or repoint it.
+
+        ``expected``: act only on this rollout as it was read (else `StaleRollout`); see `_retry`.
+        """
         def act(record: RolloutRecord) -> RolloutRecord:
             why = reason or f"{record.candidate} promoted"
             where = self.deployments.promote(deployment, record.candidate, f"rollout {record.id} ({actor}): {why}")
@@ -149,11 +153,11 @@ class Rollouts:
                                               "finished_at": _now(), "reason": why, **_analysis(analysis)},
                                      ("promoted", actor, f"{why}; {where}", {**(data or {}), "to": record.candidate,
                                                                            "from": record.baseline}))
-        return self._retry(deployment, act)
+        return self._retry(deployment, act, expected)
 
     def rollback(self, deployment: str, actor: str = "user", reason: str | None = None,
                  data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None,
-                 failures: int | None = None) -> RolloutRecord:
+                 failures: int | None = None, *, expected: RolloutRecord | None = None) -> RolloutRecord:
         """All traffic back to the baseline, at once; the rollout ends."""
         def act(record: RolloutRecord) -> RolloutRecord:
             why = reason or f"rolled back by {actor}"
@@ -162,10 +166,11 @@ class Rollouts:
                                               "finished_at": _now(), "reason": why, **extra},
                                      ("rolled_back", actor, why, {**(data or {}), "to": record.baseline,
                                                                   "from": record.candidate}))
-        return self._retry(deployment, act)
+        return self._retry(deployment, act, expected)
 
     def pause(self, deployment: str, actor: str = "user", reason: str | None = None,
-              data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None) -> RolloutRecord:
+              data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None, *,
+              expected: RolloutRecord | None = None) -> RolloutRecord:
         """Hold the traffic split where it is until someone resumes, promotes or rolls back."""
         def act(record: RolloutRecord) -> RolloutRecord:
             if record.state == "paused":
@@ -173,7 +178,7 @@ class Rollouts:
             why = reason or f"paused by {actor}"
             return self.store.update(record, {"state": "paused", "reason": why, **_analysis(analysis)},
                                      ("paused", actor, why, data or {}))
-        return self._retry(deployment, act)
+        return self._retry(deployment, act, expected)
 
     def resume(self, deployment: str, actor: str = "user", reason: str | None = None) -> RolloutRecord:
         """Continue a paused rollout; its current step starts a fresh window."""
@@ -185,8 +190,19 @@ class Rollouts:
                                      ("resumed", actor, why, {}))
         return self._retry(deployment, act)
 
-    def _retry(self, deployment: str, act: Callable[[RolloutRecord], T]) -> T:
-        """Run ``act`` on the freshest record; the controller may have moved it a moment ago."""
+    def _retry(self, deployment: str, act: Callable[[RolloutRecord], T],
+               expected: RolloutRecord | None = None) -> T:
+        """Run ``act`` on the freshest record; the controller may have moved it a moment ago.
+
+        With ``expected`` (the controller's verdict on the record it read), act on that record only
+        if nobody changed it since, else raise `StaleRollout`: a decision taken on one state must not
+        land on another (a rollout a person paused meanwhile, or the next rollout after a rollback).
+        """
+        if expected is not None:
+            fresh = self.store.get(expected.id)
+            if fresh.revision != expected.revision:
+                raise StaleRollout(f"rollout {expected.id} of {deployment!r} changed meanwhile; read it again")
+            return act(fresh)
         for attempt in range(5):
             record = self.active(deployment)
             try:

@@ -1,0 +1,326 @@
+"""The rollout controller, one tick at a time, on prediction-log rows written by the test.
+
+No server and no leader lock: `RolloutController.tick()` is called directly, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import matchday.rollout.controller as controller_module
+from matchday.rollout import RolloutController
+from matchday.store import EventRecord, PredictionLogStore, RolloutRecord
+from matchday.workspace import Workspace
+from rollout_support import deployed
+
+DEPLOYMENT = "cancer"
+
+
+def log(ws: Workspace, version: int, n: int, *, errors: int = 0, latency: float = 0.010,
+        predictions: list[int] | None = None, labels: list[int] | None = None, model: str = "cancer",
+        role: str = "served") -> list[str]:
+    """Log ``n`` rows answered by ``model:version`` now (the first ``errors`` of them failed); returns their ids."""
+    predictions = predictions or [i % 2 for i in range(n)]
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(n):
+        failed = i < errors
+        rows.append({
+            "request_id": str(uuid.uuid4()), "entity_id": f"customer-{i}", "deployment": DEPLOYMENT,
+            "model": model, "version": version, "at": now, "inputs": {"mean radius": 10.0 + i},
+            "prediction": None if failed else predictions[i], "probabilities": None,
+            "latency_seconds": latency, "routing": {"plan": "canary"}, "role": role,
+            "error": "RuntimeError: model file is missing a tensor" if failed else None, "shadow_of": None,
+        })
+    PredictionLogStore(ws.database).insert(rows)
+    ids = [r["request_id"] for r in rows]
+    if labels is not None:
+        PredictionLogStore(ws.database).apply_labels(DEPLOYMENT, [("request_id", r, y) for r, y in zip(ids, labels)])
+    return ids
+
+
+def traffic(ws: Workspace, n: int = 40, *, candidate_errors: int = 0, candidate_latency: float = 0.010) -> None:
+    """Both arms answer ``n`` rows each in the current window."""
+    log(ws, 1, n)
+    log(ws, 2, n, errors=candidate_errors, latency=candidate_latency)
+
+
+def start(ws: Workspace, **plan: Any) -> RolloutRecord:
+    options = {"interval": 0, "min_requests": 20, "gates": {"labels": "off"}, **plan}
+    return ws.rollouts.start(DEPLOYMENT, "cancer:2", options)
+
+
+def current(ws: Workspace, rollout: RolloutRecord) -> RolloutRecord:
+    return ws.rollouts.store.get(rollout.id)
+
+
+def trail(ws: Workspace, rollout: RolloutRecord) -> list[EventRecord]:
+    """The rollout's events, oldest first."""
+    return list(reversed(ws.rollouts.events.list(DEPLOYMENT, rollout_id=rollout.id)))
+
+
+def gate(analysis: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [g for g in analysis["gates"] if g["name"] == name]
+    return found
+
+
+@pytest.fixture
+def ws(workspace: Workspace) -> Workspace:
+    """A deployment of cancer@champion (version 1), and a version 2 to roll out."""
+    deployed(workspace, versions=3)
+    return workspace
+
+
+# -- canary ----------------------------------------------------------------------------------------
+
+def test_a_failing_canary_is_rolled_back_before_its_interval(ws: Workspace) -> None:
+    rollout = start(ws, interval="1h")
+    controller = RolloutController(ws.rollouts)
+    log(ws, 1, 60)
+    log(ws, 2, 10, errors=10)  # failing, but fewer rows than a verdict needs
+    assert controller.tick() == [(rollout.id, "waiting")]
+    log(ws, 2, 30, errors=30)
+    assert controller.tick() == [(rollout.id, "rolled_back")]
+
+    done = current(ws, rollout)
+    assert (done.state, done.phase, done.weight, done.failures) == ("rolled_back", "done", 0.0, 1)
+    assert done.analysis is not None and done.analysis["outcome"] == "fail"
+    event = trail(ws, rollout)[-1]
+    assert (event.kind, event.actor) == ("rolled_back", "controller")
+    assert event.reason.startswith("analysis failed at step 1 of 4 (10%): error_rate: candidate 100.00% vs baseline 0.00%")
+    assert (event.data["step"], event.data["weight"], event.data["to"], event.data["from"]) == (0, 10.0, "cancer:1",
+                                                                                              "cancer:2")
+    numbers = event.data["analysis"]
+    assert numbers["candidate"]["requests"] == 40 and numbers["candidate"]["errors"] == 40
+    assert numbers["baseline"]["requests"] == 60 and numbers["baseline"]["error_rate"] == 0.0
+    assert gate(numbers, "error_rate")["outcome"] == "fail" and gate(numbers, "error_rate")["value"] == 1.0
+    assert ws.registry.resolve("cancer@champion").version == 1  # nothing promoted
+    assert ws.deployments.route(DEPLOYMENT).candidate is None
+    assert controller.tick() == []  # an ended rollout is left alone
+
+
+def test_a_slow_canary_fails_only_once_its_step_was_held(ws: Workspace) -> None:
+    """Only errors roll back early; other gates wait for the step's interval."""
+    rollout = start(ws, interval="1h")
+    controller = RolloutController(ws.rollouts)
+    traffic(ws, candidate_latency=0.5)
+    assert controller.tick() == [(rollout.id, "waiting")]
+    ws.rollouts.store.update(current(ws, rollout), {"plan": {**rollout.plan, "interval": 0.0}})
+    assert controller.tick() == [(rollout.id, "rolled_back")]
+    assert "latency_p99" in trail(ws, rollout)[-1].reason
+
+
+def test_a_good_canary_passes_every_step_and_is_promoted(ws: Workspace) -> None:
+    rollout = start(ws, steps=[10, 25, 50, 100], gates={"labels": "required", "min_labels": 10})
+    controller = RolloutController(ws.rollouts)
+    labels = [i % 2 for i in range(40)]
+    weights = []
+    for step in range(3):
+        assert controller.tick() == [(rollout.id, "waiting")]  # a fresh window: no rows in it yet
+        for version in (1, 2):
+            log(ws, version, 40, labels=labels)
+        expected = "promoted" if step == 2 else "next_step"
+        assert controller.tick() == [(rollout.id, expected)]
+        record = current(ws, rollout)
+        weights.append(record.weight)
+        if step < 2:
+            assert (record.step, record.state) == (step + 1, "running")
+            assert record.analysis is not None and gate(record.analysis, "accuracy")["outcome"] == "pass"
+    assert weights == [25.0, 50.0, 100.0]
+
+    done = current(ws, rollout)
+    assert (done.state, done.phase, done.reason) == ("promoted", "done", "all 3 analysed steps passed")
+    assert ws.registry.resolve("cancer@champion").version == 2
+    move = ws.registry.alias_history("cancer", "champion")[-1]
+    assert (move.from_version, move.to_version) == (1, 2) and "controller" in (move.reason or "")
+    events = trail(ws, rollout)
+    assert [e.kind for e in events] == ["started", "step_passed", "step_passed", "promoted"]
+    assert all(e.actor == "controller" for e in events[1:])
+    assert events[1].reason == "step 1 of 4 (10%) passed its analysis; the candidate now answers 25%"
+    assert events[1].data["analysis"]["outcome"] == "pass" and events[1].data["weight"] == 10.0
+    assert events[-1].data["analysis"]["candidate"]["labelled"] == 40
+    route = ws.deployments.route(DEPLOYMENT)
+    assert route.candidate is None and route.primary.ref == "cancer:2"
+
+
+def test_an_inconclusive_step_waits_then_pauses_at_its_deadline(ws: Workspace) -> None:
+    rollout = start(ws, min_requests=50, deadline="1h")
+    controller = RolloutController(ws.rollouts)
+    log(ws, 1, 100)
+    log(ws, 2, 5)
+    assert controller.tick() == [(rollout.id, "waiting")]
+    ws.rollouts.store.update(current(ws, rollout), {"plan": {**rollout.plan, "deadline": 0.0}})
+    assert controller.tick() == [(rollout.id, "paused")]
+    paused = current(ws, rollout)
+    assert (paused.state, paused.step, paused.weight) == ("paused", 0, 10.0)
+    assert paused.reason is not None and "still inconclusive" in paused.reason
+    assert "traffic: baseline 100 and candidate 5 rows; each needs 50" in paused.reason
+    event = trail(ws, rollout)[-1]
+    assert (event.kind, event.actor) == ("paused", "controller")
+    assert event.data["analysis"]["outcome"] == "inconclusive"
+
+    # a paused rollout is not advanced, however good its numbers become
+    traffic(ws, 100)
+    assert controller.tick() == []
+    assert current(ws, rollout) == paused
+    ws.rollouts.store.update(paused, {"plan": {**rollout.plan, "deadline": 3600.0}})
+    ws.rollouts.resume(DEPLOYMENT, actor="alice")
+    assert controller.tick() == [(rollout.id, "waiting")]  # resumed: a fresh window, the earlier rows left out
+    traffic(ws, 60)
+    assert controller.tick() == [(rollout.id, "next_step")]
+
+
+def test_a_tolerated_failure_restarts_the_step_and_the_next_rolls_back(ws: Workspace) -> None:
+    rollout = start(ws, failure_limit=1)
+    controller = RolloutController(ws.rollouts)
+    traffic(ws, candidate_errors=40)
+    assert controller.tick() == [(rollout.id, "failed")]
+    record = current(ws, rollout)
+    assert (record.state, record.step, record.failures) == ("running", 0, 1)
+    assert record.step_started_at > rollout.step_started_at
+    event = trail(ws, rollout)[-1]
+    assert (event.kind, event.actor) == ("analysis_failed", "controller")
+    assert "(1 of 2 allowed before rollback)" in event.reason and "error_rate" in event.reason
+    assert event.data["analysis"]["outcome"] == "fail"
+
+    assert controller.tick() == [(rollout.id, "waiting")]  # the failed rows belong to the old window
+    traffic(ws, candidate_errors=40)
+    assert controller.tick() == [(rollout.id, "rolled_back")]
+    done = current(ws, rollout)
+    assert (done.state, done.failures) == ("rolled_back", 2)
+    assert [e.kind for e in trail(ws, rollout)] == ["started", "analysis_failed", "rolled_back"]
+
+
+def test_a_tick_judges_every_running_rollout(ws: Workspace) -> None:
+    ws.deployments.deploy("cancer-eu", "cancer:1")
+    eu = ws.rollouts.start("cancer-eu", "cancer:2", {"strategy": "shadow"})
+    rollout = start(ws)
+    traffic(ws)
+    assert sorted(RolloutController(ws.rollouts).tick()) == sorted([(eu.id, "holding"), (rollout.id, "next_step")])
+
+
+# -- blue-green ------------------------------------------------------------------------------------
+
+def test_blue_green_warms_the_candidate_and_switches_after_the_hold(ws: Workspace,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    log(ws, 1, 4, errors=1)  # the failed row is no warm-up input ...
+    log(ws, 2, 2, role="shadow")  # ... nor are mirrored rows
+    calls: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def warm(ref: str, rows: list[dict[str, Any]]) -> float:
+        calls.append((ref, rows))
+        return 0.25
+
+    rollout = ws.rollouts.start(DEPLOYMENT, "cancer:2", {"strategy": "bluegreen", "warmup_rows": 2})
+    controller = RolloutController(ws.rollouts, warm=warm)
+    monkeypatch.setattr(controller_module, "WARM_HOLD_SECONDS", 3600.0)
+    assert controller.tick() == [(rollout.id, "warming")]
+    assert controller.tick() == [(rollout.id, "warming")]
+    assert len(calls) == 1  # warmed once, however many ticks the hold lasts
+    ref, rows = calls[0]
+    assert ref == "cancer:2"
+    assert rows == [{"mean radius": 13.0}, {"mean radius": 12.0}]  # the newest answered inputs, up to warmup_rows
+    assert current(ws, rollout).weight == 0.0 and ws.deployments.route(DEPLOYMENT).candidate_share == 0.0
+
+    monkeypatch.setattr(controller_module, "WARM_HOLD_SECONDS", 0.0)
+    assert controller.tick() == [(rollout.id, "switched")]
+    switched = current(ws, rollout)
+    assert (switched.state, switched.phase, switched.weight) == ("running", "switched", 100.0)
+    assert ws.deployments.route(DEPLOYMENT).candidate_share == 1.0
+    event = trail(ws, rollout)[-1]
+    assert (event.kind, event.actor) == ("switched", "controller")
+    assert event.data == {"warm_seconds": 0.25, "warm_rows": 2}
+    assert "cancer:2 warmed (2 rows scored in 0.250s); all traffic switched from cancer:1" == event.reason
+    assert controller.tick() == [(rollout.id, "holding")]  # a person promotes or switches back
+    assert len(calls) == 1
+    assert ws.registry.resolve("cancer@champion").version == 1
+
+
+def test_blue_green_that_fails_to_warm_is_rolled_back_without_switching(ws: Workspace,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller_module, "WARM_HOLD_SECONDS", 0.0)
+
+    def warm(ref: str, rows: list[dict[str, Any]]) -> float:
+        raise RuntimeError(f"cannot load {ref}")
+
+    rollout = ws.rollouts.start(DEPLOYMENT, "cancer:2", {"strategy": "bluegreen"})
+    assert RolloutController(ws.rollouts, warm=warm).tick() == [(rollout.id, "rolled_back")]
+    done = current(ws, rollout)
+    assert (done.state, done.weight, done.phase) == ("rolled_back", 0.0, "done")
+    events = trail(ws, rollout)
+    assert [e.kind for e in events] == ["started", "rolled_back"]  # never switched
+    assert events[-1].actor == "controller" and events[-1].data["error"] == "cannot load cancer:2"
+    assert "failed to warm up, so traffic never switched" in events[-1].reason
+    assert ws.deployments.route(DEPLOYMENT).candidate is None
+    # without a warm callable (nothing to load), it switches once the hold is over
+    again = ws.rollouts.start(DEPLOYMENT, "cancer:2", {"strategy": "bluegreen"})
+    assert RolloutController(ws.rollouts).tick() == [(again.id, "switched")]
+
+
+# -- a person acting while the controller judges ---------------------------------------------------
+
+def act_during_analysis(monkeypatch: pytest.MonkeyPatch, act: Any) -> None:
+    """Run ``act`` after the controller read the rollout and its numbers, before it writes its verdict."""
+    real = controller_module.compare_arms
+
+    def compare_then_act(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        act()
+        return result
+
+    monkeypatch.setattr(controller_module, "compare_arms", compare_then_act)
+
+
+def test_a_stale_rollout_during_a_tick_is_tolerated(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    rollout = start(ws)
+    traffic(ws)
+    touched = []
+
+    def touch() -> None:
+        if not touched:  # a person's edit lands between the controller's read and its write
+            touched.append(ws.rollouts.store.update(current(ws, rollout), {"reason": "edited by hand"}))
+
+    act_during_analysis(monkeypatch, touch)
+    controller = RolloutController(ws.rollouts)
+    assert controller.tick() == [(rollout.id, "stale")]
+    assert current(ws, rollout) == touched[0]  # the verdict was not written over the edit
+    assert [e.kind for e in trail(ws, rollout)] == ["started"]
+    assert controller.tick() == [(rollout.id, "next_step")]  # judged again next tick
+
+
+def test_a_verdict_never_lands_on_a_rollout_a_person_changed_meanwhile(ws: Workspace,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller decided on what it read; a person who paused meanwhile keeps the rollout paused."""
+    act_during_analysis(monkeypatch, lambda: ws.rollouts.pause(DEPLOYMENT, actor="alice", reason="hold on"))
+    plans = {"promote": {"steps": [50, 100]}, "rollback": {}, "pause": {"min_requests": 1000, "deadline": 0}}
+    for verdict, plan in plans.items():
+        rollout = start(ws, **plan)
+        traffic(ws, candidate_errors=40 if verdict == "rollback" else 0)
+        assert RolloutController(ws.rollouts).tick() == [(rollout.id, "stale")], verdict
+        record = current(ws, rollout)
+        assert (record.state, record.reason) == ("paused", "hold on"), verdict
+        assert [(e.kind, e.actor) for e in trail(ws, rollout)] == [("started", "user"), ("paused", "alice")], verdict
+        assert ws.registry.resolve("cancer@champion").version == 1, verdict
+        ws.rollouts.rollback(DEPLOYMENT)
+
+
+def test_a_verdict_never_lands_on_the_next_rollout(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person rolled back and started another rollout while the controller was judging the first."""
+    first = start(ws, steps=[50, 100])
+    traffic(ws)
+    second: list[RolloutRecord] = []
+
+    def replace() -> None:
+        if not second:
+            ws.rollouts.rollback(DEPLOYMENT, actor="alice")
+            second.append(ws.rollouts.start(DEPLOYMENT, "cancer:3", {"interval": "1h"}, actor="alice"))
+
+    act_during_analysis(monkeypatch, replace)
+    assert RolloutController(ws.rollouts).tick() == [(first.id, "stale")]
+    assert current(ws, second[0]).state == "running"
+    assert ws.registry.resolve("cancer@champion").version == 1  # cancer:3 was never analysed: not promoted
+    assert [e.kind for e in trail(ws, second[0])] == ["started"]
