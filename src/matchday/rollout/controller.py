@@ -83,9 +83,10 @@ class RolloutController:
             failures = record.failures + 1
             reasons = "; ".join(g for g in analysis.reasons if not g.startswith("traffic"))
             if failures > plan.failure_limit:
-                self.rollouts.rollback(record.deployment, "controller",
-                                       f"analysis failed at {where}: {reasons}", data, numbers, failures,
-                                       expected=record)
+                why = f"analysis failed at {where}: {reasons}"
+                self.rollouts.rollback(record.deployment, "controller", why, data, numbers, failures, expected=record)
+                log.warning("rollout %d of %r rolled back to %s: %s", record.id, record.deployment,
+                            record.baseline, why)  # the alert, until monitors and webhooks arrive
                 return "rolled_back"
             self.rollouts.store.update(record, {"failures": failures, "step_started_at": now, "analysis": numbers},
                                        ("analysis_failed", "controller",
@@ -107,10 +108,10 @@ class RolloutController:
             return "next_step"
         if held and elapsed >= plan.step_deadline:
             reasons = "; ".join(analysis.reasons) or "no verdict"
-            self.rollouts.pause(record.deployment, "controller",
-                                f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
-                                "waiting for a person to resume, promote or roll back", data, numbers,
-                                expected=record)
+            why = (f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
+                   "waiting for a person to resume, promote or roll back")
+            self.rollouts.pause(record.deployment, "controller", why, data, numbers, expected=record)
+            log.warning("rollout %d of %r paused: %s", record.id, record.deployment, why)
             return "paused"
         return "waiting"
 
