@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from matchday.store.database import Database
 
 _CONTROLLER_LOCK_KEY = 0x6D61746368 + 1
+_HOLDS = sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
+                 "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1")
 
 
 class LeaderLock:
@@ -37,11 +39,15 @@ class LeaderLock:
 
     def _acquire_postgres(self) -> bool:
         if self._connection is not None:
-            try:  # still alive? a dead connection means the lock is gone
-                self._connection.exec_driver_sql("SELECT 1")
-                return True
+            # Still ours? Ask the server whether this very session holds the lock: "SELECT 1" would
+            # succeed on a connection SQLAlchemy silently reopened after an invalidation, whose new
+            # session holds nothing while another process leads.
+            try:
+                if not self._connection.invalidated and self._holds(self._connection):
+                    return True
             except sa.exc.DBAPIError:
-                self._drop_connection()
+                pass
+            self._drop_connection()
         try:
             conn = self.db.engine.connect()
         except sa.exc.DBAPIError:
@@ -57,6 +63,12 @@ class LeaderLock:
             return True
         conn.close()
         return False
+
+    def _holds(self, conn: sa.Connection) -> bool:
+        key = self.key & 0xFFFFFFFFFFFFFFFF  # a bigint key is split into two oids in pg_locks
+        held = conn.execute(_HOLDS, {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
+        conn.commit()
+        return bool(held)
 
     def _acquire_file(self) -> bool:
         if self._file is not None:
