@@ -11,7 +11,7 @@ from scipy.spatial.distance import jensenshannon
 
 from matchday.monitoring import ArmComparison, ArmStats
 from matchday.monitoring.arm_comparison import arm_stats, prediction_divergence, summarize_shadow
-from matchday.rollout import Gates, analyse
+from matchday.rollout import Analysis, Gates, GateResult, analyse
 from matchday.store import ArmRow, ShadowPair
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -29,7 +29,7 @@ def compare(baseline: ArmStats, candidate: ArmStats, divergence: float | None = 
     return ArmComparison(baseline, candidate, divergence, SINCE)
 
 
-def gate(analysis: Any, name: str) -> Any:
+def gate(analysis: Analysis, name: str) -> GateResult:
     (found,) = [g for g in analysis.gates if g.name == name]
     return found
 
@@ -277,8 +277,12 @@ def test_divergence_edge_cases() -> None:
     assert prediction_divergence([], [1, 2], "classification") is None
     assert prediction_divergence([None, None], [1], "regression") is None
     assert prediction_divergence([1.0, None, 2.0], [None], "regression") is None
-    # a constant baseline: one bin around it
+    # a constant baseline: a candidate that answers the same does not diverge, one that answers otherwise does
     assert prediction_divergence([3.0] * 10, [3.0] * 5, "regression") == pytest.approx(0.0, abs=1e-12)
+    assert prediction_divergence([3.0] * 10, [9.0] * 5, "regression") == pytest.approx(np.sqrt(np.log(2)))
+    assert prediction_divergence([3.0] * 10, [-1.0] * 5, "regression") == pytest.approx(np.sqrt(np.log(2)))
+    assert prediction_divergence([3.0] * 10, [3.0, 9.0], "regression") == pytest.approx(
+        jensenshannon([1, 0], [0.5, 0.5]))
     assert prediction_divergence([0, 0, 1, None], [0, 1, 1], "classification") == pytest.approx(
         jensenshannon([2 / 3, 1 / 3], [1 / 3, 2 / 3]))
 

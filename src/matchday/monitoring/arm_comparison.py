@@ -104,11 +104,11 @@ def prediction_divergence(baseline: list[Any], candidate: list[Any], task: Task)
     ref = np.asarray(baseline, dtype=np.float64)
     cur = np.asarray(candidate, dtype=np.float64)
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, 21)))
-    if len(edges) < 2:
-        edges = np.array([ref[0] - 0.5, ref[0] + 0.5])
-    inner = edges[1:-1]
-    p = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(edges) - 1)
-    q = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(edges) - 1)
+    # the inner edges cut the line into bins (the outer ones reach to infinity); a constant baseline
+    # gets three, below, at and above its value, so a candidate that answers otherwise diverges
+    inner = edges[1:-1] if len(edges) > 1 else np.array([ref[0], np.nextafter(ref[0], np.inf)])
+    p = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(inner) + 1)
+    q = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(inner) + 1)
     return js_distance(p, q)
 
 
