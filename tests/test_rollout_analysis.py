@@ -10,8 +10,12 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from matchday.monitoring import ArmComparison, ArmStats
-from matchday.monitoring.arm_comparison import arm_stats, prediction_divergence, summarize_shadow
-from matchday.rollout import Analysis, Gates, GateResult, analyse
+from matchday.monitoring.arm_comparison import (
+    arm_stats,
+    prediction_divergence,
+    summarize_shadow,
+)
+from matchday.rollout import Analysis, GateResult, Gates, analyse
 from matchday.store import ArmRow, ShadowPair
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -52,7 +56,7 @@ def test_a_candidate_as_good_as_the_baseline_passes_every_gate() -> None:
 def test_the_analysis_serialises_its_gates_and_numbers() -> None:
     numbers = analyse(GOOD, Gates(), min_requests=200).as_dict()
     assert numbers["outcome"] == "pass"
-    assert [g["name"] for g in numbers["gates"]][0] == "traffic"
+    assert numbers["gates"][0]["name"] == "traffic"
     assert numbers["baseline"]["version"] == 1 and numbers["candidate"]["version"] == 2
     assert numbers["prediction_divergence"] == 0.01 and numbers["since"] == SINCE.isoformat()
     traffic = numbers["gates"][0]

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from rollout_support import deployed
 
 import matchday.rollout.controller as controller_module
 from matchday.rollout import RolloutController
 from matchday.store import EventRecord, PredictionLogStore, RolloutRecord
 from matchday.workspace import Workspace
-from rollout_support import deployed
 
 DEPLOYMENT = "cancer"
 

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from rollout_support import deployed, register
 
 from matchday.rollout import (
     DeploymentNotFound,
@@ -22,9 +23,15 @@ from matchday.rollout import (
     StaleRollout,
     TrafficPlan,
 )
-from matchday.store import Database, EventRecord, ModelNotFound, RolloutRecord, RolloutStore, VersionNotFound
+from matchday.store import (
+    Database,
+    EventRecord,
+    ModelNotFound,
+    RolloutRecord,
+    RolloutStore,
+    VersionNotFound,
+)
 from matchday.workspace import Workspace
-from rollout_support import deployed, register
 
 FAST = {"interval": 0, "min_requests": 1}
 
@@ -167,7 +174,7 @@ def test_the_unique_index_refuses_a_second_active_rollout(workspace: Workspace) 
 
 def test_two_writers_racing_to_start_one_rollout(workspace: Workspace, database_url: str) -> None:
     """Two processes' stores (two engines) create at the same instant: exactly one wins."""
-    workspace.database  # migrated before the race
+    assert workspace.database.current_revision() is not None  # migrated before the race
     databases = [Database(database_url) for _ in range(2)]
     barrier = threading.Barrier(2)
     outcomes: list[Any] = []
