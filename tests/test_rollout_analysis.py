@@ -129,6 +129,29 @@ def test_latency_slack_keeps_microseconds_from_failing() -> None:
     assert gate(analyse(tiny, Gates(latency_slack_seconds=0), 200), "latency_p99").outcome == "fail"
 
 
+def test_a_p99_over_the_limit_fails_only_if_the_candidate_is_significantly_slower() -> None:
+    """One stall among a few hundred rows moves a p99; the gate waits for the whole distribution to agree."""
+    base = compare(arm(1, p99=0.010), arm(2, p99=0.040))
+    stall = ArmComparison(base.baseline, base.candidate, base.prediction_divergence, base.since,
+                          latency_slower_pvalue=0.3)
+    assert gate(analyse(stall, Gates(labels="off"), 200), "latency_p99").outcome == "inconclusive"
+    slower = ArmComparison(base.baseline, base.candidate, base.prediction_divergence, base.since,
+                           latency_slower_pvalue=0.001)
+    assert gate(analyse(slower, Gates(labels="off"), 200), "latency_p99").outcome == "fail"
+
+
+def test_latency_slower_pvalue_is_scipys_one_sided_mann_whitney() -> None:
+    from scipy.stats import mannwhitneyu
+
+    from matchday.monitoring.arm_comparison import latency_slower_pvalue
+
+    rng = np.random.default_rng(3)
+    fast, slow = list(rng.gamma(2, 0.005, 400)), list(rng.gamma(2, 0.005, 400) + 0.004)
+    assert latency_slower_pvalue(fast, slow) == pytest.approx(mannwhitneyu(slow, fast, alternative="greater").pvalue)
+    assert latency_slower_pvalue(fast, slow) < 1e-6 < latency_slower_pvalue(slow, fast)
+    assert latency_slower_pvalue([0.01], slow) is None
+
+
 def test_latency_without_successful_rows_is_inconclusive() -> None:
     analysis = analyse(compare(arm(1), arm(2, p99=None)), Gates(labels="off"), 200)
     assert gate(analysis, "latency_p99").outcome == "inconclusive" and analysis.outcome == "inconclusive"

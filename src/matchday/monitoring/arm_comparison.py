@@ -41,10 +41,13 @@ class ArmComparison:
     candidate: ArmStats
     prediction_divergence: float | None  # Jensen-Shannon distance of the two prediction distributions
     since: datetime
+    # one-sided Mann-Whitney U: how likely latencies this much slower are if the candidate is not slower
+    latency_slower_pvalue: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline.as_dict(), "candidate": self.candidate.as_dict(),
-                "prediction_divergence": self.prediction_divergence, "since": self.since.isoformat()}
+                "prediction_divergence": self.prediction_divergence, "since": self.since.isoformat(),
+                "latency_slower_pvalue": self.latency_slower_pvalue}
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,18 @@ def compare_arms(store: PredictionLogStore, deployment: str, baseline: tuple[str
     divergence = prediction_divergence([r.prediction for r in b_rows if r.error is None],
                                        [r.prediction for r in c_rows if r.error is None], task)
     return ArmComparison(arm_stats(*baseline, b_total, b_failed, b_rows, task),
-                         arm_stats(*candidate, c_total, c_failed, c_rows, task), divergence, since)
+                         arm_stats(*candidate, c_total, c_failed, c_rows, task), divergence, since,
+                         latency_slower_pvalue([r.latency_seconds for r in b_rows if r.error is None],
+                                               [r.latency_seconds for r in c_rows if r.error is None]))
+
+
+def latency_slower_pvalue(baseline: list[float], candidate: list[float]) -> float | None:
+    """One-sided Mann-Whitney U p-value that the candidate's latencies are larger (scipy's test)."""
+    if len(baseline) < 2 or len(candidate) < 2:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(candidate, baseline, alternative="greater").pvalue)
 
 
 def shadow_report(store: PredictionLogStore, deployment: str, shadow: tuple[str, int], since: datetime,
