@@ -270,7 +270,7 @@ def test_unfitted_model_is_refused(registry, cancer) -> None:
         registry.register("m", LogisticRegression(), reference=X)
 
 
-@pytest.mark.parametrize("ref", ["", "a:b", "a:0", "a@", "a@1x!", "x y", "a:-1"])
+@pytest.mark.parametrize("ref", ["", "a:b", "a:0", "a@", "a@1x!", "x y", "a:-1", "a:99999999999999999999", "a:²"])
 def test_bad_model_references(registry, ref: str) -> None:
     with pytest.raises(InvalidModelRef):
         registry.load(ref)

@@ -347,3 +347,43 @@ def test_summarize_shadow_agreement_never_negative_and_empty_is_none() -> None:
     assert report.agreement == 0.0
     empty = summarize_shadow(("fraud", 2), 0, 0, [], SINCE, "classification")
     assert (empty.agreement, empty.error_rate, empty.compared, empty.shadow_metric) == (None, None, 0, None)
+
+
+def test_divergence_from_few_rows_over_many_classes_is_not_a_failure_until_it_is_significant() -> None:
+    """Ten classes, sixty rows a side, the same distribution: a JS distance over 0.2 is common chance."""
+    from matchday.monitoring.arm_comparison import divergence_pvalue, prediction_divergence
+
+    rng = np.random.default_rng(5)
+    chance_failures = 0
+    for _ in range(30):
+        b, c = list(rng.integers(0, 10, 60)), list(rng.integers(0, 10, 60))
+        d = prediction_divergence(b, c, "classification")
+        p = divergence_pvalue(b, c, "classification", d)
+        base = compare(arm(1), arm(2), divergence=d)
+        judged = ArmComparison(base.baseline, base.candidate, d, base.since, divergence_pvalue=p)
+        chance_failures += gate(analyse(judged, Gates(labels="off"), 50), "prediction_divergence").outcome == "fail"
+        assert d is not None and p is not None
+    assert chance_failures <= 1
+    broken = [1] * 60  # a release that answers one class only
+    b = list(rng.integers(0, 10, 60))
+    d = prediction_divergence(b, broken, "classification")
+    p = divergence_pvalue(b, broken, "classification", d)
+    assert p is not None and p < 0.01
+    base = compare(arm(1), arm(2), divergence=d)
+    judged = ArmComparison(base.baseline, base.candidate, d, base.since, divergence_pvalue=p)
+    assert gate(analyse(judged, Gates(labels="off"), 50), "prediction_divergence").outcome == "fail"
+
+
+def test_errors_are_judged_by_request_not_by_row() -> None:
+    """One failed ten-row request among twenty: a hiccup, not 5% of rows failing independently."""
+    def with_calls(stats: ArmStats, calls: int, failed: int) -> ArmStats:
+        from dataclasses import replace
+
+        return replace(stats, calls=calls, failed_calls=failed)
+
+    base = compare(arm(1, requests=200), arm(2, requests=200, errors=10))
+    by_row = analyse(base, Gates(labels="off"), 100)
+    assert gate(by_row, "error_rate").outcome == "fail"  # rows as if independent
+    by_request = ArmComparison(with_calls(base.baseline, 20, 0), with_calls(base.candidate, 20, 1),
+                               base.prediction_divergence, base.since)
+    assert gate(analyse(by_request, Gates(labels="off"), 100), "error_rate").outcome != "fail"

@@ -6,7 +6,7 @@ No server and no leader lock: `RolloutController.tick()` is called directly, on 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,7 +31,8 @@ def log(ws: Workspace, version: int, n: int, *, errors: int = 0, latency: float 
         failed = i < errors
         rows.append({
             "request_id": str(uuid.uuid4()), "entity_id": f"customer-{i}", "deployment": DEPLOYMENT,
-            "model": model, "version": version, "at": now, "inputs": {"mean radius": 10.0 + i},
+            "model": model, "version": version, "at": now + timedelta(microseconds=i),  # one request per row
+            "inputs": {"mean radius": 10.0 + i},
             "prediction": None if failed else predictions[i], "probabilities": None,
             "latency_seconds": latency, "routing": {"plan": "canary"}, "role": role,
             "error": "RuntimeError: model file is missing a tensor" if failed else None, "shadow_of": None,
@@ -324,3 +325,19 @@ def test_a_verdict_never_lands_on_the_next_rollout(ws: Workspace, monkeypatch: p
     assert current(ws, second[0]).state == "running"
     assert ws.registry.resolve("cancer@champion").version == 1  # cancer:3 was never analysed: not promoted
     assert [e.kind for e in trail(ws, second[0])] == ["started"]
+
+
+def test_arm_calls_count_the_requests_a_version_answered(workspace: Workspace) -> None:
+    """Rows logged by one request share its time; ten failed rows of one request are one failed request."""
+    deployed(workspace)
+    now = datetime.now(UTC)
+    rows = [{"request_id": str(uuid.uuid4()), "entity_id": None, "deployment": DEPLOYMENT, "model": "cancer",
+             "version": 2, "at": now + timedelta(seconds=request), "inputs": {}, "prediction": None,
+             "probabilities": None, "latency_seconds": 0.01, "routing": {}, "role": "served",
+             "error": "RuntimeError: boom" if request == 0 else None, "shadow_of": None}
+            for request in range(3) for _ in range(10)]
+    store = PredictionLogStore(workspace.database)
+    store.insert(rows)
+    assert store.arm_calls(DEPLOYMENT, "cancer", 2, now) == (3, 1)
+    assert store.arm_window(DEPLOYMENT, "cancer", 2, now)[:2] == (30, 10)
+    assert store.arm_calls(DEPLOYMENT, "cancer", 2, now + timedelta(seconds=1)) == (2, 0)

@@ -246,6 +246,27 @@ def test_a_crashing_canary_with_fallback_never_reaches_clients(fleet: Fleet) -> 
 
 
 @SQLITE_ONLY
+def test_a_canary_that_cannot_even_load_is_answered_by_the_baseline_and_rolled_back(
+        fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidate's code exists where it was registered, not on the server: it fails to load there."""
+    (tmp_path / "only_on_the_laptop.py").write_text(
+        "import numpy as np\n\ndef score(frame):\n    return np.zeros(len(frame), dtype=np.int64)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = fleet.workspace.registry
+    version = registry.register("fraud", "only_on_the_laptop:score", signature=registry.get_signature("fraud:1"))
+    url = fleet.url
+    start(url, version.ref, steps=[50, 100], interval="30s", min_requests=20, fallback=True)
+    answers = drive([url], lambda: status(url)["state"] != "running", label=False, timeout=30)
+    final = status(url)
+    assert final["state"] == "rolled_back" and "error_rate" in final["reason"], final["reason"]
+    assert {a["version"] for a in answers} == {1}
+    time.sleep(0.5)
+    failed = [r for r in PredictionLogStore(fleet.workspace.database).recent("fraud", limit=2000)
+              if r.role == "failed_over"]
+    assert failed and all("cannot be loaded" in (r.error or "") for r in failed)
+
+
+@SQLITE_ONLY
 def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
     url = fleet.url
     drive([url], lambda: True, label=False)  # some logged traffic to warm the new version with
@@ -260,6 +281,7 @@ def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
     time.sleep(1.2)
     body = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
     assert {p["version"] for p in body["predictions"]} == {2}
+    assert httpx.get(f"{url}/v2/models/fraud").json()["versions"] == ["2"]  # what answers, not the baseline
     assert httpx.post(f"{url}/v1/deployments/fraud/rollout/rollback").status_code == 200
     time.sleep(1.2)
     body = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()

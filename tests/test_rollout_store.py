@@ -346,7 +346,7 @@ def test_route_without_a_rollout_is_the_single_version(workspace: Workspace) -> 
     assert (route.primary.ref, route.primary.arm, route.candidate.ref, route.candidate.arm) == (
         "cancer:1", "baseline", "cancer:2", "candidate")
     assert route.candidate_share == pytest.approx(0.10) and route.shadow_share == 0 and route.fallback
-    assert route.salt == f"rollout-{rollout.id}" and route.warm == ()
+    assert route.salt == f"rollout-{rollout.id}" and [r.ref for r in route.warm] == ["cancer:2"]  # loaded by every process before its first row
     assert route.candidate.as_log() == {"plan": "canary", "arm": "candidate", "model_ref": "cancer:2",
                                         "rollout": rollout.id, "step": 0}
     workspace.rollouts.store.update(rollout, {"weight": 25.0, "step": 1})
@@ -388,3 +388,46 @@ def test_route_of_a_blue_green_keeps_both_versions_warm(workspace: Workspace) ->
     workspace.rollouts.promote("cancer")
     done = workspace.deployments.route("cancer")
     assert done.warm == () and done.primary.ref == "cancer:2" and done.candidate is None
+
+
+# -- promotion claims the rollout before it moves anything ------------------------------------------
+
+def test_a_stale_promote_moves_no_alias(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller judged an old revision; a person rolled back meanwhile: the alias stays."""
+    deployed(workspace)
+    judged = workspace.rollouts.start("cancer", "cancer:2", FAST)
+    store = workspace.rollouts.store
+    real_get = store.get
+
+    def read_then_a_person_rolls_back(rollout_id: int) -> RolloutRecord:
+        fresh = real_get(rollout_id)  # the controller's last look: unchanged...
+        monkeypatch.setattr(store, "get", real_get)
+        workspace.rollouts.rollback("cancer", actor="alice", reason="not today")  # ...then alice acts
+        return fresh
+
+    monkeypatch.setattr(store, "get", read_then_a_person_rolls_back)
+    with pytest.raises(StaleRollout):
+        workspace.rollouts.promote("cancer", "controller", "all steps passed", expected=judged)
+    assert workspace.registry.resolve("cancer@champion").version == 1
+    assert workspace.rollouts.current("cancer").state == "rolled_back"
+    assert "promoted" not in kinds(workspace)
+
+
+def test_a_promotion_that_cannot_move_the_alias_pauses_the_rollout(workspace: Workspace,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    deployed(workspace)
+    workspace.rollouts.start("cancer", "cancer:2", {"steps": "25,100", **FAST})
+
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise RolloutError("the alias store is read-only today")
+
+    monkeypatch.setattr(workspace.deployments, "promote", refuse)
+    with pytest.raises(RolloutError, match="read-only"):
+        workspace.rollouts.promote("cancer", actor="alice")
+    record = workspace.rollouts.current("cancer")
+    assert (record.state, record.weight, record.finished_at) == ("paused", 25.0, None)
+    assert "promotion failed" in (record.reason or "") and kinds(workspace)[-1] == "promotion_failed"
+    assert workspace.registry.resolve("cancer@champion").version == 1
+    monkeypatch.undo()
+    assert workspace.rollouts.promote("cancer", actor="alice").state == "promoted"
+    assert workspace.registry.resolve("cancer@champion").version == 2

@@ -6,6 +6,8 @@ from matchday.monitoring.arm_comparison import (
     ArmStats,
     ShadowReport,
     compare_arms,
+    mean_difference_se,
+    proportion_difference_se,
     shadow_report,
 )
 from matchday.monitoring.drift import (
@@ -31,6 +33,8 @@ __all__ = [
     "ArmStats",
     "ShadowReport",
     "compare_arms",
+    "mean_difference_se",
+    "proportion_difference_se",
     "shadow_report",
     "ColumnDrift",
     "ColumnTest",

@@ -3,7 +3,8 @@ analysis and a shadow report are decided on. Statistics only; the decisions live
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ class ArmStats:
     metric: str
     metric_value: float | None
     metric_std: float | None = None  # of the per-row values (correct 0/1, or absolute error): for the gate's margin
+    calls: int = 0  # requests, the unit errors are counted in (a request's rows fail together)
+    failed_calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,11 +46,13 @@ class ArmComparison:
     since: datetime
     # one-sided Mann-Whitney U: how likely latencies this much slower are if the candidate is not slower
     latency_slower_pvalue: float | None = None
+    # permutation test: how often two random halves of the pooled predictions diverge this much
+    divergence_pvalue: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline.as_dict(), "candidate": self.candidate.as_dict(),
                 "prediction_divergence": self.prediction_divergence, "since": self.since.isoformat(),
-                "latency_slower_pvalue": self.latency_slower_pvalue}
+                "latency_slower_pvalue": self.latency_slower_pvalue, "divergence_pvalue": self.divergence_pvalue}
 
 
 @dataclass(frozen=True)
@@ -98,21 +103,16 @@ def prediction_divergence(baseline: list[Any], candidate: list[Any], task: Task)
     candidate = [p for p in candidate if p is not None]
     if not baseline or not candidate:
         return None
-    if task == "classification":
-        keys = sorted({str(p) for p in baseline} | {str(p) for p in candidate})
-        index = {k: i for i, k in enumerate(keys)}
-        p = np.bincount([index[str(v)] for v in baseline], minlength=len(keys))
-        q = np.bincount([index[str(v)] for v in candidate], minlength=len(keys))
-        return js_distance(p, q)
-    ref = np.asarray(baseline, dtype=np.float64)
-    cur = np.asarray(candidate, dtype=np.float64)
+    b, c, k = _codes(baseline, candidate, task)
+    return js_distance(np.bincount(b, minlength=k), np.bincount(c, minlength=k))
+
+
+def _inner_edges(ref: np.ndarray) -> np.ndarray:
+    """The baseline's 20-quantile edges, without the outer two (the end bins reach to infinity); a
+    constant baseline gets three bins, below, at and above its value, so a candidate that answers
+    otherwise diverges."""
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, 21)))
-    # the inner edges cut the line into bins (the outer ones reach to infinity); a constant baseline
-    # gets three, below, at and above its value, so a candidate that answers otherwise diverges
-    inner = edges[1:-1] if len(edges) > 1 else np.array([ref[0], np.nextafter(ref[0], np.inf)])
-    p = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(inner) + 1)
-    q = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(inner) + 1)
-    return js_distance(p, q)
+    return edges[1:-1] if len(edges) > 1 else np.array([ref[0], np.nextafter(ref[0], np.inf)])
 
 
 def compare_arms(store: PredictionLogStore, deployment: str, baseline: tuple[str, int], candidate: tuple[str, int],
@@ -120,12 +120,68 @@ def compare_arms(store: PredictionLogStore, deployment: str, baseline: tuple[str
     """Read both versions' rows since ``since`` and set their numbers side by side."""
     b_total, b_failed, b_rows = store.arm_window(deployment, baseline[0], baseline[1], since)
     c_total, c_failed, c_rows = store.arm_window(deployment, candidate[0], candidate[1], since)
-    divergence = prediction_divergence([r.prediction for r in b_rows if r.error is None],
-                                       [r.prediction for r in c_rows if r.error is None], task)
-    return ArmComparison(arm_stats(*baseline, b_total, b_failed, b_rows, task),
-                         arm_stats(*candidate, c_total, c_failed, c_rows, task), divergence, since,
+    b_predictions = [r.prediction for r in b_rows if r.error is None]
+    c_predictions = [r.prediction for r in c_rows if r.error is None]
+    divergence = prediction_divergence(b_predictions, c_predictions, task)
+    b_stats = replace(arm_stats(*baseline, b_total, b_failed, b_rows, task),
+                      **_calls(store.arm_calls(deployment, baseline[0], baseline[1], since)))
+    c_stats = replace(arm_stats(*candidate, c_total, c_failed, c_rows, task),
+                      **_calls(store.arm_calls(deployment, candidate[0], candidate[1], since)))
+    return ArmComparison(b_stats, c_stats, divergence, since,
                          latency_slower_pvalue([r.latency_seconds for r in b_rows if r.error is None],
-                                               [r.latency_seconds for r in c_rows if r.error is None]))
+                                               [r.latency_seconds for r in c_rows if r.error is None]),
+                         divergence_pvalue(b_predictions, c_predictions, task, divergence))
+
+
+def _calls(counts: tuple[int, int]) -> dict[str, int]:
+    return {"calls": counts[0], "failed_calls": counts[1]}
+
+
+def _codes(baseline: list[Any], candidate: list[Any], task: Task) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both arms' predictions as small integers: classes, or the divergence's bins."""
+    if task == "classification":
+        keys = sorted({str(p) for p in baseline} | {str(p) for p in candidate})
+        index = {k: i for i, k in enumerate(keys)}
+        return (np.array([index[str(v)] for v in baseline]), np.array([index[str(v)] for v in candidate]),
+                len(keys))
+    ref = np.asarray(baseline, dtype=np.float64)
+    cur = np.asarray(candidate, dtype=np.float64)
+    inner = _inner_edges(ref)
+    return (np.searchsorted(inner, ref, side="right"), np.searchsorted(inner, cur, side="right"), len(inner) + 1)
+
+
+def divergence_pvalue(baseline: list[Any], candidate: list[Any], task: Task, observed: float | None,
+                      permutations: int = 200, cap: int = 5000, seed: int = 0) -> float | None:
+    """Share of random splits of the pooled predictions at least as divergent as ``observed``.
+
+    Few rows over many classes or bins diverge by chance; this says how much. (Regression bins stay
+    the baseline's, an approximation that keeps each permutation a bincount.)
+    """
+    baseline = [p for p in baseline if p is not None][:cap]
+    candidate = [p for p in candidate if p is not None][:cap]
+    if observed is None or not baseline or not candidate:
+        return None
+    b, c, k = _codes(baseline, candidate, task)
+    pooled = np.concatenate([b, c])
+    rng = np.random.default_rng(seed)
+    at_least = 0
+    for _ in range(permutations):
+        shuffled = rng.permutation(pooled)
+        p = np.bincount(shuffled[:b.size], minlength=k)
+        q = np.bincount(shuffled[b.size:], minlength=k)
+        at_least += js_distance(p, q) >= observed - 1e-12
+    return (at_least + 1) / (permutations + 1)
+
+
+def proportion_difference_se(x1: int, n1: int, x2: int, n2: int) -> float:
+    """Standard error of a difference of two proportions, Agresti-Caffo adjusted (never 0)."""
+    p1, p2 = (x1 + 1) / (n1 + 2), (x2 + 1) / (n2 + 2)
+    return math.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2))
+
+
+def mean_difference_se(std1: float | None, n1: int, std2: float | None, n2: int) -> float:
+    """Standard error of a difference of two means (Welch), from per-row standard deviations."""
+    return math.sqrt((std1 or 0.0) ** 2 / max(n1, 1) + (std2 or 0.0) ** 2 / max(n2, 1))
 
 
 def latency_slower_pvalue(baseline: list[float], candidate: list[float]) -> float | None:

@@ -11,6 +11,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
 
 
+MAX_VERSION = 2**31 - 1  # the store's integer column
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A model name with a version number, an alias, or neither (meaning the latest version)."""
@@ -39,7 +42,7 @@ class ModelRef:
                 raise InvalidModelRef(ref)
             if version == "latest":
                 return cls(name)
-            if not version.isdigit() or int(version) < 1:
+            if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
                 raise InvalidModelRef(ref)
             return cls(name, version=int(version))
         if not _NAME.match(text):

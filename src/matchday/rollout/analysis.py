@@ -16,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import math
-
-from matchday.monitoring import ArmComparison
+from matchday.monitoring import ArmComparison, mean_difference_se, proportion_difference_se
 from matchday.rollout.plan import Gates
 
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -67,13 +65,16 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
     if c.error_rate is None or b.error_rate is None:
         results.append(GateResult("error_rate", "inconclusive", None, gates.max_error_rate_increase, "no rows yet"))
     else:
-        increase = c.error_rate - b.error_rate
-        margin = Z_FAIL * _proportion_se(c.errors, c.requests, b.errors, b.requests)
+        # judged by request: the rows of one request (one batch) fail together
+        c_n, c_x = (c.calls, c.failed_calls) if c.calls else (c.requests, c.errors)
+        b_n, b_x = (b.calls, b.failed_calls) if b.calls else (b.requests, b.errors)
+        c_rate, b_rate = c_x / max(c_n, 1), b_x / max(b_n, 1)
+        increase = c_rate - b_rate
+        margin = Z_FAIL * proportion_difference_se(c_x, c_n, b_x, b_n)
         outcome = _judge(increase, margin, gates.max_error_rate_increase)
         results.append(GateResult("error_rate", outcome, increase, gates.max_error_rate_increase,
-                                  f"candidate {c.error_rate:.2%} vs baseline {b.error_rate:.2%} "
-                                  f"({c.errors} and {b.errors} failed rows; increase {increase:+.2%} "
-                                  f"± {margin:.2%})"))
+                                  f"candidate {c_rate:.2%} vs baseline {b_rate:.2%} of requests failed "
+                                  f"({c_x} of {c_n} and {b_x} of {b_n}; increase {increase:+.2%} ± {margin:.2%})"))
 
     if c.latency_p99_seconds is None or b.latency_p99_seconds is None:
         results.append(GateResult("latency_p99", "inconclusive", None, None, "no successful rows on one side"))
@@ -94,10 +95,15 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         results.append(GateResult("prediction_divergence", "inconclusive", None, gates.max_prediction_divergence,
                                   "no predictions on one side"))
     else:
-        ok = divergence <= gates.max_prediction_divergence
-        results.append(GateResult("prediction_divergence", "pass" if ok else "fail", divergence,
-                                  gates.max_prediction_divergence,
-                                  f"Jensen-Shannon distance {divergence:.3f} between the two prediction distributions"))
+        p = comparison.divergence_pvalue
+        over = divergence > gates.max_prediction_divergence
+        # few rows over many classes or bins diverge by chance: over the limit fails only if random
+        # splits of the same predictions rarely diverge as much (permutation test, 99%)
+        outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
+        chance = "" if p is None else f"; by chance p={p:.3g}"
+        results.append(GateResult("prediction_divergence", outcome, divergence, gates.max_prediction_divergence,
+                                  f"Jensen-Shannon distance {divergence:.3f} between the two prediction "
+                                  f"distributions{chance}"))
 
     results.append(_metric_gate(comparison, gates))
     outcomes = {r.outcome for r in results}
@@ -120,8 +126,7 @@ def _metric_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
     else:
         drop = c.metric_value - b.metric_value
         what = f"MAE {c.metric_value:.4g} vs baseline {b.metric_value:.4g}"
-    se = math.sqrt((b.metric_std or 0.0) ** 2 / max(b.labelled, 1) + (c.metric_std or 0.0) ** 2 / max(c.labelled, 1))
-    margin = Z_FAIL * se
+    margin = Z_FAIL * mean_difference_se(b.metric_std, b.labelled, c.metric_std, c.labelled)
     outcome = _judge(drop, margin, gates.max_metric_drop)
     if outcome == "inconclusive" and gates.labels == "optional":
         outcome = "skipped"
@@ -138,8 +143,3 @@ def _judge(worse_by: float, margin: float, tolerance: float) -> Outcome:
         return "fail"
     return "pass" if worse_by <= tolerance else "inconclusive"
 
-
-def _proportion_se(x1: int, n1: int, x2: int, n2: int) -> float:
-    """Standard error of a difference of two proportions, Agresti-Caffo adjusted (never 0)."""
-    p1, p2 = (x1 + 1) / (n1 + 2), (x2 + 1) / (n2 + 2)
-    return math.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2))

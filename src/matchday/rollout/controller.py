@@ -40,7 +40,12 @@ class RolloutController:
             while True:
                 try:
                     if self.leader is None or await asyncio.to_thread(self.leader.acquire):
-                        await asyncio.to_thread(self.tick)
+                        ticking = asyncio.ensure_future(asyncio.to_thread(self.tick))
+                        try:
+                            await asyncio.shield(ticking)
+                        except asyncio.CancelledError:  # shutting down: let the decision in flight land
+                            await asyncio.wait([ticking])  # before the lock (and the database) go away
+                            raise
                 except Exception:  # the database went away, a bug in one tick: keep the loop alive
                     log.exception("rollout controller tick failed; trying again in %.1fs", self.interval)
                 await asyncio.sleep(self.interval)
@@ -51,7 +56,10 @@ class RolloutController:
     def tick(self) -> list[tuple[int, str]]:
         """Judge every running rollout once; returns what happened to each, for the log and tests."""
         done = []
-        for record in self.rollouts.store.all_active():
+        active = self.rollouts.store.all_active()
+        for gone in set(self._warmed) - {r.id for r in active}:  # rolled back while warming
+            del self._warmed[gone]
+        for record in active:
             if record.state != "running":
                 continue
             try:

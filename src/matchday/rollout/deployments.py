@@ -105,9 +105,9 @@ def traffic_plan(rollout: RolloutRecord) -> TrafficPlan:
                   arm="shadow" if rollout.strategy == "shadow" else "candidate", **common)
     plan = rollout.plan
     shadow_share = (plan.get("share") or 100.0) / 100 if rollout.strategy == "shadow" else 0.0
-    warm: tuple[Route, ...] = ()
-    if rollout.strategy == "bluegreen":
-        warm = (other, primary)  # both stay loaded: the switch, and the switch back, are instant
+    # every process loads the candidate as soon as it sees the plan, so no request pays for the load
+    # (and a canary's latency is not its cold start); blue-green also keeps the old version for the switch back
+    warm: tuple[Route, ...] = (other, primary) if rollout.strategy == "bluegreen" else (other,)
     return TrafficPlan(rollout.deployment, primary, other, candidate_share=rollout.weight / 100,
                        shadow_share=shadow_share, fallback=bool(plan.get("fallback")), warm=warm,
                        salt=f"rollout-{rollout.id}")

@@ -148,11 +148,22 @@ class Rollouts:
         """
         def act(record: RolloutRecord) -> RolloutRecord:
             why = reason or f"{record.candidate} promoted"
-            where = self.deployments.promote(deployment, record.candidate, f"rollout {record.id} ({actor}): {why}")
-            return self.store.update(record, {"state": "promoted", "phase": "done", "weight": 100.0,
-                                              "finished_at": _now(), "reason": why, **_analysis(analysis)},
-                                     ("promoted", actor, f"{why}; {where}", {**(data or {}), "to": record.candidate,
-                                                                           "from": record.baseline}))
+            # claim the rollout first (revision-guarded): whoever loses a race moves no alias
+            claimed = self.store.update(record, {"state": "promoted", "phase": "done", "weight": 100.0,
+                                                 "finished_at": _now(), "reason": why, **_analysis(analysis)})
+            try:
+                where = self.deployments.promote(deployment, record.candidate,
+                                                 f"rollout {record.id} ({actor}): {why}")
+            except Exception as exc:
+                self.store.update(claimed, {"state": "paused", "phase": record.phase, "weight": record.weight,
+                                            "finished_at": None, "reason": f"promotion failed: {exc}"},
+                                  ("promotion_failed", actor, f"promotion of {record.candidate} failed, the rollout "
+                                   f"is paused where it was: {exc}", {}))
+                raise
+            self.events.add("promoted", actor, f"{why}; {where}",
+                            {**(data or {}), "to": record.candidate, "from": record.baseline},
+                            deployment=deployment, rollout_id=record.id)
+            return claimed
         return self._retry(deployment, act, expected)
 
     def rollback(self, deployment: str, actor: str = "user", reason: str | None = None,

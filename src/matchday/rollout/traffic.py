@@ -54,6 +54,11 @@ class TrafficPlan:
     salt: str = ""
 
     @property
+    def main(self) -> Route:
+        """The version that answers most rows (what V2 metadata reports)."""
+        return self.candidate if self.candidate is not None and self.candidate_share > 0.5 else self.primary
+
+    @property
     def routes(self) -> tuple[Route, ...]:
         """Every version this plan may send rows to (answering or mirrored)."""
         return (self.primary,) if self.candidate is None else (self.primary, self.candidate)

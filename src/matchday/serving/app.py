@@ -275,7 +275,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         if wanted:
             outputs = [o for o in outputs if o["name"] in wanted]
         answer = {"model_name": name, "model_version": str(result.route.version), "outputs": outputs,
-                  "parameters": {"request_ids": [p.request_id for p in result.predictions]}}
+                  "parameters": {"request_ids": [p.request_id for p in result.predictions],
+                                 "versions": [p.version for p in result.predictions]}}
         if isinstance(body, dict) and "id" in body:
             answer["id"] = body["id"]
         return answer

@@ -33,6 +33,7 @@ from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnav
 log = logging.getLogger("matchday.serving")
 ROUTE_TTL_SECONDS = 1.0  # how soon an alias move, a redeploy or a rollout step reaches every process
 SHADOW_MAX_IN_FLIGHT = 64  # mirrored requests waiting on shadows; past this, copies are dropped
+LOAD_RETRY_SECONDS = 10.0  # a version that failed to load is not tried again (per request) sooner
 
 
 @dataclass
@@ -56,7 +57,7 @@ class PredictionResult:
 @dataclass
 class _Answer:
     route: Route
-    predictor: Predictor
+    predictor: Predictor | None  # None when the version could not even be loaded
     rows: np.ndarray  # indices into the request
     scored: Scored | None
     elapsed: float
@@ -76,6 +77,7 @@ class PredictionService:
         self._predictors: dict[str, Predictor] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self._load_failed: dict[str, tuple[float, Exception]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._shadow_in_flight = 0
         self._shadow_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matchday-shadow")
@@ -93,7 +95,7 @@ class PredictionService:
             plan, settings = cached[1], cached[2]  # the database is away: keep serving the last known plan
         self._routes[deployment] = (time.monotonic() + ROUTE_TTL_SECONDS, plan, settings)
         if cached is not None and cached[1] != plan:
-            await self._forget(deployment, cached[1], plan)
+            self._forget()
         for route in plan.warm:  # blue-green: load before the switch, keep the old one for the switch back
             if route.ref not in self._predictors:
                 self._spawn(self._preload(route.ref))
@@ -105,10 +107,18 @@ class PredictionService:
 
     async def predictor(self, ref: str) -> Predictor:
         if ref not in self._predictors:
+            failed = self._load_failed.get(ref)
+            if failed is not None and failed[0] > time.monotonic():
+                raise failed[1]  # fail fast: a broken candidate must not cost every request a load attempt
             lock = self._loading.setdefault(ref, asyncio.Lock())
             async with lock:
                 if ref not in self._predictors:
-                    self._predictors[ref] = await asyncio.to_thread(self._load, ref)
+                    try:
+                        self._predictors[ref] = await asyncio.to_thread(self._load, ref)
+                    except ModelLoadFailed as exc:
+                        self._load_failed[ref] = (time.monotonic() + LOAD_RETRY_SECONDS, exc)
+                        raise
+                    self._load_failed.pop(ref, None)
         return self._predictors[ref]
 
     def _load(self, ref: str) -> Predictor:
@@ -142,20 +152,20 @@ class PredictionService:
                 raise ModelFailed(f"{ref} answered {len(scored.predictions)} predictions for {len(rows)} rows")
         return time.perf_counter() - started
 
-    async def _forget(self, deployment: str, old: TrafficPlan, new: TrafficPlan) -> None:
-        """Retire batchers (and unload models) that the new plan no longer uses."""
-        keep = {r.ref for r in new.routes}
-        for route in old.routes:
-            if route.ref in keep:
-                continue
-            for key in (f"{deployment}/{route.ref}", f"{deployment}/{route.ref}/shadow"):
-                batcher = self._batchers.pop(key, None)
-                if batcher is not None:  # requests already queued on it still get their answers
-                    self._spawn(batcher.retire())
-        in_use = {r.ref for _, plan, _ in self._routes.values() for r in (*plan.routes, *plan.warm)}
-        for route in old.routes:
-            if route.ref not in in_use:
-                self._predictors.pop(route.ref, None)
+    def _forget(self) -> None:
+        """After a plan changed: retire every batcher, and unload every model, no plan uses any more.
+
+        A sweep over everything (not just the old plan's versions), so a model that a request still in
+        flight under an old plan loaded afterwards is caught by the next change.
+        """
+        plans = [plan for _, plan, _ in self._routes.values()]
+        in_use = {r.ref for plan in plans for r in (*plan.routes, *plan.warm)}
+        batchers_in_use = {f"{plan.deployment}/{r.ref}{suffix}" for plan in plans for r in plan.routes
+                           for suffix in ("", "/shadow")}
+        for key in [k for k in self._batchers if k not in batchers_in_use]:
+            self._spawn(self._batchers.pop(key).retire())  # requests already queued on it still get answers
+        for ref in [r for r in self._predictors if r not in in_use]:
+            del self._predictors[ref]
 
     def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings,
                  shadow: bool = False) -> MicroBatcher:
@@ -173,22 +183,26 @@ class PredictionService:
         return batcher
 
     async def served_route(self, deployment: str, version: str | int | None = None) -> tuple[Route, DeploymentSettings]:
-        """The route that answers by default, or the one serving ``version`` (V2's ``/versions/{v}``)."""
+        """The route that answers most rows, or the one serving ``version`` (V2's ``/versions/{v}``)."""
         plan, settings = await self.route(deployment)
+        return self._served(plan, version), settings
+
+    @staticmethod
+    def _served(plan: TrafficPlan, version: str | int | None) -> Route:
         if version is None:
-            return plan.primary, settings
+            return plan.main
         route = plan.served(version)
         if route is None:
             serving = ", ".join(r.ref for r in plan.routes if r is plan.primary or plan.candidate_share > 0)
-            raise VersionNotServed(f"deployment {deployment!r} serves {serving}, not version {version}")
-        return route, settings
+            raise VersionNotServed(f"deployment {plan.deployment!r} serves {serving}, not version {version}")
+        return route
 
     # -- predicting ----------------------------------------------------------------------------
     async def predict(self, deployment: str, decode: Callable[[Signature], DecodedRequest],
                       version: int | None = None) -> PredictionResult:
         started = time.perf_counter()
-        plan, settings = await self.route(deployment)
-        fixed, _ = await self.served_route(deployment, version) if version is not None else (None, settings)
+        plan, settings = await self.route(deployment)  # one read of the plan for the whole request
+        fixed = self._served(plan, version) if version is not None else None
         primary = fixed or plan.primary
         predictor = await self.predictor(primary.ref)
         assert predictor.signature is not None
@@ -245,13 +259,16 @@ class PredictionService:
 
     async def _answer(self, route: Route, rows: np.ndarray, table: pa.Table, settings: DeploymentSettings,
                       started: float) -> _Answer:
-        predictor = await self.predictor(route.ref)
-        assert predictor.signature is not None
-        part = table if rows.size == table.num_rows else table.take(pa.array(rows))
-        part = part.select(predictor.signature.input_names)
+        predictor: Predictor | None = None
         try:
+            predictor = await self.predictor(route.ref)
+            assert predictor.signature is not None
+            part = table if rows.size == table.num_rows else table.take(pa.array(rows))
+            part = part.select(predictor.signature.input_names)
             scored = await self._batcher(route, predictor, settings).score(part)
-        except Exception as exc:  # the model's own failure; logged as such, answered as a 500 or by fallback
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # the version's own failure (to load or to score): logged, a 500 or a fallback
             log.warning("%s failed on %d row(s): %s: %s", route.ref, rows.size, type(exc).__name__, exc)
             return _Answer(route, predictor, rows, None, time.perf_counter() - started,
                            error=f"{type(exc).__name__}: {exc}"[:1000])
@@ -262,7 +279,7 @@ class PredictionService:
         """Rows the candidate failed are answered by the primary, if the plan says so."""
         out = list(answers)
         for answer in answers:
-            if answer.error is not None and plan.fallback and answer.route is plan.candidate:
+            if answer.error is not None and plan.fallback and answer.route == plan.candidate:
                 answer.failed_over = True
                 out.append(await self._answer(plan.primary, answer.rows, table, settings, started))
                 labels = (answer.route.deployment, answer.route.model, str(answer.route.version))
@@ -271,7 +288,7 @@ class PredictionService:
 
     def _answer_rows(self, deployment: str, answer: _Answer, batch: ValidatedBatch, decoded: DecodedRequest,
                      request_ids: list[str], predictions: list[Prediction | None], now: datetime) -> list[dict[str, Any]]:
-        assert answer.scored is not None
+        assert answer.scored is not None and answer.predictor is not None
         classes = [str(c) for c in answer.predictor.classes or []]
         values = json_safe(answer.scored.predictions.tolist())
         probas = json_safe(answer.scored.probabilities.tolist()) if answer.scored.probabilities is not None else None
@@ -410,7 +427,7 @@ def _stitch(answers: list[_Answer], rows: int, primary: Predictor) -> Scored:
     for answer in answers:
         assert answer.scored is not None
         predictions[answer.rows] = answer.scored.predictions
-        own = [str(c) for c in answer.predictor.classes or []]
+        own = [str(c) for c in (answer.predictor.classes if answer.predictor else None) or []]
         if probabilities is None or answer.scored.probabilities is None or sorted(own) != sorted(classes):
             probabilities = None
             continue

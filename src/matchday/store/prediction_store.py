@@ -114,6 +114,21 @@ class PredictionLogStore:
                              .where(*where).order_by(PredictionRow.id.desc()).limit(limit)).all()
         return total or 0, failed or 0, [ArmRow(r[0], r[1], r[2], r[3], r[4] is not None) for r in rows]
 
+    def arm_calls(self, deployment: str, model: str, version: int, since: datetime,
+                  roles: tuple[str, ...] = ANSWER_ROLES) -> tuple[int, int]:
+        """Requests (not rows) one version answered since ``since``, and how many of them failed.
+
+        The rows of one request share their timestamp and fail together, so errors are counted by
+        request: ten failed rows of one request are one failure, not ten.
+        """
+        where = (PredictionRow.deployment == deployment, PredictionRow.model == model,
+                 PredictionRow.version == version, PredictionRow.at >= since, PredictionRow.role.in_(roles))
+        failed_at = sa.case((PredictionRow.error.isnot(None), PredictionRow.at))
+        with self.db.session() as s:
+            calls, failed = s.execute(sa.select(sa.func.count(sa.distinct(PredictionRow.at)),
+                                                sa.func.count(sa.distinct(failed_at))).where(*where)).one()
+        return calls or 0, failed or 0
+
     def shadow_pairs(self, deployment: str, model: str, version: int, since: datetime,
                      limit: int = 50_000) -> tuple[int, int, list[ShadowPair]]:
         """A shadow version's rows since ``since`` joined to the primary's answers: (all, failed, pairs)."""
