@@ -261,8 +261,7 @@ def test_a_canary_that_cannot_even_load_is_answered_by_the_baseline_and_rolled_b
     assert final["state"] == "rolled_back" and "error_rate" in final["reason"], final["reason"]
     assert {a["version"] for a in answers} == {1}
     time.sleep(0.5)
-    failed = [r for r in PredictionLogStore(fleet.workspace.database).recent("fraud", limit=2000)
-              if r.role == "failed_over"]
+    failed = PredictionLogStore(fleet.workspace.database).recent("fraud", 2000, roles=("failed_over",), errors=True)
     assert failed and all("cannot be loaded" in (r.error or "") for r in failed)
 
 

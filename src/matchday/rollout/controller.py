@@ -125,9 +125,7 @@ class RolloutController:
 
     def _bluegreen(self, record: RolloutRecord, plan: RolloutPlan) -> str:
         if record.id not in self._warmed:
-            rows = [r.inputs for r in self.rollouts.log_store.recent(record.deployment, limit=4 * plan.warmup_rows + 16)
-                    if r.role == "served" and r.error is None and r.model == _pair(record.baseline)[0]]
-            rows = rows[:plan.warmup_rows]
+            rows = [r.inputs for r in self.rollouts.log_store.recent(record.deployment, limit=plan.warmup_rows)]
             try:
                 seconds = self.warm(record.candidate, rows) if self.warm else 0.0
             except Exception as exc:

@@ -144,11 +144,16 @@ class PredictionLogStore:
                              .where(*where).order_by(shadow.id.desc()).limit(limit)).all()
         return total or 0, failed or 0, [ShadowPair(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
 
-    def recent(self, deployment: str, limit: int = 100) -> list[PredictionRecord]:
+    def recent(self, deployment: str, limit: int = 100, roles: tuple[str, ...] | None = ("served",),
+               errors: bool | None = False) -> list[PredictionRecord]:
+        """Newest first; by default the answers clients got (no shadows, no failures), like `count`."""
+        query = sa.select(PredictionRow).where(PredictionRow.deployment == deployment)
+        if roles is not None:
+            query = query.where(PredictionRow.role.in_(roles))
+        if errors is not None:
+            query = query.where(PredictionRow.error.isnot(None) if errors else PredictionRow.error.is_(None))
         with self.db.session() as s:
-            rows = s.scalars(sa.select(PredictionRow).where(PredictionRow.deployment == deployment)
-                             .order_by(PredictionRow.id.desc()).limit(limit))
-            return [_record(r) for r in rows]
+            return [_record(r) for r in s.scalars(query.order_by(PredictionRow.id.desc()).limit(limit))]
 
     def get(self, request_id: str) -> PredictionRecord | None:
         with self.db.session() as s:
