@@ -163,7 +163,7 @@ def _numeric(test: str, ref: NumericSample, cur: NumericSample) -> tuple[st.Test
         result = st.ks_2samp_sorted(ref.values, cur.values)
         if not ref.exact:  # the statistic is approximate; the p-value must use the real size
             big, small = sorted([float(ref.n), float(cur.n)], reverse=True)
-            p = float(np.clip(st.stats.kstwo.sf(result.statistic, np.round(big * small / (big + small))), 0, 1))
+            p = float(np.clip(st.scipy_stats().kstwo.sf(result.statistic, np.round(big * small / (big + small))), 0, 1))
             result = st.TestResult(result.statistic, p)
     elif test == "wasserstein":
         result = st.TestResult(st.wasserstein_sorted(ref.values, cur.values) / max(ref.std, 0.001), None)

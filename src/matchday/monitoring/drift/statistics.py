@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 
-def _scipy_stats() -> Any:
+def scipy_stats() -> Any:
     """scipy.stats, imported on first use: it costs a second, and most commands never test drift."""
     from scipy import stats
 
@@ -42,12 +42,12 @@ def ks_2samp_sorted(ref: np.ndarray, cur: np.ndarray) -> TestResult:
     if n == 0 or m == 0:
         return TestResult(float("nan"), None)
     if max(n, m) <= KS_EXACT_MAX_N:  # small: scipy's exact p-value is cheap and is the reference
-        result = _scipy_stats().ks_2samp(ref, cur)
+        result = scipy_stats().ks_2samp(ref, cur)
         return TestResult(float(result.statistic), float(result.pvalue))
     d = ks_statistic_sorted(ref, cur)
     big, small = sorted([float(n), float(m)], reverse=True)
     en = big * small / (big + small)
-    return TestResult(d, float(np.clip(_scipy_stats().kstwo.sf(d, np.round(en)), 0.0, 1.0)))
+    return TestResult(d, float(np.clip(scipy_stats().kstwo.sf(d, np.round(en)), 0.0, 1.0)))
 
 
 def merge_sorted(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,7 +146,7 @@ def chi_square(ref_counts: np.ndarray, cur_counts: np.ndarray) -> TestResult:
         return TestResult(0.0, 1.0)
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
-    return TestResult(statistic, float(_scipy_stats().chi2.sf(statistic, table.shape[1] - 1)))
+    return TestResult(statistic, float(scipy_stats().chi2.sf(statistic, table.shape[1] - 1)))
 
 
 def chi_square_goodness_of_fit(ref_counts: np.ndarray, cur_counts: np.ndarray) -> TestResult:
@@ -162,7 +162,7 @@ def chi_square_goodness_of_fit(ref_counts: np.ndarray, cur_counts: np.ndarray) -
         statistic = float(np.sum((cur_counts - expected) ** 2 / expected))
     if not np.isfinite(statistic):  # a category the reference never saw: no expectation, certain drift
         return TestResult(float("inf"), 0.0)
-    return TestResult(statistic, float(_scipy_stats().chi2.sf(statistic, len(cur_counts) - 1)))
+    return TestResult(statistic, float(scipy_stats().chi2.sf(statistic, len(cur_counts) - 1)))
 
 
 def z_test_proportions(ref_hits: int, ref_n: int, cur_hits: int, cur_n: int) -> TestResult:
@@ -172,7 +172,7 @@ def z_test_proportions(ref_hits: int, ref_n: int, cur_hits: int, cur_n: int) -> 
     if pooled in (0.0, 1.0):
         return TestResult(0.0, 1.0)
     z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / ref_n + 1 / cur_n))
-    return TestResult(float(z), float(2 * _scipy_stats().norm.sf(abs(z))))
+    return TestResult(float(z), float(2 * scipy_stats().norm.sf(abs(z))))
 
 
 def sturges_edges(lo: float, hi: float, n: int) -> np.ndarray:
