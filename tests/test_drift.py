@@ -77,7 +77,11 @@ def test_jensen_shannon_matches_scipy(data: hs.DataObject) -> None:
     q = data.draw(arrays(np.float64, len(p), elements=hs.floats(0, 100, allow_nan=False)))
     if p.sum() == 0 or q.sum() == 0:
         return
-    assert st.js_distance(p, q) == pytest.approx(distance.jensenshannon(p, q), abs=1e-6)
+    expected = distance.jensenshannon(p, q)
+    if np.isnan(expected):  # scipy takes the root of a divergence rounded below zero: proportional inputs, 0
+        assert np.allclose(p / p.sum(), q / q.sum())
+        expected = 0.0
+    assert st.js_distance(p, q) == pytest.approx(expected, abs=1e-6)
     assert 0 <= st.js_distance(p, q) <= np.sqrt(np.log(2)) + 1e-12
 
 

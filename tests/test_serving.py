@@ -124,8 +124,8 @@ def test_open_inference_protocol_with_tritonclient(served, fraud_model) -> None:
 
 def _post(url: str, body: object | bytes, path: str = "/v1/deployments/fraud/predict", **kw: object) -> httpx.Response:
     if isinstance(body, (bytes, str)):
-        return httpx.post(url + path, content=body, **kw)  # type: ignore[arg-type]
-    return httpx.post(url + path, json=body, **kw)  # type: ignore[arg-type]
+        return httpx.post(url + path, content=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
+    return httpx.post(url + path, json=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
 
 
 GOOD = {"amount": 10.0, "hour": 3, "merchant": "travel", "country": "home", "card_present": True}

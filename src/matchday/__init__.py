@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from matchday.client import Client
 from matchday.errors import MatchdayError
 from matchday.registry import Predictor, Signature
 from matchday.store import ModelVersionRecord
 from matchday.workspace import Workspace, default_workspace
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`Client` on first use: the command line never needs httpx, and importing it costs a quarter second."""
+    if name == "Client":
+        from matchday.client import Client
+
+        return Client
+    raise AttributeError(f"module 'matchday' has no attribute {name!r}")
 
 
 def register_model(
