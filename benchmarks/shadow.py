@@ -1,6 +1,6 @@
 """The primary's latency with a 10x slower shadow mirroring all its traffic, against no shadow.
 
-Run: .venv/bin/python benchmarks/shadow.py [--requests 600] [--rounds 3] [--clients 8]
+Run: .venv/bin/python benchmarks/shadow.py [--requests 600] [--rounds 3] [--clients 8 | --rate 40]
 
 Acceptance target: the primary's p99 with a shadow 10x slower than it stays within 10% of its p99
 with no shadow, measured side by side in one run.
@@ -18,7 +18,10 @@ each measured to be ~10x slower per call than the primary (one row, `predict` an
 Each configuration (no shadow, wait shadow at 100% mirror, cpu shadow at 100% mirror, and no
 shadow again: an A/A row that shows how much p99 moves by chance) is measured for --requests
 one-row requests from --clients concurrent closed-loop clients, in --rounds rounds whose order
-rotates. A shadow is started with ``rollouts.start(..., {"strategy": "shadow"})`` and
+rotates. With --rate R the load is open-loop instead: one-row requests arrive at R per second
+(Poisson) and latency counts from each one's arrival, so the server can be measured below
+saturation (a closed loop with no think time keeps a one-process server busy at any client
+count). A shadow is started with ``rollouts.start(..., {"strategy": "shadow"})`` and
 ended with ``rollouts.rollback``; after each change the benchmark waits 2 s (the server rereads
 plans every second) and warms up before measuring. The clients run in this process, so they share
 the machine's cores with the server.
@@ -162,6 +165,45 @@ def load(url: str, deployment: str, rows: list[dict[str, Any]], clients: int) ->
     return latencies, time.perf_counter() - started
 
 
+def load_open(url: str, deployment: str, rows: list[dict[str, Any]], rate: float, seed: int,
+              senders: int = 32) -> tuple[list[float], float]:
+    """Open loop: requests arrive at ``rate`` per second (Poisson), whether or not earlier ones are answered.
+
+    Latency counts from each request's scheduled arrival, so a request that had to wait for a free
+    sender (the server fell behind) is charged the wait too.
+    """
+    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(senders)]  # made before the clock starts
+    for client in clients:  # and connected
+        client.get("/v2/health/live").raise_for_status()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    order = iter(range(len(rows)))
+    schedule = time.perf_counter() + 0.05 + np.cumsum(np.random.default_rng(seed).exponential(1 / rate, len(rows)))
+
+    def sender(client: httpx.Client) -> None:
+        while True:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            time.sleep(max(0.0, schedule[i] - time.perf_counter()))
+            r = client.post(f"/v1/deployments/{deployment}/predict", json={"instances": [rows[i]]})
+            r.raise_for_status()
+            done = time.perf_counter() - schedule[i]
+            with lock:
+                latencies.append(done)
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(senders) as pool:
+            for future in [pool.submit(sender, client) for client in clients]:
+                future.result()
+    finally:
+        for client in clients:
+            client.close()
+    return latencies, time.perf_counter() - started
+
+
 def metrics(url: str, model: str) -> dict[str, dict[str, float]]:
     """Counters by version: shadow rows scored, dropped (per deployment), batch rows and calls."""
     out: dict[str, dict[str, float]] = {}
@@ -227,6 +269,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="measured requests per configuration per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each measures every configuration once")
     parser.add_argument("--clients", type=int, default=8, help="concurrent closed-loop clients")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop instead: requests per second arriving at random (Poisson), 32 senders")
     parser.add_argument("--slowdown", type=float, default=10.0, help="how much slower per call each shadow is")
     parser.add_argument("--max-trees", type=int, default=1000, help="trees trained for the cpu shadow (calibrated down)")
     parser.add_argument("--database-url", default=None, help="metadata database (default: SQLite in a temp dir)")
@@ -304,7 +348,8 @@ def main() -> None:
                     if config in shadowed and before[0] + before[1] - start[0] - start[1] < mirrored:
                         raise RuntimeError(f"the {config} shadow did not get every warm-up row:\n{log.read_text()[-3000:]}")
                     cpu_before, busy_before = server_cpu(url), machine_busy([proc.pid, os.getpid()])
-                    lat, seconds = load(url, name, measured, args.clients)
+                    lat, seconds = (load_open(url, name, measured, args.rate, seed=r) if args.rate
+                                    else load(url, name, measured, args.clients))
                     cpu[config] += server_cpu(url) - cpu_before
                     busy_after = machine_busy([proc.pid, os.getpid()])
                     other[config] += (busy_after[0] - busy_before[0]) - (busy_after[1] - busy_before[1])
@@ -323,7 +368,8 @@ def main() -> None:
 
     none_p99 = float(np.percentile(latencies["none"], 99))
     labels = {"none": "no shadow", "wait": "wait shadow", "cpu": "cpu shadow", "again": "no shadow, A/A"}
-    print(f"\n{args.clients} closed-loop clients, one-row requests, {args.rounds} rounds of {args.requests} requests "
+    how = f"open loop at {args.rate:g} requests/s (Poisson)" if args.rate else f"{args.clients} closed-loop clients"
+    print(f"\n{how}, one-row requests, {args.rounds} rounds of {args.requests} requests "
           "per configuration (order rotated); shadows mirror 100% of rows")
     print(f"{'configuration':>15} | {'requests':>8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | {'p99 vs none':>11} | "
           f"{'server CPU':>10} | {'other CPU':>9} | {'shadow scored':>13} | {'dropped':>7} | {'shadow rows/call':>16} | within 10%")
