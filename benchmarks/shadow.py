@@ -13,7 +13,7 @@ each measured to be ~10x slower per call than the primary (one row, `predict` an
 - wait: a callable that sleeps 10x the primary's per-call time (a model that waits on a remote
   feature store); it uses no CPU and releases the GIL;
 - cpu: a random forest whose number of trees is calibrated to ~10x the primary's per-call time;
-  it burns CPU (and holds the GIL for much of it) on the server's shadow thread.
+  it burns CPU (and holds the GIL for much of it) in the server's shadow process.
 
 Each configuration (no shadow, wait shadow at 100% mirror, cpu shadow at 100% mirror, and no
 shadow again: an A/A row that shows how much p99 moves by chance) is measured for --requests
@@ -244,6 +244,15 @@ def machine_busy(pids: list[int]) -> tuple[float, float]:
     return (sum(ticks) - ticks[3] - ticks[4]) / hz, own / hz
 
 
+def children(pid: int) -> list[int]:
+    """The process's children (the server's shadow worker), from Linux /proc; none elsewhere."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def server_cpu(url: str) -> float:
     """CPU seconds the server process has used (user + system)."""
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
@@ -326,6 +335,7 @@ def main() -> None:
         elapsed: dict[str, float] = {c: 0.0 for c in configs}
         cpu: dict[str, float] = {c: 0.0 for c in configs}  # server CPU seconds while measuring
         other: dict[str, float] = {c: 0.0 for c in configs}  # CPU seconds of everything but server and clients
+        shadow_cpu: dict[str, float] = {c: 0.0 for c in configs}  # CPU seconds of the server's shadow process
         counts: dict[str, np.ndarray] = {c: np.zeros(4) for c in configs}  # scored, dropped, batch rows, calls
         active: str | None = None
         try:
@@ -347,12 +357,16 @@ def main() -> None:
                     before = settled(url, name, version, start, mirrored)
                     if config in shadowed and before[0] + before[1] - start[0] - start[1] < mirrored:
                         raise RuntimeError(f"the {config} shadow did not get every warm-up row:\n{log.read_text()[-3000:]}")
+                    helpers = children(proc.pid)
                     cpu_before, busy_before = server_cpu(url), machine_busy([proc.pid, os.getpid()])
+                    helpers_before = machine_busy(helpers)[1]
                     lat, seconds = (load_open(url, name, measured, args.rate, seed=r) if args.rate
                                     else load(url, name, measured, args.clients))
                     cpu[config] += server_cpu(url) - cpu_before
                     busy_after = machine_busy([proc.pid, os.getpid()])
-                    other[config] += (busy_after[0] - busy_before[0]) - (busy_after[1] - busy_before[1])
+                    worker = machine_busy(helpers)[1] - helpers_before
+                    shadow_cpu[config] += worker
+                    other[config] += (busy_after[0] - busy_before[0]) - (busy_after[1] - busy_before[1]) - worker
                     after = settled(url, name, version, start, mirrored + len(measured) if mirrored else 0)
                     latencies[config] += lat
                     by_round[config].append(float(np.percentile(lat, 99)))
@@ -372,8 +386,8 @@ def main() -> None:
     print(f"\n{how}, one-row requests, {args.rounds} rounds of {args.requests} requests "
           "per configuration (order rotated); shadows mirror 100% of rows")
     print(f"{'configuration':>15} | {'requests':>8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | {'p99 vs none':>11} | "
-          f"{'server CPU':>10} | {'other CPU':>9} | {'shadow scored':>13} | {'dropped':>7} | {'shadow rows/call':>16} | within 10%")
-    print("-" * 159)
+          f"{'server CPU':>10} | {'shadow CPU':>10} | {'other CPU':>9} | {'shadow scored':>13} | {'dropped':>7} | {'shadow rows/call':>16} | within 10%")
+    print("-" * 172)
     for config in configs:
         lat = latencies[config]
         p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
@@ -383,12 +397,13 @@ def main() -> None:
         verdict = "-" if config == "none" else ("yes" if p99 <= TARGET * none_p99 else "NO")
         print(f"{labels[config]:>15} | {len(lat):>8,} | {len(lat) / elapsed[config]:>6.0f} | "
               f"{p50 * 1000:>7.1f} | {p99 * 1000:>7.1f} | {p99 / none_p99:>10.2f}x | {cpu[config] / elapsed[config]:>9.0%} | "
-              f"{other[config] / elapsed[config]:>8.0%} | "
+              f"{shadow_cpu[config] / elapsed[config]:>9.0%} | {other[config] / elapsed[config]:>8.0%} | "
               f"{shadow[0]:>13} | {shadow[1]:>7} | "
               f"{shadow[2]:>16} | {verdict}")
     print("\np99 ms by round: " + "; ".join(f"{labels[c]} " + " / ".join(f"{p * 1000:.1f}" for p in by_round[c]) for c in configs))
-    print("server CPU: the server process's CPU time while measuring, as a share of one core; other CPU: the same "
-          "for every process but the server and this one (the clients): another job on the machine shows here")
+    print("server CPU: the server process's CPU time while measuring, as a share of one core; shadow CPU: the same for "
+          "its shadow process (lowest priority); other CPU: every other process but this one (the clients): another "
+          "job on the machine shows here")
     busiest = max(other[c] / elapsed[c] for c in configs)
     if busiest > 0.2:
         print(f"WARNING: other processes used up to {busiest:.0%} of a core while measuring; rerun on a quiet machine")

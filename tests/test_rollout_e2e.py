@@ -174,7 +174,7 @@ def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: di
             assert body["version"] == 1
             assert [p["prediction"] for p in body["predictions"]] == expected[i:i + 20]
     report: dict[str, Any] = {}
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # the shadow process runs at a low priority on a busy test machine
     while time.monotonic() < deadline:
         report = status(url)["report"]
         if report["requests"] >= 400:
@@ -187,7 +187,7 @@ def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: di
 
     assert httpx.post(f"{url}/v1/deployments/fraud/rollout/rollback").json()["state"] == "rolled_back"
     start(url, "fraud:2", strategy="shadow", share=50)
-    drive([url], lambda: (status(url)["report"] or {}).get("labelled", 0) >= 40, timeout=60)
+    drive([url], lambda: (status(url)["report"] or {}).get("labelled", 0) >= 40, timeout=120)
     report = status(url)["report"]
     assert report["errors"] == 0 and 0 < report["compared"] <= report["requests"]
     assert report["agreement"] is not None and 0.5 < report["agreement"] <= 1.0

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     database_url: str | None = None
     artifact_url: str | None = None
     controller_interval: float = Field(1.0, gt=0, le=60, description="seconds between rollout controller ticks")
+    shadow_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the process that scores shadows: "
+                             "higher yields more to the answers clients wait for, and drops more copies when busy")
     rollouts: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                 description="per deployment: the rollout plan `rollout start` uses")
 
@@ -48,7 +50,7 @@ class Settings(BaseModel):
 
 
 _ENV = {"home": "MATCHDAY_HOME", "database_url": "MATCHDAY_DATABASE_URL", "artifact_url": "MATCHDAY_ARTIFACT_URL",
-        "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL"}
+        "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL", "shadow_nice": "MATCHDAY_SHADOW_NICE"}
 _FILE_ONLY = ("rollouts",)
 
 

@@ -25,6 +25,7 @@ from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
+from matchday.serving.shadow_worker import ShadowWorker
 from matchday.store import LeaderLock, PredictionLogStore
 from matchday.workspace import Workspace
 
@@ -49,7 +50,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         writer = PredictionLogWriter(log_store, ws.settings.home.absolute() / "spool")
         writer.start()
         metrics = ServingMetrics(writer.stats)
-        service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics)
+        shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))
+        service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics, shadows)
         rollouts = ws.rollouts
         controller = RolloutController(rollouts, LeaderLock(db), warm=service.warm,
                                        interval=ws.settings.controller_interval)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,9 +53,8 @@ class MicroBatcher:
     """Owns the queue of one model version; ``score`` is awaited by each request."""
 
     def __init__(self, predict: Callable[[pa.Table], Scored], *, max_batch_size: int = 64, max_wait: float = 0.0,
-                 observe: Callable[[int], None] | None = None, executor: Executor | None = None) -> None:
+                 observe: Callable[[int], None] | None = None) -> None:
         self.predict = predict
-        self.executor = executor  # None: asyncio's default threads; shadows get their own
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.observe = observe
@@ -127,7 +125,7 @@ class MicroBatcher:
             table, offsets = merge([b.table for b in batch])
             if self.observe:
                 self.observe(table.num_rows)
-            scored = await asyncio.get_running_loop().run_in_executor(self.executor, self.predict, table)
+            scored = await asyncio.get_running_loop().run_in_executor(None, self.predict, table)
             parts = split(scored, offsets)
         except Exception as exc:  # the model's failure belongs to every request in the batch
             for b in batch:

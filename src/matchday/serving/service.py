@@ -2,7 +2,8 @@
 
 Plain Python: it knows nothing of HTTP; the endpoints parse and answer around it. Which version
 answers each row is the deployment's `TrafficPlan` (from `rollout/`); a shadow gets a copy of
-the rows after the answer is ready, on its own thread, and is dropped rather than waited for.
+the rows after the answer is ready, through a bounded queue to a separate low-priority process
+(`shadow_worker.py`), and is dropped rather than waited for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +27,12 @@ from matchday.serving.batching import MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest, decode_v1
 from matchday.serving.errors import BadRequest, ModelFailed, ModelLoadFailed, PayloadTooLarge, VersionNotServed
 from matchday.serving.metrics import ServingMetrics
+from matchday.serving.shadow_worker import ShadowJob, ShadowOutcome, ShadowWorker
 from matchday.serving.validation import ValidatedBatch, validate_columns
 from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger("matchday.serving")
 ROUTE_TTL_SECONDS = 1.0  # how soon an alias move, a redeploy or a rollout step reaches every process
-SHADOW_MAX_IN_FLIGHT = 64  # mirrored requests waiting on shadows; past this, copies are dropped
 LOAD_RETRY_SECONDS = 10.0  # a version that failed to load is not tried again (per request) sooner
 
 
@@ -67,7 +67,7 @@ class _Answer:
 
 class PredictionService:
     def __init__(self, deployments: Deployments, registry: Registry, log_store: PredictionLogStore,
-                 writer: PredictionLogWriter, metrics: ServingMetrics) -> None:
+                 writer: PredictionLogWriter, metrics: ServingMetrics, shadows: ShadowWorker) -> None:
         self.deployments = deployments
         self.registry = registry
         self.log_store = log_store
@@ -79,8 +79,7 @@ class PredictionService:
         self._loading: dict[str, asyncio.Lock] = {}
         self._load_failed: dict[str, tuple[float, Exception]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._shadow_in_flight = 0
-        self._shadow_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matchday-shadow")
+        self.shadows = shadows
 
     # -- routing and loading -----------------------------------------------------------------
     async def route(self, deployment: str) -> tuple[TrafficPlan, DeploymentSettings]:
@@ -97,7 +96,9 @@ class PredictionService:
         if cached is not None and cached[1] != plan:
             self._forget()
         for route in plan.warm:  # blue-green: load before the switch, keep the old one for the switch back
-            if route.ref not in self._predictors:
+            if route == plan.candidate and plan.candidate_share == 0 and plan.shadow_share > 0:
+                self.shadows.prepare(route.ref)  # a shadow only: loaded in the shadow process, not here
+            elif route.ref not in self._predictors:
                 self._spawn(self._preload(route.ref))
         return plan, settings
 
@@ -160,16 +161,14 @@ class PredictionService:
         """
         plans = [plan for _, plan, _ in self._routes.values()]
         in_use = {r.ref for plan in plans for r in (*plan.routes, *plan.warm)}
-        batchers_in_use = {f"{plan.deployment}/{r.ref}{suffix}" for plan in plans for r in plan.routes
-                           for suffix in ("", "/shadow")}
+        batchers_in_use = {f"{plan.deployment}/{r.ref}" for plan in plans for r in plan.routes}
         for key in [k for k in self._batchers if k not in batchers_in_use]:
             self._spawn(self._batchers.pop(key).retire())  # requests already queued on it still get answers
         for ref in [r for r in self._predictors if r not in in_use]:
             del self._predictors[ref]
 
-    def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings,
-                 shadow: bool = False) -> MicroBatcher:
-        key = f"{route.deployment}/{route.ref}" + ("/shadow" if shadow else "")
+    def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings) -> MicroBatcher:
+        key = f"{route.deployment}/{route.ref}"
         batcher = self._batchers.get(key)
         wait = settings.max_wait_ms / 1000
         if batcher is None or (batcher.max_batch_size, batcher.max_wait) != (settings.max_batch_size, wait):
@@ -177,8 +176,7 @@ class PredictionService:
                 self._spawn(batcher.retire())
             labels = (route.deployment, route.model, str(route.version))
             batcher = MicroBatcher(_scorer(predictor), max_batch_size=settings.max_batch_size, max_wait=wait,
-                                   observe=self.metrics.batch_size.labels(*labels).observe,
-                                   executor=self._shadow_executor if shadow else None)
+                                   observe=self.metrics.batch_size.labels(*labels).observe)
             self._batchers[key] = batcher
         return batcher
 
@@ -314,11 +312,11 @@ class PredictionService:
     @staticmethod
     def _log_row(deployment: str, route: Route, request_id: str, entity: str | None, inputs: dict[str, Any],
                  prediction: Any, probabilities: Any, latency: float, at: datetime, *, error: str | None = None,
-                 role: str = "served", shadow_of: str | None = None) -> dict[str, Any]:
+                 role: str = "served") -> dict[str, Any]:
         return {"request_id": request_id, "entity_id": entity, "deployment": deployment, "model": route.model,
                 "version": route.version, "at": at, "inputs": inputs, "prediction": prediction,
                 "probabilities": probabilities, "latency_seconds": latency, "routing": route.as_log(),
-                "error": error, "role": role, "shadow_of": shadow_of}
+                "error": error, "role": role, "shadow_of": None}
 
     def _count(self, answers: list[_Answer], batch: ValidatedBatch) -> None:
         for answer in answers:
@@ -338,47 +336,23 @@ class PredictionService:
     # -- shadows -------------------------------------------------------------------------------
     def _mirror(self, plan: TrafficPlan, settings: DeploymentSettings, table: pa.Table, rows: np.ndarray,
                 request_ids: list[str], decoded: DecodedRequest, batch: ValidatedBatch) -> None:
-        """Hand a copy of ``rows`` to the shadow; if it is too far behind, drop the copy (and count it)."""
-        if self._shadow_in_flight >= SHADOW_MAX_IN_FLIGHT:
-            self.metrics.shadow_dropped.labels(plan.deployment).inc(rows.size)
-            return
-        self._shadow_in_flight += 1
-        self._spawn(self._shadow(plan, settings, table.take(pa.array(rows)),
-                                 [(request_ids[i], decoded.entity_ids[i], batch.records[i]) for i in rows.tolist()]))
-
-    async def _shadow(self, plan: TrafficPlan, settings: DeploymentSettings, table: pa.Table,
-                      rows: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+        """Hand a copy of ``rows`` to the shadow process; if it is behind, drop the copy (and count it)."""
         assert plan.candidate is not None
         route = plan.candidate
-        started = time.perf_counter()
-        scored: Scored | None = None
-        error: str | None = None
-        try:
-            predictor = await self.predictor(route.ref)
-            assert predictor.signature is not None
-            scored = await self._batcher(route, predictor, settings, shadow=True).score(
-                table.select(predictor.signature.input_names))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a broken shadow is logged and counted; the client never knows
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-        finally:
-            self._shadow_in_flight -= 1
-        elapsed = time.perf_counter() - started
-        now = datetime.now(UTC)
-        labels = (route.deployment, route.model, str(route.version))
-        values = json_safe(scored.predictions.tolist()) if scored is not None else [None] * len(rows)
-        probas = json_safe(scored.probabilities.tolist()) if scored is not None and scored.probabilities is not None \
-            else [None] * len(rows)
-        self.writer.submit([
-            self._log_row(plan.deployment, route, str(uuid.uuid4()), entity, inputs, value, proba, elapsed, now,
-                          error=error, role="shadow", shadow_of=primary_id)
-            for (primary_id, entity, inputs), value, proba in zip(rows, values, probas)
-        ])
-        if error is None:
-            self.metrics.shadow_rows.labels(*labels).inc(len(rows))
+        job = ShadowJob(plan.deployment, route.model, route.version, route.ref, route.as_log(), settings.max_batch_size,
+                        table if rows.size == table.num_rows else table.take(pa.array(rows)),
+                        [(request_ids[i], decoded.entity_ids[i], batch.records[i]) for i in rows.tolist()])
+        if not self.shadows.submit(job):
+            self.metrics.shadow_dropped.labels(plan.deployment).inc(rows.size)
+
+    def count_shadow(self, outcome: ShadowOutcome) -> None:
+        """The shadow process's report on rows it scored (called from its reader thread)."""
+        labels = (outcome.deployment, outcome.model, str(outcome.version))
+        if outcome.error is None:
+            self.metrics.shadow_rows.labels(*labels).inc(outcome.rows)
+            self.metrics.batch_size.labels(*labels).observe(outcome.rows)
         else:
-            self.metrics.model_errors.labels(*labels).inc(len(rows))
+            self.metrics.model_errors.labels(*labels).inc(outcome.rows)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -402,7 +376,7 @@ class PredictionService:
                 task.cancel()
         for batcher in self._batchers.values():
             await batcher.close()
-        self._shadow_executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.shadows.close)
 
 
 def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:

@@ -1,0 +1,304 @@
+"""Shadows are scored and logged in a separate process at a low CPU priority, so a slow or
+CPU-hungry shadow takes neither the server's GIL nor its cores from the answers clients wait for.
+
+The server puts each mirrored request on a bounded queue and moves on; when the queue is full the
+copy is dropped and counted (a shadow is best effort, never back-pressure). The worker batches what
+is queued, scores it on the candidate, and writes the rows to the prediction log itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from matchday.config import Settings
+
+log = logging.getLogger("matchday.serving.shadow")
+MAX_QUEUED = 64  # mirrored requests waiting for the worker; past this, copies are dropped
+RESTART_SECONDS = 10.0  # a worker that died is not restarted sooner than this
+LOAD_RETRY_SECONDS = 10.0  # a shadow version that failed to load is not tried again sooner
+IDLE_UNLOAD_SECONDS = 300.0  # a shadow model no job asked for in this long is unloaded
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """One mirrored request: the validated rows, and what their log rows need."""
+
+    deployment: str
+    model: str
+    version: int
+    ref: str
+    routing: dict[str, Any]
+    max_batch_size: int
+    table: pa.Table
+    rows: list[tuple[str, str | None, dict[str, Any]]]  # (the primary's request id, entity id, inputs)
+
+
+@dataclass(frozen=True)
+class ShadowOutcome:
+    """What the worker did with some rows, sent back for the server's Prometheus counters."""
+
+    deployment: str
+    model: str
+    version: int
+    rows: int
+    error: str | None
+
+
+class ShadowWorker:
+    """The server's handle on its shadow process: started on the first job, restarted if it dies."""
+
+    def __init__(self, settings: Settings, on_outcome: Callable[[ShadowOutcome], None], *,
+                 max_queued: int = MAX_QUEUED) -> None:
+        self.settings = settings
+        self.on_outcome = on_outcome
+        self.max_queued = max_queued
+        self._context = multiprocessing.get_context("spawn")  # fork would copy the event loop's threads
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._jobs: Any = None
+        self._outcomes: Any = None
+        self._reader: threading.Thread | None = None
+        self._next_start = 0.0
+        self._closed = False
+        self._prepared: set[str] = set()  # versions this worker was asked to load ahead of traffic
+
+    def submit(self, job: ShadowJob) -> bool:
+        """Queue ``job`` without waiting; False when it was dropped (worker behind, dead or closed)."""
+        if self._closed or not self._ensure_running():
+            return False
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def prepare(self, ref: str) -> None:
+        """Start the worker and load ``ref`` before the first copy arrives (once per worker and version)."""
+        if self._closed or ref in self._prepared or not self._ensure_running():
+            return
+        try:
+            self._jobs.put_nowait(ref)
+        except queue.Full:
+            return
+        self._prepared.add(ref)
+
+    def _ensure_running(self) -> bool:
+        process = self._process
+        if process is not None and process.is_alive():
+            return True
+        with self._lock:
+            if self._process is not None and self._process.is_alive():
+                return True
+            if time.monotonic() < self._next_start or self._closed:
+                return False
+            if self._process is not None:
+                log.warning("shadow worker (pid %s) exited with code %s; starting another",
+                            self._process.pid, self._process.exitcode)
+                self._stop_reader()
+            self._next_start = time.monotonic() + RESTART_SECONDS
+            self._prepared = set()
+            self._jobs = self._context.Queue(self.max_queued)
+            self._outcomes = self._context.Queue()
+            self._process = self._context.Process(target=run_worker, args=(self.settings, self._jobs, self._outcomes),
+                                                  name="matchday-shadow", daemon=True)
+            self._process.start()
+            self._reader = threading.Thread(target=self._read_outcomes, args=(self._outcomes,),
+                                            name="matchday-shadow-outcomes", daemon=True)
+            self._reader.start()
+            return True
+
+    def _read_outcomes(self, outcomes: Any) -> None:
+        while True:
+            try:
+                outcome = outcomes.get()
+            except (EOFError, OSError):
+                return
+            if outcome is None:
+                return
+            try:
+                self.on_outcome(outcome)
+            except Exception:  # a counter must never stop the reader
+                log.exception("shadow outcome not counted")
+
+    def _stop_reader(self) -> None:
+        if self._reader is not None and self._reader.is_alive():
+            self._outcomes.put(None)
+            self._reader.join(5.0)
+        self._reader = None
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Let the worker score and log what is queued (within ``timeout``), then stop it."""
+        with self._lock:
+            self._closed = True
+            process = self._process
+            if process is None:
+                return
+            if process.is_alive():
+                try:
+                    self._jobs.put(None, timeout=timeout)
+                except queue.Full:
+                    pass
+                process.join(timeout)
+                if process.is_alive():
+                    log.warning("shadow worker did not finish its queue in %.0f s; stopped", timeout)
+                    process.terminate()
+                    process.join(5.0)
+            self._stop_reader()
+            self._jobs.close()
+            self._jobs.cancel_join_thread()  # nothing left for a dead reader to take
+
+
+# -- the worker process -------------------------------------------------------------------------
+def run_worker(settings: Settings, jobs: Any, outcomes: Any) -> None:
+    """The shadow process: low priority, its own database connection and prediction-log writer."""
+    try:
+        os.nice(settings.shadow_nice)
+    except OSError:  # not allowed here: still out of the server's GIL
+        pass
+    from matchday.monitoring import PredictionLogWriter
+    from matchday.store import PredictionLogStore
+    from matchday.workspace import Workspace
+
+    workspace = Workspace(settings)
+    writer = PredictionLogWriter(PredictionLogStore(workspace.database), settings.home.absolute() / "spool")
+    writer.start()
+    models = ShadowModels(workspace.registry.load)
+    try:
+        while True:
+            try:
+                first = jobs.get(timeout=60.0)
+            except queue.Empty:
+                models.unload_idle()
+                continue
+            if first is None:
+                break
+            if isinstance(first, str):  # a version to load ahead of its first copy
+                _preload(models, first)
+                continue
+            batch, stop = _drain(jobs, first, models)
+            for group in _groups(batch):
+                outcome, rows = score_jobs(group, models)
+                writer.submit(rows)
+                outcomes.put(outcome)
+            if stop:
+                break
+    finally:
+        writer.close()
+        workspace.close()
+        outcomes.put(None)
+
+
+def _preload(models: ShadowModels, ref: str) -> None:
+    try:
+        models.get(ref)
+    except Exception as exc:  # the copies that follow are logged as failed rows, with this reason
+        log.warning("%s", exc)
+
+
+def _drain(jobs: Any, first: ShadowJob, models: ShadowModels) -> tuple[list[ShadowJob], bool]:
+    """``first`` and whatever else is queued, up to the deployment's batch size in rows."""
+    batch = [first]
+    rows = len(first.rows)
+    while rows < first.max_batch_size:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if job is None:
+            return batch, True
+        if isinstance(job, str):
+            _preload(models, job)
+            continue
+        batch.append(job)
+        rows += len(job.rows)
+    return batch, False
+
+
+def _groups(batch: list[ShadowJob]) -> list[list[ShadowJob]]:
+    groups: dict[tuple[str, str], list[ShadowJob]] = {}
+    for job in batch:
+        groups.setdefault((job.deployment, job.ref), []).append(job)
+    return list(groups.values())
+
+
+class ShadowModels:
+    """The worker's loaded shadow versions; a version that fails to load is not retried per job."""
+
+    def __init__(self, load: Callable[[str], Any]) -> None:
+        self.load = load
+        self._models: dict[str, tuple[Any, float]] = {}
+        self._failed: dict[str, tuple[float, str]] = {}
+
+    def get(self, ref: str) -> Any:
+        now = time.monotonic()
+        if ref in self._models:
+            model = self._models[ref][0]
+        else:
+            failed = self._failed.get(ref)
+            if failed is not None and failed[0] > now:
+                raise RuntimeError(failed[1])
+            try:
+                model = self.load(ref)
+            except Exception as exc:
+                message = f"{ref} cannot be loaded for the shadow: {type(exc).__name__}: {exc}"
+                self._failed[ref] = (now + LOAD_RETRY_SECONDS, message)
+                raise RuntimeError(message) from exc
+            self._failed.pop(ref, None)
+        self._models[ref] = (model, now)
+        return model
+
+    def unload_idle(self) -> None:
+        cutoff = time.monotonic() - IDLE_UNLOAD_SECONDS
+        for ref in [r for r, (_, used) in self._models.items() if used < cutoff]:
+            del self._models[ref]
+
+
+def score_jobs(jobs: list[ShadowJob], models: ShadowModels) -> tuple[ShadowOutcome, list[dict[str, Any]]]:
+    """Score one deployment's jobs on its shadow version in one call; log rows for every input row.
+
+    A failure (to load, to score) is logged on every row, as for a served version. Latency is the
+    model call's, the time the shadow would have added had it answered.
+    """
+    from matchday.monitoring import json_safe
+
+    job = jobs[0]
+    started = time.perf_counter()
+    error: str | None = None
+    values: list[Any] = []
+    probas: list[Any] = []
+    n = sum(len(j.rows) for j in jobs)
+    try:
+        predictor = models.get(job.ref)
+        names = predictor.signature.input_names
+        table = pa.concat_tables([j.table.select(names) for j in jobs], promote_options="default")
+        predictions = np.asarray(predictor.predict(table))
+        proba = predictor.predict_proba(table) if predictor.has_proba else None
+        if len(predictions) != n:
+            raise ValueError(f"{job.ref} answered {len(predictions)} predictions for {n} rows")
+        values = json_safe(predictions.tolist())
+        probas = json_safe(np.asarray(proba).tolist()) if proba is not None else [None] * n
+    except Exception as exc:  # a broken shadow is logged and counted; no client ever sees it
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        values, probas = [None] * n, [None] * n
+    elapsed = time.perf_counter() - started
+    now = datetime.now(UTC)
+    inputs = [(j, row) for j in jobs for row in j.rows]
+    rows = [{"request_id": str(uuid.uuid4()), "entity_id": entity, "deployment": j.deployment, "model": j.model,
+             "version": j.version, "at": now, "inputs": record, "prediction": value, "probabilities": p,
+             "latency_seconds": elapsed, "routing": j.routing, "error": error, "role": "shadow",
+             "shadow_of": primary_id}
+            for (j, (primary_id, entity, record)), value, p in zip(inputs, values, probas)]
+    return ShadowOutcome(job.deployment, job.model, job.version, n, error), rows
