@@ -20,6 +20,17 @@ class ConfigError(MatchdayError):
     """The settings file or an environment variable holds something we cannot use."""
 
 
+class MonitoringSettings(BaseModel):
+    """How the monitoring loop slices the prediction log (``monitoring:`` in matchday.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count_window: int = Field(1000, ge=10, le=1_000_000, description="rows per window by count")
+    segments: dict[str, list[str]] = Field(default_factory=dict,
+                                           description="deployment (or '*') -> input features to slice metrics by")
+    max_segment_values: int = Field(20, ge=1, le=1000, description="values per segment feature with their own series")
+
+
 class Settings(BaseModel):
     """Where matchday keeps its metadata and artifacts."""
 
@@ -31,6 +42,9 @@ class Settings(BaseModel):
     controller_interval: float = Field(1.0, gt=0, le=60, description="seconds between rollout controller ticks")
     shadow_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the process that scores shadows: "
                              "higher yields more to the answers clients wait for, and drops more copies when busy")
+    monitor_interval: float = Field(5.0, gt=0, le=3600, description="seconds between monitoring loop ticks")
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    monitors: list[dict[str, Any]] = Field(default_factory=list, description="monitors (see docs/monitoring.md)")
     rollouts: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                 description="per deployment: the rollout plan `rollout start` uses")
 
@@ -50,8 +64,9 @@ class Settings(BaseModel):
 
 
 _ENV = {"home": "MATCHDAY_HOME", "database_url": "MATCHDAY_DATABASE_URL", "artifact_url": "MATCHDAY_ARTIFACT_URL",
-        "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL", "shadow_nice": "MATCHDAY_SHADOW_NICE"}
-_FILE_ONLY = ("rollouts",)
+        "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL", "shadow_nice": "MATCHDAY_SHADOW_NICE",
+        "monitor_interval": "MATCHDAY_MONITOR_INTERVAL"}
+_FILE_ONLY = ("rollouts", "monitoring", "monitors")
 
 
 def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:

@@ -16,7 +16,18 @@ from matchday.store.errors import (
 from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
 from matchday.store.leader import LeaderLock
 from matchday.store.model_store import ModelStore
-from matchday.store.prediction_store import ArmRow, PredictionLogStore, ShadowPair
+from matchday.store.monitoring_store import (
+    AlertAlreadyFiring,
+    AlertRecord,
+    AlertStore,
+    MetricWindow,
+    MonitorStateStore,
+    WebhookDelivery,
+    WebhookOutbox,
+    WindowKey,
+    WindowStore,
+)
+from matchday.store.prediction_store import ArmRow, LoggedRow, PredictionLogStore, ShadowPair
 from matchday.store.records import (
     AliasMove,
     DeploymentRecord,
@@ -36,6 +47,16 @@ from matchday.store.rollout_store import (
 )
 
 __all__ = [
+    "AlertAlreadyFiring",
+    "AlertRecord",
+    "AlertStore",
+    "LoggedRow",
+    "MetricWindow",
+    "MonitorStateStore",
+    "WebhookDelivery",
+    "WebhookOutbox",
+    "WindowKey",
+    "WindowStore",
     "AliasMove",
     "ArmRow",
     "EventRecord",

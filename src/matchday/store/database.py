@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,15 +139,25 @@ def _create_engine(url: str) -> Engine:
                     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise StoreUnavailable(f"cannot create the folder for the SQLite database {parsed.database}: {err}") from err
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30}, json_serializer=_json)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=_json_loads)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}, json_serializer=_json)
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}, json_serializer=_json, json_deserializer=_json_loads)
     raise StoreUnavailable(f"unsupported database {backend!r} in {redact(url)}: use sqlite or postgresql")
+
+
+def _json_loads(value: Any) -> Any:
+    """orjson for speed; SQLite's NUMERIC affinity hands back a JSON number as a number already."""
+    if not isinstance(value, str | bytes | bytearray | memoryview):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # what orjson refuses and the json module reads (NaN, integers past 64 bits)
+        return json.loads(value)
 
 
 def _json(value: Any) -> str:

@@ -43,6 +43,30 @@ class ShadowPair:
     labelled: bool
 
 
+@dataclass(frozen=True)
+class LoggedRow:
+    """What the monitoring loop reads of one logged row."""
+
+    id: int
+    deployment: str
+    model: str
+    version: int
+    at: datetime
+    inputs: dict[str, Any]
+    prediction: Any
+    probabilities: list[float] | None
+    latency_seconds: float
+    error: str | None
+    label: Any
+    label_at: datetime | None
+    role: str
+
+
+_LOGGED = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, PredictionRow.version, PredictionRow.at,
+           PredictionRow.inputs, PredictionRow.prediction, PredictionRow.probabilities, PredictionRow.latency_seconds,
+           PredictionRow.error, PredictionRow.label, PredictionRow.label_at, PredictionRow.role)
+
+
 class PredictionLogStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -154,6 +178,53 @@ class PredictionLogStore:
             query = query.where(PredictionRow.error.isnot(None) if errors else PredictionRow.error.is_(None))
         with self.db.session() as s:
             return [_record(r) for r in s.scalars(query.order_by(PredictionRow.id.desc()).limit(limit))]
+
+    def rows_after(self, after_id: int, limit: int = 50_000) -> list[LoggedRow]:
+        """Rows with an id above ``after_id``, in id order (the monitoring loop's cursor), every role."""
+        with self.db.session() as s:
+            rows = s.execute(sa.select(*_LOGGED).where(PredictionRow.id > after_id)
+                             .order_by(PredictionRow.id).limit(limit)).all()
+        return [LoggedRow(*r) for r in rows]
+
+    def max_id(self) -> int:
+        with self.db.session() as s:
+            return s.scalar(sa.select(sa.func.max(PredictionRow.id))) or 0
+
+    def rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[LoggedRow]:
+        """Rows whose id falls in any of the inclusive ``ranges`` (ids not yet committed when first passed)."""
+        if not ranges:
+            return []
+        with self.db.session() as s:
+            condition = sa.or_(*[PredictionRow.id.between(lo, hi) for lo, hi in ranges])
+            rows = s.execute(sa.select(*_LOGGED).where(condition).order_by(PredictionRow.id)).all()
+        return [LoggedRow(*r) for r in rows]
+
+    def labelled_rows(self, deployment: str, model: str, version: int, start: datetime, end: datetime,
+                      roles: tuple[str, ...] = ANSWER_ROLES) -> list[LoggedRow]:
+        """One version's labelled rows predicted in [start, end), to recompute a window's performance."""
+        with self.db.session() as s:
+            rows = s.execute(sa.select(*_LOGGED).where(
+                PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
+                PredictionRow.at >= start, PredictionRow.at < end, PredictionRow.label_at.isnot(None),
+                PredictionRow.role.in_(roles)).order_by(PredictionRow.id)).all()
+        return [LoggedRow(*r) for r in rows]
+
+    def labelled_ids_since(self, since: datetime) -> list[tuple[str, str, int, int, datetime]]:
+        """(deployment, model, version, id, at) of rows labelled at or after ``since``."""
+        with self.db.session() as s:
+            return [tuple(r) for r in s.execute(  # type: ignore[misc]
+                sa.select(PredictionRow.deployment, PredictionRow.model, PredictionRow.version, PredictionRow.id,
+                          PredictionRow.at)
+                .where(PredictionRow.label_at >= since, PredictionRow.role.in_(ANSWER_ROLES)))]
+
+    def labelled_rows_between_ids(self, deployment: str, model: str, version: int, lo: int, hi: int) -> list[LoggedRow]:
+        """One version's labelled rows with ids in [lo, hi] (a window by count)."""
+        with self.db.session() as s:
+            rows = s.execute(sa.select(*_LOGGED).where(
+                PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
+                PredictionRow.id.between(lo, hi), PredictionRow.label_at.isnot(None),
+                PredictionRow.role.in_(ANSWER_ROLES)).order_by(PredictionRow.id)).all()
+        return [LoggedRow(*r) for r in rows]
 
     def get(self, request_id: str) -> PredictionRecord | None:
         with self.db.session() as s:

@@ -117,7 +117,8 @@ class PredictionRow(Base):
 
     __tablename__ = "prediction_log"
     __table_args__ = (Index("ix_prediction_log_deployment_at", "deployment", "at"),
-                      Index("ix_prediction_log_deployment_entity", "deployment", "entity_id"))
+                      Index("ix_prediction_log_deployment_entity", "deployment", "entity_id"),
+                      Index("ix_prediction_log_label_at", "label_at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -186,3 +187,86 @@ class EventRow(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]]
+
+
+class MetricWindowRow(Base):
+    """One window of one deployment version (and segment): its mergeable summary and its metrics.
+
+    ``width`` is ``5m``, ``1h``, ``1d`` or ``{n}rows``; ``segment`` is ``""`` for all rows or
+    ``feature=value``. The summary is added to as rows arrive; performance is recomputed when labels land.
+    """
+
+    __tablename__ = "metric_windows"
+    __table_args__ = (UniqueConstraint("deployment", "model", "version", "segment", "width", "start",
+                                       name="uq_metric_windows_key"),
+                      Index("ix_metric_windows_deployment_width_start", "deployment", "width", "start"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[str] = mapped_column(String(300))
+    width: Mapped[str] = mapped_column(String(20))
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    rows: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]]
+    performance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorStateRow(Base):
+    """Small named state the monitoring loop keeps between ticks (cursors, detectors, breach counts)."""
+
+    __tablename__ = "monitor_state"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertRow(Base):
+    """An alert: opened when a monitor's condition holds long enough, resolved when it stops holding.
+
+    One firing alert per monitor, deployment and segment (a partial unique index): alerts deduplicate.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("uq_alerts_one_firing", "monitor", "deployment", "segment", unique=True,
+                            sqlite_where=sa_text("state = 'firing'"), postgresql_where=sa_text("state = 'firing'")),
+                      Index("ix_alerts_deployment_opened", "deployment", "opened_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    monitor: Mapped[str] = mapped_column(String(200))
+    deployment: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[str] = mapped_column(String(300))
+    severity: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    data: Mapped[dict[str, Any]]
+
+
+class WebhookDeliveryRow(Base):
+    """A webhook body waiting to be delivered (an outbox): retried with backoff, never lost on a restart."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_pending", "delivered_at", "gave_up_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    gave_up_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
