@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 from matchday.config import Settings, load_settings
+from matchday.monitoring import (
+    AlertEngine,
+    MonitoringLoop,
+    Summarizer,
+    SummarizerConfig,
+    VersionReference,
+    WebhookSender,
+    parse_monitors,
+)
 from matchday.registry import ArtifactStore, Registry
-from matchday.rollout import Deployments, Rollouts
-from matchday.store import Database, DeploymentStore, EventStore, ModelStore, PredictionLogStore, RolloutStore
+from matchday.rollout import Deployments, NothingToDo, Rollouts
+from matchday.store import (
+    AlertRecord,
+    AlertStore,
+    Database,
+    DeploymentStore,
+    EventStore,
+    ModelStore,
+    MonitorStateStore,
+    PredictionLogStore,
+    RolloutStore,
+    WebhookOutbox,
+    WindowStore,
+)
 
 
 class Workspace:
@@ -38,11 +62,21 @@ class Workspace:
         return Rollouts(RolloutStore(self.database), EventStore(self.database), self.deployments, self.registry,
                         PredictionLogStore(self.database), self.settings.rollouts)
 
+    @cached_property
+    def monitoring(self) -> MonitoringLoop:
+        """The monitoring loop over this workspace's log, with its actions wired to rollouts and events."""
+        return build_monitoring(self)
+
+    @cached_property
+    def webhooks(self) -> WebhookSender:
+        return WebhookSender(WebhookOutbox(self.database))
+
     def close(self) -> None:
         if "database" in self.__dict__:
             self.database.dispose()
 
 
+log = logging.getLogger("matchday.monitoring")
 _default: Workspace | None = None
 _lock = threading.Lock()
 
@@ -57,3 +91,45 @@ def default_workspace() -> Workspace:
                 _default.close()
             _default = Workspace(settings)
         return _default
+
+
+def version_reference(registry: Registry, model: str, version: int) -> VersionReference:
+    """What monitoring needs of a registered version: task, classes, inputs, reference profile."""
+    ref = f"{model}:{version}"
+    signature = registry.get_signature(ref)
+    classes = [str(c) for c in signature.output.classes] if signature.output.classes else None
+    return VersionReference(task=signature.output.task, classes=classes, features=list(signature.input_names),
+                            profile=registry.get_profile(ref))
+
+
+def build_monitoring(ws: Workspace) -> MonitoringLoop:
+    """Summarizer, monitors and alert engine over ``ws``; actions call rollouts and write events."""
+    db = ws.database
+    config = ws.settings.monitoring
+    summarizer = Summarizer(PredictionLogStore(db), WindowStore(db), MonitorStateStore(db),
+                            lambda model, version: version_reference(ws.registry, model, version),
+                            SummarizerConfig(count_window=config.count_window, segments=dict(config.segments),
+                                             max_segment_values=config.max_segment_values))
+    events = EventStore(db)
+
+    def rollback(deployment: str, alert: AlertRecord) -> None:
+        try:
+            ws.rollouts.rollback(deployment, actor="monitor", reason=f"alert {alert.id}: {alert.message}",
+                                 data={"alert": alert.id, "monitor": alert.monitor, "value": alert.value})
+        except NothingToDo:
+            log.info("alert %s asks for a rollback of %s, which has no rollout in progress", alert.id, deployment)
+
+    def hook(kind: str) -> Callable[[str, AlertRecord], None]:
+        def act(deployment: str, alert: AlertRecord) -> None:  # review and retrain come later: recorded for them
+            events.add(f"{kind}_requested", "monitor", f"alert {alert.id}: {alert.message}",
+                       {"alert": alert.id, "monitor": alert.monitor}, deployment=deployment)
+        return act
+
+    def record(deployment: str, kind: str, reason: str, data: dict[str, Any]) -> None:
+        events.add(kind, "monitor", reason, data, deployment=deployment)
+
+    engine = AlertEngine(AlertStore(db), MonitorStateStore(db), enqueue_webhook=ws.webhooks.enqueue,
+                         hooks={"rollback": rollback, "review": hook("review"), "retrain": hook("retrain")},
+                         record_event=record)
+    monitors = parse_monitors(ws.settings.monitors, count_window=config.count_window)
+    return MonitoringLoop(summarizer, WindowStore(db), MonitorStateStore(db), engine, monitors)

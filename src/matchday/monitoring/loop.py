@@ -1,0 +1,136 @@
+"""The monitoring loop the server runs (one leader among replicas): summarise, judge, alert.
+
+A window is judged once it is complete (a time window after it closes, a window by count when it
+holds its rows) and again whenever late labels change it; a series is never judged on a window
+older than the last one it was judged on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from matchday.monitoring.alerting import AlertChange, AlertEngine
+from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
+from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer
+from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION
+from matchday.store import MetricWindow, MonitorStateStore, WindowStore
+
+log = logging.getLogger("matchday.monitoring")
+CLOSE_GRACE = timedelta(seconds=10)  # rows logged just before a window closed have reached the store
+PERFORMANCE = (*CLASSIFICATION, *REGRESSION)
+
+
+@dataclass
+class LoopResult:
+    rows: int = 0
+    windows: int = 0
+    judged: int = 0
+    changes: list[AlertChange] = field(default_factory=list)
+
+
+class MonitoringLoop:
+    def __init__(self, summarizer: Summarizer, windows: WindowStore, state: MonitorStateStore, engine: AlertEngine,
+                 monitors: list[MonitorSpec], *, defaults: list[MonitorSpec] | None = None) -> None:
+        self.summarizer = summarizer
+        self.windows = windows
+        self.state = state
+        self.engine = engine
+        self.monitors = monitors
+        self.defaults = default_monitors(summarizer.config.count_window) if defaults is None else defaults
+
+    def monitors_of(self, deployment: str) -> list[MonitorSpec]:
+        return monitors_for(deployment, self.monitors, self.defaults)
+
+    def tick(self, now: datetime | None = None) -> LoopResult:
+        now = now or datetime.now(UTC)
+        summary = self.summarizer.tick(now)
+        result = LoopResult(rows=summary.rows, windows=len(summary.windows))
+        candidates = {w.key: w for w in summary.windows}
+        for deployment in {w.deployment for w in summary.windows} | set(self._watched()):
+            for width in {m.window for m in self.monitors_of(deployment)} & TIME_WIDTHS.keys():
+                since = now - timedelta(seconds=2 * TIME_WIDTHS[width]) - CLOSE_GRACE
+                for w in self.windows.series(deployment, width, since=since, segment=None, with_summary=False):
+                    candidates.setdefault(w.key, w)
+        watched = self._watched()
+        for window in sorted(candidates.values(), key=lambda w: w.start):
+            watched.add(window.deployment)
+            if not self._complete(window, now):
+                continue
+            for monitor in self.monitors_of(window.deployment):
+                if not self._applies(monitor, window):
+                    continue
+                verdict = self._judge(monitor, window)
+                if not self._advance(monitor, window):
+                    continue
+                result.judged += 1
+                change = self.engine.observe(window, verdict, now)
+                if change is not None:
+                    result.changes.append(change)
+        self.state.put({"loop\x1fdeployments": {"names": sorted(watched)}})
+        return result
+
+    def _watched(self) -> set[str]:
+        return set((self.state.get("loop\x1fdeployments") or {}).get("names", []))
+
+    def _complete(self, window: MetricWindow, now: datetime) -> bool:
+        if window.width in TIME_WIDTHS:
+            return now >= window.end + CLOSE_GRACE
+        return window.rows >= self.summarizer.config.count_window
+
+    @staticmethod
+    def _applies(monitor: MonitorSpec, window: MetricWindow) -> bool:
+        if monitor.window != window.width:
+            return False
+        if monitor.segment is None:
+            return window.segment == ""
+        return window.segment.startswith(f"{monitor.segment}=")
+
+    def _advance(self, monitor: MonitorSpec, window: MetricWindow) -> bool:
+        """Whether ``window`` is not older than the last one this monitor judged on the series."""
+        key = f"judged\x1f{monitor.name}\x1f{window.deployment}\x1f{window.model}:{window.version}\x1f{window.segment}"
+        last = (self.state.get(key) or {}).get("start")
+        if last is not None and window.start < datetime.fromisoformat(last):
+            return False
+        self.state.put({key: {"start": window.start.isoformat()}})
+        return True
+
+    def _judge(self, monitor: MonitorSpec, window: MetricWindow) -> Verdict:
+        metrics = dict(window.metrics)
+        if monitor.metric in PERFORMANCE:  # performance needs labelled rows, not just rows
+            metrics["rows"] = metrics.get("labelled") or 0
+        reference = None
+        if monitor.relative_to == "reference":
+            reference = self._reference_value(monitor.metric, window)
+        elif monitor.relative_to == "baseline":
+            reference = self._baseline_value(monitor.metric, window)
+        return judge(monitor, metrics, reference=reference)
+
+    def _reference_value(self, metric: str, window: MetricWindow) -> float | None:
+        ref = self.summarizer.reference(window.model, window.version)
+        if ref is None:
+            return None
+        if ref.reference_metrics and metric in ref.reference_metrics:
+            value = ref.reference_metrics[metric]
+            return None if value is None else float(value)
+        kind, _, name = metric.partition(".")
+        if kind == "class_share" and ref.profile and "prediction" in ref.profile:
+            categories = ref.profile["prediction"].get("categories") or {}
+            total = sum(categories.values())
+            return categories.get(name, 0) / total if total else None
+        return None
+
+    def _baseline_value(self, metric: str, window: MetricWindow) -> float | None:
+        """The same metric of the deployment's other version in the same time window (during a rollout)."""
+        if window.width not in TIME_WIDTHS:
+            return None
+        others = [w for w in self.windows.series(window.deployment, window.width, since=window.start - timedelta(seconds=1),
+                                                 until=window.end, segment=window.segment)
+                  if w.start == window.start and (w.model, w.version) != (window.model, window.version)]
+        if not others:
+            return None
+        other = max(others, key=lambda w: w.rows)
+        value: Any = other.metrics.get(metric)
+        return None if value is None else float(value)

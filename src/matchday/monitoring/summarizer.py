@@ -1,0 +1,315 @@
+"""Windows over the prediction log, kept up to date incrementally.
+
+Each tick reads the rows logged since its cursor once, summarises them per deployment version,
+segment and 5-minute window, and adds that summary to the 5-minute, hour and day windows (and to the
+open window by count); nothing is reread. Labels are different: they land late and may be corrected,
+so the windows whose rows were labelled since the last tick get their performance recomputed from
+their labelled rows (only those), and the hour and day above them re-merged from their 5-minute parts.
+
+The cursor is the log's id. On PostgreSQL a lower id can commit after a higher one, so ids the
+cursor passed without seeing are kept as gaps and looked for again for ``GAP_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from matchday.monitoring.window_metrics import window_metrics
+from matchday.monitoring.window_summary import (
+    VersionReference,
+    merge_performance,
+    merge_summary,
+    performance_of,
+    summarize_rows,
+)
+from matchday.store import LoggedRow, MetricWindow, MonitorStateStore, PredictionLogStore, WindowKey, WindowStore
+
+log = logging.getLogger("matchday.monitoring")
+TIME_WIDTHS = {"5m": 300, "1h": 3600, "1d": 86400}
+BASE = "5m"
+ANSWER_ROLES = ("served", "failed_over")
+GAP_SECONDS = 600.0  # how long an id the cursor skipped is looked for again
+LABEL_OVERLAP = timedelta(seconds=60)  # labels committed out of order within this are still found
+COUNT_HISTORY = 500  # count windows remembered (by id range) for labels that arrive later
+STATE_KEY = "summarizer"
+OTHER = "__other__"
+
+
+@dataclass
+class SummarizerConfig:
+    count_window: int = 1000  # rows per window by count
+    segments: dict[str, list[str]] = field(default_factory=dict)  # deployment (or "*") -> features to slice by
+    max_segment_values: int = 20  # distinct values per feature with a series of their own; the rest pool
+    batch_rows: int = 50_000  # rows read per query
+    max_rows_per_tick: int = 2_000_000
+
+
+@dataclass
+class TickResult:
+    rows: int = 0
+    labelled_windows: int = 0
+    windows: list[MetricWindow] = field(default_factory=list)  # every window written this tick
+
+
+def floor_time(at: datetime, seconds: int) -> datetime:
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def count_width(n: int) -> str:
+    return f"{n}rows"
+
+
+class Summarizer:
+    def __init__(self, log_store: PredictionLogStore, windows: WindowStore, state: MonitorStateStore,
+                 reference: Callable[[str, int], VersionReference | None], config: SummarizerConfig | None = None) -> None:
+        self.log_store = log_store
+        self.windows = windows
+        self.state = state
+        self.reference_of = reference
+        self.config = config or SummarizerConfig()
+        self._references: dict[tuple[str, int], VersionReference | None] = {}
+
+    def reference(self, model: str, version: int) -> VersionReference | None:
+        key = (model, version)
+        if key not in self._references:
+            try:
+                self._references[key] = self.reference_of(model, version)
+            except Exception as exc:  # a deleted version still has windows: summarised without a reference
+                log.warning("no reference for %s:%s (%s); its windows have no drift", model, version, exc)
+                self._references[key] = None
+        return self._references[key]
+
+    # -- one tick ----------------------------------------------------------------------------
+    def tick(self, now: datetime | None = None) -> TickResult:
+        now = now or datetime.now(UTC)
+        state = self.state.get(STATE_KEY) or {"cursor": 0, "gaps": [], "label_cursor": None, "counts": {},
+                                              "segment_values": {}}
+        result = TickResult()
+        pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"summary": delta, "end": datetime}
+        rows = self._read(state, now)
+        result.rows = len(rows)
+        if rows:
+            self._add_time_windows(rows, state, pending)
+            self._add_count_windows(rows, state, pending)
+        written = self._write(pending, now)
+        relabelled = self._relabel(state, now)
+        result.labelled_windows = len(relabelled)
+        merged = {w.key: w for w in written}
+        merged.update({w.key: w for w in relabelled})
+        result.windows = list(merged.values())
+        self.state.put({STATE_KEY: state})
+        return result
+
+    def _read(self, state: dict[str, Any], now: datetime) -> list[LoggedRow]:
+        """Rows past the cursor (and any that filled an earlier gap), answer roles only."""
+        found: list[LoggedRow] = []
+        gaps = [g for g in state["gaps"] if now.timestamp() - g[2] < GAP_SECONDS]
+        if gaps:
+            late = self.log_store.rows_in_ranges([(lo, hi) for lo, hi, _ in gaps])
+            seen = {r.id for r in late}
+            found += late
+            gaps = _remove_ids(gaps, seen)
+        cursor = int(state["cursor"])
+        while len(found) < self.config.max_rows_per_tick:
+            batch = self.log_store.rows_after(cursor, self.config.batch_rows)
+            if not batch:
+                break
+            expected = cursor + 1
+            for r in batch:
+                if r.id > expected:
+                    gaps.append([expected, r.id - 1, now.timestamp()])
+                expected = r.id + 1
+            cursor = batch[-1].id
+            found += batch
+            if len(batch) < self.config.batch_rows:
+                break
+        state["cursor"], state["gaps"] = cursor, gaps[-1000:]
+        return [r for r in found if r.role in ANSWER_ROLES]
+
+    def _segments(self, deployment: str, row: LoggedRow, state: dict[str, Any]) -> list[str]:
+        features = self.config.segments.get(deployment, self.config.segments.get("*", []))
+        out = [""]
+        known = state["segment_values"].setdefault(deployment, {})
+        for feature in features:
+            value = row.inputs.get(feature)
+            if value is None:
+                continue
+            text = str(value)
+            values = known.setdefault(feature, [])
+            if text not in values:
+                if len(values) >= self.config.max_segment_values:
+                    text = OTHER
+                else:
+                    values.append(text)
+            out.append(f"{feature}={text}")
+        return out
+
+    def _add_time_windows(self, rows: list[LoggedRow], state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]]) -> None:
+        groups: dict[tuple[str, str, int, str, datetime], list[LoggedRow]] = {}
+        for r in rows:
+            start = floor_time(r.at, TIME_WIDTHS[BASE])
+            for segment in self._segments(r.deployment, r, state):
+                groups.setdefault((r.deployment, r.model, r.version, segment, start), []).append(r)
+        for (deployment, model, version, segment, start), part in groups.items():
+            delta = summarize_rows(part, self.reference(model, version))
+            for width, seconds in TIME_WIDTHS.items():
+                w_start = floor_time(start, seconds)
+                key = (deployment, model, version, segment, width, w_start)
+                _add(pending, key, delta, w_start + timedelta(seconds=seconds))
+
+    def _add_count_windows(self, rows: list[LoggedRow], state: dict[str, Any],
+                           pending: dict[WindowKey, dict[str, Any]]) -> None:
+        n = self.config.count_window
+        width = count_width(n)
+        by_version: dict[tuple[str, str, int], list[LoggedRow]] = {}
+        for r in rows:
+            by_version.setdefault((r.deployment, r.model, r.version), []).append(r)
+        for (deployment, model, version), part in by_version.items():
+            skey = f"{deployment}\x1f{model}\x1f{version}"
+            windows = state["counts"].setdefault(skey, [])  # [start iso, rows, lo id, hi id], newest last
+            i = 0
+            while i < len(part):
+                if not windows or windows[-1][1] >= n:
+                    start = part[i].at
+                    if windows and datetime.fromisoformat(windows[-1][0]) >= start:
+                        start = datetime.fromisoformat(windows[-1][0]) + timedelta(microseconds=1)
+                    windows.append([start.isoformat(), 0, part[i].id, part[i].id])
+                current = windows[-1]
+                take = part[i:i + n - current[1]]
+                current[1] += len(take)
+                current[2] = min(current[2], min(r.id for r in take))
+                current[3] = max(current[3], max(r.id for r in take))
+                w_start = datetime.fromisoformat(current[0])
+                key = (deployment, model, version, "", width, w_start)
+                _add(pending, key, summarize_rows(take, self.reference(model, version)), max(r.at for r in take))
+                i += len(take)
+            del windows[:-COUNT_HISTORY]
+
+    def _write(self, pending: dict[WindowKey, dict[str, Any]], now: datetime) -> list[MetricWindow]:
+        if not pending:
+            return []
+        existing = self.windows.get_many(pending)
+        out = []
+        for key, item in pending.items():
+            deployment, model, version, segment, width, start = key
+            old = existing.get(key)
+            summary = merge_summary(old.summary if old else None, item["summary"])
+            performance = old.performance if old else None
+            end = item["end"] if width not in TIME_WIDTHS else start + timedelta(seconds=TIME_WIDTHS[width])
+            if old is not None and width not in TIME_WIDTHS:
+                end = max(end, old.end)
+            out.append(self._window(key, end, summary, performance, now))
+        self.windows.put_many(out)
+        return out
+
+    def _window(self, key: WindowKey, end: datetime, summary: dict[str, Any], performance: dict[str, Any] | None,
+                now: datetime) -> MetricWindow:
+        deployment, model, version, segment, width, start = key
+        if width in TIME_WIDTHS:
+            seconds = min(TIME_WIDTHS[width], max((now - start).total_seconds(), 1.0))
+        else:
+            first, last = summary.get("first_at"), summary.get("last_at")
+            seconds = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if first and last else 0
+        metrics = window_metrics(summary, performance, self.reference(model, version), seconds)
+        return MetricWindow(deployment, model, version, segment, width, start, end, int(summary["rows"]), summary,
+                            performance, metrics)
+
+    # -- late labels -------------------------------------------------------------------------
+    def _relabel(self, state: dict[str, Any], now: datetime) -> list[MetricWindow]:
+        """Recompute performance where labels landed since the last tick (and re-merge what sits above)."""
+        since = (datetime.fromisoformat(state["label_cursor"]) - LABEL_OVERLAP if state["label_cursor"]
+                 else datetime.fromtimestamp(0, UTC))
+        labelled = self.log_store.labelled_ids_since(since)
+        if not labelled:
+            state["label_cursor"] = now.isoformat()
+            return []
+        base: set[tuple[str, str, int, datetime]] = set()
+        counted: set[tuple[str, str, int, int]] = set()  # (deployment, model, version, index in state["counts"])
+        for deployment, model, version, row_id, at in labelled:
+            base.add((deployment, model, version, floor_time(at, TIME_WIDTHS[BASE])))
+            windows = state["counts"].get(f"{deployment}\x1f{model}\x1f{version}", [])
+            for i, (_, _, lo, hi) in enumerate(windows):
+                if lo <= row_id <= hi:
+                    counted.add((deployment, model, version, i))
+                    break
+        updates: dict[WindowKey, dict[str, Any] | None] = {}
+        for deployment, model, version, start in base:
+            rows = self.log_store.labelled_rows(deployment, model, version, start,
+                                                start + timedelta(seconds=TIME_WIDTHS[BASE]))
+            by_segment: dict[str, list[LoggedRow]] = {}
+            for r in rows:
+                for segment in self._segments(deployment, r, state):
+                    by_segment.setdefault(segment, []).append(r)
+            ref = self.reference(model, version)
+            for segment, part in by_segment.items():
+                updates[(deployment, model, version, segment, BASE, start)] = performance_of(part, ref)
+        width = count_width(self.config.count_window)
+        for deployment, model, version, i in counted:
+            start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
+            rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
+            updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = \
+                performance_of(rows, self.reference(model, version))
+        written = self._set_performance(updates, now)
+        whole = {k for k in updates if k[3] == ""}
+        if whole <= {w.key for w in written}:  # else some rows are not summarised yet: look at these labels again
+            state["label_cursor"] = now.isoformat()
+        # the hour and day above each recomputed 5-minute window: merged from their 5-minute parts
+        above: dict[WindowKey, dict[str, Any] | None] = {}
+        for deployment, model, version, segment, w, start in list(updates):
+            if w != BASE:
+                continue
+            for wide in ("1h", "1d"):
+                w_start = floor_time(start, TIME_WIDTHS[wide])
+                key = (deployment, model, version, segment, wide, w_start)
+                if key in above:
+                    continue
+                parts = self.windows.performance_within(deployment, model, version, segment, BASE, w_start,
+                                                        w_start + timedelta(seconds=TIME_WIDTHS[wide]))
+                merged: dict[str, Any] | None = None
+                for p in parts:
+                    merged = merge_performance(merged, p)
+                above[key] = merged
+        written += self._set_performance(above, now)
+        return written
+
+    def _set_performance(self, updates: dict[WindowKey, dict[str, Any] | None], now: datetime) -> list[MetricWindow]:
+        if not updates:
+            return []
+        existing = self.windows.get_many(updates)
+        out = []
+        for key, performance in updates.items():
+            old = existing.get(key)
+            if old is None:  # labels for rows the cursor has not summarised yet: the next tick writes them
+                continue
+            out.append(self._window(key, old.end, old.summary, performance, now))
+        self.windows.put_many(out)
+        return out
+
+
+def _add(pending: dict[WindowKey, dict[str, Any]], key: WindowKey, delta: dict[str, Any], end: datetime) -> None:
+    item = pending.get(key)
+    if item is None:
+        pending[key] = {"summary": delta, "end": end}
+    else:
+        item["summary"] = merge_summary(item["summary"], delta)
+        item["end"] = max(item["end"], end)
+
+
+def _remove_ids(gaps: Sequence[list[Any]], ids: set[int]) -> list[list[Any]]:
+    """Gaps (inclusive id ranges) without ``ids``, split where a found id sat inside one."""
+    out: list[list[Any]] = []
+    for lo, hi, seen in gaps:
+        inside = sorted(i for i in ids if lo <= i <= hi)
+        start = lo
+        for i in inside:
+            if i > start:
+                out.append([start, i - 1, seen])
+            start = i + 1
+        if start <= hi:
+            out.append([start, hi, seen])
+    return out

@@ -1,0 +1,153 @@
+"""The numbers a team reads off one window: computed from its summary once, stored beside it.
+
+Names are flat (``latency_p99``, ``drift.amount``, ``class_share.1``, ``estimated_accuracy``) so a
+monitor, the CLI, the API and Prometheus all name a metric the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from matchday.monitoring.drift import DriftError, compare_summary_to_profile
+from matchday.monitoring.drift.summary import sample_of_summary
+from matchday.monitoring.performance import CBPEEstimate, ClassificationPerformance, RegressionPerformance
+from matchday.monitoring.window_summary import VersionReference
+
+SOFTWARE = ("rows", "requests", "throughput", "error_rate", "latency_p50", "latency_p95", "latency_p99")
+OUTPUT = ("mean_confidence", "null_share", "prediction_drift")
+CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION = ("mae", "rmse", "r2", "mean_error")
+ESTIMATED = tuple(f"estimated_{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc"))
+LABELS = ("labelled", "label_coverage", "label_delay_seconds")
+DATASET = ("drift_share", "drifted_features")
+PER_FEATURE = ("drift", "drift_detected", "missing", "out_of_range", "unseen")  # as ``{kind}.{feature}``
+
+
+def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, ref: VersionReference | None,
+                   seconds: float) -> dict[str, float | None]:
+    """Every metric of one window; ``seconds`` is the time the window covers so far (for throughput)."""
+    out: dict[str, float | None] = {}
+    rows = int(summary["rows"])
+    out["rows"] = float(rows)
+    out["requests"] = float(summary["requests"])
+    out["throughput"] = rows / seconds if seconds > 0 else None
+    out["error_rate"] = summary["errors"] / rows if rows else None
+    for q in (50, 95, 99):
+        out[f"latency_p{q}"] = quantile(summary["latency"], q / 100)
+    out.update(_inputs(summary, ref))
+    out.update(_outputs(summary["outputs"], ref))
+    out.update(_performance(performance, summary, ref))
+    return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in out.items()}
+
+
+def quantile(column: dict[str, Any], q: float) -> float | None:
+    """A quantile of a numeric summary's sketch (within the sketch's 0.5% relative accuracy)."""
+    if not column.get("count"):
+        return None
+    sample = sample_of_summary(column)
+    return float(np.quantile(sample.values, q))  # type: ignore[union-attr]
+
+
+def _inputs(summary: dict[str, Any], ref: VersionReference | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    inputs = summary["inputs"]
+    for name, column in inputs["columns"].items():
+        total = column["count"] + column["missing"]
+        out[f"missing.{name}"] = column["missing"] / total if total else None
+    if ref is None or ref.profile is None or not inputs["rows"]:
+        return out
+    names = [n for n in ref.profile.get("columns", {}) if n in inputs["columns"] and inputs["columns"][n]["count"]]
+    if not names:
+        return out
+    try:
+        report = compare_summary_to_profile(ref.profile, inputs, columns=names)
+    except DriftError:
+        return out
+    for name, drift in report.columns.items():
+        out[f"drift.{name}"] = drift.score
+        out[f"drift_detected.{name}"] = 1.0 if drift.drifted else 0.0
+        if drift.out_of_range_share is not None:
+            out[f"out_of_range.{name}"] = drift.out_of_range_share
+        if drift.unseen_share is not None:
+            out[f"unseen.{name}"] = drift.unseen_share
+    out["drift_share"] = len(report.drifted_columns) / len(report.columns)
+    out["drifted_features"] = float(len(report.drifted_columns))
+    return out
+
+
+def _outputs(outputs: dict[str, Any], ref: VersionReference | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    rows = outputs["rows"]
+    out["null_share"] = outputs["null"] / rows if rows else None
+    if "classes" in outputs:
+        answered = sum(outputs["classes"].values())
+        for name in (ref.classes if ref and ref.classes else sorted(outputs["classes"])):
+            out[f"class_share.{name}"] = outputs["classes"].get(str(name), 0) / answered if answered else None
+    if outputs.get("confidence", {}).get("n"):
+        out["mean_confidence"] = outputs["confidence"]["sum"] / outputs["confidence"]["n"]
+    if "cbpe" in outputs:
+        for name, value in CBPEEstimate.from_state(outputs["cbpe"]).metrics().items():
+            if name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+                out[f"estimated_{name}"] = None if value is None else float(value)
+    out["prediction_drift"] = _prediction_drift(outputs, ref)
+    return out
+
+
+def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> float | None:
+    """The drift score of the predictions against the reference's predictions (p-value or distance)."""
+    if ref is None or ref.profile is None or "prediction" not in ref.profile:
+        return None
+    if "classes" in outputs:
+        answered = sum(outputs["classes"].values())
+        column = {"kind": "categorical", "count": answered, "missing": 0, "categories": outputs["classes"]}
+    elif "values" in outputs:
+        column = outputs["values"]
+    else:
+        return None
+    if not column["count"] or ref.profile["prediction"]["kind"] != column["kind"]:
+        return None
+    profile = {"rows": ref.profile.get("rows", 0), "columns": {"prediction": ref.profile["prediction"]}}
+    try:
+        report = compare_summary_to_profile(profile, {"rows": column["count"], "columns": {"prediction": column}})
+    except DriftError:
+        return None
+    return report.columns["prediction"].score
+
+
+def _performance(performance: dict[str, Any] | None, summary: dict[str, Any],
+                 ref: VersionReference | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    answered = summary["rows"] - summary["errors"]
+    labelled = performance["labelled"] if performance else 0
+    out["labelled"] = float(labelled)
+    out["label_coverage"] = labelled / answered if answered else None
+    out["label_delay_seconds"] = performance["delay_sum"] / labelled if performance and labelled else None
+    if performance is None:
+        return out
+    if "classification" in performance:
+        metrics = ClassificationPerformance.from_state(performance["classification"]).metrics()
+        for name in CLASSIFICATION:
+            value = metrics.get(name)
+            out[name] = None if value is None else float(value)
+    elif "regression" in performance:
+        metrics = RegressionPerformance.from_state(performance["regression"]).metrics()
+        for name in REGRESSION:
+            value = metrics.get(name)
+            out[name] = None if value is None else float(value)
+    return out
+
+
+def known_metric(name: str, features: list[str] | None = None, classes: list[str] | None = None) -> bool:
+    """Whether ``name`` is a metric windows have (a monitor on anything else is refused when declared)."""
+    fixed = (*SOFTWARE, *OUTPUT, *CLASSIFICATION, *REGRESSION, *ESTIMATED, *LABELS, *DATASET)
+    if name in fixed:
+        return True
+    kind, _, rest = name.partition(".")
+    if kind in PER_FEATURE and rest:
+        return features is None or rest in features
+    if kind == "class_share" and rest:
+        return classes is None or rest in [str(c) for c in classes]
+    return False

@@ -1,0 +1,200 @@
+"""What one window of logged rows is reduced to: a JSON summary that merges by adding.
+
+Two parts, kept apart because they change at different times: the summary of the rows as they were
+logged (software, inputs, outputs, the estimate before labels), added to as rows arrive; and the
+performance on labelled rows, recomputed when labels land in the window (labels come late, and may
+be corrected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from matchday.monitoring.drift import merge_summaries, summarize_table
+from matchday.monitoring.drift.summary import summarize_numeric
+from matchday.monitoring.performance import (
+    CBPEEstimate,
+    Calibrator,
+    ClassificationPerformance,
+    RegressionPerformance,
+)
+from matchday.store import LoggedRow
+
+
+@dataclass(frozen=True)
+class VersionReference:
+    """What the monitoring loop knows of a model version: its task, classes, and reference profile."""
+
+    task: str  # classification | regression
+    classes: list[str] | None
+    features: list[str]
+    profile: dict[str, Any] | None
+    calibrator: Calibrator | None = None
+    reference_metrics: dict[str, Any] | None = None  # performance on the reference's labelled sample
+
+
+def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any]:
+    """One pass over rows as logged: counts, latency sketch, inputs, outputs, and the CBPE estimate."""
+    n = len(rows)
+    errors = sum(1 for r in rows if r.error is not None)
+    requests = len({(r.at, r.error is None) for r in rows})  # the rows of one request share its timestamp
+    latencies = np.fromiter((r.latency_seconds for r in rows), dtype=np.float64, count=n)
+    ok = [r for r in rows if r.error is None]
+    features = ref.features if ref is not None else sorted({k for r in ok for k in r.inputs})
+    inputs = _inputs_table(ok, features)
+    summary: dict[str, Any] = {
+        "rows": n, "errors": errors, "requests": requests,
+        "first_at": min(r.at for r in rows).isoformat() if rows else None,
+        "last_at": max(r.at for r in rows).isoformat() if rows else None,
+        "latency": summarize_numeric(latencies),
+        "inputs": summarize_table(inputs),
+        "outputs": _outputs(ok, ref),
+    }
+    return summary
+
+
+def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    """The summary of both windows' rows (``a`` may be None: a window not seen before)."""
+    if a is None:
+        return b
+    out = {"rows": a["rows"] + b["rows"], "errors": a["errors"] + b["errors"],
+           "requests": a["requests"] + b["requests"],
+           "first_at": min(v for v in (a["first_at"], b["first_at"]) if v) if a["first_at"] or b["first_at"] else None,
+           "last_at": max(v for v in (a["last_at"], b["last_at"]) if v) if a["last_at"] or b["last_at"] else None,
+           "latency": merge_summaries({"rows": 0, "columns": {"x": a["latency"]}},
+                                      {"rows": 0, "columns": {"x": b["latency"]}})["columns"]["x"],
+           "inputs": merge_summaries(a["inputs"], b["inputs"]),
+           "outputs": _merge_outputs(a["outputs"], b["outputs"])}
+    return out
+
+
+def _inputs_table(rows: Sequence[LoggedRow], features: list[str]) -> pa.Table:
+    columns: dict[str, list[Any]] = {f: [] for f in features}
+    for r in rows:
+        inputs = r.inputs
+        for f in features:
+            columns[f].append(inputs.get(f))
+    arrays = {}
+    for f, values in columns.items():
+        try:
+            arrays[f] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in one feature: compare as text
+            arrays[f] = pa.array([None if v is None else str(v) for v in values])
+    return pa.table(arrays) if arrays else pa.table({})
+
+
+def _outputs(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any]:
+    predictions = [r.prediction for r in rows]
+    nulls = sum(1 for p in predictions if p is None)
+    out: dict[str, Any] = {"rows": len(rows), "null": nulls}
+    classification = ref is not None and ref.task == "classification" and ref.classes
+    if classification:
+        counts: dict[str, int] = {}
+        for p in predictions:
+            if p is not None:
+                key = _label(p)
+                counts[key] = counts.get(key, 0) + 1
+        out["classes"] = counts
+        probas = [r.probabilities for r in rows if r.prediction is not None]
+        if probas and all(p is not None and len(p) == len(ref.classes or []) for p in probas):
+            proba = np.asarray(probas, dtype=np.float64)
+            out["confidence"] = {"n": int(proba.shape[0]), "sum": float(np.nanmax(proba, axis=1).sum())}
+            assert ref.classes is not None
+            estimate = CBPEEstimate(ref.classes)
+            calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
+            y_pred = np.asarray([_label(r.prediction) for r in rows if r.prediction is not None], dtype=object)
+            estimate.update(y_pred, calibrated)
+            out["cbpe"] = estimate.to_state()
+    else:
+        values = np.asarray([p if isinstance(p, int | float) and not isinstance(p, bool) else np.nan
+                             for p in predictions], dtype=np.float64)
+        out["values"] = summarize_numeric(values)
+    return out
+
+
+def _merge_outputs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"rows": a["rows"] + b["rows"], "null": a["null"] + b["null"]}
+    if "classes" in a or "classes" in b:
+        counts = dict(a.get("classes", {}))
+        for k, v in b.get("classes", {}).items():
+            counts[k] = counts.get(k, 0) + v
+        out["classes"] = counts
+    for key in ("confidence",):
+        if key in a or key in b:
+            x, y = a.get(key, {"n": 0, "sum": 0.0}), b.get(key, {"n": 0, "sum": 0.0})
+            out[key] = {"n": x["n"] + y["n"], "sum": x["sum"] + y["sum"]}
+    if "cbpe" in a and "cbpe" in b:
+        out["cbpe"] = CBPEEstimate.from_state(a["cbpe"]).merge(CBPEEstimate.from_state(b["cbpe"])).to_state()
+    elif "cbpe" in a or "cbpe" in b:
+        out["cbpe"] = a.get("cbpe") or b.get("cbpe")
+    if "values" in a or "values" in b:
+        if "values" in a and "values" in b:
+            out["values"] = merge_summaries({"rows": 0, "columns": {"x": a["values"]}},
+                                            {"rows": 0, "columns": {"x": b["values"]}})["columns"]["x"]
+        else:
+            out["values"] = a.get("values") or b.get("values")
+    return out
+
+
+# -- performance on labelled rows ----------------------------------------------------------------
+def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any] | None:
+    """Performance state of a window's labelled rows, with label coverage and delay; None if none labelled."""
+    labelled = [r for r in rows if r.label_at is not None and r.error is None and r.prediction is not None]
+    if not labelled:
+        return None
+    delays = np.asarray([(r.label_at - r.at).total_seconds() for r in labelled if r.label_at is not None])
+    out: dict[str, Any] = {"labelled": len(labelled), "delay_sum": float(np.clip(delays, 0, None).sum()),
+                           "delay_max": float(delays.max(initial=0.0))}
+    if ref is not None and ref.task == "classification" and ref.classes:
+        perf = ClassificationPerformance(ref.classes)
+        y_true = np.asarray([_label(r.label) for r in labelled], dtype=object)
+        y_pred = np.asarray([_label(r.prediction) for r in labelled], dtype=object)
+        probas = [r.probabilities for r in labelled]
+        proba = np.asarray(probas, dtype=np.float64) if all(p is not None and len(p) == len(ref.classes)
+                                                             for p in probas) else None
+        perf.update(y_true, y_pred, proba)
+        out["classification"] = perf.to_state()
+    else:
+        y_true = np.asarray([_number(r.label) for r in labelled], dtype=np.float64)
+        y_pred = np.asarray([_number(r.prediction) for r in labelled], dtype=np.float64)
+        out["regression"] = RegressionPerformance().update(y_true, y_pred).to_state()
+    return out
+
+
+def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    if a is None or b is None:
+        return a or b
+    out: dict[str, Any] = {"labelled": a["labelled"] + b["labelled"], "delay_sum": a["delay_sum"] + b["delay_sum"],
+                           "delay_max": max(a["delay_max"], b["delay_max"])}
+    if "classification" in a and "classification" in b:
+        out["classification"] = ClassificationPerformance.from_state(a["classification"]).merge(
+            ClassificationPerformance.from_state(b["classification"])).to_state()
+    elif "regression" in a and "regression" in b:
+        out["regression"] = RegressionPerformance.from_state(a["regression"]).merge(
+            RegressionPerformance.from_state(b["regression"])).to_state()
+    else:  # the version's task changed between windows: keep the newer
+        for key in ("classification", "regression"):
+            if key in b:
+                out[key] = b[key]
+    return out
+
+
+def _label(value: Any) -> str:
+    """Labels compared as text, with 1.0 read as "1" (JSON round trips turn ints into floats)."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -1,0 +1,135 @@
+"""The monitoring loop on a real database: windows by time and by count, late labels, monitors that
+fire on a known data-drift point and a known concept-drift point (never on the stationary part),
+alerts that deduplicate and resolve, and clear errors for monitors that cannot be checked."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from monitoring_stream import log_rows, scripted_stream
+from rollout_support import cancer_frame, fitted
+
+from matchday.monitoring import InvalidMonitor, MonitoringLoop, parse_monitors
+from matchday.store import AlertStore, PredictionLogStore, WindowStore
+from matchday.workspace import Workspace, build_monitoring
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+COUNT = 300
+
+
+def monitoring(ws: Workspace, monitors: list[dict], count: int = COUNT) -> MonitoringLoop:
+    ws.settings = ws.settings.model_copy(update={
+        "monitoring": ws.settings.monitoring.model_copy(update={"count_window": count}), "monitors": monitors})
+    return build_monitoring(ws)
+
+
+def register(ws: Workspace) -> str:
+    """The model with the whole data set as its reference (the stream samples from all of it)."""
+    X, _ = cancer_frame()
+    return ws.registry.register("cancer", fitted("base")[0], reference=X).ref
+
+
+def test_windows_by_time_and_count_and_late_labels(workspace: Workspace) -> None:
+    ref = register(workspace)
+    model, version = ref.split(":")
+    stream = scripted_stream(stationary=900, drifted=0, after=0)
+    loop = monitoring(workspace, [])
+    log = PredictionLogStore(workspace.database)
+    # 900 rows, 100 ms apart: three 5-minute windows would need 3000; spread them over 15 minutes instead
+    log.insert(log_rows(stream, 0, 900, deployment="cancer", model=model, version=int(version), at=T0,
+                        spacing=timedelta(seconds=1)))
+    result = loop.tick(T0 + timedelta(minutes=20))
+    assert result.rows == 900
+    windows = WindowStore(workspace.database)
+    five = windows.series("cancer", "5m")
+    assert [w.rows for w in five] == [300, 300, 300]
+    assert [w.start for w in five] == [T0, T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)]
+    hour = windows.series("cancer", "1h")
+    assert len(hour) == 1 and hour[0].rows == 900
+    counted = windows.series("cancer", f"{COUNT}rows")
+    assert [w.rows for w in counted] == [300, 300, 300]
+    m = five[0].metrics
+    assert m["error_rate"] == 0 and m["rows"] == 300 and abs(m["throughput"] - 1.0) < 1e-9
+    assert m["labelled"] == 0 and m.get("accuracy") is None
+    assert 0.009 < m["latency_p99"] < 0.0101
+    assert m["drift_share"] is not None and 0 <= m["drift_share"] <= 1
+    assert m["estimated_accuracy"] is not None and m["estimated_accuracy"] > 0.8  # CBPE, before any label
+    assert abs(sum(m[f"class_share.{c}"] for c in ("0", "1")) - 1) < 1e-9
+
+    # labels for the first window arrive late, after its rows were summarised: its performance follows
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(300)]
+    log.apply_labels("cancer", [("request_id", rid, int(stream.labels[i])) for i, rid in enumerate(ids)])
+    loop.tick(T0 + timedelta(minutes=21))
+    five = windows.series("cancer", "5m")
+    expected = float(np.mean(stream.labels[:300] == stream.predictions[:300]))
+    assert five[0].metrics["labelled"] == 300 and five[0].metrics["label_coverage"] == 1.0
+    assert five[0].metrics["accuracy"] == pytest.approx(expected)
+    assert five[1].metrics["labelled"] == 0
+    assert windows.series("cancer", "1h")[0].metrics["accuracy"] == pytest.approx(expected)
+    assert windows.series("cancer", f"{COUNT}rows")[0].metrics["accuracy"] == pytest.approx(expected)
+    # a corrected label changes the window it belongs to (no double counting)
+    log.apply_labels("cancer", [("request_id", ids[0], int(1 - stream.labels[0]))])
+    loop.tick(T0 + timedelta(minutes=22))
+    fixed = np.r_[1 - stream.labels[0], stream.labels[1:300]]
+    assert windows.series("cancer", "5m")[0].metrics["accuracy"] == pytest.approx(
+        float(np.mean(fixed == stream.predictions[:300])))
+    assert windows.series("cancer", "5m")[0].metrics["labelled"] == 300
+
+
+def test_data_and_concept_drift_are_detected_after_their_points_and_never_before(workspace: Workspace) -> None:
+    ref = register(workspace)
+    model, version = ref.split(":")
+    stream = scripted_stream(stationary=2400, drifted=1500, after=2100)
+    loop = monitoring(workspace, [
+        {"name": "data-drift", "metric": "drift_share", "window": f"{COUNT}rows", "when": "> 0.3", "breaches": 2,
+         "min_rows": 200},
+        {"name": "accuracy-low", "metric": "accuracy", "window": f"{COUNT}rows", "when": "< 0.85", "breaches": 2,
+         "min_rows": 200, "severity": "critical"},
+    ])
+    log = PredictionLogStore(workspace.database)
+    alerts = AlertStore(workspace.database)
+    opened: dict[str, int] = {}
+    resolved: dict[str, int] = {}
+    for start in range(0, 6000, COUNT):  # one count window per tick; labels follow one window behind
+        log.insert(log_rows(stream, start, start + COUNT, deployment="cancer", model=model, version=int(version),
+                            at=T0 + timedelta(seconds=start / 10)))
+        if start >= COUNT:
+            prev = range(start - COUNT, start)
+            log.apply_labels("cancer", [("request_id", str(uuid.UUID(int=i + 1)), int(stream.labels[i]))
+                                        for i in prev])
+        result = loop.tick(T0 + timedelta(seconds=start / 10 + 60))
+        for change in result.changes:
+            target = opened if change.kind == "opened" else resolved
+            target.setdefault(change.alert.monitor, start + COUNT)  # rows seen when it changed
+    drift_start, drift_end = stream.data_drift
+    assert drift_start < opened["data-drift"] <= drift_start + 3 * COUNT
+    assert drift_end < resolved["data-drift"] <= drift_end + 2 * COUNT
+    # performance is judged on windows whose labels arrived, one window later
+    assert stream.concept_drift < opened["accuracy-low"] <= stream.concept_drift + 4 * COUNT
+    assert "accuracy-low" not in resolved
+    history = alerts.list("cancer")
+    assert sorted(a.monitor for a in history) == ["accuracy-low", "data-drift"]  # each fired once: deduplicated
+    assert [a.state for a in history if a.monitor == "data-drift"] == ["resolved"]
+
+
+def test_monitors_that_cannot_be_checked_are_refused_with_every_reason() -> None:
+    with pytest.raises(InvalidMonitor) as caught:
+        parse_monitors([
+            {"name": "a", "metric": "no_such_metric", "when": "> 1"},
+            {"name": "b", "metric": "error_rate", "window": "7 minutes", "when": "> 1"},
+            {"name": "c", "metric": "error_rate", "when": "about 3"},
+            {"name": "d", "metric": "error_rate", "when": "> 1", "actions": [{"webhook": None}]},
+            {"name": "e", "metric": "error_rate", "when": "> 1", "actions": ["page_the_ceo"]},
+            {"name": "f", "metric": "error_rate", "when": "> 1", "window": "50rows"},
+        ], count_window=1000)
+    text = "\n".join(caught.value.details)
+    for needle in ("unknown metric 'no_such_metric'", "window '7 minutes'", "condition 'about 3'",
+                   "webhook action needs a URL", "unknown action 'page_the_ceo'", "not the configured count window"):
+        assert needle in text, text
+    specs = parse_monitors([{"name": "x", "metric": "drift.mean radius", "when": ">= 0.2", "window": "1h",
+                             "cooldown": "30m", "actions": ["alert", {"webhook": "http://127.0.0.1:9/hook"}, "rollback"]}],
+                           count_window=1000)
+    assert specs[0].cooldown == 1800 and [a.kind for a in specs[0].actions] == ["alert", "webhook", "rollback"]
