@@ -1,4 +1,11 @@
-"""The `matchday` command end to end, in a subprocess, on both databases."""
+"""The `matchday` command end to end, on both databases.
+
+Most commands run in-process through `matchday.cli.main` (what the console script calls) inside
+Typer's `CliRunner` isolation: each call gets its own argv, environment, stdin, stdout and stderr,
+fresh Rich consoles and a fresh workspace, as a new process would, without ~2 s of start-up each.
+`run_process` keeps the installed `matchday` script itself covered: a real process, its exit
+code and what it prints to stderr.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +16,56 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import matchday.workspace
+from matchday import cli
 
 MATCHDAY = str(Path(sys.executable).parent / "matchday")
 TESTS = Path(__file__).parent
+RUNNER = CliRunner()
 
 
-def run(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_process(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a subprocess."""
     return subprocess.run([MATCHDAY, *args], env=env, capture_output=True, text=True, timeout=120, input=input,
                           cwd=env["MATCHDAY_HOME"])
 
 
+def run(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`matchday ARGS` in this process; the same result as `run_process`, except that the runner echoes
+    a prompt's answer (``input``) to stdout."""
+    assert Path.cwd() == Path(env["MATCHDAY_HOME"]), "the env fixture puts the working directory where run_process does"
+    consoles, excepthook = (cli.out, cli.err), sys.excepthook
+    code: int = 0
+    with RUNNER.isolation(input=input, env=env) as (stdout, stderr, _):
+        # Built here, as at import in a new process: they see this call's COLUMNS and streams (no terminal).
+        cli.out, cli.err = Console(), Console(stderr=True)
+        try:
+            cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            cli.out, cli.err = consoles
+            sys.excepthook = excepthook  # typer installs its own on every call
+            _forget_default_workspace()  # the next call opens the database afresh, as a new process does
+        return subprocess.CompletedProcess(["matchday", *args], code, stdout.getvalue().decode(),
+                                           stderr.getvalue().decode())
+
+
+def _forget_default_workspace() -> None:
+    with matchday.workspace._lock:
+        if matchday.workspace._default is not None:
+            matchday.workspace._default.close()
+            matchday.workspace._default = None
+
+
 @pytest.fixture
-def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)  # matchday.yaml is looked up here, as with run_process's cwd
     return {**os.environ, "MATCHDAY_HOME": str(tmp_path), "MATCHDAY_DATABASE_URL": database_url,
             "PYTHONPATH": str(TESTS), "COLUMNS": "200"}
 
@@ -40,6 +85,7 @@ def files(tmp_path: Path, cancer, cancer_pipeline) -> dict[str, Path]:  # type: 
 
 
 def expect_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit code 1 and one `error:` line on stderr, without a traceback (in-process, any other exception propagates)."""
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error:"), result.stderr
@@ -81,8 +127,9 @@ def test_register_list_show_alias_verify_delete(env, files) -> None:  # type: ig
 def test_callable_from_the_command_line(env, tmp_path, mixed_frame) -> None:  # type: ignore[no-untyped-def]
     reference = tmp_path / "mixed.parquet"
     mixed_frame.to_parquet(reference)
-    r = run(env, "models", "register", "rule", "flavor_callables:score", "--reference", str(reference), "--target", "label",
-            "--proba", "flavor_callables:score_proba")
+    # a real process: the callable's module is found through PYTHONPATH, not through pytest's sys.path
+    r = run_process(env, "models", "register", "rule", "flavor_callables:score", "--reference", str(reference),
+                    "--target", "label", "--proba", "flavor_callables:score_proba")
     assert r.returncode == 0, r.stderr
     assert "callable" in r.stdout and "classification" in r.stdout
 
@@ -119,7 +166,7 @@ def test_errors_are_one_line_and_exit_1(env, files, tmp_path) -> None:  # type: 
 
 def test_unreachable_database(tmp_path: Path) -> None:
     env = {**os.environ, "MATCHDAY_HOME": str(tmp_path), "MATCHDAY_DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/db"}
-    result = run(env, "models", "list")
+    result = run_process(env, "models", "list")  # the console script's exit code and stderr, as a user sees them
     expect_error(result, "cannot reach the database at postgresql+psycopg://u:***@127.0.0.1:1/db")
     assert "pw" not in result.stderr.replace("psycopg", "")
 

@@ -481,10 +481,13 @@ def _short(values: list[Any] | None, limit: int = 6) -> str:
     return text + (f", … ({len(values)})" if len(values) > limit else "")
 
 
-def main() -> None:
-    """Entry point: our errors become one red line and exit code 1, never a traceback."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: our errors become one red line and exit code 1, never a traceback.
+
+    ``argv`` (default: ``sys.argv[1:]``) lets the tests run a command in-process exactly as the console script does.
+    """
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="matchday" if argv is not None else None, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except MatchdayError as exc:

@@ -33,9 +33,11 @@ TIME_WIDTHS = {"5m": 300, "1h": 3600, "1d": 86400}
 BASE = "5m"
 ANSWER_ROLES = ("served", "failed_over")
 GAP_SECONDS = 600.0  # how long an id the cursor skipped is looked for again
-LABEL_OVERLAP = timedelta(seconds=60)  # labels committed out of order within this are still found
+LABEL_OVERLAP = timedelta(seconds=10)  # labels committed out of order within this are still found
 COUNT_HISTORY = 500  # count windows remembered (by id range) for labels that arrive later
 STATE_KEY = "summarizer"
+WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
+DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
 
 
@@ -131,6 +133,9 @@ class Summarizer:
         state["cursor"], state["gaps"] = cursor, gaps[-1000:]
         return [r for r in found if r.role in ANSWER_ROLES]
 
+    def _segmented(self, deployment: str) -> bool:
+        return bool(self.config.segments.get(deployment, self.config.segments.get("*", [])))
+
     def _segments(self, deployment: str, row: LoggedRow, state: dict[str, Any]) -> list[str]:
         features = self.config.segments.get(deployment, self.config.segments.get("*", []))
         out = [""]
@@ -203,34 +208,39 @@ class Summarizer:
             end = item["end"] if width not in TIME_WIDTHS else start + timedelta(seconds=TIME_WIDTHS[width])
             if old is not None and width not in TIME_WIDTHS:
                 end = max(end, old.end)
-            out.append(self._window(key, end, summary, performance, now))
+            reuse = None
+            if old is not None and width in WIDE and summary["rows"] < DRIFT_REGROWTH * old.summary.get("drift_rows", 0):
+                reuse = old.metrics
+            summary["drift_rows"] = old.summary.get("drift_rows", 0) if reuse is not None else summary["rows"]
+            out.append(self._window(key, end, summary, performance, now, reuse_drift=reuse))
         self.windows.put_many(out)
         return out
 
     def _window(self, key: WindowKey, end: datetime, summary: dict[str, Any], performance: dict[str, Any] | None,
-                now: datetime) -> MetricWindow:
+                now: datetime, reuse_drift: dict[str, Any] | None = None) -> MetricWindow:
         deployment, model, version, segment, width, start = key
         if width in TIME_WIDTHS:
             seconds = min(TIME_WIDTHS[width], max((now - start).total_seconds(), 1.0))
         else:
             first, last = summary.get("first_at"), summary.get("last_at")
             seconds = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if first and last else 0
-        metrics = window_metrics(summary, performance, self.reference(model, version), seconds)
+        metrics = window_metrics(summary, performance, self.reference(model, version), seconds, reuse_drift=reuse_drift)
         return MetricWindow(deployment, model, version, segment, width, start, end, int(summary["rows"]), summary,
                             performance, metrics)
 
     # -- late labels -------------------------------------------------------------------------
     def _relabel(self, state: dict[str, Any], now: datetime) -> list[MetricWindow]:
         """Recompute performance where labels landed since the last tick (and re-merge what sits above)."""
-        since = (datetime.fromisoformat(state["label_cursor"]) - LABEL_OVERLAP if state["label_cursor"]
-                 else datetime.fromtimestamp(0, UTC))
-        labelled = self.log_store.labelled_ids_since(since)
-        if not labelled:
-            state["label_cursor"] = now.isoformat()
+        cursor = datetime.fromisoformat(state["label_cursor"]) if state["label_cursor"] else None
+        since = cursor - LABEL_OVERLAP if cursor is not None else datetime.fromtimestamp(0, UTC)
+        seen: dict[str, str] = state.get("labels_seen", {})  # row id -> label time, within the overlap
+        fresh = [row for row in self.log_store.labelled_ids_since(since) if seen.get(str(row[3])) != row[5].isoformat()]
+        if not fresh:
             return []
+        newest = max(row[5] for row in fresh)
         base: set[tuple[str, str, int, datetime]] = set()
         counted: set[tuple[str, str, int, int]] = set()  # (deployment, model, version, index in state["counts"])
-        for deployment, model, version, row_id, at in labelled:
+        for deployment, model, version, row_id, at, _ in fresh:
             base.add((deployment, model, version, floor_time(at, TIME_WIDTHS[BASE])))
             windows = state["counts"].get(f"{deployment}\x1f{model}\x1f{version}", [])
             for i, (_, _, lo, hi) in enumerate(windows):
@@ -240,7 +250,8 @@ class Summarizer:
         updates: dict[WindowKey, dict[str, Any] | None] = {}
         for deployment, model, version, start in base:
             rows = self.log_store.labelled_rows(deployment, model, version, start,
-                                                start + timedelta(seconds=TIME_WIDTHS[BASE]))
+                                                start + timedelta(seconds=TIME_WIDTHS[BASE]),
+                                                inputs=self._segmented(deployment))
             by_segment: dict[str, list[LoggedRow]] = {}
             for r in rows:
                 for segment in self._segments(deployment, r, state):
@@ -257,7 +268,11 @@ class Summarizer:
         written = self._set_performance(updates, now)
         whole = {k for k in updates if k[3] == ""}
         if whole <= {w.key for w in written}:  # else some rows are not summarised yet: look at these labels again
-            state["label_cursor"] = now.isoformat()
+            horizon = max(newest, cursor) if cursor is not None else newest
+            state["label_cursor"] = horizon.isoformat()
+            seen.update({str(row[3]): row[5].isoformat() for row in fresh})
+            state["labels_seen"] = {k: v for k, v in seen.items()
+                                    if datetime.fromisoformat(v) >= horizon - LABEL_OVERLAP}
         # the hour and day above each recomputed 5-minute window: merged from their 5-minute parts
         above: dict[WindowKey, dict[str, Any] | None] = {}
         for deployment, model, version, segment, w, start in list(updates):
@@ -286,7 +301,7 @@ class Summarizer:
             old = existing.get(key)
             if old is None:  # labels for rows the cursor has not summarised yet: the next tick writes them
                 continue
-            out.append(self._window(key, old.end, old.summary, performance, now))
+            out.append(self._window(key, old.end, old.summary, performance, now, reuse_drift=old.metrics))
         self.windows.put_many(out)
         return out
 

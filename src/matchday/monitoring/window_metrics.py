@@ -27,8 +27,12 @@ PER_FEATURE = ("drift", "drift_detected", "missing", "out_of_range", "unseen")  
 
 
 def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, ref: VersionReference | None,
-                   seconds: float) -> dict[str, float | None]:
-    """Every metric of one window; ``seconds`` is the time the window covers so far (for throughput)."""
+                   seconds: float, *, reuse_drift: dict[str, Any] | None = None) -> dict[str, float | None]:
+    """Every metric of one window; ``seconds`` is the time the window covers so far (for throughput).
+
+    ``reuse_drift``: earlier metrics of the same window whose drift numbers still stand (the drift tests
+    are the costly part; a label landing, or a day window growing by a few rows, does not redo them).
+    """
     out: dict[str, float | None] = {}
     rows = int(summary["rows"])
     out["rows"] = float(rows)
@@ -37,8 +41,13 @@ def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, 
     out["error_rate"] = summary["errors"] / rows if rows else None
     for q in (50, 95, 99):
         out[f"latency_p{q}"] = quantile(summary["latency"], q / 100)
-    out.update(_inputs(summary, ref))
-    out.update(_outputs(summary["outputs"], ref))
+    if reuse_drift is not None:
+        out.update({k: v for k, v in reuse_drift.items() if _is_drift(k)})
+    else:
+        out.update(_inputs(summary, ref))
+    out.update(_outputs(summary["outputs"], ref, drift=reuse_drift is None))
+    if reuse_drift is not None:
+        out["prediction_drift"] = reuse_drift.get("prediction_drift")
     out.update(_performance(performance, summary, ref))
     return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in out.items()}
 
@@ -78,7 +87,11 @@ def _inputs(summary: dict[str, Any], ref: VersionReference | None) -> dict[str, 
     return out
 
 
-def _outputs(outputs: dict[str, Any], ref: VersionReference | None) -> dict[str, float | None]:
+def _is_drift(name: str) -> bool:
+    return name in DATASET or name.partition(".")[0] in PER_FEATURE
+
+
+def _outputs(outputs: dict[str, Any], ref: VersionReference | None, *, drift: bool = True) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     rows = outputs["rows"]
     out["null_share"] = outputs["null"] / rows if rows else None
@@ -92,7 +105,8 @@ def _outputs(outputs: dict[str, Any], ref: VersionReference | None) -> dict[str,
         for name, value in CBPEEstimate.from_state(outputs["cbpe"]).metrics().items():
             if name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
                 out[f"estimated_{name}"] = None if value is None else float(value)
-    out["prediction_drift"] = _prediction_drift(outputs, ref)
+    if drift:
+        out["prediction_drift"] = _prediction_drift(outputs, ref)
     return out
 
 

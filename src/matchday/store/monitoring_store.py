@@ -86,11 +86,7 @@ class WindowStore:
             return out
         with self.db.session() as s:
             for chunk in _chunks(keys, 200):
-                condition = sa.or_(*[sa.and_(MetricWindowRow.deployment == d, MetricWindowRow.model == m,
-                                             MetricWindowRow.version == v, MetricWindowRow.segment == g,
-                                             MetricWindowRow.width == w, MetricWindowRow.start == t)
-                                     for d, m, v, g, w, t in chunk])
-                for row in s.scalars(sa.select(MetricWindowRow).where(condition)):
+                for row in s.scalars(sa.select(MetricWindowRow).where(_keys_match(chunk))):
                     window = _window(row)
                     out[window.key] = window
         return out
@@ -100,23 +96,22 @@ class WindowStore:
         if not windows:
             return
         now = utcnow()
+        key_columns = (MetricWindowRow.deployment, MetricWindowRow.model, MetricWindowRow.version,
+                       MetricWindowRow.segment, MetricWindowRow.width, MetricWindowRow.start)
         with self.db.session(write=True) as s:
-            existing = {}
-            for chunk in _chunks([w.key for w in windows], 200):
-                condition = sa.or_(*[sa.and_(MetricWindowRow.deployment == d, MetricWindowRow.model == m,
-                                             MetricWindowRow.version == v, MetricWindowRow.segment == g,
-                                             MetricWindowRow.width == w, MetricWindowRow.start == t)
-                                     for d, m, v, g, w, t in chunk])
-                for row in s.scalars(sa.select(MetricWindowRow).where(condition)):
-                    existing[(row.deployment, row.model, row.version, row.segment, row.width, row.start)] = row
-            for w in windows:
-                row = existing.get(w.key)
-                if row is None:
-                    row = MetricWindowRow(deployment=w.deployment, model=w.model, version=w.version,
-                                          segment=w.segment, width=w.width, start=w.start)
-                    s.add(row)
-                row.end, row.rows, row.summary, row.performance = w.end, w.rows, w.summary, w.performance
-                row.metrics, row.updated_at = w.metrics, now
+            ids: dict[WindowKey, int] = {}
+            for chunk in _chunks([w.key for w in windows], 200):  # ids only: the summaries are not read back
+                for row in s.execute(sa.select(MetricWindowRow.id, *key_columns).where(_keys_match(chunk))):
+                    ids[tuple(row[1:])] = row[0]  # type: ignore[index]
+            values = [{"end": w.end, "rows": w.rows, "summary": w.summary, "performance": w.performance,
+                       "metrics": w.metrics, "updated_at": now} for w in windows]
+            updates = [{"id": ids[w.key], **v} for w, v in zip(windows, values) if w.key in ids]
+            inserts = [{"deployment": w.deployment, "model": w.model, "version": w.version, "segment": w.segment,
+                        "width": w.width, "start": w.start, **v} for w, v in zip(windows, values) if w.key not in ids]
+            if updates:
+                s.execute(sa.update(MetricWindowRow), updates)
+            if inserts:
+                s.execute(sa.insert(MetricWindowRow), inserts)
 
     def series(self, deployment: str, width: str, *, since: datetime | None = None, until: datetime | None = None,
                segment: str | None = "", version: int | None = None, model: str | None = None,
@@ -295,6 +290,12 @@ class WebhookOutbox:
         with self.db.session() as s:
             return [_delivery(r) for r in s.scalars(sa.select(WebhookDeliveryRow)
                                                     .order_by(WebhookDeliveryRow.id.desc()).limit(limit))]
+
+
+def _keys_match(keys: list[WindowKey]) -> Any:
+    return sa.or_(*[sa.and_(MetricWindowRow.deployment == d, MetricWindowRow.model == m, MetricWindowRow.version == v,
+                            MetricWindowRow.segment == g, MetricWindowRow.width == w, MetricWindowRow.start == t)
+                    for d, m, v, g, w, t in keys])
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:

@@ -67,6 +67,11 @@ _LOGGED = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, Pred
            PredictionRow.error, PredictionRow.label, PredictionRow.label_at, PredictionRow.role)
 
 
+def _columns(inputs: bool) -> tuple[Any, ...]:
+    return _LOGGED if inputs else tuple(sa.literal({}, sa.JSON).label("inputs") if c is PredictionRow.inputs else c
+                                        for c in _LOGGED)
+
+
 class PredictionLogStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -92,26 +97,32 @@ class PredictionLogStore:
 
         An entity key labels the most recent prediction made for it (by time, then insertion).
         """
-        outcomes: list[LabelOutcome] = []
+        items = list(labels)
         now = utcnow()
+        found: dict[int, tuple[int, str]] = {}  # position -> (row id, request id)
         with self.db.session(write=True) as s:
-            for kind, key, label in labels:
+            by_request = [(i, key) for i, (kind, key, _) in enumerate(items) if kind == "request_id"]
+            for start in range(0, len(by_request), 500):  # one query per 500 request ids, not one per label
+                chunk = by_request[start:start + 500]
+                rows = dict(s.execute(sa.select(PredictionRow.request_id, PredictionRow.id).where(
+                    PredictionRow.deployment == deployment,
+                    PredictionRow.request_id.in_([key for _, key in chunk]))).all())
+                for i, key in chunk:
+                    if key in rows:
+                        found[i] = (rows[key], key)
+            for i, (kind, key, _) in enumerate(items):
                 if kind == "request_id":
-                    target = sa.select(PredictionRow.id).where(
-                        PredictionRow.deployment == deployment, PredictionRow.request_id == key)
-                else:
-                    target = (sa.select(PredictionRow.id)
-                              .where(PredictionRow.deployment == deployment, PredictionRow.entity_id == key,
-                                     PredictionRow.role == "served", PredictionRow.error.is_(None))
-                              .order_by(PredictionRow.at.desc(), PredictionRow.id.desc()).limit(1))
-                row_id = s.scalar(target)
-                if row_id is None:
-                    outcomes.append(LabelOutcome(kind, key, None))
                     continue
-                s.execute(sa.update(PredictionRow).where(PredictionRow.id == row_id).values(label=label, label_at=now))
-                request_id = s.scalar(sa.select(PredictionRow.request_id).where(PredictionRow.id == row_id))
-                outcomes.append(LabelOutcome(kind, key, request_id))
-        return outcomes
+                hit = s.execute(sa.select(PredictionRow.id, PredictionRow.request_id)
+                                .where(PredictionRow.deployment == deployment, PredictionRow.entity_id == key,
+                                       PredictionRow.role == "served", PredictionRow.error.is_(None))
+                                .order_by(PredictionRow.at.desc(), PredictionRow.id.desc()).limit(1)).first()
+                if hit is not None:
+                    found[i] = (hit[0], hit[1])
+            updates = [{"id": row_id, "label": items[i][2], "label_at": now} for i, (row_id, _) in found.items()]
+            if updates:  # by primary key, in one executemany; a later label for the same row wins
+                s.execute(sa.update(PredictionRow), updates)
+        return [LabelOutcome(kind, key, found[i][1] if i in found else None) for i, (kind, key, _) in enumerate(items)]
 
     def count(self, deployment: str | None = None, roles: tuple[str, ...] | None = ("served",),
               errors: bool | None = False) -> int:
@@ -200,27 +211,30 @@ class PredictionLogStore:
         return [LoggedRow(*r) for r in rows]
 
     def labelled_rows(self, deployment: str, model: str, version: int, start: datetime, end: datetime,
-                      roles: tuple[str, ...] = ANSWER_ROLES) -> list[LoggedRow]:
-        """One version's labelled rows predicted in [start, end), to recompute a window's performance."""
+                      roles: tuple[str, ...] = ANSWER_ROLES, *, inputs: bool = True) -> list[LoggedRow]:
+        """One version's labelled rows predicted in [start, end), to recompute a window's performance.
+
+        ``inputs=False`` leaves the inputs out (an empty dict): reading them is most of the cost.
+        """
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_LOGGED).where(
+            rows = s.execute(sa.select(*_columns(inputs)).where(
                 PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
                 PredictionRow.at >= start, PredictionRow.at < end, PredictionRow.label_at.isnot(None),
                 PredictionRow.role.in_(roles)).order_by(PredictionRow.id)).all()
         return [LoggedRow(*r) for r in rows]
 
-    def labelled_ids_since(self, since: datetime) -> list[tuple[str, str, int, int, datetime]]:
-        """(deployment, model, version, id, at) of rows labelled at or after ``since``."""
+    def labelled_ids_since(self, since: datetime) -> list[tuple[str, str, int, int, datetime, datetime]]:
+        """(deployment, model, version, id, at, label_at) of rows labelled at or after ``since``."""
         with self.db.session() as s:
             return [tuple(r) for r in s.execute(  # type: ignore[misc]
                 sa.select(PredictionRow.deployment, PredictionRow.model, PredictionRow.version, PredictionRow.id,
-                          PredictionRow.at)
+                          PredictionRow.at, PredictionRow.label_at)
                 .where(PredictionRow.label_at >= since, PredictionRow.role.in_(ANSWER_ROLES)))]
 
     def labelled_rows_between_ids(self, deployment: str, model: str, version: int, lo: int, hi: int) -> list[LoggedRow]:
-        """One version's labelled rows with ids in [lo, hi] (a window by count)."""
+        """One version's labelled rows with ids in [lo, hi] (a window by count), without their inputs."""
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_LOGGED).where(
+            rows = s.execute(sa.select(*_columns(False)).where(
                 PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
                 PredictionRow.id.between(lo, hi), PredictionRow.label_at.isnot(None),
                 PredictionRow.role.in_(ANSWER_ROLES)).order_by(PredictionRow.id)).all()
