@@ -378,6 +378,107 @@ def rollout_history(deployment: str, limit: int = 20) -> None:
     out.print(table)
 
 
+# -- monitoring ----------------------------------------------------------------------------------
+METRIC_COLUMNS = ("rows", "error_rate", "latency_p99", "drift_share", "prediction_drift", "accuracy",
+                  "estimated_accuracy", "label_coverage")
+
+
+@app.command("metrics")
+def metrics(
+    deployment: str,
+    window: Annotated[str, typer.Option(help="5m, 1h, 1d, or the window by count (e.g. 1000rows)")] = "5m",
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="metrics to show (repeat)")] = None,
+    segment: Annotated[str, typer.Option(help="a segment, e.g. country=DE")] = "",
+    last: Annotated[int, typer.Option(help="newest windows to show")] = 12,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The monitoring windows of DEPLOYMENT: one row per window, newest last."""
+    from matchday.monitoring import TIME_WIDTHS, count_width, known_metric
+
+    ws = default_workspace()
+    ws.deployments.get(deployment)
+    count = count_width(ws.settings.monitoring.count_window)
+    if window not in TIME_WIDTHS and window != count:
+        raise MatchdayError(f"unknown window {window!r}; one of {', '.join([*TIME_WIDTHS, count])}")
+    names = list(metric or METRIC_COLUMNS)
+    for name in names:
+        if not known_metric(name):
+            raise MatchdayError(f"unknown metric {name!r}")
+    windows = ws.monitoring.windows.series(deployment, window, segment=segment)[-last:]
+    if as_json:
+        print(json.dumps([{"model": w.model, "version": w.version, "start": w.start.isoformat(),
+                           "end": w.end.isoformat(), "rows": w.rows, "metrics": {n: w.metrics.get(n) for n in names}}
+                          for w in windows], indent=2))
+        return
+    if not windows:
+        out.print(f"no {window} windows for {deployment} yet (the server summarises the log every few seconds)")
+        return
+    table = Table("window (UTC)", "version", *names, title=f"{deployment}, {window} windows" +
+                  (f", {segment}" if segment else ""))
+    for w in windows:
+        start = f"{w.start:%Y-%m-%d %H:%M}" if window in TIME_WIDTHS else f"{w.start:%Y-%m-%d %H:%M:%S}"
+        table.add_row(start, str(w.version), *[_metric(n, w.metrics.get(n)) for n in names])
+    out.print(table)
+
+
+def _metric(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name in ("rows", "requests", "labelled", "drifted_features"):
+        return f"{value:,.0f}"
+    if name.startswith("latency"):
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.3f}"
+
+
+@app.command("monitors")
+def monitors(deployment: Annotated[str | None, typer.Argument()] = None) -> None:
+    """The monitors watching each deployment (matchday.yaml and the defaults), and which are firing."""
+    ws = default_workspace()
+    loop = ws.monitoring
+    names = [d.name for d in ws.deployments.list() if deployment is None or d.name == deployment]
+    if deployment is not None and not names:
+        ws.deployments.get(deployment)
+    firing = {(a.monitor, a.deployment) for a in loop.engine.alerts.firing()}
+    declared = {m.name for m in loop.monitors}
+    table = Table("deployment", "monitor", "metric", "window", "condition", "breaches", "severity", "actions", "from",
+                  "state")
+    for name in names:
+        for m in loop.monitors_of(name):
+            condition = f"{m.when} vs {m.relative_to}" if m.relative_to else m.when
+            table.add_row(name, m.name, m.metric + (f" by {m.segment}" if m.segment else ""), m.window, condition,
+                          str(m.breaches), m.severity, ", ".join(a.kind for a in m.actions),
+                          "matchday.yaml" if m.name in declared else "default",
+                          "[red]firing[/red]" if (m.name, name) in firing else "ok")
+    out.print(table)
+
+
+@app.command("alerts")
+def alerts(
+    deployment: Annotated[str | None, typer.Argument()] = None,
+    firing: Annotated[bool, typer.Option("--firing", help="only alerts firing now")] = False,
+    limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Alerts, newest first: firing and resolved, with the monitor and the value behind each."""
+    from matchday.monitoring import alert_body
+
+    ws = default_workspace()
+    if deployment is not None:
+        ws.deployments.get(deployment)
+    records = ws.monitoring.engine.alerts.list(deployment, state="firing" if firing else None, limit=limit)
+    if as_json:
+        print(json.dumps([alert_body(a, a.state)["alert"] for a in records], indent=2))
+        return
+    table = Table("id", "deployment", "monitor", "severity", "state", "value", "opened (UTC)", "resolved", "message")
+    for a in records:
+        state = "[red]firing[/red]" if a.state == "firing" else "resolved"
+        table.add_row(str(a.id), a.deployment + (f" [{a.segment}]" if a.segment else ""), a.monitor, a.severity, state,
+                      _metric(a.metric, a.value), f"{a.opened_at:%Y-%m-%d %H:%M:%S}",
+                      f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "", a.message)
+    out.print(table)
+
+
 DRIFT_EXIT_CODE = 3
 
 

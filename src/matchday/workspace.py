@@ -72,6 +72,8 @@ class Workspace:
         return WebhookSender(WebhookOutbox(self.database))
 
     def close(self) -> None:
+        if "webhooks" in self.__dict__ and self.webhooks.running:
+            self.webhooks.close()
         if "database" in self.__dict__:
             self.database.dispose()
 

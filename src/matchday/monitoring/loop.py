@@ -7,6 +7,7 @@ older than the last one it was judged on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,8 @@ from matchday.monitoring.alerting import AlertChange, AlertEngine
 from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
 from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer
 from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION
-from matchday.store import MetricWindow, MonitorStateStore, WindowStore
+from matchday.monitoring.webhooks import WebhookSender
+from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
 
 log = logging.getLogger("matchday.monitoring")
 CLOSE_GRACE = timedelta(seconds=10)  # rows logged just before a window closed have reached the store
@@ -40,6 +42,28 @@ class MonitoringLoop:
         self.engine = engine
         self.monitors = monitors
         self.defaults = default_monitors(summarizer.config.count_window) if defaults is None else defaults
+
+    async def run(self, leader: LeaderLock, interval: float, webhooks: WebhookSender | None = None) -> None:
+        """Tick forever (cancel to stop), only while this process holds ``leader``; it also sends the webhooks."""
+        try:
+            while True:
+                try:
+                    if await asyncio.to_thread(leader.acquire):
+                        if webhooks is not None and not webhooks.running:
+                            webhooks.start()
+                        ticking = asyncio.ensure_future(asyncio.to_thread(self.tick))
+                        try:
+                            await asyncio.shield(ticking)
+                        except asyncio.CancelledError:  # shutting down: let the tick in flight write its state
+                            await asyncio.wait([ticking])
+                            raise
+                except Exception:  # the database went away, a bug in one tick: keep the loop alive
+                    log.exception("monitoring tick failed; trying again in %.1fs", interval)
+                await asyncio.sleep(interval)
+        finally:
+            if webhooks is not None and webhooks.running:
+                await asyncio.to_thread(webhooks.close)
+            await asyncio.to_thread(leader.release)
 
     def monitors_of(self, deployment: str) -> list[MonitorSpec]:
         return monitors_for(deployment, self.monitors, self.defaults)

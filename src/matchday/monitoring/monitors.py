@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from matchday.errors import MatchdayError
 from matchday.monitoring.summarizer import TIME_WIDTHS
+from matchday.monitoring.webhooks import InvalidWebhook, validate_webhook_url
 from matchday.monitoring.window_metrics import known_metric
 
 _OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
@@ -122,6 +123,11 @@ class MonitorSpec(BaseModel):
         for action in self.actions:
             if action.kind == "webhook" and not action.url:
                 raise ValueError("a webhook action needs a URL: {webhook: 'https://...'}")
+            if action.kind == "webhook" and action.url:
+                try:
+                    validate_webhook_url(action.url)
+                except InvalidWebhook as exc:
+                    raise ValueError(exc.message) from exc
         return self
 
     @property

@@ -8,10 +8,11 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,14 +20,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from matchday import __version__
 from matchday.errors import MatchdayError
-from matchday.monitoring import PredictionLogWriter
+from matchday.monitoring import TIME_WIDTHS, MonitoringLoop, PredictionLogWriter, alert_body, count_width, known_metric
 from matchday.rollout import RolloutController, Rollouts, event_dict
 from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
-from matchday.store import LeaderLock, PredictionLogStore
+from matchday.serving.window_gauges import WindowGauges
+from matchday.store import MONITOR_LOCK_KEY, AlertStore, LeaderLock, PredictionLogStore, WindowStore
 from matchday.workspace import Workspace
 
 log = logging.getLogger("matchday.serving")
@@ -55,17 +57,25 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         rollouts = ws.rollouts
         controller = RolloutController(rollouts, LeaderLock(db), warm=service.warm,
                                        interval=ws.settings.controller_interval)
-        state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts)
+        monitoring = ws.monitoring  # a monitor that cannot be checked stops the start here, with every reason
+        alerts = AlertStore(db)
+        metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing))
+        state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts, monitoring=monitoring,
+                     alerts=alerts)
         loop = asyncio.get_running_loop()
         refresher = loop.create_task(_refresh_every_second(metrics))
         controlling = loop.create_task(controller.run())
+        watching = loop.create_task(monitoring.run(LeaderLock(db, MONITOR_LOCK_KEY, "monitor"),
+                                                   ws.settings.monitor_interval, ws.webhooks))
         try:
             yield
         finally:
             controlling.cancel()
+            watching.cancel()
             refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await controlling
+            for task in (controlling, watching):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await service.close()
             writer.close()
             ws.close()
@@ -195,10 +205,57 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         events = await asyncio.to_thread(rollouts().list_events, name, max(1, min(limit, 1000)))
         return {"events": [event_dict(e) for e in events]}
 
+    # -- monitoring ----------------------------------------------------------------------------
+    def monitoring() -> MonitoringLoop:
+        return state["monitoring"]
+
+    @app.get("/v1/deployments/{name}/metrics")
+    async def deployment_metrics(name: str, window: str = "5m", since: str | None = None, until: str | None = None,
+                                 metric: str | None = None, segment: str = "", version: int | None = None,
+                                 limit: int = 500) -> Any:
+        await asyncio.to_thread(service().deployments.get, name)  # an unknown deployment is a 404
+        count = count_width(monitoring().summarizer.config.count_window)
+        if window not in TIME_WIDTHS and window != count:
+            raise BadRequest(f"unknown window {window!r}; one of {', '.join([*TIME_WIDTHS, count])}")
+        wanted = [m.strip() for m in metric.split(",")] if metric else None
+        for m in wanted or []:
+            if not known_metric(m):
+                raise BadRequest(f"unknown metric {m!r}", ["see GET /v1/monitors for the metrics monitors use"])
+        windows = await asyncio.to_thread(monitoring().windows.series, name, window, since=_time(since, "since"),
+                                          until=_time(until, "until"), segment=segment, version=version,
+                                          limit=max(1, min(limit, 10_000)))
+        return {"deployment": name, "window": window, "segment": segment or None,
+                "windows": [{"model": w.model, "version": w.version, "start": w.start.isoformat(),
+                             "end": w.end.isoformat(), "rows": w.rows,
+                             "metrics": w.metrics if wanted is None else {m: w.metrics.get(m) for m in wanted}}
+                            for w in windows]}
+
+    @app.get("/v1/monitors")
+    async def list_monitors(deployment: str | None = None) -> Any:
+        records = await asyncio.to_thread(service().deployments.list)
+        names = [d.name for d in records if deployment is None or d.name == deployment]
+        if deployment is not None and not names:
+            await asyncio.to_thread(service().deployments.get, deployment)  # the 404
+        firing = {(a.monitor, a.deployment) for a in await asyncio.to_thread(state["alerts"].firing)}
+        declared = {m.name for m in monitoring().monitors}
+        return {"monitors": [{"deployment": n, **m.model_dump(mode="json"), "threshold": m.threshold,
+                              "source": "matchday.yaml" if m.name in declared else "default",
+                              "firing": (m.name, n) in firing}
+                             for n in names for m in monitoring().monitors_of(n)]}
+
+    @app.get("/v1/alerts")
+    async def list_alerts(deployment: str | None = None, state_: str | None = Query(None, alias="state"),
+                          limit: int = 200) -> Any:
+        if state_ not in (None, "firing", "resolved"):
+            raise BadRequest(f"unknown alert state {state_!r}; firing or resolved")
+        alerts = await asyncio.to_thread(state["alerts"].list, deployment, state=state_, limit=max(1, min(limit, 5000)))
+        return {"alerts": [alert_body(a, a.state)["alert"] for a in alerts]}
+
     @app.get("/metrics")
     async def metrics() -> Response:
         state["metrics"].refresh()
-        return Response(generate_latest(state["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
+        body = await asyncio.to_thread(generate_latest, state["metrics"].registry)  # window gauges read the database
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> Any:
@@ -306,6 +363,17 @@ def _output_type(signature: Any) -> str:
         return "FP64"
     classes = signature.output.classes or []
     return "INT64" if classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes) else "BYTES"
+
+
+def _time(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time from a query parameter (UTC when it names no zone)."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name}={text!r} is not an ISO 8601 time (e.g. 2026-11-27T08:00:00Z)") from exc
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _actor(request: Request) -> str:

@@ -14,7 +14,7 @@ from matchday.store.errors import (
     VersionNotFound,
 )
 from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
-from matchday.store.leader import LeaderLock
+from matchday.store.leader import MONITOR_LOCK_KEY, LeaderLock
 from matchday.store.model_store import ModelStore
 from matchday.store.monitoring_store import (
     AlertAlreadyFiring,
@@ -62,6 +62,7 @@ __all__ = [
     "EventRecord",
     "EventStore",
     "LeaderLock",
+    "MONITOR_LOCK_KEY",
     "RolloutAlreadyActive",
     "RolloutNotFound",
     "RolloutRecord",

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from matchday.store.database import Database
 
 _CONTROLLER_LOCK_KEY = 0x6D61746368 + 1
+MONITOR_LOCK_KEY = 0x6D61746368 + 2  # the monitoring loop's leader, apart from the rollout controller's
 _HOLDS = sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
                  "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1")
 
@@ -22,9 +23,10 @@ _HOLDS = sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND 
 class LeaderLock:
     """``acquire()`` is non-blocking and idempotent; call it every tick, it re-checks a live lock."""
 
-    def __init__(self, db: Database, key: int = _CONTROLLER_LOCK_KEY) -> None:
+    def __init__(self, db: Database, key: int = _CONTROLLER_LOCK_KEY, name: str = "controller") -> None:
         self.db = db
         self.key = key
+        self.name = name  # SQLite: the lock file is ``{database}.{name}-lock``
         self._connection: sa.Connection | None = None
         self._file: Any = None
 
@@ -79,7 +81,7 @@ class LeaderLock:
             return True
         import fcntl
 
-        handle = open(f"{database}.controller-lock", "a")
+        handle = open(f"{database}.{self.name}-lock", "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

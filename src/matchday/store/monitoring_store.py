@@ -141,6 +141,20 @@ class WindowStore:
                for r in rows]
         return out[::-1]
 
+    def latest(self, width: str, since: datetime) -> list[MetricWindow]:
+        """The newest whole-traffic window of ``width`` per deployment version, among those ending after ``since``."""
+        with self.db.session() as s:
+            rows = s.execute(sa.select(MetricWindowRow.deployment, MetricWindowRow.model, MetricWindowRow.version,
+                                       MetricWindowRow.segment, MetricWindowRow.width, MetricWindowRow.start,
+                                       MetricWindowRow.end, MetricWindowRow.rows, MetricWindowRow.metrics)
+                             .where(MetricWindowRow.width == width, MetricWindowRow.segment == "",
+                                    MetricWindowRow.end > since).order_by(MetricWindowRow.start)).all()
+        newest: dict[tuple[str, str, int], MetricWindow] = {}
+        for r in rows:
+            newest[(r.deployment, r.model, r.version)] = MetricWindow(r.deployment, r.model, r.version, r.segment,
+                                                                      r.width, r.start, r.end, r.rows, {}, None, r.metrics)
+        return list(newest.values())
+
     def within(self, deployment: str, model: str, version: int, segment: str, width: str, start: datetime,
                end: datetime) -> list[MetricWindow]:
         """Every window of one width whose start is in [start, end): the children of a wider window."""
