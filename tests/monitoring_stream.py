@@ -42,9 +42,13 @@ def scripted_stream(*, stationary: int, drifted: int, after: int, seed: int = 7,
     frame.loc[lo:hi - 1, DRIFTED_FEATURES] = frame.loc[lo:hi - 1, DRIFTED_FEATURES] * 1.6
     predictions = model.predict(frame)
     probabilities = model.predict_proba(frame)
-    labels = np.where(np.arange(n) < hi, truth, truth)  # the truth: the model is right ~98% of the time
+    at = np.arange(n)
+    base_error = float(np.mean(truth[:lo] != predictions[:lo]))  # the model is right ~98% of the time
+    # shifted inputs, the same relation to the outcome: the model stays as right as before (data drift only)
+    shifted = (at >= lo) & (at < hi)
+    labels = np.where(shifted, np.where(rng.random(n) < base_error, 1 - predictions, predictions), truth)
     concept = hi
-    flipped = (np.arange(n) >= concept) & (rng.random(n) < flip)
+    flipped = (at >= concept) & (rng.random(n) < flip)
     labels = np.where(flipped, 1 - predictions, labels)  # the world changed: the same inputs, other outcomes
     return Stream(frame, predictions, probabilities, labels, (lo, hi), concept)
 

@@ -393,7 +393,7 @@ def metrics(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The monitoring windows of DEPLOYMENT: one row per window, newest last."""
-    from matchday.monitoring import TIME_WIDTHS, count_width, known_metric
+    from matchday.monitoring import TIME_WIDTHS, count_width, diagnose, known_metric
 
     ws = default_workspace()
     ws.deployments.get(deployment)
@@ -407,17 +407,18 @@ def metrics(
     windows = ws.monitoring.windows.series(deployment, window, segment=segment)[-last:]
     if as_json:
         print(json.dumps([{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                           "end": w.end.isoformat(), "rows": w.rows, "metrics": {n: w.metrics.get(n) for n in names}}
+                           "end": w.end.isoformat(), "rows": w.rows, "diagnosis": diagnose(w.metrics),
+                           "metrics": {n: w.metrics.get(n) for n in names}}
                           for w in windows], indent=2))
         return
     if not windows:
         out.print(f"no {window} windows for {deployment} yet (the server summarises the log every few seconds)")
         return
-    table = Table("window (UTC)", "version", *names, title=f"{deployment}, {window} windows" +
+    table = Table("window (UTC)", "version", *names, "diagnosis", title=f"{deployment}, {window} windows" +
                   (f", {segment}" if segment else ""))
     for w in windows:
         start = f"{w.start:%Y-%m-%d %H:%M}" if window in TIME_WIDTHS else f"{w.start:%Y-%m-%d %H:%M:%S}"
-        table.add_row(start, str(w.version), *[_metric(n, w.metrics.get(n)) for n in names])
+        table.add_row(start, str(w.version), *[_metric(n, w.metrics.get(n)) for n in names], diagnose(w.metrics))
     out.print(table)
 
 

@@ -111,7 +111,8 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
     summarizer = Summarizer(PredictionLogStore(db), WindowStore(db), MonitorStateStore(db),
                             lambda model, version: version_reference(ws.registry, model, version),
                             SummarizerConfig(count_window=config.count_window, segments=dict(config.segments),
-                                             max_segment_values=config.max_segment_values))
+                                             max_segment_values=config.max_segment_values,
+                                             concept_drift=dict(config.concept_drift)))
     events = EventStore(db)
 
     def rollback(deployment: str, alert: AlertRecord) -> None:

@@ -44,7 +44,7 @@ from matchday.monitoring.performance import CBPEEstimate, Calibrator, Classifica
 from matchday.monitoring.prediction_log import PredictionLogWriter, WriterStats, json_safe
 from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer, SummarizerConfig, count_width
 from matchday.monitoring.webhooks import InvalidWebhook, WebhookSender
-from matchday.monitoring.window_metrics import known_metric, window_metrics
+from matchday.monitoring.window_metrics import diagnose, known_metric, window_metrics
 from matchday.monitoring.window_summary import VersionReference
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "alert_body",
     "count_width",
     "default_monitors",
+    "diagnose",
     "detector_from_state",
     "known_metric",
     "make_detector",

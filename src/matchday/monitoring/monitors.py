@@ -188,6 +188,8 @@ def default_monitors(count_window: int) -> list[MonitorSpec]:
                     severity="warning", breaches=2, min_rows=count_window // 2),
         MonitorSpec(name="accuracy-drop", metric="accuracy", window=rows, relative_to="reference", when="< -0.05",
                     severity="critical", breaches=2, min_rows=count_window // 2),
+        MonitorSpec(name="concept-drift", metric="concept_drift", window=rows, when="> 0.5", severity="warning",
+                    breaches=1, min_rows=1),
     ]
 
 

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
+from matchday.monitoring.concept_drift import detector_from_state, make_detector, update_many
 from matchday.monitoring.window_metrics import window_metrics
 from matchday.monitoring.window_summary import (
     VersionReference,
+    label_text,
     merge_performance,
     merge_summary,
     performance_of,
@@ -48,6 +52,7 @@ class SummarizerConfig:
     max_segment_values: int = 20  # distinct values per feature with a series of their own; the rest pool
     batch_rows: int = 50_000  # rows read per query
     max_rows_per_tick: int = 2_000_000
+    concept_drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin"})  # name and parameters
 
 
 @dataclass
@@ -248,23 +253,29 @@ class Summarizer:
                     counted.add((deployment, model, version, i))
                     break
         updates: dict[WindowKey, dict[str, Any] | None] = {}
+        fresh_ids = {row[3] for row in fresh}
+        detector_rows: list[LoggedRow] = []
         for deployment, model, version, start in base:
             rows = self.log_store.labelled_rows(deployment, model, version, start,
                                                 start + timedelta(seconds=TIME_WIDTHS[BASE]),
                                                 inputs=self._segmented(deployment))
+            detector_rows += [r for r in rows if r.id in fresh_ids]
             by_segment: dict[str, list[LoggedRow]] = {}
             for r in rows:
                 for segment in self._segments(deployment, r, state):
                     by_segment.setdefault(segment, []).append(r)
             ref = self.reference(model, version)
             for segment, part in by_segment.items():
-                updates[(deployment, model, version, segment, BASE, start)] = performance_of(part, ref)
+                updates[(deployment, model, version, segment, BASE, start)] = _with_detections(
+                    performance_of(part, ref), state, deployment, model, version, lambda d: start <= d[1] < start + timedelta(seconds=TIME_WIDTHS[BASE]))
+        self._detect(state, fresh, detector_rows)
         width = count_width(self.config.count_window)
         for deployment, model, version, i in counted:
             start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
             rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
-            updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = \
-                performance_of(rows, self.reference(model, version))
+            updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
+                performance_of(rows, self.reference(model, version)), state, deployment, model, version,
+                lambda d, lo=lo, hi=hi: lo <= d[0] <= hi)
         written = self._set_performance(updates, now)
         whole = {k for k in updates if k[3] == ""}
         if whole <= {w.key for w in written}:  # else some rows are not summarised yet: look at these labels again
@@ -291,6 +302,34 @@ class Summarizer:
                 above[key] = merged
         written += self._set_performance(above, now)
         return written
+
+    def _detect(self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow]) -> None:
+        """Feed each version's concept-drift detector the errors of rows labelled since the last tick,
+        in the order their labels arrived; remember where it fired (row id and time)."""
+        order = {row[3]: (row[5], row[3]) for row in fresh}
+        detectors = state.setdefault("detectors", {})
+        detections = state.setdefault("detections", {})
+        params = dict(self.config.concept_drift)
+        name = params.pop("detector", "adwin")
+        by_version: dict[tuple[str, str, int], list[LoggedRow]] = {}
+        for r in sorted(rows, key=lambda r: order[r.id]):
+            if r.error is None and r.prediction is not None:
+                by_version.setdefault((r.deployment, r.model, r.version), []).append(r)
+        for (deployment, model, version), part in by_version.items():
+            skey = f"{deployment}\x1f{model}\x1f{version}"
+            ref = self.reference(model, version)
+            errors = row_errors(part, ref)
+            keep = np.isfinite(errors)
+            if not keep.any():
+                continue
+            kept = [r for r, k in zip(part, keep) if k]
+            detector = detector_from_state(detectors[skey]) if skey in detectors else make_detector(name, **params)
+            for i in update_many(detector, errors[keep]):
+                detections.setdefault(skey, []).append([kept[i].id, kept[i].at.isoformat()])
+                log.warning("concept drift: %s (%s:%s) errors changed at row %s, labelled %s",
+                            deployment, model, version, kept[i].id, kept[i].label_at)
+            detections[skey] = detections.get(skey, [])[-COUNT_HISTORY:]
+            detectors[skey] = detector.to_state()
 
     def _set_performance(self, updates: dict[WindowKey, dict[str, Any] | None], now: datetime) -> list[MetricWindow]:
         if not updates:
@@ -328,3 +367,26 @@ def _remove_ids(gaps: Sequence[list[Any]], ids: set[int]) -> list[list[Any]]:
         if start <= hi:
             out.append([start, hi, seen])
     return out
+
+
+def _with_detections(performance: dict[str, Any] | None, state: dict[str, Any], deployment: str, model: str,
+                     version: int, inside: Callable[[tuple[int, datetime]], bool]) -> dict[str, Any] | None:
+    """The window's performance with how many concept-drift detections fell on its rows."""
+    if performance is None:
+        return None
+    found = state.get("detections", {}).get(f"{deployment}\x1f{model}\x1f{version}", [])
+    performance["detections"] = sum(1 for row_id, at in found if inside((row_id, datetime.fromisoformat(at))))
+    return performance
+
+
+def row_errors(rows: Sequence[LoggedRow], ref: VersionReference | None) -> np.ndarray:
+    """Per-row error: 0/1 for a classifier (wrong label), the absolute error for a regressor."""
+    if ref is not None and ref.task == "classification":
+        return np.asarray([0.0 if label_text(r.label) == label_text(r.prediction) else 1.0 for r in rows])
+    out = []
+    for r in rows:
+        try:
+            out.append(abs(float(r.label) - float(r.prediction)))
+        except (TypeError, ValueError):
+            out.append(float("nan"))
+    return np.asarray(out, dtype=np.float64)

@@ -21,7 +21,7 @@ OUTPUT = ("mean_confidence", "null_share", "prediction_drift")
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION = ("mae", "rmse", "r2", "mean_error")
 ESTIMATED = tuple(f"estimated_{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc"))
-LABELS = ("labelled", "label_coverage", "label_delay_seconds")
+LABELS = ("labelled", "label_coverage", "label_delay_seconds", "concept_drift")
 DATASET = ("drift_share", "drifted_features")
 PER_FEATURE = ("drift", "drift_detected", "missing", "out_of_range", "unseen")  # as ``{kind}.{feature}``
 
@@ -141,6 +141,7 @@ def _performance(performance: dict[str, Any] | None, summary: dict[str, Any],
     out["label_delay_seconds"] = performance["delay_sum"] / labelled if performance and labelled else None
     if performance is None:
         return out
+    out["concept_drift"] = 1.0 if performance.get("detections") else 0.0
     if "classification" in performance:
         metrics = ClassificationPerformance.from_state(performance["classification"]).metrics()
         for name in CLASSIFICATION:
@@ -165,3 +166,21 @@ def known_metric(name: str, features: list[str] | None = None, classes: list[str
     if kind == "class_share" and rest:
         return classes is None or rest in [str(c) for c in classes]
     return False
+
+
+DATA_DRIFT_SHARE = 0.3  # the share of drifted inputs that the diagnosis calls data drift
+
+
+def diagnose(metrics: dict[str, Any], *, accuracy_floor: float | None = None) -> str:
+    """The rule a team reads from: inputs shifted is data drift; inputs unchanged but performance falling
+    (the detector fired on the labelled errors) is concept drift; both can hold."""
+    shifted = (metrics.get("drift_share") or 0.0) >= DATA_DRIFT_SHARE
+    falling = bool(metrics.get("concept_drift")) or (
+        accuracy_floor is not None and metrics.get("accuracy") is not None and metrics["accuracy"] < accuracy_floor)
+    if shifted and falling:
+        return "data drift and falling performance"
+    if shifted:
+        return "data drift"
+    if falling:
+        return "concept drift"
+    return "stable"

@@ -97,7 +97,7 @@ def _outputs(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[st
         counts: dict[str, int] = {}
         for p in predictions:
             if p is not None:
-                key = _label(p)
+                key = label_text(p)
                 counts[key] = counts.get(key, 0) + 1
         out["classes"] = counts
         probas = [r.probabilities for r in rows if r.prediction is not None]
@@ -107,7 +107,7 @@ def _outputs(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[st
             assert ref.classes is not None
             estimate = CBPEEstimate(ref.classes)
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
-            y_pred = np.asarray([_label(r.prediction) for r in rows if r.prediction is not None], dtype=object)
+            y_pred = np.asarray([label_text(r.prediction) for r in rows if r.prediction is not None], dtype=object)
             estimate.update(y_pred, calibrated)
             out["cbpe"] = estimate.to_state()
     else:
@@ -152,8 +152,8 @@ def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> d
                            "delay_max": float(delays.max(initial=0.0))}
     if ref is not None and ref.task == "classification" and ref.classes:
         perf = ClassificationPerformance(ref.classes)
-        y_true = np.asarray([_label(r.label) for r in labelled], dtype=object)
-        y_pred = np.asarray([_label(r.prediction) for r in labelled], dtype=object)
+        y_true = np.asarray([label_text(r.label) for r in labelled], dtype=object)
+        y_pred = np.asarray([label_text(r.prediction) for r in labelled], dtype=object)
         probas = [r.probabilities for r in labelled]
         proba = np.asarray(probas, dtype=np.float64) if all(p is not None and len(p) == len(ref.classes)
                                                              for p in probas) else None
@@ -170,7 +170,8 @@ def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dic
     if a is None or b is None:
         return a or b
     out: dict[str, Any] = {"labelled": a["labelled"] + b["labelled"], "delay_sum": a["delay_sum"] + b["delay_sum"],
-                           "delay_max": max(a["delay_max"], b["delay_max"])}
+                           "delay_max": max(a["delay_max"], b["delay_max"]),
+                           "detections": a.get("detections", 0) + b.get("detections", 0)}
     if "classification" in a and "classification" in b:
         out["classification"] = ClassificationPerformance.from_state(a["classification"]).merge(
             ClassificationPerformance.from_state(b["classification"])).to_state()
@@ -184,7 +185,7 @@ def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dic
     return out
 
 
-def _label(value: Any) -> str:
+def label_text(value: Any) -> str:
     """Labels compared as text, with 1.0 read as "1" (JSON round trips turn ints into floats)."""
     if isinstance(value, bool):
         return str(value)

@@ -20,7 +20,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from matchday import __version__
 from matchday.errors import MatchdayError
-from matchday.monitoring import TIME_WIDTHS, MonitoringLoop, PredictionLogWriter, alert_body, count_width, known_metric
+from matchday.monitoring import (
+    TIME_WIDTHS,
+    MonitoringLoop,
+    PredictionLogWriter,
+    alert_body,
+    count_width,
+    diagnose,
+    known_metric,
+)
 from matchday.rollout import RolloutController, Rollouts, event_dict
 from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
@@ -226,7 +234,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                                           limit=max(1, min(limit, 10_000)))
         return {"deployment": name, "window": window, "segment": segment or None,
                 "windows": [{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                             "end": w.end.isoformat(), "rows": w.rows,
+                             "end": w.end.isoformat(), "rows": w.rows, "diagnosis": diagnose(w.metrics),
                              "metrics": w.metrics if wanted is None else {m: w.metrics.get(m) for m in wanted}}
                             for w in windows]}
 
