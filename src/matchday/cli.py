@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -393,12 +394,12 @@ def metrics(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The monitoring windows of DEPLOYMENT: one row per window, newest last."""
-    from matchday.monitoring import TIME_WIDTHS, count_width, diagnose, known_metric
+    from matchday.monitoring import TIME_WIDTHS, count_width, known_metric
 
     ws = default_workspace()
     ws.deployments.get(deployment)
     count = count_width(ws.settings.monitoring.count_window)
-    if window not in TIME_WIDTHS and window != count:
+    if window not in TIME_WIDTHS and not re.fullmatch(r"[1-9]\d*rows", window):
         raise MatchdayError(f"unknown window {window!r}; one of {', '.join([*TIME_WIDTHS, count])}")
     names = list(metric or METRIC_COLUMNS)
     for name in names:
@@ -407,7 +408,7 @@ def metrics(
     windows = ws.monitoring.windows.series(deployment, window, segment=segment)[-last:]
     if as_json:
         print(json.dumps([{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                           "end": w.end.isoformat(), "rows": w.rows, "diagnosis": diagnose(w.metrics),
+                           "end": w.end.isoformat(), "rows": w.rows, "diagnosis": ws.monitoring.diagnosis(w),
                            "metrics": {n: w.metrics.get(n) for n in names}}
                           for w in windows], indent=2))
         return
@@ -417,8 +418,8 @@ def metrics(
     table = Table("window (UTC)", "version", *names, "diagnosis", title=f"{deployment}, {window} windows" +
                   (f", {segment}" if segment else ""))
     for w in windows:
-        start = f"{w.start:%Y-%m-%d %H:%M}" if window in TIME_WIDTHS else f"{w.start:%Y-%m-%d %H:%M:%S}"
-        table.add_row(start, str(w.version), *[_metric(n, w.metrics.get(n)) for n in names], diagnose(w.metrics))
+        start = f"{w.start:%m-%d %H:%M}" if window in TIME_WIDTHS else f"{w.start:%m-%d %H:%M:%S}"
+        table.add_row(start, str(w.version), *[_metric(n, w.metrics.get(n)) for n in names], ws.monitoring.diagnosis(w))
     out.print(table)
 
 
@@ -471,12 +472,14 @@ def alerts(
     if as_json:
         print(json.dumps([alert_body(a, a.state)["alert"] for a in records], indent=2))
         return
-    table = Table("id", "deployment", "monitor", "severity", "state", "value", "opened (UTC)", "resolved", "message")
+    table = Table("id", "deployment", "monitor", "severity", "state", "metric", "value", "condition", "opened (UTC)",
+                  "resolved")
     for a in records:
         state = "[red]firing[/red]" if a.state == "firing" else "resolved"
+        condition = str(a.data.get("condition", "")) + (f" vs {a.data['relative_to']}" if a.data.get("relative_to") else "")
         table.add_row(str(a.id), a.deployment + (f" [{a.segment}]" if a.segment else ""), a.monitor, a.severity, state,
-                      _metric(a.metric, a.value), f"{a.opened_at:%Y-%m-%d %H:%M:%S}",
-                      f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "", a.message)
+                      a.metric, _metric(a.metric, a.value), condition, f"{a.opened_at:%m-%d %H:%M:%S}",
+                      f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "")
     out.print(table)
 
 

@@ -100,8 +100,8 @@ def version_reference(registry: Registry, model: str, version: int) -> VersionRe
     ref = f"{model}:{version}"
     signature = registry.get_signature(ref)
     classes = [str(c) for c in signature.output.classes] if signature.output.classes else None
-    return VersionReference(task=signature.output.task, classes=classes, features=list(signature.input_names),
-                            profile=registry.get_profile(ref))
+    return VersionReference.from_profile(signature.output.task, classes, list(signature.input_names),
+                                         registry.get_profile(ref))
 
 
 def build_monitoring(ws: Workspace) -> MonitoringLoop:

@@ -2,7 +2,8 @@
 
 Fraud is likelier for large amounts, at night, online, and abroad. ``concept_shift`` moves the
 rule (fraudsters switch to small daytime amounts) without changing the inputs' distribution:
-the concept drift that later parts of the demo must catch.
+the concept drift that later parts of the demo must catch. ``amount_scale`` and ``abroad`` shift
+the inputs (prices rise, more travel) while the rule stays: data drift.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ MERCHANTS = ["grocery", "electronics", "travel", "fuel", "restaurant", "online_s
 COUNTRIES = ["home", "neighbour", "abroad"]
 
 
-def transactions(n: int, seed: int = 0, concept_shift: float = 0.0) -> pa.Table:
+def transactions(n: int, seed: int = 0, concept_shift: float = 0.0, amount_scale: float = 1.0,
+                 abroad: float = 0.05) -> pa.Table:
     """``n`` transactions with columns amount, hour, merchant, country, card_present, is_fraud.
 
     >>> t = transactions(1000, seed=1)
@@ -22,15 +24,15 @@ def transactions(n: int, seed: int = 0, concept_shift: float = 0.0) -> pa.Table:
     (1000, True)
     """
     rng = np.random.default_rng(seed)
-    amount = np.round(rng.lognormal(mean=3.5, sigma=1.0, size=n), 2)
+    amount = np.round(rng.lognormal(mean=3.5, sigma=1.0, size=n) * amount_scale, 2)  # scale: data drift
     hour = rng.integers(0, 24, size=n)
     merchant = rng.choice(MERCHANTS, size=n, p=[0.3, 0.1, 0.05, 0.2, 0.25, 0.1])
-    country = rng.choice(COUNTRIES, size=n, p=[0.85, 0.1, 0.05])
+    country = rng.choice(COUNTRIES, size=n, p=[0.9 - abroad, 0.1, abroad])
     card_present = rng.random(n) < 0.7
     night = (hour < 6) | (hour >= 23)
     old_rule = 1.2 * np.log1p(amount) + 1.5 * night + 1.2 * ~card_present + 1.5 * (country == "abroad")
     new_rule = 2.5 * (amount < 30) + 1.5 * ~night + 1.2 * (merchant == "online_services")
-    score = (1 - concept_shift) * old_rule + concept_shift * new_rule - 8.0 + 2.0 * concept_shift
+    score = (1 - concept_shift) * old_rule + concept_shift * new_rule - 8.0 + 4.5 * concept_shift
     is_fraud = rng.random(n) < 1 / (1 + np.exp(-score))
     return pa.table({
         "amount": amount, "hour": hour, "merchant": merchant, "country": country,

@@ -102,6 +102,11 @@ def run(console: Console, workspace: Workspace | None = None) -> None:
 
     drift.run(console, ws)
 
+    console.rule("7. watch the match: windows, late labels, data and concept drift, alerts")
+    from matchday.demo import monitoring
+
+    monitoring.run(console, ws)
+
     from matchday.cli import models_list, models_show
 
     console.rule("$ matchday models list")

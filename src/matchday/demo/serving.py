@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,8 +21,12 @@ from matchday.workspace import Workspace
 
 
 @contextmanager
-def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: float | None = None) -> Iterator[str]:
-    """A real uvicorn server on a free local port, in a thread; stopped (and flushed) on exit."""
+def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: float | None = None,
+                   **settings: Any) -> Iterator[str]:
+    """A real uvicorn server on a free local port, in a thread; stopped (and flushed) on exit.
+
+    ``settings`` override the workspace's (e.g. ``monitor_interval``, ``monitors``) for this server only.
+    """
     import uvicorn
 
     from matchday.serving import create_app
@@ -29,9 +34,10 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
     with socket.socket() as s:
         s.bind((host, 0))
         port = s.getsockname()[1]
-    settings = ws.settings if controller_interval is None else \
-        ws.settings.model_copy(update={"controller_interval": controller_interval})
-    server = uvicorn.Server(uvicorn.Config(create_app(Workspace(settings)), host=host, port=port, log_level="warning"))
+    if controller_interval is not None:
+        settings["controller_interval"] = controller_interval
+    server = uvicorn.Server(uvicorn.Config(create_app(Workspace(ws.settings.model_copy(update=settings))), host=host,
+                                           port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://{host}:{port}"

@@ -16,7 +16,7 @@ from typing import Any
 from matchday.monitoring.alerting import AlertChange, AlertEngine
 from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
 from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer
-from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION
+from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION, diagnose
 from matchday.monitoring.webhooks import WebhookSender
 from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
 
@@ -64,6 +64,11 @@ class MonitoringLoop:
             if webhooks is not None and webhooks.running:
                 await asyncio.to_thread(webhooks.close)
             await asyncio.to_thread(leader.release)
+
+    def diagnosis(self, window: MetricWindow) -> str:
+        """`diagnose` of ``window`` against its version's reference performance."""
+        ref = self.summarizer.reference(window.model, window.version)
+        return diagnose(window.metrics, ref.reference_metrics if ref is not None else None)
 
     def monitors_of(self, deployment: str) -> list[MonitorSpec]:
         return monitors_for(deployment, self.monitors, self.defaults)

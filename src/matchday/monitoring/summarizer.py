@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from matchday.monitoring.concept_drift import detector_from_state, make_detector, update_many
+from matchday.monitoring.concept_drift import detector_from_state, make_detector
 from matchday.monitoring.window_metrics import window_metrics
 from matchday.monitoring.window_summary import (
     VersionReference,
@@ -311,6 +311,8 @@ class Summarizer:
         detections = state.setdefault("detections", {})
         params = dict(self.config.concept_drift)
         name = params.pop("detector", "adwin")
+        if name == "page_hinkley":
+            params.setdefault("mode", "up")  # rising errors are what decay looks like
         by_version: dict[tuple[str, str, int], list[LoggedRow]] = {}
         for r in sorted(rows, key=lambda r: order[r.id]):
             if r.error is None and r.prediction is not None:
@@ -324,10 +326,17 @@ class Summarizer:
                 continue
             kept = [r for r, k in zip(part, keep) if k]
             detector = detector_from_state(detectors[skey]) if skey in detectors else make_detector(name, **params)
-            for i in update_many(detector, errors[keep]):
-                detections.setdefault(skey, []).append([kept[i].id, kept[i].at.isoformat()])
-                log.warning("concept drift: %s (%s:%s) errors changed at row %s, labelled %s",
-                            deployment, model, version, kept[i].id, kept[i].label_at)
+            for row, value in zip(kept, errors[keep].tolist()):
+                before = getattr(detector, "estimation", None)
+                detector.update(value)
+                if not detector.drift_detected:
+                    continue
+                after = getattr(detector, "estimation", None)
+                if before is not None and after is not None and after <= before:
+                    continue  # errors fell back (a recovery): a change, but not the model decaying
+                detections.setdefault(skey, []).append([row.id, row.at.isoformat()])
+                log.warning("concept drift: %s (%s:%s) errors rose at row %s, labelled %s",
+                            deployment, model, version, row.id, row.label_at)
             detections[skey] = detections.get(skey, [])[-COUNT_HISTORY:]
             detectors[skey] = detector.to_state()
 

@@ -171,12 +171,14 @@ def known_metric(name: str, features: list[str] | None = None, classes: list[str
 DATA_DRIFT_SHARE = 0.3  # the share of drifted inputs that the diagnosis calls data drift
 
 
-def diagnose(metrics: dict[str, Any], *, accuracy_floor: float | None = None) -> str:
+def diagnose(metrics: dict[str, Any], reference: dict[str, Any] | None = None, *, tolerance: float = 0.05) -> str:
     """The rule a team reads from: inputs shifted is data drift; inputs unchanged but performance falling
-    (the detector fired on the labelled errors) is concept drift; both can hold."""
+    (the detector fired on the labelled errors, or accuracy is ``tolerance`` below the reference's) is
+    concept drift; both can hold."""
     shifted = (metrics.get("drift_share") or 0.0) >= DATA_DRIFT_SHARE
+    accuracy, expected = metrics.get("accuracy"), (reference or {}).get("accuracy")
     falling = bool(metrics.get("concept_drift")) or (
-        accuracy_floor is not None and metrics.get("accuracy") is not None and metrics["accuracy"] < accuracy_floor)
+        accuracy is not None and expected is not None and accuracy < expected - tolerance)
     if shifted and falling:
         return "data drift and falling performance"
     if shifted:

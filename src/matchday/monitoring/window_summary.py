@@ -37,6 +37,32 @@ class VersionReference:
     calibrator: Calibrator | None = None
     reference_metrics: dict[str, Any] | None = None  # performance on the reference's labelled sample
 
+    @classmethod
+    def from_profile(cls, task: str, classes: list[str] | None, features: list[str],
+                     profile: dict[str, Any] | None) -> VersionReference:
+        """With the reference's labelled sample (registered with a target): its performance, and a
+        calibrator for the estimate before labels fitted on its probabilities."""
+        sample = (profile or {}).get("labelled_sample")
+        if not sample or not sample.get("labels"):
+            return cls(task, classes, features, profile)
+        y_true = np.asarray([label_text(v) for v in sample["labels"]], dtype=object)
+        if task == "classification" and classes:
+            y_pred = np.asarray([label_text(v) for v in sample["predictions"]], dtype=object)
+            proba = np.asarray(sample["probabilities"], dtype=np.float64) if sample.get("probabilities") else None
+            if proba is not None and (proba.ndim != 2 or proba.shape[1] != len(classes)):
+                proba = None
+            metrics = ClassificationPerformance(classes).update(y_true, y_pred, proba).metrics()
+            calibrator = None
+            if proba is not None and len(set(y_true.tolist())) > 1:
+                try:
+                    calibrator = Calibrator.fit(classes, proba, y_true)
+                except Exception:  # too few rows of a class to calibrate: the estimate uses the raw scores
+                    calibrator = None
+            return cls(task, classes, features, profile, calibrator, metrics)
+        y = np.asarray([float(v) for v in sample["labels"]], dtype=np.float64)
+        p = np.asarray([float(v) for v in sample["predictions"]], dtype=np.float64)
+        return cls(task, classes, features, profile, None, RegressionPerformance().update(y, p).metrics())
+
 
 def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any]:
     """One pass over rows as logged: counts, latency sketch, inputs, outputs, and the CBPE estimate."""

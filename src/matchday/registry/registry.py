@@ -25,6 +25,7 @@ from matchday.store import StoreError, AliasMove, ModelRecord, ModelStore, Model
 log = logging.getLogger(__name__)
 
 PROFILE_PREDICTION_ROWS = 50_000  # predictions on at most this many reference rows are profiled
+LABELLED_SAMPLE_ROWS = 2_000  # reference rows kept with label, prediction and probabilities (monitoring's baseline)
 
 
 class Registry:
@@ -83,6 +84,7 @@ class Registry:
             profile["prediction"] = profile_column(_profilable(predictions))
             if labels is not None:
                 profile["target"] = profile_column(_profilable(labels))
+                profile["labelled_sample"] = _labelled_sample(predictor, sample, predictions, labels)
         else:
             assert given is not None
             final = given
@@ -178,6 +180,21 @@ class Registry:
             if self.store.count_artifact_uses(sha) == 0:
                 self.artifacts.delete(sha)
         return removed
+
+
+def _labelled_sample(predictor: Predictor, sample: pa.Table, predictions: np.ndarray,
+                     labels: np.ndarray) -> dict[str, Any]:
+    """The first reference rows' labels, predictions and probabilities: what monitoring compares live
+    performance with, and calibrates the estimate before labels on."""
+    n = min(LABELLED_SAMPLE_ROWS, len(predictions))
+    out: dict[str, Any] = {"labels": np.asarray(labels[:n]).tolist(), "predictions": np.asarray(predictions[:n]).tolist(),
+                           "probabilities": None}
+    if predictor.has_proba:
+        try:
+            out["probabilities"] = np.asarray(predictor.predict_proba(sample.slice(0, n)), dtype=np.float64).round(6).tolist()
+        except Exception:  # the sample is still useful without them
+            pass
+    return out
 
 
 def _pop_target(table: pa.Table, target: str | None) -> np.ndarray | None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,7 +27,6 @@ from matchday.monitoring import (
     PredictionLogWriter,
     alert_body,
     count_width,
-    diagnose,
     known_metric,
 )
 from matchday.rollout import RolloutController, Rollouts, event_dict
@@ -223,7 +223,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                                  limit: int = 500) -> Any:
         await asyncio.to_thread(service().deployments.get, name)  # an unknown deployment is a 404
         count = count_width(monitoring().summarizer.config.count_window)
-        if window not in TIME_WIDTHS and window != count:
+        if window not in TIME_WIDTHS and not re.fullmatch(r"[1-9]\d*rows", window):
             raise BadRequest(f"unknown window {window!r}; one of {', '.join([*TIME_WIDTHS, count])}")
         wanted = [m.strip() for m in metric.split(",")] if metric else None
         for m in wanted or []:
@@ -234,7 +234,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                                           limit=max(1, min(limit, 10_000)))
         return {"deployment": name, "window": window, "segment": segment or None,
                 "windows": [{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                             "end": w.end.isoformat(), "rows": w.rows, "diagnosis": diagnose(w.metrics),
+                             "end": w.end.isoformat(), "rows": w.rows, "diagnosis": monitoring().diagnosis(w),
                              "metrics": w.metrics if wanted is None else {m: w.metrics.get(m) for m in wanted}}
                             for w in windows]}
 
