@@ -142,3 +142,43 @@ def test_monitors_that_cannot_be_checked_are_refused_with_every_reason() -> None
                              "cooldown": "30m", "actions": ["alert", {"webhook": "http://127.0.0.1:9/hook"}, "rollback"]}],
                            count_window=1000)
     assert specs[0].cooldown == 1800 and [a.kind for a in specs[0].actions] == ["alert", "webhook", "rollback"]
+
+
+def test_segments_slice_windows_and_a_monitor_fires_on_one_segment_only(workspace: Workspace) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from matchday.demo.fraud import transactions
+
+    train = transactions(3000, seed=1).to_pandas()
+    features = ["amount", "hour", "merchant", "country", "card_present"]
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression(max_iter=500)).fit(train[features], train["is_fraud"])
+    workspace.registry.register("fraud", model, reference=train, target="is_fraud")
+    workspace.settings = workspace.settings.model_copy(update={
+        "monitoring": workspace.settings.monitoring.model_copy(update={"count_window": 1000,
+                                                                       "segments": {"fraud": ["country"]}}),
+        "monitors": [{"name": "accuracy-by-country", "metric": "accuracy", "window": "5m", "segment": "country",
+                      "when": "< 0.7", "min_rows": 30}]})
+    loop = build_monitoring(workspace)
+    live = transactions(900, seed=2).to_pandas()
+    predictions = model.predict(live[features])
+    labels = np.where(live["country"] == "abroad", 1 - predictions, predictions)  # wrong abroad, right elsewhere
+    log = PredictionLogStore(workspace.database)
+    log.insert([{"request_id": str(uuid.UUID(int=i + 1)), "entity_id": None, "deployment": "fraud", "model": "fraud",
+                 "version": 1, "at": T0 + timedelta(seconds=i / 10), "inputs": row, "prediction": int(predictions[i]),
+                 "probabilities": None, "latency_seconds": 0.01, "routing": {}, "role": "served", "error": None,
+                 "shadow_of": None} for i, row in enumerate(live[features].to_dict("records"))])
+    log.apply_labels("fraud", [("request_id", str(uuid.UUID(int=i + 1)), int(labels[i])) for i in range(len(live))])
+    result = loop.tick(T0 + timedelta(minutes=6))
+    windows = WindowStore(workspace.database)
+    segments = {w.segment: w for w in windows.series("fraud", "5m", segment=None)}
+    assert set(segments) == {"", "country=home", "country=neighbour", "country=abroad"}
+    assert sum(segments[s].rows for s in segments if s) == segments[""].rows == 900
+    assert segments["country=abroad"].metrics["accuracy"] == 0.0
+    assert segments["country=home"].metrics["accuracy"] == 1.0
+    opened = [c.alert for c in result.changes if c.kind == "opened"]
+    assert [(a.monitor, a.segment) for a in opened] == [("accuracy-by-country", "country=abroad")]
