@@ -13,7 +13,7 @@ from monitoring_stream import log_rows, scripted_stream
 from rollout_support import cancer_frame, fitted
 
 from matchday.monitoring import InvalidMonitor, MonitoringLoop, diagnose, parse_monitors
-from matchday.store import AlertStore, PredictionLogStore, WindowStore
+from matchday.store import AlertStore, PredictionLogStore, StoreUnavailable, WindowStore
 from matchday.workspace import Workspace, build_monitoring
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -182,3 +182,30 @@ def test_segments_slice_windows_and_a_monitor_fires_on_one_segment_only(workspac
     assert segments["country=home"].metrics["accuracy"] == 1.0
     opened = [c.alert for c in result.changes if c.kind == "opened"]
     assert [(a.monitor, a.segment) for a in opened] == [("accuracy-by-country", "country=abroad")]
+
+
+def test_a_database_that_goes_away_mid_tick_neither_loses_nor_repeats_rows(workspace: Workspace,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = register(workspace)
+    model, version = ref.split(":")
+    stream = scripted_stream(stationary=600, drifted=0, after=0)
+    loop = monitoring(workspace, [])
+    log = PredictionLogStore(workspace.database)
+    log.insert(log_rows(stream, 0, 600, deployment="cancer", model=model, version=int(version), at=T0))
+    calls = {"n": 0}
+    real = PredictionLogStore.labelled_ids_since
+
+    def flaky(self: PredictionLogStore, since: datetime) -> list:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 1:  # after the windows are computed, before anything is committed
+            raise StoreUnavailable("the database went away")
+        return real(self, since)
+
+    monkeypatch.setattr(PredictionLogStore, "labelled_ids_since", flaky)
+    with pytest.raises(StoreUnavailable):
+        loop.tick(T0 + timedelta(minutes=10))
+    assert WindowStore(workspace.database).series("cancer", "5m") == []
+    loop.tick(T0 + timedelta(minutes=11))
+    loop.tick(T0 + timedelta(minutes=12))
+    assert [w.rows for w in WindowStore(workspace.database).series("cancer", f"{COUNT}rows")] == [300, 300]
+    assert sum(w.rows for w in WindowStore(workspace.database).series("cancer", "5m")) == 600

@@ -103,13 +103,13 @@ class Summarizer:
         if rows:
             self._add_time_windows(rows, state, pending)
             self._add_count_windows(rows, state, pending)
-        written = self._write(pending, now)
-        relabelled = self._relabel(state, now)
+        staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now)}
+        relabelled = self._relabel(state, now, staged)
         result.labelled_windows = len(relabelled)
-        merged = {w.key: w for w in written}
-        merged.update({w.key: w for w in relabelled})
-        result.windows = list(merged.values())
-        self.state.put({STATE_KEY: state})
+        staged.update({w.key: w for w in relabelled})
+        result.windows = list(staged.values())
+        # one transaction for the windows and the cursor: a crash in between neither loses nor repeats rows
+        self.windows.put_many(result.windows, state={STATE_KEY: state})
         return result
 
     def _read(self, state: dict[str, Any], now: datetime) -> list[LoggedRow]:
@@ -218,7 +218,6 @@ class Summarizer:
                 reuse = old.metrics
             summary["drift_rows"] = old.summary.get("drift_rows", 0) if reuse is not None else summary["rows"]
             out.append(self._window(key, end, summary, performance, now, reuse_drift=reuse))
-        self.windows.put_many(out)
         return out
 
     def _window(self, key: WindowKey, end: datetime, summary: dict[str, Any], performance: dict[str, Any] | None,
@@ -234,7 +233,7 @@ class Summarizer:
                             performance, metrics)
 
     # -- late labels -------------------------------------------------------------------------
-    def _relabel(self, state: dict[str, Any], now: datetime) -> list[MetricWindow]:
+    def _relabel(self, state: dict[str, Any], now: datetime, staged: dict[WindowKey, MetricWindow]) -> list[MetricWindow]:
         """Recompute performance where labels landed since the last tick (and re-merge what sits above)."""
         cursor = datetime.fromisoformat(state["label_cursor"]) if state["label_cursor"] else None
         since = cursor - LABEL_OVERLAP if cursor is not None else datetime.fromtimestamp(0, UTC)
@@ -276,7 +275,7 @@ class Summarizer:
             updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
                 performance_of(rows, self.reference(model, version)), state, deployment, model, version,
                 lambda d, lo=lo, hi=hi: lo <= d[0] <= hi)
-        written = self._set_performance(updates, now)
+        written = self._set_performance(updates, now, staged)
         whole = {k for k in updates if k[3] == ""}
         if whole <= {w.key for w in written}:  # else some rows are not summarised yet: look at these labels again
             horizon = max(newest, cursor) if cursor is not None else newest
@@ -294,13 +293,18 @@ class Summarizer:
                 key = (deployment, model, version, segment, wide, w_start)
                 if key in above:
                     continue
-                parts = self.windows.performance_within(deployment, model, version, segment, BASE, w_start,
-                                                        w_start + timedelta(seconds=TIME_WIDTHS[wide]))
+                w_end = w_start + timedelta(seconds=TIME_WIDTHS[wide])
+                parts = dict(self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end))
+                for w in [*staged.values(), *written]:  # this tick's, not committed yet, override the stored
+                    if (w.deployment, w.model, w.version, w.segment, w.width) == (deployment, model, version,
+                                                                                  segment, BASE) \
+                            and w_start <= w.start < w_end:
+                        parts[w.start] = w.performance
                 merged: dict[str, Any] | None = None
-                for p in parts:
+                for p in parts.values():
                     merged = merge_performance(merged, p)
                 above[key] = merged
-        written += self._set_performance(above, now)
+        written += self._set_performance(above, now, {**staged, **{w.key: w for w in written}})
         return written
 
     def _detect(self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow]) -> None:
@@ -340,17 +344,18 @@ class Summarizer:
             detections[skey] = detections.get(skey, [])[-COUNT_HISTORY:]
             detectors[skey] = detector.to_state()
 
-    def _set_performance(self, updates: dict[WindowKey, dict[str, Any] | None], now: datetime) -> list[MetricWindow]:
+    def _set_performance(self, updates: dict[WindowKey, dict[str, Any] | None], now: datetime,
+                         staged: dict[WindowKey, MetricWindow]) -> list[MetricWindow]:
         if not updates:
             return []
-        existing = self.windows.get_many(updates)
+        existing = self.windows.get_many([k for k in updates if k not in staged])
+        existing.update({k: staged[k] for k in updates if k in staged})
         out = []
         for key, performance in updates.items():
             old = existing.get(key)
             if old is None:  # labels for rows the cursor has not summarised yet: the next tick writes them
                 continue
             out.append(self._window(key, old.end, old.summary, performance, now, reuse_drift=old.metrics))
-        self.windows.put_many(out)
         return out
 
 

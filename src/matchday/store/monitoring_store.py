@@ -91,9 +91,10 @@ class WindowStore:
                     out[window.key] = window
         return out
 
-    def put_many(self, windows: Sequence[MetricWindow]) -> None:
-        """Insert or replace windows by key (one writer: the monitoring loop's leader)."""
-        if not windows:
+    def put_many(self, windows: Sequence[MetricWindow], *, state: dict[str, dict[str, Any]] | None = None) -> None:
+        """Insert or replace windows by key (one writer: the monitoring loop's leader), and in the same
+        transaction the loop's named ``state`` (its cursors), so both land or neither does."""
+        if not windows and not state:
             return
         now = utcnow()
         key_columns = (MetricWindowRow.deployment, MetricWindowRow.model, MetricWindowRow.version,
@@ -112,6 +113,12 @@ class WindowStore:
                 s.execute(sa.update(MetricWindowRow), updates)
             if inserts:
                 s.execute(sa.insert(MetricWindowRow), inserts)
+            for key, value in (state or {}).items():
+                row = s.get(MonitorStateRow, key)
+                if row is None:
+                    s.add(MonitorStateRow(key=key, state=value, updated_at=now))
+                else:
+                    row.state, row.updated_at = value, now
 
     def series(self, deployment: str, width: str, *, since: datetime | None = None, until: datetime | None = None,
                segment: str | None = "", version: int | None = None, model: str | None = None,
@@ -167,14 +174,14 @@ class WindowStore:
             return [_window(r) for r in rows]
 
     def performance_within(self, deployment: str, model: str, version: int, segment: str, width: str,
-                           start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """The performance states of the windows of one width starting in [start, end) (only that column)."""
+                           start: datetime, end: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+        """(start, performance) of the windows of one width starting in [start, end) (only that column)."""
         with self.db.session() as s:
-            return [p for p in s.scalars(sa.select(MetricWindowRow.performance).where(
+            return [(t, p) for t, p in s.execute(sa.select(MetricWindowRow.start, MetricWindowRow.performance).where(
                 MetricWindowRow.deployment == deployment, MetricWindowRow.model == model,
                 MetricWindowRow.version == version, MetricWindowRow.segment == segment,
                 MetricWindowRow.width == width, MetricWindowRow.start >= start, MetricWindowRow.start < end,
-                MetricWindowRow.performance.isnot(None))) if p]
+                MetricWindowRow.performance.isnot(None))).all() if p]
 
     def segments(self, deployment: str) -> list[str]:
         with self.db.session() as s:
