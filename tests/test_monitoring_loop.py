@@ -59,6 +59,7 @@ def test_windows_by_time_and_count_and_late_labels(workspace: Workspace) -> None
     assert m["drift_share"] is not None and 0 <= m["drift_share"] <= 1
     assert m["estimated_accuracy"] is not None and m["estimated_accuracy"] > 0.8  # CBPE, before any label
     assert abs(sum(m[f"class_share.{c}"] for c in ("0", "1")) - 1) < 1e-9
+    assert m["prediction_drift"] is not None and m["prediction_drift_detected"] == 0.0  # integer classes too
 
     # labels for the first window arrive late, after its rows were summarised: its performance follows
     ids = [str(uuid.UUID(int=i + 1)) for i in range(300)]

@@ -116,11 +116,15 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
     events = EventStore(db)
 
     def rollback(deployment: str, alert: AlertRecord) -> None:
+        """Roll back the rollout in progress if the alert is on its candidate (a baseline alert is not its fault)."""
         try:
+            current = ws.rollouts.active(deployment)
+            if current.candidate != f"{alert.model}:{alert.version}":
+                raise NothingToDo(f"the rollout of {deployment} is not of {alert.model}:{alert.version}")
             ws.rollouts.rollback(deployment, actor="monitor", reason=f"alert {alert.id}: {alert.message}",
                                  data={"alert": alert.id, "monitor": alert.monitor, "value": alert.value})
-        except NothingToDo:
-            log.info("alert %s asks for a rollback of %s, which has no rollout in progress", alert.id, deployment)
+        except NothingToDo as exc:
+            log.info("alert %s asks for a rollback of %s: nothing to roll back (%s)", alert.id, deployment, exc)
 
     def hook(kind: str) -> Callable[[str, AlertRecord], None]:
         def act(deployment: str, alert: AlertRecord) -> None:  # review and retrain come later: recorded for them

@@ -44,7 +44,7 @@ class AlertEngine:
         monitor = verdict.monitor
         if verdict.breached is None:
             return None
-        key = f"monitor\x1f{monitor.name}\x1f{window.deployment}\x1f{window.segment}"
+        key = f"monitor\x1f{monitor.name}\x1f{window.deployment}\x1f{window.model}:{window.version}\x1f{window.segment}"
         state = self.state.get(key) or {"breaches": 0, "last_window": None, "alert": None, "resolved_at": None}
         window_id = f"{window.model}:{window.version}@{window.start.isoformat()}"
         change: AlertChange | None = None
@@ -91,7 +91,8 @@ class AlertEngine:
                                      message=message, data=data, at=now)
         except AlertAlreadyFiring:  # opened by another process (or before a restart): adopt it
             firing = [a for a in self.alerts.firing(window.deployment)
-                      if a.monitor == monitor.name and a.segment == window.segment]
+                      if (a.monitor, a.model, a.version, a.segment) == (monitor.name, window.model, window.version,
+                                                                         window.segment)]
             return firing[0] if firing else None
         self._act(alert, monitor, "opened")
         return alert

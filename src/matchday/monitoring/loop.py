@@ -17,6 +17,7 @@ from matchday.monitoring.alerting import AlertChange, AlertEngine
 from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
 from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer
 from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION, diagnose
+from matchday.monitoring.window_summary import label_text
 from matchday.monitoring.webhooks import WebhookSender
 from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
 
@@ -92,8 +93,8 @@ class MonitoringLoop:
                 if not self._applies(monitor, window):
                     continue
                 verdict = self._judge(monitor, window)
-                if not self._advance(monitor, window):
-                    continue
+                if verdict.breached is None or not self._advance(monitor, window):
+                    continue  # inconclusive (e.g. labels not in yet) never moves the series on
                 result.judged += 1
                 change = self.engine.observe(window, verdict, now)
                 if change is not None:
@@ -146,7 +147,9 @@ class MonitoringLoop:
             return None if value is None else float(value)
         kind, _, name = metric.partition(".")
         if kind == "class_share" and ref.profile and "prediction" in ref.profile:
-            categories = ref.profile["prediction"].get("categories") or {}
+            prediction = ref.profile["prediction"]
+            categories = prediction.get("categories") or {
+                label_text(v): c for v, c in zip(prediction.get("values", []), prediction.get("value_counts", []))}
             total = sum(categories.values())
             return categories.get(name, 0) / total if total else None
         return None

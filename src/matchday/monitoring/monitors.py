@@ -184,7 +184,7 @@ def default_monitors(count_window: int) -> list[MonitorSpec]:
                     breaches=2, min_rows=20),
         MonitorSpec(name="data-drift", metric="drift_share", window=rows, when="> 0.3", severity="warning",
                     breaches=2, min_rows=count_window // 2),
-        MonitorSpec(name="prediction-drift", metric="prediction_drift", window=rows, when="< 0.001",
+        MonitorSpec(name="prediction-drift", metric="prediction_drift_detected", window=rows, when="> 0.5",
                     severity="warning", breaches=2, min_rows=count_window // 2),
         MonitorSpec(name="accuracy-drop", metric="accuracy", window=rows, relative_to="reference", when="< -0.05",
                     severity="critical", breaches=2, min_rows=count_window // 2),

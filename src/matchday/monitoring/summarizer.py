@@ -30,7 +30,7 @@ from matchday.monitoring.window_summary import (
     performance_of,
     summarize_rows,
 )
-from matchday.store import LoggedRow, MetricWindow, MonitorStateStore, PredictionLogStore, WindowKey, WindowStore
+from matchday.store import LoggedRow, MetricWindow, MonitorStateStore, NotFound, PredictionLogStore, WindowKey, WindowStore
 
 log = logging.getLogger("matchday.monitoring")
 TIME_WIDTHS = {"5m": 300, "1h": 3600, "1d": 86400}
@@ -86,9 +86,10 @@ class Summarizer:
         if key not in self._references:
             try:
                 self._references[key] = self.reference_of(model, version)
-            except Exception as exc:  # a deleted version still has windows: summarised without a reference
+            except NotFound as exc:  # a deleted version still has windows: summarised without a reference
                 log.warning("no reference for %s:%s (%s); its windows have no drift", model, version, exc)
                 self._references[key] = None
+            # anything else (the database away) propagates: the tick fails and is retried, nothing cached
         return self._references[key]
 
     # -- one tick ----------------------------------------------------------------------------
@@ -253,12 +254,17 @@ class Summarizer:
                     break
         updates: dict[WindowKey, dict[str, Any] | None] = {}
         fresh_ids = {row[3] for row in fresh}
-        detector_rows: list[LoggedRow] = []
+        labelled: dict[tuple[str, str, int, datetime], list[LoggedRow]] = {}
         for deployment, model, version, start in base:
-            rows = self.log_store.labelled_rows(deployment, model, version, start,
-                                                start + timedelta(seconds=TIME_WIDTHS[BASE]),
-                                                inputs=self._segmented(deployment))
-            detector_rows += [r for r in rows if r.id in fresh_ids]
+            labelled[(deployment, model, version, start)] = self.log_store.labelled_rows(
+                deployment, model, version, start, start + timedelta(seconds=TIME_WIDTHS[BASE]),
+                inputs=self._segmented(deployment))
+        # the detectors see the new labels first (on a scratch copy, kept only if the label cursor moves on)
+        scratch = {"detectors": dict(state.get("detectors", {})),
+                   "detections": {k: list(v) for k, v in state.get("detections", {}).items()}}
+        self._detect(scratch, fresh, [r for rows in labelled.values() for r in rows if r.id in fresh_ids])
+        step = timedelta(seconds=TIME_WIDTHS[BASE])
+        for (deployment, model, version, start), rows in labelled.items():
             by_segment: dict[str, list[LoggedRow]] = {}
             for r in rows:
                 for segment in self._segments(deployment, r, state):
@@ -266,18 +272,19 @@ class Summarizer:
             ref = self.reference(model, version)
             for segment, part in by_segment.items():
                 updates[(deployment, model, version, segment, BASE, start)] = _with_detections(
-                    performance_of(part, ref), state, deployment, model, version, lambda d: start <= d[1] < start + timedelta(seconds=TIME_WIDTHS[BASE]))
-        self._detect(state, fresh, detector_rows)
+                    performance_of(part, ref), scratch, deployment, model, version,
+                    lambda d, start=start: start <= d[1] < start + step)
         width = count_width(self.config.count_window)
         for deployment, model, version, i in counted:
             start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
             rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
             updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
-                performance_of(rows, self.reference(model, version)), state, deployment, model, version,
+                performance_of(rows, self.reference(model, version)), scratch, deployment, model, version,
                 lambda d, lo=lo, hi=hi: lo <= d[0] <= hi)
         written = self._set_performance(updates, now, staged)
         whole = {k for k in updates if k[3] == ""}
         if whole <= {w.key for w in written}:  # else some rows are not summarised yet: look at these labels again
+            state["detectors"], state["detections"] = scratch["detectors"], scratch["detections"]  # once per label
             horizon = max(newest, cursor) if cursor is not None else newest
             state["label_cursor"] = horizon.isoformat()
             seen.update({str(row[3]): row[5].isoformat() for row in fresh})

@@ -14,10 +14,10 @@ import numpy as np
 from matchday.monitoring.drift import DriftError, compare_summary_to_profile
 from matchday.monitoring.drift.summary import sample_of_summary
 from matchday.monitoring.performance import CBPEEstimate, ClassificationPerformance, RegressionPerformance
-from matchday.monitoring.window_summary import VersionReference
+from matchday.monitoring.window_summary import VersionReference, label_text
 
 SOFTWARE = ("rows", "requests", "throughput", "error_rate", "latency_p50", "latency_p95", "latency_p99")
-OUTPUT = ("mean_confidence", "null_share", "prediction_drift")
+OUTPUT = ("mean_confidence", "null_share", "prediction_drift", "prediction_drift_detected")
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION = ("mae", "rmse", "r2", "mean_error")
 ESTIMATED = tuple(f"estimated_{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc"))
@@ -48,6 +48,7 @@ def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, 
     out.update(_outputs(summary["outputs"], ref, drift=reuse_drift is None))
     if reuse_drift is not None:
         out["prediction_drift"] = reuse_drift.get("prediction_drift")
+        out["prediction_drift_detected"] = reuse_drift.get("prediction_drift_detected")
     out.update(_performance(performance, summary, ref))
     return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in out.items()}
 
@@ -106,29 +107,37 @@ def _outputs(outputs: dict[str, Any], ref: VersionReference | None, *, drift: bo
             if name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
                 out[f"estimated_{name}"] = None if value is None else float(value)
     if drift:
-        out["prediction_drift"] = _prediction_drift(outputs, ref)
+        result = _prediction_drift(outputs, ref)
+        out["prediction_drift"] = result[0] if result else None
+        out["prediction_drift_detected"] = result[1] if result else None
     return out
 
 
-def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> float | None:
-    """The drift score of the predictions against the reference's predictions (p-value or distance)."""
+def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> tuple[float, float] | None:
+    """(score, 1 if drifted else 0) of the predictions against the reference's predictions."""
     if ref is None or ref.profile is None or "prediction" not in ref.profile:
         return None
+    reference = ref.profile["prediction"]
     if "classes" in outputs:
         answered = sum(outputs["classes"].values())
         column = {"kind": "categorical", "count": answered, "missing": 0, "categories": outputs["classes"]}
+        if reference["kind"] == "numeric" and "values" in reference:  # integer classes were profiled as numbers
+            reference = {"kind": "categorical", "count": reference["count"], "missing": reference.get("missing", 0),
+                         "categories": {label_text(v): int(c) for v, c in zip(reference["values"],
+                                                                               reference["value_counts"])}}
     elif "values" in outputs:
         column = outputs["values"]
     else:
         return None
-    if not column["count"] or ref.profile["prediction"]["kind"] != column["kind"]:
+    if not column["count"] or reference["kind"] != column["kind"]:
         return None
-    profile = {"rows": ref.profile.get("rows", 0), "columns": {"prediction": ref.profile["prediction"]}}
+    profile = {"rows": ref.profile.get("rows", 0), "columns": {"prediction": reference}}
     try:
         report = compare_summary_to_profile(profile, {"rows": column["count"], "columns": {"prediction": column}})
     except DriftError:
         return None
-    return report.columns["prediction"].score
+    drift = report.columns["prediction"]
+    return drift.score, 1.0 if drift.drifted else 0.0
 
 
 def _performance(performance: dict[str, Any] | None, summary: dict[str, Any],

@@ -232,11 +232,12 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         windows = await asyncio.to_thread(monitoring().windows.series, name, window, since=_time(since, "since"),
                                           until=_time(until, "until"), segment=segment, version=version,
                                           limit=max(1, min(limit, 10_000)))
+        diagnoses = await asyncio.to_thread(lambda: [monitoring().diagnosis(w) for w in windows])  # reads references
         return {"deployment": name, "window": window, "segment": segment or None,
                 "windows": [{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                             "end": w.end.isoformat(), "rows": w.rows, "diagnosis": monitoring().diagnosis(w),
+                             "end": w.end.isoformat(), "rows": w.rows, "diagnosis": diagnosis,
                              "metrics": w.metrics if wanted is None else {m: w.metrics.get(m) for m in wanted}}
-                            for w in windows]}
+                            for w, diagnosis in zip(windows, diagnoses)]}
 
     @app.get("/v1/monitors")
     async def list_monitors(deployment: str | None = None) -> Any:
@@ -256,6 +257,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                           limit: int = 200) -> Any:
         if state_ not in (None, "firing", "resolved"):
             raise BadRequest(f"unknown alert state {state_!r}; firing or resolved")
+        if deployment is not None:
+            await asyncio.to_thread(service().deployments.get, deployment)  # an unknown deployment is a 404
         alerts = await asyncio.to_thread(state["alerts"].list, deployment, state=state_, limit=max(1, min(limit, 5000)))
         return {"alerts": [alert_body(a, a.state)["alert"] for a in alerts]}
 

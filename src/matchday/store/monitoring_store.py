@@ -162,17 +162,6 @@ class WindowStore:
                                                                       r.width, r.start, r.end, r.rows, {}, None, r.metrics)
         return list(newest.values())
 
-    def within(self, deployment: str, model: str, version: int, segment: str, width: str, start: datetime,
-               end: datetime) -> list[MetricWindow]:
-        """Every window of one width whose start is in [start, end): the children of a wider window."""
-        with self.db.session() as s:
-            rows = s.scalars(sa.select(MetricWindowRow).where(
-                MetricWindowRow.deployment == deployment, MetricWindowRow.model == model,
-                MetricWindowRow.version == version, MetricWindowRow.segment == segment,
-                MetricWindowRow.width == width, MetricWindowRow.start >= start, MetricWindowRow.start < end)
-                .order_by(MetricWindowRow.start)).all()
-            return [_window(r) for r in rows]
-
     def performance_within(self, deployment: str, model: str, version: int, segment: str, width: str,
                            start: datetime, end: datetime) -> list[tuple[datetime, dict[str, Any]]]:
         """(start, performance) of the windows of one width starting in [start, end) (only that column)."""
@@ -183,11 +172,6 @@ class WindowStore:
                 MetricWindowRow.width == width, MetricWindowRow.start >= start, MetricWindowRow.start < end,
                 MetricWindowRow.performance.isnot(None))).all() if p]
 
-    def segments(self, deployment: str) -> list[str]:
-        with self.db.session() as s:
-            return list(s.scalars(sa.select(MetricWindowRow.segment).where(MetricWindowRow.deployment == deployment)
-                                  .distinct().order_by(MetricWindowRow.segment)))
-
 
 class MonitorStateStore:
     def __init__(self, db: Database) -> None:
@@ -197,11 +181,6 @@ class MonitorStateStore:
         with self.db.session() as s:
             row = s.get(MonitorStateRow, key)
             return dict(row.state) if row is not None else None
-
-    def get_prefix(self, prefix: str) -> dict[str, dict[str, Any]]:
-        with self.db.session() as s:
-            rows = s.scalars(sa.select(MonitorStateRow).where(MonitorStateRow.key.startswith(prefix, autoescape=True)))
-            return {r.key: dict(r.state) for r in rows}
 
     def put(self, items: dict[str, dict[str, Any]]) -> None:
         if not items:

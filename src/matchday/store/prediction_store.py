@@ -197,10 +197,6 @@ class PredictionLogStore:
                              .order_by(PredictionRow.id).limit(limit)).all()
         return [LoggedRow(*r) for r in rows]
 
-    def max_id(self) -> int:
-        with self.db.session() as s:
-            return s.scalar(sa.select(sa.func.max(PredictionRow.id))) or 0
-
     def rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[LoggedRow]:
         """Rows whose id falls in any of the inclusive ``ranges`` (ids not yet committed when first passed)."""
         if not ranges:

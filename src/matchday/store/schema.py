@@ -229,11 +229,11 @@ class MonitorStateRow(Base):
 class AlertRow(Base):
     """An alert: opened when a monitor's condition holds long enough, resolved when it stops holding.
 
-    One firing alert per monitor, deployment and segment (a partial unique index): alerts deduplicate.
+    One firing alert per monitor, deployment version and segment (a partial unique index): alerts deduplicate.
     """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("uq_alerts_one_firing", "monitor", "deployment", "segment", unique=True,
+    __table_args__ = (Index("uq_alerts_one_firing", "monitor", "deployment", "model", "version", "segment", unique=True,
                             sqlite_where=sa_text("state = 'firing'"), postgresql_where=sa_text("state = 'firing'")),
                       Index("ix_alerts_deployment_opened", "deployment", "opened_at"))
 

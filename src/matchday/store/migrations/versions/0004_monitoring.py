@@ -67,7 +67,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", UTCDateTime()),
         sa.Column("data", sa.JSON, nullable=False),
     )
-    op.create_index("uq_alerts_one_firing", "alerts", ["monitor", "deployment", "segment"], unique=True,
+    op.create_index("uq_alerts_one_firing", "alerts", ["monitor", "deployment", "model", "version", "segment"], unique=True,
                     sqlite_where=_FIRING, postgresql_where=_FIRING)
     op.create_index("ix_alerts_deployment_opened", "alerts", ["deployment", "opened_at"])
     op.create_table(
