@@ -171,6 +171,14 @@ def test_unreachable_database(tmp_path: Path) -> None:
     assert "pw" not in result.stderr.replace("psycopg", "")
 
 
+def test_a_mistyped_command_is_a_usage_error_not_a_traceback(env) -> None:  # type: ignore[no-untyped-def]
+    result = run_process(env, "models", "nope")  # the console script, as a user sees it
+    assert result.returncode == 2 and "No such command 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run(env, "rollout", "start", "x", "y:1", "--gate", "bad")
+    assert result.returncode == 2 and "expected NAME=VALUE" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_deploy_and_list(env, files) -> None:  # type: ignore[no-untyped-def]
     assert run(env, "models", "register", "cancer", str(files["model"]), "--reference", str(files["reference"]),
                "--target", "target", "--alias", "champion").returncode == 0

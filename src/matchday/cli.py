@@ -603,13 +603,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors (a mistyped command, a bad option) come through here
+        if _is_click_exception(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _is_click_exception(exc: Exception) -> bool:
+    """Click's own, or the copy newer Typer versions bundle: both have ``show`` and an ``exit_code``."""
+    return any(cls.__name__ == "ClickException" and cls.__module__.endswith("click.exceptions")
+               for cls in type(exc).__mro__)
 
 
 if __name__ == "__main__":
