@@ -85,7 +85,7 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
     workspace.deployments.deploy("cancer", "cancer@champion")
     receiver = Receiver()
     configure(workspace.settings.home, receiver.url)
-    stream = scripted_stream(stationary=1200, drifted=1000, after=1200)
+    stream = scripted_stream(stationary=800, drifted=800, after=1000)
     records = stream.frame.to_dict("records")
     env = {"MATCHDAY_MONITOR_INTERVAL": "0.3"}
     opened: dict[str, int] = {}
@@ -113,7 +113,7 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
             wait_for(lambda: sum(w["rows"] for w in client.get(
                 f"{url}/v1/deployments/cancer/metrics", params={"window": f"{COUNT}rows"}).json()["windows"])
                 >= start + COUNT, timeout=60)
-            time.sleep(0.7)  # two more ticks: the labels just sent are in, the monitors have judged
+            time.sleep(0.5)  # more ticks: the labels just sent are in, the monitors have judged
             for a in alerts():
                 opened.setdefault(a["monitor"], start + COUNT)
                 if a["state"] == "resolved":

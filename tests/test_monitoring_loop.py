@@ -85,7 +85,7 @@ def test_windows_by_time_and_count_and_late_labels(workspace: Workspace) -> None
 def test_data_and_concept_drift_are_detected_after_their_points_and_never_before(workspace: Workspace) -> None:
     ref = register(workspace)
     model, version = ref.split(":")
-    stream = scripted_stream(stationary=2400, drifted=1500, after=2100)
+    stream = scripted_stream(stationary=1500, drifted=1200, after=1500)
     loop = monitoring(workspace, [
         {"name": "data-drift", "metric": "drift_share", "window": f"{COUNT}rows", "when": "> 0.3", "breaches": 2,
          "min_rows": 200},
@@ -96,7 +96,7 @@ def test_data_and_concept_drift_are_detected_after_their_points_and_never_before
     alerts = AlertStore(workspace.database)
     opened: dict[str, int] = {}
     resolved: dict[str, int] = {}
-    for start in range(0, 6000, COUNT):  # one count window per tick; labels follow one window behind
+    for start in range(0, len(stream.labels), COUNT):  # one count window per tick; labels follow one window behind
         log.insert(log_rows(stream, start, start + COUNT, deployment="cancer", model=model, version=int(version),
                             at=T0 + timedelta(seconds=start), spacing=timedelta(seconds=1)))
         if start >= COUNT:
