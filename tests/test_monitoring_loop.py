@@ -210,3 +210,19 @@ def test_a_database_that_goes_away_mid_tick_neither_loses_nor_repeats_rows(works
     loop.tick(T0 + timedelta(minutes=12))
     assert [w.rows for w in WindowStore(workspace.database).series("cancer", f"{COUNT}rows")] == [300, 300]
     assert sum(w.rows for w in WindowStore(workspace.database).series("cancer", "5m")) == 600
+
+
+def test_a_monitor_on_a_feature_or_segment_the_model_lacks_is_refused(workspace: Workspace) -> None:
+    register(workspace)
+    workspace.deployments.deploy("cancer", "cancer:1")
+    with pytest.raises(InvalidMonitor) as caught:
+        monitoring(workspace, [
+            {"name": "typo", "deployment": "cancer", "metric": "drift.mean radios", "when": "< 0.01"},
+            {"name": "class", "deployment": "cancer", "metric": "class_share.maybe", "when": "> 0.5"},
+            {"name": "slice", "deployment": "cancer", "metric": "accuracy", "segment": "region", "when": "< 0.9"},
+        ])
+    text = "\n".join(caught.value.details)
+    assert "cancer has no input feature 'mean radios'" in text and "mean radius" in text
+    assert "cancer has no class 'maybe' (0, 1)" in text
+    assert "no input feature 'region' to segment by" in text
+    monitoring(workspace, [{"name": "ok", "deployment": "cancer", "metric": "drift.mean radius", "when": "< 0.01"}])

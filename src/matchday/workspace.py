@@ -11,11 +11,14 @@ from typing import Any
 from matchday.config import Settings, load_settings
 from matchday.monitoring import (
     AlertEngine,
+    InvalidMonitor,
     MonitoringLoop,
+    MonitorSpec,
     Summarizer,
     SummarizerConfig,
     VersionReference,
     WebhookSender,
+    known_metric,
     parse_monitors,
 )
 from matchday.registry import ArtifactStore, Registry
@@ -28,6 +31,7 @@ from matchday.store import (
     EventStore,
     ModelStore,
     MonitorStateStore,
+    NotFound,
     PredictionLogStore,
     RolloutStore,
     WebhookOutbox,
@@ -139,4 +143,29 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
                          hooks={"rollback": rollback, "review": hook("review"), "retrain": hook("retrain")},
                          record_event=record)
     monitors = parse_monitors(ws.settings.monitors, count_window=config.count_window)
+    _check_features(ws, monitors)
     return MonitoringLoop(summarizer, WindowStore(db), MonitorStateStore(db), engine, monitors)
+
+
+def _check_features(ws: Workspace, monitors: list[MonitorSpec]) -> None:
+    """A monitor naming one deployment must name features and classes its model has (a typo is not a quiet monitor)."""
+    problems = []
+    for m in monitors:
+        kind, _, name = m.metric.partition(".")
+        if m.deployment is None or not (name or m.segment):
+            continue
+        try:
+            record = ws.deployments.get(m.deployment)
+            signature = ws.registry.get_signature(str(ws.registry.resolve(record.model_ref)))
+        except NotFound:
+            continue  # a deployment that does not exist yet: checked when it does (its windows never match)
+        features = list(signature.input_names)
+        classes = [str(c) for c in signature.output.classes or []]
+        if name and not known_metric(m.metric, features, classes or None):
+            what = "class" if kind == "class_share" else "input feature"
+            problems.append(f"monitor {m.name}: {m.deployment} has no {what} {name!r} "
+                            f"({', '.join(classes if kind == 'class_share' else features)})")
+        if m.segment and m.segment not in features:
+            problems.append(f"monitor {m.name}: {m.deployment} has no input feature {m.segment!r} to segment by")
+    if problems:
+        raise InvalidMonitor("invalid monitors in matchday.yaml", problems)
