@@ -226,3 +226,47 @@ def test_a_monitor_on_a_feature_or_segment_the_model_lacks_is_refused(workspace:
     assert "cancer has no class 'maybe' (0, 1)" in text
     assert "no input feature 'region' to segment by" in text
     monitoring(workspace, [{"name": "ok", "deployment": "cancer", "metric": "drift.mean radius", "when": "< 0.01"}])
+
+
+def test_image_brightness_and_text_length_are_watched_by_their_extractors(workspace: Workspace) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from matchday.monitoring.window_metrics import extractor_metrics
+    from matchday.monitoring.window_summary import merge_summary, summarize_rows
+    from matchday.store import LoggedRow
+
+    digits = load_digits(as_frame=True)
+    pixels = list(digits.feature_names)
+    model = LogisticRegression(max_iter=200).fit(digits.data.iloc[:1000], digits.target.iloc[:1000])
+    workspace.registry.register("digits", model, reference=digits.data.iloc[:1000])
+    workspace.deployments.deploy("digits", "digits:1")
+    workspace.settings = workspace.settings.model_copy(update={
+        "monitoring": workspace.settings.monitoring.model_copy(update={"count_window": 200,
+                                                                       "images": {"digits": ["pixel_*"]}}),
+        "monitors": [{"name": "dim", "deployment": "digits", "metric": "image_brightness", "window": "200rows",
+                      "relative_to": "reference", "when": "< -1.0", "min_rows": 100}]})
+    loop = build_monitoring(workspace)
+    live = digits.data.iloc[1000:1400].reset_index(drop=True)
+    live.iloc[200:] = live.iloc[200:] * 0.5  # the lights go down: every pixel darker
+    log = PredictionLogStore(workspace.database)
+    log.insert([{"request_id": str(uuid.UUID(int=i + 1)), "entity_id": None, "deployment": "digits", "model": "digits",
+                 "version": 1, "at": T0 + timedelta(seconds=i), "inputs": row, "prediction": 0, "probabilities": None,
+                 "latency_seconds": 0.01, "routing": {}, "role": "served", "error": None, "shadow_of": None}
+                for i, row in enumerate(live.to_dict("records"))])
+    result = loop.tick(T0 + timedelta(minutes=10))
+    counted = WindowStore(workspace.database).series("digits", "200rows")
+    reference = float(digits.data.iloc[:1000].to_numpy().mean())
+    assert counted[0].metrics["image_brightness"] == pytest.approx(float(live.iloc[:200].to_numpy().mean()))
+    assert abs(counted[0].metrics["image_brightness"] - reference) < 0.5
+    assert counted[1].metrics["image_brightness"] == pytest.approx(counted[0].metrics["image_brightness"] / 2, rel=0.1)
+    dim = [c for c in result.changes if c.alert.monitor == "dim"]
+    assert [(c.kind, c.alert.value) for c in dim] == [("opened", counted[1].metrics["image_brightness"])]
+
+    rows = [LoggedRow(i, "chat", "m", 1, T0, {"message": text}, 0, None, 0.01, None, None, None, "served")
+            for i, text in enumerate(["hello there", "a much longer message about the weather", None])]
+    a = summarize_rows(rows[:2], None, texts=["message"])
+    b = summarize_rows(rows[2:], None, texts=["message"])
+    metrics = extractor_metrics(merge_summary(a, b))
+    assert metrics["text_length.message"] == pytest.approx((11 + 39) / 2)
+    assert metrics["text_words.message"] == pytest.approx((2 + 7) / 2)

@@ -29,6 +29,9 @@ class MonitoringSettings(BaseModel):
     segments: dict[str, list[str]] = Field(default_factory=dict,
                                            description="deployment (or '*') -> input features to slice metrics by")
     max_segment_values: int = Field(20, ge=1, le=1000, description="values per segment feature with their own series")
+    images: dict[str, list[str]] = Field(default_factory=dict, description="deployment (or '*') -> the pixel inputs "
+                                                                           "of an image (names or prefix*)")
+    texts: dict[str, list[str]] = Field(default_factory=dict, description="deployment (or '*') -> free-text inputs")
     concept_drift: dict[str, Any] = Field(default_factory=lambda: {"detector": "adwin"},
                                           description="detector on the labelled errors: adwin, page_hinkley or ddm, "
                                                       "and its parameters")

@@ -116,7 +116,8 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
                             lambda model, version: version_reference(ws.registry, model, version),
                             SummarizerConfig(count_window=config.count_window, segments=dict(config.segments),
                                              max_segment_values=config.max_segment_values,
-                                             concept_drift=dict(config.concept_drift)))
+                                             concept_drift=dict(config.concept_drift), images=dict(config.images),
+                                             texts=dict(config.texts)))
     events = EventStore(db)
 
     def rollback(deployment: str, alert: AlertRecord) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from matchday.monitoring.alerting import AlertChange, AlertEngine
 from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
 from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer
-from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION, diagnose
+from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION, diagnose, reference_brightness
 from matchday.monitoring.window_summary import label_text
 from matchday.monitoring.webhooks import WebhookSender
 from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
@@ -145,6 +145,9 @@ class MonitoringLoop:
         if ref.reference_metrics and metric in ref.reference_metrics:
             value = ref.reference_metrics[metric]
             return None if value is None else float(value)
+        if metric == "image_brightness":
+            return reference_brightness(ref.profile, self.summarizer.image_columns(window.deployment, window.model,
+                                                                                  window.version))
         kind, _, name = metric.partition(".")
         if kind == "class_share" and ref.profile and "prediction" in ref.profile:
             prediction = ref.profile["prediction"]

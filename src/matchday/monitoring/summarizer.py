@@ -53,6 +53,8 @@ class SummarizerConfig:
     batch_rows: int = 50_000  # rows read per query
     max_rows_per_tick: int = 2_000_000
     concept_drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin"})  # name and parameters
+    images: dict[str, list[str]] = field(default_factory=dict)  # deployment (or "*") -> pixel inputs of an image
+    texts: dict[str, list[str]] = field(default_factory=dict)  # deployment (or "*") -> free-text inputs
 
 
 @dataclass
@@ -139,6 +141,19 @@ class Summarizer:
         state["cursor"], state["gaps"] = cursor, gaps[-1000:]
         return [r for r in found if r.role in ANSWER_ROLES]
 
+    @staticmethod
+    def _configured(by_deployment: dict[str, list[str]], deployment: str) -> list[str]:
+        return list(by_deployment.get(deployment, by_deployment.get("*", [])))
+
+    def image_columns(self, deployment: str, model: str, version: int) -> list[str]:
+        """The pixel inputs of the deployment's images: names, or ``prefix*`` patterns over the version's inputs."""
+        patterns = self._configured(self.config.images, deployment)
+        if not patterns:
+            return []
+        ref = self.reference(model, version)
+        names = ref.features if ref is not None else []
+        return [n for n in names if any(n == p or (p.endswith("*") and n.startswith(p[:-1])) for p in patterns)]
+
     def _segmented(self, deployment: str) -> bool:
         return bool(self.config.segments.get(deployment, self.config.segments.get("*", [])))
 
@@ -167,7 +182,7 @@ class Summarizer:
             for segment in self._segments(r.deployment, r, state):
                 groups.setdefault((r.deployment, r.model, r.version, segment, start), []).append(r)
         for (deployment, model, version, segment, start), part in groups.items():
-            delta = summarize_rows(part, self.reference(model, version))
+            delta = summarize_rows(part, self.reference(model, version), self._configured(self.config.texts, deployment))
             for width, seconds in TIME_WIDTHS.items():
                 w_start = floor_time(start, seconds)
                 key = (deployment, model, version, segment, width, w_start)
@@ -197,7 +212,8 @@ class Summarizer:
                 current[3] = max(current[3], max(r.id for r in take))
                 w_start = datetime.fromisoformat(current[0])
                 key = (deployment, model, version, "", width, w_start)
-                _add(pending, key, summarize_rows(take, self.reference(model, version)), max(r.at for r in take))
+                _add(pending, key, summarize_rows(take, self.reference(model, version),
+                                                  self._configured(self.config.texts, deployment)), max(r.at for r in take))
                 i += len(take)
             del windows[:-COUNT_HISTORY]
 
@@ -229,7 +245,8 @@ class Summarizer:
         else:
             first, last = summary.get("first_at"), summary.get("last_at")
             seconds = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if first and last else 0
-        metrics = window_metrics(summary, performance, self.reference(model, version), seconds, reuse_drift=reuse_drift)
+        metrics = window_metrics(summary, performance, self.reference(model, version), seconds, reuse_drift=reuse_drift,
+                                 images=self.image_columns(deployment, model, version))
         return MetricWindow(deployment, model, version, segment, width, start, end, int(summary["rows"]), summary,
                             performance, metrics)
 

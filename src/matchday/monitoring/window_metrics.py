@@ -7,6 +7,7 @@ monitor, the CLI, the API and Prometheus all name a metric the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,13 @@ REGRESSION = ("mae", "rmse", "r2", "mean_error")
 ESTIMATED = tuple(f"estimated_{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc"))
 LABELS = ("labelled", "label_coverage", "label_delay_seconds", "concept_drift")
 DATASET = ("drift_share", "drifted_features")
-PER_FEATURE = ("drift", "drift_detected", "missing", "out_of_range", "unseen")  # as ``{kind}.{feature}``
+PER_FEATURE = ("drift", "drift_detected", "missing", "out_of_range", "unseen", "text_length", "text_words")
+EXTRACTED = ("image_brightness",)  # the mean of an image's pixel inputs (monitoring.images names them)
 
 
 def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, ref: VersionReference | None,
-                   seconds: float, *, reuse_drift: dict[str, Any] | None = None) -> dict[str, float | None]:
+                   seconds: float, *, reuse_drift: dict[str, Any] | None = None,
+                   images: Sequence[str] = ()) -> dict[str, float | None]:
     """Every metric of one window; ``seconds`` is the time the window covers so far (for throughput).
 
     ``reuse_drift``: earlier metrics of the same window whose drift numbers still stand (the drift tests
@@ -50,6 +53,7 @@ def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, 
         out["prediction_drift"] = reuse_drift.get("prediction_drift")
         out["prediction_drift_detected"] = reuse_drift.get("prediction_drift_detected")
     out.update(_performance(performance, summary, ref))
+    out.update(extractor_metrics(summary, images))
     return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in out.items()}
 
 
@@ -166,7 +170,7 @@ def _performance(performance: dict[str, Any] | None, summary: dict[str, Any],
 
 def known_metric(name: str, features: list[str] | None = None, classes: list[str] | None = None) -> bool:
     """Whether ``name`` is a metric windows have (a monitor on anything else is refused when declared)."""
-    fixed = (*SOFTWARE, *OUTPUT, *CLASSIFICATION, *REGRESSION, *ESTIMATED, *LABELS, *DATASET)
+    fixed = (*SOFTWARE, *OUTPUT, *CLASSIFICATION, *REGRESSION, *ESTIMATED, *LABELS, *DATASET, *EXTRACTED)
     if name in fixed:
         return True
     kind, _, rest = name.partition(".")
@@ -195,3 +199,25 @@ def diagnose(metrics: dict[str, Any], reference: dict[str, Any] | None = None, *
     if falling:
         return "concept drift"
     return "stable"
+
+
+def extractor_metrics(summary: dict[str, Any], images: Sequence[str] = ()) -> dict[str, float | None]:
+    """The extractors' features of a window: an image's brightness (the mean of its pixel inputs, so a
+    camera that dims shows even when each pixel's own drift is small) and a text's length in
+    characters and words."""
+    out: dict[str, float | None] = {}
+    columns = summary["inputs"]["columns"]
+    pixels = [columns[c] for c in images if c in columns and columns[c].get("kind") == "numeric" and columns[c]["count"]]
+    if pixels:
+        out["image_brightness"] = sum(c["sum"] / c["count"] for c in pixels) / len(pixels)
+    for name, sums in summary.get("texts", {}).items():
+        out[f"text_length.{name}"] = sums["chars"] / sums["n"] if sums["n"] else None
+        out[f"text_words.{name}"] = sums["words"] / sums["n"] if sums["n"] else None
+    return out
+
+
+def reference_brightness(profile: dict[str, Any] | None, images: Sequence[str]) -> float | None:
+    """The reference's image brightness, from the profile's column means (the same mean of means)."""
+    columns = (profile or {}).get("columns", {})
+    means = [columns[c]["mean"] for c in images if c in columns and "mean" in columns[c]]
+    return sum(means) / len(means) if means else None

@@ -64,8 +64,10 @@ class VersionReference:
         return cls(task, classes, features, profile, None, RegressionPerformance().update(y, p).metrics())
 
 
-def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any]:
-    """One pass over rows as logged: counts, latency sketch, inputs, outputs, and the CBPE estimate."""
+def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None,
+                   texts: Sequence[str] = ()) -> dict[str, Any]:
+    """One pass over rows as logged: counts, latency sketch, inputs, outputs, the CBPE estimate, and
+    for the ``texts`` inputs their length (the text extractor; mergeable sums)."""
     n = len(rows)
     errors = sum(1 for r in rows if r.error is not None)
     requests = len({(r.at, r.error is None) for r in rows})  # the rows of one request share its timestamp
@@ -81,7 +83,16 @@ def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None) -> d
         "inputs": summarize_table(inputs),
         "outputs": _outputs(ok, ref),
     }
+    if texts:
+        summary["texts"] = {name: _text_lengths([r.inputs.get(name) for r in ok]) for name in texts}
     return summary
+
+
+def _text_lengths(values: Sequence[Any]) -> dict[str, float]:
+    """Characters and words of a text input (what the text extractor watches), as sums that add up."""
+    present = [str(v) for v in values if v is not None]
+    return {"n": float(len(present)), "chars": float(sum(len(v) for v in present)),
+            "words": float(sum(len(v.split()) for v in present))}
 
 
 def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +107,13 @@ def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
                                       {"rows": 0, "columns": {"x": b["latency"]}})["columns"]["x"],
            "inputs": merge_summaries(a["inputs"], b["inputs"]),
            "outputs": _merge_outputs(a["outputs"], b["outputs"])}
+    if "texts" in a or "texts" in b:
+        texts = {k: dict(v) for k, v in a.get("texts", {}).items()}
+        for name, sums in b.get("texts", {}).items():
+            mine = texts.setdefault(name, {"n": 0.0, "chars": 0.0, "words": 0.0})
+            for k in mine:
+                mine[k] += sums.get(k, 0.0)
+        out["texts"] = texts
     return out
 
 
