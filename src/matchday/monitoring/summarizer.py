@@ -19,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from matchday.monitoring.concept_drift import detector_from_state, make_detector
 from matchday.monitoring.window_metrics import window_metrics
 from matchday.monitoring.window_summary import (
     VersionReference,
+    inputs_table,
     label_text,
     merge_performance,
     merge_summary,
@@ -104,8 +106,9 @@ class Summarizer:
         rows = self._read(state, now)
         result.rows = len(rows)
         if rows:
-            self._add_time_windows(rows, state, pending)
-            self._add_count_windows(rows, state, pending)
+            pivot = self._pivot(rows)
+            self._add_time_windows(rows, state, pending, pivot)
+            self._add_count_windows(rows, state, pending, pivot)
         staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now)}
         relabelled = self._relabel(state, now, staged)
         result.labelled_windows = len(relabelled)
@@ -175,21 +178,42 @@ class Summarizer:
             out.append(f"{feature}={text}")
         return out
 
-    def _add_time_windows(self, rows: list[LoggedRow], state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]]) -> None:
+    def _pivot(self, rows: list[LoggedRow]) -> dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]:
+        """Each version's answered rows' inputs as one table, and each row id's position in it: every
+        window group below takes its rows from it instead of pivoting the same rows again."""
+        by_version: dict[tuple[str, int], list[LoggedRow]] = {}
+        for r in rows:
+            if r.error is None:
+                by_version.setdefault((r.model, r.version), []).append(r)
+        return {(model, version): (inputs_table(part, self.reference(model, version)),
+                                   {r.id: i for i, r in enumerate(part)})
+                for (model, version), part in by_version.items()}
+
+    def _inputs_of(self, part: list[LoggedRow], model: str, version: int,
+                   pivot: dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]) -> pa.Table | None:
+        if (model, version) not in pivot:
+            return None
+        table, position = pivot[(model, version)]
+        return table.take(pa.array([position[r.id] for r in part if r.error is None], type=pa.int64()))
+
+    def _add_time_windows(self, rows: list[LoggedRow], state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]],
+                          pivot: dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]) -> None:
         groups: dict[tuple[str, str, int, str, datetime], list[LoggedRow]] = {}
         for r in rows:
             start = floor_time(r.at, TIME_WIDTHS[BASE])
             for segment in self._segments(r.deployment, r, state):
                 groups.setdefault((r.deployment, r.model, r.version, segment, start), []).append(r)
         for (deployment, model, version, segment, start), part in groups.items():
-            delta = summarize_rows(part, self.reference(model, version), self._configured(self.config.texts, deployment))
+            delta = summarize_rows(part, self.reference(model, version), self._configured(self.config.texts, deployment),
+                                   inputs=self._inputs_of(part, model, version, pivot))
             for width, seconds in TIME_WIDTHS.items():
                 w_start = floor_time(start, seconds)
                 key = (deployment, model, version, segment, width, w_start)
                 _add(pending, key, delta, w_start + timedelta(seconds=seconds))
 
     def _add_count_windows(self, rows: list[LoggedRow], state: dict[str, Any],
-                           pending: dict[WindowKey, dict[str, Any]]) -> None:
+                           pending: dict[WindowKey, dict[str, Any]],
+                           pivot: dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]) -> None:
         n = self.config.count_window
         width = count_width(n)
         by_version: dict[tuple[str, str, int], list[LoggedRow]] = {}
@@ -213,7 +237,9 @@ class Summarizer:
                 w_start = datetime.fromisoformat(current[0])
                 key = (deployment, model, version, "", width, w_start)
                 _add(pending, key, summarize_rows(take, self.reference(model, version),
-                                                  self._configured(self.config.texts, deployment)), max(r.at for r in take))
+                                                  self._configured(self.config.texts, deployment),
+                                                  inputs=self._inputs_of(take, model, version, pivot)),
+                     max(r.at for r in take))
                 i += len(take)
             del windows[:-COUNT_HISTORY]
 

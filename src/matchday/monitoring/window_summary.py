@@ -65,7 +65,7 @@ class VersionReference:
 
 
 def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None,
-                   texts: Sequence[str] = ()) -> dict[str, Any]:
+                   texts: Sequence[str] = (), inputs: pa.Table | None = None) -> dict[str, Any]:
     """One pass over rows as logged: counts, latency sketch, inputs, outputs, the CBPE estimate, and
     for the ``texts`` inputs their length (the text extractor; mergeable sums)."""
     n = len(rows)
@@ -73,8 +73,8 @@ def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None,
     requests = len({(r.at, r.error is None) for r in rows})  # the rows of one request share its timestamp
     latencies = np.fromiter((r.latency_seconds for r in rows), dtype=np.float64, count=n)
     ok = [r for r in rows if r.error is None]
-    features = ref.features if ref is not None else sorted({k for r in ok for k in r.inputs})
-    inputs = _inputs_table(ok, features)
+    if inputs is None:  # else the caller built the answered rows' inputs once for many groups (`inputs_table`)
+        inputs = inputs_table(ok, ref)
     summary: dict[str, Any] = {
         "rows": n, "errors": errors, "requests": requests,
         "first_at": min(r.at for r in rows).isoformat() if rows else None,
@@ -117,6 +117,12 @@ def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def inputs_table(rows: Sequence[LoggedRow], ref: VersionReference | None) -> pa.Table:
+    """The rows' inputs as columns (the version's features, in order): the costly pivot, done once."""
+    features = ref.features if ref is not None else sorted({k for r in rows for k in r.inputs})
+    return _inputs_table(rows, features)
+
+
 def _inputs_table(rows: Sequence[LoggedRow], features: list[str]) -> pa.Table:
     columns: dict[str, list[Any]] = {f: [] for f in features}
     for r in rows:
@@ -138,11 +144,10 @@ def _outputs(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[st
     out: dict[str, Any] = {"rows": len(rows), "null": nulls}
     classification = ref is not None and ref.task == "classification" and ref.classes
     if classification:
+        texts = _label_texts([p for p in predictions if p is not None])
         counts: dict[str, int] = {}
-        for p in predictions:
-            if p is not None:
-                key = label_text(p)
-                counts[key] = counts.get(key, 0) + 1
+        for key in texts:
+            counts[key] = counts.get(key, 0) + 1
         out["classes"] = counts
         probas = [r.probabilities for r in rows if r.prediction is not None]
         if probas and all(p is not None and len(p) == len(ref.classes or []) for p in probas):
@@ -151,13 +156,28 @@ def _outputs(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[st
             assert ref.classes is not None
             estimate = CBPEEstimate(ref.classes)
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
-            y_pred = np.asarray([label_text(r.prediction) for r in rows if r.prediction is not None], dtype=object)
+            y_pred = np.asarray(texts, dtype=object)
             estimate.update(y_pred, calibrated)
             out["cbpe"] = estimate.to_state()
     else:
         values = np.asarray([p if isinstance(p, int | float) and not isinstance(p, bool) else np.nan
                              for p in predictions], dtype=np.float64)
         out["values"] = summarize_numeric(values)
+    return out
+
+
+def _label_texts(values: Sequence[Any]) -> list[str]:
+    """`label_text` of many values: a few distinct labels over many rows, each converted once."""
+    memo: dict[Any, str] = {}
+    out = []
+    for v in values:
+        try:
+            text = memo.get(v)
+            if text is None:
+                text = memo[v] = label_text(v)
+        except TypeError:  # an unhashable output (a list): converted every time
+            text = label_text(v)
+        out.append(text)
     return out
 
 
