@@ -26,7 +26,7 @@ demo: $(INSTALLED)
 	$(BIN)/matchday demo
 
 test: $(INSTALLED) services
-	MATCHDAY_TEST_POSTGRES_URL=$${MATCHDAY_TEST_POSTGRES_URL:-$(PG_URL)} $(BIN)/python -m pytest -n 4
+	MATCHDAY_TEST_POSTGRES_URL=$${MATCHDAY_TEST_POSTGRES_URL:-$(PG_URL)} $(BIN)/python -m pytest -n 3
 
 clean:
 	rm -rf $(VENV) .matchday .pytest_cache .hypothesis
