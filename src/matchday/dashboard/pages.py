@@ -1,0 +1,311 @@
+"""What each dashboard page shows, assembled in plain Python from the other parts' public faces.
+
+Pages read the stored windows (the monitoring loop's summaries), the registry, rollouts, events and
+alerts; never the prediction log's rows, so they load as fast with a million logged predictions as
+with a thousand. Nothing here knows HTTP: `routes` renders what these methods return.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from matchday.dashboard.charts import (
+    chart_events,
+    class_metrics,
+    drift_heatmap,
+    histogram_chart,
+    series_chart,
+    version_of,
+)
+from matchday.dashboard.errors import BadTimeRange, PageNotFound
+from matchday.dashboard.timerange import TimeRange
+from matchday.monitoring import TIME_WIDTHS, DriftError, MonitoringLoop, compare_summary_to_profile, merge_summaries
+from matchday.registry import Registry
+from matchday.rollout import Deployments, NothingToDo, Rollouts
+from matchday.store import AlertStore, MetricWindow, NotFound, RolloutNotFound
+from matchday.workspace import Workspace
+
+ACTIONS = ("promote", "rollback", "pause", "resume")
+RECENT = timedelta(minutes=15)  # a deployment with no window ending since then is idle
+MAX_WINDOWS = 2000
+COUNT_WIDTH = re.compile(r"^[1-9]\d*rows$")
+
+
+@dataclass
+class DashboardPages:
+    """The page service: one instance per app, built over the same parts the API uses."""
+
+    deployments: Deployments
+    rollouts: Rollouts
+    registry: Registry
+    monitoring: MonitoringLoop
+    alert_store: AlertStore
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace) -> DashboardPages:
+        return cls(ws.deployments, ws.rollouts, ws.registry, ws.monitoring, AlertStore(ws.database))
+
+    # -- overview ------------------------------------------------------------------------------
+    def overview(self, now: datetime | None = None) -> dict[str, Any]:
+        """Every deployment: its versions and split, health from its newest windows, alerts, rollout."""
+        now = now or datetime.now(UTC)
+        latest: dict[str, list[MetricWindow]] = {}
+        for w in self.monitoring.windows.latest("5m", now - RECENT):
+            latest.setdefault(w.deployment, []).append(w)
+        firing: dict[str, list[Any]] = {}
+        for a in self.alert_store.firing():
+            firing.setdefault(a.deployment, []).append(a)
+        rows = []
+        for d in self.deployments.list():
+            split, problem = self._split(d.name)
+            rollout = self._active(d.name)
+            windows = sorted(latest.get(d.name, []), key=lambda w: (w.model, w.version))
+            alerts = firing.get(d.name, [])
+            rows.append({"name": d.name, "model_ref": d.model_ref, "split": split, "problem": problem,
+                         "rollout": rollout, "alerts": alerts, "windows": windows,
+                         "health": _health(windows, alerts)})
+        return {"deployments": rows, "firing": sum(len(v) for v in firing.values()), "now": now}
+
+    def _active(self, name: str) -> Any:
+        try:
+            return self.rollouts.active(name)
+        except NothingToDo:
+            return None
+
+    def _split(self, name: str) -> tuple[list[dict[str, Any]], str | None]:
+        """Who answers what share: one version, a canary's split, or a primary with its shadow."""
+        try:
+            plan = self.deployments.route(name)
+        except NotFound as exc:
+            return [], str(exc)
+        if plan.candidate is None:
+            return [{"ref": plan.primary.ref, "share": 1.0, "arm": "serving"}], None
+        if plan.shadow_share:
+            return [{"ref": plan.primary.ref, "share": 1.0, "arm": "primary"},
+                    {"ref": plan.candidate.ref, "share": plan.shadow_share, "arm": "shadow (mirrored)"}], None
+        return [{"ref": plan.primary.ref, "share": 1 - plan.candidate_share, "arm": "baseline"},
+                {"ref": plan.candidate.ref, "share": plan.candidate_share, "arm": "candidate"}], None
+
+    # -- one deployment ------------------------------------------------------------------------
+    def deployment(self, name: str, span: TimeRange, width: str | None = None) -> dict[str, Any]:
+        """Time series of the deployment's windows in ``span``, with events marked on the time axis."""
+        record = self._deployment(name)
+        width, windows = self._windows(name, span, width)
+        alerts = self.alert_store.list(name, limit=200)
+        events = chart_events(self.rollouts.list_events(name, 500), alerts, span.since, span.until)
+        classes = class_metrics(windows)
+        charts = [
+            series_chart("throughput", "Throughput", windows, [("throughput", "rows/s")], unit="rows/s", events=events),
+            series_chart("latency", "Latency percentiles", windows,
+                         [("latency_p50", "p50"), ("latency_p95", "p95"), ("latency_p99", "p99")], unit="s",
+                         events=events),
+            series_chart("errors", "Error rate", windows, [("error_rate", "errors")], unit="share", events=events),
+            series_chart("outputs", "Output distribution", windows,
+                         classes + [("mean_confidence", "mean confidence")] if classes else
+                         [("prediction_drift", "prediction drift")], unit="share", events=events),
+            series_chart("performance", "Performance: from labels and estimated before them", windows,
+                         [("accuracy", "accuracy"), ("estimated_accuracy", "estimated accuracy"), ("f1", "F1"),
+                          ("mae", "MAE"), ("rmse", "RMSE")], events=events),
+            series_chart("drift", "Drift: share of inputs drifted, prediction drift", windows,
+                         [("drift_share", "drifted inputs"), ("prediction_drift", "prediction drift")],
+                         unit="share", events=events),
+        ]
+        return {"deployment": record, "span": span, "width": width, "widths": self._widths(),
+                "split": self._split(name)[0], "charts": charts, "heatmap": drift_heatmap(windows),
+                "events": list(reversed(events)), "firing": [a for a in alerts if a.state == "firing"],
+                "windows": len(windows)}
+
+    def _windows(self, name: str, span: TimeRange, width: str | None) -> tuple[str, list[MetricWindow]]:
+        """The chosen width's whole-traffic windows; by default the range's time width, or the count
+        width when that has more windows (a short burst of traffic fills count windows, not 5-minute ones)."""
+        if width is not None and width not in TIME_WIDTHS and not COUNT_WIDTH.match(width):
+            raise BadTimeRange(f"unknown window {width!r}; one of {', '.join(self._widths())}")
+        chosen = width or span.width()
+        windows = self.monitoring.windows.series(name, chosen, since=span.since, until=span.until, limit=MAX_WINDOWS)
+        if width is None and len({w.start for w in windows}) < 3:
+            counted = self.monitoring.windows.series(name, self._widths()[-1], since=span.since, until=span.until,
+                                                     limit=MAX_WINDOWS)
+            if len({w.start for w in counted}) > len({w.start for w in windows}):
+                return self._widths()[-1], counted
+        return chosen, windows
+
+    def _widths(self) -> list[str]:
+        return [*TIME_WIDTHS, f"{self.monitoring.summarizer.config.count_window}rows"]
+
+    def _deployment(self, name: str) -> Any:
+        try:
+            return self.deployments.get(name)
+        except NotFound as exc:
+            raise PageNotFound(f"there is no deployment {name!r}") from exc
+
+    # -- drift drill-down ------------------------------------------------------------------------
+    def drift(self, name: str, feature: str, span: TimeRange, width: str | None = None,
+              version: int | None = None) -> dict[str, Any]:
+        """One input's reference and current histograms (the windows' mergeable summaries added up),
+        the test the engine chose for it, its statistic and threshold, and its score per window."""
+        self._deployment(name)
+        width, windows = self._windows(name, span, width)
+        if version is None and windows:
+            rows: dict[tuple[str, int], int] = {}
+            for w in windows:
+                rows[(w.model, w.version)] = rows.get((w.model, w.version), 0) + w.rows
+            model, version = max(rows, key=lambda k: rows[k])
+        elif windows:
+            model = next((w.model for w in windows if w.version == version), windows[-1].model)
+        else:
+            primary = self.deployments.route(name).primary
+            model, version = primary.model, version or primary.version
+        ref = f"{model}:{version}"
+        try:
+            signature = self.registry.get_signature(ref)
+        except NotFound as exc:
+            raise PageNotFound(f"{name} has no version {ref}") from exc
+        if feature not in signature.input_names:
+            raise PageNotFound(f"{ref} has no input feature {feature!r}",
+                               [f"its inputs: {', '.join(signature.input_names)}"])
+        mine = [w for w in windows if (w.model, w.version) == (model, version)]
+        full = self.monitoring.windows.series(name, width, since=span.since, until=span.until, version=version,
+                                              model=model, with_summary=True, limit=500)
+        result, problem = None, None
+        profile = self.registry.get_profile(ref)
+        inputs = _merged_inputs(full)
+        if profile is None or feature not in profile.get("columns", {}):
+            problem = f"{ref} was registered without a reference for {feature!r}: nothing to compare with"
+        elif inputs is None or not inputs["columns"].get(feature, {}).get("count"):
+            problem = f"no logged values of {feature!r} for {ref} in this range"
+        else:
+            try:
+                result = compare_summary_to_profile(profile, inputs, columns=[feature]).columns[feature]
+            except DriftError as exc:
+                problem = str(exc)
+        charts = []
+        if result is not None:
+            charts.append(histogram_chart("histogram", result.histogram, result.reference_rows, result.current_rows))
+        score = series_chart("score", "Score per window", mine, [(f"drift.{feature}", "score")],
+                             threshold=result.threshold if result is not None else None)
+        charts.append(score)
+        return {"deployment": name, "feature": feature, "ref": ref, "version": version, "span": span,
+                "width": width, "widths": self._widths(), "result": result, "problem": problem, "charts": charts,
+                "windows": len(full), "versions": sorted({version_of(w) for w in windows}),
+                "column": signature.column(feature)}
+
+    # -- rollout -------------------------------------------------------------------------------
+    def rollout(self, name: str, now: datetime | None = None) -> dict[str, Any]:
+        """The rollout in progress (else the last one): its steps, each step's gates with their numbers
+        (as the controller stored them), both versions' newest windows, its events, and what can be done."""
+        now = now or datetime.now(UTC)
+        self._deployment(name)
+        try:
+            record = self.rollouts.current(name)
+        except RolloutNotFound:
+            return {"deployment": name, "rollout": None, "history": [], "actions": []}
+        events = [e for e in self.rollouts.list_events(name, 500) if e.rollout_id == record.id]
+        analyses: dict[int, dict[str, Any]] = {}
+        for e in reversed(events):  # oldest first: a step's last word wins
+            step = e.data.get("step")
+            if isinstance(step, int) and isinstance(e.data.get("analysis"), dict):
+                analyses[step] = {"kind": e.kind, "at": e.at, **e.data["analysis"]}
+        steps = []
+        plan_steps = record.plan.get("steps") or []
+        for i, weight in enumerate(plan_steps if record.strategy == "canary" else []):
+            if record.state == "promoted" or i < record.step:
+                state = "passed" if i < len(plan_steps) - 1 or record.state == "promoted" else "pending"
+            elif i == record.step and record.active:
+                state = record.state  # running | paused
+            elif i == record.step and record.state == "rolled_back":
+                state = "rolled back"
+            else:
+                state = "pending"
+            steps.append({"index": i, "weight": weight, "state": state, "analysis": analyses.get(i)})
+        recent = self.monitoring.windows.series(name, "5m", since=now - RECENT, limit=200)
+        newest: dict[str, MetricWindow] = {}
+        for w in recent:
+            newest[version_of(w)] = w
+        arms = [{"arm": arm, "ref": ref, "window": newest.get(ref)}
+                for arm, ref in (("baseline", record.baseline), ("candidate", record.candidate))]
+        actions = []
+        if record.active:
+            actions = ["resume" if record.state == "paused" else "pause", "promote", "rollback"]
+        return {"deployment": name, "rollout": record, "steps": steps, "last_analysis": record.analysis,
+                "arms": arms, "events": events, "actions": actions, "history": self.rollouts.history(name, 10)}
+
+    def act(self, name: str, action: str, actor: str, reason: str | None = None) -> str:
+        """Promote, roll back, pause or resume the rollout in progress; says what happened."""
+        self._deployment(name)
+        acts = {"promote": self.rollouts.promote, "rollback": self.rollouts.rollback, "pause": self.rollouts.pause,
+                "resume": self.rollouts.resume}
+        if action not in acts:
+            raise PageNotFound(f"there is no rollout action {action!r}; one of {', '.join(ACTIONS)}")
+        record = acts[action](name, actor, reason or None)
+        return f"rollout {record.id} of {name}: {record.state.replace('_', ' ')}"
+
+    def confirm(self, name: str, action: str) -> dict[str, Any]:
+        """What the confirmation page says before an action runs."""
+        if action not in ACTIONS:
+            raise PageNotFound(f"there is no rollout action {action!r}; one of {', '.join(ACTIONS)}")
+        self._deployment(name)
+        try:
+            record = self.rollouts.active(name)
+        except NothingToDo as exc:
+            raise PageNotFound(str(exc)) from exc
+        effect = {"promote": f"{record.candidate} becomes the version {name} serves, for all traffic",
+                  "rollback": f"all traffic goes back to {record.baseline} at once; the rollout ends",
+                  "pause": f"the split stays at {record.weight:g}% until someone resumes, promotes or rolls back",
+                  "resume": "the rollout goes on; its current step starts a fresh window"}[action]
+        return {"deployment": name, "action": action, "rollout": record, "effect": effect}
+
+    # -- models --------------------------------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        return {"models": [{"record": m, "versions": self.registry.list_versions(m.name)}
+                           for m in self.registry.list_models()]}
+
+    def model(self, name: str) -> dict[str, Any]:
+        """Every version with its signature and offline metrics, and the alias history."""
+        try:
+            versions = self.registry.list_versions(name)
+        except NotFound as exc:
+            raise PageNotFound(f"there is no model {name!r}") from exc
+        record = next((m for m in self.registry.list_models() if m.name == name), None)
+        metric_names = sorted({k for v in versions for k in v.metrics})
+        return {"name": name, "record": record, "versions": list(reversed(versions)), "metric_names": metric_names,
+                "aliases": list(reversed(self.registry.alias_history(name)))}
+
+    # -- alerts --------------------------------------------------------------------------------
+    def alerts(self, state: str | None = None, deployment: str | None = None) -> dict[str, Any]:
+        """Open and resolved alerts, each with the monitor that raised it (as configured now)."""
+        if state not in (None, "firing", "resolved"):
+            raise BadTimeRange(f"unknown alert state {state!r}; firing or resolved")
+        if deployment:
+            self._deployment(deployment)
+        alerts = self.alert_store.list(deployment or None, state=state, limit=500)
+        monitors: dict[tuple[str, str], Any] = {}
+        for d in {a.deployment for a in alerts}:
+            for m in self.monitoring.monitors_of(d):
+                monitors[(d, m.name)] = m
+        rows = [{"alert": a, "monitor": monitors.get((a.deployment, a.monitor))} for a in alerts]
+        return {"firing": [r for r in rows if r["alert"].state == "firing"],
+                "resolved": [r for r in rows if r["alert"].state != "firing"], "state": state,
+                "deployment": deployment, "deployments": [d.name for d in self.deployments.list()]}
+
+
+def _health(windows: list[MetricWindow], alerts: list[Any]) -> str:
+    """critical / warning from firing alerts, else ok while windows are coming in, else idle."""
+    if any(a.severity == "critical" for a in alerts):
+        return "critical"
+    if alerts:
+        return "warning"
+    return "ok" if windows else "idle"
+
+
+def _merged_inputs(windows: list[MetricWindow]) -> dict[str, Any] | None:
+    """The inputs' summary of all ``windows`` together (their sketches and counts added)."""
+    merged: dict[str, Any] | None = None
+    for w in windows:
+        inputs = (w.summary or {}).get("inputs")
+        if not inputs:
+            continue
+        merged = inputs if merged is None else merge_summaries(merged, inputs)
+    return merged

@@ -1,0 +1,178 @@
+"""The dashboard's HTTP face: thin routes that parse a page's query, ask `DashboardPages`, render HTML.
+
+Bad input is a page, not a traceback: an unknown deployment, feature or model is a 404 saying so, a bad
+time range a 400. Rollout actions are POSTs behind a confirmation page, refused from another origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound
+from matchday.dashboard.pages import DashboardPages
+from matchday.dashboard.timerange import PRESETS, parse_range
+from matchday.errors import MatchdayError
+from matchday.store import Conflict, NotFound
+
+REFRESH_SECONDS = 10
+STATIC_PATH = "/static/dashboard"
+
+
+def templates() -> Environment:
+    env = Environment(loader=PackageLoader("matchday.dashboard", "templates"),
+                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=_num, pct=_pct, when=_when, secs=_secs)
+    env.globals.update(presets=list(PRESETS), static=STATIC_PATH, quote=quote)
+    return env
+
+
+def mount_dashboard(app: FastAPI, pages: Callable[[], DashboardPages]) -> None:
+    """Serve the pages at ``/`` and their static files (uPlot, our script and styles) at ``/static/dashboard``.
+
+    ``pages`` is called per request: the app builds its parts in its lifespan, after this runs.
+    """
+    static = resources.files("matchday.dashboard") / "static"
+    app.mount(STATIC_PATH, StaticFiles(directory=str(static)), name="dashboard-static")
+    app.include_router(dashboard_router(pages))
+
+
+def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
+    env = templates()
+    router = APIRouter(include_in_schema=False)
+
+    def page(request: Request, template: str, build: Callable[[], dict[str, Any]], *, refresh: bool = True) -> Response:
+        try:
+            data = build()
+        except (PageNotFound, NotFound) as exc:
+            return error(request, 404, "Not found", exc)
+        except BadTimeRange as exc:
+            return error(request, 400, "Bad request", exc)
+        return HTMLResponse(env.get_template(template).render(request=request, refresh=_refresh(request, refresh),
+                                                              query=dict(request.query_params),
+                                                              rendered=datetime.now(UTC), **data))
+
+    def error(request: Request, status: int, title: str, exc: MatchdayError) -> Response:
+        body = env.get_template("error.html").render(request=request, refresh=0, query={}, rendered=datetime.now(UTC),
+                                                     status=status,
+                                                     title=title, message=exc.message, details=exc.details)
+        return HTMLResponse(body, status_code=status)
+
+    @router.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        return page(request, "overview.html", lambda: pages().overview())
+
+    @router.get("/deployments/{name}", response_class=HTMLResponse)
+    def deployment(request: Request, name: str, range: str | None = None, since: str | None = None,  # noqa: A002
+                   until: str | None = None, window: str | None = None) -> Response:
+        return page(request, "deployment.html",
+                    lambda: pages().deployment(name, parse_range(range, since, until), window or None))
+
+    @router.get("/deployments/{name}/drift/{feature}", response_class=HTMLResponse)
+    def drift(request: Request, name: str, feature: str, range: str | None = None,  # noqa: A002
+              since: str | None = None, until: str | None = None, window: str | None = None,
+              version: str | None = None) -> Response:
+        def build() -> dict[str, Any]:
+            if version is not None and not (version.isascii() and version.isdigit()):
+                raise BadTimeRange(f"version={version!r} is not a version number")
+            return pages().drift(name, feature, parse_range(range, since, until), window or None,
+                                 int(version) if version else None)
+        return page(request, "drift.html", build)
+
+    @router.get("/deployments/{name}/rollout", response_class=HTMLResponse)
+    def rollout(request: Request, name: str) -> Response:
+        return page(request, "rollout.html", lambda: {**pages().rollout(name), "done": request.query_params.get("done")})
+
+    @router.get("/deployments/{name}/rollout/{action}", response_class=HTMLResponse)
+    def confirm(request: Request, name: str, action: str) -> Response:
+        return page(request, "confirm.html", lambda: pages().confirm(name, action), refresh=False)
+
+    @router.post("/deployments/{name}/rollout/{action}")
+    async def act(request: Request, name: str, action: str) -> Response:
+        if not _same_origin(request):
+            return error(request, 403, "Forbidden", DashboardError(
+                "a rollout action must come from the dashboard's own pages (the Origin header names another site)"))
+        form = parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))  # the confirmation form
+        reason = (form.get("reason") or [""])[0].strip()[:500]
+        try:
+            done = await asyncio.to_thread(pages().act, name, action, _actor(request), reason)
+        except (PageNotFound, NotFound) as exc:
+            return error(request, 404, "Not found", exc)
+        except Conflict as exc:
+            return error(request, 409, "Conflict", exc)
+        except MatchdayError as exc:  # nothing to do (already promoted), a rollout rule
+            return error(request, 409, f"Could not {action}", exc)
+        return RedirectResponse(f"/deployments/{quote(name)}/rollout?done={quote(done)}", status_code=303)
+
+    @router.get("/models", response_class=HTMLResponse)
+    def models(request: Request) -> Response:
+        return page(request, "models.html", lambda: pages().models())
+
+    @router.get("/models/{name}", response_class=HTMLResponse)
+    def model(request: Request, name: str) -> Response:
+        return page(request, "model.html", lambda: pages().model(name))
+
+    @router.get("/alerts", response_class=HTMLResponse)
+    def alerts(request: Request, state: str | None = None, deployment: str | None = None) -> Response:
+        return page(request, "alerts.html", lambda: pages().alerts(state or None, deployment or None))
+
+    return router
+
+
+def _refresh(request: Request, allowed: bool) -> int:
+    """Seconds between refreshes: ``?refresh=N`` (0 turns it off), else the default."""
+    if not allowed:
+        return 0
+    asked = request.query_params.get("refresh", "")
+    return min(int(asked), 3600) if asked.isdigit() else REFRESH_SECONDS
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page a form was posted from; another site's page may not act on a rollout."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def _actor(request: Request) -> str:
+    named = request.headers.get("x-matchday-actor", "").strip()[:100]
+    return named or f"dashboard:{request.client.host if request.client else 'unknown'}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number to ``digits`` significant figures; a dash for none (or a metric the window lacks)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e9):
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * float(value):.3g}%" if isinstance(value, (int, float)) else "–"
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "–"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _secs(value: Any) -> str:
+    """Seconds as the unit that reads best (ms under a second)."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    return f"{1000 * value:.3g} ms" if value < 1 else f"{value:.3g} s"
