@@ -5,15 +5,19 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test install services clean
+.PHONY: demo test install services chromium clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) chromium
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
+
+# The dashboard's browser tests drive Debian's chromium (Playwright's driver only: no browser download).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 # PostgreSQL is started before each session and CI; start it here too if it has gone away.
 services:
@@ -25,7 +29,7 @@ services:
 demo: $(INSTALLED)
 	$(BIN)/matchday demo
 
-test: $(INSTALLED) services
+test: $(INSTALLED) services chromium
 	MATCHDAY_TEST_POSTGRES_URL=$${MATCHDAY_TEST_POSTGRES_URL:-$(PG_URL)} $(BIN)/python -m pytest -n 3
 
 clean:

@@ -561,11 +561,15 @@ def _nan_to_none(value: Any) -> Any:
 
 
 @app.command("demo")
-def demo() -> None:
-    """Run the demo scenario (what `make demo` runs)."""
+def demo(
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", envvar="MATCHDAY_DEMO_SERVE",
+                                        help="end by serving the dashboard until Ctrl-C (--no-serve: exit)")] = True,
+    port: Annotated[int, typer.Option(help="the dashboard's port (a free one if it is taken)")] = 8000,
+) -> None:
+    """Run the demo scenario (what `make demo` runs); it ends with the dashboard's address."""
     from matchday.demo import run
 
-    run(out)
+    run(out, serve=serve, port=port)
 
 
 def _version_json(v: ModelVersionRecord) -> dict[str, Any]:

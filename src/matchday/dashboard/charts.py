@@ -83,7 +83,9 @@ def drift_heatmap(windows: Sequence[MetricWindow], columns: int = 48) -> dict[st
             drifted = metrics.get(f"drift_detected.{feature}")
             cells.append(None if score is None else {"score": score, "drifted": bool(drifted)})
         rows.append({"feature": feature, "cells": cells})
-    return {"columns": [{"start": s.isoformat(), "label": s.strftime("%H:%M"), "version": version_of(chosen[s])}
+    crowded = any((b - a).total_seconds() < 60 for a, b in zip(starts, starts[1:]))
+    label = "%H:%M:%S" if crowded else "%H:%M"
+    return {"columns": [{"start": s.isoformat(), "label": s.strftime(label), "version": version_of(chosen[s])}
                         for s in starts],
             "rows": rows, "points": sum(1 for r in rows for c in r["cells"] if c is not None)}
 

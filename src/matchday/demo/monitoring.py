@@ -49,17 +49,22 @@ class Pager:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def demo_monitors(webhook: str | None = None) -> list[dict[str, Any]]:
+    """The payments stream's monitors; each alert also goes to ``webhook`` when one is given."""
+    actions: list[Any] = ["alert", {"webhook": webhook}] if webhook else ["alert"]
+    return [
+        {"name": "data-drift", "metric": "drift_share", "window": f"{WINDOW}rows", "when": ">= 0.3",
+         "breaches": 2, "min_rows": 300, "deployment": "payments", "actions": actions},
+        {"name": "accuracy-drop", "metric": "accuracy", "window": f"{WINDOW}rows", "relative_to": "reference",
+         "when": "< -0.05", "breaches": 2, "min_rows": 300, "severity": "critical", "deployment": "payments",
+         "actions": actions},
+    ]
+
+
 def run(console: Console, ws: Workspace) -> None:
     ws.deployments.deploy("payments", "demo-fraud@champion")
     pager = Pager(console)
-    monitors = [
-        {"name": "data-drift", "metric": "drift_share", "window": f"{WINDOW}rows", "when": ">= 0.3",
-         "breaches": 2,
-         "min_rows": 300, "deployment": "payments", "actions": ["alert", {"webhook": pager.url}]},
-        {"name": "accuracy-drop", "metric": "accuracy", "window": f"{WINDOW}rows", "relative_to": "reference",
-         "when": "< -0.05", "breaches": 2, "min_rows": 300, "severity": "critical", "deployment": "payments",
-         "actions": ["alert", {"webhook": pager.url}]},
-    ]
+    monitors = demo_monitors(pager.url)
     console.print("matchday.yaml:\n  monitoring: {count_window: %d}\n  monitors:" % WINDOW)
     for m in monitors:
         console.print(f"    - {{name: {m['name']}, metric: {m['metric']}, window: {m['window']}, when: '{m['when']}'"

@@ -46,7 +46,8 @@ def train_digits_model() -> tuple[object, object, float]:
     return model, train, accuracy
 
 
-def run(console: Console, workspace: Workspace | None = None) -> None:
+def run(console: Console, workspace: Workspace | None = None, *, serve: bool = True, port: int = 8000) -> None:
+    """The whole scenario; with ``serve``, it ends by serving the dashboard over its data until Ctrl-C."""
     ws = workspace or default_workspace()
     registry = ws.registry
     console.rule("[bold]matchday demo")
@@ -115,3 +116,11 @@ def run(console: Console, workspace: Workspace | None = None) -> None:
     models_show("demo-fraud", as_json=False)
     console.rule("$ matchday models show demo-fraud@champion")
     models_show("demo-fraud@champion", as_json=False)
+
+    console.rule("8. the dashboard")
+    if not serve:
+        console.print("not serving the dashboard (--no-serve); `matchday serve` serves it at http://127.0.0.1:8000/")
+        return
+    from matchday.demo import dashboard
+
+    dashboard.serve(console, ws, port)

@@ -22,8 +22,9 @@ from matchday.workspace import Workspace
 
 @contextmanager
 def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: float | None = None,
-                   **settings: Any) -> Iterator[str]:
-    """A real uvicorn server on a free local port, in a thread; stopped (and flushed) on exit.
+                   port: int | None = None, **settings: Any) -> Iterator[str]:
+    """A real uvicorn server on a free local port (``port`` if it is free), in a thread; stopped (and
+    flushed) on exit.
 
     ``settings`` override the workspace's (e.g. ``monitor_interval``, ``monitors``) for this server only.
     """
@@ -31,9 +32,7 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
 
     from matchday.serving import create_app
 
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port = s.getsockname()[1]
+    port = _free_port(host, port)
     if controller_interval is not None:
         settings["controller_interval"] = controller_interval
     server = uvicorn.Server(uvicorn.Config(create_app(Workspace(ws.settings.model_copy(update=settings))), host=host,
@@ -53,6 +52,18 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def _free_port(host: str, wanted: int | None) -> int:
+    """``wanted`` if nothing listens there, else any free port."""
+    for candidate in ([wanted] if wanted else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind((host, candidate))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError(f"no free port on {host}")
 
 
 def run(console: Console, ws: Workspace) -> None:

@@ -10,8 +10,9 @@
   function eventMarks(events) {
     return {hooks: {draw: [function (u) {
       const ctx = u.ctx, dpr = window.devicePixelRatio || 1;
+      let lastLabel = -Infinity, row = 0;
       ctx.save();
-      events.forEach(function (ev, i) {
+      events.forEach(function (ev) {
         const x = Math.round(u.valToPos(ev.at, "x", true));
         if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
         ctx.strokeStyle = ctx.fillStyle = EVENT_COLOURS[ev.kind] || "#555";
@@ -21,8 +22,13 @@
         ctx.moveTo(x, u.bbox.top);
         ctx.lineTo(x, u.bbox.top + u.bbox.height);
         ctx.stroke();
-        ctx.font = (10 * dpr) + "px sans-serif";
-        ctx.fillText(ev.label, x + 3 * dpr, u.bbox.top + (11 + 11 * (i % 3)) * dpr);
+        // a label only where it has room; crowded marks keep their line (the events table lists them all)
+        row = x - lastLabel > 90 * dpr ? 0 : row + 1;
+        if (row < 3) {
+          ctx.font = (10 * dpr) + "px sans-serif";
+          ctx.fillText(ev.label, x + 3 * dpr, u.bbox.top + (11 + 12 * row) * dpr);
+          if (row === 0) lastLabel = x;
+        }
       });
       ctx.restore();
     }]}};
@@ -31,11 +37,11 @@
   function timeOptions(spec, width) {
     const xs = spec.x.concat(spec.events.map(function (e) { return e.at; }));
     let lo = Math.min.apply(null, xs), hi = Math.max.apply(null, xs);
-    if (hi - lo < 60) { lo -= 150; hi += 150; }
+    if (hi - lo < 1) { lo -= 30; hi += 30; }
     const few = spec.x.length < 80;
     return {
       width: width, height: 220, plugins: [eventMarks(spec.events)],
-      scales: {x: {time: true, range: [lo - (hi - lo) * 0.02, hi + (hi - lo) * 0.02]}},
+      scales: {x: {time: true, range: [lo - (hi - lo) * 0.03, hi + (hi - lo) * 0.03]}},
       axes: [{}, {label: spec.unit, size: 60}],
       series: [{}].concat(spec.series.map(function (s, i) {
         return {label: s.label, stroke: s.dash ? "#999" : PALETTE[i % PALETTE.length], width: 1.5,
