@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 PARTS = ["matchday", "matchday.store", "matchday.registry", "matchday.monitoring", "matchday.rollout",
-         "matchday.serving", "matchday.demo"]
+         "matchday.serving", "matchday.dashboard", "matchday.demo"]
 
 
 @pytest.mark.parametrize("module_name", PARTS)
@@ -42,3 +42,18 @@ def test_register_and_load_through_the_top_level(tmp_path, monkeypatch, cancer, 
     assert record.ref == "cancer:1" and (tmp_path / "matchday.db").exists()
     model = matchday.load_model("cancer@champion")
     assert np.array_equal(model.predict(X), cancer_pipeline.predict(X))
+
+
+def test_the_dashboard_reads_through_public_faces_and_has_no_sql() -> None:
+    """DESIGN.md: `dashboard` sits on top and has no SQL of its own; it imports other parts' faces only."""
+    import pathlib
+
+    import matchday.dashboard
+
+    root = pathlib.Path(matchday.dashboard.__file__).parent
+    for path in root.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            assert "sqlalchemy" not in line, f"{path}: {line}"
+            if line.startswith("from matchday.") and not line.startswith("from matchday.dashboard"):
+                module = line.split()[1]
+                assert module.count(".") == 1 or module == "matchday.workspace", f"{path}: {line}"

@@ -85,8 +85,9 @@ def drift_heatmap(windows: Sequence[MetricWindow], columns: int = 48) -> dict[st
         rows.append({"feature": feature, "cells": cells})
     crowded = any((b - a).total_seconds() < 60 for a, b in zip(starts, starts[1:]))
     label = "%H:%M:%S" if crowded else "%H:%M"
-    return {"columns": [{"start": s.isoformat(), "label": s.strftime(label), "version": version_of(chosen[s])}
-                        for s in starts],
+    ends = [*starts[1:], None]  # a cell's drill-down: from its window's start to the next one's
+    return {"columns": [{"start": s.isoformat(), "until": e.isoformat() if e else None, "label": s.strftime(label),
+                         "version": version_of(chosen[s])} for s, e in zip(starts, ends)],
             "rows": rows, "points": sum(1 for r in rows for c in r["cells"] if c is not None)}
 
 

@@ -211,8 +211,10 @@ class DashboardPages:
         steps = []
         plan_steps = record.plan.get("steps") or []
         for i, weight in enumerate(plan_steps if record.strategy == "canary" else []):
-            if record.state == "promoted" or i < record.step:
-                state = "passed" if i < len(plan_steps) - 1 or record.state == "promoted" else "pending"
+            if record.state == "promoted":
+                state = "promoted" if i == len(plan_steps) - 1 else "passed"
+            elif i < record.step:
+                state = "passed"
             elif i == record.step and record.active:
                 state = record.state  # running | paused
             elif i == record.step and record.state == "rolled_back":
@@ -229,7 +231,9 @@ class DashboardPages:
         actions = []
         if record.active:
             actions = ["resume" if record.state == "paused" else "pause", "promote", "rollback"]
-        return {"deployment": name, "rollout": record, "steps": steps, "last_analysis": record.analysis,
+        shown = [{k: v for k, v in a.items() if k not in ("kind", "at")} for a in analyses.values()]
+        last = record.analysis if record.analysis not in shown else None  # else it is already in its step's row
+        return {"deployment": name, "rollout": record, "steps": steps, "last_analysis": last,
                 "arms": arms, "events": events, "actions": actions, "history": self.rollouts.history(name, 10)}
 
     def act(self, name: str, action: str, actor: str, reason: str | None = None) -> str:
