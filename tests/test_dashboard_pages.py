@@ -4,11 +4,15 @@ what each page shows, 404s and 400s as pages, and no page reading the prediction
 from __future__ import annotations
 
 import html
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from conftest import POSTGRES_ENV
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from monitoring_stream import log_rows, scripted_stream
@@ -25,11 +29,32 @@ MONITORS = [{"name": "inputs-drifted", "metric": "drift_share", "window": "5m", 
              "deployment": "cancer"}]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One database for the module, on each backend (the pages read JSON columns both store)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('dashboard-db') / 'matchday.db'}"
+        return
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"{POSTGRES_ENV} is not set; `make test` sets it and runs these")
+    name = f"matchday_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+def ws(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     """cancer:1 (champion) served for 30 minutes with a drifted stretch and labels, then a canary of cancer:2."""
     home: Path = tmp_path_factory.mktemp("dashboard")
-    ws = Workspace(Settings(home=home, database_url=f"sqlite:///{home / 'matchday.db'}", monitors=MONITORS))
+    ws = Workspace(Settings(home=home, database_url=store_url, monitors=MONITORS))
     X, _ = cancer_frame()
     ws.registry.register("cancer", fitted("base")[0], reference=X, alias="champion", metrics={"accuracy": 0.97})
     ws.registry.register("cancer", fitted("better")[0], reference=X, metrics={"accuracy": 0.98})
@@ -180,3 +205,29 @@ def test_no_page_reads_the_prediction_log(pages: DashboardPages, monkeypatch: py
     pages.models()
     pages.model("cancer")
     pages.alerts()
+
+
+def test_an_empty_store_and_a_deployment_without_traffic_render(tmp_path: Path) -> None:
+    """Every page has something to say before any traffic: idle, no data in this range, no rollout yet."""
+    ws = Workspace(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'matchday.db'}"))
+    try:
+        pages = DashboardPages.from_workspace(ws)
+        app = FastAPI()
+        mount_dashboard(app, lambda: pages)
+        with TestClient(app) as client:
+            assert "No deployment yet" in client.get("/").text
+            X, _ = cancer_frame()
+            ws.registry.register("cancer", fitted("base")[0], reference=X.head(60), alias="champion")
+            ws.deployments.deploy("cancer", "cancer@champion")
+            assert pages.overview()["deployments"][0]["health"] == "idle"
+            assert all(c["points"] == 0 for c in pages.deployment("cancer", parse_range())["charts"])
+            assert "no logged values" in (pages.drift("cancer", "mean radius", parse_range())["problem"] or "")
+            for path, words in [("/", "no traffic in the last 15 minutes"), ("/deployments/cancer", "no data in this range"),
+                                ("/deployments/cancer/drift/mean%20radius", "no logged values"),
+                                ("/deployments/cancer/rollout", "never had a rollout"), ("/alerts", "No alert is firing"),
+                                ("/models/cancer", "set at registration")]:
+                answer = client.get(path)
+                assert answer.status_code == 200 and words in html.unescape(answer.text), path
+            assert client.get("/deployments/cancer/rollout/promote").status_code == 404  # nothing to promote
+    finally:
+        ws.close()
