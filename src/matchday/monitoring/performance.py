@@ -442,11 +442,8 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def _sparse(a: np.ndarray, b: np.ndarray) -> list[list[float]]:
     """Two histograms over the same bins as ``[bin, a, b]`` for every bin where either is non-zero."""
     nonzero = np.flatnonzero((a != 0) | (b != 0))
-    return [[int(i), _number(a[i]), _number(b[i])] for i in nonzero]
-
-
-def _number(x: Any) -> float:
-    return int(x) if np.issubdtype(type(x), np.integer) else float(x)
+    # tolist() turns numpy integers into int and floats into float, as JSON wants them
+    return [list(t) for t in zip(nonzero.tolist(), a[nonzero].tolist(), b[nonzero].tolist())]
 
 
 def _dense(rows: list[list[float]], bins: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:

@@ -13,24 +13,25 @@ cursor passed without seeing are kept as gaps and looked for again for ``GAP_SEC
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from matchday.monitoring.concept_drift import detector_from_state, make_detector
+from matchday.monitoring.log_columns import LogColumns, to_datetime
 from matchday.monitoring.window_metrics import window_metrics
 from matchday.monitoring.window_summary import (
     VersionReference,
-    inputs_table,
     label_text,
     merge_performance,
     merge_summary,
     performance_of,
-    summarize_rows,
+    summarize_columns,
 )
 from matchday.store import LoggedRow, MetricWindow, MonitorStateStore, NotFound, PredictionLogStore, WindowKey, WindowStore
 
@@ -103,12 +104,11 @@ class Summarizer:
                                               "segment_values": {}}
         result = TickResult()
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"summary": delta, "end": datetime}
-        rows = self._read(state, now)
-        result.rows = len(rows)
-        if rows:
-            pivot = self._pivot(rows)
-            self._add_time_windows(rows, state, pending, pivot)
-            self._add_count_windows(rows, state, pending, pivot)
+        for batch in self._read(state, now):  # each batch summarised as it is read: memory stays bounded
+            result.rows += batch.num_rows
+            for (deployment, model, version), cols in self._versions(batch):
+                self._add_time_windows(deployment, model, version, cols, state, pending)
+                self._add_count_windows(deployment, model, version, cols, state, pending)
         staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now)}
         relabelled = self._relabel(state, now, staged)
         result.labelled_windows = len(relabelled)
@@ -118,31 +118,49 @@ class Summarizer:
         self.windows.put_many(result.windows, state={STATE_KEY: state})
         return result
 
-    def _read(self, state: dict[str, Any], now: datetime) -> list[LoggedRow]:
-        """Rows past the cursor (and any that filled an earlier gap), answer roles only."""
-        found: list[LoggedRow] = []
+    def _read(self, state: dict[str, Any], now: datetime) -> Iterator[pa.Table]:
+        """Batches of rows past the cursor (first any that filled an earlier gap), answer roles only."""
         gaps = [g for g in state["gaps"] if now.timestamp() - g[2] < GAP_SECONDS]
+        read = 0
         if gaps:
-            late = self.log_store.rows_in_ranges([(lo, hi) for lo, hi, _ in gaps])
-            seen = {r.id for r in late}
-            found += late
-            gaps = _remove_ids(gaps, seen)
+            late = self.log_store.batch_in_ranges([(lo, hi) for lo, hi, _ in gaps])
+            gaps = _remove_ids(gaps, set(late.column("id").to_pylist()))
+            state["gaps"] = gaps
+            read += late.num_rows
+            yield _answers(late)
         cursor = int(state["cursor"])
-        while len(found) < self.config.max_rows_per_tick:
-            batch = self.log_store.rows_after(cursor, self.config.batch_rows)
-            if not batch:
+        while read < self.config.max_rows_per_tick:
+            batch = self.log_store.batch_after(cursor, self.config.batch_rows)
+            if not batch.num_rows:
                 break
-            expected = cursor + 1
-            for r in batch:
-                if r.id > expected:
-                    gaps.append([expected, r.id - 1, now.timestamp()])
-                expected = r.id + 1
-            cursor = batch[-1].id
-            found += batch
-            if len(batch) < self.config.batch_rows:
+            ids = batch.column("id").to_numpy()
+            before = np.concatenate([[cursor], ids[:-1]])
+            skipped = np.flatnonzero(ids > before + 1)
+            gaps += [[int(before[i]) + 1, int(ids[i]) - 1, now.timestamp()] for i in skipped]
+            cursor = int(ids[-1])
+            state["cursor"], state["gaps"] = cursor, gaps[-1000:]
+            read += batch.num_rows
+            yield _answers(batch)
+            if batch.num_rows < self.config.batch_rows:
                 break
         state["cursor"], state["gaps"] = cursor, gaps[-1000:]
-        return [r for r in found if r.role in ANSWER_ROLES]
+
+    def _versions(self, batch: pa.Table) -> Iterator[tuple[tuple[str, str, int], LogColumns]]:
+        """The batch split by deployment version, each parsed into columns against its reference."""
+        if not batch.num_rows:
+            return
+        keys = batch.select(["deployment", "model", "version"]).group_by(["deployment", "model", "version"]) \
+            .aggregate([]).to_pylist()
+        for key in keys:
+            deployment, model, version = key["deployment"], key["model"], int(key["version"])
+            mask = pc.and_(pc.and_(pc.equal(batch.column("deployment"), deployment),
+                                   pc.equal(batch.column("model"), model)),
+                           pc.equal(batch.column("version"), version))
+            part = batch.filter(mask) if len(keys) > 1 else batch
+            ref = self.reference(model, version)
+            yield (deployment, model, version), LogColumns.from_table(
+                part, ref.features if ref is not None else None,
+                len(ref.classes) if ref is not None and ref.classes else None)
 
     @staticmethod
     def _configured(by_deployment: dict[str, list[str]], deployment: str) -> list[str]:
@@ -160,88 +178,85 @@ class Summarizer:
     def _segmented(self, deployment: str) -> bool:
         return bool(self.config.segments.get(deployment, self.config.segments.get("*", [])))
 
+    def _segment(self, deployment: str, feature: str, value: Any, state: dict[str, Any]) -> str | None:
+        """``feature=value``, the value pooled into ``__other__`` past the first ``max_segment_values``."""
+        if value is None:
+            return None
+        text = str(value)
+        values = state["segment_values"].setdefault(deployment, {}).setdefault(feature, [])
+        if text not in values:
+            if len(values) >= self.config.max_segment_values:
+                text = OTHER
+            else:
+                values.append(text)
+        return f"{feature}={text}"
+
     def _segments(self, deployment: str, row: LoggedRow, state: dict[str, Any]) -> list[str]:
-        features = self.config.segments.get(deployment, self.config.segments.get("*", []))
         out = [""]
-        known = state["segment_values"].setdefault(deployment, {})
-        for feature in features:
-            value = row.inputs.get(feature)
-            if value is None:
-                continue
-            text = str(value)
-            values = known.setdefault(feature, [])
-            if text not in values:
-                if len(values) >= self.config.max_segment_values:
-                    text = OTHER
-                else:
-                    values.append(text)
-            out.append(f"{feature}={text}")
+        for feature in self._configured(self.config.segments, deployment):
+            segment = self._segment(deployment, feature, row.inputs.get(feature), state)
+            if segment is not None:
+                out.append(segment)
         return out
 
-    def _pivot(self, rows: list[LoggedRow]) -> dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]:
-        """Each version's answered rows' inputs as one table, and each row id's position in it: every
-        window group below takes its rows from it instead of pivoting the same rows again."""
-        by_version: dict[tuple[str, int], list[LoggedRow]] = {}
-        for r in rows:
-            if r.error is None:
-                by_version.setdefault((r.model, r.version), []).append(r)
-        return {(model, version): (inputs_table(part, self.reference(model, version)),
-                                   {r.id: i for i, r in enumerate(part)})
-                for (model, version), part in by_version.items()}
+    def _segment_rows(self, deployment: str, cols: LogColumns, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Each segment's row positions in ``cols`` ("" is every row)."""
+        out = {"": np.arange(len(cols))}
+        for feature in self._configured(self.config.segments, deployment):
+            if feature not in cols.inputs.column_names or pa.types.is_null(cols.inputs.column(feature).type):
+                continue
+            encoded = pc.dictionary_encode(cols.inputs.column(feature)).combine_chunks()
+            codes = encoded.indices.to_numpy(zero_copy_only=False)
+            valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+            for code, value in enumerate(encoded.dictionary.to_pylist()):
+                segment = self._segment(deployment, feature, value, state)
+                if segment is None:
+                    continue
+                rows = np.flatnonzero(valid & (codes == code))
+                out[segment] = np.union1d(out[segment], rows) if segment in out else rows
+        return out
 
-    def _inputs_of(self, part: list[LoggedRow], model: str, version: int,
-                   pivot: dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]) -> pa.Table | None:
-        if (model, version) not in pivot:
-            return None
-        table, position = pivot[(model, version)]
-        return table.take(pa.array([position[r.id] for r in part if r.error is None], type=pa.int64()))
+    def _add_time_windows(self, deployment: str, model: str, version: int, cols: LogColumns, state: dict[str, Any],
+                          pending: dict[WindowKey, dict[str, Any]]) -> None:
+        ref = self.reference(model, version)
+        texts = self._configured(self.config.texts, deployment)
+        base = TIME_WIDTHS[BASE] * 1_000_000
+        buckets = cols.at // base
+        for segment, rows in self._segment_rows(deployment, cols, state).items():
+            for bucket in np.unique(buckets[rows]):
+                part = rows[buckets[rows] == bucket]
+                delta = summarize_columns(part_of(cols, part), ref, texts)
+                start = to_datetime(int(bucket) * base)
+                for width, seconds in TIME_WIDTHS.items():
+                    w_start = floor_time(start, seconds)
+                    key = (deployment, model, version, segment, width, w_start)
+                    _add(pending, key, delta, w_start + timedelta(seconds=seconds))
 
-    def _add_time_windows(self, rows: list[LoggedRow], state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]],
-                          pivot: dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]) -> None:
-        groups: dict[tuple[str, str, int, str, datetime], list[LoggedRow]] = {}
-        for r in rows:
-            start = floor_time(r.at, TIME_WIDTHS[BASE])
-            for segment in self._segments(r.deployment, r, state):
-                groups.setdefault((r.deployment, r.model, r.version, segment, start), []).append(r)
-        for (deployment, model, version, segment, start), part in groups.items():
-            delta = summarize_rows(part, self.reference(model, version), self._configured(self.config.texts, deployment),
-                                   inputs=self._inputs_of(part, model, version, pivot))
-            for width, seconds in TIME_WIDTHS.items():
-                w_start = floor_time(start, seconds)
-                key = (deployment, model, version, segment, width, w_start)
-                _add(pending, key, delta, w_start + timedelta(seconds=seconds))
-
-    def _add_count_windows(self, rows: list[LoggedRow], state: dict[str, Any],
-                           pending: dict[WindowKey, dict[str, Any]],
-                           pivot: dict[tuple[str, int], tuple[pa.Table, dict[int, int]]]) -> None:
+    def _add_count_windows(self, deployment: str, model: str, version: int, cols: LogColumns, state: dict[str, Any],
+                           pending: dict[WindowKey, dict[str, Any]]) -> None:
         n = self.config.count_window
         width = count_width(n)
-        by_version: dict[tuple[str, str, int], list[LoggedRow]] = {}
-        for r in rows:
-            by_version.setdefault((r.deployment, r.model, r.version), []).append(r)
-        for (deployment, model, version), part in by_version.items():
-            skey = f"{deployment}\x1f{model}\x1f{version}"
-            windows = state["counts"].setdefault(skey, [])  # [start iso, rows, lo id, hi id], newest last
-            i = 0
-            while i < len(part):
-                if not windows or windows[-1][1] >= n:
-                    start = part[i].at
-                    if windows and datetime.fromisoformat(windows[-1][0]) >= start:
-                        start = datetime.fromisoformat(windows[-1][0]) + timedelta(microseconds=1)
-                    windows.append([start.isoformat(), 0, part[i].id, part[i].id])
-                current = windows[-1]
-                take = part[i:i + n - current[1]]
-                current[1] += len(take)
-                current[2] = min(current[2], min(r.id for r in take))
-                current[3] = max(current[3], max(r.id for r in take))
-                w_start = datetime.fromisoformat(current[0])
-                key = (deployment, model, version, "", width, w_start)
-                _add(pending, key, summarize_rows(take, self.reference(model, version),
-                                                  self._configured(self.config.texts, deployment),
-                                                  inputs=self._inputs_of(take, model, version, pivot)),
-                     max(r.at for r in take))
-                i += len(take)
-            del windows[:-COUNT_HISTORY]
+        ref = self.reference(model, version)
+        texts = self._configured(self.config.texts, deployment)
+        skey = f"{deployment}\x1f{model}\x1f{version}"
+        windows = state["counts"].setdefault(skey, [])  # [start iso, rows, lo id, hi id], newest last
+        i = 0
+        while i < len(cols):
+            if not windows or windows[-1][1] >= n:
+                start = to_datetime(int(cols.at[i]))
+                if windows and datetime.fromisoformat(windows[-1][0]) >= start:
+                    start = datetime.fromisoformat(windows[-1][0]) + timedelta(microseconds=1)
+                windows.append([start.isoformat(), 0, int(cols.ids[i]), int(cols.ids[i])])
+            current = windows[-1]
+            take = np.arange(i, min(len(cols), i + n - current[1]))
+            ids = cols.ids[take]
+            current[1] += int(take.size)
+            current[2] = min(current[2], int(ids.min()))
+            current[3] = max(current[3], int(ids.max()))
+            key = (deployment, model, version, "", width, datetime.fromisoformat(current[0]))
+            _add(pending, key, summarize_columns(part_of(cols, take), ref, texts), to_datetime(int(cols.at[take].max())))
+            i += int(take.size)
+        del windows[:-COUNT_HISTORY]
 
     def _write(self, pending: dict[WindowKey, dict[str, Any]], now: datetime) -> list[MetricWindow]:
         if not pending:
@@ -454,3 +469,12 @@ def row_errors(rows: Sequence[LoggedRow], ref: VersionReference | None) -> np.nd
         except (TypeError, ValueError):
             out.append(float("nan"))
     return np.asarray(out, dtype=np.float64)
+
+
+def _answers(batch: pa.Table) -> pa.Table:
+    """The rows a version answered (shadows are compared, not monitored, here)."""
+    return batch.filter(pc.is_in(batch.column("role"), pa.array(ANSWER_ROLES)))
+
+
+def part_of(cols: LogColumns, rows: np.ndarray) -> LogColumns:
+    return cols if rows.size == len(cols) and (rows.size == 0 or rows[-1] == rows.size - 1) else cols.take(rows)

@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from matchday.monitoring.drift import merge_summaries, summarize_table
-from matchday.monitoring.drift.summary import summarize_numeric
+from matchday.monitoring.drift.summary import summarize_sketched
+from matchday.monitoring.log_columns import LogColumns, label_text, to_datetime
 from matchday.monitoring.performance import (
     CBPEEstimate,
     Calibrator,
@@ -65,26 +66,38 @@ class VersionReference:
 
 
 def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None,
-                   texts: Sequence[str] = (), inputs: pa.Table | None = None) -> dict[str, Any]:
+                   texts: Sequence[str] = ()) -> dict[str, Any]:
+    """`summarize_columns` of rows read as objects."""
+    return summarize_columns(LogColumns.from_rows(rows, ref.features if ref is not None else None, _width(ref)),
+                             ref, texts)
+
+
+def summarize_columns(cols: LogColumns, ref: VersionReference | None, texts: Sequence[str] = ()) -> dict[str, Any]:
     """One pass over rows as logged: counts, latency sketch, inputs, outputs, the CBPE estimate, and
     for the ``texts`` inputs their length (the text extractor; mergeable sums)."""
-    n = len(rows)
-    errors = sum(1 for r in rows if r.error is not None)
-    requests = len({(r.at, r.error is None) for r in rows})  # the rows of one request share its timestamp
-    latencies = np.fromiter((r.latency_seconds for r in rows), dtype=np.float64, count=n)
-    ok = [r for r in rows if r.error is None]
-    if inputs is None:  # else the caller built the answered rows' inputs once for many groups (`inputs_table`)
-        inputs = inputs_table(ok, ref)
+    n = len(cols)
+    ok = ~cols.failed
+    # the rows of one request share its timestamp: a request is a distinct (time, answered) pair
+    requests = int(np.unique(cols.at * 2 + ok).size) if n else 0
+    answered = np.flatnonzero(ok)
+    every = answered.size == n
+    others = [name for name in cols.inputs.column_names if name not in cols.numeric]
+    rest = cols.inputs.select(others)
+    rest = rest if every else rest.take(pa.array(answered, type=pa.int64()))
+    by_name = summarize_table(rest)["columns"]
+    by_name.update({name: summarize_sketched(v if every else v.take(answered)) for name, v in cols.numeric.items()})
     summary: dict[str, Any] = {
-        "rows": n, "errors": errors, "requests": requests,
-        "first_at": min(r.at for r in rows).isoformat() if rows else None,
-        "last_at": max(r.at for r in rows).isoformat() if rows else None,
-        "latency": summarize_numeric(latencies),
-        "inputs": summarize_table(inputs),
-        "outputs": _outputs(ok, ref),
+        "rows": n, "errors": int(n - answered.size), "requests": requests,
+        "first_at": to_datetime(cols.at.min()).isoformat() if n else None,
+        "last_at": to_datetime(cols.at.max()).isoformat() if n else None,
+        "latency": summarize_sketched(cols.latency),
+        "inputs": {"rows": int(answered.size) if cols.inputs.column_names else 0,
+                   "columns": {name: by_name[name] for name in cols.inputs.column_names}},
+        "outputs": _outputs(cols, answered, ref),
     }
     if texts:
-        summary["texts"] = {name: _text_lengths([r.inputs.get(name) for r in ok]) for name in texts}
+        summary["texts"] = {name: _text_lengths(rest.column(name).to_pylist() if name in rest.column_names else [])
+                            for name in texts}
     return summary
 
 
@@ -93,6 +106,10 @@ def _text_lengths(values: Sequence[Any]) -> dict[str, float]:
     present = [str(v) for v in values if v is not None]
     return {"n": float(len(present)), "chars": float(sum(len(v) for v in present)),
             "words": float(sum(len(v.split()) for v in present))}
+
+
+def _width(ref: VersionReference | None) -> int | None:
+    return len(ref.classes) if ref is not None and ref.classes else None
 
 
 def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
@@ -117,67 +134,30 @@ def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def inputs_table(rows: Sequence[LoggedRow], ref: VersionReference | None) -> pa.Table:
-    """The rows' inputs as columns (the version's features, in order): the costly pivot, done once."""
-    features = ref.features if ref is not None else sorted({k for r in rows for k in r.inputs})
-    return _inputs_table(rows, features)
-
-
-def _inputs_table(rows: Sequence[LoggedRow], features: list[str]) -> pa.Table:
-    columns: dict[str, list[Any]] = {f: [] for f in features}
-    for r in rows:
-        inputs = r.inputs
-        for f in features:
-            columns[f].append(inputs.get(f))
-    arrays = {}
-    for f, values in columns.items():
-        try:
-            arrays[f] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in one feature: compare as text
-            arrays[f] = pa.array([None if v is None else str(v) for v in values])
-    return pa.table(arrays) if arrays else pa.table({})
-
-
-def _outputs(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any]:
-    predictions = [r.prediction for r in rows]
-    nulls = sum(1 for p in predictions if p is None)
-    out: dict[str, Any] = {"rows": len(rows), "null": nulls}
+def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | None) -> dict[str, Any]:
+    codes = cols.codes[answered]
+    predicted = cols.predicted[answered]
+    out: dict[str, Any] = {"rows": int(answered.size), "null": int(answered.size - predicted.sum())}
     classification = ref is not None and ref.task == "classification" and ref.classes
     if classification:
-        texts = _label_texts([p for p in predictions if p is not None])
+        per_code = np.bincount(codes[predicted], minlength=len(cols.labels))
         counts: dict[str, int] = {}
-        for key in texts:
-            counts[key] = counts.get(key, 0) + 1
+        for code in np.flatnonzero(per_code):
+            label = cols.labels[code]
+            if label is not None:  # two texts of one label ("1" and "1.0") count together
+                counts[label] = counts.get(label, 0) + int(per_code[code])
         out["classes"] = counts
-        probas = [r.probabilities for r in rows if r.prediction is not None]
-        if probas and all(p is not None and len(p) == len(ref.classes or []) for p in probas):
-            proba = np.asarray(probas, dtype=np.float64)
+        rows = answered[predicted]
+        if rows.size and cols.probabilities is not None and cols.has_probabilities[rows].all():
+            proba = cols.probabilities[rows]
             out["confidence"] = {"n": int(proba.shape[0]), "sum": float(np.nanmax(proba, axis=1).sum())}
-            assert ref.classes is not None
+            assert ref is not None and ref.classes is not None
             estimate = CBPEEstimate(ref.classes)
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
-            y_pred = np.asarray(texts, dtype=object)
-            estimate.update(y_pred, calibrated)
+            estimate.update(np.asarray(cols.labels, dtype=object)[codes[predicted]], calibrated)
             out["cbpe"] = estimate.to_state()
     else:
-        values = np.asarray([p if isinstance(p, int | float) and not isinstance(p, bool) else np.nan
-                             for p in predictions], dtype=np.float64)
-        out["values"] = summarize_numeric(values)
-    return out
-
-
-def _label_texts(values: Sequence[Any]) -> list[str]:
-    """`label_text` of many values: a few distinct labels over many rows, each converted once."""
-    memo: dict[Any, str] = {}
-    out = []
-    for v in values:
-        try:
-            text = memo.get(v)
-            if text is None:
-                text = memo[v] = label_text(v)
-        except TypeError:  # an unhashable output (a list): converted every time
-            text = label_text(v)
-        out.append(text)
+        out["values"] = summarize_sketched(cols.values.take(answered))
     return out
 
 
@@ -247,15 +227,6 @@ def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dic
             if key in b:
                 out[key] = b[key]
     return out
-
-
-def label_text(value: Any) -> str:
-    """Labels compared as text, with 1.0 read as "1" (JSON round trips turn ints into floats)."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _number(value: Any) -> float:

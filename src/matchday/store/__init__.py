@@ -27,7 +27,7 @@ from matchday.store.monitoring_store import (
     WindowKey,
     WindowStore,
 )
-from matchday.store.prediction_store import ArmRow, LoggedRow, PredictionLogStore, ShadowPair
+from matchday.store.prediction_store import LOG_BATCH_SCHEMA, ArmRow, LoggedRow, PredictionLogStore, ShadowPair
 from matchday.store.records import (
     AliasMove,
     DeploymentRecord,
@@ -50,6 +50,7 @@ __all__ = [
     "AlertAlreadyFiring",
     "AlertRecord",
     "AlertStore",
+    "LOG_BATCH_SCHEMA",
     "LoggedRow",
     "MetricWindow",
     "MonitorStateStore",

@@ -10,6 +10,7 @@ sketches merge by adding bucket counts. Categorical columns keep every category'
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,23 +42,57 @@ def summarize_table(table: pa.Table) -> dict[str, Any]:
 
 
 def summarize_numeric(values: np.ndarray) -> dict[str, Any]:
-    finite = values[np.isfinite(values)]
-    out: dict[str, Any] = {"kind": "numeric", "count": int(finite.size), "missing": int(values.size - finite.size),
-                           "sum": float(finite.sum()), "sumsq": float(np.dot(finite, finite))}
-    if finite.size:
-        out.update(min=float(finite.min()), max=float(finite.max()))
-    magnitude = np.abs(finite)
-    zero = magnitude < _ZERO
-    keys = np.ceil(np.log(np.where(zero, 1.0, magnitude)) / _LOG_GAMMA).astype(np.int64)
-    out["sketch"] = {"alpha": ALPHA, "zero": int(zero.sum()),
-                     "positive": _bucket_counts(keys[(finite > 0) & ~zero]),
-                     "negative": _bucket_counts(keys[(finite < 0) & ~zero])}
+    return summarize_sketched(sketch_keys(values))
+
+
+@dataclass(frozen=True)
+class SketchedValues:
+    """Values with their sketch bucket worked out: computed once for a batch of rows, then any subset
+    of them (a window, a count window, a segment) is summarised by counting, without another log."""
+
+    values: np.ndarray  # float64, NaN and inf as logged
+    finite: np.ndarray  # bool
+    keys: np.ndarray  # int64 bucket of the magnitude (0 where not finite)
+    zero: np.ndarray  # bool: finite and within _ZERO of zero
+
+    def take(self, index: np.ndarray) -> SketchedValues:
+        return SketchedValues(self.values[index], self.finite[index], self.keys[index], self.zero[index])
+
+
+def sketch_keys(values: np.ndarray) -> SketchedValues:
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    magnitude = np.abs(np.where(finite, values, 1.0))
+    zero = finite & (magnitude < _ZERO)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = np.ceil(np.log(np.where(zero, 1.0, magnitude)) / _LOG_GAMMA).astype(np.int64)
+    return SketchedValues(values, finite, keys, zero)
+
+
+def summarize_sketched(sketched: SketchedValues) -> dict[str, Any]:
+    finite_values = sketched.values[sketched.finite]
+    out: dict[str, Any] = {"kind": "numeric", "count": int(finite_values.size),
+                           "missing": int(sketched.values.size - finite_values.size),
+                           "sum": float(finite_values.sum()), "sumsq": float(np.dot(finite_values, finite_values))}
+    if finite_values.size:
+        out.update(min=float(finite_values.min()), max=float(finite_values.max()))
+    counted = sketched.finite & ~sketched.zero
+    out["sketch"] = {"alpha": ALPHA, "zero": int(sketched.zero.sum()),
+                     "positive": _bucket_counts(sketched.keys[counted & (sketched.values > 0)]),
+                     "negative": _bucket_counts(sketched.keys[counted & (sketched.values < 0)])}
     return out
 
 
 def _bucket_counts(keys: np.ndarray) -> list[list[int]]:
-    uniques, counts = np.unique(keys, return_counts=True)
-    return np.column_stack([uniques, counts]).tolist() if uniques.size else []
+    if not keys.size:
+        return []
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo > 1_000_000:  # not a realistic spread of buckets; sort instead of counting
+        uniques, counts = np.unique(keys, return_counts=True)
+        return np.column_stack([uniques, counts]).tolist()
+    counts = np.bincount(keys - lo)
+    present = np.flatnonzero(counts)
+    return np.column_stack([present + lo, counts[present]]).tolist()
 
 
 def merge_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
