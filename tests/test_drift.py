@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -293,7 +294,8 @@ def test_drift_command(tmp_path: Path) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([matchday, "drift", *args], capture_output=True, text=True, timeout=120,
-                              env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+                              env={"COLUMNS": "160", "PATH": "/usr/bin:/bin",
+                                   "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]})  # see conftest
 
     drifted = run(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--html", str(tmp_path / "r.html"),
                   "--json", str(tmp_path / "r.json"))
