@@ -103,7 +103,7 @@ class Summarizer:
         state = self.state.get(STATE_KEY) or {"cursor": 0, "gaps": [], "label_cursor": None, "counts": {},
                                               "segment_values": {}}
         result = TickResult()
-        pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"summary": delta, "end": datetime}
+        pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
         for batch in self._read(state, now):  # each batch summarised as it is read: memory stays bounded
             result.rows += batch.num_rows
             for (deployment, model, version), cols in self._versions(batch):
@@ -266,7 +266,7 @@ class Summarizer:
         for key, item in pending.items():
             deployment, model, version, segment, width, start = key
             old = existing.get(key)
-            summary = merge_summary(old.summary if old else None, item["summary"])
+            summary = merge_summary(old.summary if old else None, _merged(item["deltas"]))
             performance = old.performance if old else None
             end = item["end"] if width not in TIME_WIDTHS else start + timedelta(seconds=TIME_WIDTHS[width])
             if old is not None and width not in TIME_WIDTHS:
@@ -427,10 +427,19 @@ class Summarizer:
 def _add(pending: dict[WindowKey, dict[str, Any]], key: WindowKey, delta: dict[str, Any], end: datetime) -> None:
     item = pending.get(key)
     if item is None:
-        pending[key] = {"summary": delta, "end": end}
+        pending[key] = {"deltas": [delta], "end": end}
     else:
-        item["summary"] = merge_summary(item["summary"], delta)
+        item["deltas"].append(delta)
         item["end"] = max(item["end"], end)
+
+
+def _merged(deltas: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pairwise, as a balanced tree: the day window's many batch deltas are not merged one by one
+    into an ever larger summary."""
+    while len(deltas) > 1:
+        deltas = [merge_summary(deltas[i], deltas[i + 1]) if i + 1 < len(deltas) else deltas[i]
+                  for i in range(0, len(deltas), 2)]
+    return deltas[0]
 
 
 def _remove_ids(gaps: Sequence[list[Any]], ids: set[int]) -> list[list[Any]]:
