@@ -116,11 +116,11 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
 
     @router.get("/models", response_class=HTMLResponse)
     def models(request: Request) -> Response:
-        return page(request, "models.html", lambda: pages().models())
+        return page(request, "models.html", lambda: pages().models(), refresh=False)  # changes by hand only
 
     @router.get("/models/{name}", response_class=HTMLResponse)
     def model(request: Request, name: str) -> Response:
-        return page(request, "model.html", lambda: pages().model(name))
+        return page(request, "model.html", lambda: pages().model(name), refresh=False)
 
     @router.get("/alerts", response_class=HTMLResponse)
     def alerts(request: Request, state: str | None = None, deployment: str | None = None) -> Response:
