@@ -76,11 +76,12 @@
   function renderCharts(root) {
     root.querySelectorAll(".chart[data-chart]").forEach(function (el) {
       const spec = JSON.parse(el.getAttribute("data-chart"));
+      if (el._plot) el._plot.destroy();  // uPlot keeps window listeners until destroyed
       el.textContent = "";
       const width = Math.max(280, el.clientWidth || 600);
       const opts = spec.kind === "time" ? timeOptions(spec, width) : histogramOptions(spec, width);
       const data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
-      const plot = new uPlot(opts, data, el);
+      const plot = el._plot = new uPlot(opts, data, el);
       let points = 0;
       spec.series.forEach(function (s) { if (!s.dash) s.values.forEach(function (v) { if (v !== null) points++; }); });
       el.dataset.points = String(points);
@@ -103,7 +104,9 @@
           if (!html) return;
           const next = new DOMParser().parseFromString(html, "text/html").getElementById("content");
           if (!next) return;
-          document.getElementById("content").replaceWith(next);
+          const old = document.getElementById("content");
+          old.querySelectorAll(".chart").forEach(function (el) { if (el._plot) el._plot.destroy(); });
+          old.replaceWith(next);
           renderCharts(next);
           document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
         })
@@ -115,5 +118,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     renderCharts(document);
     startRefresh();
+    let resizing = null;  // charts are drawn to their panel's width: redraw when it changes
+    window.addEventListener("resize", function () {
+      clearTimeout(resizing);
+      resizing = setTimeout(function () { renderCharts(document); }, 200);
+    });
   });
 })();
