@@ -214,7 +214,7 @@ def test_every_page_in_a_browser_and_a_promotion_clicked_through(stage: Stage, b
     page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.dataset.rendered)")
     assert len(w.charts()) == 6 and all(p > 0 for p in w.charts().values())
     wide = page.evaluate("document.querySelector('#chart-latency canvas').width")
-    page.set_viewport_size({"width": 800, "height": 1000})  # charts redraw to their narrower panels
+    page.set_viewport_size({"width": 600, "height": 1000})  # one column of narrower panels: charts redraw
     page.wait_for_function(f"document.querySelector('#chart-latency canvas').width < {wide}")
     assert all(p > 0 for p in w.charts().values())
 
