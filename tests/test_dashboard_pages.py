@@ -188,6 +188,8 @@ def test_a_rollout_action_from_another_origin_is_refused(client: TestClient, ws:
     assert answer.status_code == 403
     assert ws.rollouts.active("cancer").state == "running"
     assert client.post("/deployments/cancer/rollout/explode").status_code == 404
+    answer = client.post("/deployments/cancer/rollout/resume")  # it is running, not paused
+    assert answer.status_code == 409 and "is not paused" in answer.text
 
 
 def test_no_page_reads_the_prediction_log(pages: DashboardPages, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound
 from matchday.dashboard.pages import DashboardPages
 from matchday.dashboard.timerange import PRESETS, parse_range
 from matchday.errors import MatchdayError
-from matchday.store import Conflict, NotFound
+from matchday.store import Conflict, NotFound, StoreUnavailable
 
 REFRESH_SECONDS = 10
 STATIC_PATH = "/static/dashboard"
@@ -58,6 +58,8 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             return error(request, 404, "Not found", exc)
         except BadTimeRange as exc:
             return error(request, 400, "Bad request", exc)
+        except StoreUnavailable as exc:
+            return error(request, 503, "The database is unavailable", exc)
         return HTMLResponse(env.get_template(template).render(request=request, refresh=_refresh(request, refresh),
                                                               query=dict(request.query_params),
                                                               rendered=datetime.now(UTC), **data))
