@@ -154,7 +154,8 @@ def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | Non
             assert ref is not None and ref.classes is not None
             estimate = CBPEEstimate(ref.classes)
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
-            estimate.update(np.asarray(cols.labels, dtype=object)[codes[predicted]], calibrated)
+            texts = np.asarray([label or "" for label in cols.labels], dtype=str)  # fixed-width: compared in C
+            estimate.update(texts[codes[predicted]], calibrated)
             out["cbpe"] = estimate.to_state()
     else:
         out["values"] = summarize_sketched(cols.values.take(answered))
