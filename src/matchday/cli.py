@@ -223,7 +223,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     out.print(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops, "
               "flushing the prediction log first")
-    uvicorn.run("matchday.serving:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("matchday.server:create_server_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30)
 
 

@@ -30,12 +30,12 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
     """
     import uvicorn
 
-    from matchday.serving import create_app
+    from matchday.server import create_server
 
     port = _free_port(host, port)
     if controller_interval is not None:
         settings["controller_interval"] = controller_interval
-    server = uvicorn.Server(uvicorn.Config(create_app(Workspace(ws.settings.model_copy(update=settings))), host=host,
+    server = uvicorn.Server(uvicorn.Config(create_server(Workspace(ws.settings.model_copy(update=settings))), host=host,
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -20,7 +20,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from matchday import __version__
-from matchday.dashboard import DashboardPages, mount_dashboard
 from matchday.errors import MatchdayError
 from matchday.monitoring import (
     TIME_WIDTHS,
@@ -70,7 +69,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         alerts = AlertStore(db)
         metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing))
         state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts, monitoring=monitoring,
-                     alerts=alerts, dashboard=DashboardPages(ws.deployments, rollouts, ws.registry, monitoring, alerts))
+                     alerts=alerts)
         loop = asyncio.get_running_loop()
         refresher = loop.create_task(_refresh_every_second(metrics))
         controlling = loop.create_task(controller.run())
@@ -360,8 +359,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def v2_infer_version(name: str, version: str, request: Request) -> Any:
         return await v2_infer(name, version, request)
 
-    # -- the dashboard, at / -----------------------------------------------------------------------
-    mount_dashboard(app, lambda: state["dashboard"])
+    app.state.workspace = ws  # for what is mounted above the API (the dashboard, `matchday.server`)
     return app
 
 
