@@ -21,7 +21,7 @@ from matchday.demo import transactions
 from matchday.rollout import RolloutError
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
-from server_process import MATCHDAY, ServerProcess
+from server_process import MATCHDAY, ServerProcess, http
 
 FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
 FAST_CONTROLLER = {"MATCHDAY_CONTROLLER_INTERVAL": "0.2"}
@@ -84,13 +84,13 @@ TRUTH = TRAFFIC["is_fraud"].to_pylist()
 
 
 def status(url: str) -> dict[str, Any]:
-    answer = httpx.get(f"{url}/v1/deployments/fraud/rollout", timeout=10)
+    answer = http.get(f"{url}/v1/deployments/fraud/rollout", timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
 def start(url: str, candidate: str, **plan: Any) -> dict[str, Any]:
-    answer = httpx.post(f"{url}/v1/deployments/fraud/rollout", json={"candidate": candidate, **plan}, timeout=10)
+    answer = http.post(f"{url}/v1/deployments/fraud/rollout", json={"candidate": candidate, **plan}, timeout=10)
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -139,9 +139,9 @@ def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet:
     failed = {g["name"] for g in rolled["data"]["analysis"]["gates"] if g["outcome"] == "fail"}
     assert {"accuracy", "prediction_divergence"} <= failed
     assert {a["version"] for a in answers} == {1, 3}  # the canary did answer its share before the rollback
-    after = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    after = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
     time.sleep(1.2)  # every process re-reads the plan within a second
-    after = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    after = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
     assert {p["version"] for p in after["predictions"]} == {1}
     assert fleet.workspace.registry.resolve("fraud@champion").version == 1
 
@@ -156,7 +156,7 @@ def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet:
     move = fleet.workspace.registry.alias_history("fraud", "champion")[-1]
     assert (move.from_version, move.to_version) == (1, 2) and "rollout" in (move.reason or "")
     time.sleep(1.2)
-    after = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    after = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
     assert {p["version"] for p in after["predictions"]} == {2}
 
 
@@ -185,14 +185,14 @@ def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: di
     assert store.count("fraud") == 400  # what clients got; the shadow's rows are apart
     assert store.count("fraud", roles=("shadow",), errors=True) == 400
 
-    assert httpx.post(f"{url}/v1/deployments/fraud/rollout/rollback").json()["state"] == "rolled_back"
+    assert http.post(f"{url}/v1/deployments/fraud/rollout/rollback").json()["state"] == "rolled_back"
     start(url, "fraud:2", strategy="shadow", share=50)
     drive([url], lambda: (status(url)["report"] or {}).get("labelled", 0) >= 40, timeout=120)
     report = status(url)["report"]
     assert report["errors"] == 0 and 0 < report["compared"] <= report["requests"]
     assert report["agreement"] is not None and 0.5 < report["agreement"] <= 1.0
     assert report["shadow_metric"] is not None and report["primary_metric"] is not None
-    metrics = httpx.get(f"{url}/metrics").text
+    metrics = http.get(f"{url}/metrics").text
     assert 'matchday_shadow_predictions_total{deployment="fraud",model="fraud",version="2"}' in metrics
 
 
@@ -241,7 +241,7 @@ def test_a_crashing_canary_with_fallback_never_reaches_clients(fleet: Fleet) -> 
     store = PredictionLogStore(fleet.workspace.database)
     time.sleep(0.5)
     assert store.count("fraud", roles=("failed_over",), errors=True) >= 20
-    metrics = httpx.get(f"{url}/metrics").text
+    metrics = http.get(f"{url}/metrics").text
     assert 'matchday_fallback_rows_total{deployment="fraud",model="fraud",version="4"}' in metrics
 
 
@@ -278,12 +278,12 @@ def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
     switched = state["events"][0]
     assert switched["kind"] == "switched" and switched["data"]["warm_rows"] > 0
     time.sleep(1.2)
-    body = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
+    body = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
     assert {p["version"] for p in body["predictions"]} == {2}
-    assert httpx.get(f"{url}/v2/models/fraud").json()["versions"] == ["2"]  # what answers, not the baseline
-    assert httpx.post(f"{url}/v1/deployments/fraud/rollout/rollback").status_code == 200
+    assert http.get(f"{url}/v2/models/fraud").json()["versions"] == ["2"]  # what answers, not the baseline
+    assert http.post(f"{url}/v1/deployments/fraud/rollout/rollback").status_code == 200
     time.sleep(1.2)
-    body = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
+    body = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
     assert {p["version"] for p in body["predictions"]} == {1}
 
 
@@ -331,11 +331,11 @@ def test_two_servers_on_postgresql_route_by_one_plan(workspace: Workspace, model
         rows = [ROWS[i] for i in range(len(keys))]
         seen = []
         for server in (a, b):
-            body = httpx.post(f"{server.url}/v1/deployments/fraud/predict",
+            body = http.post(f"{server.url}/v1/deployments/fraud/predict",
                               json={"instances": rows, "ids": keys}, timeout=30).json()
             seen.append([p["version"] for p in body["predictions"]])
         assert seen[0] == seen[1] and 1 in seen[0] and 2 in seen[0]
-        httpx.post(f"{b.url}/v1/deployments/fraud/rollout/rollback").raise_for_status()
+        http.post(f"{b.url}/v1/deployments/fraud/rollout/rollback").raise_for_status()
 
         start(b.url, "fraud:2", steps=[20, 50, 100], interval="1s", min_requests=30,
               gates={"labels": "required", "min_labels": 60, "latency_slack_seconds": 0.5})
@@ -351,7 +351,7 @@ def test_two_servers_on_postgresql_route_by_one_plan(workspace: Workspace, model
 @SQLITE_ONLY
 def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) -> None:
     url = fleet.url
-    post = lambda path, **kw: httpx.post(f"{url}/v1/deployments/{path}", **kw)  # noqa: E731
+    post = lambda path, **kw: http.post(f"{url}/v1/deployments/{path}", **kw)  # noqa: E731
     missing = post("fraud/rollout", json={"candidate": "fraud:99"})
     assert missing.status_code == 404 and "no version 99" in missing.json()["error"]
     steps = post("fraud/rollout", json={"candidate": "fraud:2", "steps": "10,50"})
@@ -364,7 +364,7 @@ def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) 
     assert post("nowhere/rollout", json={"candidate": "fraud:2"}).status_code == 404
     nothing = post("fraud/rollout/promote")
     assert nothing.status_code == 409 and "no rollout in progress" in nothing.json()["error"]
-    assert httpx.get(f"{url}/v1/deployments/fraud/rollout").status_code == 404  # never had one
+    assert http.get(f"{url}/v1/deployments/fraud/rollout").status_code == 404  # never had one
 
     start(url, "fraud:2", interval="1h")
     second = post("fraud/rollout", json={"candidate": "fraud:3"})
@@ -381,7 +381,7 @@ def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) 
     assert paused["events"][0]["reason"] == "checking the dashboards"
     assert post("fraud/rollout/resume").json()["state"] == "running"
     assert post("fraud/rollout/rollback", json={"reason": 5}).status_code == 400
-    events = httpx.get(f"{url}/v1/deployments/fraud/events").json()["events"]
+    events = http.get(f"{url}/v1/deployments/fraud/events").json()["events"]
     assert [e["kind"] for e in events][:3] == ["resumed", "paused", "started"]
 
     env = {"MATCHDAY_HOME": str(fleet.workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url,

@@ -16,7 +16,7 @@ from matchday.client import ServerError
 from matchday.demo import transactions
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
-from server_process import ServerProcess
+from server_process import ServerProcess, http
 
 FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
 
@@ -64,7 +64,7 @@ def test_predictions_equal_the_models_own(served, fraud_model, workspace) -> Non
     assert len({p["request_id"] for p in answer["predictions"]}) == len(rows)
 
     columns = {"columns": FEATURES, "data": rows.head(5).to_numpy().tolist()}
-    by_columns = httpx.post(f"{served.url}/v1/deployments/fraud/predict", json=columns).json()
+    by_columns = http.post(f"{served.url}/v1/deployments/fraud/predict", json=columns).json()
     assert [p["prediction"] for p in by_columns["predictions"]] == model.predict(rows.head(5)).tolist()
 
     # what the log holds once written: inputs, outputs, version, entity key, routing
@@ -124,8 +124,8 @@ def test_open_inference_protocol_with_tritonclient(served, fraud_model) -> None:
 
 def _post(url: str, body: object | bytes, path: str = "/v1/deployments/fraud/predict", **kw: object) -> httpx.Response:
     if isinstance(body, (bytes, str)):
-        return httpx.post(url + path, content=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
-    return httpx.post(url + path, json=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
+        return http.post(url + path, content=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
+    return http.post(url + path, json=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
 
 
 GOOD = {"amount": 10.0, "hour": 3, "merchant": "travel", "country": "home", "card_present": True}
@@ -181,7 +181,7 @@ def test_several_deployments_in_one_server(served, workspace, cancer, cancer_pip
     assert [p["prediction"] for p in answer["predictions"]] == cancer_pipeline.predict(X.head(20)).tolist()
     assert answer["model"] == "cancer" and fraud["model"] == "fraud"
     assert {d["name"] for d in Client(served.url).deployments()} == {"fraud", "screening"}
-    not_found = httpx.get(f"{served.url}/no/such/path")
+    not_found = http.get(f"{served.url}/no/such/path")
     assert not_found.status_code == 404 and not_found.json() == {"error": "Not Found", "details": []}
 
 
@@ -253,7 +253,7 @@ def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:
     assert answer["input_quality"] == {"out_of_range": 1, "unseen_category": 1,
                                        "by_feature": {"amount": 1, "merchant": 1}}
     samples = {(s.name, s.labels.get("deployment")): s.value
-               for f in text_string_to_metric_families(httpx.get(f"{served.url}/metrics").text) for s in f.samples}
+               for f in text_string_to_metric_families(http.get(f"{served.url}/metrics").text) for s in f.samples}
     assert samples[("matchday_input_out_of_range_total", "fraud")] == 1
     assert samples[("matchday_input_unseen_category_total", "fraud")] == 1
 
@@ -282,7 +282,7 @@ def test_metrics_parse_and_count(served) -> None:
     for _ in range(3):
         _post(served.url, {"instances": [GOOD, GOOD]})
     _post(served.url, {"instances": [{**GOOD, "hour": "x"}]})
-    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{served.url}/metrics").text)}
+    families = {f.name: f for f in text_string_to_metric_families(http.get(f"{served.url}/metrics").text)}
     labels = {"deployment": "fraud", "model": "fraud", "version": "1"}
 
     def value(family: str, sample: str, **extra: str) -> float:
@@ -302,7 +302,8 @@ def _fire(url: str, n: int, workers: int = 16) -> list[str]:
     """``n`` one-row requests from ``workers`` threads; the request ids of those answered 200."""
     def one(i: int) -> list[str]:
         try:
-            r = httpx.post(f"{url}/v1/deployments/fraud/predict", json={"instances": [{**GOOD, "hour": i % 24}]}, timeout=30)
+            r = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": [{**GOOD, "hour": i % 24}]},
+                          headers={"Connection": "close"}, timeout=30)  # a connection each, as separate clients
         except httpx.HTTPError:
             return []
         return [p["request_id"] for p in r.json()["predictions"]] if r.status_code == 200 else []
@@ -334,7 +335,7 @@ def test_concurrent_requests_leave_exactly_one_row_each_across_a_restart(served,
 def _metric(url: str, name: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return sum(s.value for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    return sum(s.value for f in text_string_to_metric_families(http.get(f"{url}/metrics").text)
                for s in f.samples if s.name == name)
 
 
@@ -381,7 +382,7 @@ def test_a_database_outage_mid_load_loses_nothing(served, workspace, database_ur
     _set_connections(database_url, False)
     try:
         during = _fire(served.url, 200)
-        metrics = httpx.get(f"{served.url}/metrics").text
+        metrics = http.get(f"{served.url}/metrics").text
         assert "matchday_prediction_log_database_up 0.0" in metrics
     finally:
         _set_connections(database_url, True)
