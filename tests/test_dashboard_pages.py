@@ -126,6 +126,16 @@ def test_the_drift_drill_down_overlays_reference_and_current(pages: DashboardPag
     assert candidate["ref"] == "cancer:2" and candidate["result"].current_rows == 300
 
 
+def test_the_drill_down_by_count_window_compares_every_row_of_the_range(pages: DashboardPages) -> None:
+    """Scores per count window, but the histogram adds up the range's time windows: every row of the
+    range, however many count windows it holds (it once kept only the newest 500)."""
+    by_time = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW))
+    by_count = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW), width="1000rows")
+    assert by_count["width"] == "1000rows" and by_count["merged_width"] == "5m"
+    assert by_count["result"].current_rows == by_time["result"].current_rows == 900
+    assert by_count["result"].statistic == by_time["result"].statistic
+
+
 def test_the_rollout_page_shows_steps_arms_and_actions(pages: DashboardPages) -> None:
     page = pages.rollout("cancer", now=NOW)
     assert [s["weight"] for s in page["steps"]] == [10, 50, 100]

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from matchday.dashboard import DashboardPages, mount_dashboard
 from matchday.serving import create_app, create_app_from_env
-from matchday.store import AlertStore
 from matchday.workspace import Workspace
 
 
@@ -38,8 +37,7 @@ def pages_of(ws: Workspace) -> Callable[[], DashboardPages]:
 
     def pages() -> DashboardPages:
         if not built:
-            built.append(DashboardPages(ws.deployments, ws.rollouts, ws.registry, ws.monitoring,
-                                        AlertStore(ws.database)))
+            built.append(DashboardPages.from_workspace(ws))
         return built[0]
 
     return pages

@@ -167,11 +167,14 @@ class DashboardPages:
             raise PageNotFound(f"{ref} has no input feature {feature!r}",
                                [f"its inputs: {', '.join(signature.input_names)}"])
         mine = [w for w in windows if (w.model, w.version) == (model, version)]
-        full = self.monitoring.windows.series(name, width, since=span.since, until=span.until, version=version,
-                                              model=model, with_summary=True, limit=500)
+        # the histogram adds up the range's time windows whatever the chart's width: the same rows as its
+        # count windows, in a few hundred summaries at most (a busy hour has a thousand count windows)
+        merged_width = span.width()
+        full = self.monitoring.windows.series(name, merged_width, since=span.since, until=span.until,
+                                              version=version, model=model, with_summary=True, limit=500)
         result, problem = None, None
         profile = self.registry.get_profile(ref)
-        inputs = _merged_inputs(full)
+        inputs = _merged_inputs(full, feature)
         if profile is None or feature not in profile.get("columns", {}):
             problem = f"{ref} was registered without a reference for {feature!r}: nothing to compare with"
         elif inputs is None or not inputs["columns"].get(feature, {}).get("count"):
@@ -189,7 +192,7 @@ class DashboardPages:
         charts.append(score)
         return {"deployment": name, "feature": feature, "ref": ref, "version": version, "span": span,
                 "width": width, "widths": self._widths(), "result": result, "problem": problem, "charts": charts,
-                "windows": len(full), "versions": sorted({version_of(w) for w in windows}),
+                "windows": len(full), "merged_width": merged_width, "versions": sorted({version_of(w) for w in windows}),
                 "column": signature.column(feature)}
 
     # -- rollout -------------------------------------------------------------------------------
@@ -304,12 +307,17 @@ def _health(windows: list[MetricWindow], alerts: list[Any]) -> str:
     return "ok" if windows else "idle"
 
 
-def _merged_inputs(windows: list[MetricWindow]) -> dict[str, Any] | None:
-    """The inputs' summary of all ``windows`` together (their sketches and counts added)."""
-    merged: dict[str, Any] | None = None
+def _merged_inputs(windows: list[MetricWindow], feature: str) -> dict[str, Any] | None:
+    """One input's summary over all ``windows`` (sketches and counts added), merged pairwise as a
+    balanced tree; the other inputs are left alone."""
+    parts = []
     for w in windows:
         inputs = (w.summary or {}).get("inputs")
-        if not inputs:
-            continue
-        merged = inputs if merged is None else merge_summaries(merged, inputs)
-    return merged
+        if inputs and feature in inputs.get("columns", {}):
+            parts.append({"rows": inputs["rows"], "columns": {feature: inputs["columns"][feature]}})
+    if not parts:
+        return None
+    while len(parts) > 1:
+        parts = [merge_summaries(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
