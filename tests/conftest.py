@@ -14,8 +14,9 @@ import os
 # with one thread). Subprocesses inherit it through os.environ.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import contextlib  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,8 +37,15 @@ def _postgres_admin_url() -> str | None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database for one test, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'matchday.db'}"
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database (a file in ``folder`` for SQLite), dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'matchday.db'}"
         return
     admin_url = _postgres_admin_url()
     if admin_url is None:
@@ -55,6 +63,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def new_database() -> Callable[[str, Path], contextlib.AbstractContextManager[str]]:
+    """`fresh_database`, for fixtures of a wider scope than one test."""
+    return fresh_database
 
 
 @pytest.fixture
@@ -101,3 +115,4 @@ def cancer_pipeline(cancer):  # type: ignore[no-untyped-def]
 
     X, y = cancer
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+

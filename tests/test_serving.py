@@ -1,4 +1,9 @@
-"""Online serving end to end: a real server on 127.0.0.1, on SQLite and on PostgreSQL."""
+"""Online serving end to end: a real server on 127.0.0.1, on SQLite and on PostgreSQL.
+
+Tests that only add to what the server holds share one server per database (`shared_server`):
+starting one, and loading its model on the first request, takes seconds. Tests that stop or
+restart the server, or count everything it logged or counted, get their own (`served`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import sqlalchemy as sa
 
 from matchday import Client
 from matchday.client import ServerError
+from matchday.config import Settings
 from matchday.demo import transactions
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
@@ -36,13 +42,33 @@ def fraud_model():  # type: ignore[no-untyped-def]
     return model, data
 
 
+def _serve_fraud(workspace: Workspace, model, data, database_url: str) -> ServerProcess:  # type: ignore[no-untyped-def]
+    workspace.registry.register("fraud", model, reference=data, target="is_fraud", alias="champion")
+    workspace.deployments.deploy("fraud", "fraud@champion", {"max_rows": 500})
+    return ServerProcess(workspace.settings.home, database_url).start()
+
+
 @pytest.fixture
 def served(workspace: Workspace, fraud_model, tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
     model, data = fraud_model
-    workspace.registry.register("fraud", model, reference=data, target="is_fraud", alias="champion")
-    workspace.deployments.deploy("fraud", "fraud@champion",
-                                                                                 {"max_rows": 500})
-    server = ServerProcess(workspace.settings.home, database_url).start()
+    server = _serve_fraud(workspace, model, data, database_url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_workspace(request: pytest.FixtureRequest, new_database, tmp_path_factory) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
+    with new_database(request.param, folder) as url:
+        ws = Workspace(Settings(home=folder / "home", database_url=url))
+        yield ws
+        ws.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(shared_workspace: Workspace, fraud_model) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+    model, data = fraud_model
+    server = _serve_fraud(shared_workspace, model, data, shared_workspace.settings.database_url)
     yield server
     server.stop()
 
@@ -51,10 +77,10 @@ def logged(workspace: Workspace) -> PredictionLogStore:
     return PredictionLogStore(workspace.database)
 
 
-def test_predictions_equal_the_models_own(served, fraud_model, workspace) -> None:
+def test_predictions_equal_the_models_own(shared_server, fraud_model, shared_workspace) -> None:
     model, _ = fraud_model
     rows = transactions(200, seed=11).to_pandas()[FEATURES]
-    with Client(served.url) as client:
+    with Client(shared_server.url) as client:
         answer = client.predict("fraud", rows, ids=[f"tx-{i}" for i in range(len(rows))])
     assert answer["model"] == "fraud" and answer["version"] == 1
     assert [p["prediction"] for p in answer["predictions"]] == model.predict(rows).tolist()
@@ -64,11 +90,11 @@ def test_predictions_equal_the_models_own(served, fraud_model, workspace) -> Non
     assert len({p["request_id"] for p in answer["predictions"]}) == len(rows)
 
     columns = {"columns": FEATURES, "data": rows.head(5).to_numpy().tolist()}
-    by_columns = http.post(f"{served.url}/v1/deployments/fraud/predict", json=columns).json()
+    by_columns = http.post(f"{shared_server.url}/v1/deployments/fraud/predict", json=columns).json()
     assert [p["prediction"] for p in by_columns["predictions"]] == model.predict(rows.head(5)).tolist()
 
     # what the log holds once written: inputs, outputs, version, entity key, routing
-    store = logged(workspace)
+    store = logged(shared_workspace)
     first = answer["predictions"][0]
     for _ in range(50):
         record = store.get(first["request_id"])
@@ -82,12 +108,12 @@ def test_predictions_equal_the_models_own(served, fraud_model, workspace) -> Non
     assert record.prediction == first["prediction"] and record.routing["model_ref"] == "fraud@champion"
 
 
-def test_open_inference_protocol_with_tritonclient(served, fraud_model) -> None:
+def test_open_inference_protocol_with_tritonclient(shared_server, fraud_model) -> None:
     import tritonclient.http as triton
 
     model, _ = fraud_model
     rows = transactions(50, seed=12).to_pandas()[FEATURES]
-    client = triton.InferenceServerClient(url=served.url.removeprefix("http://"))
+    client = triton.InferenceServerClient(url=shared_server.url.removeprefix("http://"))
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("fraud")
     metadata = client.get_model_metadata("fraud")
@@ -165,23 +191,23 @@ def test_bad_input_is_a_4xx_listing_every_problem(served, workspace) -> None:  #
     assert logged(workspace).count("fraud") == 1  # refused requests are not logged
 
 
-def test_every_problem_is_listed_at_once(served) -> None:
+def test_every_problem_is_listed_at_once(shared_server) -> None:
     body = {"instances": [{**GOOD, "amount": "x", "hour": 1.5}, {**GOOD, "country": None}]}
-    answer = _post(served.url, body).json()
+    answer = _post(shared_server.url, body).json()
     assert {d["field"] for d in answer["details"]} == {"instances[0].amount", "instances[0].hour", "instances[1].country"}
 
 
-def test_several_deployments_in_one_server(served, workspace, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_several_deployments_in_one_server(shared_server, shared_workspace, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]
     X, y = cancer
-    workspace.registry.register("cancer", cancer_pipeline, reference=X.assign(y=y), target="y")
-    workspace.deployments.deploy("screening", "cancer:1")
-    with Client(served.url) as client:  # the running server picks the new deployment up
+    shared_workspace.registry.register("cancer", cancer_pipeline, reference=X.assign(y=y), target="y")
+    shared_workspace.deployments.deploy("screening", "cancer:1")
+    with Client(shared_server.url) as client:  # the running server picks the new deployment up
         answer = client.predict("screening", X.head(20))
         fraud = client.predict("fraud", [GOOD])
     assert [p["prediction"] for p in answer["predictions"]] == cancer_pipeline.predict(X.head(20)).tolist()
     assert answer["model"] == "cancer" and fraud["model"] == "fraud"
-    assert {d["name"] for d in Client(served.url).deployments()} == {"fraud", "screening"}
-    not_found = http.get(f"{served.url}/no/such/path")
+    assert {d["name"] for d in Client(shared_server.url).deployments()} == {"fraud", "screening"}
+    not_found = http.get(f"{shared_server.url}/no/such/path")
     assert not_found.status_code == 404 and not_found.json() == {"error": "Not Found", "details": []}
 
 
@@ -197,12 +223,12 @@ def test_nan_predictions_are_logged_as_null_on_both_databases(served, workspace,
     assert stored == {p["request_id"]: p["prediction"] for p in answer["predictions"]}
 
 
-def test_body_too_large_and_unknown_deployment(served) -> None:
+def test_body_too_large_and_unknown_deployment(shared_server) -> None:
     huge = b'{"instances": [' + b",".join([b'{"amount": 1.0}'] * 1_200_000) + b"]}"
-    assert _post(served.url, huge).status_code == 413
-    missing = _post(served.url, {"instances": [GOOD]}, path="/v1/deployments/nope/predict")
+    assert _post(shared_server.url, huge).status_code == 413
+    missing = _post(shared_server.url, {"instances": [GOOD]}, path="/v1/deployments/nope/predict")
     assert missing.status_code == 404 and "no deployment named 'nope'" in missing.json()["error"]
-    v2_missing = _post(served.url, {"inputs": []}, path="/v2/models/nope/infer")
+    v2_missing = _post(shared_server.url, {"inputs": []}, path="/v2/models/nope/infer")
     assert v2_missing.status_code == 404 and set(v2_missing.json()) == {"error"}
 
 
@@ -258,8 +284,8 @@ def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:
     assert samples[("matchday_input_unseen_category_total", "fraud")] == 1
 
 
-def test_feedback_joins_by_request_id_and_entity_key(served, workspace) -> None:
-    with Client(served.url) as client:
+def test_feedback_joins_by_request_id_and_entity_key(shared_server, shared_workspace) -> None:
+    with Client(shared_server.url) as client:
         answer = client.predict("fraud", [GOOD, GOOD, GOOD], ids=["a", "b", "c"])
         ids = [p["request_id"] for p in answer["predictions"]]
         result = client.feedback("fraud", [{"request_id": ids[0], "label": 1}, {"id": "b", "label": 0},
@@ -271,7 +297,7 @@ def test_feedback_joins_by_request_id_and_entity_key(served, workspace) -> None:
         with pytest.raises(ServerError) as err:
             client.feedback("ghost", [{"id": "a", "label": 1}])
         assert err.value.status == 404
-    store = logged(workspace)
+    store = logged(shared_workspace)
     assert store.get(ids[0]).label == 1 and store.get(ids[1]).label == 0 and store.get(ids[2]).label is None
     assert store.get(ids[0]).label_at is not None
 
