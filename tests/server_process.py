@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -17,6 +18,17 @@ MATCHDAY = str(Path(sys.executable).parent / "matchday")
 # and httpx.post() build a client, and with it an SSL context, on every call: ~25 ms of CPU each,
 # which the load tests' hundreds of requests paid per request.
 http = httpx.Client()
+
+
+def wait_until(check: Any, timeout: float = 60.0, what: str = "the condition") -> Any:
+    """Poll ``check`` until it returns something truthy (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from server_process import ServerProcess
+from server_process import ServerProcess, wait_until
 
 from matchday.config import Settings
 from matchday.demo import transactions
@@ -69,14 +69,6 @@ def _send(client: httpx.Client, table: Any, prefix: str) -> int:
     return len(rows)
 
 
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +111,10 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
                 assert state["state"] == "running", state
                 return state["step"] >= 1
 
-            _wait(first_step_passed, 90, "the canary's first step to pass")
+            wait_until(first_step_passed, 90, "the canary's first step to pass")
             assert client.post("/v1/deployments/payments/rollout/pause",
                                json={"reason": "held for the dashboard test"}).status_code == 200
-            _wait(lambda: sum(w["rows"] for w in client.get("/v1/deployments/payments/metrics", params={
+            wait_until(lambda: sum(w["rows"] for w in client.get("/v1/deployments/payments/metrics", params={
                 "window": f"{COUNT}rows", "limit": 1000}).json()["windows"]) >= stage.sent, 60,
                   "the monitoring loop to summarise every row")
         yield stage

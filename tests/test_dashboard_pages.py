@@ -4,15 +4,12 @@ what each page shows, 404s and 400s as pages, and no page reading the prediction
 from __future__ import annotations
 
 import html
-import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from conftest import POSTGRES_ENV
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from monitoring_stream import log_rows, scripted_stream
@@ -30,24 +27,11 @@ MONITORS = [{"name": "inputs-drifted", "metric": "drift_share", "window": "5m", 
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              new_database: Callable[[str, Path], AbstractContextManager[str]]) -> Iterator[str]:
     """One database for the module, on each backend (the pages read JSON columns both store)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('dashboard-db') / 'matchday.db'}"
-        return
-    admin_url = os.environ.get(POSTGRES_ENV)
-    if not admin_url:
-        pytest.skip(f"{POSTGRES_ENV} is not set; `make test` sets it and runs these")
-    name = f"matchday_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_database(request.param, tmp_path_factory.mktemp("dashboard-db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

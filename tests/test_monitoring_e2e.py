@@ -18,7 +18,7 @@ import pytest
 import yaml
 from monitoring_stream import scripted_stream
 from rollout_support import cancer_frame, fitted
-from server_process import MATCHDAY, ServerProcess
+from server_process import MATCHDAY, ServerProcess, wait_until
 
 from matchday.workspace import Workspace
 
@@ -68,14 +68,6 @@ def configure(home: Path, hook: str) -> None:
         ]}))
 
 
-def wait_for(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
 
 
 @SQLITE_ONLY
@@ -110,7 +102,7 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
                     {"request_id": rid, "label": int(stream.labels[i])} for rid, i in done]}).json()
                 assert joined["joined"] == COUNT
             # one tick sees each window: wait until the loop has summarised what was sent
-            wait_for(lambda: sum(w["rows"] for w in client.get(
+            wait_until(lambda: sum(w["rows"] for w in client.get(
                 f"{url}/v1/deployments/cancer/metrics", params={"window": f"{COUNT}rows"}).json()["windows"])
                 >= start + COUNT, timeout=60)
             time.sleep(0.5)  # more ticks: the labels just sent are in, the monitors have judged
@@ -125,7 +117,7 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
         assert [a["monitor"] for a in alerts()].count("data-drift") == 1  # deduplicated: one alert, not one per window
 
         # the webhook receiver got the opening and the resolution (after a 500 it was retried)
-        wait_for(lambda: ("alert.resolved", "data-drift") in receiver.events(), timeout=30)
+        wait_until(lambda: ("alert.resolved", "data-drift") in receiver.events(), timeout=30)
         assert ("alert.opened", "data-drift") in receiver.events()
         assert ("alert.opened", "accuracy-low") in receiver.events()
         assert receiver.calls > len(receiver.bodies)
