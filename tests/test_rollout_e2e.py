@@ -1,7 +1,10 @@
 """Safe rollouts end to end: a real `matchday serve` on 127.0.0.1, its controller, and the database.
 
 The controller ticks every 0.2 s here (``MATCHDAY_CONTROLLER_INTERVAL``); plans use second-long
-steps and small request minimums so a whole canary runs in a few seconds.
+steps and small request minimums so a whole canary runs in a few seconds. The shadow process runs at
+the server's priority (``MATCHDAY_SHADOW_NICE=0``): at niceness 10, with the other test workers
+keeping both cores busy, it waited for CPU (the crashing-shadow test took 39 s instead of 10 s
+against two busy loops); test_shadow_worker checks the default niceness.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from matchday.workspace import Workspace
 from server_process import MATCHDAY, ServerProcess, http
 
 FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
-FAST_CONTROLLER = {"MATCHDAY_CONTROLLER_INTERVAL": "0.2"}
+FAST_CONTROLLER = {"MATCHDAY_CONTROLLER_INTERVAL": "0.2", "MATCHDAY_SHADOW_NICE": "0"}
 
 
 def _train(iterations: int, seed: int) -> Any:

@@ -14,11 +14,18 @@ import pyarrow as pa
 import pytest
 from rollout_support import cancer_frame, register
 
+from matchday.config import Settings
 from matchday.serving.shadow_worker import ShadowJob, ShadowModels, ShadowOutcome, ShadowWorker, score_jobs
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def unniced(workspace: Workspace) -> Settings:
+    """The workspace's settings with the shadow process at normal priority, for the tests that do not
+    check its niceness: niced, it waits for CPU while the other test workers keep every core busy."""
+    return workspace.settings.model_copy(update={"shadow_nice": 0})
 
 
 def job(ref: str, start: int, n: int, *, batch: int = 64, deployment: str = "cancer") -> ShadowJob:
@@ -120,7 +127,7 @@ def test_the_worker_process_scores_logs_and_flushes_its_queue_on_close(workspace
 @SQLITE_ONLY
 def test_a_full_queue_drops_copies_instead_of_waiting(workspace: Workspace) -> None:
     ref = register(workspace, "cancer")
-    worker = ShadowWorker(workspace.settings, Outcomes(), max_queued=2)
+    worker = ShadowWorker(unniced(workspace), Outcomes(), max_queued=2)
     try:
         started = time.monotonic()
         accepted = [worker.submit(job(ref, i, 1)) for i in range(200)]
@@ -135,7 +142,7 @@ def test_a_worker_that_dies_is_replaced(workspace: Workspace, monkeypatch: pytes
     monkeypatch.setattr("matchday.serving.shadow_worker.RESTART_SECONDS", 0.0)
     ref = register(workspace, "cancer")
     outcomes = Outcomes()
-    worker = ShadowWorker(workspace.settings, outcomes)
+    worker = ShadowWorker(unniced(workspace), outcomes)
     try:
         assert worker.submit(job(ref, 0, 3))
         outcomes.wait_rows(3)
