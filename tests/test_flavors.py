@@ -168,10 +168,22 @@ CASES = {
 }
 
 
+class Cases(dict[str, Case]):
+    """Each case built when a test first asks for it: an xdist worker builds (and imports mlflow,
+    xgboost, skl2onnx... for) only the cases of the tests it runs, not all twelve."""
+
+    def __init__(self, fixtures: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self.fixtures, self.tmp_path_factory = fixtures, tmp_path_factory
+
+    def __missing__(self, name: str) -> Case:
+        case = self[name] = CASES[name](self.fixtures, self.tmp_path_factory.mktemp(name))
+        return case
+
+
 @pytest.fixture(scope="session")
 def cases(cancer, cancer_pipeline, mixed_frame, tmp_path_factory) -> dict[str, Case]:  # type: ignore[no-untyped-def]
-    fixtures = {"cancer": cancer, "cancer_pipeline": cancer_pipeline, "mixed_frame": mixed_frame}
-    return {name: build(fixtures, tmp_path_factory.mktemp(name)) for name, build in CASES.items()}
+    return Cases({"cancer": cancer, "cancer_pipeline": cancer_pipeline, "mixed_frame": mixed_frame}, tmp_path_factory)
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))
