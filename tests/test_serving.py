@@ -42,9 +42,13 @@ def fraud_model():  # type: ignore[no-untyped-def]
     return model, data
 
 
-def _serve_fraud(workspace: Workspace, model, data, database_url: str) -> ServerProcess:  # type: ignore[no-untyped-def]
+def _deploy_fraud(workspace: Workspace, model, data) -> None:  # type: ignore[no-untyped-def]
     workspace.registry.register("fraud", model, reference=data, target="is_fraud", alias="champion")
     workspace.deployments.deploy("fraud", "fraud@champion", {"max_rows": 500})
+
+
+def _serve_fraud(workspace: Workspace, model, data, database_url: str) -> ServerProcess:  # type: ignore[no-untyped-def]
+    _deploy_fraud(workspace, model, data)
     return ServerProcess(workspace.settings.home, database_url).start()
 
 
@@ -366,8 +370,8 @@ def _metric(url: str, name: str) -> float:
 
 
 @pytest.mark.slow
-def test_two_workers_and_two_replicas_write_one_log(served, workspace, database_url) -> None:
-    served.stop()
+def test_two_workers_and_two_replicas_write_one_log(workspace, fraud_model, database_url) -> None:  # type: ignore[no-untyped-def]
+    _deploy_fraud(workspace, *fraud_model)  # no single-process server first: this test starts its own
     workers = ServerProcess(workspace.settings.home, database_url, workers=2).start()
     try:
         ids = _fire(workers.url, 200)
@@ -398,9 +402,8 @@ def _set_connections(database_url: str, allowed: bool) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # made by refusing connections to it
 def test_a_database_outage_mid_load_loses_nothing(served, workspace, database_url) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the outage is made by refusing connections to the PostgreSQL database")
     import time
 
     before = _fire(served.url, 100)
