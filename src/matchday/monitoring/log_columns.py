@@ -123,28 +123,29 @@ def _parse_inputs(column: pa.ChunkedArray, features: Sequence[str] | None) -> pa
     n = len(column)
     if n == 0:
         return pa.table({f: pa.nulls(0) for f in features or []})
-    filled = pc.fill_null(column, "{}")
-    lines = pc.binary_join_element_wise(filled, pa.scalar("\n"), "")  # each object and its newline
+
+    def per_row() -> pa.Table:
+        return _pivot([orjson.loads(v) if v is not None else {} for v in column.to_pylist()],
+                      list(features) if features is not None else None)
+
+    lines = pc.binary_join_element_wise(pc.fill_null(column, "{}"), pa.scalar("\n"), "")  # each object, a newline
     data = b"".join(bytes(chunk.buffers()[2])[_span(chunk)] for chunk in lines.chunks)
     try:
         parsed = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=1 << 24))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return _pivot([orjson.loads(v) if v is not None else {} for v in column.to_pylist()],
-                      list(features) if features is not None else None)
-    if parsed.num_rows != n:  # a row that is not one JSON object per line: parse it the slow, careful way
-        return _pivot([orjson.loads(v) if v is not None else {} for v in column.to_pylist()],
-                      list(features) if features is not None else None)
+        return per_row()
+    if parsed.num_rows != n:  # a row that is not one JSON object per line
+        return per_row()
     names = list(features) if features is not None else sorted(parsed.column_names)
     arrays = []
     for name in names:
-        if name in parsed.column_names:
-            array = parsed.column(name).combine_chunks()
-            if pa.types.is_struct(array.type) or pa.types.is_timestamp(array.type):
-                # nested objects, or text Arrow took for a time: as `_pivot` builds them
-                return _pivot([orjson.loads(v) if v is not None else {} for v in column.to_pylist()], names)
-            arrays.append(array)
-        else:
+        if name not in parsed.column_names:
             arrays.append(pa.nulls(n))
+            continue
+        array = parsed.column(name).combine_chunks()
+        if pa.types.is_struct(array.type) or pa.types.is_timestamp(array.type):
+            return per_row()  # nested objects, or text Arrow took for a time: as `_pivot` builds them
+        arrays.append(array)
     return pa.Table.from_arrays(arrays, names=names)
 
 

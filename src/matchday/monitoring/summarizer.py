@@ -125,7 +125,6 @@ class Summarizer:
         if gaps:
             late = self.log_store.batch_in_ranges([(lo, hi) for lo, hi, _ in gaps])
             gaps = _remove_ids(gaps, set(late.column("id").to_pylist()))
-            state["gaps"] = gaps
             read += late.num_rows
             yield _answers(late)
         cursor = int(state["cursor"])
@@ -138,7 +137,6 @@ class Summarizer:
             skipped = np.flatnonzero(ids > before + 1)
             gaps += [[int(before[i]) + 1, int(ids[i]) - 1, now.timestamp()] for i in skipped]
             cursor = int(ids[-1])
-            state["cursor"], state["gaps"] = cursor, gaps[-1000:]
             read += batch.num_rows
             yield _answers(batch)
             if batch.num_rows < self.config.batch_rows:
