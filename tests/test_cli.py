@@ -16,15 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner
+from cli_in_process import run_in_process
 
 import matchday.workspace
-from matchday import cli
 
 MATCHDAY = str(Path(sys.executable).parent / "matchday")
 TESTS = Path(__file__).parent
-RUNNER = CliRunner()
 
 
 def run_process(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,23 +34,8 @@ def run(env: dict[str, str], *args: str, input: str | None = None) -> subprocess
     """`matchday ARGS` in this process; the same result as `run_process`, except that the runner echoes
     a prompt's answer (``input``) to stdout."""
     assert Path.cwd() == Path(env["MATCHDAY_HOME"]), "the env fixture puts the working directory where run_process does"
-    consoles, excepthook = (cli.out, cli.err), sys.excepthook
-    code: int = 0
-    with RUNNER.isolation(input=input, env=env) as (stdout, stderr, _):
-        # Built here, as at import in a new process: they see this call's COLUMNS and streams (no terminal).
-        cli.out, cli.err = Console(), Console(stderr=True)
-        try:
-            cli.main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            cli.out, cli.err = consoles
-            sys.excepthook = excepthook  # typer installs its own on every call
-            _forget_default_workspace()  # the next call opens the database afresh, as a new process does
-        return subprocess.CompletedProcess(["matchday", *args], code, stdout.getvalue().decode(),
-                                           stderr.getvalue().decode())
+    # the next call opens the database afresh, as a new process does
+    return run_in_process(args, env, input=input, after=_forget_default_workspace)
 
 
 def _forget_default_workspace() -> None:

@@ -301,25 +301,9 @@ def test_drift_command(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         """The same command through `matchday.cli.main` in this process (as tests/test_cli.py runs most
         commands): the same exit code, stdout and stderr, without a process start-up (~1 s) each."""
-        from rich.console import Console
-        from typer.testing import CliRunner
+        from cli_in_process import run_in_process
 
-        from matchday import cli
-
-        consoles, excepthook, code = (cli.out, cli.err), sys.excepthook, 0
-        with CliRunner().isolation(env={"COLUMNS": "160"}) as (stdout, stderr, _):
-            cli.out, cli.err = Console(), Console(stderr=True)  # as a new process builds them, on these streams
-            try:
-                cli.main(["drift", *args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                cli.out, cli.err = consoles
-                sys.excepthook = excepthook
-            return subprocess.CompletedProcess(["matchday", "drift", *args], code, stdout.getvalue().decode(),
-                                               stderr.getvalue().decode())
+        return run_in_process(["drift", *args], {"COLUMNS": "160"})
 
     drifted = process(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--html", str(tmp_path / "r.html"),
                       "--json", str(tmp_path / "r.json"))
