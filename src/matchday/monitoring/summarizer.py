@@ -27,6 +27,7 @@ from matchday.monitoring.log_columns import LogColumns, to_datetime
 from matchday.monitoring.window_metrics import window_metrics
 from matchday.monitoring.window_summary import (
     VersionReference,
+    columns_of_batch,
     label_text,
     merge_performance,
     merge_summary,
@@ -155,10 +156,7 @@ class Summarizer:
                                    pc.equal(batch.column("model"), model)),
                            pc.equal(batch.column("version"), version))
             part = batch.filter(mask) if len(keys) > 1 else batch
-            ref = self.reference(model, version)
-            yield (deployment, model, version), LogColumns.from_table(
-                part, ref.features if ref is not None else None,
-                len(ref.classes) if ref is not None and ref.classes else None)
+            yield (deployment, model, version), columns_of_batch(part, self.reference(model, version))
 
     @staticmethod
     def _configured(by_deployment: dict[str, list[str]], deployment: str) -> list[str]:
@@ -174,7 +172,7 @@ class Summarizer:
         return [n for n in names if any(n == p or (p.endswith("*") and n.startswith(p[:-1])) for p in patterns)]
 
     def _segmented(self, deployment: str) -> bool:
-        return bool(self.config.segments.get(deployment, self.config.segments.get("*", [])))
+        return bool(self._configured(self.config.segments, deployment))
 
     def _segment(self, deployment: str, feature: str, value: Any, state: dict[str, Any]) -> str | None:
         """``feature=value``, the value pooled into ``__other__`` past the first ``max_segment_values``."""

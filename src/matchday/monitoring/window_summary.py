@@ -68,8 +68,12 @@ class VersionReference:
 def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None,
                    texts: Sequence[str] = ()) -> dict[str, Any]:
     """`summarize_columns` of rows read as objects."""
-    return summarize_columns(LogColumns.from_rows(rows, ref.features if ref is not None else None, _width(ref)),
-                             ref, texts)
+    return summarize_columns(LogColumns.from_rows(rows, *_shape(ref)), ref, texts)
+
+
+def columns_of_batch(table: pa.Table, ref: VersionReference | None) -> LogColumns:
+    """A bulk read of one version's rows (`LOG_BATCH_SCHEMA`) parsed against its reference."""
+    return LogColumns.from_table(table, *_shape(ref))
 
 
 def summarize_columns(cols: LogColumns, ref: VersionReference | None, texts: Sequence[str] = ()) -> dict[str, Any]:
@@ -108,8 +112,11 @@ def _text_lengths(values: Sequence[Any]) -> dict[str, float]:
             "words": float(sum(len(v.split()) for v in present))}
 
 
-def _width(ref: VersionReference | None) -> int | None:
-    return len(ref.classes) if ref is not None and ref.classes else None
+def _shape(ref: VersionReference | None) -> tuple[list[str] | None, int | None]:
+    """The inputs to expect (None: every key seen) and the probabilities' width (None: any)."""
+    if ref is None:
+        return None, None
+    return ref.features, len(ref.classes) if ref.classes else None
 
 
 def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
