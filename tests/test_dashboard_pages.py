@@ -227,3 +227,26 @@ def test_an_empty_store_and_a_deployment_without_traffic_render(tmp_path: Path) 
             assert client.get("/deployments/cancer/rollout/promote").status_code == 404  # nothing to promote
     finally:
         ws.close()
+
+
+def test_a_feature_whose_name_holds_a_slash_has_its_drill_down(tmp_path: Path) -> None:
+    """The page links to ``ratio%2Ftotal``; the route takes the rest of the path as the name (it was a 404)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"ratio/total": rng.normal(size=200), "b": rng.normal(size=200)})
+    y = (X["b"] > 0).astype(int)
+    ws = Workspace(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'matchday.db'}"))
+    try:
+        ws.registry.register("slashes", LogisticRegression().fit(X, y), reference=X.assign(y=y), target="y")
+        ws.deployments.deploy("slashes", "slashes:1")
+        app = FastAPI()
+        pages = DashboardPages.from_workspace(ws)
+        mount_dashboard(app, lambda: pages)
+        with TestClient(app) as client:
+            answer = client.get("/deployments/slashes/drift/ratio%2Ftotal")
+            assert answer.status_code == 200 and "ratio/total" in html.unescape(answer.text), answer.text[:500]
+    finally:
+        ws.close()

@@ -249,6 +249,17 @@ V2_BAD = [
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "UINT8", "data": [300]}]}, "not UINT8"),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}], "outputs": [{"name": ["a"]}]},
      "string \"name\""),
+    # every field's type, as the protocol gives it (a dict or a list where a string belongs was a 500)
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": {}, "data": [1]}]}, "not a V2 datatype"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": [], "data": [1]}]}, "not a V2 datatype"),
+    ({"id": 5, "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]}, '"id" must be a string'),
+    ({"parameters": [], "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+     '"parameters" must be an object'),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0], "parameters": [1]}]},
+     "inputs[0].parameters must be an object"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}],
+      "outputs": [{"name": "predict", "parameters": "x"}]}, "outputs[0].parameters must be an object"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": "1.0"}]}, "inputs[0].data must be a list"),
 ]
 
 

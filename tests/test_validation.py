@@ -495,8 +495,8 @@ V2_BAD = [
     ({"inputs": [{"name": "v", "shape": "1", "datatype": "FP64", "data": [1.0]}]}, "one or two non-negative integers"),
     ({"inputs": [tensor("v", "FLOAT64", [1.0])]}, "'FLOAT64' is not a V2 datatype"),
     ({"inputs": [tensor("v", "FP64", [1.0, 2.0], [3])]}, "has 2 values but its shape holds 3"),
-    ({"inputs": [{"name": "v", "shape": [1], "datatype": "FP64", "data": 1.0}]}, "tensor data must be a list"),
-    ({"inputs": [{"name": "v", "shape": [1], "datatype": "FP64"}]}, "tensor data must be a list"),
+    ({"inputs": [{"name": "v", "shape": [1], "datatype": "FP64", "data": 1.0}]}, "inputs[0].data must be a list"),
+    ({"inputs": [{"name": "v", "shape": [1], "datatype": "FP64"}]}, "inputs[0].data must be a list"),
     ({"inputs": [tensor("v", "FP64", ["abc"])]}, "values that are not FP64"),
     ({"inputs": [tensor("v", "INT64", [{"a": 1}])]}, "values that are not INT64"),
 ]

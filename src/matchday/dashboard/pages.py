@@ -31,7 +31,7 @@ from matchday.workspace import Workspace
 ACTIONS = ("promote", "rollback", "pause", "resume")
 RECENT = timedelta(minutes=15)  # a deployment with no window ending since then is idle
 MAX_WINDOWS = 2000
-COUNT_WIDTH = re.compile(r"^[1-9]\d*rows$")
+COUNT_WIDTH = re.compile(r"^[1-9]\d*rows\Z")
 
 
 @dataclass

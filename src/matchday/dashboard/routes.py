@@ -80,7 +80,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         return page(request, "deployment.html",
                     lambda: pages().deployment(name, parse_range(range, since, until), window or None))
 
-    @router.get("/deployments/{name}/drift/{feature}", response_class=HTMLResponse)
+    @router.get("/deployments/{name}/drift/{feature:path}", response_class=HTMLResponse)  # a name may hold "/"
     def drift(request: Request, name: str, feature: str, range: str | None = None,  # noqa: A002
               since: str | None = None, until: str | None = None, window: str | None = None,
               version: str | None = None) -> Response:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from matchday.registry.errors import InvalidModelRef, RegistryError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}\Z")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}\Z")
 
 
 MAX_VERSION = 2**31 - 1  # the store's integer column

@@ -17,7 +17,7 @@ from matchday.registry import ModelRef, Registry
 from matchday.rollout.traffic import Route, TrafficPlan
 from matchday.store import DeploymentRecord, DeploymentStore, RolloutRecord, RolloutStore
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}\Z")
 
 
 class DeploymentSettings(BaseModel):

@@ -30,7 +30,15 @@ from matchday.monitoring import (
     known_metric,
 )
 from matchday.rollout import RolloutController, Rollouts, event_dict
-from matchday.serving.codecs import decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
+from matchday.serving.bodies import (
+    FeedbackBody,
+    PredictBody,
+    RolloutActionBody,
+    RolloutStartBody,
+    V2InferBody,
+    body_schema,
+)
+from matchday.serving.codecs import check_v2_body, decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
@@ -93,6 +101,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                 prometheus_multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(title="matchday", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse)
+    bodies: dict[str, Any] = {}  # the request bodies' schemas, added to the OpenAPI document's components
+    _declare_bodies(app, bodies)
 
     def service() -> PredictionService:
         return state["service"]
@@ -150,7 +160,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         records = await asyncio.to_thread(service().deployments.list)
         return {"deployments": [{"name": d.name, "model_ref": d.model_ref, "settings": d.settings} for d in records]}
 
-    @app.post("/v1/deployments/{name}/predict")
+    @app.post("/v1/deployments/{name}/predict", openapi_extra=body_schema(PredictBody, bodies))
     async def predict(name: str, request: Request) -> Any:
         body, _ = await read_json(request)
         result = await service().predict(name, lambda signature: decode_v1(body, signature))
@@ -166,7 +176,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
             "input_quality": result.quality,
         }
 
-    @app.post("/v1/deployments/{name}/feedback")
+    @app.post("/v1/deployments/{name}/feedback", openapi_extra=body_schema(FeedbackBody, bodies))
     async def feedback(name: str, request: Request) -> Any:
         body, _ = await read_json(request)
         labels = _parse_feedback(body)
@@ -178,7 +188,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     def rollouts() -> Rollouts:
         return state["rollouts"]
 
-    @app.post("/v1/deployments/{name}/rollout", status_code=201)
+    @app.post("/v1/deployments/{name}/rollout", status_code=201, openapi_extra=body_schema(RolloutStartBody, bodies))
     async def start_rollout(name: str, request: Request) -> Any:
         body, _ = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("candidate"), str):
@@ -193,7 +203,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def rollout_status(name: str) -> Any:
         return (await asyncio.to_thread(rollouts().status, name)).as_dict()
 
-    @app.post("/v1/deployments/{name}/rollout/{action}")
+    @app.post("/v1/deployments/{name}/rollout/{action}",
+              openapi_extra=body_schema(RolloutActionBody, bodies, required=False))
     async def rollout_action(name: str, action: str, request: Request) -> Any:
         acts = {"promote": rollouts().promote, "rollback": rollouts().rollback, "abort": rollouts().rollback,
                 "pause": rollouts().pause, "resume": rollouts().resume}
@@ -321,17 +332,12 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
 
     async def v2_infer(name: str, version: str | None, request: Request) -> Any:
         body, binary = await read_json(request)
-        wanted = None
-        if isinstance(body, dict) and "outputs" in body:
-            requested = body["outputs"]
-            if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                          for o in requested):
-                raise BadRequest('"outputs" must be a list of objects with a string "name"')
-            wanted = {o["name"] for o in requested}
         if version is not None and not (version.isascii() and version.isdigit()):
             raise BadRequest(f"model version {version!r} is not a number")
+        route, _ = await service().served_route(name)  # an unknown deployment is a 404 whatever the body
+        check_v2_body(body)  # every field's type, before anything is scored
+        wanted = {o["name"] for o in body["outputs"]} if body.get("outputs") is not None else None
         if wanted:  # refuse before scoring, so nothing is logged that the caller never sees
-            route, _ = await service().served_route(name)
             predictor = await service().predictor(route.ref)
             known = {"predict", "predict_proba"} if predictor.has_proba else {"predict"}
             if wanted - known:
@@ -351,16 +357,31 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
             answer["id"] = body["id"]
         return answer
 
-    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=body_schema(V2InferBody, bodies))
     async def v2_infer_latest(name: str, request: Request) -> Any:
         return await v2_infer(name, None, request)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=body_schema(V2InferBody, bodies))
     async def v2_infer_version(name: str, version: str, request: Request) -> Any:
         return await v2_infer(name, version, request)
 
     app.state.workspace = ws  # for what is mounted above the API (the dashboard, `matchday.server`)
     return app
+
+
+def _declare_bodies(app: FastAPI, bodies: dict[str, Any]) -> None:
+    """The OpenAPI document with the request bodies' schemas (the routes read raw bodies, so FastAPI
+    does not see them itself)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(bodies)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _refresh_every_second(metrics: ServingMetrics) -> None:

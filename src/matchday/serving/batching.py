@@ -2,7 +2,9 @@
 
 One task owns the queue. While the model is busy, requests pile up; the next call takes them all
 (up to ``max_batch_size`` rows), so batches grow with concurrency and a lone request never waits
-longer than ``max_wait`` (zero by default). Merging and splitting are pure functions.
+longer than ``max_wait`` (zero by default). Merging and splitting are pure functions. When the
+model fails on a merged call, each request is scored again on its own, so the failure is only theirs
+whose rows caused it.
 """
 
 from __future__ import annotations
@@ -127,10 +129,13 @@ class MicroBatcher:
                 self.observe(table.num_rows)
             scored = await asyncio.get_running_loop().run_in_executor(None, self.predict, table)
             parts = split(scored, offsets)
-        except Exception as exc:  # the model's failure belongs to every request in the batch
-            for b in batch:
-                if not b.future.done():
-                    b.future.set_exception(exc)
+        except Exception as exc:
+            if len(batch) > 1:  # find whose rows the model fails on: one request must not fail its neighbours
+                for b in batch:
+                    await self._score([b])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
             return
         for b, part in zip(batch, parts):
             if not b.future.done():

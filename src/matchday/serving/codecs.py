@@ -111,12 +111,13 @@ def split_binary_body(raw: bytes, header_length: str | None) -> tuple[bytes, byt
     return raw[:n], raw[n:]
 
 
-def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
-    """V2 ``inputs`` to columns: one tensor per column, or one [N, k] tensor in signature order."""
+def check_v2_body(body: Any) -> None:
+    """Every field of a V2 inference request has the type the protocol gives it, or a 400 names it."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise BadRequest('the body must be a JSON object with a non-empty "inputs" list')
-    tensors: dict[str, np.ndarray] = {}
-    offset = 0
+    if body.get("id") is not None and not isinstance(body["id"], str):
+        raise BadRequest('"id" must be a string')
+    _check_parameters(body, '"parameters"')
     for i, spec in enumerate(body["inputs"]):
         if not isinstance(spec, dict):
             raise BadRequest(f"inputs[{i}] must be an object")
@@ -126,11 +127,34 @@ def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
         if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
                 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
             raise BadRequest(f"inputs[{i}].shape must be a list of one or two non-negative integers")
-        if datatype not in V2_DATATYPES:
-            raise BadRequest(f"inputs[{i}].datatype {datatype!r} is not a V2 datatype")
+        if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
+            raise BadRequest(f"inputs[{i}].datatype {datatype!r} is not a V2 datatype "
+                             f"(one of {', '.join(sorted(V2_DATATYPES))})")
+        _check_parameters(spec, f"inputs[{i}].parameters")
+    outputs = body.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                    for o in outputs):
+            raise BadRequest('"outputs" must be a list of objects with a string "name"')
+        for i, output in enumerate(outputs):
+            _check_parameters(output, f"outputs[{i}].parameters")
+
+
+def _check_parameters(holder: dict[str, Any], where: str) -> None:
+    if holder.get("parameters") is not None and not isinstance(holder["parameters"], dict):
+        raise BadRequest(f"{where} must be an object")
+
+
+def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
+    """V2 ``inputs`` to columns: one tensor per column, or one [N, k] tensor in signature order."""
+    check_v2_body(body)
+    tensors: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, spec in enumerate(body["inputs"]):
+        name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
         size = math.prod(shape)  # Python integers: no wrap-around for absurd shapes
         parameters = spec.get("parameters") or {}
-        if isinstance(parameters, dict) and "binary_data_size" in parameters:
+        if "binary_data_size" in parameters:
             length = parameters["binary_data_size"]
             if not isinstance(length, int) or isinstance(length, bool) or length < 0 or offset + length > len(binary):
                 raise BadRequest(f"inputs[{i}].binary_data_size runs past the end of the body")
@@ -165,6 +189,8 @@ def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
 
 
 def _from_json(data: Any, datatype: str, size: int, i: int) -> np.ndarray:
+    if not isinstance(data, list):
+        raise BadRequest(f"inputs[{i}].data must be a list of values (or send the tensor as binary data)")
     flat = _flatten(data)
     if len(flat) != size:
         raise BadRequest(f"inputs[{i}] has {len(flat)} values but its shape holds {size}")
@@ -215,9 +241,7 @@ def _from_binary(raw: bytes, datatype: str, size: int, i: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype)
 
 
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        raise BadRequest("tensor data must be a list")
+def _flatten(data: list[Any]) -> list[Any]:
     out: list[Any] = []
     stack = [data]
     while stack:

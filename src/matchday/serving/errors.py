@@ -21,6 +21,11 @@ class InvalidRequest(ServingError):
         self.problems = problems
 
 
+class InputOutOfRange(InvalidRequest):
+    """The version could not score values far outside its reference range (it raised, or answered
+    NaN or infinity for them): the caller's input, not the version's failure."""
+
+
 class PayloadTooLarge(ServingError):
     """The body or the number of rows is over the deployment's limit."""
 

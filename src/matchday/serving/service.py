@@ -25,7 +25,14 @@ from matchday.registry import Predictor, Registry, RegistryError, Signature
 from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
 from matchday.serving.batching import MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest, decode_v1
-from matchday.serving.errors import BadRequest, ModelFailed, ModelLoadFailed, PayloadTooLarge, VersionNotServed
+from matchday.serving.errors import (
+    BadRequest,
+    InputOutOfRange,
+    ModelFailed,
+    ModelLoadFailed,
+    PayloadTooLarge,
+    VersionNotServed,
+)
 from matchday.serving.metrics import ServingMetrics
 from matchday.serving.shadow_worker import ShadowJob, ShadowOutcome, ShadowWorker
 from matchday.serving.validation import ValidatedBatch, validate_columns
@@ -214,6 +221,11 @@ class PredictionService:
             groups.append((plan.candidate, np.flatnonzero(to_candidate)))
         answers = await asyncio.gather(*(self._answer(route, rows, batch.table, settings, started)
                                          for route, rows in groups if rows.size))
+        refused = _unscorable_input(answers, batch)
+        if refused:  # the caller's input, not the version's failure: refused, not logged, not a version error
+            self.metrics.invalid.labels(deployment).inc()
+            raise InputOutOfRange(f"{len(refused)} value(s) far outside the reference range could not be scored",
+                                  refused)
         answers = await self._fall_back(plan, answers, batch.table, settings, started)
         now = datetime.now(UTC)
         log_rows: list[dict[str, Any]] = []
@@ -386,6 +398,31 @@ def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
         return Scored(predictions, proba)
 
     return score
+
+
+def _unscorable_input(answers: list[_Answer], batch: ValidatedBatch) -> list[dict[str, str]]:
+    """The far-out-of-range values of the rows a version could not score: it raised on them, or
+    answered NaN or infinity for them (see docs/serving.md, "Bad input")."""
+    if not batch.quality.far:
+        return []
+    problems: list[dict[str, str]] = []
+    for answer in answers:
+        far = batch.quality.far_problems(answer.rows)
+        if not far:
+            continue
+        if answer.error is not None or answer.scored is None:
+            problems += far
+            continue
+        rows = np.isin(answer.rows, list(batch.quality.far))
+        if _non_finite(answer.scored.predictions[rows]) or (
+                answer.scored.probabilities is not None and _non_finite(answer.scored.probabilities[rows])):
+            problems += far
+    return problems
+
+
+def _non_finite(values: np.ndarray) -> bool:
+    values = np.asarray(values)
+    return values.dtype.kind in "fc" and not bool(np.isfinite(values).all())
 
 
 def _stitch(answers: list[_Answer], rows: int, primary: Predictor) -> Scored:

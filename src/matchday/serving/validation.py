@@ -2,6 +2,8 @@
 
 Every problem is reported with its field path (``instances[3].amount``), all at once. Values
 outside the reference range and categories never seen are scored, but counted for monitoring.
+Values *far* outside it (`FAR_OUT_OF_RANGE`) are noted with their field, so that a model that
+cannot score them is the caller's problem (a 422), not the version's failure (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ class Quality:
     out_of_range: int = 0
     unseen_category: int = 0
     by_feature: dict[str, int] = field(default_factory=dict)
+    far: dict[int, list[dict[str, str]]] = field(default_factory=dict)  # row -> its values far out of range
+
+    def far_problems(self, rows: Any) -> list[dict[str, str]]:
+        """The far-out-of-range values among ``rows`` (row indices), as field problems."""
+        if not self.far:
+            return []
+        return [p for r in sorted(set(map(int, rows)) & self.far.keys()) for p in self.far[r]]
 
 
 @dataclass
@@ -51,8 +60,9 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
             value, problem = _coerce(raw, spec)
             if problem:
                 problems.append({"field": path.format(row=i, column=spec.name), "problem": problem})
-            elif value is not None:
-                _count_quality(value, spec, quality)
+            elif value is not None and _count_quality(value, spec, quality):
+                quality.far.setdefault(i, []).append({"field": path.format(row=i, column=spec.name),
+                                                      "problem": _far_problem(value, spec)})
             out.append(value)
         typed[spec.name] = out
     if problems:
@@ -140,17 +150,34 @@ def _integer(raw: Any) -> tuple[int, str | None]:
     return int(number), None
 
 
-def _count_quality(value: Any, spec: ColumnSpec, quality: Quality) -> None:
-    flagged = False
+FAR_OUT_OF_RANGE = 10.0  # "far": past the reference range by more than this many times its width
+
+
+def _count_quality(value: Any, spec: ColumnSpec, quality: Quality) -> bool:
+    """Count ``value`` if it is out of range or unseen; whether it is far out of range."""
+    flagged = far = False
     if spec.type in ("integer", "float") and spec.min is not None and spec.max is not None:
         if value < spec.min or value > spec.max:
             quality.out_of_range += 1
             flagged = True
+            margin = FAR_OUT_OF_RANGE * far_unit(spec.min, spec.max)
+            far = value < spec.min - margin or value > spec.max + margin
     elif spec.categories is not None and value not in spec.categories:
         quality.unseen_category += 1
         flagged = True
     if flagged:
         quality.by_feature[spec.name] = quality.by_feature.get(spec.name, 0) + 1
+    return far
+
+
+def far_unit(low: float, high: float) -> float:
+    """The reference range's width; for a constant column, its magnitude (at least 1)."""
+    return high - low if high > low else max(abs(high), 1.0)
+
+
+def _far_problem(value: Any, spec: ColumnSpec) -> str:
+    return (f"{value!r} is far outside the reference range [{spec.min:g}, {spec.max:g}] and the model "
+            "cannot score it (it failed or answered a non-finite number)")
 
 
 def _article(kind: str) -> str:
