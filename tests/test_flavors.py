@@ -135,7 +135,8 @@ def _mlflow_dir(cancer, cancer_pipeline, tmp: Path) -> Case:
     X, _ = cancer
     path = tmp / "mlflow-model"
     mlflow.sklearn.save_model(cancer_pipeline, path, signature=infer_signature(X, cancer_pipeline.predict(X)))
-    return Case(path, X, None, cancer_pipeline.predict, cancer_pipeline.predict_proba, "mlflow", "classification", {})
+    return Case(path, X, None, cancer_pipeline.predict, cancer_pipeline.predict_proba, "mlflow", "classification",
+                {"trust_pickle": True})  # pyfunc unpickles the model: MLflow directories need the flag
 
 
 def _callable(mixed: pd.DataFrame, tmp: Path) -> Case:

@@ -258,7 +258,7 @@ def test_pickle_needs_explicit_trust(registry, tmp_path, cancer, cancer_pipeline
         registry.register("m", path, reference=X)
     _nothing_written(registry)
     record = registry.register("m", path, reference=X, trust_pickle=True)
-    assert record.flavor_options == {"format": "joblib"}
+    assert record.flavor_options == {"format": "joblib", "trusted_by": "user"}
     assert len(record.artifact_sha256) == 64
 
 

@@ -50,7 +50,7 @@ def models_register(
     reference: Annotated[Path | None, typer.Option(help="reference data, CSV or Parquet")] = None,
     target: Annotated[str | None, typer.Option(help="label column in the reference data (profiled, not an input)")] = None,
     flavor: Annotated[str | None, typer.Option(help="force a flavor instead of detecting it")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickle/joblib files (they can run code)")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a model that can run code or crash when loaded: pickle/joblib, MLflow directories, skops types outside matchday's reviewed list")] = False,
     proba: Annotated[str | None, typer.Option(help="module:function giving probabilities, for callables")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
     description: Annotated[str | None, typer.Option()] = None,

@@ -2,6 +2,11 @@
 
 Only the import path is stored: the code must be importable where the model is served.
 An optional ``module:function`` for probabilities makes ``predict_proba`` available.
+
+It needs no trust flag: the artifact is a JSON pair of names and nothing is deserialized from it.
+Loading imports a module that is already installed where matchday runs (the operator's own code,
+on ``sys.path``), exactly as any ``import`` would; the path must match ``module:attr`` (no file
+paths, no expressions), so a stored name can only select code that is already installed there.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pyarrow as pa
 from matchday.registry.errors import InvalidModel
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_pandas
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 
 
 def resolve(path: str) -> Callable[..., Any]:

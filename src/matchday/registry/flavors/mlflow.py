@@ -2,6 +2,11 @@
 
 Needs the optional extra ``matchday[mlflow]``. The directory is stored as one deterministic tar,
 unpacked into a cache keyed by its sha256 when loaded.
+
+Loading a pyfunc model runs code by design: a ``python_model`` is cloudpickled, most flavors'
+models are pickled or joblib-dumped, and ``code_paths`` are put on ``sys.path`` and imported. So an
+MLflow directory is registered only with ``trust_pickle=True`` (``--trust-pickle``), recorded in the
+options as ``"trusted_by": "user"``, and a version without that record is refused at load too.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ from typing import Any
 import pyarrow as pa
 
 from matchday.registry.artifacts import pack_directory, unpack_directory
-from matchday.registry.errors import InvalidModel
+from matchday.registry.errors import InvalidModel, UntrustedArtifact
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_pandas
+
+
+_RUNS_CODE = ("loading an MLflow model runs code it contains (mlflow.pyfunc unpickles the model with "
+              "pickle/cloudpickle and imports its code_paths)")
 
 
 def _pyfunc() -> Any:
@@ -71,10 +80,21 @@ class MlflowFlavor(Flavor):
         path = Path(model)
         if not (path.is_dir() and (path / "MLmodel").is_file()):
             return None
-        return Packed("mlflow", pack_directory(path), MlflowPredictor(path))
+        if not trust_pickle:
+            raise UntrustedArtifact(
+                f"{path} is an MLflow model directory: {_RUNS_CODE}. Register it with trust_pickle=True "
+                "(--trust-pickle) only if you trust its source"
+            )
+        return Packed("mlflow", pack_directory(path), MlflowPredictor(path), {"trusted_by": "user"})
 
     def load(self, data: bytes, options: dict[str, Any], cache_dir: Path) -> Predictor:
         from matchday.registry.artifacts import sha256_bytes
+
+        if options.get("trusted_by") != "user":
+            raise UntrustedArtifact(
+                f"this MLflow version's options record no trust flag, and {_RUNS_CODE}. "
+                "Re-register it with --trust-pickle if you trust its source"
+            )
 
         target = cache_dir / "mlflow" / sha256_bytes(data)
         if not (target / "MLmodel").is_file():

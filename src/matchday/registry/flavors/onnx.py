@@ -2,6 +2,12 @@
 
 Two input layouts are understood: one 2-D tensor whose columns are the features in order, or one
 tensor per feature named after its column (what skl2onnx makes of a DataFrame pipeline).
+
+An ONNX graph is data, not code: onnxruntime runs only its own operators and loads no custom-op
+library unless asked to (matchday never does), so no trust flag is needed. What a file *can* do is
+name a tensor whose bytes live in an external file (``/etc/passwd``, ``../x``): matchday stores one
+self-contained file per version, so such a model is refused before onnxruntime sees it (`_external_data`),
+and so is a file that does not parse as a model.
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ class OnnxPredictor(Predictor):
         super().__init__()
         import onnxruntime as ort
 
+        external = _external_data(data)
+        if external:
+            raise InvalidModel(
+                "the ONNX model keeps tensor data in external files, which matchday does not read: "
+                "save it as one file (onnx.save_model(model, path, save_as_external_data=False))",
+                [f"tensor data in {location!r}" for location in external],
+            )
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
@@ -116,3 +129,82 @@ class OnnxFlavor(Flavor):
 
     def load(self, data: bytes, options: dict[str, Any], cache_dir: Path) -> Predictor:
         return OnnxPredictor(data)
+
+
+# The protobuf fields on the way to every TensorProto of a ModelProto (onnx.proto: graphs, nodes'
+# attributes, subgraphs, sparse tensors, functions, training graphs), by message and field number.
+_PATHS: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "function": {7: "node", 11: "attribute"},
+    "training": {1: "graph", 2: "graph"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {13: "entry"},  # external_data: StringStringEntryProto key/value pairs
+    "entry": {},
+}
+_TENSOR_DATA_LOCATION, _EXTERNAL = 14, 1
+
+
+def _external_data(data: bytes) -> list[str]:
+    """The external-data locations named by the serialized model's tensors (empty if none).
+
+    Reads the protobuf wire format directly, so it needs no ``onnx`` package; bytes that are not a
+    well-formed message raise `InvalidModel`.
+    """
+    locations: list[str] = []
+    external = False
+    stack: list[tuple[str, memoryview]] = [("model", memoryview(data))]
+    while stack:
+        kind, buf = stack.pop()
+        pair: dict[int, bytes] = {}
+        for number, wire, value in _fields(buf):
+            if isinstance(value, int):
+                external |= kind == "tensor" and number == _TENSOR_DATA_LOCATION and value == _EXTERNAL
+            elif kind == "entry":
+                pair[number] = bytes(value)
+            elif number in _PATHS[kind]:
+                external |= kind == "tensor"  # any external_data entry sends onnxruntime to a file
+                stack.append((_PATHS[kind][number], value))
+        if pair.get(1) == b"location":
+            locations.append(pair.get(2, b"").decode("utf-8", "replace"))
+    return locations or (["(no location given)"] if external else [])
+
+
+def _fields(buf: memoryview) -> list[tuple[int, int, int | memoryview]]:
+    """(field number, wire type, value) of one protobuf message; length-delimited values as views."""
+    out: list[tuple[int, int, int | memoryview]] = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            out.append((number, wire, value))
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise InvalidModel("not a valid ONNX model: a field runs past the end of the file")
+            out.append((number, wire, buf[pos:pos + size]))
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise InvalidModel(f"not a valid ONNX model: unknown protobuf wire type {wire}")
+    if pos != end:
+        raise InvalidModel("not a valid ONNX model: truncated")
+    return out
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise InvalidModel("not a valid ONNX model: truncated or malformed")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7

@@ -1,24 +1,33 @@
 """scikit-learn estimators and pipelines (and LightGBM/XGBoost through their scikit-learn API).
 
-Stored with skops, which rebuilds objects without running arbitrary code; pickle or joblib only
-when the user says ``trust_pickle`` (and the bytes are still sha256-checked on every load).
+Stored with skops, which rebuilds an object from a schema of named types instead of running
+pickle's byte code; which named types an artifact may use without ``trust_pickle`` is
+`skops_trust`'s policy, applied at registration and again at every load. Pickle/joblib needs the
+flag, at load too.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import pyarrow as pa
 
 from matchday.registry.errors import InvalidModel, UntrustedArtifact
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_matrix, as_pandas
+from matchday.registry.flavors.skops_trust import TRUST_FLAG, Source, refuse_bad_trees, refuse_untrusted
 
-# skops' own trusted set covers sklearn, numpy and scipy; these prefixes are the other libraries
-# whose scikit-learn-API estimators we store.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "lightgbm.", "xgboost.", "builtins.", "collections.")
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+
+class SklearnOptions(TypedDict, total=False):
+    """What the registry stores beside an sklearn-flavor artifact and this flavor reads at load."""
+
+    format: Literal["skops", "joblib"]
+    trusted_types: list[str]  # the types skops reported as untrusted in the artifact
+    source: Source  # who wrote the bytes: matchday from a fitted estimator, or a user's file
+    trusted_by: Literal["user"]  # present only when registration needed the trust flag
 
 
 class SklearnPredictor(Predictor):
@@ -76,76 +85,121 @@ class SklearnFlavor(Flavor):
         if isinstance(model, (str, Path)):
             path = Path(model)
             if path.suffix == ".skops" and path.is_file():
-                data = path.read_bytes()
-                obj, trusted = _skops_load(data, None, origin=str(path))
-                return Packed(_flavor_of(obj), data, SklearnPredictor(obj, _flavor_of(obj)), {"format": "skops", "trusted_types": trusted})
+                return _pack_skops_file(path, trust_pickle)
             if path.suffix in _PICKLE_SUFFIXES and path.is_file():
                 if not trust_pickle:
                     raise UntrustedArtifact(
                         f"{path} is a pickle file: loading it can run any code it contains. "
-                        "Register it with trust_pickle=True (--trust-pickle) only if you trust its source, "
-                        "or save the model with skops instead"
+                        f"Register it with {TRUST_FLAG} only if you trust its source, or save the model with skops instead"
                     )
                 data = path.read_bytes()
                 obj = _pickle_load(data, origin=str(path))
                 if not hasattr(obj, "predict"):
                     raise InvalidModel(f"{path} holds a {type(obj).__name__}, which has no predict method")
-                return Packed(_flavor_of(obj), data, SklearnPredictor(obj, _flavor_of(obj)), {"format": "joblib"})
+                return _packed(obj, data, {"format": "joblib", "trusted_by": "user"})
             return None
         if not _is_estimator(model):
             return None
         _check_fitted(model)
-        import skops.io as sio
-
-        try:
-            data = sio.dumps(model)
-        except Exception as exc:  # skops raises a variety of errors for types it cannot persist
-            if not trust_pickle:
-                raise InvalidModel(
-                    f"skops cannot store this {type(model).__name__} ({exc}); pass trust_pickle=True to store it with joblib"
-                ) from exc
-            import joblib
-
-            buf = io.BytesIO()
-            joblib.dump(model, buf)
-            return Packed(_flavor_of(model), buf.getvalue(), SklearnPredictor(model, _flavor_of(model)), {"format": "joblib"})
-        trusted = [t for t in sio.get_untrusted_types(data=data)]
-        refused = [t for t in trusted if not t.startswith(_TRUSTED_PREFIXES)]
-        if refused and not trust_pickle:
-            raise UntrustedArtifact(
-                "the model holds types matchday does not trust by default; pass trust_pickle=True if you trust them",
-                refused,
-            )
-        return Packed(_flavor_of(model), data, SklearnPredictor(model, _flavor_of(model)), {"format": "skops", "trusted_types": trusted})
+        return _pack_estimator(model, trust_pickle)
 
     def load(self, data: bytes, options: dict[str, Any], cache_dir: Path) -> Predictor:
+        by_user = options.get("trusted_by") == "user"
         if options.get("format") == "joblib":
-            obj = _pickle_load(data, origin="artifact")
+            if not by_user:
+                raise UntrustedArtifact(
+                    "this version's artifact is a pickle/joblib file and its options record no trust flag: "
+                    f"loading it can run any code it contains. Re-register it with {TRUST_FLAG} if you trust its source"
+                )
+            obj = _pickle_load(data, origin="the stored artifact")
         else:
-            obj, _ = _skops_load(data, options.get("trusted_types", []), origin="artifact")
+            origin = "this version's artifact"
+            source: Source = "estimator" if options.get("source") == "estimator" else "file"
+            vouched = list(options.get("trusted_types", [])) if by_user else None
+            obj = _load_skops(data, _untrusted_types(data, origin), origin, source, vouched, at_load=True)
         return SklearnPredictor(obj, _flavor_of(obj))
 
 
-def _skops_load(data: bytes, trusted: list[str] | None, origin: str) -> tuple[Any, list[str]]:
+def _packed(model: Any, data: bytes, options: SklearnOptions) -> Packed:
+    return Packed(_flavor_of(model), data, SklearnPredictor(model, _flavor_of(model)), dict(options))
+
+
+def _pack_estimator(model: Any, trust_pickle: bool) -> Packed:
+    """Dump a live estimator with skops (joblib only if skops cannot and the user trusts it)."""
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(data=data)
+        data = sio.dumps(model)
+    except Exception as exc:  # skops raises a variety of errors for types it cannot persist
+        if not trust_pickle:
+            raise InvalidModel(
+                f"skops cannot store this {type(model).__name__} ({exc}); pass trust_pickle=True to store it with joblib"
+            ) from exc
+        import joblib
+
+        buf = io.BytesIO()
+        joblib.dump(model, buf)
+        return _packed(model, buf.getvalue(), {"format": "joblib", "trusted_by": "user"})
+    untrusted = _untrusted_types(data, "the dumped estimator")
+    options: SklearnOptions = {"format": "skops", "trusted_types": untrusted, "source": "estimator"}
+    try:
+        refuse_untrusted(untrusted, "this estimator", "estimator", at_load=False)
+        refuse_bad_trees(model, untrusted, "this estimator", own_dump=True, at_load=False)
+    except UntrustedArtifact:
+        if not trust_pickle:
+            raise
+        options["trusted_by"] = "user"
+    return _packed(model, data, options)
+
+
+def _pack_skops_file(path: Path, trust_pickle: bool) -> Packed:
+    data, origin = path.read_bytes(), str(path)
+    untrusted = _untrusted_types(data, origin)
+    options: SklearnOptions = {"format": "skops", "trusted_types": untrusted, "source": "file"}
+    try:
+        obj = _load_skops(data, untrusted, origin, "file", None, at_load=False)
+    except UntrustedArtifact:
+        if not trust_pickle:
+            raise
+        options["trusted_by"] = "user"
+        obj = _load_skops(data, untrusted, origin, "file", untrusted, at_load=False)
+    if not hasattr(obj, "predict"):
+        raise InvalidModel(f"{path} holds a {type(obj).__name__}, which has no predict method")
+    return _packed(obj, data, options)
+
+
+def _load_skops(data: bytes, untrusted: list[str], origin: str, source: Source, vouched: list[str] | None, *,
+                at_load: bool) -> Any:
+    """The object in a skops artifact (whose untrusted types skops reported), loaded under the
+    policy or, when the user vouched for a list of types at registration, under exactly that list."""
+    if vouched is not None:
+        unvouched = [t for t in untrusted if t not in vouched]
+        if unvouched:
+            raise UntrustedArtifact(f"{origin} holds types that were not trusted at registration", unvouched)
+        return _skops_loads(data, untrusted, origin)
+    refuse_untrusted(untrusted, origin, source, at_load)
+    obj = _skops_loads(data, untrusted, origin)
+    refuse_bad_trees(obj, untrusted, origin, own_dump=source == "estimator", at_load=at_load)
+    return obj
+
+
+def _untrusted_types(data: bytes, origin: str) -> list[str]:
+    import skops.io as sio
+
+    try:
+        return list(sio.get_untrusted_types(data=data))
     except Exception as exc:
         raise InvalidModel(f"{origin} is not a readable skops file: {exc}") from exc
-    if trusted is None:  # a .skops file given by the user: trust only the usual libraries
-        refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-        if refused:
-            raise UntrustedArtifact(f"{origin} holds types matchday does not trust by default", refused)
-        trusted = untrusted
-    else:
-        refused = [t for t in untrusted if t not in trusted]
-        if refused:
-            raise UntrustedArtifact(f"{origin} holds types that were not trusted at registration", refused)
+
+
+def _skops_loads(data: bytes, trusted: list[str], origin: str) -> Any:
+    import skops.io as sio
+
     try:
-        return sio.loads(data, trusted=trusted), list(untrusted)
+        return sio.loads(data, trusted=trusted)
     except Exception as exc:
         raise InvalidModel(f"{origin} could not be loaded by skops: {exc}") from exc
+
 
 
 def _pickle_load(data: bytes, origin: str) -> Any:
