@@ -13,9 +13,12 @@ from matchday.monitoring.arm_comparison import (
 from matchday.monitoring.drift import (
     ColumnDrift,
     ColumnTest,
+    CorruptSummary,
     DriftError,
     DriftReport,
     TextFeatures,
+    column_mean,
+    column_std,
     compare_parquet_files,
     compare_summary_to_profile,
     compare_tables,
@@ -38,6 +41,7 @@ from matchday.monitoring.concept_drift import (
     make_detector,
     update_many,
 )
+from matchday.monitoring.failures import FailureCount, SeriesFailure, failure_counts
 from matchday.monitoring.loop import LoopResult, MonitoringLoop
 from matchday.monitoring.monitors import InvalidMonitor, MonitorSpec, default_monitors, parse_monitors
 from matchday.monitoring.performance import CBPEEstimate, Calibrator, ClassificationPerformance, RegressionPerformance
@@ -58,6 +62,7 @@ __all__ = [
     "ClassificationPerformance",
     "ConceptDriftDetector",
     "DetectorError",
+    "FailureCount",
     "InvalidMonitor",
     "InvalidWebhook",
     "LoopResult",
@@ -65,6 +70,7 @@ __all__ = [
     "MonitoringLoop",
     "PageHinkley",
     "RegressionPerformance",
+    "SeriesFailure",
     "Summarizer",
     "SummarizerConfig",
     "TIME_WIDTHS",
@@ -74,6 +80,7 @@ __all__ = [
     "count_width",
     "default_monitors",
     "diagnose",
+    "failure_counts",
     "detector_from_state",
     "known_metric",
     "make_detector",
@@ -89,11 +96,14 @@ __all__ = [
     "shadow_report",
     "ColumnDrift",
     "ColumnTest",
+    "CorruptSummary",
     "DriftError",
     "DriftReport",
     "PredictionLogWriter",
     "TextFeatures",
     "WriterStats",
+    "column_mean",
+    "column_std",
     "compare_parquet_files",
     "compare_summary_to_profile",
     "compare_tables",

@@ -2,7 +2,8 @@
 
 A window is judged once it is complete (a time window after it closes, a window by count when it
 holds its rows) and again whenever late labels change it; a series is never judged on a window
-older than the last one it was judged on.
+older than the last one it was judged on. A monitor that cannot be judged on a window is logged,
+counted against its series (`matchday.monitoring.failures`) and passed over; the others go on.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from matchday.monitoring.alerting import AlertChange, AlertEngine
+from matchday.monitoring.failures import FAILURES_KEY, Failures, SeriesFailure
 from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
-from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer
+from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer, describe
 from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION, diagnose, reference_brightness
 from matchday.monitoring.window_summary import label_text
 from matchday.monitoring.webhooks import WebhookSender
@@ -32,6 +34,7 @@ class LoopResult:
     windows: int = 0
     judged: int = 0
     changes: list[AlertChange] = field(default_factory=list)
+    failures: list[SeriesFailure] = field(default_factory=list)  # the summarizer's and the judging's, this tick
 
 
 class MonitoringLoop:
@@ -85,6 +88,7 @@ class MonitoringLoop:
                 for w in self.windows.series(deployment, width, since=since, segment=None, with_summary=False):
                     candidates.setdefault(w.key, w)
         watched = self._watched()
+        failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         for window in sorted(candidates.values(), key=lambda w: w.start):
             watched.add(window.deployment)
             if not self._complete(window, now):
@@ -92,14 +96,17 @@ class MonitoringLoop:
             for monitor in self.monitors_of(window.deployment):
                 if not self._applies(monitor, window):
                     continue
-                verdict = self._judge(monitor, window)
-                if verdict.breached is None or not self._advance(monitor, window):
-                    continue  # inconclusive (e.g. labels not in yet) never moves the series on
-                result.judged += 1
-                change = self.engine.observe(window, verdict, now)
-                if change is not None:
-                    result.changes.append(change)
-        self.state.put({"loop\x1fdeployments": {"names": sorted(watched)}})
+                with failures.guard((window.deployment, window.model, window.version), "judge",
+                                    f"{monitor.name} on the {describe(window.key)}"):
+                    verdict = self._judge(monitor, window)
+                    if verdict.breached is None or not self._advance(monitor, window):
+                        continue  # inconclusive (e.g. labels not in yet) never moves the series on
+                    result.judged += 1
+                    change = self.engine.observe(window, verdict, now)
+                    if change is not None:
+                        result.changes.append(change)
+        result.failures = summary.failures + failures.new
+        self.state.put({"loop\x1fdeployments": {"names": sorted(watched)}, **failures.to_state()})
         return result
 
     def _watched(self) -> set[str]:

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from matchday.monitoring.scaling import MAX_SCALE, scale_array, scale_down, scale_for, unscale
+
 BINS = 1000  # equal-width probability bins on [0, 1]: ROC AUC is exact up to ties within 0.001
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
 
@@ -133,13 +135,22 @@ class RegressionPerformance:
     """Realised regression performance of one window. The error is ``y_pred - y_true``, so a positive
     ``mean_error`` means the model predicts too high. The truth's spread is kept as the sum of squared
     deviations from its mean and merged by Chan's formula: ``sum(y**2) - sum(y)**2 / n`` would cancel
-    catastrophically for a target far from zero."""
+    catastrophically for a target far from zero.
+
+    The sums are kept in units of ``2**scale`` (`matchday.monitoring.scaling`), ``scale`` the exponent
+    that brings the largest truth or prediction into [0.5, 1): labels are the callers' (feedback), and a
+    label of 1e200 squared, or the error between -1e308 and 1e308, would overflow to inf, which is
+    stored as null and breaks every later merge of the window. A metric whose true value is beyond a
+    float (an error of 1e308 on average) is None.
+    """
 
     kind = "regression"
+    SUMS = ("sum_error", "sum_abs_error", "sum_sq_error", "sum_y", "m2_y")
 
     def __init__(self) -> None:
         self.n = 0
         self.missing = 0  # rows left out because the truth or the prediction is not finite
+        self.scale = 0  # the sums below are in units of 2**scale (the squared ones of 4**scale)
         self.sum_error = 0.0
         self.sum_abs_error = 0.0
         self.sum_sq_error = 0.0
@@ -156,8 +167,10 @@ class RegressionPerformance:
         self.missing += int(finite.size - finite.sum())
         if not y.size:
             return self
-        error = pred - y
         batch = RegressionPerformance()
+        batch.scale = scale_for(max(float(np.abs(y).max()), float(np.abs(pred).max())))
+        y, pred = scale_array(y, batch.scale), scale_array(pred, batch.scale)
+        error = pred - y  # below 2 in magnitude: no overflow
         batch.n = int(y.size)
         batch.sum_error = float(error.sum())
         batch.sum_abs_error = float(np.abs(error).sum())
@@ -168,19 +181,27 @@ class RegressionPerformance:
         self._add(batch)
         return self
 
+    def _sums_at(self, k: int) -> list[float]:
+        """The sums in units of ``2**k`` (k >= scale): exact, or underflowing towards 0."""
+        return [scale_down(getattr(self, name), k - self.scale, power=2 if name in ("sum_sq_error", "m2_y") else 1)
+                for name in self.SUMS]
+
     def _add(self, other: RegressionPerformance) -> None:
-        n = self.n + other.n
-        if self.n and other.n:
-            delta = other.sum_y / other.n - self.sum_y / self.n
-            self.m2_y += other.m2_y + delta * delta * self.n * other.n / n
-        else:
-            self.m2_y += other.m2_y
-        self.n = n
         self.missing += other.missing
-        self.sum_error += other.sum_error
-        self.sum_abs_error += other.sum_abs_error
-        self.sum_sq_error += other.sum_sq_error
-        self.sum_y += other.sum_y
+        if not other.n:
+            return
+        if not self.n:  # nothing to rescale: take the other's scale
+            self.scale = other.scale
+        k = max(self.scale, other.scale)
+        mine, theirs = self._sums_at(k), other._sums_at(k)
+        self.scale = k
+        for name, a, b in zip(self.SUMS, mine, theirs):
+            setattr(self, name, a + b)
+        n = self.n + other.n
+        if self.n:
+            delta = theirs[3] / other.n - mine[3] / self.n  # the scaled means lie in (-1, 1)
+            self.m2_y += delta * delta * (self.n / n) * other.n
+        self.n = n
 
     def merge(self, other: RegressionPerformance) -> RegressionPerformance:
         _check_compatible(self, other)
@@ -189,28 +210,36 @@ class RegressionPerformance:
         return out
 
     def metrics(self) -> Metrics:
-        n = self.n
+        n, k = self.n, self.scale
         out: Metrics = {"n": n, "missing": self.missing, "mae": None, "rmse": None, "mean_error": None, "r2": None}
-        if n:
-            out.update(mae=self.sum_abs_error / n, rmse=math.sqrt(self.sum_sq_error / n), mean_error=self.sum_error / n)
+        if n:  # the root before scaling back: finite wherever the errors are
+            out.update(mae=_finite(unscale(self.sum_abs_error / n, k)),
+                       rmse=_finite(unscale(math.sqrt(self.sum_sq_error / n), k)),
+                       mean_error=_finite(unscale(self.sum_error / n, k)))
         mean = self.sum_y / n if n else 0.0
-        # zero variance, allowing for the rounding of a constant column's mean
+        # zero variance, allowing for the rounding of a constant column's mean (both sides in the same units)
         if n >= 2 and self.m2_y > n * (1e-12 * mean) ** 2 and self.m2_y > 0:
-            out["r2"] = 1.0 - self.sum_sq_error / self.m2_y
+            out["r2"] = _finite(1.0 - self.sum_sq_error / self.m2_y)  # a truth of almost no spread: beyond a float
         return out
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "n": self.n, "missing": self.missing, "sum_error": self.sum_error,
-                "sum_abs_error": self.sum_abs_error, "sum_sq_error": self.sum_sq_error,
-                "sum_y": self.sum_y, "m2_y": self.m2_y}
+        return {"kind": self.kind, "n": self.n, "missing": self.missing, "scale": self.scale,
+                **{name: getattr(self, name) for name in self.SUMS}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RegressionPerformance:
+        """A stored state; one stored before sums were scaled has no ``scale`` (exponent 0). A sum that
+        is null or not finite (what the overflow left) cannot be repaired: ValueError."""
         _check_kind(state, cls.kind)
         out = cls()
-        out.n, out.missing = int(state["n"]), int(state["missing"])
-        for name in ("sum_error", "sum_abs_error", "sum_sq_error", "sum_y", "m2_y"):
-            setattr(out, name, float(state[name]))
+        out.n, out.missing, out.scale = int(state["n"]), int(state["missing"]), int(state.get("scale", 0))
+        for name in cls.SUMS:
+            value = state[name]
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"a regression state's {name} is {value!r}: the window's performance is lost")
+            setattr(out, name, float(value))
+        if not -MAX_SCALE <= out.scale <= MAX_SCALE:
+            raise ValueError(f"a regression state's scale is {out.scale}")
         return out
 
 
@@ -241,7 +270,7 @@ class CBPEEstimate:
         pred = label_indices(y_pred, self.classes)
         p = _proba_matrix(proba, k, pred.size)
         finite = np.isfinite(p).all(axis=1)
-        p, pred = p[finite], pred[finite]
+        p, pred = np.clip(p[finite], 0.0, 1.0), pred[finite]  # a model's "probability" of 1e300 adds at most 1
         self.n += int(pred.size)
         for j in range(k + 1):
             self.expected[:, j] += p[pred == j].sum(axis=0)

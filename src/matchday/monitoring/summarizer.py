@@ -8,6 +8,12 @@ their labelled rows (only those), and the hour and day above them re-merged from
 
 The cursor is the log's id. On PostgreSQL a lower id can commit after a higher one, so ids the
 cursor passed without seeing are kept as gaps and looked for again for ``GAP_SECONDS``.
+
+One series' trouble is its own (`matchday.monitoring.failures`): a version whose rows cannot be
+summarised, a window that cannot be merged or measured, a label that cannot be scored, is logged,
+counted and passed over; the cursor moves on and every other series' windows are written. A stored
+window whose summary cannot be merged at all starts again from the new rows (noted in its summary
+as ``restarted``). The store's errors still fail the whole tick, which is retried.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from matchday.monitoring.concept_drift import detector_from_state, make_detector
+from matchday.monitoring.concept_drift import DetectorError, detector_from_state, make_detector
+from matchday.monitoring.failures import FAILURES_KEY, Failures, Series, SeriesFailure
 from matchday.monitoring.log_columns import LogColumns, to_datetime
 from matchday.monitoring.window_metrics import window_metrics
 from matchday.monitoring.window_summary import (
@@ -47,6 +54,8 @@ STATE_KEY = "summarizer"
 WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
 DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
+DETECTOR_ERROR_MAX = 1e100  # errors fed to a detector are capped: its window sums their squares (ADWIN's
+# variance), and a label of 1e200 would make that inf, stored as null, and the detector unloadable
 
 
 @dataclass
@@ -66,6 +75,7 @@ class TickResult:
     rows: int = 0
     labelled_windows: int = 0
     windows: list[MetricWindow] = field(default_factory=list)  # every window written this tick
+    failures: list[SeriesFailure] = field(default_factory=list)  # series passed over this tick (also counted)
 
 
 def floor_time(at: datetime, seconds: int) -> datetime:
@@ -104,20 +114,45 @@ class Summarizer:
         state = self.state.get(STATE_KEY) or {"cursor": 0, "gaps": [], "label_cursor": None, "counts": {},
                                               "segment_values": {}}
         result = TickResult()
+        failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
         for batch in self._read(state, now):  # each batch summarised as it is read: memory stays bounded
             result.rows += batch.num_rows
-            for (deployment, model, version), cols in self._versions(batch):
-                self._add_time_windows(deployment, model, version, cols, state, pending)
-                self._add_count_windows(deployment, model, version, cols, state, pending)
-        staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now)}
-        relabelled = self._relabel(state, now, staged)
+            for series, part in self._versions(batch):
+                with failures.guard(series, "summarise", f"{part.num_rows} rows"):
+                    self._summarise(series, part, state, pending)
+        staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now, failures)}
+        relabelled = self._relabel(state, now, staged, failures)
         result.labelled_windows = len(relabelled)
         staged.update({w.key: w for w in relabelled})
         result.windows = list(staged.values())
+        result.failures = failures.new
         # one transaction for the windows and the cursor: a crash in between neither loses nor repeats rows
-        self.windows.put_many(result.windows, state={STATE_KEY: state})
+        self.windows.put_many(result.windows, state={STATE_KEY: state, **failures.to_state()})
         return result
+
+    def _summarise(self, series: Series, part: pa.Table, state: dict[str, Any],
+                   pending: dict[WindowKey, dict[str, Any]]) -> None:
+        """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
+        ``pending`` nor the version's count windows in ``state`` hold a part of them."""
+        deployment, model, version = series
+        skey = f"{deployment}\x1f{model}\x1f{version}"
+        counts = state["counts"].get(skey)
+        before = [list(w) for w in counts] if counts is not None else None
+        mine: dict[WindowKey, dict[str, Any]] = {}
+        try:
+            cols = columns_of_batch(part, self.reference(model, version))
+            self._add_time_windows(deployment, model, version, cols, state, mine)
+            self._add_count_windows(deployment, model, version, cols, state, mine)
+        except BaseException:
+            if before is None:
+                state["counts"].pop(skey, None)
+            else:
+                state["counts"][skey] = before
+            raise
+        for key, item in mine.items():
+            for delta in item["deltas"]:
+                _add(pending, key, delta, item["end"])
 
     def _read(self, state: dict[str, Any], now: datetime) -> Iterator[pa.Table]:
         """Batches of rows past the cursor (first any that filled an earlier gap), answer roles only."""
@@ -144,8 +179,8 @@ class Summarizer:
                 break
         state["cursor"], state["gaps"] = cursor, gaps[-1000:]
 
-    def _versions(self, batch: pa.Table) -> Iterator[tuple[tuple[str, str, int], LogColumns]]:
-        """The batch split by deployment version, each parsed into columns against its reference."""
+    def _versions(self, batch: pa.Table) -> Iterator[tuple[Series, pa.Table]]:
+        """The batch split by deployment version."""
         if not batch.num_rows:
             return
         keys = batch.select(["deployment", "model", "version"]).group_by(["deployment", "model", "version"]) \
@@ -155,8 +190,7 @@ class Summarizer:
             mask = pc.and_(pc.and_(pc.equal(batch.column("deployment"), deployment),
                                    pc.equal(batch.column("model"), model)),
                            pc.equal(batch.column("version"), version))
-            part = batch.filter(mask) if len(keys) > 1 else batch
-            yield (deployment, model, version), columns_of_batch(part, self.reference(model, version))
+            yield (deployment, model, version), batch.filter(mask) if len(keys) > 1 else batch
 
     @staticmethod
     def _configured(by_deployment: dict[str, list[str]], deployment: str) -> list[str]:
@@ -254,25 +288,48 @@ class Summarizer:
             i += int(take.size)
         del windows[:-COUNT_HISTORY]
 
-    def _write(self, pending: dict[WindowKey, dict[str, Any]], now: datetime) -> list[MetricWindow]:
+    def _write(self, pending: dict[WindowKey, dict[str, Any]], now: datetime, failures: Failures) -> list[MetricWindow]:
         if not pending:
             return []
         existing = self.windows.get_many(pending)
         out = []
         for key, item in pending.items():
-            deployment, model, version, segment, width, start = key
-            old = existing.get(key)
-            summary = merge_summary(old.summary if old else None, _merged(item["deltas"]))
-            performance = old.performance if old else None
-            end = item["end"] if width not in TIME_WIDTHS else start + timedelta(seconds=TIME_WIDTHS[width])
-            if old is not None and width not in TIME_WIDTHS:
-                end = max(end, old.end)
-            reuse = None
-            if old is not None and width in WIDE and summary["rows"] < DRIFT_REGROWTH * old.summary.get("drift_rows", 0):
-                reuse = old.metrics
-            summary["drift_rows"] = old.summary.get("drift_rows", 0) if reuse is not None else summary["rows"]
-            out.append(self._window(key, end, summary, performance, now, reuse_drift=reuse))
+            with failures.guard(key[:3], "window", describe(key)):
+                out.append(self._updated(key, item, existing.get(key), now, failures))
         return out
+
+    def _updated(self, key: WindowKey, item: dict[str, Any], old: MetricWindow | None, now: datetime,
+                 failures: Failures) -> MetricWindow:
+        """The stored window with this tick's rows added. A stored summary that cannot be merged (a
+        field missing or of the wrong type; a numeric column's lost sums are repaired by the merge)
+        would fail at every tick: it is counted once and the window starts again from these rows. A
+        stored performance that cannot be read is dropped the same way (labels landing recompute it)."""
+        width, start = key[4], key[5]
+        delta = _merged(item["deltas"])
+        summary, restarted = delta, False
+        if old is not None:
+            try:
+                summary = merge_summary(old.summary, delta)
+            except Exception as exc:
+                failures.record(key[:3], "merge", describe(key), exc)
+                summary, restarted = dict(delta, restarted={"at": now.isoformat(), "rows_dropped": old.rows}), True
+        end = item["end"] if width not in TIME_WIDTHS else start + timedelta(seconds=TIME_WIDTHS[width])
+        if old is not None and width not in TIME_WIDTHS:
+            end = max(end, old.end)
+        reuse = None
+        if old is not None and not restarted and width in WIDE \
+                and summary["rows"] < DRIFT_REGROWTH * old.summary.get("drift_rows", 0):
+            reuse = old.metrics
+        summary["drift_rows"] = old.summary.get("drift_rows", 0) if old is not None and reuse is not None \
+            else summary["rows"]
+        performance = old.performance if old else None
+        try:
+            return self._window(key, end, summary, performance, now, reuse_drift=reuse)
+        except Exception as exc:
+            if performance is None:
+                raise
+            failures.record(key[:3], "performance", describe(key), exc)
+            return self._window(key, end, summary, None, now, reuse_drift=reuse)
 
     def _window(self, key: WindowKey, end: datetime, summary: dict[str, Any], performance: dict[str, Any] | None,
                 now: datetime, reuse_drift: dict[str, Any] | None = None) -> MetricWindow:
@@ -288,7 +345,8 @@ class Summarizer:
                             performance, metrics)
 
     # -- late labels -------------------------------------------------------------------------
-    def _relabel(self, state: dict[str, Any], now: datetime, staged: dict[WindowKey, MetricWindow]) -> list[MetricWindow]:
+    def _relabel(self, state: dict[str, Any], now: datetime, staged: dict[WindowKey, MetricWindow],
+                 failures: Failures) -> list[MetricWindow]:
         """Recompute performance where labels landed since the last tick (and re-merge what sits above)."""
         cursor = datetime.fromisoformat(state["label_cursor"]) if state["label_cursor"] else None
         since = cursor - LABEL_OVERLAP if cursor is not None else datetime.fromtimestamp(0, UTC)
@@ -316,28 +374,29 @@ class Summarizer:
         # the detectors see the new labels first (on a scratch copy, kept only if the label cursor moves on)
         scratch = {"detectors": dict(state.get("detectors", {})),
                    "detections": {k: list(v) for k, v in state.get("detections", {}).items()}}
-        self._detect(scratch, fresh, [r for rows in labelled.values() for r in rows if r.id in fresh_ids])
+        self._detect(scratch, fresh, [r for rows in labelled.values() for r in rows if r.id in fresh_ids], failures)
         step = timedelta(seconds=TIME_WIDTHS[BASE])
         for (deployment, model, version, start), rows in labelled.items():
-            by_segment: dict[str, list[LoggedRow]] = {}
-            for r in rows:
-                for segment in self._segments(deployment, r, state):
-                    by_segment.setdefault(segment, []).append(r)
-            ref = self.reference(model, version)
-            for segment, part in by_segment.items():
-                updates[(deployment, model, version, segment, BASE, start)] = _with_detections(
+            with failures.guard((deployment, model, version), "performance", f"{BASE} window at {start.isoformat()}"):
+                by_segment: dict[str, list[LoggedRow]] = {}
+                for r in rows:
+                    for segment in self._segments(deployment, r, state):
+                        by_segment.setdefault(segment, []).append(r)
+                ref = self.reference(model, version)
+                updates.update({(deployment, model, version, segment, BASE, start): _with_detections(
                     performance_of(part, ref), scratch, deployment, model, version,
-                    lambda d, start=start: start <= d[1] < start + step)
+                    lambda d, start=start: start <= d[1] < start + step) for segment, part in by_segment.items()})
         width = count_width(self.config.count_window)
         for deployment, model, version, i in counted:
             start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
-            rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
-            updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
-                performance_of(rows, self.reference(model, version)), scratch, deployment, model, version,
-                lambda d, lo=lo, hi=hi: lo <= d[0] <= hi)
-        written = self._set_performance(updates, now, staged)
-        whole = {k for k in updates if k[3] == ""}
-        if whole <= {w.key for w in written}:  # else some rows are not summarised yet: look at these labels again
+            with failures.guard((deployment, model, version), "performance", f"{width} window at {start_iso}"):
+                rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
+                updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
+                    performance_of(rows, self.reference(model, version)), scratch, deployment, model, version,
+                    lambda d, lo=lo, hi=hi: lo <= d[0] <= hi)
+        written, waiting = self._set_performance(updates, now, staged, failures)
+        # a window not summarised yet: look at these labels again (one that failed is counted, not waited for)
+        if not any(k[3] == "" for k in waiting):
             state["detectors"], state["detections"] = scratch["detectors"], scratch["detections"]  # once per label
             horizon = max(newest, cursor) if cursor is not None else newest
             state["label_cursor"] = horizon.isoformat()
@@ -362,13 +421,16 @@ class Summarizer:
                             and w_start <= w.start < w_end:
                         parts[w.start] = w.performance
                 merged: dict[str, Any] | None = None
-                for p in parts.values():
-                    merged = merge_performance(merged, p)
+                for part_start, p in sorted(parts.items()):  # a part that cannot be merged is left out, counted
+                    with failures.guard((deployment, model, version), "performance",
+                                        f"{BASE} window at {part_start.isoformat()} into {wide}"):
+                        merged = merge_performance(merged, p)
                 above[key] = merged
-        written += self._set_performance(above, now, {**staged, **{w.key: w for w in written}})
+        written += self._set_performance(above, now, {**staged, **{w.key: w for w in written}}, failures)[0]
         return written
 
-    def _detect(self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow]) -> None:
+    def _detect(self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow],
+                failures: Failures) -> None:
         """Feed each version's concept-drift detector the errors of rows labelled since the last tick,
         in the order their labels arrived; remember where it fired (row id and time)."""
         order = {row[3]: (row[5], row[3]) for row in fresh}
@@ -383,41 +445,62 @@ class Summarizer:
             if r.error is None and r.prediction is not None:
                 by_version.setdefault((r.deployment, r.model, r.version), []).append(r)
         for (deployment, model, version), part in by_version.items():
-            skey = f"{deployment}\x1f{model}\x1f{version}"
-            ref = self.reference(model, version)
-            errors = row_errors(part, ref)
-            keep = np.isfinite(errors)
-            if not keep.any():
-                continue
-            kept = [r for r, k in zip(part, keep) if k]
+            with failures.guard((deployment, model, version), "concept drift"):
+                self._detect_version((deployment, model, version), part, name, params, detectors, detections,
+                                     failures)
+
+    def _detect_version(self, series: Series, part: list[LoggedRow], name: str, params: dict[str, Any],
+                        detectors: dict[str, Any], detections: dict[str, Any], failures: Failures) -> None:
+        deployment, model, version = series
+        skey = f"{deployment}\x1f{model}\x1f{version}"
+        errors = np.minimum(row_errors(part, self.reference(model, version)), DETECTOR_ERROR_MAX)
+        keep = np.isfinite(errors)
+        if not keep.any():
+            return
+        kept = [r for r, k in zip(part, keep) if k]
+        try:
             detector = detector_from_state(detectors[skey]) if skey in detectors else make_detector(name, **params)
-            for row, value in zip(kept, errors[keep].tolist()):
-                before = getattr(detector, "estimation", None)
-                detector.update(value)
-                if not detector.drift_detected:
-                    continue
-                after = getattr(detector, "estimation", None)
-                if before is not None and after is not None and after <= before:
-                    continue  # errors fell back (a recovery): a change, but not the model decaying
-                detections.setdefault(skey, []).append([row.id, row.at.isoformat()])
-                log.warning("concept drift: %s (%s:%s) errors rose at row %s, labelled %s",
-                            deployment, model, version, row.id, row.label_at)
-            detections[skey] = detections.get(skey, [])[-COUNT_HISTORY:]
-            detectors[skey] = detector.to_state()
+        except DetectorError as exc:  # a state that cannot be loaded (an overflow left null in it): start afresh
+            failures.record(series, "concept drift", "stored detector state", exc)
+            detector = make_detector(name, **params)
+        found = list(detections.get(skey, []))  # kept only if the whole update succeeds
+        for row, value in zip(kept, errors[keep].tolist()):
+            before = getattr(detector, "estimation", None)
+            detector.update(value)
+            if not detector.drift_detected:
+                continue
+            after = getattr(detector, "estimation", None)
+            if before is not None and after is not None and after <= before:
+                continue  # errors fell back (a recovery): a change, but not the model decaying
+            found.append([row.id, row.at.isoformat()])
+            log.warning("concept drift: %s (%s:%s) errors rose at row %s, labelled %s",
+                        deployment, model, version, row.id, row.label_at)
+        detections[skey] = found[-COUNT_HISTORY:]
+        detectors[skey] = detector.to_state()
 
     def _set_performance(self, updates: dict[WindowKey, dict[str, Any] | None], now: datetime,
-                         staged: dict[WindowKey, MetricWindow]) -> list[MetricWindow]:
+                         staged: dict[WindowKey, MetricWindow],
+                         failures: Failures) -> tuple[list[MetricWindow], list[WindowKey]]:
+        """The windows with their new performance, and the keys of those not summarised yet."""
         if not updates:
-            return []
+            return [], []
         existing = self.windows.get_many([k for k in updates if k not in staged])
         existing.update({k: staged[k] for k in updates if k in staged})
-        out = []
+        out, waiting = [], []
         for key, performance in updates.items():
             old = existing.get(key)
             if old is None:  # labels for rows the cursor has not summarised yet: the next tick writes them
+                waiting.append(key)
                 continue
-            out.append(self._window(key, old.end, old.summary, performance, now, reuse_drift=old.metrics))
-        return out
+            with failures.guard(key[:3], "performance", describe(key)):
+                out.append(self._window(key, old.end, old.summary, performance, now, reuse_drift=old.metrics))
+        return out, waiting
+
+
+def describe(key: WindowKey) -> str:
+    """A window, named in a log line: ``5m window at 2026-11-20T12:00:00+00:00 (segment country=DE)``."""
+    _, _, _, segment, width, start = key
+    return f"{width} window at {start.isoformat()}" + (f" (segment {segment})" if segment else "")
 
 
 def _add(pending: dict[WindowKey, dict[str, Any]], key: WindowKey, delta: dict[str, Any], end: datetime) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from matchday.monitoring.drift import DriftError, compare_summary_to_profile
-from matchday.monitoring.drift.summary import sample_of_summary
+from matchday.monitoring.drift.summary import column_mean, sample_of_summary
 from matchday.monitoring.performance import CBPEEstimate, ClassificationPerformance, RegressionPerformance
 from matchday.monitoring.window_summary import VersionReference, label_text
 
@@ -209,7 +209,7 @@ def extractor_metrics(summary: dict[str, Any], images: Sequence[str] = ()) -> di
     columns = summary["inputs"]["columns"]
     pixels = [columns[c] for c in images if c in columns and columns[c].get("kind") == "numeric" and columns[c]["count"]]
     if pixels:
-        out["image_brightness"] = sum(c["sum"] / c["count"] for c in pixels) / len(pixels)
+        out["image_brightness"] = sum(column_mean(c) or 0.0 for c in pixels) / len(pixels)
     for name, sums in summary.get("texts", {}).items():
         out[f"text_length.{name}"] = sums["chars"] / sums["n"] if sums["n"] else None
         out[f"text_words.{name}"] = sums["words"] / sums["n"] if sums["n"] else None

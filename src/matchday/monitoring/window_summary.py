@@ -138,6 +138,8 @@ def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
             for k in mine:
                 mine[k] += sums.get(k, 0.0)
         out["texts"] = texts
+    if "restarted" in a or "restarted" in b:  # the window lost its earlier rows once (a corrupt summary): say so
+        out["restarted"] = a.get("restarted") or b.get("restarted")
     return out
 
 
@@ -157,7 +159,9 @@ def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | Non
         rows = answered[predicted]
         if rows.size and cols.probabilities is not None and cols.has_probabilities[rows].all():
             proba = cols.probabilities[rows]
-            out["confidence"] = {"n": int(proba.shape[0]), "sum": float(np.nanmax(proba, axis=1).sum())}
+            # a probability is within [0, 1]: a model answering 1e300 (or NaN) cannot make the sum overflow
+            top = np.where(np.isfinite(proba), np.clip(proba, 0.0, 1.0), 0.0).max(axis=1)
+            out["confidence"] = {"n": int(proba.shape[0]), "sum": float(top.sum())}
             assert ref is not None and ref.classes is not None
             estimate = CBPEEstimate(ref.classes)
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba

@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from matchday.monitoring import (
     PredictionLogWriter,
     alert_body,
     count_width,
+    failure_counts,
     known_metric,
 )
 from matchday.rollout import RolloutController, Rollouts, event_dict
@@ -44,7 +46,14 @@ from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
 from matchday.serving.window_gauges import WindowGauges
-from matchday.store import MONITOR_LOCK_KEY, AlertStore, LeaderLock, PredictionLogStore, WindowStore
+from matchday.store import (
+    MONITOR_LOCK_KEY,
+    AlertStore,
+    LeaderLock,
+    MonitorStateStore,
+    PredictionLogStore,
+    WindowStore,
+)
 from matchday.workspace import Workspace
 
 log = logging.getLogger("matchday.serving")
@@ -75,7 +84,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                                        interval=ws.settings.controller_interval)
         monitoring = ws.monitoring  # a monitor that cannot be checked stops the start here, with every reason
         alerts = AlertStore(db)
-        metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing))
+        metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing,
+                                               partial(failure_counts, MonitorStateStore(db))))
         state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts, monitoring=monitoring,
                      alerts=alerts)
         loop = asyncio.get_running_loop()

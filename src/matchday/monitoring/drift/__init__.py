@@ -14,7 +14,7 @@ from matchday.monitoring.drift.engine import (
     compare_to_profile,
     prediction_drift,
 )
-from matchday.monitoring.drift.summary import merge_summaries, summarize_table
+from matchday.monitoring.drift.summary import CorruptSummary, column_mean, column_std, merge_summaries, summarize_table
 from matchday.monitoring.drift.extractors import TextFeatures, image_features
 from matchday.monitoring.drift.html_report import render_html
 from matchday.monitoring.drift.statistics import (
@@ -30,11 +30,14 @@ from matchday.monitoring.drift.statistics import (
 __all__ = [
     "ColumnDrift",
     "ColumnTest",
+    "CorruptSummary",
     "DriftError",
     "DriftReport",
     "TextFeatures",
     "chi_square",
     "column_drift",
+    "column_mean",
+    "column_std",
     "compare_parquet_files",
     "compare_summary_to_profile",
     "compare_tables",
