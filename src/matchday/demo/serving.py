@@ -109,8 +109,28 @@ def run(console: Console, ws: Workspace) -> None:
             console.print(f"a bad request is refused with {exc.status}: {exc.message.split(': ', 1)[1]}")
             for problem in exc.problems:
                 console.print(f"    {problem['field']}: {problem['problem']}")
+        _hostile(console, ws, client, url, rows[0])
     logged = PredictionLogStore(ws.database).count("fraud")
     console.print(f"server stopped gracefully; the prediction log holds {logged:,} rows for deployment fraud")
+
+
+def _hostile(console: Console, ws: Workspace, client: Client, url: str, row: dict[str, Any]) -> None:
+    """Input a hostile caller sends: far out of range (scored if the model copes, else the caller's 422),
+    and a V2 field of the wrong type."""
+    coped = client.predict("fraud", [{**row, "amount": 1e308}])
+    console.print(f"amount 1e308, far outside the reference range: gradient boosting copes, so it is scored and "
+                  f"flagged (input_quality {coped['input_quality']['by_feature']})")
+    ws.deployments.deploy("digits", "demo-digits@champion")
+    try:
+        client.predict("digits", [{f"pixel_{r}_{c}": 1e308 for r in range(8) for c in range(8)}])
+    except ServerError as exc:
+        first = exc.problems[0]
+        console.print(f"an image of 1e308 pixels: the logistic regression answers NaN, so it is refused with "
+                      f"{exc.status}, the caller's input and not the version's failure (never counted against a "
+                      f"canary):\n    {first['field']}: {first['problem']} (and {len(exc.problems) - 1} more)")
+    bad = httpx.post(f"{url}/v2/models/fraud/infer",
+                     json={"inputs": [{"name": "amount", "shape": [1], "datatype": {}, "data": [1.0]}]})
+    console.print(f'a V2 request with "datatype": {{}} is refused with {bad.status_code}: {bad.json()["error"]}')
 
 
 def _sample(metrics: str, name: str) -> float:

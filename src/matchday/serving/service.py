@@ -393,8 +393,11 @@ class PredictionService:
 
 def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
     def score(table: pa.Table) -> Scored:
-        predictions = np.asarray(predictor.predict(table))
-        proba = predictor.predict_proba(table) if predictor.has_proba else None
+        # NumPy's overflow warnings inside the model are not ours to print: a non-finite answer is
+        # judged by `_unscorable_input` (the caller's input, or logged as the version's answer)
+        with np.errstate(all="ignore"):
+            predictions = np.asarray(predictor.predict(table))
+            proba = predictor.predict_proba(table) if predictor.has_proba else None
         return Scored(predictions, proba)
 
     return score
