@@ -109,6 +109,30 @@ def test_hostile_requests_cannot_roll_back_a_healthy_canary(server: ServerProces
     assert i >= 8  # the attack ran through rounds of analysis
 
 
+def test_a_canary_that_cannot_score_a_far_value_falls_back_to_a_primary_that_can(
+        server: ServerProcess, workspace: Workspace) -> None:
+    """With ``fallback``, the primary's answer is the answer; the canary's failed attempt is the input's
+    fault, so it is neither logged nor counted as the canary's error."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = cancer_frame()
+    sturdy = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y)  # binned: copes with 1e308
+    workspace.registry.register("cancer", sturdy, reference=X.head(60))  # cancer:3
+    workspace.deployments.deploy("sturdy", "cancer:3")
+    started = http.post(f"{server.url}/v1/deployments/sturdy/rollout", timeout=10, json={
+        "candidate": "cancer:1", "steps": [50, 100], "interval": "1h", "fallback": True})
+    assert started.status_code == 201, started.text
+    probe = predict(server.url, rows(40), deployment="sturdy", ids=[f"k{i}" for i in range(40)]).json()["predictions"]
+    to_canary = [p["id"] for p in probe if p["version"] == 1]
+    assert to_canary
+    answer = predict(server.url, [hostile()], deployment="sturdy", ids=to_canary[:1])
+    assert answer.status_code == 200, answer.text
+    assert [p["version"] for p in answer.json()["predictions"]] == [3]
+    server.stop()
+    logged = PredictionLogStore(workspace.database).recent("sturdy", limit=1000, roles=None, errors=None)
+    assert len(logged) == 41 and all(r.error is None for r in logged)
+
+
 def test_monitoring_goes_on_for_every_deployment_after_a_huge_value(server: ServerProcess) -> None:
     url = server.url
     assert predict(url, [hostile(1e200)] * 3).status_code == 200  # scored: its square overflows a plain sum

@@ -307,6 +307,47 @@ def test_a_crafted_tree_crashes_the_process_that_predicts_with_it(cancer, tmp_pa
     assert done.returncode < 0, (done.returncode, done.stderr[-500:])  # killed by a signal, not an exception
 
 
+def _svm_case(name: str, X: pd.DataFrame, y: pd.Series) -> tuple[Any, str]:
+    """An SVM whose arrays libsvm would index past their ends (skops trusts every SVM class itself)."""
+    from sklearn.svm import SVC, SVR
+
+    model = (SVR() if name.startswith("svr") else SVC(kernel="linear")).fit(X, y)
+    n = model.support_.shape[0]
+    if name == "svc-n-support-overstated":  # segfaulted at predict before the check
+        model._n_support = np.array([n] + [0] * 2999, dtype=np.int32)
+        return model, "does not split"
+    if name == "svc-support-vectors-narrower-than-input":
+        model.support_vectors_ = np.ascontiguousarray(model.support_vectors_[:, :3])
+        return model, "support_vectors_ is"
+    if name == "svr-dual-coef-short":
+        model._dual_coef_ = np.ascontiguousarray(model._dual_coef_[:, : n // 2])
+        return model, "_dual_coef_ is"
+    raise AssertionError(name)
+
+
+SVM_CASES = ["svc-n-support-overstated", "svc-support-vectors-narrower-than-input", "svr-dual-coef-short"]
+
+
+@pytest.mark.parametrize("case", SVM_CASES)
+def test_crafted_svms_are_refused_at_registration_and_load(case: str, registry, cancer, logistic,  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    import skops.io as sio
+
+    X, y = cancer
+    model, says = _svm_case(case, X, y)
+    path = tmp_path / "model.skops"
+    sio.dump(model, path)
+    assert sio.get_untrusted_types(file=path) == []  # skops itself would load it without a word
+    with pytest.raises(UntrustedArtifact, match="fail matchday's check") as err:
+        registry.register("m", path, reference=X)
+    assert any(says in d for d in err.value.details), err.value.details
+    registry.register("m", logistic, reference=X)
+    ref = _insert_version(registry, "m", path.read_bytes(), "sklearn",
+                          {"format": "skops", "trusted_types": [], "source": "file"})
+    with pytest.raises(UntrustedArtifact, match="fail matchday's check"):
+        registry.load(ref)
+
+
 def test_what_cannot_be_checked_from_a_file_registers_as_an_estimator(registry, cancer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import skops.io as sio
     from sklearn.ensemble import GradientBoostingClassifier

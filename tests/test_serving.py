@@ -260,6 +260,7 @@ V2_BAD = [
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}],
       "outputs": [{"name": "predict", "parameters": "x"}]}, "outputs[0].parameters must be an object"),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": "1.0"}]}, "inputs[0].data must be a list"),
+    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP32", "data": [1e39]}]}, "not FP32"),
 ]
 
 

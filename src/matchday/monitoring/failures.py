@@ -21,6 +21,7 @@ from matchday.store import MonitorStateStore, StoreError
 
 log = logging.getLogger("matchday.monitoring")
 FAILURES_KEY = "monitoring\x1ffailures"  # the monitor state's key of the counts
+MAX_SERIES = 1000  # series whose failures are remembered
 Series = tuple[str, str, int]  # deployment, model, version
 
 
@@ -84,9 +85,13 @@ class Failures:
             self._counts = {k: dict(v) for k, v in (self.load() or {}).items()}
         mine = self._counts.setdefault(key, {"deployment": deployment, "model": model, "version": version, "count": 0})
         mine.update(count=mine["count"] + 1, last_stage=stage, last_error=error[:500], last_at=self.now.isoformat())
+        if len(self._counts) > MAX_SERIES:  # bounded: the series that failed longest ago go first
+            for stale in sorted(self._counts, key=lambda k: self._counts[k]["last_at"])[:len(self._counts) - MAX_SERIES]:
+                del self._counts[stale]
+        first = mine["count"] == 1  # the traceback once per series; a series that keeps failing, one line a tick
         log.error("monitoring %s of %s (%s:%s)%s failed, passed over (failure %d of this series): %s", stage,
                   deployment, model, version, f" {where}" if where else "", mine["count"], error,
-                  exc_info=(type(exc), exc, exc.__traceback__))
+                  exc_info=(type(exc), exc, exc.__traceback__) if first else None)
 
     def to_state(self) -> dict[str, dict[str, Any]]:
         """``{FAILURES_KEY: counts}`` to store with the tick's other state, or nothing if none failed."""

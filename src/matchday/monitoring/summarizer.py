@@ -41,7 +41,16 @@ from matchday.monitoring.window_summary import (
     performance_of,
     summarize_columns,
 )
-from matchday.store import LoggedRow, MetricWindow, MonitorStateStore, NotFound, PredictionLogStore, WindowKey, WindowStore
+from matchday.store import (
+    LoggedRow,
+    MetricWindow,
+    MonitorStateStore,
+    NotFound,
+    PredictionLogStore,
+    StoreError,
+    WindowKey,
+    WindowStore,
+)
 
 log = logging.getLogger("matchday.monitoring")
 TIME_WIDTHS = {"5m": 300, "1h": 3600, "1d": 86400}
@@ -310,6 +319,8 @@ class Summarizer:
         if old is not None:
             try:
                 summary = merge_summary(old.summary, delta)
+            except StoreError:
+                raise
             except Exception as exc:
                 failures.record(key[:3], "merge", describe(key), exc)
                 summary, restarted = dict(delta, restarted={"at": now.isoformat(), "rows_dropped": old.rows}), True
@@ -325,6 +336,8 @@ class Summarizer:
         performance = old.performance if old else None
         try:
             return self._window(key, end, summary, performance, now, reuse_drift=reuse)
+        except StoreError:
+            raise
         except Exception as exc:
             if performance is None:
                 raise

@@ -344,7 +344,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         body, binary = await read_json(request)
         if version is not None and not (version.isascii() and version.isdigit()):
             raise BadRequest(f"model version {version!r} is not a number")
-        route, _ = await service().served_route(name)  # an unknown deployment is a 404 whatever the body
+        route, _ = await service().served_route(name, version)  # an unknown deployment is a 404 whatever the body
         check_v2_body(body)  # every field's type, before anything is scored
         wanted = {o["name"] for o in body["outputs"]} if body.get("outputs") is not None else None
         if wanted:  # refuse before scoring, so nothing is logged that the caller never sees

@@ -3,8 +3,8 @@
 One task owns the queue. While the model is busy, requests pile up; the next call takes them all
 (up to ``max_batch_size`` rows), so batches grow with concurrency and a lone request never waits
 longer than ``max_wait`` (zero by default). Merging and splitting are pure functions. When the
-model fails on a merged call, each request is scored again on its own, so the failure is only theirs
-whose rows caused it.
+model fails on a merged call, the batch is scored again in halves, down to the request whose rows
+it fails on: the failure is only theirs, at about log2(n) extra calls per bad request.
 """
 
 from __future__ import annotations
@@ -123,20 +123,23 @@ class MicroBatcher:
             self._dispatching = False
 
     async def _score(self, batch: list[_Item]) -> None:
+        batch = [b for b in batch if not b.future.done()]  # a cancelled request is not scored again
+        if not batch:
+            return
         try:
             table, offsets = merge([b.table for b in batch])
-            if self.observe:
-                self.observe(table.num_rows)
             scored = await asyncio.get_running_loop().run_in_executor(None, self.predict, table)
             parts = split(scored, offsets)
         except Exception as exc:
-            if len(batch) > 1:  # find whose rows the model fails on: one request must not fail its neighbours
-                for b in batch:
-                    await self._score([b])
+            if len(batch) > 1:  # whose rows does the model fail on? halves, so one bad request costs ~log2(n) calls
+                middle = len(batch) // 2
+                await self._score(batch[:middle])
+                await self._score(batch[middle:])
                 return
-            if not batch[0].future.done():
-                batch[0].future.set_exception(exc)
+            batch[0].future.set_exception(exc)
             return
+        if self.observe:
+            self.observe(table.num_rows)
         for b, part in zip(batch, parts):
             if not b.future.done():
                 b.future.set_result(part)

@@ -220,7 +220,8 @@ def _fits(value: Any, dtype: np.dtype[Any]) -> bool:
             return False
         info = np.iinfo(dtype)
         return int(info.min) <= value <= int(info.max)
-    return True
+    # 1e39 is no FP32 (it would become infinity); infinity and NaN themselves are judged by validation
+    return not math.isfinite(value) or abs(value) <= float(np.finfo(dtype).max)
 
 
 def _from_binary(raw: bytes, datatype: str, size: int, i: int) -> np.ndarray:

@@ -221,12 +221,8 @@ class PredictionService:
             groups.append((plan.candidate, np.flatnonzero(to_candidate)))
         answers = await asyncio.gather(*(self._answer(route, rows, batch.table, settings, started)
                                          for route, rows in groups if rows.size))
-        refused = _unscorable_input(answers, batch)
-        if refused:  # the caller's input, not the version's failure: refused, not logged, not a version error
-            self.metrics.invalid.labels(deployment).inc()
-            raise InputOutOfRange(f"{len(refused)} value(s) far outside the reference range could not be scored",
-                                  refused)
         answers = await self._fall_back(plan, answers, batch.table, settings, started)
+        answers = self._blame_input(deployment, answers, batch)
         now = datetime.now(UTC)
         log_rows: list[dict[str, Any]] = []
         failure = next((a for a in answers if a.error is not None and not a.failed_over), None)
@@ -252,6 +248,23 @@ class PredictionService:
                    "by_feature": batch.quality.by_feature}
         return PredictionResult(answered, predictor.signature, [p for p in predictions if p is not None],
                                 _stitch(served, decoded.rows, predictor), quality)
+
+    def _blame_input(self, deployment: str, answers: list[_Answer], batch: ValidatedBatch) -> list[_Answer]:
+        """The answers without the failures the caller's far-out-of-range input caused. Rows no version
+        scored because of it make the request a 422: refused, nothing logged, no version's error (so
+        it never counts against a canary). A failed attempt the primary answered instead (fallback) is
+        dropped, not logged as the candidate's failure."""
+        blamed = {id(a) for a in answers if _input_to_blame(a, batch)}
+        if not blamed:
+            return answers
+        answered = {i for a in answers if a.error is None and id(a) not in blamed for i in a.rows.tolist()}
+        rows = [i for a in answers if id(a) in blamed for i in a.rows.tolist()]
+        if any(i not in answered for i in rows):
+            self.metrics.invalid.labels(deployment).inc()
+            refused = batch.quality.far_problems(rows)
+            raise InputOutOfRange(f"{len(refused)} value(s) far outside the reference range could not be scored",
+                                  refused)
+        return [a for a in answers if id(a) not in blamed]
 
     def _validate(self, deployment: str, decode: Callable[[Signature], DecodedRequest], signature: Signature,
                   settings: DeploymentSettings) -> tuple[ValidatedBatch, DecodedRequest]:
@@ -403,24 +416,17 @@ def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
     return score
 
 
-def _unscorable_input(answers: list[_Answer], batch: ValidatedBatch) -> list[dict[str, str]]:
-    """The far-out-of-range values of the rows a version could not score: it raised on them, or
-    answered NaN or infinity for them (see docs/serving.md, "Bad input")."""
-    if not batch.quality.far:
-        return []
-    problems: list[dict[str, str]] = []
-    for answer in answers:
-        far = batch.quality.far_problems(answer.rows)
-        if not far:
-            continue
-        if answer.error is not None or answer.scored is None:
-            problems += far
-            continue
-        rows = np.isin(answer.rows, list(batch.quality.far))
-        if _non_finite(answer.scored.predictions[rows]) or (
-                answer.scored.probabilities is not None and _non_finite(answer.scored.probabilities[rows])):
-            problems += far
-    return problems
+def _input_to_blame(answer: _Answer, batch: ValidatedBatch) -> bool:
+    """Whether a version could not score rows of its answer that hold values far outside the reference
+    range: it raised on them, or answered NaN or infinity for them (docs/serving.md, "Bad input"). A
+    version that did not even load is never the input's fault."""
+    if not batch.quality.far or answer.predictor is None or not batch.quality.far_problems(answer.rows):
+        return False
+    if answer.error is not None or answer.scored is None:
+        return True
+    rows = np.isin(answer.rows, list(batch.quality.far))
+    return _non_finite(answer.scored.predictions[rows]) or (
+        answer.scored.probabilities is not None and _non_finite(answer.scored.probabilities[rows]))
 
 
 def _non_finite(values: np.ndarray) -> bool:

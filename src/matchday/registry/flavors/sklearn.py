@@ -9,6 +9,7 @@ flag, at load too.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from matchday.registry.errors import InvalidModel, UntrustedArtifact
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_matrix, as_pandas
-from matchday.registry.flavors.skops_trust import TRUST_FLAG, Source, refuse_bad_trees, refuse_untrusted
+from matchday.registry.flavors.skops_trust import TRUST_FLAG, Source, refuse_bad_structures, refuse_untrusted
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
@@ -144,7 +145,7 @@ def _pack_estimator(model: Any, trust_pickle: bool) -> Packed:
     options: SklearnOptions = {"format": "skops", "trusted_types": untrusted, "source": "estimator"}
     try:
         refuse_untrusted(untrusted, "this estimator", "estimator", at_load=False)
-        refuse_bad_trees(model, untrusted, "this estimator", own_dump=True, at_load=False)
+        refuse_bad_structures(model, untrusted, "this estimator", own_dump=True, at_load=False, svm=_names_svm(data))
     except UntrustedArtifact:
         if not trust_pickle:
             raise
@@ -179,8 +180,17 @@ def _load_skops(data: bytes, untrusted: list[str], origin: str, source: Source, 
         return _skops_loads(data, untrusted, origin)
     refuse_untrusted(untrusted, origin, source, at_load)
     obj = _skops_loads(data, untrusted, origin)
-    refuse_bad_trees(obj, untrusted, origin, own_dump=source == "estimator", at_load=at_load)
+    refuse_bad_structures(obj, untrusted, origin, own_dump=source == "estimator", at_load=at_load, svm=_names_svm(data))
     return obj
+
+
+def _names_svm(data: bytes) -> bool:
+    """Whether the artifact's schema names a ``sklearn.svm`` class (whose arrays libsvm reads unchecked)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return b'"sklearn.svm.' in archive.read("schema.json")
+    except (zipfile.BadZipFile, KeyError):
+        return True  # unreadable here: skops will say so; check rather than skip
 
 
 def _untrusted_types(data: bytes, origin: str) -> list[str]:

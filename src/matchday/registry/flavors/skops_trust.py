@@ -9,7 +9,7 @@ types. The policy, applied when a version is registered and again every time it 
 - a type skops trusts by default (what `skops.io.get_untrusted_types` does not report) is trusted;
 - so is a type in `REVIEWED`, each with the reason constructing it from a file runs no code;
 - ``sklearn.tree._tree.Tree`` and HistGradientBoosting's ``TreePredictor`` (`CHECKED`) are
-  trusted only after `tree_problems` has validated every tree of the loaded model, before anything
+  trusted only after `structure_problems` has validated every tree of the loaded model, before anything
   predicts with it. skops leaves them untrusted because scikit-learn's Cython walks their node
   arrays without bounds checks, so a crafted file segfaults or reads out of bounds at predict.
   matchday validates rather than refuses them because forests and boosted trees are the models
@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from matchday.registry.errors import UntrustedArtifact
-from matchday.registry.flavors.tree_check import tree_problems
+from matchday.registry.flavors.structure_check import structure_problems
 
 TRUST_FLAG = "trust_pickle=True (--trust-pickle)"
 Source = Literal["estimator", "file"]  # who wrote the bytes: matchday from a fitted estimator, or a user's file
@@ -63,7 +63,7 @@ REVIEWED: dict[str, str] = {
     "sklearn.metrics._dist_metrics.EuclideanDistance64": "KNN's default distance; it has no parameters to craft",
     "sklearn.metrics._dist_metrics.ManhattanDistance64": "KNN's distance for p=1; it has no parameters to craft",
 }
-# Trusted once `tree_problems` finds nothing wrong with every tree of the loaded model.
+# Trusted once `structure_problems` finds nothing wrong with every tree of the loaded model.
 CHECKED: dict[str, str] = {
     "sklearn.tree._tree.Tree": "node arrays of every DecisionTree/RandomForest/ExtraTrees/GradientBoosting model",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": "node arrays of HistGradientBoosting models",
@@ -119,17 +119,22 @@ def how_to_trust(at_load: bool) -> str:
     return f"Register it with {TRUST_FLAG} only if you trust its source"
 
 
-def refuse_bad_trees(model: Any, untrusted: list[str], origin: str, *, own_dump: bool, at_load: bool) -> None:
+def refuse_bad_structures(model: Any, untrusted: list[str], origin: str, *, own_dump: bool, at_load: bool,
+                          svm: bool) -> None:
+    """Refuse a model whose trees or SVMs (``svm``: the artifact names a ``sklearn.svm`` class) fail
+    `structure_problems`."""
     # skops names every Tree/TreePredictor node among the untrusted types (it trusts neither, under
-    # any name), so a model whose list has neither holds none: skip the walk (1M-word vocabularies).
-    if not any(t in CHECKED for t in untrusted):
+    # any name), so a model whose list has neither, and no SVM, holds none: skip the walk (1M-word
+    # vocabularies).
+    if not svm and not any(t in CHECKED for t in untrusted):
         return
-    problems = tree_problems(model, own_dump=own_dump)
+    problems = structure_problems(model, own_dump=own_dump)
     if not problems:
         return
-    reasons = [f"why skops does not trust {t} itself: {why}" for t, why in skops_reasons().items() if t in CHECKED]
+    reasons = [f"why skops does not trust {t} itself: {why}" for t, why in skops_reasons().items()
+               if t in CHECKED and t in untrusted]
     raise UntrustedArtifact(
-        f"{origin} holds tree structures that fail matchday's check, so predicting with them could crash the "
-        f"process or read out of bounds. {how_to_trust(at_load)}",
+        f"{origin} holds tree or SVM structures that fail matchday's check, so predicting with them could "
+        f"crash the process or read out of bounds. {how_to_trust(at_load)}",
         problems[:20] + reasons,
     )

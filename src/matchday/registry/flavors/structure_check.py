@@ -1,6 +1,7 @@
-"""The structure check that lets tree models load from a file: every child, feature and bitset
-index of the loaded model's trees bound to its arrays and to the input width the predicting code
-uses, before anything predicts with it (scikit-learn's Cython walks them without bounds checks)."""
+"""The structure check that lets tree and SVM models load from a file: every child, feature and
+bitset index of the loaded model's trees, and every support-vector array of its libsvm models,
+bound to its arrays and to the input width the predicting code uses, before anything predicts with
+it (scikit-learn's Cython and libsvm read them without bounds checks)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ _NO_WALK = (str, bytes, bytearray, int, float, complex, bool, type(None), np.gen
             types.FunctionType, types.BuiltinFunctionType, np.ufunc)
 
 
-def tree_problems(model: Any, *, own_dump: bool) -> list[str]:
-    """What is wrong with the trees ``model`` holds (empty: safe to predict with).
+def structure_problems(model: Any, *, own_dump: bool) -> list[str]:
+    """What is wrong with the trees and SVMs ``model`` holds (empty: safe to predict with).
 
     ``own_dump`` relaxes only what cannot be checked at all (a custom init, a categorical
     preprocessor), for bytes matchday wrote itself from a fitted estimator.
@@ -38,16 +39,17 @@ def tree_problems(model: Any, *, own_dump: bool) -> list[str]:
     from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import BaseHistGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.svm._base import BaseLibSVM
     from sklearn.tree._classes import BaseDecisionTree
     from sklearn.tree._tree import Tree
 
     objects, edges = _walk(model, (Tree, TreePredictor))
-    if not edges:
-        return []
     problems: list[str] = []
     allowed: set[_Edge] = set()
     for obj in objects:
         try:
+            if isinstance(obj, BaseLibSVM):
+                problems += _libsvm_problems(obj, own_dump)
             if isinstance(obj, BaseDecisionTree) and type(vars(obj).get("tree_")) is Tree:
                 problems += _tree_owner_problems(obj)
                 allowed.add((id(obj), "tree_"))
@@ -105,6 +107,50 @@ def _width(obj: Any) -> int:
     if not _int(n) or n < 1:
         raise ValueError(f"n_features_in_ is {n!r}, not a positive integer")
     return int(n)
+
+
+_LIBSVM_ARRAYS = {"support_": ("i", 1), "_n_support": ("i", 1), "support_vectors_": ("f", 2), "_dual_coef_": ("f", 2),
+                  "_intercept_": ("f", 1), "_probA": ("f", 1), "_probB": ("f", 1)}
+
+
+def _libsvm_problems(est: Any, own_dump: bool) -> list[str]:
+    """An SVM's arrays against each other and the input width: libsvm indexes them by the counts in
+    ``_n_support`` and ``support_`` without checking (a crafted count segfaults at predict)."""
+    what, v = type(est).__name__, vars(est)
+    for name, (kind, ndim) in _LIBSVM_ARRAYS.items():
+        a = v.get(name)
+        if not isinstance(a, np.ndarray) or a.dtype.kind != kind or a.ndim != ndim:
+            return [f"{what}: {name} is not a {ndim}-D {'integer' if kind == 'i' else 'float'} array"]
+    if v.get("_sparse") is not False:
+        return [] if own_dump else [f"{what}: a model fitted on sparse input cannot be checked"]
+    support, n_support, vectors, dual = v["support_"], v["_n_support"], v["support_vectors_"], v["_dual_coef_"]
+    intercept, prob_a, prob_b = v["_intercept_"], v["_probA"], v["_probB"]
+    n_sv, width, fit = support.shape[0], _width(est), v.get("shape_fit_")
+    if not (isinstance(fit, tuple) and len(fit) == 2 and all(_int(d) and d >= 0 for d in fit)):
+        return [f"{what}: shape_fit_ is {fit!r}, not the training data's shape"]
+    if n_sv and not (0 <= support.min() and support.max() < fit[0]):
+        return [f"{what}: support_ points past the {fit[0]} training rows"]
+    if v.get("kernel") == "precomputed":
+        if width != fit[0] or vectors.size:
+            return [f"{what}: a precomputed kernel's width is not its number of training rows"]
+    elif vectors.shape != (n_sv, width):
+        return [f"{what}: support_vectors_ is {vectors.shape}, not ({n_sv}, {width})"]
+    classes = v.get("classes_")
+    if what in ("SVC", "NuSVC") or (classes is not None and hasattr(est, "predict_proba")):
+        k = len(classes) if classes is not None else -1
+        pairs = k * (k - 1) // 2
+        if k < 2 or n_support.shape != (k,) or (n_support < 0).any() or int(n_support.sum()) != n_sv:
+            return [f"{what}: _n_support {n_support.tolist()[:10]} does not split {n_sv} support vectors over {k} classes"]
+        shapes = {"_dual_coef_": (dual.shape, (k - 1, n_sv)), "_intercept_": (intercept.shape, (pairs,))}
+    else:
+        if n_support.shape != (2,) or (n_support < 0).any() or (n_support > n_sv).any():
+            return [f"{what}: _n_support {n_support.tolist()[:10]} does not fit {n_sv} support vectors"]
+        pairs = 1
+        shapes = {"_dual_coef_": (dual.shape, (1, n_sv)), "_intercept_": (intercept.shape, (1,))}
+    problems = [f"{what}: {name} is {got}, not {want}" for name, (got, want) in shapes.items() if got != want]
+    if prob_a.shape != prob_b.shape or prob_a.shape not in ((0,), (pairs,)):
+        problems.append(f"{what}: _probA/_probB are {prob_a.shape}/{prob_b.shape}, not (0,) or ({pairs},)")
+    return problems
 
 
 def _node_problems(what: str, left: np.ndarray, right: np.ndarray, internal: np.ndarray,
