@@ -15,7 +15,14 @@ import pytest
 from rollout_support import cancer_frame, register
 
 from matchday.config import Settings
-from matchday.serving.shadow_worker import ShadowJob, ShadowModels, ShadowOutcome, ShadowWorker, score_jobs
+from matchday.serving.shadow_worker import (
+    ShadowJob,
+    ShadowModels,
+    ShadowOutcome,
+    ShadowWorker,
+    score_apart,
+    score_jobs,
+)
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
@@ -74,6 +81,29 @@ def test_score_jobs_batches_one_call_and_logs_each_row_with_its_own_routing(work
     X, _ = cancer_frame()
     assert [r["prediction"] for r in rows] == original(pa.Table.from_pandas(X.iloc[:5], preserve_index=False)).tolist()
     assert all(r["role"] == "shadow" and r["error"] is None and len(r["probabilities"]) == 2 for r in rows)
+
+
+def test_copies_the_shadow_cannot_score_fail_alone(workspace: Workspace) -> None:
+    """One copy holding a value the shadow raises on: the merged call fails, its halves are scored
+    again, and only that copy's rows are logged as the shadow's failure."""
+    ref = register(workspace, "cancer")
+    predictor = workspace.registry.load(ref)
+    original = predictor.predict
+
+    def fussy(table: pa.Table) -> Any:
+        if (table.column("mean radius").to_numpy() > 1e6).any():
+            raise ValueError("cannot score that")
+        return original(table)
+
+    predictor.predict = fussy  # type: ignore[method-assign]
+    jobs = [job(ref, 4 * i, 4) for i in range(5)]
+    bad = jobs[3]
+    jobs[3] = ShadowJob(**{**bad.__dict__, "table": bad.table.set_column(
+        bad.table.column_names.index("mean radius"), "mean radius", pa.array([1e9] * 4))})
+    results = list(score_apart(jobs, ShadowModels(lambda r: predictor)))
+    failed = [o for o, _ in results if o.error is not None]
+    assert [o.rows for o in failed] == [4] and "cannot score that" in (failed[0].error or "")
+    assert sum(o.rows for o, _ in results) == 20 and sum(len(rows) for _, rows in results) == 20
 
 
 def test_a_shadow_that_cannot_load_logs_every_row_as_failed_and_is_not_reloaded_per_job() -> None:

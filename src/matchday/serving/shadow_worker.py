@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -190,9 +190,9 @@ def run_worker(settings: Settings, jobs: Any, outcomes: Any) -> None:
                 continue
             batch, stop = _drain(jobs, first, models)
             for group in _groups(batch):
-                outcome, rows = score_jobs(group, models)
-                writer.submit(rows)
-                outcomes.put(outcome)
+                for outcome, rows in score_apart(group, models):
+                    writer.submit(rows)
+                    outcomes.put(outcome)
             if stop:
                 break
     finally:
@@ -266,6 +266,18 @@ class ShadowModels:
             del self._models[ref]
 
 
+def score_apart(jobs: list[ShadowJob], models: ShadowModels) -> Iterator[tuple[ShadowOutcome, list[dict[str, Any]]]]:
+    """`score_jobs`, and when the one call fails, its halves again, down to the copies it fails on: one
+    request the shadow cannot score (a far-out-of-range value) does not fail the copies beside it."""
+    outcome, rows = score_jobs(jobs, models)
+    if outcome.error is None or len(jobs) == 1:
+        yield outcome, rows
+        return
+    middle = len(jobs) // 2
+    yield from score_apart(jobs[:middle], models)
+    yield from score_apart(jobs[middle:], models)
+
+
 def score_jobs(jobs: list[ShadowJob], models: ShadowModels) -> tuple[ShadowOutcome, list[dict[str, Any]]]:
     """Score one deployment's jobs on its shadow version in one call; log rows for every input row.
 
@@ -284,8 +296,9 @@ def score_jobs(jobs: list[ShadowJob], models: ShadowModels) -> tuple[ShadowOutco
         predictor = models.get(job.ref)
         names = predictor.signature.input_names
         table = pa.concat_tables([j.table.select(names) for j in jobs], promote_options="default")
-        predictions = np.asarray(predictor.predict(table))
-        proba = predictor.predict_proba(table) if predictor.has_proba else None
+        with np.errstate(all="ignore"):  # the model's own overflow warnings are not ours to print
+            predictions = np.asarray(predictor.predict(table))
+            proba = predictor.predict_proba(table) if predictor.has_proba else None
         if len(predictions) != n:
             raise ValueError(f"{job.ref} answered {len(predictions)} predictions for {n} rows")
         values = json_safe(predictions.tolist())
