@@ -39,9 +39,10 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, home: Path, database_url: str, port: int | None = None, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.home, self.database_url = home, database_url
         self.extra_env = env or {}
+        self.args = args or []
         self.port = port or free_port()
         self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,7 +54,7 @@ class ServerProcess:
                "PYTHONPATH": str(Path(__file__).parent), **self.extra_env}
         self.proc = subprocess.Popen(
             [MATCHDAY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-             "--log-level", "warning"],
+             "--log-level", "warning", *self.args],
             env=env, cwd=self.home, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

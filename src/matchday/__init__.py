@@ -7,22 +7,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from matchday.errors import MatchdayError
-from matchday.registry import Predictor, Signature
-from matchday.store import ModelVersionRecord
-from matchday.workspace import Workspace, default_workspace
+
+if TYPE_CHECKING:
+    from matchday.client import Client
+    from matchday.registry import Predictor, Signature
+    from matchday.store import ModelVersionRecord
+    from matchday.workspace import Workspace
 
 __version__ = "0.1.0"
+_LAZY = {"Client": "matchday.client", "Predictor": "matchday.registry", "Signature": "matchday.registry",
+         "Workspace": "matchday.workspace"}
 
 
 def __getattr__(name: str) -> Any:
-    """`Client` on first use: the command line never needs httpx, and importing it costs a quarter second."""
-    if name == "Client":
-        from matchday.client import Client
-
-        return Client
+    """The public names on first use: `import matchday` (and so `matchday --help`) does not import
+    NumPy, pyarrow, SQLAlchemy and httpx until something needs them."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'matchday' has no attribute {name!r}")
 
 
@@ -49,6 +56,8 @@ def register_model(
     it gives the signature and the reference profile that drift is measured against. ``target``
     names a label column in it, profiled but not an input.
     """
+    from matchday.workspace import default_workspace
+
     return default_workspace().registry.register(
         name, model, reference=reference, target=target, signature=signature, flavor=flavor,
         trust_pickle=trust_pickle, proba=proba, description=description, metrics=metrics, tags=tags, alias=alias,
@@ -57,6 +66,8 @@ def register_model(
 
 def load_model(ref: str) -> Predictor:
     """Load ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS`` as a `Predictor`, its bytes checked first."""
+    from matchday.workspace import default_workspace
+
     return default_workspace().registry.load(ref)
 
 

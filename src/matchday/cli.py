@@ -6,16 +6,26 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from matchday.errors import MatchdayError
-from matchday.registry import ModelRef
-from matchday.store import ModelVersionRecord, head_revision, redact
-from matchday.workspace import default_workspace
+
+if TYPE_CHECKING:
+    from matchday.store import ModelVersionRecord
+    from matchday.workspace import Workspace
+
+
+def default_workspace() -> Workspace:
+    """The environment's workspace, imported at the command boundary: `matchday --help` and commands
+    that need no part do not pay for importing them (NumPy, pyarrow, SQLAlchemy: a second and more)."""
+    from matchday.workspace import default_workspace as environment_workspace
+
+    return environment_workspace()
+
 
 app = typer.Typer(help="matchday: deploy trained models and keep watch over them.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -33,6 +43,8 @@ def db_upgrade() -> None:
     """Apply the database migrations (also done automatically on start)."""
     ws = default_workspace()
     ws.database.upgrade()
+    from matchday.store import head_revision, redact
+
     out.print(f"database {redact(ws.database.url)} is at revision [bold]{ws.database.current_revision()}[/] (head {head_revision()})")
 
 
@@ -85,6 +97,8 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A model's versions and alias history (NAME), or one version in detail (NAME:VERSION, NAME@ALIAS)."""
     registry = default_workspace().registry
+    from matchday.registry import ModelRef
+
     parsed = ModelRef.parse(ref)
     if parsed.version is None and parsed.alias is None:
         versions = registry.list_versions(parsed.name)
@@ -154,6 +168,8 @@ def models_delete(
 ) -> None:
     """Delete a version or a whole model; artifacts no other version uses are removed."""
     registry = default_workspace().registry
+    from matchday.registry import ModelRef
+
     parsed = ModelRef.parse(ref)
     what = f"version {parsed.version} of {parsed.name}" if parsed.version else f"model {parsed.name} and all its versions"
     if parsed.alias is None:
@@ -207,12 +223,18 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(help="server processes (each with its own batching and log writer)")] = 1,
     log_level: Annotated[str, typer.Option()] = "info",
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one `matchday worker` beside the server "
+                                         "(monitoring, rollout controller, webhooks); --no-worker when it runs "
+                                         "elsewhere")] = True,
 ) -> None:
     """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
     import uvicorn
 
+    from matchday.worker import WorkerSupervisor
+
     ws = default_workspace()
     ws.database.upgrade()  # once, before the workers start
+    ws.monitoring  # a monitor that cannot be checked stops here, with every reason, before anything starts
     if workers > 1:  # every worker writes its metrics here; /metrics sums them
         import os
         import shutil
@@ -221,10 +243,34 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    out.print(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops, "
-              "flushing the prediction log first")
-    uvicorn.run("matchday.server:create_server_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, timeout_graceful_shutdown=30)
+    beside = "a worker beside it" if worker else "no worker (--no-worker: run `matchday worker` elsewhere)"
+    out.print(f"serving on http://{host}:{port} ({workers} process{'es' if workers > 1 else ''}, {beside}); "
+              "Ctrl-C stops, flushing the prediction log first")
+    supervisor = WorkerSupervisor().start() if worker else None
+    try:
+        uvicorn.run("matchday.server:create_server_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, timeout_graceful_shutdown=30)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run the monitoring loop, the rollout controller and the webhook sender until stopped (SIGTERM, Ctrl-C).
+
+    `matchday serve` starts one itself; run this beside `matchday serve --no-worker` replicas (one is enough:
+    each loop runs under a leader lock, so more workers stand by).
+    """
+    import logging
+    import os
+
+    from matchday.worker import run_worker
+
+    logging.basicConfig(level=os.environ.get("MATCHDAY_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    run_worker(default_workspace())
 
 
 rollout_app = typer.Typer(help="Move a deployment to a new version safely: canary, shadow, blue-green, A/B.",

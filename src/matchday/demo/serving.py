@@ -23,8 +23,8 @@ from matchday.workspace import Workspace
 @contextmanager
 def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: float | None = None,
                    port: int | None = None, **settings: Any) -> Iterator[str]:
-    """A real uvicorn server on a free local port (``port`` if it is free), in a thread; stopped (and
-    flushed) on exit.
+    """A real uvicorn server on a free local port (``port`` if it is free), in a thread, with the worker
+    in another; both stopped (and the log flushed) on exit.
 
     ``settings`` override the workspace's (e.g. ``monitor_interval``, ``monitors``) for this server only.
     """
@@ -32,13 +32,16 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
 
     from matchday.server import create_server
 
+    from matchday.worker import WorkerThread
+
     port = _free_port(host, port)
     if controller_interval is not None:
         settings["controller_interval"] = controller_interval
-    server = uvicorn.Server(uvicorn.Config(create_server(Workspace(ws.settings.model_copy(update=settings))), host=host,
-                                           port=port, log_level="warning"))
+    served = Workspace(ws.settings.model_copy(update=settings))
+    server = uvicorn.Server(uvicorn.Config(create_server(served), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    worker = WorkerThread(Workspace(served.settings)).start()  # monitoring, rollouts, webhooks: as `matchday serve` does
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -50,6 +53,8 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
     try:
         yield url
     finally:
+        worker.stop()
+        worker.ws.close()
         server.should_exit = True
         thread.join(30)
 

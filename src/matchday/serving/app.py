@@ -31,7 +31,7 @@ from matchday.monitoring import (
     failure_counts,
     known_metric,
 )
-from matchday.rollout import RolloutController, Rollouts, event_dict
+from matchday.rollout import Rollouts, event_dict
 from matchday.serving.bodies import (
     FeedbackBody,
     PredictBody,
@@ -47,9 +47,7 @@ from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
 from matchday.serving.window_gauges import WindowGauges
 from matchday.store import (
-    MONITOR_LOCK_KEY,
     AlertStore,
-    LeaderLock,
     MonitorStateStore,
     PredictionLogStore,
     WindowStore,
@@ -80,28 +78,19 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))
         service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics, shadows)
         rollouts = ws.rollouts
-        controller = RolloutController(rollouts, LeaderLock(db), warm=service.warm,
-                                       interval=ws.settings.controller_interval)
-        monitoring = ws.monitoring  # a monitor that cannot be checked stops the start here, with every reason
+        monitoring = ws.monitoring  # read by the API (it runs in the worker); a bad monitor stops the start here
         alerts = AlertStore(db)
         metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing,
                                                partial(failure_counts, MonitorStateStore(db))))
         state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts, monitoring=monitoring,
                      alerts=alerts)
-        loop = asyncio.get_running_loop()
-        refresher = loop.create_task(_refresh_every_second(metrics))
-        controlling = loop.create_task(controller.run())
-        watching = loop.create_task(monitoring.run(LeaderLock(db, MONITOR_LOCK_KEY, "monitor"),
-                                                   ws.settings.monitor_interval, ws.webhooks))
+        refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
         try:
             yield
         finally:
-            controlling.cancel()
-            watching.cancel()
             refresher.cancel()
-            for task in (controlling, watching):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
             await service.close()
             writer.close()
             ws.close()

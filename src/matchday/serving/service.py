@@ -24,7 +24,7 @@ from matchday.monitoring import PredictionLogWriter, json_safe
 from matchday.registry import Predictor, Registry, RegistryError, Signature
 from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
 from matchday.serving.batching import MicroBatcher, Scored
-from matchday.serving.codecs import DecodedRequest, decode_v1
+from matchday.serving.codecs import DecodedRequest
 from matchday.serving.errors import (
     BadRequest,
     InputOutOfRange,
@@ -142,23 +142,6 @@ class PredictionService:
             await self.predictor(ref)
         except Exception as exc:  # the controller's own warm-up reports it; requests would too
             log.warning("could not preload %s: %s", ref, exc)
-
-    def warm(self, ref: str, rows: list[dict[str, Any]]) -> float:
-        """Load ``ref`` and score ``rows`` on it (blue-green, before the switch); raises if it fails.
-
-        Called from the controller's thread: the model is loaded and scored here, directly.
-        """
-        started = time.perf_counter()
-        predictor = self._predictors.get(ref) or self._load(ref)
-        self._predictors.setdefault(ref, predictor)
-        assert predictor.signature is not None
-        if rows:
-            decoded = decode_v1({"instances": rows}, predictor.signature)
-            batch = validate_columns(decoded.columns, decoded.rows, predictor.signature, decoded.path)
-            scored = _scorer(predictor)(batch.table)
-            if len(scored.predictions) != len(rows):
-                raise ModelFailed(f"{ref} answered {len(scored.predictions)} predictions for {len(rows)} rows")
-        return time.perf_counter() - started
 
     def _forget(self) -> None:
         """After a plan changed: retire every batcher, and unload every model, no plan uses any more.

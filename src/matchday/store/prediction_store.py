@@ -218,13 +218,16 @@ class PredictionLogStore:
         primary = sa.orm.aliased(PredictionRow)
         where = (shadow.deployment == deployment, shadow.model == model, shadow.version == version,
                  shadow.at >= since, shadow.role == "shadow")
+        # one statement: the counts (window functions, over every row before the limit) and the pairs
+        # see the same rows; two statements saw rows land in between (more pairs than rows counted)
         with self.db.session() as s:
-            total, failed = s.execute(sa.select(sa.func.count(), sa.func.count(shadow.error)).where(*where)).one()
             rows = s.execute(sa.select(shadow.prediction, shadow.error, shadow.latency_seconds, primary.prediction,
-                                       primary.label, primary.label_at)
-                             .join(primary, primary.request_id == shadow.shadow_of)
+                                       primary.label, primary.label_at, primary.id,
+                                       sa.func.count().over(), sa.func.count(shadow.error).over())
+                             .outerjoin(primary, primary.request_id == shadow.shadow_of)
                              .where(*where).order_by(shadow.id.desc()).limit(limit)).all()
-        return total or 0, failed or 0, [ShadowPair(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
+        total, failed = (rows[0][7], rows[0][8]) if rows else (0, 0)
+        return total, failed, [ShadowPair(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows if r[6] is not None]
 
     def recent(self, deployment: str, limit: int = 100, roles: tuple[str, ...] | None = ("served",),
                errors: bool | None = False) -> list[PredictionRecord]:
