@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test install services chromium clean
+.PHONY: demo test install services chromium wrk bench-serving clean
 
 install: $(INSTALLED) chromium
 
@@ -18,6 +18,14 @@ $(INSTALLED): pyproject.toml
 # The dashboard's browser tests drive Debian's chromium (Playwright's driver only: no browser download).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# The serving benchmark's load generator (benchmarks, not the tests).
+wrk:
+	@command -v wrk >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
+
+# Online serving side by side with MLflow, MLServer and a bare FastAPI app (docs/benchmarks.md).
+bench-serving: $(INSTALLED) wrk
+	../shared/bench/serving_vs_peers.sh
 
 # PostgreSQL is started before each session and CI; start it here too if it has gone away.
 services:

@@ -226,6 +226,8 @@ def serve(
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one `matchday worker` beside the server "
                                          "(monitoring, rollout controller, webhooks); --no-worker when it runs "
                                          "elsewhere")] = True,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
+                                             help="log a line per request (off: it costs the request path)")] = False,
 ) -> None:
     """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
     import uvicorn
@@ -249,7 +251,7 @@ def serve(
     supervisor = WorkerSupervisor().start() if worker else None
     try:
         uvicorn.run("matchday.server:create_server_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, timeout_graceful_shutdown=30)
+                    log_level=log_level, timeout_graceful_shutdown=30, access_log=access_log)
     finally:
         if supervisor is not None:
             supervisor.stop()

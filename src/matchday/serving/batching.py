@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,10 +25,43 @@ class Scored:
     probabilities: np.ndarray | None
 
 
-def merge(tables: list[pa.Table]) -> tuple[pa.Table, list[int]]:
+@dataclass(frozen=True)
+class Columns:
+    """A request's typed input columns as plain lists. Arrow costs ~5 us per array, so a one-row
+    request of 30 inputs was 200 us as a table; the micro-batch builds one table of all its requests."""
+
+    values: dict[str, list[Any]]
+    types: dict[str, pa.DataType]
+    num_rows: int
+
+    def take(self, rows: np.ndarray) -> Columns:
+        index = rows.tolist()
+        return Columns({n: [v[i] for i in index] for n, v in self.values.items()}, self.types, len(index))
+
+    def select(self, names: list[str]) -> Columns:
+        return Columns({n: self.values[n] for n in names}, {n: self.types[n] for n in names}, self.num_rows)
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_arrays([pa.array(v, type=self.types[n]) for n, v in self.values.items()],
+                                    names=list(self.values))
+
+    @staticmethod
+    def concat(parts: list[Columns]) -> Columns:
+        first = parts[0]
+        values = {n: [x for p in parts for x in p.values[n]] for n in first.values}
+        return Columns(values, first.types, sum(p.num_rows for p in parts))
+
+
+Rows = pa.Table | Columns
+
+
+def merge(tables: list[Rows]) -> tuple[pa.Table, list[int]]:
     """One table of all rows, and the offsets where each request's rows start."""
     offsets = np.cumsum([0] + [t.num_rows for t in tables]).tolist()
-    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), offsets
+    if all(isinstance(t, Columns) and list(t.values) == list(tables[0].values) for t in tables):  # type: ignore[union-attr]
+        return Columns.concat(tables).to_arrow(), offsets  # type: ignore[arg-type]
+    arrow = [t.to_arrow() if isinstance(t, Columns) else t for t in tables]
+    return (arrow[0] if len(arrow) == 1 else pa.concat_tables(arrow)), offsets
 
 
 class ModelOutputError(RuntimeError):
@@ -47,7 +81,7 @@ def split(scored: Scored, offsets: list[int]) -> list[Scored]:
 
 @dataclass
 class _Item:
-    table: pa.Table
+    table: Rows
     future: asyncio.Future[Scored]
 
 
@@ -65,7 +99,7 @@ class MicroBatcher:
         self._dispatching = False
         self._task: asyncio.Task[None] | None = None
 
-    async def score(self, table: pa.Table) -> Scored:
+    async def score(self, table: Rows) -> Scored:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()

@@ -23,7 +23,7 @@ import pyarrow as pa
 from matchday.monitoring import PredictionLogWriter, json_safe
 from matchday.registry import Predictor, Registry, RegistryError, Signature
 from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
-from matchday.serving.batching import MicroBatcher, Scored
+from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
 from matchday.serving.errors import (
     BadRequest,
@@ -202,9 +202,9 @@ class PredictionService:
         if to_candidate.any():
             assert plan.candidate is not None
             groups.append((plan.candidate, np.flatnonzero(to_candidate)))
-        answers = await asyncio.gather(*(self._answer(route, rows, batch.table, settings, started)
+        answers = await asyncio.gather(*(self._answer(route, rows, batch.columns, settings, started)
                                          for route, rows in groups if rows.size))
-        answers = await self._fall_back(plan, answers, batch.table, settings, started)
+        answers = await self._fall_back(plan, answers, batch.columns, settings, started)
         answers = self._blame_input(deployment, answers, batch)
         now = datetime.now(UTC)
         log_rows: list[dict[str, Any]] = []
@@ -224,7 +224,7 @@ class PredictionService:
         self.writer.submit(log_rows)  # after the answer is ready; never waits on the database
         mirrored = plan.mirror(keys) if fixed is None else np.zeros(0, dtype=bool)
         if mirrored.any():
-            self._mirror(plan, settings, batch.table, np.flatnonzero(mirrored), request_ids, decoded, batch)
+            self._mirror(plan, settings, batch.columns, np.flatnonzero(mirrored), request_ids, decoded, batch)
         self._count(answers, batch)
         answered = served[0].route if len(served) == 1 else primary
         quality = {"out_of_range": batch.quality.out_of_range, "unseen_category": batch.quality.unseen_category,
@@ -263,13 +263,13 @@ class PredictionService:
             self.metrics.invalid.labels(deployment).inc()
             raise
 
-    async def _answer(self, route: Route, rows: np.ndarray, table: pa.Table, settings: DeploymentSettings,
+    async def _answer(self, route: Route, rows: np.ndarray, table: Columns, settings: DeploymentSettings,
                       started: float) -> _Answer:
         predictor: Predictor | None = None
         try:
             predictor = await self.predictor(route.ref)
             assert predictor.signature is not None
-            part = table if rows.size == table.num_rows else table.take(pa.array(rows))
+            part = table if rows.size == table.num_rows else table.take(rows)
             part = part.select(predictor.signature.input_names)
             scored = await self._batcher(route, predictor, settings).score(part)
         except StoreUnavailable:
@@ -280,7 +280,7 @@ class PredictionService:
                            error=f"{type(exc).__name__}: {exc}"[:1000])
         return _Answer(route, predictor, rows, scored, time.perf_counter() - started)
 
-    async def _fall_back(self, plan: TrafficPlan, answers: list[_Answer], table: pa.Table,
+    async def _fall_back(self, plan: TrafficPlan, answers: list[_Answer], table: Columns,
                          settings: DeploymentSettings, started: float) -> list[_Answer]:
         """Rows the candidate failed are answered by the primary, if the plan says so."""
         out = list(answers)
@@ -342,13 +342,13 @@ class PredictionService:
             self.metrics.unseen.labels(*labels).inc(batch.quality.unseen_category)
 
     # -- shadows -------------------------------------------------------------------------------
-    def _mirror(self, plan: TrafficPlan, settings: DeploymentSettings, table: pa.Table, rows: np.ndarray,
+    def _mirror(self, plan: TrafficPlan, settings: DeploymentSettings, table: Columns, rows: np.ndarray,
                 request_ids: list[str], decoded: DecodedRequest, batch: ValidatedBatch) -> None:
         """Hand a copy of ``rows`` to the shadow process; if it is behind, drop the copy (and count it)."""
         assert plan.candidate is not None
         route = plan.candidate
         job = ShadowJob(plan.deployment, route.model, route.version, route.ref, route.as_log(), settings.max_batch_size,
-                        table if rows.size == table.num_rows else table.take(pa.array(rows)),
+                        (table if rows.size == table.num_rows else table.take(rows)).to_arrow(),
                         [(request_ids[i], decoded.entity_ids[i], batch.records[i]) for i in rows.tolist()])
         if not self.shadows.submit(job):
             self.metrics.shadow_dropped.labels(plan.deployment).inc(rows.size)
@@ -392,8 +392,7 @@ def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
         # NumPy's overflow warnings inside the model are not ours to print: a non-finite answer is
         # judged by `_unscorable_input` (the caller's input, or logged as the version's answer)
         with np.errstate(all="ignore"):
-            predictions = np.asarray(predictor.predict(table))
-            proba = predictor.predict_proba(table) if predictor.has_proba else None
+            predictions, proba = predictor.predict_with_proba(table)  # the input prepared once per micro-batch
         return Scored(predictions, proba)
 
     return score

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
 
 from matchday.registry import ColumnSpec, Signature
+from matchday.serving.batching import Columns
 from matchday.serving.codecs import MISSING
 from matchday.serving.errors import InvalidRequest
 
@@ -40,9 +42,13 @@ class Quality:
 
 @dataclass
 class ValidatedBatch:
-    table: pa.Table
+    columns: Columns  # typed, in signature order: the micro-batch makes the Arrow table
     records: list[dict[str, Any]]  # the typed inputs per row, as logged
     quality: Quality
+
+    @cached_property
+    def table(self) -> pa.Table:
+        return self.columns.to_arrow()
 
 
 def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signature, path: str) -> ValidatedBatch:
@@ -67,10 +73,10 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
         typed[spec.name] = out
     if problems:
         raise InvalidRequest(f"{len(problems)} invalid value(s) in the request", problems)
-    table = pa.table({name: pa.array(vals, type=_ARROW[signature.column(name).type]) for name, vals in typed.items()})
+    types = {spec.name: _ARROW[spec.type] for spec in signature.inputs}
     names = list(typed)
     records = [dict(zip(names, row)) for row in zip(*typed.values())] if names else [{} for _ in range(rows)]
-    return ValidatedBatch(table, records, quality)
+    return ValidatedBatch(Columns(typed, types, rows), records, quality)
 
 
 def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+import numpy as np
 import pyarrow as pa
 
 from matchday.registry.errors import InvalidModel, UntrustedArtifact
@@ -64,6 +65,34 @@ class SklearnPredictor(Predictor):
 
     def _predict_proba(self, table: pa.Table) -> Any:
         return self.model.predict_proba(self._features(table))
+
+    def _predict_both(self, table: pa.Table) -> tuple[Any, Any]:
+        features = self._features(table)
+        proba = self.model.predict_proba(features)
+        classes = getattr(self.model, "classes_", None)
+        if classes is not None and _predicts_argmax(self.model):  # one model call instead of two
+            return np.asarray(classes).take(np.argmax(proba, axis=1)), proba
+        return self.model.predict(features), proba
+
+
+# Classifiers whose predict is the class of the largest predict_proba, exactly (ties included): trees
+# and forests take the argmax of the probabilities, the others of a score the probabilities rise with.
+# Not SVC (Platt scaling can disagree with its decision), not a calibrated or voting wrapper.
+_ARGMAX_CLASSIFIERS = frozenset({
+    "sklearn.linear_model._logistic.LogisticRegression", "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeClassifier", "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier", "sklearn.ensemble._gb.GradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.naive_bayes.GaussianNB", "sklearn.naive_bayes.MultinomialNB", "sklearn.naive_bayes.BernoulliNB",
+    "sklearn.naive_bayes.ComplementNB", "sklearn.naive_bayes.CategoricalNB",
+    "sklearn.neighbors._classification.KNeighborsClassifier",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+})
+
+
+def _predicts_argmax(model: Any) -> bool:
+    final = model.steps[-1][1] if type(model).__name__ == "Pipeline" and hasattr(model, "steps") else model
+    return f"{type(final).__module__}.{type(final).__qualname__}" in _ARGMAX_CLASSIFIERS
 
 
 def _flavor_of(model: Any) -> str:
