@@ -79,7 +79,8 @@ def run(console: Console, ws: Workspace) -> None:
     rows = traffic.drop_columns(["is_fraud"]).to_pylist()
     truth = traffic["is_fraud"].to_pylist()
     with running_server(ws) as url, Client(url) as client:
-        console.print(f"server up at {url} (own JSON at /v1, Open Inference Protocol at /v2, Prometheus at /metrics)")
+        console.print(f"server up at {url} (own JSON at /v1, Open Inference Protocol at /v2, Prometheus at /metrics); "
+                      "its worker (monitoring, rollout controller, webhooks) runs beside it, as `matchday serve` starts one")
         one = client.predict("fraud", rows[:1], ids=["tx-0"])
         console.print(f"POST /v1/deployments/fraud/predict → {one['predictions'][0]}")
 
