@@ -24,7 +24,7 @@ hypothesis = pytest.importorskip("hypothesis")
 
 FUZZED = ("/v1/deployments/{name}/predict", "/v1/deployments/{name}/feedback", "/v2/models/{name}/infer",
           "/v2/models/{name}/versions/{version}/infer")
-EXAMPLES = 60  # per operation, schema and mode: about 1,000 requests in all per database
+EXAMPLES = 40  # per operation, schema and mode: about 640 requests in all per database
 TYPES = {"float": {"type": "number"}, "integer": {"type": "integer"}, "string": {"type": "string"},
          "boolean": {"type": "boolean"}}
 

@@ -70,11 +70,21 @@ def test_without_a_worker_nothing_is_summarised_and_a_separate_worker_does_it(wo
             assert worker.wait(60) == 0  # a graceful stop
 
 
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path) -> Any:
+    """Supervision is about processes, not the database: these run on SQLite only."""
+    from matchday.config import Settings
+
+    ws = Workspace(Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'matchday.db'}"))
+    yield ws
+    ws.close()
+
+
 @pytest.mark.slow
-def test_serve_restarts_a_worker_that_dies_and_stops_it_with_the_server(workspace: Workspace,
-                                                                        database_url: str) -> None:
+def test_serve_restarts_a_worker_that_dies_and_stops_it_with_the_server(sqlite_workspace: Workspace) -> None:
+    workspace = sqlite_workspace
     deployed(workspace, versions=1)
-    server = ServerProcess(workspace.settings.home, database_url, env=FAST).start()
+    server = ServerProcess(workspace.settings.home, workspace.settings.database_url, env=FAST).start()
     try:
         first = worker_of(server)
         os.kill(first, signal.SIGKILL)
@@ -88,9 +98,10 @@ def test_serve_restarts_a_worker_that_dies_and_stops_it_with_the_server(workspac
 
 
 @pytest.mark.slow
-def test_a_worker_whose_server_was_killed_stops(workspace: Workspace, database_url: str) -> None:
+def test_a_worker_whose_server_was_killed_stops(sqlite_workspace: Workspace) -> None:
+    workspace = sqlite_workspace
     deployed(workspace, versions=1)
-    server = ServerProcess(workspace.settings.home, database_url, env=FAST).start()
+    server = ServerProcess(workspace.settings.home, workspace.settings.database_url, env=FAST).start()
     worker = worker_of(server)
     server.stop(graceful=False)
     wait_until(lambda: not alive(worker), 30, "the orphaned worker to stop")
