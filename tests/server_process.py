@@ -39,10 +39,12 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, home: Path, database_url: str, port: int | None = None, workers: int = 1,
-                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: list[str] | None = None, worker: bool = False) -> None:
+        """``worker``: start `matchday serve`'s worker (monitoring, rollouts, webhooks) too. Off unless a
+        test needs those: each worker is one more process importing everything on two cores."""
         self.home, self.database_url = home, database_url
         self.extra_env = env or {}
-        self.args = args or []
+        self.args = (args or []) + ([] if worker else ["--no-worker"])
         self.port = port or free_port()
         self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"

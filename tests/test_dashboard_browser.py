@@ -90,7 +90,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
                       metrics={"accuracy": 0.95}, description="forty boosting rounds")
     ws.deployments.deploy("payments", "fraud@champion")
     env = {"MATCHDAY_MONITOR_INTERVAL": "0.3", "MATCHDAY_CONTROLLER_INTERVAL": "0.2"}
-    server = ServerProcess(home, database, env=env).start()
+    server = ServerProcess(home, database, env=env, worker=True).start()
     stage = Stage(server.url, ws)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:

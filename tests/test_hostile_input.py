@@ -46,7 +46,7 @@ def server(workspace: Workspace, database_url: str) -> Iterator[ServerProcess]:
     signature = workspace.registry.get_signature("cancer:1")
     workspace.registry.register("broken", "matchday.demo.broken:crash", signature=signature)
     workspace.deployments.deploy("broken", "broken:1")
-    with ServerProcess(workspace.settings.home, database_url, env=FAST) as running:
+    with ServerProcess(workspace.settings.home, database_url, env=FAST, worker=True) as running:
         yield running
 
 

@@ -82,7 +82,7 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
     env = {"MATCHDAY_MONITOR_INTERVAL": "0.3"}
     opened: dict[str, int] = {}
     resolved: dict[str, int] = {}
-    with ServerProcess(workspace.settings.home, database_url, env=env) as server, httpx.Client(timeout=30) as client:
+    with ServerProcess(workspace.settings.home, database_url, env=env, worker=True) as server, httpx.Client(timeout=30) as client:
         url = server.url
 
         def alerts() -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ def register_versions(ws: Workspace, models: dict[str, Any]) -> None:
 @pytest.fixture
 def fleet(workspace: Workspace, models: dict[str, Any], database_url: str) -> Iterator[Fleet]:
     register_versions(workspace, models)
-    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
     yield Fleet(workspace, server)
     server.stop()
 
@@ -295,7 +295,7 @@ def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
 def test_a_restart_mid_canary_resumes_at_the_same_step(workspace: Workspace, models: dict[str, Any],
                                                       database_url: str) -> None:
     register_versions(workspace, models)
-    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
     try:
         start(server.url, "fraud:2", steps=[10, 50, 100], interval="1s", min_requests=20,
               gates={"labels": "off", "latency_slack_seconds": 0.5})
@@ -305,7 +305,7 @@ def test_a_restart_mid_canary_resumes_at_the_same_step(workspace: Workspace, mod
     rollout = workspace.rollouts.current("fraud")
     assert (rollout.state, rollout.step, rollout.weight) == ("running", 1, 50)
 
-    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
     try:
         resumed = status(server.url)
         assert (resumed["step"], resumed["weight"], resumed["id"]) == (1, 50, rollout.id)
@@ -325,7 +325,7 @@ def test_two_servers_on_postgresql_route_by_one_plan(workspace: Workspace, model
     register_versions(workspace, models)
     home_b = Path(workspace.settings.home).parent / "replica-b"
     home_b.mkdir()
-    a = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER).start()
+    a = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
     b = ServerProcess(home_b, database_url,  # its own spool and cache; the same database and artifacts
                       env={**FAST_CONTROLLER, "MATCHDAY_ARTIFACT_URL": workspace.settings.resolved_artifact_url}).start()
     try:

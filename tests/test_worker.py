@@ -56,7 +56,7 @@ def test_without_a_worker_nothing_is_summarised_and_a_separate_worker_does_it(wo
                                                                               database_url: str) -> None:
     deployed(workspace, versions=1)
     env = {**os.environ, "MATCHDAY_HOME": str(workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url, **FAST}
-    with ServerProcess(workspace.settings.home, database_url, env=FAST, args=["--no-worker"]) as server:
+    with ServerProcess(workspace.settings.home, database_url, env=FAST) as server:  # no worker
         assert http.post(f"{server.url}/v1/deployments/cancer/predict", json={"instances": rows(20)},
                          timeout=30).status_code == 200
         time.sleep(2.0)  # ticks would have run by now if the server ran the loop itself
@@ -84,7 +84,7 @@ def sqlite_workspace(tmp_path: Path) -> Any:
 def test_serve_restarts_a_worker_that_dies_and_stops_it_with_the_server(sqlite_workspace: Workspace) -> None:
     workspace = sqlite_workspace
     deployed(workspace, versions=1)
-    server = ServerProcess(workspace.settings.home, workspace.settings.database_url, env=FAST).start()
+    server = ServerProcess(workspace.settings.home, workspace.settings.database_url, env=FAST, worker=True).start()
     try:
         first = worker_of(server)
         os.kill(first, signal.SIGKILL)
@@ -101,7 +101,7 @@ def test_serve_restarts_a_worker_that_dies_and_stops_it_with_the_server(sqlite_w
 def test_a_worker_whose_server_was_killed_stops(sqlite_workspace: Workspace) -> None:
     workspace = sqlite_workspace
     deployed(workspace, versions=1)
-    server = ServerProcess(workspace.settings.home, workspace.settings.database_url, env=FAST).start()
+    server = ServerProcess(workspace.settings.home, workspace.settings.database_url, env=FAST, worker=True).start()
     worker = worker_of(server)
     server.stop(graceful=False)
     wait_until(lambda: not alive(worker), 30, "the orphaned worker to stop")
