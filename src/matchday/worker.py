@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ PARENT_ENV = "MATCHDAY_WORKER_PARENT"  # the server process a supervised worker 
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before each restart of a worker that keeps dying
 
 
-def warm_with(registry: Registry) -> Any:
+def warm_with(registry: Registry) -> Callable[[str, list[dict[str, Any]]], float]:
     """The controller's blue-green check, done here: the version loads and scores the rows. Each server
     process loads it itself when it sees the plan's warm list."""
 

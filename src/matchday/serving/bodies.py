@@ -7,11 +7,12 @@ clients, generated SDKs and fuzzers the shape, which an undeclared body hides fr
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from matchday.rollout import RolloutPlan
+from matchday.serving.codecs import V2Datatype
 
 Scalar = str | int | float | bool | None
 EntityKey = str | int | None
@@ -66,10 +67,6 @@ class RolloutActionBody(BaseModel):
     """``POST /v1/deployments/{name}/rollout/{action}`` (the body is optional)."""
 
     reason: str | None = Field(None, description="kept with the event, for the audit trail")
-
-
-V2Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                     "FP16", "FP32", "FP64", "BYTES"]
 
 
 class V2Parameters(BaseModel):

@@ -6,7 +6,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -87,8 +87,9 @@ def _ids(values: Any, rows: int) -> list[str | None]:
 
 
 # -- Open Inference Protocol V2 ----------------------------------------------------------------
-V2_DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                "FP16", "FP32", "FP64", "BYTES"}
+V2Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                     "FP16", "FP32", "FP64", "BYTES"]
+V2_DATATYPES = frozenset(get_args(V2Datatype))  # one list: the OpenAPI document's (bodies.py) and the check's
 _NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
           "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
           "FP32": np.float32, "FP64": np.float64}

@@ -390,7 +390,7 @@ class PredictionService:
 def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
     def score(table: pa.Table) -> Scored:
         # NumPy's overflow warnings inside the model are not ours to print: a non-finite answer is
-        # judged by `_unscorable_input` (the caller's input, or logged as the version's answer)
+        # judged by `_input_to_blame` (the caller's input, or logged as the version's answer)
         with np.errstate(all="ignore"):
             predictions, proba = predictor.predict_with_proba(table)  # the input prepared once per micro-batch
         return Scored(predictions, proba)
