@@ -1,15 +1,13 @@
 """One version's logged rows as columns: what summarising its windows needs, parsed once per read.
 
-The log keeps inputs, predictions and probabilities as JSON. Turning a million rows into Python
-objects and back into columns costs far more than the statistics, so a bulk read
-(`PredictionLogStore.batch_after`) arrives as JSON text and is parsed here a column at a time:
-inputs by Arrow's JSON reader, predictions once per distinct value, probabilities in one call.
-`LogColumns.from_rows` builds the same columns from `LoggedRow` objects (late labels, tests).
+The log keeps inputs and probabilities as Arrow batches, so a bulk read
+(`PredictionLogStore.batch_after`) arrives as columns: inputs as a struct (one field per feature),
+probabilities as lists of numbers; only the prediction is JSON text, parsed once per distinct
+value. `LogColumns.from_rows` builds the same columns from `LoggedRow` objects (late labels, tests).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
 from matchday.monitoring.drift.engine import is_numeric
 from matchday.monitoring.drift.summary import SketchedValues, sketch_keys
@@ -118,41 +115,21 @@ class LogColumns:
 
 
 def _parse_inputs(column: pa.ChunkedArray, features: Sequence[str] | None) -> pa.Table:
-    """Arrow's JSON reader over the rows' input objects, one per line; per row in Python if a feature
-    mixes types (text and numbers), which Arrow's reader refuses and `_pivot` compares as text."""
+    """The struct of the rows' inputs as one column per feature (null where a row has none)."""
     n = len(column)
-    if n == 0:
-        return pa.table({f: pa.nulls(0) for f in features or []})
-
-    def per_row() -> pa.Table:
-        return _pivot([orjson.loads(v) if v is not None else {} for v in column.to_pylist()],
-                      list(features) if features is not None else None)
-
-    lines = pc.binary_join_element_wise(pc.fill_null(column, "{}"), pa.scalar("\n"), "")  # each object, a newline
-    data = b"".join(bytes(chunk.buffers()[2])[_span(chunk)] for chunk in lines.chunks)
-    try:
-        parsed = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=1 << 24))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return per_row()
-    if parsed.num_rows != n:  # a row that is not one JSON object per line
-        return per_row()
-    names = list(features) if features is not None else sorted(parsed.column_names)
+    struct = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    present = [f.name for f in struct.type]
+    names = list(features) if features is not None else sorted(present)
     arrays = []
     for name in names:
-        if name not in parsed.column_names:
+        if name not in present:
             arrays.append(pa.nulls(n))
             continue
-        array = parsed.column(name).combine_chunks()
+        array = pc.struct_field(struct, name)
         if pa.types.is_struct(array.type) or pa.types.is_timestamp(array.type):
-            return per_row()  # nested objects, or text Arrow took for a time: as `_pivot` builds them
+            array = pa.array([None if v is None else str(v) for v in array.to_pylist()], type=pa.string())
         arrays.append(array)
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def _span(chunk: pa.Array) -> slice:
-    """The bytes of a string chunk's values (it may be a slice of a larger buffer)."""
-    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
-    return slice(int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)]))
+    return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
 
 
 def _pivot(objects: Sequence[dict[str, Any]], features: list[str] | None) -> pa.Table:
@@ -179,21 +156,10 @@ def _parse_predictions(column: pa.ChunkedArray) -> tuple[list[str | None], np.nd
 
 
 def _parse_probabilities(column: pa.ChunkedArray, classes: int | None) -> tuple[np.ndarray | None, np.ndarray]:
-    """Arrow's JSON reader over ``{"p": [...]}`` lines; rows that are not a list of numbers of the
-    expected width are missing (per row in Python when Arrow's reader refuses the column)."""
+    """Lists of numbers as a matrix; a row absent or of another width than expected is missing."""
     n = len(column)
-    lines = pc.binary_join_element_wise('{"p":', pc.fill_null(column, "null"), '}\n', "")
-    data = b"".join(bytes(chunk.buffers()[2])[_span(chunk)] for chunk in lines.chunks)
-    try:
-        parsed = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=1 << 24))
-        p = parsed.column("p").combine_chunks() if "p" in parsed.column_names else pa.nulls(n)
-        if parsed.num_rows != n or not (pa.types.is_list(p.type) and pa.types.is_floating(p.type.value_type)
-                                         or pa.types.is_list(p.type) and pa.types.is_integer(p.type.value_type)
-                                         or pa.types.is_null(p.type)):
-            raise pa.ArrowInvalid("not lists of numbers")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return _probability_matrix([_loads(t) if t is not None else None for t in column.to_pylist()], classes)
-    if pa.types.is_null(p.type):
+    p = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if n == 0 or p.null_count == n:
         return None, np.zeros(n, dtype=bool)
     lengths = pc.list_value_length(p).fill_null(-1).to_numpy(zero_copy_only=False)
     width = classes if classes else int(lengths[lengths > 0][0]) if (lengths > 0).any() else 0
@@ -224,13 +190,6 @@ def _probability_matrix(values: Sequence[Any], classes: int | None) -> tuple[np.
             except (TypeError, ValueError):
                 has[i] = False
     return matrix, has
-
-
-def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _hashable(value: Any) -> Any:

@@ -58,6 +58,7 @@ class PredictionLogWriter:
         self._rejected = 0
         self._db_ok = True
         self._next_orphan_check = 0.0
+        self._next_retry = 0.0  # while the database is away: when to try it again
         self._thread = threading.Thread(target=self._run, name="matchday-prediction-log", daemon=True)
 
     # -- the request side -------------------------------------------------------------------
@@ -117,8 +118,8 @@ class PredictionLogWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._queue and not self._stopping and not (self.spool.rows and self._db_ok):
-                    self._cond.wait(self.flush_interval if not self.spool.rows else self.retry_seconds)
+                if not self._queue and not self._stopping and not (self.spool.rows and self._retry_due()):
+                    self._cond.wait(self.flush_interval)
                 if self._stopping and not self._queue:
                     break
                 batch = [self._queue.popleft()[1] for _ in range(min(self.batch_size, len(self._queue)))]
@@ -137,8 +138,13 @@ class PredictionLogWriter:
         if self.spool.rows and self._db_ok:
             self._replay_own()
 
+    def _retry_due(self) -> bool:
+        return self._db_ok or time.monotonic() >= self._next_retry
+
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        if self.spool.rows and not (self._stopping and not self._db_ok):
+        """Into the database, or (while it is away) into the spool within one flush interval: a row
+        never waits in memory for a retry, so a kill -9 loses at most the rows of the last interval."""
+        if self.spool.rows and self._retry_due() and not (self._stopping and not self._db_ok):
             self._replay_own()
         if not batch:
             return
@@ -151,19 +157,29 @@ class PredictionLogWriter:
         except StoreUnavailable as exc:
             if self._db_ok:
                 log.warning("prediction log: database unreachable, spooling to %s (%s)", self.spool.path, exc)
-            self._db_ok = False
+            self._unavailable()
             self.spool.append(batch)
 
+    def _unavailable(self) -> None:
+        self._db_ok = False
+        self._next_retry = time.monotonic() + self.retry_seconds
+
     def _replay_own(self) -> None:
+        handed = 0
+
+        def insert(rows: list[dict[str, Any]]) -> int:
+            nonlocal handed
+            handed += len(rows)
+            return self._insert(rows, settle=False)
+
         try:
-            replayed = self.spool.replay(self._insert)
+            replayed = self.spool.replay(insert)
         except StoreUnavailable:
-            self._db_ok = False
-            if not self._stopping:
-                time.sleep(self.retry_seconds)
+            self._unavailable()
             return
         self._written += replayed
         self._db_ok = True
+        self._settle(handed)  # only now: `flush` returns with the spool and the counts up to date
         log.info("prediction log: database back, spooled rows replayed (%d new)", replayed)
 
     def _insert(self, rows: list[dict[str, Any]], settle: bool = True) -> int:
@@ -225,7 +241,7 @@ class PredictionLogWriter:
                     path.unlink()
                 log.info("prediction log: replayed %d rows from %s", len(rows), path.name)
             except StoreUnavailable:
-                self._db_ok = False
+                self._unavailable()
             finally:
                 handle.close()
 

@@ -1,7 +1,13 @@
-"""Repository functions for the prediction log: idempotent batch inserts and label joins."""
+"""Repository functions for the prediction log: idempotent batch inserts and label joins.
+
+A batch of rows is stored as one Arrow record batch of their inputs, probabilities and routing
+(`log_batches`, table ``prediction_batches``) plus one narrow row each in ``prediction_log`` with
+what feedback and rollouts look rows up by, pointing into its batch by position.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -14,12 +20,17 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 from sqlalchemy.dialects import postgresql, sqlite
 
+import numpy as np
+
+from matchday.store import log_batches
 from matchday.store.database import Database
 from matchday.store.records import LabelOutcome, PredictionRecord
-from matchday.store.schema import PredictionRow, utcnow
+from matchday.store.schema import PredictionBatchRow, PredictionRow, utcnow
 
-_FIELDS = ("request_id", "entity_id", "deployment", "model", "version", "at", "inputs", "prediction",
-           "probabilities", "latency_seconds", "routing", "role", "error", "shadow_of")
+_FIELDS = ("request_id", "entity_id", "deployment", "model", "version", "at", "prediction", "latency_seconds",
+           "role", "error", "shadow_of")
+_BLOBS_PER_QUERY = 200
+log = logging.getLogger(__name__)
 ANSWER_ROLES = ("served", "failed_over")  # every row a version was asked to answer
 
 
@@ -66,33 +77,37 @@ class LoggedRow:
 
 
 _LOGGED = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, PredictionRow.version, PredictionRow.at,
-           PredictionRow.inputs, PredictionRow.prediction, PredictionRow.probabilities, PredictionRow.latency_seconds,
-           PredictionRow.error, PredictionRow.label, PredictionRow.label_at, PredictionRow.role)
-
-
-def _columns(inputs: bool) -> tuple[Any, ...]:
-    return _LOGGED if inputs else tuple(sa.literal({}, sa.JSON).label("inputs") if c is PredictionRow.inputs else c
-                                        for c in _LOGGED)
+           PredictionRow.prediction, PredictionRow.latency_seconds, PredictionRow.error, PredictionRow.label,
+           PredictionRow.label_at, PredictionRow.role, PredictionRow.batch_id, PredictionRow.position)
 
 
 LOG_BATCH_SCHEMA = pa.schema([
     ("id", pa.int64()), ("deployment", pa.string()), ("model", pa.string()), ("version", pa.int64()),
-    ("at", pa.timestamp("us", tz="UTC")), ("inputs", pa.string()), ("prediction", pa.string()),
-    ("probabilities", pa.string()), ("latency_seconds", pa.float64()), ("error", pa.string()), ("role", pa.string()),
-])  # a bulk read of the log: JSON columns as their text, parsed by the reader a column at a time
+    ("at", pa.timestamp("us", tz="UTC")), ("prediction", pa.string()), ("latency_seconds", pa.float64()),
+    ("error", pa.string()), ("role", pa.string()), ("batch_id", pa.int64()), ("position", pa.int64()),
+])  # a bulk read's index columns (the prediction as its JSON text); `inputs` and `probabilities` follow
 
 
-def _batch_columns(dialect: str) -> tuple[Any, ...]:
+def _micros(dialect: str, column: Any) -> Any:
+    """A time as the database holds it, without per-value processing: PostgreSQL's as microseconds
+    since the epoch (exact, numeric, as a bigint), SQLite's "YYYY-MM-DD HH:MM:SS.ffffff" text (UTC)."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.extract("epoch", column) * 1_000_000, sa.BigInteger)
+    return sa.type_coerce(column, sa.String)
+
+
+_EXPORT = (PredictionRow.request_id, PredictionRow.entity_id, sa.cast(PredictionRow.label, sa.Text),
+           PredictionRow.label_at)  # what `batch_between` adds; the label as its JSON text
+
+
+def _batch_columns(dialect: str, extra: tuple[Any, ...] = ()) -> tuple[Any, ...]:
     """The log's columns as the database holds them: no per-value JSON or datetime processing."""
-    if dialect == "postgresql":  # microseconds since the epoch, exact (numeric), as a bigint
-        at: Any = sa.cast(sa.func.extract("epoch", PredictionRow.at) * 1_000_000, sa.BigInteger)
-    else:  # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); Arrow parses it
-        at = sa.type_coerce(PredictionRow.at, sa.String)
     text = partial(sa.cast, type_=sa.Text)  # (SQLite's JSON columns have numeric affinity: a scalar is a number)
-    columns = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, PredictionRow.version, at.label("at"),
-               text(PredictionRow.inputs).label("inputs"), text(PredictionRow.prediction).label("prediction"),
-               text(PredictionRow.probabilities).label("probabilities"), PredictionRow.latency_seconds,
-               PredictionRow.error, PredictionRow.role)
+    extra = tuple(_micros(dialect, c) if c is PredictionRow.label_at else c for c in extra)
+    columns = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, PredictionRow.version,
+               _micros(dialect, PredictionRow.at).label("at"), text(PredictionRow.prediction).label("prediction"),
+               PredictionRow.latency_seconds, PredictionRow.error, PredictionRow.role, PredictionRow.batch_id,
+               PredictionRow.position, *extra)
     if dialect == "postgresql":
         return columns
     # ... and SQLite's text of a REAL has 15 digits: the number itself, to be written out in full
@@ -111,12 +126,16 @@ def _batch_table(rows: Sequence[Sequence[Any]], dialect: str) -> pa.Table:
                           else raw.view(pa.timestamp("us", tz="UTC")))
         else:
             arrays.append(pa.array(values, type=field.type))
-    if len(columns) > len(LOG_BATCH_SCHEMA):  # SQLite: a REAL prediction in its shortest exact form
-        real = pa.array(columns[-1], type=pa.float64())
+    if len(columns) in (len(LOG_BATCH_SCHEMA) + 1, len(LOG_BATCH_SCHEMA) + len(_EXPORT) + 1):
+        real = pa.array(columns[-1], type=pa.float64())  # SQLite: a REAL prediction in its shortest exact form
         if real.null_count < len(real):
             i = LOG_BATCH_SCHEMA.get_field_index("prediction")
             arrays[i] = pc.if_else(real.is_valid(), real.cast(pa.string()), arrays[i])
     return pa.Table.from_arrays(arrays, schema=LOG_BATCH_SCHEMA)
+
+
+def _ids(values: Iterable[int | None]) -> np.ndarray:
+    return np.fromiter((-1 if v is None else v for v in values), dtype=np.int64)
 
 
 class PredictionLogStore:
@@ -124,20 +143,52 @@ class PredictionLogStore:
         self.db = db
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert logged rows; a ``request_id`` already present is skipped, so replays are safe."""
+        """Insert logged rows; a ``request_id`` already present is skipped, so replays are safe.
+
+        One transaction: the batch of payloads and the rows pointing into it land together or not at all.
+        """
         if not rows:
             return 0
-        values = [{k: row.get(k) for k in _FIELDS} for row in rows]
-        for v in values:
+        data = log_batches.encode(rows)
+        values = []
+        for position, row in enumerate(rows):
+            v = {k: row.get(k) for k in _FIELDS}
             v["role"] = v["role"] or "served"
             if isinstance(v["at"], str):
                 v["at"] = datetime.fromisoformat(v["at"])
+            v["position"] = position
+            values.append(v)
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         table = PredictionRow.__table__
         statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
                      .returning(table.c.request_id))
+        batches = PredictionBatchRow.__table__
         with self.db.session(write=True) as s:
-            return len(s.connection().execute(statement, values).all())
+            connection = s.connection()
+            batch_id = connection.execute(sa.insert(batches).values(created_at=utcnow(), rows=len(rows), data=data)
+                                          .returning(batches.c.id)).scalar_one()
+            for v in values:
+                v["batch_id"] = batch_id
+            written = len(connection.execute(statement, values).all())
+            if written == 0:  # every row was already logged (a replay): its copy of the payload is not needed
+                connection.execute(sa.delete(batches).where(batches.c.id == batch_id))
+            return written
+
+    def _payloads(self, s: sa.orm.Session, batch_ids: np.ndarray, positions: np.ndarray) -> pa.Table:
+        """The inputs, probabilities and routing of rows ``(batch_ids[i], positions[i])``, in that order."""
+        wanted = [int(b) for b in np.unique(batch_ids) if b >= 0]
+        decoded: dict[int, pa.Table] = {}
+        batches = PredictionBatchRow.__table__
+        for start in range(0, len(wanted), _BLOBS_PER_QUERY):
+            chunk = wanted[start:start + _BLOBS_PER_QUERY]
+            for batch_id, data in s.connection().execute(sa.select(batches.c.id, batches.c.data)
+                                                         .where(batches.c.id.in_(chunk))):
+                try:
+                    decoded[int(batch_id)] = log_batches.decode(data)
+                except log_batches.CorruptLogBatch as exc:  # its rows still count; their inputs read as missing
+                    log.error("prediction log: batch %d is unreadable (%s); its rows' inputs read as missing",
+                              batch_id, exc)
+        return log_batches.gather(decoded, batch_ids, positions)
 
     def apply_labels(self, deployment: str, labels: Iterable[tuple[str, str, Any]]) -> list[LabelOutcome]:
         """Join ground truth to logged rows by ``("request_id", id, label)`` or ``("entity_id", key, label)``.
@@ -238,35 +289,66 @@ class PredictionLogStore:
         if errors is not None:
             query = query.where(PredictionRow.error.isnot(None) if errors else PredictionRow.error.is_(None))
         with self.db.session() as s:
-            return [_record(r) for r in s.scalars(query.order_by(PredictionRow.id.desc()).limit(limit))]
+            return self._records(s, list(s.scalars(query.order_by(PredictionRow.id.desc()).limit(limit))))
 
     def rows_after(self, after_id: int, limit: int = 50_000) -> list[LoggedRow]:
         """Rows with an id above ``after_id``, in id order (the monitoring loop's cursor), every role."""
         with self.db.session() as s:
             rows = s.execute(sa.select(*_LOGGED).where(PredictionRow.id > after_id)
                              .order_by(PredictionRow.id).limit(limit)).all()
-        return [LoggedRow(*r) for r in rows]
+            return self._logged(s, rows, inputs=True)
 
     def batch_after(self, after_id: int, limit: int = 50_000) -> pa.Table:
-        """`rows_after` as columns (`LOG_BATCH_SCHEMA`): the monitoring loop's bulk read, a million rows a tick."""
+        """`rows_after` as columns (`LOG_BATCH_SCHEMA`, then ``inputs`` as a struct and ``probabilities``):
+        the monitoring loop's bulk read, a million rows a tick, no JSON parsed per row."""
         return self._batch(sa.select(*_batch_columns(self.db.dialect)).where(PredictionRow.id > after_id)
                            .order_by(PredictionRow.id).limit(limit))
 
     def batch_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> pa.Table:
-        """`rows_in_ranges` as columns (`LOG_BATCH_SCHEMA`)."""
+        """The rows with ids in any of the ``[lo, hi]`` ranges, as `batch_after` reads them."""
         if not ranges:
-            return LOG_BATCH_SCHEMA.empty_table()
+            return self._batch(None)
         condition = sa.or_(*[PredictionRow.id.between(lo, hi) for lo, hi in ranges])
         return self._batch(sa.select(*_batch_columns(self.db.dialect)).where(condition).order_by(PredictionRow.id))
 
-    def _batch(self, query: sa.Select[Any]) -> pa.Table:
+    def batch_between(self, deployment: str, since: datetime | None = None, until: datetime | None = None,
+                      after_id: int = 0, limit: int = 50_000) -> pa.Table:
+        """One deployment's rows logged in [since, until) past ``after_id``, as `batch_after` reads them,
+        with each row's request id, entity id, routing, label and when it came (the export's read)."""
+        where = [PredictionRow.deployment == deployment, PredictionRow.id > after_id]
+        if since is not None:
+            where.append(PredictionRow.at >= since)
+        if until is not None:
+            where.append(PredictionRow.at < until)
+        return self._batch(sa.select(*_batch_columns(self.db.dialect, _EXPORT)).where(*where)
+                           .order_by(PredictionRow.id).limit(limit), export=True)
+
+    def _batch(self, query: sa.Select[Any] | None, *, export: bool = False) -> pa.Table:
         with self.db.session() as s:
-            result = s.connection().execute(query)
-            # the driver's tuples as they are: no column here needs SQLAlchemy's processing, and skipping
-            # its row objects is a third of the read at a million rows
-            rows = result.cursor.fetchall() if result.cursor is not None else []
-            result.close()
-        return _batch_table(rows, self.db.dialect)
+            if query is None:
+                rows: list[Any] = []
+            else:
+                result = s.connection().execute(query)
+                # the driver's tuples as they are: no column here needs SQLAlchemy's processing, and skipping
+                # its row objects is a third of the read at a million rows
+                rows = result.cursor.fetchall() if result.cursor is not None else []
+                result.close()
+            table = _batch_table(rows, self.db.dialect)
+            payload = self._payloads(s, table.column("batch_id").to_numpy(), table.column("position").to_numpy())
+        table = table.append_column("inputs", payload.column("inputs")) \
+            .append_column("probabilities", payload.column("probabilities"))
+        if not export:
+            return table
+        n = len(LOG_BATCH_SCHEMA)
+        request_ids, entity_ids, labels, label_at = (list(c) for c in zip(*(r[n:n + 4] for r in rows))) if rows \
+            else ([], [], [], [])
+        label_times = pa.array(label_at, type=pa.string()).cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")) \
+            if self.db.dialect != "postgresql" else pa.array(label_at, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
+        return (table.append_column("routing", payload.column("routing"))
+                .append_column("request_id", pa.array(request_ids, type=pa.string()))
+                .append_column("entity_id", pa.array(entity_ids, type=pa.string()))
+                .append_column("label", pa.array(labels, type=pa.string()))
+                .append_column("label_at", label_times))
 
     def labelled_rows(self, deployment: str, model: str, version: int, start: datetime, end: datetime,
                       roles: tuple[str, ...] = ANSWER_ROLES, *, inputs: bool = True) -> list[LoggedRow]:
@@ -275,11 +357,11 @@ class PredictionLogStore:
         ``inputs=False`` leaves the inputs out (an empty dict): reading them is most of the cost.
         """
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_columns(inputs)).where(
+            rows = s.execute(sa.select(*_LOGGED).where(
                 PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
                 PredictionRow.at >= start, PredictionRow.at < end, PredictionRow.label_at.isnot(None),
                 PredictionRow.role.in_(roles)).order_by(PredictionRow.id)).all()
-        return [LoggedRow(*r) for r in rows]
+            return self._logged(s, rows, inputs=inputs)
 
     def labelled_ids_since(self, since: datetime) -> list[tuple[str, str, int, int, datetime, datetime]]:
         """(deployment, model, version, id, at, label_at) of rows labelled at or after ``since``."""
@@ -292,16 +374,16 @@ class PredictionLogStore:
     def labelled_rows_between_ids(self, deployment: str, model: str, version: int, lo: int, hi: int) -> list[LoggedRow]:
         """One version's labelled rows with ids in [lo, hi] (a window by count), without their inputs."""
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_columns(False)).where(
+            rows = s.execute(sa.select(*_LOGGED).where(
                 PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
                 PredictionRow.id.between(lo, hi), PredictionRow.label_at.isnot(None),
                 PredictionRow.role.in_(ANSWER_ROLES)).order_by(PredictionRow.id)).all()
-        return [LoggedRow(*r) for r in rows]
+            return self._logged(s, rows, inputs=False)
 
     def get(self, request_id: str) -> PredictionRecord | None:
         with self.db.session() as s:
             row = s.scalar(sa.select(PredictionRow).where(PredictionRow.request_id == request_id))
-            return None if row is None else _record(row)
+            return None if row is None else self._records(s, [row])[0]
 
     def request_ids(self, deployment: str | None = None) -> list[str]:
         with self.db.session() as s:
@@ -310,11 +392,21 @@ class PredictionLogStore:
                 query = query.where(PredictionRow.deployment == deployment)
             return list(s.scalars(query))
 
+    def _logged(self, s: sa.orm.Session, rows: Sequence[Any], *, inputs: bool) -> list[LoggedRow]:
+        """`LoggedRow` objects of index rows (`_LOGGED`), their inputs and probabilities from their batches."""
+        if not rows:
+            return []
+        payload = self._payloads(s, _ids(r[11] for r in rows), _ids(r[12] for r in rows))
+        values = payload.column("inputs").to_pylist() if inputs else [None] * len(rows)
+        probabilities = payload.column("probabilities").to_pylist()
+        return [LoggedRow(r[0], r[1], r[2], r[3], r[4], log_batches.as_dict(v) if inputs else {}, r[5], p, r[6], r[7],
+                          r[8], r[9], r[10]) for r, v, p in zip(rows, values, probabilities)]
 
-def _record(r: PredictionRow) -> PredictionRecord:
-    return PredictionRecord(
-        request_id=r.request_id, entity_id=r.entity_id, deployment=r.deployment, model=r.model, version=r.version,
-        at=r.at, inputs=dict(r.inputs), prediction=r.prediction, probabilities=r.probabilities,
-        latency_seconds=r.latency_seconds, routing=dict(r.routing), label=r.label, label_at=r.label_at,
-        role=r.role, error=r.error, shadow_of=r.shadow_of,
-    )
+    def _records(self, s: sa.orm.Session, rows: Sequence[PredictionRow]) -> list[PredictionRecord]:
+        payload = self._payloads(s, _ids(r.batch_id for r in rows), _ids(r.position for r in rows))
+        inputs, probabilities, routing = (payload.column(c).to_pylist() for c in ("inputs", "probabilities", "routing"))
+        return [PredictionRecord(
+            request_id=r.request_id, entity_id=r.entity_id, deployment=r.deployment, model=r.model, version=r.version,
+            at=r.at, inputs=log_batches.as_dict(i), prediction=r.prediction, probabilities=p,
+            latency_seconds=r.latency_seconds, routing=log_batches.as_dict(rt), label=r.label, label_at=r.label_at,
+            role=r.role, error=r.error, shadow_of=r.shadow_of) for r, i, p, rt in zip(rows, inputs, probabilities, routing)]

@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy import text as sa_text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -112,8 +125,21 @@ class DeploymentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PredictionBatchRow(Base):
+    """One flush of the log's writer: its rows' inputs, probabilities and routing as one Arrow stream
+    (`log_batches`). The rows themselves (`PredictionRow`) point into it by position."""
+
+    __tablename__ = "prediction_batches"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rows: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class PredictionRow(Base):
-    """One scored row: what came in, what went out, and (later) the ground truth."""
+    """One scored row: what feedback and rollouts look it up by, what went out, (later) the ground
+    truth, and where its inputs are (row ``position`` of batch ``batch_id``)."""
 
     __tablename__ = "prediction_log"
     __table_args__ = (Index("ix_prediction_log_deployment_at", "deployment", "at"),
@@ -127,16 +153,16 @@ class PredictionRow(Base):
     model: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
-    inputs: Mapped[dict[str, Any]]
     prediction: Mapped[Any] = mapped_column(JSON)
-    probabilities: Mapped[list[float] | None] = mapped_column(JSON)
     latency_seconds: Mapped[float] = mapped_column(Float)
-    routing: Mapped[dict[str, Any]]
     label: Mapped[Any | None] = mapped_column(JSON)
     label_at: Mapped[datetime | None]
     role: Mapped[str] = mapped_column(String(20), default="served", server_default="served")
     error: Mapped[str | None] = mapped_column(Text)
     shadow_of: Mapped[str | None] = mapped_column(String(36))
+    batch_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                                 ForeignKey("prediction_batches.id"))
+    position: Mapped[int | None] = mapped_column(Integer)
 
 
 ACTIVE_ROLLOUT_STATES = ("running", "paused")
