@@ -42,6 +42,7 @@ from matchday.monitoring.concept_drift import (
     update_many,
 )
 from matchday.monitoring.failures import FailureCount, SeriesFailure, failure_counts
+from matchday.monitoring.log_export import ExportSummary, export_log
 from matchday.monitoring.loop import LoopResult, MonitoringLoop
 from matchday.monitoring.monitors import InvalidMonitor, MonitorSpec, default_monitors, parse_monitors
 from matchday.monitoring.performance import CBPEEstimate, Calibrator, ClassificationPerformance, RegressionPerformance
@@ -62,6 +63,7 @@ __all__ = [
     "ClassificationPerformance",
     "ConceptDriftDetector",
     "DetectorError",
+    "ExportSummary",
     "FailureCount",
     "InvalidMonitor",
     "InvalidWebhook",
@@ -80,6 +82,7 @@ __all__ = [
     "count_width",
     "default_monitors",
     "diagnose",
+    "export_log",
     "failure_counts",
     "detector_from_state",
     "known_metric",

@@ -97,7 +97,7 @@ def _micros(dialect: str, column: Any) -> Any:
 
 
 _EXPORT = (PredictionRow.request_id, PredictionRow.entity_id, sa.cast(PredictionRow.label, sa.Text),
-           PredictionRow.label_at)  # what `batch_between` adds; the label as its JSON text
+           PredictionRow.label_at, PredictionRow.label_source)  # what `batch_between` adds; the label as its JSON text
 
 
 def _batch_columns(dialect: str, extra: tuple[Any, ...] = ()) -> tuple[Any, ...]:
@@ -190,7 +190,8 @@ class PredictionLogStore:
                               batch_id, exc)
         return log_batches.gather(decoded, batch_ids, positions)
 
-    def apply_labels(self, deployment: str, labels: Iterable[tuple[str, str, Any]]) -> list[LabelOutcome]:
+    def apply_labels(self, deployment: str, labels: Iterable[tuple[str, str, Any]],
+                     source: str = "feedback") -> list[LabelOutcome]:
         """Join ground truth to logged rows by ``("request_id", id, label)`` or ``("entity_id", key, label)``.
 
         An entity key labels the most recent prediction made for it (by time, then insertion).
@@ -217,7 +218,8 @@ class PredictionLogStore:
                                 .order_by(PredictionRow.at.desc(), PredictionRow.id.desc()).limit(1)).first()
                 if hit is not None:
                     found[i] = (hit[0], hit[1])
-            updates = [{"id": row_id, "label": items[i][2], "label_at": now} for i, (row_id, _) in found.items()]
+            updates = [{"id": row_id, "label": items[i][2], "label_at": now, "label_source": source}
+                       for i, (row_id, _) in found.items()]
             if updates:  # by primary key, in one executemany; a later label for the same row wins
                 s.execute(sa.update(PredictionRow), updates)
         return [LabelOutcome(kind, key, found[i][1] if i in found else None) for i, (kind, key, _) in enumerate(items)]
@@ -340,15 +342,16 @@ class PredictionLogStore:
         if not export:
             return table
         n = len(LOG_BATCH_SCHEMA)
-        request_ids, entity_ids, labels, label_at = (list(c) for c in zip(*(r[n:n + 4] for r in rows))) if rows \
-            else ([], [], [], [])
+        request_ids, entity_ids, labels, label_at, sources = (list(c) for c in zip(*(r[n:n + 5] for r in rows))) \
+            if rows else ([], [], [], [], [])
         label_times = pa.array(label_at, type=pa.string()).cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")) \
             if self.db.dialect != "postgresql" else pa.array(label_at, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
         return (table.append_column("routing", payload.column("routing"))
                 .append_column("request_id", pa.array(request_ids, type=pa.string()))
                 .append_column("entity_id", pa.array(entity_ids, type=pa.string()))
                 .append_column("label", pa.array(labels, type=pa.string()))
-                .append_column("label_at", label_times))
+                .append_column("label_at", label_times)
+                .append_column("label_source", pa.array(sources, type=pa.string())))
 
     def labelled_rows(self, deployment: str, model: str, version: int, start: datetime, end: datetime,
                       roles: tuple[str, ...] = ANSWER_ROLES, *, inputs: bool = True) -> list[LoggedRow]:

@@ -157,6 +157,7 @@ class PredictionRow(Base):
     latency_seconds: Mapped[float] = mapped_column(Float)
     label: Mapped[Any | None] = mapped_column(JSON)
     label_at: Mapped[datetime | None]
+    label_source: Mapped[str | None] = mapped_column(String(40))  # who said so: "feedback", later "review"
     role: Mapped[str] = mapped_column(String(20), default="served", server_default="served")
     error: Mapped[str | None] = mapped_column(Text)
     shadow_of: Mapped[str | None] = mapped_column(String(36))

@@ -1,6 +1,7 @@
 """The columnar prediction log: inputs, probabilities and routing move from JSON per row into one
 Arrow batch per writer flush (``prediction_batches``); each row points into its batch by position.
 
+Rows also say where their label came from (``label_source``; "feedback" for every label so far).
 Existing rows are converted in chunks of 5,000 (one batch each), so an existing log stays readable.
 
 Revision ID: 0005
@@ -44,6 +45,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("batch_id", _BIGID, sa.ForeignKey("prediction_batches.id",
                                                                      name="fk_prediction_log_batch")))
         batch.add_column(sa.Column("position", sa.Integer))
+        batch.add_column(sa.Column("label_source", sa.String(40)))
+    op.execute("UPDATE prediction_log SET label_source = 'feedback' WHERE label_at IS NOT NULL")
     _convert_rows()
     with op.batch_alter_table("prediction_log") as batch:
         batch.drop_column("inputs")
@@ -88,4 +91,5 @@ def downgrade() -> None:
         batch.drop_constraint("fk_prediction_log_batch", type_="foreignkey")
         batch.drop_column("batch_id")
         batch.drop_column("position")
+        batch.drop_column("label_source")
     op.drop_table("prediction_batches")
