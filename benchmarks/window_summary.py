@@ -15,8 +15,8 @@ Measured, each in a fresh process reading the same database, `--repeat` times:
 - matchday: one `summarizer.tick()` of the monitoring loop over all N rows (reads the log past its
   cursor, summarises it, computes the metrics and drift against the stored reference profile and
   writes the 5m, 1h, 1d and count windows).
-- pandas: `pd.read_sql` of the same rows, the JSON inputs and probabilities parsed (orjson) into a
-  DataFrame, then per 5-minute window and for the hour: rows, error rate, latency p50/p95/p99,
+- pandas: `pd.read_sql` of the same rows (the log's Arrow batches, each `to_pandas()`, one column
+  per input), then per 5-minute window and for the hour: rows, error rate, latency p50/p95/p99,
   per-feature missing share and drift, class shares, mean confidence. Drift uses the raw reference
   rows (matchday has only its stored profile) and, by default, matchday's own default tests at this
   reference size (normed Wasserstein >= 0.1 for numeric, Jensen-Shannon >= 0.1 for categorical), so
@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pandas as pd
 
 NUMERIC = [f"x{i}" for i in range(20)]
@@ -184,8 +185,8 @@ def setup(home: Path, url: str | None, rows: int, seed: int = 0) -> int:
                         "probabilities": None if bad else probabilities[j], "latency_seconds": latency[j],
                         "routing": {"plan": "single"}, "role": "served",
                         "error": "RuntimeError: model failed" if bad else None, "shadow_of": None})
-        for k in range(0, len(out), 5_000):
-            log.insert(out[k:k + 5_000])
+        for k in range(0, len(out), 500):  # the writer's batch: one Arrow batch per 500 rows
+            log.insert(out[k:k + 500])
         done = idx[-1] + 1
         if done % 100_000 < batch or done == rows:
             elapsed = time.perf_counter() - start
@@ -269,9 +270,11 @@ def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]
     baseline = current_mb()
     start = time.perf_counter()
     reference = pd.read_parquet(home / "reference.parquet")
-    frame = pd.read_sql(sa.text("SELECT at, inputs, prediction, probabilities, latency_seconds, error "
-                                "FROM prediction_log WHERE deployment = :d AND role IN ('served', 'failed_over') "
-                                "ORDER BY id"), engine, params={"d": DEPLOYMENT})
+    batches = pd.read_sql(sa.text("SELECT data FROM prediction_batches ORDER BY id"), engine)
+    frame = pd.concat([pa.ipc.open_stream(pa.py_buffer(data)).read_all().flatten().to_pandas()  # one column per input
+                       for data in batches["data"]], ignore_index=True).rename(columns=lambda c: c.removeprefix("inputs."))
+    frame = frame[frame["id"].notna() & (frame["deployment"] == DEPLOYMENT)
+                  & frame["role"].isin(["served", "failed_over"])].reset_index(drop=True)
 
     def parse(value: Any) -> Any:  # SQLite hands back JSON text, psycopg parsed values
         return orjson.loads(value) if isinstance(value, str | bytes) else value
@@ -283,9 +286,9 @@ def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]
     at = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
     frame["window"] = at.dt.floor("5min")
     ok = frame["error"].isna().to_numpy()
-    inputs = pd.DataFrame.from_records([parse(v) for v in frame["inputs"]], columns=FEATURES)
+    inputs = frame[FEATURES].copy()
     inputs[NUMERIC] = inputs[NUMERIC].astype("float64")
-    probabilities = np.array([parse(v) for v in frame["probabilities"][ok]], dtype=np.float64)
+    probabilities = np.stack(frame["probabilities"][ok].to_numpy()).astype(np.float64)
     answered = pd.DataFrame({"window": frame["window"][ok].to_numpy(),
                              "prediction": [label(v) for v in frame["prediction"][ok]],
                              "confidence": probabilities.max(axis=1)})

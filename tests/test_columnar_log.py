@@ -85,7 +85,7 @@ def test_a_damaged_batch_loses_no_row_and_says_which(database_url: str, caplog: 
         table = store.batch_after(0, 100)
     assert table.num_rows == 8  # every row still there: counted, its prediction and latency intact
     assert "unreadable" in caplog.text and "batch" in caplog.text
-    assert table.column("prediction").to_pylist() == [str(i % 2) for i in range(8)]
+    assert table.column("prediction").to_pylist() == [i % 2 for i in range(8)]
     recent = store.recent("fraud", limit=8)
     assert [r.inputs for r in recent[:4]] == [r["inputs"] for r in reversed(second)]
     assert [r.inputs for r in recent[4:]] == [{}] * 4
@@ -122,3 +122,17 @@ def test_an_existing_json_log_migrates_and_stays_readable(database_url: str) -> 
     assert count(db, "prediction_batches") == 3
     store.insert(rows(2))  # and new rows land beside the converted ones
     assert store.count("fraud") == 12_002
+
+
+def test_the_monitoring_read_takes_whole_batches_and_each_row_once(database_url: str) -> None:
+    store = PredictionLogStore(Database(database_url))
+    first = rows(5)
+    store.insert(first)
+    store.insert(first[3:] + rows(4, start=5))  # a replay that straddles: two rows already logged, four new
+    ids, table, more = store.batches_after(0, 1000)
+    assert len(ids) == 2 and not more
+    assert table.num_rows == 9 and len(set(table.column("id").to_pylist())) == 9
+    assert sorted(table.column("id").to_pylist()) == sorted(int(i) for i in store.batch_after(0).column("id").to_pylist())
+    ids, table, more = store.batches_after(0, 5)  # at most five rows: the first batch only, and more to come
+    assert len(ids) == 1 and more and table.num_rows == 5
+    assert store.batches_after(ids[-1], 5)[1].num_rows == 4

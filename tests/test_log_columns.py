@@ -1,5 +1,5 @@
-"""The monitoring loop's bulk read (JSON text parsed a column at a time) must give the same columns,
-and so the same window summaries, as reading every row as Python objects."""
+"""The monitoring loop's reads (whole Arrow batches, and rows taken out of their batches by id) must
+give the same columns, and so the same window summaries, as reading every row as Python objects."""
 
 from __future__ import annotations
 
@@ -52,13 +52,19 @@ def regression_rows() -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.fixture
-def store(database_url: str) -> PredictionLogStore:
-    return PredictionLogStore(Database(database_url))
+@pytest.fixture(params=["batches", "rows"])
+def store(database_url: str, request: pytest.FixtureRequest) -> PredictionLogStore:
+    store = PredictionLogStore(Database(database_url))
+    store.read = request.param  # type: ignore[attr-defined]
+    return store
 
 
 def both(store: PredictionLogStore, features: list[str] | None, classes: int | None) -> tuple[LogColumns, LogColumns]:
-    bulk = LogColumns.from_table(store.batch_after(0, 1000), features, classes)
+    if store.read == "batches":  # type: ignore[attr-defined]
+        table = store.batches_after(0, 1000)[1]  # the monitoring loop's read
+    else:
+        table = store.batch_after(0, 1000)  # rows out of their batches (gaps, late labels)
+    bulk = LogColumns.from_table(table, features, classes)
     objects = LogColumns.from_rows(store.rows_after(0, 1000), features, classes)
     return bulk, objects
 
@@ -117,6 +123,17 @@ def test_regression_predictions_read_alike(store: PredictionLogStore) -> None:
     assert summarize_columns(bulk, ref) == summarize_columns(objects, ref)
 
 
+def test_rows_across_batches_read_alike(store: PredictionLogStore) -> None:
+    rows = tricky_rows()
+    for start in range(0, len(rows), 7):  # six flushes
+        store.insert(rows[start:start + 7])
+    store.insert(rows[:3])  # a replay: no batch, and no row twice
+    bulk, objects = both(store, FEATURES, 2)
+    assert len(bulk) == 40
+    assert_same(bulk, objects)
+
+
 def test_an_empty_read_is_an_empty_table(store: PredictionLogStore) -> None:
+    assert store.batches_after(0)[1].num_rows == 0
     assert store.batch_after(0).num_rows == 0
     assert store.batch_in_ranges([]).num_rows == 0

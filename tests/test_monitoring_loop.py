@@ -270,3 +270,59 @@ def test_image_brightness_and_text_length_are_watched_by_their_extractors(worksp
     metrics = extractor_metrics(merge_summary(a, b))
     assert metrics["text_length.message"] == pytest.approx((11 + 39) / 2)
     assert metrics["text_words.message"] == pytest.approx((2 + 7) / 2)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite commits one writer at a time
+def test_a_batch_committed_after_a_later_one_is_still_summarised(workspace: Workspace,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from matchday.store import log_batches
+
+    ref = register(workspace)
+    model, version = ref.split(":")
+    stream = scripted_stream(stationary=600, drifted=0, after=0)
+    rows = log_rows(stream, 0, 600, deployment="cancer", model=model, version=int(version), at=T0,
+                    spacing=timedelta(milliseconds=100))
+    loop = monitoring(workspace, [])
+    log = PredictionLogStore(workspace.database)
+    encode, entered, release = log_batches.encode, threading.Event(), threading.Event()
+
+    def slow_encode(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "slow-writer":  # inside its transaction, its batch id taken
+            entered.set()
+            release.wait(30)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(log_batches, "encode", slow_encode)
+    slow = threading.Thread(target=log.insert, args=(rows[:300],), name="slow-writer")
+    slow.start()
+    assert entered.wait(30)
+    log.insert(rows[300:])  # a later batch id, committed first
+    assert log.count("cancer") == 300
+    assert loop.tick(T0 + timedelta(minutes=2)).rows == 300  # the cursor passes the open batch
+    release.set()
+    slow.join(30)
+    assert log.count("cancer") == 600
+    assert loop.tick(T0 + timedelta(minutes=3)).rows == 300  # found again: the gap
+    assert WindowStore(workspace.database).series("cancer", "1h")[0].rows == 600
+    assert loop.tick(T0 + timedelta(minutes=4)).rows == 0  # and only once
+
+
+@SQLITE_ONLY
+def test_a_cursor_from_before_the_columnar_log_resumes_at_its_row(workspace: Workspace) -> None:
+    from matchday.store import MonitorStateStore
+
+    ref = register(workspace)
+    model, version = ref.split(":")
+    stream = scripted_stream(stationary=900, drifted=0, after=0)
+    log = PredictionLogStore(workspace.database)
+    for start in range(0, 900, 300):
+        log.insert(log_rows(stream, start, start + 300, deployment="cancer", model=model, version=int(version),
+                            at=T0, spacing=timedelta(milliseconds=100)))
+    cursor = int(log.batch_after(0, 1000).column("id")[449].as_py())  # the middle of the second batch
+    MonitorStateStore(workspace.database).put({"summarizer": {"cursor": cursor, "gaps": [], "label_cursor": None,
+                                                              "counts": {}, "segment_values": {}}})
+    loop = monitoring(workspace, [])
+    assert loop.tick(T0 + timedelta(minutes=2)).rows == 450  # the rest of that batch, then the third
+    assert loop.tick(T0 + timedelta(minutes=3)).rows == 0

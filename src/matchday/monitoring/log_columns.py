@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from matchday.monitoring.drift.engine import is_numeric
 from matchday.monitoring.drift.summary import SketchedValues, sketch_keys
+from matchday.store import MIXED_PREDICTIONS as MIXED
 from matchday.store import LoggedRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -146,13 +147,30 @@ def _pivot(objects: Sequence[dict[str, Any]], features: list[str] | None) -> pa.
 
 
 def _parse_predictions(column: pa.ChunkedArray) -> tuple[list[str | None], np.ndarray, np.ndarray]:
-    """Each distinct prediction text parsed once (a classifier has a few over a million rows)."""
-    encoded = pc.dictionary_encode(pc.fill_null(column, "null")).combine_chunks()
-    parsed = [orjson.loads(text) for text in encoded.dictionary.to_pylist()]
+    """Each distinct prediction turned into a label once (a classifier has a few over a million rows)."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(array)
+    if pa.types.is_null(array.type) or n == 0:
+        return ([None], np.full(n, np.nan), np.zeros(n, dtype=np.int32)) if n else ([], np.empty(0), np.empty(0, np.int32))
+    if array.type == MIXED:  # values of mixed types, each as its JSON text: parsed once per distinct text
+        encoded = pc.dictionary_encode(array)
+        parsed = [*(orjson.loads(t) for t in encoded.dictionary.to_pylist()), None]
+        codes = encoded.indices.fill_null(len(parsed) - 1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    elif pa.types.is_list(array.type) or pa.types.is_struct(array.type) or pa.types.is_large_list(array.type):
+        values = array.to_pylist()  # several outputs per row: rare, compared as their text
+        distinct: dict[Any, int] = {}
+        codes = np.empty(n, dtype=np.int32)
+        for i, value in enumerate(values):
+            codes[i] = distinct.setdefault(_hashable(value), len(distinct))
+        firsts = {code: values[i] for i, code in reversed(list(enumerate(codes.tolist())))}
+        parsed = [firsts[c] for c in range(len(distinct))]
+    else:
+        encoded = pc.dictionary_encode(array)
+        parsed = [*encoded.dictionary.to_pylist(), None]  # the last code: a null prediction
+        codes = encoded.indices.fill_null(len(parsed) - 1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     labels = [None if p is None else label_text(p) for p in parsed]
     numbers = np.asarray([_number(p) for p in parsed], dtype=np.float64)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return labels, numbers[codes] if numbers.size else np.empty(0), codes
+    return labels, numbers[codes], codes
 
 
 def _parse_probabilities(column: pa.ChunkedArray, classes: int | None) -> tuple[np.ndarray | None, np.ndarray]:

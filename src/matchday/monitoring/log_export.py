@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from matchday.store import PredictionLogStore
+from matchday.store import MIXED_PREDICTIONS, PredictionLogStore, parse_json
 
 FIXED = ("request_id", "entity_id", "logged_at", "model", "version", "source")
 CHUNK_ROWS = 50_000
@@ -87,31 +86,15 @@ def _export_table(batch: pa.Table, classes_of: ClassesOf) -> pa.Table:
         name = field.name if field.name not in taken and not field.name.startswith("probability_") \
             else f"input_{field.name}"
         columns[name] = pc.struct_field(inputs, field.name)
-    columns["prediction"] = _parsed(batch.column("prediction"))
+    prediction = batch.column("prediction")
+    columns["prediction"] = prediction.cast(pa.string()) if prediction.type == MIXED_PREDICTIONS else prediction
     columns.update(_probability_columns(batch, classes_of))
     columns["error"] = batch.column("error")
-    columns["label"] = _parsed(batch.column("label"))
+    columns["label"] = parse_json(batch.column("label"))
     columns["label_source"] = batch.column("label_source")
     columns["labelled_at"] = batch.column("label_at")
     columns["latency_seconds"] = batch.column("latency_seconds")
     return pa.table(columns)
-
-
-def _parsed(texts: pa.ChunkedArray) -> pa.Array:
-    """JSON text parsed once per distinct value, as one typed column (mixed types as text)."""
-    encoded = pc.dictionary_encode(texts).combine_chunks()
-    values = [orjson.loads(t) for t in encoded.dictionary.to_pylist()]
-    if any(isinstance(v, list | dict) for v in values):
-        values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
-    try:
-        dictionary = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        dictionary = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-    if pa.types.is_integer(dictionary.type) and any(isinstance(v, bool) for v in values):
-        dictionary = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-    if not len(dictionary):
-        return pa.nulls(len(encoded))
-    return dictionary.take(encoded.indices)
 
 
 def _probability_columns(batch: pa.Table, classes_of: ClassesOf) -> dict[str, pa.Array]:

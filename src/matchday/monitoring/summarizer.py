@@ -6,8 +6,10 @@ open window by count); nothing is reread. Labels are different: they land late a
 so the windows whose rows were labelled since the last tick get their performance recomputed from
 their labelled rows (only those), and the hour and day above them re-merged from their 5-minute parts.
 
-The cursor is the log's id. On PostgreSQL a lower id can commit after a higher one, so ids the
-cursor passed without seeing are kept as gaps and looked for again for ``GAP_SECONDS``.
+The cursor is the id of the log's batches (one per writer flush, read whole, as Arrow). On
+PostgreSQL a lower id can commit after a higher one, so ids the cursor passed without seeing are
+kept as gaps and looked for again for ``GAP_SECONDS``. (A state from before the columnar log kept a
+row id; rows up to it are not summarised again.)
 
 One series' trouble is its own (`matchday.monitoring.failures`): a version whose rows cannot be
 summarised, a window that cannot be merged or measured, a label that cannot be scored, is logged,
@@ -57,6 +59,7 @@ TIME_WIDTHS = {"5m": 300, "1h": 3600, "1d": 86400}
 BASE = "5m"
 ANSWER_ROLES = ("served", "failed_over")
 GAP_SECONDS = 600.0  # how long an id the cursor skipped is looked for again
+MAX_GAP_BATCHES = 10_000
 LABEL_OVERLAP = timedelta(seconds=10)  # labels committed out of order within this are still found
 COUNT_HISTORY = 500  # count windows remembered (by id range) for labels that arrive later
 STATE_KEY = "summarizer"
@@ -120,8 +123,8 @@ class Summarizer:
     # -- one tick ----------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> TickResult:
         now = now or datetime.now(UTC)
-        state = self.state.get(STATE_KEY) or {"cursor": 0, "gaps": [], "label_cursor": None, "counts": {},
-                                              "segment_values": {}}
+        state = self.state.get(STATE_KEY) or {"cursor": 0, "gaps": [], "batch_cursor": 0, "batch_gaps": [],
+                                              "label_cursor": None, "counts": {}, "segment_values": {}}
         result = TickResult()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
@@ -164,29 +167,40 @@ class Summarizer:
                 _add(pending, key, delta, item["end"])
 
     def _read(self, state: dict[str, Any], now: datetime) -> Iterator[pa.Table]:
-        """Batches of rows past the cursor (first any that filled an earlier gap), answer roles only."""
-        gaps = [g for g in state["gaps"] if now.timestamp() - g[2] < GAP_SECONDS]
+        """Whole batches of the log past the cursor (first any that filled an earlier gap), answer roles only."""
+        if "batch_cursor" not in state:  # a state from before the columnar log: resume at the batch of its row
+            state["batch_cursor"] = max((self.log_store.batch_of_row(int(state["cursor"])) or 1) - 1, 0)
+            state["batch_gaps"] = []
+        floor = int(state["cursor"])  # rows up to here were summarised by row id, before the columnar log
         read = 0
-        if gaps:
-            late = self.log_store.batch_in_ranges([(lo, hi) for lo, hi, _ in gaps])
-            gaps = _remove_ids(gaps, set(late.column("id").to_pylist()))
+        row_gaps = [g for g in state["gaps"] if now.timestamp() - g[2] < GAP_SECONDS]
+        if row_gaps:  # (only from before the columnar log: they expire)
+            late = self.log_store.batch_in_ranges([(lo, hi) for lo, hi, _ in row_gaps])
+            row_gaps = _remove_ids(row_gaps, set(late.column("id").to_pylist()))
             read += late.num_rows
             yield _answers(late)
-        cursor = int(state["cursor"])
+        state["gaps"] = row_gaps
+        gaps = [g for g in state["batch_gaps"] if now.timestamp() - g[2] < GAP_SECONDS]
+        if gaps:
+            wanted = [i for lo, hi, _ in gaps for i in range(lo, hi + 1)][:MAX_GAP_BATCHES]
+            found, late = self.log_store.batches_in(wanted)
+            gaps = _remove_ids(gaps, set(found))
+            read += late.num_rows
+            yield _answers(_above(late, floor))
+        cursor = int(state["batch_cursor"])
         while read < self.config.max_rows_per_tick:
-            batch = self.log_store.batch_after(cursor, self.config.batch_rows)
-            if not batch.num_rows:
+            ids, batch, more = self.log_store.batches_after(cursor, self.config.batch_rows)
+            if not ids:
                 break
-            ids = batch.column("id").to_numpy()
             before = np.concatenate([[cursor], ids[:-1]])
-            skipped = np.flatnonzero(ids > before + 1)
+            skipped = np.flatnonzero(np.asarray(ids) > before + 1)
             gaps += [[int(before[i]) + 1, int(ids[i]) - 1, now.timestamp()] for i in skipped]
-            cursor = int(ids[-1])
+            cursor = ids[-1]
             read += batch.num_rows
-            yield _answers(batch)
-            if batch.num_rows < self.config.batch_rows:
+            yield _answers(_above(batch, floor))
+            if not more:
                 break
-        state["cursor"], state["gaps"] = cursor, gaps[-1000:]
+        state["batch_cursor"], state["batch_gaps"] = cursor, gaps[-1000:]
 
     def _versions(self, batch: pa.Table) -> Iterator[tuple[Series, pa.Table]]:
         """The batch split by deployment version."""
@@ -532,6 +546,11 @@ def _merged(deltas: list[dict[str, Any]]) -> dict[str, Any]:
         deltas = [merge_summary(deltas[i], deltas[i + 1]) if i + 1 < len(deltas) else deltas[i]
                   for i in range(0, len(deltas), 2)]
     return deltas[0]
+
+
+def _above(batch: pa.Table, floor: int) -> pa.Table:
+    """Rows with an id above ``floor`` (those up to it were summarised before the columnar log)."""
+    return batch if floor <= 0 or not batch.num_rows else batch.filter(pc.greater(batch.column("id"), floor))
 
 
 def _remove_ids(gaps: Sequence[list[Any]], ids: set[int]) -> list[list[Any]]:

@@ -14,6 +14,8 @@ from matchday.store.errors import (
     VersionNotFound,
 )
 from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
+from matchday.store.log_batches import MIXED as MIXED_PREDICTIONS
+from matchday.store.log_batches import CorruptLogBatch, parse_json
 from matchday.store.leader import MONITOR_LOCK_KEY, LeaderLock
 from matchday.store.model_store import ModelStore
 from matchday.store.monitoring_store import (
@@ -52,6 +54,7 @@ __all__ = [
     "AlertStore",
     "LOG_BATCH_SCHEMA",
     "LoggedRow",
+    "MIXED_PREDICTIONS",
     "MetricWindow",
     "MonitorStateStore",
     "WebhookDelivery",
@@ -59,6 +62,7 @@ __all__ = [
     "WindowKey",
     "WindowStore",
     "AliasMove",
+    "CorruptLogBatch",
     "ArmRow",
     "EventRecord",
     "EventStore",
@@ -88,5 +92,6 @@ __all__ = [
     "StoreUnavailable",
     "VersionNotFound",
     "head_revision",
+    "parse_json",
     "redact",
 ]

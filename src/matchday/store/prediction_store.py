@@ -134,6 +134,11 @@ def _batch_table(rows: Sequence[Sequence[Any]], dialect: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=LOG_BATCH_SCHEMA)
 
 
+def values_with_payload(values: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The index values (times parsed) with each row's inputs, probabilities and routing."""
+    return [v | {k: r.get(k) for k in log_batches.PAYLOAD} for v, r in zip(values, rows)]
+
+
 def _ids(values: Iterable[int | None]) -> np.ndarray:
     return np.fromiter((-1 if v is None else v for v in values), dtype=np.int64)
 
@@ -145,11 +150,12 @@ class PredictionLogStore:
     def insert(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert logged rows; a ``request_id`` already present is skipped, so replays are safe.
 
-        One transaction: the batch of payloads and the rows pointing into it land together or not at all.
+        One transaction: the batch and the rows pointing into it land together or not at all. The
+        batch is written last, with the ids the database gave its rows (the monitoring loop reads
+        batches, not rows, and needs them).
         """
         if not rows:
             return 0
-        data = log_batches.encode(rows)
         values = []
         for position, row in enumerate(rows):
             v = {k: row.get(k) for k in _FIELDS}
@@ -161,18 +167,21 @@ class PredictionLogStore:
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         table = PredictionRow.__table__
         statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
-                     .returning(table.c.request_id))
+                     .returning(table.c.request_id, table.c.id))
         batches = PredictionBatchRow.__table__
         with self.db.session(write=True) as s:
             connection = s.connection()
-            batch_id = connection.execute(sa.insert(batches).values(created_at=utcnow(), rows=len(rows), data=data)
+            batch_id = connection.execute(sa.insert(batches).values(created_at=utcnow(), rows=0, data=b"")
                                           .returning(batches.c.id)).scalar_one()
             for v in values:
                 v["batch_id"] = batch_id
-            written = len(connection.execute(statement, values).all())
-            if written == 0:  # every row was already logged (a replay): its copy of the payload is not needed
+            written = dict(connection.execute(statement, values).all())
+            if not written:  # every row was already logged (a replay): no batch
                 connection.execute(sa.delete(batches).where(batches.c.id == batch_id))
-            return written
+                return 0
+            data = log_batches.encode(values_with_payload(values, rows), [written.get(v["request_id"]) for v in values])
+            connection.execute(sa.update(batches).where(batches.c.id == batch_id).values(rows=len(written), data=data))
+            return len(written)
 
     def _payloads(self, s: sa.orm.Session, batch_ids: np.ndarray, positions: np.ndarray) -> pa.Table:
         """The inputs, probabilities and routing of rows ``(batch_ids[i], positions[i])``, in that order."""
@@ -313,6 +322,54 @@ class PredictionLogStore:
         condition = sa.or_(*[PredictionRow.id.between(lo, hi) for lo, hi in ranges])
         return self._batch(sa.select(*_batch_columns(self.db.dialect)).where(condition).order_by(PredictionRow.id))
 
+    def batches_after(self, after: int, max_rows: int = 50_000) -> tuple[list[int], pa.Table, bool]:
+        """Whole batches with an id above ``after``, in id order, up to ``max_rows`` rows (at least one
+        batch): their ids, their written rows as one table (`log_batches`' columns), and whether more
+        batches follow. The monitoring loop's read."""
+        with self.db.session() as s:
+            sizes = s.execute(sa.select(PredictionBatchRow.id, PredictionBatchRow.rows)
+                              .where(PredictionBatchRow.id > after).order_by(PredictionBatchRow.id)
+                              .limit(max(1, max_rows // 10) + 1)).all()
+            ids, total = [], 0
+            for batch_id, rows in sizes:
+                if ids and total + rows > max_rows:
+                    break
+                ids.append(int(batch_id))
+                total += rows
+            return ids, self._whole_batches(s, ids), len(ids) < len(sizes)
+
+    def batch_of_row(self, row_id: int) -> int | None:
+        """The batch of the last row with an id up to ``row_id`` (where a row cursor resumes as a batch one)."""
+        with self.db.session() as s:
+            return s.scalar(sa.select(PredictionRow.batch_id).where(PredictionRow.id <= row_id)
+                            .order_by(PredictionRow.id.desc()).limit(1))
+
+    def batches_in(self, ids: Sequence[int]) -> tuple[list[int], pa.Table]:
+        """The batches of these ids that exist now (a gap the cursor passed, committed since)."""
+        with self.db.session() as s:
+            found = [int(i) for i in s.scalars(sa.select(PredictionBatchRow.id).where(PredictionBatchRow.id.in_(ids))
+                                               .order_by(PredictionBatchRow.id))] if ids else []
+            return found, self._whole_batches(s, found)
+
+    def _whole_batches(self, s: sa.orm.Session, ids: list[int]) -> pa.Table:
+        tables: dict[int, pa.Table] = {}
+        batches = PredictionBatchRow.__table__
+        for start in range(0, len(ids), _BLOBS_PER_QUERY):
+            chunk = ids[start:start + _BLOBS_PER_QUERY]
+            for batch_id, data in s.connection().execute(sa.select(batches.c.id, batches.c.data)
+                                                         .where(batches.c.id.in_(chunk))):
+                try:
+                    tables[int(batch_id)] = log_batches.logged(log_batches.decode(data))
+                except log_batches.CorruptLogBatch as exc:  # its rows from the index, their inputs missing
+                    log.error("prediction log: batch %d is unreadable (%s); its rows' inputs read as missing",
+                              batch_id, exc)
+                    query = sa.select(*_batch_columns(self.db.dialect)).where(PredictionRow.batch_id == batch_id) \
+                        .order_by(PredictionRow.id)
+                    tables[int(batch_id)] = self._read_index(s, query)
+        if not tables:
+            return self._read_index(s, None)
+        return log_batches.concat([tables[i] for i in sorted(tables)])
+
     def batch_between(self, deployment: str, since: datetime | None = None, until: datetime | None = None,
                       after_id: int = 0, limit: int = 50_000) -> pa.Table:
         """One deployment's rows logged in [since, until) past ``after_id``, as `batch_after` reads them,
@@ -327,18 +384,8 @@ class PredictionLogStore:
 
     def _batch(self, query: sa.Select[Any] | None, *, export: bool = False) -> pa.Table:
         with self.db.session() as s:
-            if query is None:
-                rows: list[Any] = []
-            else:
-                result = s.connection().execute(query)
-                # the driver's tuples as they are: no column here needs SQLAlchemy's processing, and skipping
-                # its row objects is a third of the read at a million rows
-                rows = result.cursor.fetchall() if result.cursor is not None else []
-                result.close()
-            table = _batch_table(rows, self.db.dialect)
-            payload = self._payloads(s, table.column("batch_id").to_numpy(), table.column("position").to_numpy())
-        table = table.append_column("inputs", payload.column("inputs")) \
-            .append_column("probabilities", payload.column("probabilities"))
+            rows = self._fetch(s, query)
+            table = self._with_payload(s, _batch_table(rows, self.db.dialect))
         if not export:
             return table
         n = len(LOG_BATCH_SCHEMA)
@@ -346,12 +393,34 @@ class PredictionLogStore:
             if rows else ([], [], [], [], [])
         label_times = pa.array(label_at, type=pa.string()).cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")) \
             if self.db.dialect != "postgresql" else pa.array(label_at, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
-        return (table.append_column("routing", payload.column("routing"))
-                .append_column("request_id", pa.array(request_ids, type=pa.string()))
+        return (table.append_column("request_id", pa.array(request_ids, type=pa.string()))
                 .append_column("entity_id", pa.array(entity_ids, type=pa.string()))
                 .append_column("label", pa.array(labels, type=pa.string()))
                 .append_column("label_at", label_times)
                 .append_column("label_source", pa.array(sources, type=pa.string())))
+
+    @staticmethod
+    def _fetch(s: sa.orm.Session, query: sa.Select[Any] | None) -> list[Any]:
+        if query is None:
+            return []
+        result = s.connection().execute(query)
+        # the driver's tuples as they are: no column here needs SQLAlchemy's processing, and skipping
+        # its row objects is a third of the read at a million rows
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+        result.close()
+        return rows
+
+    def _with_payload(self, s: sa.orm.Session, table: pa.Table) -> pa.Table:
+        """Index columns with the prediction typed, and each row's inputs and probabilities from its batch."""
+        payload = self._payloads(s, table.column("batch_id").to_numpy(), table.column("position").to_numpy())
+        i = table.schema.get_field_index("prediction")
+        return table.set_column(i, "prediction", log_batches.parse_json(table.column("prediction"))) \
+            .append_column("inputs", payload.column("inputs")) \
+            .append_column("probabilities", payload.column("probabilities")) \
+            .append_column("routing", payload.column("routing"))
+
+    def _read_index(self, s: sa.orm.Session, query: sa.Select[Any] | None) -> pa.Table:
+        return self._with_payload(s, _batch_table(self._fetch(s, query), self.db.dialect))
 
     def labelled_rows(self, deployment: str, model: str, version: int, start: datetime, end: datetime,
                       roles: tuple[str, ...] = ANSWER_ROLES, *, inputs: bool = True) -> list[LoggedRow]:

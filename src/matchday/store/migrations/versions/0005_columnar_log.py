@@ -26,9 +26,14 @@ depends_on = None
 
 _BIGID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 _CHUNK = 5000
-_log = sa.table("prediction_log", sa.column("id", sa.BigInteger), sa.column("inputs", sa.JSON),
+_log = sa.table("prediction_log", sa.column("id", sa.BigInteger), sa.column("at", UTCDateTime()),
+                sa.column("deployment", sa.String), sa.column("model", sa.String), sa.column("version", sa.Integer),
+                sa.column("role", sa.String), sa.column("error", sa.Text), sa.column("latency_seconds", sa.Float),
+                sa.column("prediction", sa.JSON), sa.column("inputs", sa.JSON),
                 sa.column("probabilities", sa.JSON), sa.column("routing", sa.JSON),
                 sa.column("batch_id", sa.BigInteger), sa.column("position", sa.Integer))
+_CONVERTED = ("at", "deployment", "model", "version", "role", "error", "latency_seconds", "prediction", "inputs",
+              "probabilities", "routing")
 _batches = sa.table("prediction_batches", sa.column("id", sa.BigInteger), sa.column("created_at", UTCDateTime()),
                     sa.column("rows", sa.Integer), sa.column("data", sa.LargeBinary))
 
@@ -59,11 +64,11 @@ def _convert_rows() -> None:
     bind = op.get_bind()
     after = -1
     while True:
-        rows = bind.execute(sa.select(_log.c.id, _log.c.inputs, _log.c.probabilities, _log.c.routing)
+        rows = bind.execute(sa.select(_log.c.id, *(_log.c[c] for c in _CONVERTED))
                             .where(_log.c.id > after).order_by(_log.c.id).limit(_CHUNK)).all()
         if not rows:
             return
-        data = log_batches.encode([{"inputs": r[1], "probabilities": r[2], "routing": r[3]} for r in rows])
+        data = log_batches.encode([dict(zip(_CONVERTED, r[1:])) for r in rows], [r[0] for r in rows])
         batch_id = bind.execute(sa.insert(_batches).values(created_at=datetime.now(UTC), rows=len(rows), data=data)
                                 .returning(_batches.c.id)).scalar_one()
         bind.execute(sa.update(_log).where(_log.c.id == sa.bindparam("row_id"))
