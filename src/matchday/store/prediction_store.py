@@ -30,6 +30,7 @@ from matchday.store.schema import PredictionBatchRow, PredictionRow, utcnow
 _FIELDS = ("request_id", "entity_id", "deployment", "model", "version", "at", "prediction", "latency_seconds",
            "role", "error", "shadow_of")
 _BLOBS_PER_QUERY = 200
+_SIZES_PER_READ = 1000  # batches looked at per read: 500 rows each when busy, so 50,000 rows take 100
 log = logging.getLogger(__name__)
 ANSWER_ROLES = ("served", "failed_over")  # every row a version was asked to answer
 
@@ -329,7 +330,7 @@ class PredictionLogStore:
         with self.db.session() as s:
             sizes = s.execute(sa.select(PredictionBatchRow.id, PredictionBatchRow.rows)
                               .where(PredictionBatchRow.id > after).order_by(PredictionBatchRow.id)
-                              .limit(max(1, max_rows // 10) + 1)).all()
+                              .limit(_SIZES_PER_READ + 1)).all()
             ids, total = [], 0
             for batch_id, rows in sizes:
                 if ids and total + rows > max_rows:

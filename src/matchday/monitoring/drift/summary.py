@@ -268,8 +268,14 @@ def _merge_buckets(a: list[list[int]], b: list[list[int]]) -> list[list[int]]:
     if not a or not b:
         return [list(p) for p in (a or b)]
     pairs = np.array(a + b, dtype=np.int64)
-    uniques, inverse = np.unique(pairs[:, 0], return_inverse=True)
-    return np.column_stack([uniques, np.bincount(inverse, weights=pairs[:, 1]).astype(np.int64)]).tolist()
+    keys = pairs[:, 0]
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo > 1_000_000:  # not a realistic spread of buckets; sort instead of counting
+        uniques, inverse = np.unique(keys, return_inverse=True)
+        return np.column_stack([uniques, np.bincount(inverse, weights=pairs[:, 1]).astype(np.int64)]).tolist()
+    counts = np.bincount(keys - lo, weights=pairs[:, 1]).astype(np.int64)
+    present = np.flatnonzero(np.bincount(keys - lo))  # a bucket stays listed even where its count is 0
+    return np.column_stack([present + lo, counts[present]]).tolist()
 
 
 def sample_of_summary(column: dict[str, Any]) -> NumericSample | CategoricalSample:
