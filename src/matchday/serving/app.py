@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from matchday.serving.bodies import (
     body_schema,
 )
 from matchday.serving.codecs import check_v2_body, decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
+from matchday.serving.docs import mount_docs
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
@@ -83,14 +85,16 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing,
                                                partial(failure_counts, MonitorStateStore(db))))
         state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts, monitoring=monitoring,
-                     alerts=alerts)
+                     alerts=alerts, ready=False)
         refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
+        warming = asyncio.get_running_loop().create_task(_warm_then_ready(service, state))
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (warming, refresher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await service.close()
             writer.close()
             ws.close()
@@ -99,7 +103,9 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
 
                 prometheus_multiprocess.mark_process_dead(os.getpid())
 
-    app = FastAPI(title="matchday", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title="matchday", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse,
+                  docs_url=None, redoc_url=None)
+    mount_docs(app)  # /docs and /redoc with their files served here, not from a CDN
     bodies: dict[str, Any] = {}  # the request bodies' schemas, added to the OpenAPI document's components
     _declare_bodies(app, bodies)
 
@@ -292,9 +298,10 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def v2_live() -> Any:
         return {"live": True}
 
-    @app.get("/v2/health/ready")
+    @app.get("/v2/health/ready", responses={503: {"description": "still loading and warming the deployed versions"}})
     async def v2_ready() -> Any:
-        return {"ready": "service" in state}
+        ready = bool(state.get("ready"))
+        return ORJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def v2_model(name: str, version: str | None) -> Any:
         route, _ = await service().served_route(name, version)
@@ -381,6 +388,21 @@ def _declare_bodies(app: FastAPI, bodies: dict[str, Any]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _warm_then_ready(service: PredictionService, state: dict[str, Any]) -> None:
+    """Warm every deployed version after start-up (in the background: the server answers meanwhile,
+    loading on demand), then say ready: a load balancer sends traffic only to a warm server."""
+    started = time.perf_counter()
+    try:
+        warmed = await service.warm_up()
+    except Exception:  # readiness must not hang on a bug in warming
+        log.exception("warm-up failed")
+        warmed = []
+    state["ready"] = True
+    failed = [w.ref for w in warmed if w.error is not None]
+    log.info("ready: %d version(s) warm in %.1fs%s", len(warmed) - len(failed), time.perf_counter() - started,
+             f"; could not warm {', '.join(failed)}" if failed else "")
 
 
 async def _refresh_every_second(metrics: ServingMetrics) -> None:

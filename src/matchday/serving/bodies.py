@@ -16,6 +16,8 @@ from matchday.serving.codecs import V2Datatype
 
 Scalar = str | int | float | bool | None
 EntityKey = str | int | None
+Label = str | int | float | bool
+LABEL = "the ground truth: one of the deployed version's classes (1, 1.0 and \"1\" are the same), or a finite number for a regressor"
 
 
 class InstancesBody(BaseModel):
@@ -41,14 +43,14 @@ class LabelByRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(description="the request_id a prediction was answered with")
-    label: Scalar = Field(description="the ground truth")
+    label: Label = Field(description=LABEL)
 
 
 class LabelByEntity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | int = Field(description="an entity key: labels the latest prediction made for it")
-    label: Scalar = Field(description="the ground truth")
+    label: Label = Field(description=LABEL)
 
 
 class FeedbackBody(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from matchday.errors import MatchdayError
 
 
@@ -16,7 +18,7 @@ class BadRequest(ServingError):
 class InvalidRequest(ServingError):
     """The body parsed but its values do not fit the model's signature; ``details`` has each field."""
 
-    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
         super().__init__(message, [f"{p['field']}: {p['problem']}" for p in problems])
         self.problems = problems
 
@@ -24,6 +26,12 @@ class InvalidRequest(ServingError):
 class InputOutOfRange(InvalidRequest):
     """The version could not score values far outside its reference range (it raised, or answered
     NaN or infinity for them): the caller's input, not the version's failure."""
+
+
+class InvalidLabels(InvalidRequest):
+    """Feedback labels that the deployed version could never have predicted (a class it does not
+    have, a regressor's label that is not a finite number); ``problems`` has each one's position,
+    value and what was expected."""
 
 
 class PayloadTooLarge(ServingError):
@@ -40,6 +48,10 @@ class ModelFailed(ServingError):
 
 class VersionNotServed(ServingError):
     """A V2 request named a model version the deployment is not serving."""
+
+
+class PortUnavailable(ServingError):
+    """`matchday serve` cannot listen on the host and port it was given (taken, privileged, not ours)."""
 
 
 def status_for(exc: MatchdayError) -> int:

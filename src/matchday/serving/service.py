@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from matchday.monitoring import PredictionLogWriter, json_safe
-from matchday.registry import Predictor, Registry, RegistryError, Signature
+from matchday.registry import OutputSpec, Predictor, Registry, RegistryError, Signature
 from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
@@ -33,9 +33,11 @@ from matchday.serving.errors import (
     PayloadTooLarge,
     VersionNotServed,
 )
+from matchday.serving.labels import check_labels
 from matchday.serving.metrics import ServingMetrics
 from matchday.serving.shadow_worker import ShadowJob, ShadowOutcome, ShadowWorker
 from matchday.serving.validation import ValidatedBatch, validate_columns
+from matchday.serving.warmup import Warmed, warm_row
 from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger("matchday.serving")
@@ -184,6 +186,39 @@ class PredictionService:
             serving = ", ".join(r.ref for r in plan.routes if r is plan.primary or plan.candidate_share > 0)
             raise VersionNotServed(f"deployment {plan.deployment!r} serves {serving}, not version {version}")
         return route
+
+    # -- warm-up -------------------------------------------------------------------------------
+    async def warm_up(self) -> list[Warmed]:
+        """Load every version the deployments route to now and score one row on each, so that no
+        client pays for a cold start. One version's failure is logged; the others still warm."""
+        try:
+            records = await asyncio.to_thread(self.deployments.list)
+        except Exception as exc:  # the database is away: requests load what they need later
+            log.warning("warm-up skipped: the deployments could not be read: %s", exc)
+            return []
+        refs: dict[str, None] = {}  # in order, each version once
+        for record in records:
+            try:
+                plan, _ = await self.route(record.name)  # hands a shadow to the shadow process, which loads it
+            except Exception as exc:
+                log.warning("warm-up: deployment %r cannot be routed: %s", record.name, exc)
+                continue
+            refs.update((r.ref, None) for r in (*plan.routes, *plan.warm) if not _shadow_only(plan, r))
+        return [await self._warm(ref) for ref in refs]
+
+    async def _warm(self, ref: str) -> Warmed:
+        started = time.perf_counter()
+        try:
+            predictor = await self.predictor(ref)
+            assert predictor.signature is not None
+            row = warm_row(predictor.signature)
+            await asyncio.to_thread(_scorer(predictor), predictor.prepare([row]))
+        except Exception as exc:  # this version answers its requests with the same error, or loads later
+            log.warning("could not warm %s up: %s: %s", ref, type(exc).__name__, exc)
+            return Warmed(ref, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        warmed = Warmed(ref, time.perf_counter() - started)
+        log.info("warmed %s up in %.2fs", ref, warmed.seconds)
+        return warmed
 
     # -- predicting ----------------------------------------------------------------------------
     async def predict(self, deployment: str, decode: Callable[[Signature], DecodedRequest],
@@ -369,14 +404,30 @@ class PredictionService:
 
     # -- ground truth --------------------------------------------------------------------------
     async def feedback(self, deployment: str, labels: list[tuple[str, str, Any]]) -> list[LabelOutcome]:
-        """Join labels to logged predictions; rows still in this process's queue are written first."""
+        """Join labels to logged predictions; rows still in this process's queue are written first.
+
+        Every label is checked against the outputs of the versions the deployment routes to before any
+        is joined: one that none of them could have predicted refuses the whole request."""
         await asyncio.to_thread(self.deployments.get, deployment)
+        check_labels(labels, await self._outputs(deployment))
         await asyncio.to_thread(self.writer.flush, 5.0)
         outcomes = await asyncio.to_thread(self.log_store.apply_labels, deployment, labels)
         joined = sum(1 for o in outcomes if o.request_id)
         if joined:
             self.metrics.feedback.labels(deployment).inc(joined)
         return outcomes
+
+    async def _outputs(self, deployment: str) -> dict[str, OutputSpec]:
+        """The output spec of each version ``deployment`` routes to now (its answering versions and shadow)."""
+        plan, _ = await self.route(deployment)
+        outputs: dict[str, OutputSpec] = {}
+        for route in plan.routes:
+            loaded = self._predictors.get(route.ref)
+            signature = loaded.signature if loaded is not None else None
+            if signature is None:
+                signature = await asyncio.to_thread(self.registry.get_signature, route.ref)
+            outputs[route.ref] = signature.output
+        return outputs
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -396,6 +447,11 @@ def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
         return Scored(predictions, proba)
 
     return score
+
+
+def _shadow_only(plan: TrafficPlan, route: Route) -> bool:
+    """Whether ``route`` only sees mirrored copies: the shadow process loads it, not this one."""
+    return route == plan.candidate and plan.candidate_share == 0 and plan.shadow_share > 0
 
 
 def _input_to_blame(answer: _Answer, batch: ValidatedBatch) -> bool:

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from matchday.config import Settings
 log = logging.getLogger("matchday.serving.shadow")
 MAX_QUEUED = 64  # mirrored requests waiting for the worker; past this, copies are dropped
 RESTART_SECONDS = 10.0  # a worker that died is not restarted sooner than this
+FEEDER_JOIN_SECONDS = 5.0  # at close, how long the jobs queue may take to hand over its last bytes
 LOAD_RETRY_SECONDS = 10.0  # a shadow version that failed to load is not tried again sooner
 IDLE_UNLOAD_SECONDS = 300.0  # a shadow model no job asked for in this long is unloaded
 
@@ -69,7 +71,6 @@ class ShadowWorker:
         self._lock = threading.Lock()
         self._process: Any = None
         self._jobs: Any = None
-        self._outcomes: Any = None
         self._reader: threading.Thread | None = None
         self._next_start = 0.0
         self._closed = False
@@ -111,31 +112,34 @@ class ShadowWorker:
             self._next_start = time.monotonic() + RESTART_SECONDS
             self._prepared = set()
             self._jobs = self._context.Queue(self.max_queued)
-            self._outcomes = self._context.Queue()
-            self._process = self._context.Process(target=run_worker, args=(self.settings, self._jobs, self._outcomes),
+            # Outcomes come back on a plain pipe: no semaphores, no lock a killed worker could leave held,
+            # and its end (the worker gone, however it went) reaches the reader as end-of-file.
+            outcomes, sent = self._context.Pipe(duplex=False)
+            self._process = self._context.Process(target=run_worker, args=(self.settings, self._jobs, sent),
                                                   name="matchday-shadow", daemon=True)
             self._process.start()
-            self._reader = threading.Thread(target=self._read_outcomes, args=(self._outcomes,),
+            sent.close()  # the worker holds the only writing end now
+            self._reader = threading.Thread(target=self._read_outcomes, args=(outcomes,),
                                             name="matchday-shadow-outcomes", daemon=True)
             self._reader.start()
             return True
 
     def _read_outcomes(self, outcomes: Any) -> None:
-        while True:
-            try:
-                outcome = outcomes.get()
-            except (EOFError, OSError):
-                return
-            if outcome is None:
-                return
-            try:
-                self.on_outcome(outcome)
-            except Exception:  # a counter must never stop the reader
-                log.exception("shadow outcome not counted")
+        """Count what the worker reports until it closes its end of the pipe (or dies)."""
+        with outcomes:
+            while True:
+                try:
+                    outcome = outcomes.recv()
+                except (EOFError, OSError):
+                    return
+                try:
+                    self.on_outcome(outcome)
+                except Exception:  # a counter must never stop the reader
+                    log.exception("shadow outcome not counted")
 
     def _stop_reader(self) -> None:
+        """Wait for the reader, which ends on the worker's end of file (call once the worker is gone)."""
         if self._reader is not None and self._reader.is_alive():
-            self._outcomes.put(None)
             self._reader.join(5.0)
         self._reader = None
 
@@ -157,13 +161,37 @@ class ShadowWorker:
                     process.terminate()
                     process.join(5.0)
             self._stop_reader()
-            self._jobs.close()
-            self._jobs.cancel_join_thread()  # nothing left for a dead reader to take
+            self._release_jobs()
+
+    def _release_jobs(self) -> None:
+        """Let go of the jobs queue now, so that its semaphores are unlinked now, not at interpreter exit.
+
+        A queue holds three named semaphores, which multiprocessing unlinks when the queue is collected
+        or in its exit hooks. uvicorn's processes end by re-raising the SIGTERM they stopped on, which
+        skips those hooks, and the resource tracker then warned of "6 leaked semaphore objects" per
+        server process. The queue's feeder thread holds two of them until it has written the last
+        bytes, and the process object holds the queue as an argument, so both go too.
+        `Queue.join_thread` has no timeout, and a feeder whose pipe no live process reads may never
+        end (a killed worker, a full pipe): it is waited for in a thread of its own, for a while.
+        """
+        jobs = self._jobs
+        jobs.close()
+        joiner = threading.Thread(target=jobs.join_thread, name="matchday-shadow-feeder", daemon=True)
+        joiner.start()
+        joiner.join(FEEDER_JOIN_SECONDS)
+        if joiner.is_alive():
+            log.warning("the shadow jobs queue did not drain in %.0f s: its semaphores are left to the resource "
+                        "tracker", FEEDER_JOIN_SECONDS)
+        self._jobs = self._process = None
 
 
 # -- the worker process -------------------------------------------------------------------------
 def run_worker(settings: Settings, jobs: Any, outcomes: Any) -> None:
-    """The shadow process: low priority, its own database connection and prediction-log writer."""
+    """The shadow process: low priority, its own database connection and prediction-log writer.
+
+    Ctrl-C in a terminal reaches every process of the group: the server stops this one itself (after
+    the queued copies), so SIGINT is ignored here rather than ending it with a traceback mid-job."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(settings.shadow_nice)
     except OSError:  # not allowed here: still out of the server's GIL
@@ -192,13 +220,24 @@ def run_worker(settings: Settings, jobs: Any, outcomes: Any) -> None:
             for group in _groups(batch):
                 for outcome, rows in score_apart(group, models):
                     writer.submit(rows)
-                    outcomes.put(outcome)
+                    if not _report(outcomes, outcome):
+                        return  # the server is gone: what was scored is still written (finally)
             if stop:
                 break
     finally:
         writer.close()
         workspace.close()
-        outcomes.put(None)
+        outcomes.close()  # the server's reader sees the end of the pipe
+
+
+def _report(outcomes: Any, outcome: ShadowOutcome) -> bool:
+    """Send ``outcome`` to the server's counters; False when the server has closed its end (it is gone)."""
+    try:
+        outcomes.send(outcome)
+    except (BrokenPipeError, ConnectionResetError):
+        log.warning("the server is gone; the shadow worker stops")
+        return False
+    return True
 
 
 def _preload(models: ShadowModels, ref: str) -> None:
