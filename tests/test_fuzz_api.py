@@ -24,7 +24,7 @@ hypothesis = pytest.importorskip("hypothesis")
 
 FUZZED = ("/v1/deployments/{name}/predict", "/v1/deployments/{name}/feedback", "/v2/models/{name}/infer",
           "/v2/models/{name}/versions/{version}/infer")
-EXAMPLES = 40  # per operation, schema and mode: about 640 requests in all per database
+EXAMPLES = 25  # per operation, schema and mode: about 400 requests in all per database
 TYPES = {"float": {"type": "number"}, "integer": {"type": "integer"}, "string": {"type": "string"},
          "boolean": {"type": "boolean"}}
 

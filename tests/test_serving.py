@@ -496,7 +496,7 @@ def _lost_after_restart(served: ServerProcess, workspace: Workspace, answered: l
 
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_rows_of_the_last_flush(served, workspace) -> None:  # type: ignore[no-untyped-def]
-    answered, killed_at = _kill_under_load(served, 3.0)
+    answered, killed_at = _kill_under_load(served, 1.5)
     lost, window = _lost_after_restart(served, workspace, answered, killed_at)
     late = {rid for t, rid in answered if t >= killed_at - KILL_WINDOW}
     print(f"kill -9: {len(lost)} of {len(answered)} answered rows lost; {window} answered in the last {KILL_WINDOW}s")
@@ -511,7 +511,7 @@ def test_kill_9_during_an_outage_loses_at_most_the_last_flush(served, workspace,
     workspace.close()
     _set_connections(database_url, False)
     try:
-        answered, killed_at = _kill_under_load(served, 3.0)  # the rows wait in the spool, not in memory
+        answered, killed_at = _kill_under_load(served, 1.5)  # the rows wait in the spool, not in memory
     finally:
         _set_connections(database_url, True)
     lost, window = _lost_after_restart(served, workspace, answered, killed_at)

@@ -574,3 +574,22 @@ def test_v2_tensor_keeps_the_shape_and_flattens_row_major() -> None:
     assert out["shape"] == [3, 2] and out["datatype"] == "FP64"
     assert out["data"] == [0.25, 0.75, 0.5, 0.5, 1.0, 0.0]
     assert v2_tensor("x", [1, 2, 3])["datatype"] == "INT64"  # type: ignore[arg-type]
+
+
+def test_request_ids_are_distinct_random_uuids_even_across_a_fork() -> None:
+    import os
+    import uuid
+
+    from matchday.serving.request_ids import RequestIds
+
+    ids = RequestIds()
+    taken = ids.take(300) + ids.take(1000) + [ids.one()]
+    assert len(set(taken)) == len(taken) and all(uuid.UUID(i).version == 4 for i in taken)
+    ids.take(1)  # the pool now holds unused random bytes a forked child must not reuse
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids.one().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 64).decode() != ids.one()

@@ -109,6 +109,10 @@ def run(console: Console, ws: Workspace) -> None:
         labels = [{"id": f"tx-{i}", "label": truth[i]} for i in range(0, len(rows), 4)]
         answer = client.feedback("fraud", labels + [{"id": "tx-unknown", "label": 0}])
         console.print(f"POST /v1/deployments/fraud/feedback: {answer['joined']} labels joined, unknown: {answer['unknown']}")
+        refused = httpx.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": [{"id": "tx-1", "label": "yes"}]})
+        problem = refused.json()["details"][0]
+        console.print(f'a label "yes" for a classifier of [0, 1] is refused with {refused.status_code}: '
+                      f"{problem['field']}: {problem['problem']}")
         try:
             client.predict("fraud", [{"amount": "lots", "hour": 25.5, "merchant": "grocery", "country": "home"}])
         except ServerError as exc:
@@ -118,6 +122,26 @@ def run(console: Console, ws: Workspace) -> None:
         _hostile(console, ws, client, url, rows[0])
     logged = PredictionLogStore(ws.database).count("fraud")
     console.print(f"server stopped gracefully; the prediction log holds {logged:,} rows for deployment fraud")
+    _export(console, ws)
+
+
+def _export(console: Console, ws: Workspace) -> None:
+    """`matchday log export`: the log as a data scientist takes it into a notebook."""
+    import pyarrow.parquet as pq
+
+    from matchday.monitoring import export_log
+    from matchday.registry import ModelRef
+
+    out = ws.settings.home / "fraud-log.parquet"
+    summary = export_log(PredictionLogStore(ws.database), "fraud", out,
+                         lambda model, version: ws.registry.get_signature(ModelRef(model, version=version)).output.classes)
+    console.print(f"$ matchday log export fraud {out}   → {summary.rows:,} rows x {len(summary.columns)} columns")
+    table = pq.read_table(out).filter(pq.read_table(out, columns=["label"]).column("label").is_valid())
+    first = table.slice(0, 1).to_pylist()[0]
+    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in first.items()
+             if k in ("entity_id", "version", "source", "amount", "merchant", "prediction", "probability_1", "label",
+                      "label_source")}
+    console.print(f"    columns: {', '.join(summary.columns)}\n    a labelled row: {shown}")
 
 
 def _hostile(console: Console, ws: Workspace, client: Client, url: str, row: dict[str, Any]) -> None:

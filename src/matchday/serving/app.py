@@ -44,6 +44,7 @@ from matchday.serving.bodies import (
 from matchday.serving.codecs import check_v2_body, decode_v1, decode_v2, split_binary_body, v2_datatype, v2_tensor
 from matchday.serving.docs import mount_docs
 from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
+from matchday.serving.fast_predict import FastPredict
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
@@ -165,9 +166,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         records = await asyncio.to_thread(service().deployments.list)
         return {"deployments": [{"name": d.name, "model_ref": d.model_ref, "settings": d.settings} for d in records]}
 
-    @app.post("/v1/deployments/{name}/predict", openapi_extra=body_schema(PredictBody, bodies))
-    async def predict(name: str, request: Request) -> Any:
-        body, _ = await read_json(request)
+    async def v1_answer(name: str, body: Any) -> dict[str, Any]:
         result = await service().predict(name, lambda signature: decode_v1(body, signature))
         return {
             "deployment": name,
@@ -180,6 +179,15 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
             ],
             "input_quality": result.quality,
         }
+
+    # answered by `FastPredict` in front of the app; declared here for the OpenAPI document (and for
+    # a mount of this app under another, where the ASGI path it sees is not this one)
+    @app.post("/v1/deployments/{name}/predict", openapi_extra=body_schema(PredictBody, bodies))
+    async def predict(name: str, request: Request) -> Any:
+        body, _ = await read_json(request)
+        return ORJSONResponse(await v1_answer(name, body))
+
+    app.add_middleware(FastPredict, answer=v1_answer, max_body_bytes=max_body_bytes)
 
     @app.post("/v1/deployments/{name}/feedback", openapi_extra=body_schema(FeedbackBody, bodies))
     async def feedback(name: str, request: Request) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from matchday.registry import OutputSpec, Predictor, Registry, RegistryError, Si
 from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
+from matchday.serving.request_ids import RequestIds
 from matchday.serving.errors import (
     BadRequest,
     InputOutOfRange,
@@ -41,6 +41,7 @@ from matchday.serving.warmup import Warmed, warm_row
 from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger("matchday.serving")
+REQUEST_IDS = RequestIds()
 ROUTE_TTL_SECONDS = 1.0  # how soon an alias move, a redeploy or a rollout step reaches every process
 LOAD_RETRY_SECONDS = 10.0  # a version that failed to load is not tried again (per request) sooner
 
@@ -230,7 +231,7 @@ class PredictionService:
         predictor = await self.predictor(primary.ref)
         assert predictor.signature is not None
         batch, decoded = self._validate(deployment, decode, predictor.signature, settings)
-        request_ids = [str(uuid.uuid4()) for _ in range(decoded.rows)]
+        request_ids = REQUEST_IDS.take(decoded.rows)
         keys = [entity if entity is not None else rid for entity, rid in zip(decoded.entity_ids, request_ids)]
         to_candidate = np.zeros(decoded.rows, dtype=bool) if fixed is not None else plan.assign(keys)
         groups = [(primary, np.flatnonzero(~to_candidate))]
@@ -346,7 +347,7 @@ class PredictionService:
                     request_ids: list[str], now: datetime) -> list[dict[str, Any]]:
         rows = []
         for i in answer.rows.tolist():  # the failed attempt gets its own id: the answer, if any, keeps the client's
-            rid = str(uuid.uuid4()) if answer.failed_over else request_ids[i]
+            rid = REQUEST_IDS.one() if answer.failed_over else request_ids[i]
             rows.append(self._log_row(deployment, answer.route, rid, decoded.entity_ids[i], batch.records[i], None,
                                       None, answer.elapsed, now, error=answer.error,
                                       role="failed_over" if answer.failed_over else "served"))
