@@ -563,7 +563,6 @@ def log_export(
     """Write one row per logged prediction of deployment NAME to a Parquet file."""
     from matchday.monitoring import export_log
     from matchday.registry import ModelRef
-    from matchday.store import PredictionLogStore
 
     start, end = _utc_time(since, "--since"), _utc_time(until, "--until")
     if start is not None and end is not None and end <= start:
@@ -584,7 +583,7 @@ def log_export(
         return classes[model, version]
 
     with out.status(f"exporting the log of {name}..."):
-        summary = export_log(PredictionLogStore(ws.database), name, output, classes_of, start, end)
+        summary = export_log(ws.prediction_log, name, output, classes_of, start, end)
     out.print(f"wrote {summary.rows:,} rows x {len(summary.columns)} columns to {summary.path}")
 
 

@@ -14,6 +14,7 @@ from matchday.monitoring import (
     InvalidMonitor,
     MonitoringLoop,
     MonitorSpec,
+    PredictionLogWriter,
     Summarizer,
     SummarizerConfig,
     VersionReference,
@@ -64,12 +65,33 @@ class Workspace:
     @cached_property
     def rollouts(self) -> Rollouts:
         return Rollouts(RolloutStore(self.database), EventStore(self.database), self.deployments, self.registry,
-                        PredictionLogStore(self.database), self.settings.rollouts)
+                        self.prediction_log, self.settings.rollouts)
 
     @cached_property
     def monitoring(self) -> MonitoringLoop:
         """The monitoring loop over this workspace's log, with its actions wired to rollouts and events."""
         return build_monitoring(self)
+
+    @cached_property
+    def prediction_log(self) -> PredictionLogStore:
+        """The log's reads and idempotent writes (the server writes through `log_writer`)."""
+        return PredictionLogStore(self.database)
+
+    def log_writer(self) -> PredictionLogWriter:
+        """A new, not yet started, batched writer to this log, spooling under ``home/spool``: one per process."""
+        return PredictionLogWriter(self.prediction_log, self.settings.home.absolute() / "spool")
+
+    @cached_property
+    def alerts(self) -> AlertStore:
+        return AlertStore(self.database)
+
+    @cached_property
+    def windows(self) -> WindowStore:
+        return WindowStore(self.database)
+
+    @cached_property
+    def monitor_state(self) -> MonitorStateStore:
+        return MonitorStateStore(self.database)
 
     @cached_property
     def webhooks(self) -> WebhookSender:
@@ -112,7 +134,7 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
     """Summarizer, monitors and alert engine over ``ws``; actions call rollouts and write events."""
     db = ws.database
     config = ws.settings.monitoring
-    summarizer = Summarizer(PredictionLogStore(db), WindowStore(db), MonitorStateStore(db),
+    summarizer = Summarizer(ws.prediction_log, ws.windows, ws.monitor_state,
                             lambda model, version: version_reference(ws.registry, model, version),
                             SummarizerConfig(count_window=config.count_window, segments=dict(config.segments),
                                              max_segment_values=config.max_segment_values,
@@ -140,12 +162,12 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
     def record(deployment: str, kind: str, reason: str, data: dict[str, Any]) -> None:
         events.add(kind, "monitor", reason, data, deployment=deployment)
 
-    engine = AlertEngine(AlertStore(db), MonitorStateStore(db), enqueue_webhook=ws.webhooks.enqueue,
+    engine = AlertEngine(ws.alerts, ws.monitor_state, enqueue_webhook=ws.webhooks.enqueue,
                          hooks={"rollback": rollback, "review": hook("review"), "retrain": hook("retrain")},
                          record_event=record)
     monitors = parse_monitors(ws.settings.monitors, count_window=config.count_window)
     _check_features(ws, monitors)
-    return MonitoringLoop(summarizer, WindowStore(db), MonitorStateStore(db), engine, monitors)
+    return MonitoringLoop(summarizer, ws.windows, ws.monitor_state, engine, monitors)
 
 
 def _check_features(ws: Workspace, monitors: list[MonitorSpec]) -> None:

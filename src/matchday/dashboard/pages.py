@@ -46,7 +46,7 @@ class DashboardPages:
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> DashboardPages:
-        return cls(ws.deployments, ws.rollouts, ws.registry, ws.monitoring, AlertStore(ws.database))
+        return cls(ws.deployments, ws.rollouts, ws.registry, ws.monitoring, ws.alerts)
 
     # -- overview ------------------------------------------------------------------------------
     def overview(self, now: datetime | None = None) -> dict[str, Any]:

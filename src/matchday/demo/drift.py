@@ -20,7 +20,6 @@ from matchday.monitoring import (
     prediction_drift,
     render_html,
 )
-from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
 
@@ -37,7 +36,7 @@ def _summary(console: Console, title: str, report: DriftReport) -> None:
 def run(console: Console, ws: Workspace) -> None:
     profile = ws.registry.get_profile("demo-fraud@champion")
     assert profile is not None
-    logged = PredictionLogStore(ws.database).recent("fraud", limit=5000)
+    logged = ws.prediction_log.recent("fraud", limit=5000)
     served = pa.Table.from_pylist([r.inputs for r in logged])
     _summary(console, f"served traffic ({served.num_rows:,} logged rows) vs the reference profile",
              compare_to_profile(profile, served))

@@ -16,7 +16,6 @@ from rich.console import Console
 
 from matchday.client import Client, ServerError
 from matchday.demo.fraud import transactions
-from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
 
@@ -120,7 +119,7 @@ def run(console: Console, ws: Workspace) -> None:
             for problem in exc.problems:
                 console.print(f"    {problem['field']}: {problem['problem']}")
         _hostile(console, ws, client, url, rows[0])
-    logged = PredictionLogStore(ws.database).count("fraud")
+    logged = ws.prediction_log.count("fraud")
     console.print(f"server stopped gracefully; the prediction log holds {logged:,} rows for deployment fraud")
     _export(console, ws)
 
@@ -133,7 +132,7 @@ def _export(console: Console, ws: Workspace) -> None:
     from matchday.registry import ModelRef
 
     out = ws.settings.home / "fraud-log.parquet"
-    summary = export_log(PredictionLogStore(ws.database), "fraud", out,
+    summary = export_log(ws.prediction_log, "fraud", out,
                          lambda model, version: ws.registry.get_signature(ModelRef(model, version=version)).output.classes)
     console.print(f"$ matchday log export fraud {out}   → {summary.rows:,} rows x {len(summary.columns)} columns")
     table = pq.read_table(out).filter(pq.read_table(out, columns=["label"]).column("label").is_valid())

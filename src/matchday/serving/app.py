@@ -26,7 +26,6 @@ from matchday.errors import MatchdayError
 from matchday.monitoring import (
     TIME_WIDTHS,
     MonitoringLoop,
-    PredictionLogWriter,
     alert_body,
     count_width,
     failure_counts,
@@ -49,12 +48,6 @@ from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
 from matchday.serving.window_gauges import WindowGauges
-from matchday.store import (
-    AlertStore,
-    MonitorStateStore,
-    PredictionLogStore,
-    WindowStore,
-)
 from matchday.workspace import Workspace
 
 log = logging.getLogger("matchday.serving")
@@ -73,18 +66,17 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = ws.database  # migrations run here, before the first request
-        log_store = PredictionLogStore(db)
-        writer = PredictionLogWriter(log_store, ws.settings.home.absolute() / "spool")
+        ws.database  # migrations run here, before the first request
+        log_store = ws.prediction_log
+        writer = ws.log_writer()
         writer.start()
         metrics = ServingMetrics(writer.stats)
         shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))
         service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics, shadows)
         rollouts = ws.rollouts
         monitoring = ws.monitoring  # read by the API (it runs in the worker); a bad monitor stops the start here
-        alerts = AlertStore(db)
-        metrics.registry.register(WindowGauges(WindowStore(db).latest, alerts.firing,
-                                               partial(failure_counts, MonitorStateStore(db))))
+        alerts = ws.alerts
+        metrics.registry.register(WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state)))
         state.update(service=service, metrics=metrics, writer=writer, rollouts=rollouts, monitoring=monitoring,
                      alerts=alerts, ready=False)
         refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))

@@ -196,12 +196,10 @@ def run_worker(settings: Settings, jobs: Any, outcomes: Any) -> None:
         os.nice(settings.shadow_nice)
     except OSError:  # not allowed here: still out of the server's GIL
         pass
-    from matchday.monitoring import PredictionLogWriter
-    from matchday.store import PredictionLogStore
     from matchday.workspace import Workspace
 
     workspace = Workspace(settings)
-    writer = PredictionLogWriter(PredictionLogStore(workspace.database), settings.home.absolute() / "spool")
+    writer = workspace.log_writer()
     writer.start()
     models = ShadowModels(workspace.registry.load)
     try:
