@@ -5,6 +5,8 @@ Inferred from the reference data when not given; stored as JSON; serving validat
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from typing import Any, Literal
 
 import numpy as np
@@ -47,8 +49,9 @@ class Signature(BaseModel):
     inputs: list[ColumnSpec]
     output: OutputSpec
 
-    @property
+    @cached_property
     def input_names(self) -> list[str]:
+        """(Cached: the request path asks for it several times per request; the model is frozen.)"""
         return [c.name for c in self.inputs]
 
     def column(self, name: str) -> ColumnSpec:

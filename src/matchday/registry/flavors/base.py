@@ -66,7 +66,8 @@ class Predictor(ABC):
             raise InvalidInput(exc.message) from exc
         if self.signature is None:
             return table
-        missing = [n for n in names or [] if n not in table.column_names]
+        present = set(table.column_names)  # (a property that builds its list anew: not inside the loop)
+        missing = [n for n in names or [] if n not in present]
         if missing:
             raise InvalidInput("input is missing columns the model needs", [f"{n}: missing" for n in missing])
         problems: list[str] = []
