@@ -13,7 +13,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from itertools import accumulate, pairwise
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -52,14 +53,15 @@ class Columns:
         return Columns(values, first.types, sum(p.num_rows for p in parts))
 
 
-Rows = pa.Table | Columns
+Rows: TypeAlias = pa.Table | Columns  # a request's rows: typed lists, or a table (batch jobs, tests)
 
 
 def merge(tables: list[Rows]) -> tuple[pa.Table, list[int]]:
     """One table of all rows, and the offsets where each request's rows start."""
-    offsets = np.cumsum([0] + [t.num_rows for t in tables]).tolist()
-    if all(isinstance(t, Columns) and list(t.values) == list(tables[0].values) for t in tables):  # type: ignore[union-attr]
-        return Columns.concat(tables).to_arrow(), offsets  # type: ignore[arg-type]
+    offsets = list(accumulate((t.num_rows for t in tables), initial=0))
+    columns = [t for t in tables if isinstance(t, Columns)]
+    if len(columns) == len(tables) and all(list(c.values) == list(columns[0].values) for c in columns):
+        return Columns.concat(columns).to_arrow(), offsets
     arrow = [t.to_arrow() if isinstance(t, Columns) else t for t in tables]
     return (arrow[0] if len(arrow) == 1 else pa.concat_tables(arrow)), offsets
 
@@ -73,7 +75,7 @@ def split(scored: Scored, offsets: list[int]) -> list[Scored]:
     if len(scored.predictions) != rows or (scored.probabilities is not None and len(scored.probabilities) != rows):
         raise ModelOutputError(f"the model returned {len(scored.predictions)} predictions for {rows} rows")
     out = []
-    for start, end in zip(offsets, offsets[1:]):
+    for start, end in pairwise(offsets):
         proba = None if scored.probabilities is None else scored.probabilities[start:end]
         out.append(Scored(scored.predictions[start:end], proba))
     return out
@@ -174,6 +176,6 @@ class MicroBatcher:
             return
         if self.observe:
             self.observe(table.num_rows)
-        for b, part in zip(batch, parts):
+        for b, part in zip(batch, parts, strict=True):  # `split` gives one part per request
             if not b.future.done():
                 b.future.set_result(part)

@@ -17,7 +17,8 @@ from matchday.serving.codecs import V2Datatype
 Scalar = str | int | float | bool | None
 EntityKey = str | int | None
 Label = str | int | float | bool
-LABEL = "the ground truth: one of the deployed version's classes (1, 1.0 and \"1\" are the same), or a finite number for a regressor"
+LABEL = ("the ground truth: one of the deployed version's classes (1, 1.0 and \"1\" are the same), "
+         "or a finite number for a regressor")
 
 
 class InstancesBody(BaseModel):

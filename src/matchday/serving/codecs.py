@@ -257,6 +257,7 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 def v2_tensor(name: str, values: np.ndarray) -> dict[str, Any]:
     values = np.asarray(values)
+    data: list[Any]
     if values.dtype.kind in "OUS":
         datatype, data = "BYTES", [str(v) for v in values.reshape(-1)]
     elif values.dtype.kind == "b":

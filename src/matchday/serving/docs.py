@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC_PATH = "/static/docs"
-SWAGGER_JS, SWAGGER_CSS, REDOC_JS, FAVICON = "swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"
+SWAGGER_JS, SWAGGER_CSS = "swagger-ui-bundle.js", "swagger-ui.css"
+REDOC_JS, FAVICON = "redoc.standalone.js", "favicon.png"
 
 
 def mount_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
@@ -33,7 +34,8 @@ def mount_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc")
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{app.title} API",
-                                   swagger_js_url=asset(request, SWAGGER_JS), swagger_css_url=asset(request, SWAGGER_CSS),
+                                   swagger_js_url=asset(request, SWAGGER_JS),
+                                   swagger_css_url=asset(request, SWAGGER_CSS),
                                    swagger_favicon_url=asset(request, FAVICON),
                                    oauth2_redirect_url=root + oauth2_url if oauth2_url else None)
 

@@ -26,8 +26,9 @@ Label = tuple[str, str, Any]  # (key kind, key, label), as the feedback endpoint
 def check_labels(labels: Sequence[Label], outputs: Mapping[str, OutputSpec]) -> None:
     """Raise `InvalidLabels` with every label that none of ``outputs`` (by version ref) accepts.
 
-    >>> check_labels([("request_id", "r1", 1.0), ("id", "a", "0")], {"m:1": OutputSpec(task="classification", classes=[0, 1])})
-    >>> check_labels([("id", "a", "yes")], {"m:1": OutputSpec(task="classification", classes=[0, 1])})
+    >>> outputs = {"m:1": OutputSpec(task="classification", classes=[0, 1])}
+    >>> check_labels([("request_id", "r1", 1.0), ("id", "a", "0")], outputs)
+    >>> check_labels([("id", "a", "yes")], outputs)
     Traceback (most recent call last):
     ...
     matchday.serving.errors.InvalidLabels: 1 label(s) that m:1 could not have predicted

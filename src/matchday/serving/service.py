@@ -21,10 +21,9 @@ import pyarrow as pa
 
 from matchday.monitoring import PredictionLogWriter, json_safe
 from matchday.registry import OutputSpec, Predictor, Registry, RegistryError, Signature
-from matchday.rollout import DeploymentSettings, Deployments, Route, TrafficPlan
+from matchday.rollout import Deployments, DeploymentSettings, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
-from matchday.serving.request_ids import RequestIds
 from matchday.serving.errors import (
     BadRequest,
     InputOutOfRange,
@@ -35,6 +34,7 @@ from matchday.serving.errors import (
 )
 from matchday.serving.labels import check_labels
 from matchday.serving.metrics import ServingMetrics
+from matchday.serving.request_ids import RequestIds
 from matchday.serving.shadow_worker import ShadowJob, ShadowOutcome, ShadowWorker
 from matchday.serving.validation import ValidatedBatch, validate_columns
 from matchday.serving.warmup import Warmed, warm_row
@@ -232,7 +232,8 @@ class PredictionService:
         assert predictor.signature is not None
         batch, decoded = self._validate(deployment, decode, predictor.signature, settings)
         request_ids = REQUEST_IDS.take(decoded.rows)
-        keys = [entity if entity is not None else rid for entity, rid in zip(decoded.entity_ids, request_ids)]
+        keys = [entity if entity is not None else rid
+                for entity, rid in zip(decoded.entity_ids, request_ids, strict=True)]
         to_candidate = np.zeros(decoded.rows, dtype=bool) if fixed is not None else plan.assign(keys)
         groups = [(primary, np.flatnonzero(~to_candidate))]
         if to_candidate.any():
@@ -329,14 +330,16 @@ class PredictionService:
         return out
 
     def _answer_rows(self, deployment: str, answer: _Answer, batch: ValidatedBatch, decoded: DecodedRequest,
-                     request_ids: list[str], predictions: list[Prediction | None], now: datetime) -> list[dict[str, Any]]:
+                     request_ids: list[str], predictions: list[Prediction | None],
+                     now: datetime) -> list[dict[str, Any]]:
         assert answer.scored is not None and answer.predictor is not None
         classes = [str(c) for c in answer.predictor.classes or []]
         values = json_safe(answer.scored.predictions.tolist())
         probas = json_safe(answer.scored.probabilities.tolist()) if answer.scored.probabilities is not None else None
         rows = []
         for j, i in enumerate(answer.rows.tolist()):
-            proba = dict(zip(classes, probas[j])) if probas is not None and len(classes) == len(probas[j]) else None
+            proba = (dict(zip(classes, probas[j], strict=True))
+                     if probas is not None and len(classes) == len(probas[j]) else None)
             predictions[i] = Prediction(request_ids[i], decoded.entity_ids[i], values[j], proba, answer.route.version)
             rows.append(self._log_row(deployment, answer.route, request_ids[i], decoded.entity_ids[i],
                                       batch.records[i], values[j], probas[j] if probas is not None else None,

@@ -350,5 +350,5 @@ def score_jobs(jobs: list[ShadowJob], models: ShadowModels) -> tuple[ShadowOutco
              "version": j.version, "at": now, "inputs": record, "prediction": value, "probabilities": p,
              "latency_seconds": elapsed, "routing": j.routing, "error": error, "role": "shadow",
              "shadow_of": primary_id}
-            for (j, (primary_id, entity, record)), value, p in zip(inputs, values, probas)]
+            for (j, (primary_id, entity, record)), value, p in zip(inputs, values, probas, strict=False)]
     return ShadowOutcome(job.deployment, job.model, job.version, n, error), rows

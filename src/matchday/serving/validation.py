@@ -59,7 +59,8 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
     for spec in signature.inputs:
         values = columns.get(spec.name)
         if values is None:
-            problems.append({"field": path.format(row="*", column=spec.name), "problem": "missing: the model needs this input"})
+            problems.append({"field": path.format(row="*", column=spec.name),
+                             "problem": "missing: the model needs this input"})
             continue
         out: list[Any] = []
         for i, raw in enumerate(values):
@@ -75,7 +76,8 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
         raise InvalidRequest(f"{len(problems)} invalid value(s) in the request", problems)
     types = {spec.name: _ARROW[spec.type] for spec in signature.inputs}
     names = list(typed)
-    records = [dict(zip(names, row)) for row in zip(*typed.values())] if names else [{} for _ in range(rows)]
+    records = ([dict(zip(names, row, strict=True)) for row in zip(*typed.values(), strict=False)] if names
+               else [{} for _ in range(rows)])
     return ValidatedBatch(Columns(typed, types, rows), records, quality)
 
 

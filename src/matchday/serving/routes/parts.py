@@ -1,0 +1,72 @@
+"""What every route module shares: the parts the app's lifespan builds, the body reader, the response class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from matchday.monitoring import MonitoringLoop, PredictionLogWriter
+from matchday.rollout import Rollouts
+from matchday.serving.codecs import split_binary_body
+from matchday.serving.errors import BadRequest, PayloadTooLarge
+from matchday.serving.metrics import ServingMetrics
+from matchday.serving.service import PredictionService
+from matchday.store import AlertStore
+
+Schemas = dict[str, Any]  # the request bodies' JSON schemas by name, for the OpenAPI document's components
+
+
+class ORJSONResponse(JSONResponse):
+    """orjson renders NumPy values and non-string keys, and is several times faster than the standard library."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+class Parts:
+    """What the routes reach. The routes are declared when the app is built, but the parts exist only
+    once its lifespan has started (the database, the log writer), which fills them in with `start`."""
+
+    service: PredictionService
+    rollouts: Rollouts
+    monitoring: MonitoringLoop
+    alerts: AlertStore
+    metrics: ServingMetrics
+    writer: PredictionLogWriter
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.ready = False  # every deployed version warm: what ``/v2/health/ready`` answers
+
+    def start(self, *, service: PredictionService, rollouts: Rollouts, monitoring: MonitoringLoop,
+              alerts: AlertStore, metrics: ServingMetrics, writer: PredictionLogWriter) -> None:
+        """The lifespan's parts, not yet warm."""
+        self.service, self.rollouts, self.monitoring = service, rollouts, monitoring
+        self.alerts, self.metrics, self.writer = alerts, metrics, writer
+        self.ready = False
+
+
+async def read_json(request: Request, max_body_bytes: int) -> tuple[Any, bytes]:
+    """The body's JSON and its binary tail (the V2 binary tensor extension), refused past ``max_body_bytes``.
+
+    The routes read raw bodies rather than let FastAPI parse them: orjson, the binary tail, and
+    errors with the project's messages and field paths.
+    """
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_body_bytes:
+        raise PayloadTooLarge(f"the body is {int(length):,} bytes; the limit is {max_body_bytes:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise PayloadTooLarge(f"the body is over the limit of {max_body_bytes:,} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    header, binary = split_binary_body(raw, request.headers.get("inference-header-content-length"))
+    try:
+        return orjson.loads(header), binary
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
