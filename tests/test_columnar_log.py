@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from matchday.monitoring.log_columns import LogColumns
+from matchday.monitoring.log.columns import LogColumns
 from matchday.store import Database, PredictionLogStore
 from matchday.store.schema import UTCDateTime
 

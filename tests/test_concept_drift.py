@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from matchday.monitoring.concept_drift import (
+from matchday.monitoring.drift.concept import (
     ADWIN,
     DDM,
     DETECTORS,

@@ -30,10 +30,10 @@ from matchday.monitoring.drift.summary import (
     sample_of_summary,
     summarize_numeric,
 )
-from matchday.monitoring.performance import RegressionPerformance
-from matchday.monitoring.scaling import unscale
-from matchday.monitoring.window_metrics import window_metrics
-from matchday.monitoring.window_summary import (
+from matchday.monitoring.windows.performance import RegressionPerformance
+from matchday.monitoring.drift.scaling import unscale
+from matchday.monitoring.windows.metrics import window_metrics
+from matchday.monitoring.windows.summary import (
     VersionReference,
     merge_performance,
     merge_summary,

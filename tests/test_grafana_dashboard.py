@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from matchday.monitoring import WriterStats
-from matchday.monitoring.window_metrics import (
+from matchday.monitoring.windows.metrics import (
     CLASSIFICATION,
     DATASET,
     ESTIMATED,

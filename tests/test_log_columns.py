@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from matchday.monitoring.log_columns import LogColumns
-from matchday.monitoring.window_summary import VersionReference, summarize_columns
+from matchday.monitoring.log.columns import LogColumns
+from matchday.monitoring.windows.summary import VersionReference, summarize_columns
 from matchday.store import Database, PredictionLogStore
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)

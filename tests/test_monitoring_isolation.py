@@ -19,7 +19,7 @@ from rollout_support import cancer_frame, fitted
 
 from matchday.monitoring import MonitoringLoop, failure_counts
 from matchday.monitoring.drift.summary import column_mean, column_std, moments
-from matchday.monitoring.failures import Failures
+from matchday.monitoring.windows.failures import Failures
 from matchday.store import MonitorStateStore, PredictionLogStore, StoreUnavailable, WindowStore
 from matchday.workspace import Workspace, build_monitoring
 
@@ -176,7 +176,7 @@ def test_a_stored_window_with_lost_sums_is_repaired_and_a_garbled_one_starts_aga
 
 def test_a_failing_series_is_counted_and_the_others_are_written(workspace: Workspace,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import matchday.monitoring.summarizer as summarizer
+    import matchday.monitoring.windows.summarizer as summarizer
 
     model, version = register(workspace)
     loop = monitoring(workspace, [{"name": "errors", "metric": "error_rate", "window": "5m", "when": "> 0.5"}])

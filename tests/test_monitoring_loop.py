@@ -232,8 +232,8 @@ def test_image_brightness_and_text_length_are_watched_by_their_extractors(worksp
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    from matchday.monitoring.window_metrics import extractor_metrics
-    from matchday.monitoring.window_summary import merge_summary, summarize_rows
+    from matchday.monitoring.windows.metrics import extractor_metrics
+    from matchday.monitoring.windows.summary import merge_summary, summarize_rows
     from matchday.store import LoggedRow
 
     digits = load_digits(as_frame=True)

@@ -15,7 +15,7 @@ from hypothesis import strategies as hs
 from sklearn import metrics as skm
 from sklearn.isotonic import IsotonicRegression
 
-from matchday.monitoring.performance import (
+from matchday.monitoring.windows.performance import (
     BINS,
     CBPEEstimate,
     Calibrator,

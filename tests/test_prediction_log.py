@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from matchday.monitoring import PredictionLogWriter
-from matchday.monitoring.spool import Spool, read_rows
+from matchday.monitoring.log.spool import Spool, read_rows
 from matchday.store import Database, PredictionLogStore, StoreUnavailable
 
 UNREACHABLE = "postgresql+psycopg://u@127.0.0.1:1/x"

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from matchday.monitoring import ArmComparison, ArmStats
-from matchday.monitoring.arm_comparison import (
+from matchday.monitoring.windows.arm_comparison import (
     arm_stats,
     prediction_divergence,
     summarize_shadow,
@@ -143,7 +143,7 @@ def test_a_p99_over_the_limit_fails_only_if_the_candidate_is_significantly_slowe
 def test_latency_slower_pvalue_is_scipys_one_sided_mann_whitney() -> None:
     from scipy.stats import mannwhitneyu
 
-    from matchday.monitoring.arm_comparison import latency_slower_pvalue
+    from matchday.monitoring.windows.arm_comparison import latency_slower_pvalue
 
     rng = np.random.default_rng(3)
     fast, slow = list(rng.gamma(2, 0.005, 400)), list(rng.gamma(2, 0.005, 400) + 0.004)
@@ -351,7 +351,7 @@ def test_summarize_shadow_agreement_never_negative_and_empty_is_none() -> None:
 
 def test_divergence_from_few_rows_over_many_classes_is_not_a_failure_until_it_is_significant() -> None:
     """Ten classes, sixty rows a side, the same distribution: a JS distance over 0.2 is common chance."""
-    from matchday.monitoring.arm_comparison import divergence_pvalue, prediction_divergence
+    from matchday.monitoring.windows.arm_comparison import divergence_pvalue, prediction_divergence
 
     rng = np.random.default_rng(5)
     chance_failures = 0

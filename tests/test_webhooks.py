@@ -18,7 +18,7 @@ import pytest
 
 import matchday
 from matchday.errors import MatchdayError
-from matchday.monitoring.webhooks import InvalidWebhook, WebhookSender, parse_retry_after, validate_webhook_url
+from matchday.monitoring.alerts.webhooks import InvalidWebhook, WebhookSender, parse_retry_after, validate_webhook_url
 from matchday.store import Database, StoreUnavailable, WebhookDelivery, WebhookOutbox
 from matchday.workspace import Workspace
 
@@ -230,7 +230,7 @@ def test_a_refusal_gives_up_at_once(receiver: Receiver, outbox: WebhookOutbox,
     sender = make_sender(on_give_up=lambda d, reason: gave_up.append((d, reason)))
     ids = [sender.enqueue(receiver.url("/services/T000/B000/secret-token"), BODY) for _ in statuses]
 
-    with caplog.at_level(logging.INFO, logger="matchday.monitoring.webhooks"):
+    with caplog.at_level(logging.INFO, logger="matchday.monitoring.alerts.webhooks"):
         assert sender.deliver_due() == len(statuses)  # delivered in id order, so each meets its status
     assert sender.deliver_due() == 0
 
@@ -273,7 +273,7 @@ def test_a_failing_give_up_callback_is_logged_not_raised(receiver: Receiver, out
     sender = make_sender(on_give_up=broken)
     first = sender.enqueue(receiver.url(), BODY)
     second = sender.enqueue(receiver.url(), BODY)
-    with caplog.at_level(logging.ERROR, logger="matchday.monitoring.webhooks"):
+    with caplog.at_level(logging.ERROR, logger="matchday.monitoring.alerts.webhooks"):
         assert sender.deliver_due() == 2
     assert get(outbox, first).gave_up_at is not None
     assert get(outbox, second).delivered_at is not None  # the rest of the pass went on
@@ -377,7 +377,7 @@ def test_the_runner_survives_database_outages(receiver: Receiver, workspace: Wor
     flaky = FlakyOutbox(workspace.database, outages=3)
     sender = make_sender(flaky, poll_interval=0.02)
     delivery_id = outbox.add(receiver.url(), BODY)
-    with caplog.at_level(logging.WARNING, logger="matchday.monitoring.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="matchday.monitoring.alerts.webhooks"):
         sender.start()
         wait_until(lambda: get(outbox, delivery_id).delivered_at is not None)
     assert flaky.outages == 0 and sender.running

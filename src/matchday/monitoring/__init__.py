@@ -1,14 +1,16 @@
 """Monitoring: the prediction log (a batched writer that loses nothing), the drift engine, windows
 and metrics over the log, performance with late labels, concept-drift detectors, monitors and alerts."""
 
-from matchday.monitoring.arm_comparison import (
-    ArmComparison,
-    ArmStats,
-    ShadowReport,
-    compare_arms,
-    mean_difference_se,
-    proportion_difference_se,
-    shadow_report,
+from matchday.monitoring.alerts import (
+    AlertChange,
+    AlertEngine,
+    InvalidMonitor,
+    InvalidWebhook,
+    MonitorSpec,
+    WebhookSender,
+    alert_body,
+    default_monitors,
+    parse_monitors,
 )
 from matchday.monitoring.drift import (
     ColumnDrift,
@@ -29,8 +31,7 @@ from matchday.monitoring.drift import (
     render_html,
     summarize_table,
 )
-from matchday.monitoring.alerting import AlertChange, AlertEngine, alert_body
-from matchday.monitoring.concept_drift import (
+from matchday.monitoring.drift.concept import (
     ADWIN,
     DDM,
     DETECTORS,
@@ -41,16 +42,38 @@ from matchday.monitoring.concept_drift import (
     make_detector,
     update_many,
 )
-from matchday.monitoring.failures import FailureCount, SeriesFailure, failure_counts
-from matchday.monitoring.log_export import ExportSummary, export_log
+from matchday.monitoring.log import (
+    ExportSummary,
+    PredictionLogWriter,
+    WriterStats,
+    export_log,
+    json_safe,
+)
 from matchday.monitoring.loop import LoopResult, MonitoringLoop
-from matchday.monitoring.monitors import InvalidMonitor, MonitorSpec, default_monitors, parse_monitors
-from matchday.monitoring.performance import CBPEEstimate, Calibrator, ClassificationPerformance, RegressionPerformance
-from matchday.monitoring.prediction_log import PredictionLogWriter, WriterStats, json_safe
-from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer, SummarizerConfig, count_width
-from matchday.monitoring.webhooks import InvalidWebhook, WebhookSender
-from matchday.monitoring.window_metrics import diagnose, known_metric, window_metrics
-from matchday.monitoring.window_summary import VersionReference
+from matchday.monitoring.windows import (
+    TIME_WIDTHS,
+    ArmComparison,
+    ArmStats,
+    Calibrator,
+    CBPEEstimate,
+    ClassificationPerformance,
+    FailureCount,
+    RegressionPerformance,
+    SeriesFailure,
+    ShadowReport,
+    Summarizer,
+    SummarizerConfig,
+    VersionReference,
+    compare_arms,
+    count_width,
+    diagnose,
+    failure_counts,
+    known_metric,
+    mean_difference_se,
+    proportion_difference_se,
+    shadow_report,
+    window_metrics,
+)
 
 __all__ = [
     "ADWIN",

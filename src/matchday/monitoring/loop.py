@@ -3,7 +3,7 @@
 A window is judged once it is complete (a time window after it closes, a window by count when it
 holds its rows) and again whenever late labels change it; a series is never judged on a window
 older than the last one it was judged on. A monitor that cannot be judged on a window is logged,
-counted against its series (`matchday.monitoring.failures`) and passed over; the others go on.
+counted against its series (`matchday.monitoring.windows.failures`) and passed over; the others go on.
 """
 
 from __future__ import annotations
@@ -14,13 +14,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from matchday.monitoring.alerting import AlertChange, AlertEngine
-from matchday.monitoring.failures import FAILURES_KEY, Failures, SeriesFailure
-from matchday.monitoring.monitors import MonitorSpec, Verdict, default_monitors, judge, monitors_for
-from matchday.monitoring.summarizer import TIME_WIDTHS, Summarizer, describe
-from matchday.monitoring.window_metrics import CLASSIFICATION, REGRESSION, diagnose, reference_brightness
-from matchday.monitoring.window_summary import label_text
-from matchday.monitoring.webhooks import WebhookSender
+from matchday.monitoring.alerts import (
+    AlertChange,
+    AlertEngine,
+    MonitorSpec,
+    Verdict,
+    WebhookSender,
+    default_monitors,
+    judge,
+    monitors_for,
+)
+from matchday.monitoring.log import label_text
+from matchday.monitoring.windows import (
+    CLASSIFICATION,
+    FAILURES_KEY,
+    REGRESSION,
+    TIME_WIDTHS,
+    Failures,
+    SeriesFailure,
+    Summarizer,
+    describe,
+    diagnose,
+    reference_brightness,
+)
 from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
 
 log = logging.getLogger("matchday.monitoring")

@@ -12,11 +12,18 @@ from matchday.monitoring.drift.engine import (
     compare_summary_to_profile,
     compare_tables,
     compare_to_profile,
+    is_numeric,
     prediction_drift,
 )
-from matchday.monitoring.drift.summary import CorruptSummary, column_mean, column_std, merge_summaries, summarize_table
 from matchday.monitoring.drift.extractors import TextFeatures, image_features
 from matchday.monitoring.drift.html_report import render_html
+from matchday.monitoring.drift.scaling import (
+    MAX_SCALE,
+    scale_array,
+    scale_down,
+    scale_for,
+    unscale,
+)
 from matchday.monitoring.drift.statistics import (
     chi_square,
     js_distance,
@@ -26,8 +33,29 @@ from matchday.monitoring.drift.statistics import (
     wasserstein_sorted,
     z_test_proportions,
 )
+from matchday.monitoring.drift.summary import (
+    CorruptSummary,
+    SketchedValues,
+    column_mean,
+    column_std,
+    merge_summaries,
+    sample_of_summary,
+    sketch_keys,
+    summarize_sketched,
+    summarize_table,
+)
 
 __all__ = [
+    "MAX_SCALE",
+    "SketchedValues",
+    "is_numeric",
+    "sample_of_summary",
+    "scale_array",
+    "scale_down",
+    "scale_for",
+    "sketch_keys",
+    "summarize_sketched",
+    "unscale",
     "ColumnDrift",
     "ColumnTest",
     "CorruptSummary",

@@ -280,7 +280,10 @@ def compare_parquet_files(reference: str, current: str, *, columns: list[str] | 
 
     report = _dataset(dict(zip(names, _parallel(one, names))), share_threshold, ref_rows, cur_rows)
     if multivariate:
-        from matchday.monitoring.drift.domain_classifier import MAX_ROWS_PER_SIDE, domain_classifier_auc
+        from matchday.monitoring.drift.domain_classifier import (
+            MAX_ROWS_PER_SIDE,
+            domain_classifier_auc,
+        )
 
         def head(path: str) -> pa.Table:  # a sample of rows spread over the file's row groups
             file = pq.ParquetFile(path)

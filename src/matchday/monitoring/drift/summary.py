@@ -21,8 +21,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from matchday.monitoring.drift.samples import PSEUDO_SAMPLE_MAX, CategoricalSample, NumericSample, categorical_from_column
-from matchday.monitoring.scaling import MAX_SCALE, scale_array, scale_down, scale_for, unscale
+from matchday.monitoring.drift.samples import (
+    PSEUDO_SAMPLE_MAX,
+    CategoricalSample,
+    NumericSample,
+    categorical_from_column,
+)
+from matchday.monitoring.drift.scaling import (
+    MAX_SCALE,
+    scale_array,
+    scale_down,
+    scale_for,
+    unscale,
+)
 
 ALPHA = 0.005
 _GAMMA = (1 + ALPHA) / (1 - ALPHA)

@@ -12,10 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from matchday.monitoring.drift import DriftError, compare_summary_to_profile
-from matchday.monitoring.drift.summary import column_mean, sample_of_summary
-from matchday.monitoring.performance import CBPEEstimate, ClassificationPerformance, RegressionPerformance
-from matchday.monitoring.window_summary import VersionReference, label_text
+from matchday.monitoring.drift import (
+    DriftError,
+    column_mean,
+    compare_summary_to_profile,
+    sample_of_summary,
+)
+from matchday.monitoring.windows.performance import (
+    CBPEEstimate,
+    ClassificationPerformance,
+    RegressionPerformance,
+)
+from matchday.monitoring.windows.summary import VersionReference, label_text
 
 SOFTWARE = ("rows", "requests", "throughput", "error_rate", "latency_p50", "latency_p95", "latency_p99")
 OUTPUT = ("mean_confidence", "null_share", "prediction_drift", "prediction_drift_detected")

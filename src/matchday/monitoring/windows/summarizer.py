@@ -11,7 +11,7 @@ PostgreSQL a lower id can commit after a higher one, so ids the cursor passed wi
 kept as gaps and looked for again for ``GAP_SECONDS``. (A state from before the columnar log kept a
 row id; rows up to it are not summarised again.)
 
-One series' trouble is its own (`matchday.monitoring.failures`): a version whose rows cannot be
+One series' trouble is its own (`matchday.monitoring.windows.failures`): a version whose rows cannot be
 summarised, a window that cannot be merged or measured, a label that cannot be scored, is logged,
 counted and passed over; the cursor moves on and every other series' windows are written. A stored
 window whose summary cannot be merged at all starts again from the new rows (noted in its summary
@@ -31,11 +31,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
-from matchday.monitoring.concept_drift import DetectorError, detector_from_state, make_detector
-from matchday.monitoring.failures import FAILURES_KEY, Failures, Series, SeriesFailure
-from matchday.monitoring.log_columns import LogColumns, to_datetime
-from matchday.monitoring.window_metrics import window_metrics
-from matchday.monitoring.window_summary import (
+from matchday.monitoring.drift.concept import (
+    DetectorError,
+    detector_from_state,
+    make_detector,
+)
+from matchday.monitoring.log import LogColumns, to_datetime
+from matchday.monitoring.windows.failures import (
+    FAILURES_KEY,
+    Failures,
+    Series,
+    SeriesFailure,
+)
+from matchday.monitoring.windows.metrics import window_metrics
+from matchday.monitoring.windows.summary import (
     VersionReference,
     columns_of_batch,
     label_text,

@@ -58,7 +58,7 @@ def validate_webhook_url(url: str) -> str:
     >>> validate_webhook_url("ftp://example.com/x")
     Traceback (most recent call last):
     ...
-    matchday.monitoring.webhooks.InvalidWebhook: webhook URL must start with http:// or https:// ('ftp:' given)
+    matchday.monitoring.alerts.webhooks.InvalidWebhook: webhook URL must start with http:// or https:// ('ftp:' given)
     """
     if not isinstance(url, str) or not url.strip():
         raise InvalidWebhook("webhook URL is empty")
@@ -133,7 +133,9 @@ class WebhookSender:
             raise ValueError("base_delay and max_delay must not be negative")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, not {poll_interval}")
-        from matchday import __version__  # here, not at the top: `matchday` imports this part
+        from matchday import (
+            __version__,  # here, not at the top: `matchday` imports this part
+        )
 
         self.outbox = outbox
         self.timeout = timeout

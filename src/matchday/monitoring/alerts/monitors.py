@@ -13,12 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from matchday.errors import MatchdayError
-from matchday.monitoring.summarizer import TIME_WIDTHS
-from matchday.monitoring.webhooks import InvalidWebhook, validate_webhook_url
-from matchday.monitoring.window_metrics import known_metric
+from matchday.monitoring.alerts.webhooks import InvalidWebhook, validate_webhook_url
+from matchday.monitoring.windows import TIME_WIDTHS, known_metric
 
 _OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
                                                    "<=": operator.le}

@@ -38,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from matchday.monitoring.scaling import MAX_SCALE, scale_array, scale_down, scale_for, unscale
+from matchday.monitoring.drift import (
+    MAX_SCALE,
+    scale_array,
+    scale_down,
+    scale_for,
+    unscale,
+)
 
 BINS = 1000  # equal-width probability bins on [0, 1]: ROC AUC is exact up to ties within 0.001
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
@@ -137,7 +143,7 @@ class RegressionPerformance:
     deviations from its mean and merged by Chan's formula: ``sum(y**2) - sum(y)**2 / n`` would cancel
     catastrophically for a target far from zero.
 
-    The sums are kept in units of ``2**scale`` (`matchday.monitoring.scaling`), ``scale`` the exponent
+    The sums are kept in units of ``2**scale`` (`matchday.monitoring.drift.scaling`), ``scale`` the exponent
     that brings the largest truth or prediction into [0.5, 1): labels are the callers' (feedback), and a
     label of 1e200 squared, or the error between -1e308 and 1e308, would overflow to inf, which is
     stored as null and breaks every later merge of the window. A metric whose true value is beyond a
@@ -339,7 +345,9 @@ class Calibrator:
     @classmethod
     def fit(cls, classes: Sequence[str], proba: np.ndarray, y_true: np.ndarray) -> Calibrator:
         """Fit on reference rows; rows with an unknown label or a non-finite probability are left out."""
-        from sklearn.isotonic import IsotonicRegression  # imported on first use: heavy, and only fitting needs it
+        from sklearn.isotonic import (
+            IsotonicRegression,  # imported on first use: heavy, and only fitting needs it
+        )
 
         names = _check_classes(classes)
         k = len(names)

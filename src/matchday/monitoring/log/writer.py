@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from matchday.monitoring.spool import REPLAY_CHUNK, Spool, read_rows, same_file
+from matchday.monitoring.log.spool import REPLAY_CHUNK, Spool, read_rows, same_file
 from matchday.store import PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from matchday.monitoring.monitors import MonitorSpec, Verdict
-from matchday.store import AlertAlreadyFiring, AlertRecord, AlertStore, MetricWindow, MonitorStateStore
+from matchday.monitoring.alerts.monitors import MonitorSpec, Verdict
+from matchday.store import (
+    AlertAlreadyFiring,
+    AlertRecord,
+    AlertStore,
+    MetricWindow,
+    MonitorStateStore,
+)
 
 log = logging.getLogger("matchday.alerts")
 ActionHook = Callable[[str, AlertRecord], None]  # (deployment, alert): rollback, review, retrain

@@ -18,8 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from matchday.monitoring.drift.engine import is_numeric
-from matchday.monitoring.drift.summary import SketchedValues, sketch_keys
+from matchday.monitoring.drift import SketchedValues, is_numeric, sketch_keys
 from matchday.store import MIXED_PREDICTIONS as MIXED
 from matchday.store import LoggedRow
 

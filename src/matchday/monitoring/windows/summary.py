@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from matchday.monitoring.drift import merge_summaries, summarize_table
-from matchday.monitoring.drift.summary import summarize_sketched
-from matchday.monitoring.log_columns import LogColumns, label_text, to_datetime
-from matchday.monitoring.performance import (
-    CBPEEstimate,
+from matchday.monitoring.drift import (
+    merge_summaries,
+    summarize_sketched,
+    summarize_table,
+)
+from matchday.monitoring.log import LogColumns, label_text, to_datetime
+from matchday.monitoring.windows.performance import (
     Calibrator,
+    CBPEEstimate,
     ClassificationPerformance,
     RegressionPerformance,
 )

@@ -1,0 +1,47 @@
+"""Windows over the log (time, count, segments): their summaries, metrics and performance with late
+labels, the comparison of two versions' arms, and the per-series failure isolation that keeps them going."""
+
+from matchday.monitoring.windows.arm_comparison import (
+    ArmComparison,
+    ArmStats,
+    ShadowReport,
+    compare_arms,
+    mean_difference_se,
+    proportion_difference_se,
+    shadow_report,
+)
+from matchday.monitoring.windows.failures import (
+    FAILURES_KEY,
+    FailureCount,
+    Failures,
+    SeriesFailure,
+    failure_counts,
+)
+from matchday.monitoring.windows.metrics import (
+    CLASSIFICATION,
+    REGRESSION,
+    diagnose,
+    known_metric,
+    reference_brightness,
+    window_metrics,
+)
+from matchday.monitoring.windows.performance import (
+    Calibrator,
+    CBPEEstimate,
+    ClassificationPerformance,
+    RegressionPerformance,
+)
+from matchday.monitoring.windows.summarizer import (
+    TIME_WIDTHS,
+    Summarizer,
+    SummarizerConfig,
+    count_width,
+    describe,
+)
+from matchday.monitoring.windows.summary import VersionReference
+
+__all__ = ["CLASSIFICATION", "FAILURES_KEY", "REGRESSION", "TIME_WIDTHS", "ArmComparison", "ArmStats", "CBPEEstimate",
+           "Calibrator", "ClassificationPerformance", "FailureCount", "Failures", "RegressionPerformance", "SeriesFailure",
+           "ShadowReport", "Summarizer", "SummarizerConfig", "VersionReference", "compare_arms", "count_width",
+           "describe", "diagnose", "failure_counts", "known_metric", "mean_difference_se", "proportion_difference_se",
+           "reference_brightness", "shadow_report", "window_metrics"]
