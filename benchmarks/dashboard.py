@@ -330,8 +330,8 @@ def main() -> None:
           file=sys.stderr, flush=True)
     load_after = os.getloadavg()
 
-    s, l = f"{args.small:,}", f"{args.large:,}"
-    print(f"\nDashboard pages (matchday serve, SQLite) over {s} and {l} logged predictions in one hour; "
+    small, large = f"{args.small:,}", f"{args.large:,}"
+    print(f"\nDashboard pages (matchday serve, SQLite) over {small} and {large} logged predictions in one hour; "
           f"median and p95 of {args.requests} GETs after a warm-up")
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
           f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
@@ -339,9 +339,9 @@ def main() -> None:
         i = info[name]
         print(f"  {sizes[name]:>9,} rows: windows {i['windows']}, {i['alerts']} alerts "
               f"(setup tick {i['tick_seconds']} s, not measured)")
-    head = (f"{'page':<34} | {f'{s} ms':>11} | {'p95':>7} | {f'{l} ms':>13} | {'p95':>8} | "
+    head = (f"{'page':<34} | {f'{small} ms':>11} | {'p95':>7} | {f'{large} ms':>13} | {'p95':>8} | "
             f"{'ratio':>8} | {'n':>3} | {'KB':>11}")
-    print(f"ratio: median over {l} rows / median over {s}; n: timed GETs per server; KB: page size over {s}/{l}")
+    print(f"ratio: median over {large} rows / median over {small}; n: timed GETs per server; KB: page size over {small}/{large}")
     print(head)
     print("-" * len(head))
     for label, _, _ in targets:
@@ -359,10 +359,10 @@ def main() -> None:
         print(f"{what:<34} | {ma:>11.0f} | {'':>7} | {mb:>13.0f} | {'':>8} | {mb / ma:>7.1f}x | {'':>3} |{note}")
     drill = statistics.median(timed["drift x0 (numeric), 1h"]["large"]["ms"])
     total = 1000 * peer["large"][-1]["total_s"]
-    print(f"\nEvidently over {rows_large:,} rows / the x0 drift drill-down page over {l}: "
+    print(f"\nEvidently over {rows_large:,} rows / the x0 drift drill-down page over {large}: "
           f"{total:,.0f} ms / {drill:.1f} ms = {total / drill:,.0f}x")
-    print(f"Evidently runs over {s} rows (s): " + ", ".join(f"{r['total_s']:.2f}" for r in peer["small"])
-          + f"; peak MB {s}: {max(r['peak_mb'] for r in peer['small']):.0f}, "
+    print(f"Evidently runs over {small} rows (s): " + ", ".join(f"{r['total_s']:.2f}" for r in peer["small"])
+          + f"; peak MB {small}: {max(r['peak_mb'] for r in peer['small']):.0f}, "
           f"{rows_large:,}: {peer['large'][-1]['peak_mb']:.0f}")
     for name in ("small", "large"):
         theirs = peer[name][-1]

@@ -46,8 +46,9 @@ def time_matchday(frame: pd.DataFrame, fitted) -> float:  # type: ignore[no-unty
         start = time.perf_counter()
         ws.registry.register("bench", fitted, reference=numeric)
         numeric_seconds = time.perf_counter() - start
-        from matchday.registry.profile import profile_table
         import pyarrow as pa
+
+        from matchday.registry.profile import profile_table
 
         categorical = pa.Table.from_pandas(frame[[f"c{i}" for i in range(5)]], preserve_index=False)
         start = time.perf_counter()

@@ -52,8 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pandas as pd
+import pyarrow as pa
 
 NUMERIC = [f"x{i}" for i in range(20)]
 CATEGORICAL = [f"c{i}" for i in range(5)]

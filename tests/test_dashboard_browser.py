@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

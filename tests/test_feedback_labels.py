@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from server_process import ServerProcess, http, wait_until
 
 from matchday.config import Settings
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
-from server_process import ServerProcess, http, wait_until
 
 
 def _frame(rows: int = 200) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from hypothesis import strategies as hs
 from hypothesis.extra.numpy import arrays
 
 from matchday.monitoring.drift import merge_summaries
+from matchday.monitoring.drift.scaling import unscale
 from matchday.monitoring.drift.summary import (
     CorruptSummary,
     column_mean,
@@ -30,9 +31,8 @@ from matchday.monitoring.drift.summary import (
     sample_of_summary,
     summarize_numeric,
 )
-from matchday.monitoring.windows.performance import RegressionPerformance
-from matchday.monitoring.drift.scaling import unscale
 from matchday.monitoring.windows.metrics import window_metrics
+from matchday.monitoring.windows.performance import RegressionPerformance
 from matchday.monitoring.windows.summary import (
     VersionReference,
     merge_performance,

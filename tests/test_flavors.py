@@ -142,7 +142,6 @@ def _mlflow_dir(cancer, cancer_pipeline, tmp: Path) -> Case:
 def _callable(mixed: pd.DataFrame, tmp: Path) -> Case:
     import flavor_callables as fc
 
-    X = mixed.drop(columns="label")
     return Case("flavor_callables:score", mixed, "label", fc.score, fc.score_proba, "callable", "classification",
                 {"proba": "flavor_callables:score_proba"})
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from matchday.workspace import Workspace
 from rollout_support import fitted
 from server_process import ServerProcess, http
+
+from matchday.workspace import Workspace
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")

@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from rollout_support import cancer_frame, fitted
+from server_process import ServerProcess, http, wait_until
 
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
-from rollout_support import cancer_frame, fitted
-from server_process import ServerProcess, http, wait_until
 
 FAST = {"MATCHDAY_CONTROLLER_INTERVAL": "0.2", "MATCHDAY_MONITOR_INTERVAL": "0.3", "MATCHDAY_SHADOW_NICE": "0"}
 FEATURE = "mean smoothness"

@@ -11,10 +11,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from cli_in_process import run_in_process
+from server_process import ServerProcess, http
 
 import matchday.workspace
 from matchday.workspace import Workspace
-from server_process import ServerProcess, http
 
 
 def _forget_default_workspace() -> None:

@@ -388,8 +388,21 @@ def _frames() -> dict[str, tuple[pd.DataFrame, pd.Series]]:
 def _estimator(name: str) -> Any:
     import lightgbm
     import xgboost
-    from sklearn import calibration, cluster, compose, ensemble, linear_model, naive_bayes, neighbors, neural_network
-    from sklearn import impute, pipeline, preprocessing, svm, tree
+    from sklearn import (
+        calibration,
+        cluster,
+        compose,
+        ensemble,
+        impute,
+        linear_model,
+        naive_bayes,
+        neighbors,
+        neural_network,
+        pipeline,
+        preprocessing,
+        svm,
+        tree,
+    )
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     lr = linear_model.LogisticRegression(max_iter=5000)

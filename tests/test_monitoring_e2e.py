@@ -102,7 +102,7 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
                     {"request_id": rid, "label": int(stream.labels[i])} for rid, i in done]}).json()
                 assert joined["joined"] == COUNT
             # one tick sees each window: wait until the loop has summarised what was sent
-            wait_until(lambda: sum(w["rows"] for w in client.get(
+            wait_until(lambda start=start: sum(w["rows"] for w in client.get(
                 f"{url}/v1/deployments/cancer/metrics", params={"window": f"{COUNT}rows"}).json()["windows"])
                 >= start + COUNT, timeout=60)
             time.sleep(0.5)  # more ticks: the labels just sent are in, the monitors have judged

@@ -237,7 +237,6 @@ def test_image_brightness_and_text_length_are_watched_by_their_extractors(worksp
     from matchday.store import LoggedRow
 
     digits = load_digits(as_frame=True)
-    pixels = list(digits.feature_names)
     model = LogisticRegression(max_iter=200).fit(digits.data.iloc[:1000], digits.target.iloc[:1000])
     workspace.registry.register("digits", model, reference=digits.data.iloc[:1000])
     workspace.deployments.deploy("digits", "digits:1")

@@ -17,8 +17,8 @@ from sklearn.isotonic import IsotonicRegression
 
 from matchday.monitoring.windows.performance import (
     BINS,
-    CBPEEstimate,
     Calibrator,
+    CBPEEstimate,
     ClassificationPerformance,
     RegressionPerformance,
     label_indices,

@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from server_process import MATCHDAY, ServerProcess, http
 
 from matchday.demo import transactions
 from matchday.rollout import RolloutError
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
-from server_process import MATCHDAY, ServerProcess, http
 
 FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
 FAST_CONTROLLER = {"MATCHDAY_CONTROLLER_INTERVAL": "0.2", "MATCHDAY_SHADOW_NICE": "0"}

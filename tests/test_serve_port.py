@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from cli_in_process import run_in_process
-from matchday.serving.listen import Holder, listeners
 from server_process import free_port
+
+from matchday.serving.listen import Holder, listeners
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from server_process import ServerProcess, http, wait_until
 
 from matchday import Client
 from matchday.client import ServerError
@@ -24,7 +25,6 @@ from matchday.config import Settings
 from matchday.demo import transactions
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
-from server_process import ServerProcess, http, wait_until
 
 FEATURES = ["amount", "hour", "merchant", "country", "card_present"]
 

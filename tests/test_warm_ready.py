@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from server_process import ServerProcess, http, wait_until
 
 from matchday.config import Settings
 from matchday.workspace import Workspace
-from server_process import ServerProcess, http, wait_until
 
 CALLS, GATE = "MATCHDAY_TEST_WARM_CALLS", "MATCHDAY_TEST_WARM_GATE"
 
@@ -124,7 +124,7 @@ def test_a_server_with_shadows_in_two_processes_stops_without_leaked_semaphores(
     finally:
         assert server.stop() == 0
     for pid in trackers:  # it reports leaks when the last process using it is gone
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="the resource tracker to exit")
+        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=30, what="the resource tracker to exit")
     log = server.log.read_text()
     assert "leaked semaphore" not in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]

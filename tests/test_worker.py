@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from matchday.workspace import Workspace
 from rollout_support import cancer_frame, deployed
 from server_process import MATCHDAY, ServerProcess, http, wait_until
+
+from matchday.workspace import Workspace
 
 FAST = {"MATCHDAY_MONITOR_INTERVAL": "0.3", "MATCHDAY_CONTROLLER_INTERVAL": "0.2"}
 
