@@ -6,7 +6,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from rich.table import Table
 from matchday.errors import MatchdayError
 
 if TYPE_CHECKING:
+    from matchday.monitoring import ColumnTest
     from matchday.store import ModelVersionRecord
     from matchday.workspace import Workspace
 
@@ -239,7 +240,7 @@ def serve(
 
     ws = default_workspace()
     ws.database.upgrade()  # once, before the workers start
-    ws.monitoring  # a monitor that cannot be checked stops here, with every reason, before anything starts
+    _ = ws.monitoring  # a monitor that cannot be checked stops here, with every reason, before anything starts
     if workers > 1:  # every worker writes its metrics here; /metrics sums them
         import os
         import shutil
@@ -590,6 +591,15 @@ def log_export(
 DRIFT_EXIT_CODE = 3
 
 
+class _DriftOptions(TypedDict):
+    """What `drift` passes to `compare_parquet_files` or `compare_tables` (the same for both)."""
+
+    columns: list[str] | None
+    tests: dict[str, ColumnTest]
+    share_threshold: float
+    multivariate: bool
+
+
 @app.command("drift")
 def drift(
     reference: Annotated[Path, typer.Argument(help="reference data, CSV or Parquet")],
@@ -616,8 +626,8 @@ def drift(
             raise DriftError(f"--test {spec!r}: the threshold must be a number") from exc
         if not column or not name:
             raise DriftError(f"--test {spec!r}: expected COLUMN=TEST[:THRESHOLD]")
-    options = {"columns": columns.split(",") if columns else None, "tests": overrides,
-               "share_threshold": share_threshold, "multivariate": multivariate}
+    options: _DriftOptions = {"columns": columns.split(",") if columns else None, "tests": overrides,
+                              "share_threshold": share_threshold, "multivariate": multivariate}
     parquet = {".parquet", ".pq"}
     if reference.suffix.lower() in parquet and current.suffix.lower() in parquet and reference.is_file() and current.is_file():
         with out.status("comparing column by column..."):

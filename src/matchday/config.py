@@ -25,10 +25,11 @@ class MonitoringSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count_window: int = Field(1000, ge=10, le=1_000_000, description="rows per window by count")
+    count_window: int = Field(default=1000, ge=10, le=1_000_000, description="rows per window by count")
     segments: dict[str, list[str]] = Field(default_factory=dict,
                                            description="deployment (or '*') -> input features to slice metrics by")
-    max_segment_values: int = Field(20, ge=1, le=1000, description="values per segment feature with their own series")
+    max_segment_values: int = Field(default=20, ge=1, le=1000,
+                                    description="values per segment feature with their own series")
     images: dict[str, list[str]] = Field(default_factory=dict, description="deployment (or '*') -> the pixel inputs "
                                                                            "of an image (names or prefix*)")
     texts: dict[str, list[str]] = Field(default_factory=dict, description="deployment (or '*') -> free-text inputs")
@@ -45,10 +46,10 @@ class Settings(BaseModel):
     home: Path = Path(".matchday")
     database_url: str | None = None
     artifact_url: str | None = None
-    controller_interval: float = Field(1.0, gt=0, le=60, description="seconds between rollout controller ticks")
-    shadow_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the process that scores shadows: "
+    controller_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between rollout controller ticks")
+    shadow_nice: int = Field(default=10, ge=0, le=19, description="CPU niceness of the process that scores shadows: "
                              "higher yields more to the answers clients wait for, and drops more copies when busy")
-    monitor_interval: float = Field(5.0, gt=0, le=3600, description="seconds between monitoring loop ticks")
+    monitor_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds between monitoring loop ticks")
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     monitors: list[dict[str, Any]] = Field(default_factory=list, description="monitors (see docs/monitoring.md)")
     rollouts: dict[str, dict[str, Any]] = Field(default_factory=dict,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from matchday.dashboard.charts import (
     chart_events,
@@ -22,16 +22,30 @@ from matchday.dashboard.charts import (
 )
 from matchday.dashboard.errors import BadTimeRange, PageNotFound
 from matchday.dashboard.timerange import TimeRange
-from matchday.monitoring import TIME_WIDTHS, DriftError, MonitoringLoop, compare_summary_to_profile, merge_summaries
+from matchday.monitoring import (
+    TIME_WIDTHS,
+    DriftError,
+    MonitoringLoop,
+    MonitorSpec,
+    compare_summary_to_profile,
+    merge_summaries,
+)
 from matchday.registry import Registry
 from matchday.rollout import Deployments, NothingToDo, Rollouts
-from matchday.store import AlertStore, MetricWindow, NotFound, RolloutNotFound
+from matchday.store import AlertRecord, AlertStore, MetricWindow, NotFound, RolloutNotFound
 from matchday.workspace import Workspace
 
 ACTIONS = ("promote", "rollback", "pause", "resume")
 RECENT = timedelta(minutes=15)  # a deployment with no window ending since then is idle
 MAX_WINDOWS = 2000
 COUNT_WIDTH = re.compile(r"^[1-9]\d*rows\Z")
+
+
+class AlertEntry(TypedDict):
+    """One row of the alerts page: the alert and the monitor that raised it (None if no longer configured)."""
+
+    alert: AlertRecord
+    monitor: MonitorSpec | None
 
 
 @dataclass
@@ -288,11 +302,11 @@ class DashboardPages:
         if deployment:
             self._deployment(deployment)
         alerts = self.alert_store.list(deployment or None, state=state, limit=500)
-        monitors: dict[tuple[str, str], Any] = {}
+        monitors: dict[tuple[str, str], MonitorSpec] = {}
         for d in {a.deployment for a in alerts}:
             for m in self.monitoring.monitors_of(d):
                 monitors[(d, m.name)] = m
-        rows = [{"alert": a, "monitor": monitors.get((a.deployment, a.monitor))} for a in alerts]
+        rows: list[AlertEntry] = [{"alert": a, "monitor": monitors.get((a.deployment, a.monitor))} for a in alerts]
         return {"firing": [r for r in rows if r["alert"].state == "firing"],
                 "resolved": [r for r in rows if r["alert"].state != "firing"], "state": state,
                 "deployment": deployment, "deployments": [d.name for d in self.deployments.list()]}

@@ -4,6 +4,7 @@ up until Ctrl-C."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console
 
@@ -18,7 +19,7 @@ PAGES = ("/", "/deployments/payments", "/deployments/payments/drift/amount", "/d
 
 def serve(console: Console, ws: Workspace, port: int = 8000) -> None:
     """Serve until Ctrl-C, with the payments monitors the alerts came from (so each alert shows its monitor)."""
-    settings = {"monitors": demo_monitors(), "monitoring": MonitoringSettings(count_window=WINDOW)}
+    settings: dict[str, Any] = {"monitors": demo_monitors(), "monitoring": MonitoringSettings(count_window=WINDOW)}
     with running_server(ws, port=port, **settings) as url:
         console.print("the pages read the windows the monitoring loop stored; they refresh every 10 s:")
         for page in PAGES:

@@ -19,8 +19,11 @@ from matchday.demo.serving import running_server
 from matchday.workspace import Workspace
 
 WINDOW = 500  # rows per window by count
-PHASES = (("stationary", 2_500, {}), ("holidays: more spent, more abroad (data drift)", 2_000, {"amount_scale": 2.0, "abroad": 0.3}),
-          ("back to normal", 1_500, {}), ("fraudsters change tactics (concept drift)", 2_500, {"concept_shift": 1.0}))
+PHASES: tuple[tuple[str, int, dict[str, float]], ...] = (  # story, rows, the shift transactions() draws them with
+    ("stationary", 2_500, {}),
+    ("holidays: more spent, more abroad (data drift)", 2_000, {"amount_scale": 2.0, "abroad": 0.3}),
+    ("back to normal", 1_500, {}),
+    ("fraudsters change tactics (concept drift)", 2_500, {"concept_shift": 1.0}))
 
 
 class Pager:
@@ -65,12 +68,12 @@ def run(console: Console, ws: Workspace) -> None:
     ws.deployments.deploy("payments", "demo-fraud@champion")
     pager = Pager(console)
     monitors = demo_monitors(pager.url)
-    console.print("matchday.yaml:\n  monitoring: {count_window: %d}\n  monitors:" % WINDOW)
+    console.print(f"matchday.yaml:\n  monitoring: {{count_window: {WINDOW}}}\n  monitors:")
     for m in monitors:
         console.print(f"    - {{name: {m['name']}, metric: {m['metric']}, window: {m['window']}, when: '{m['when']}'"
                       + (f", relative_to: {m['relative_to']}" if "relative_to" in m else "") + ", actions: \\[alert, webhook]}")
-    settings = {"monitor_interval": 0.5, "monitors": monitors,
-                "monitoring": MonitoringSettings(count_window=WINDOW)}
+    settings: dict[str, Any] = {"monitor_interval": 0.5, "monitors": monitors,
+                                "monitoring": MonitoringSettings(count_window=WINDOW)}
     with running_server(ws, **settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         sent = 0
         pending: list[tuple[str, int]] = []

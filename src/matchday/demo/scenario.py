@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
@@ -11,10 +12,15 @@ from matchday.demo.fraud import transactions
 from matchday.registry import ModelNotFound
 from matchday.workspace import Workspace, default_workspace
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
 DEMO_MODELS = ("demo-fraud", "demo-digits")
 
 
-def train_fraud_model(seed: int = 0) -> tuple[object, object, float]:
+def train_fraud_model(seed: int = 0) -> tuple[Pipeline, pd.DataFrame, float]:
     """A scikit-learn pipeline (one-hot + gradient boosting) on synthetic transactions."""
     from sklearn.compose import make_column_transformer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -32,7 +38,7 @@ def train_fraud_model(seed: int = 0) -> tuple[object, object, float]:
     return model, train, accuracy
 
 
-def train_digits_model() -> tuple[object, object, float]:
+def train_digits_model() -> tuple[LogisticRegression, pd.DataFrame, float]:
     """Logistic regression on scikit-learn's bundled 8x8 digit images."""
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression

@@ -30,7 +30,6 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
     import uvicorn
 
     from matchday.server import create_server
-
     from matchday.worker import WorkerThread
 
     port = _free_port(host, port)

@@ -18,9 +18,9 @@ from matchday.registry.errors import InvalidInput, InvalidReference, RegistryErr
 from matchday.registry.flavors import Predictor, load_packed, pack_model
 from matchday.registry.profile import profile_column, profile_table
 from matchday.registry.refs import ModelRef, check_alias, check_name
-from matchday.registry.signature import Signature, infer_inputs, infer_output
+from matchday.registry.signature import OutputSpec, Signature, infer_inputs, infer_output
 from matchday.registry.tabular import to_table
-from matchday.store import StoreError, AliasMove, ModelRecord, ModelStore, ModelVersionRecord
+from matchday.store import AliasMove, ModelRecord, ModelStore, ModelVersionRecord, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Registry:
             if given is not None:
                 inputs = inputs.select(given.input_names)
             input_specs = given.inputs if given else infer_inputs(inputs)
-            predictor.signature = Signature(inputs=input_specs, output={"task": "regression"})
+            predictor.signature = Signature(inputs=input_specs, output=OutputSpec(task="regression"))
             sample = inputs.slice(0, PROFILE_PREDICTION_ROWS)
             predictions = _score(predictor, sample)
             output = given.output if given else infer_output(predictions, predictor._native_classes())

@@ -6,7 +6,6 @@ Inferred from the reference data when not given; stored as JSON; serving validat
 from __future__ import annotations
 
 from functools import cached_property
-
 from typing import Any, Literal
 
 import numpy as np

@@ -3,7 +3,7 @@ controller that promotes and rolls back, and the trail of events behind every de
 
 from matchday.rollout.analysis import Analysis, GateResult, analyse
 from matchday.rollout.controller import RolloutController
-from matchday.rollout.deployments import DeploymentSettings, Deployments, traffic_plan
+from matchday.rollout.deployments import Deployments, DeploymentSettings, traffic_plan
 from matchday.rollout.errors import IncompatibleCandidate, InvalidPlan, NothingToDo, RolloutError
 from matchday.rollout.plan import Gates, RolloutPlan, build_plan, parse_duration
 from matchday.rollout.rollouts import Rollouts, RolloutStatus, event_dict

@@ -71,7 +71,7 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         c_rate, b_rate = c_x / max(c_n, 1), b_x / max(b_n, 1)
         increase = c_rate - b_rate
         margin = Z_FAIL * proportion_difference_se(c_x, c_n, b_x, b_n)
-        outcome = _judge(increase, margin, gates.max_error_rate_increase)
+        outcome: Outcome = _judge(increase, margin, gates.max_error_rate_increase)
         results.append(GateResult("error_rate", outcome, increase, gates.max_error_rate_increase,
                                   f"candidate {c_rate:.2%} vs baseline {b_rate:.2%} of requests failed "
                                   f"({c_x} of {c_n} and {b_x} of {b_n}; increase {increase:+.2%} ± {margin:.2%})"))
@@ -84,7 +84,7 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         over = c.latency_p99_seconds > limit
         # a p99 from a few hundred rows is nearly their maximum: one stall moves it. Over the limit fails
         # only if the candidate's latencies are also significantly slower overall (Mann-Whitney, 99%).
-        outcome: Outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
+        outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
         significance = "" if p is None else f"; slower overall p={p:.3g}"
         results.append(GateResult("latency_p99", outcome, c.latency_p99_seconds, limit,
                                   f"candidate p99 {c.latency_p99_seconds * 1000:.1f} ms vs baseline "
@@ -107,7 +107,7 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
 
     results.append(_metric_gate(comparison, gates))
     outcomes = {r.outcome for r in results}
-    outcome: Outcome = "fail" if "fail" in outcomes else "inconclusive" if "inconclusive" in outcomes else "pass"
+    outcome = "fail" if "fail" in outcomes else "inconclusive" if "inconclusive" in outcomes else "pass"
     return Analysis(outcome, tuple(results), comparison)
 
 
@@ -127,7 +127,7 @@ def _metric_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
         drop = c.metric_value - b.metric_value
         what = f"MAE {c.metric_value:.4g} vs baseline {b.metric_value:.4g}"
     margin = Z_FAIL * mean_difference_se(b.metric_std, b.labelled, c.metric_std, c.labelled)
-    outcome = _judge(drop, margin, gates.max_metric_drop)
+    outcome: Outcome | Literal["skipped"] = _judge(drop, margin, gates.max_metric_drop)
     if outcome == "inconclusive" and gates.labels == "optional":
         outcome = "skipped"
     return GateResult(name, outcome, drop, gates.max_metric_drop,

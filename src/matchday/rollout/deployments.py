@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from matchday.rollout.errors import RolloutError
 from matchday.registry import ModelRef, Registry
+from matchday.rollout.errors import RolloutError
 from matchday.rollout.traffic import Route, TrafficPlan
 from matchday.store import DeploymentRecord, DeploymentStore, RolloutRecord, RolloutStore
 
@@ -25,9 +25,9 @@ class DeploymentSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int = Field(64, ge=1, le=100_000, description="rows merged into one model call at most")
-    max_wait_ms: float = Field(0.0, ge=0, le=1000, description="how long a batch waits for more requests")
-    max_rows: int = Field(10_000, ge=1, le=1_000_000, description="rows accepted in one request")
+    max_batch_size: int = Field(default=64, ge=1, le=100_000, description="rows merged into one model call at most")
+    max_wait_ms: float = Field(default=0.0, ge=0, le=1000, description="how long a batch waits for more requests")
+    max_rows: int = Field(default=10_000, ge=1, le=1_000_000, description="rows accepted in one request")
 
 
 class Deployments:
@@ -99,10 +99,11 @@ def traffic_plan(rollout: RolloutRecord) -> TrafficPlan:
     """The split an active rollout asks for, the same in every process that reads it."""
     baseline, candidate = ModelRef.parse(rollout.baseline), ModelRef.parse(rollout.candidate)
     assert baseline.version is not None and candidate.version is not None
-    common = {"plan": rollout.strategy, "rollout_id": rollout.id, "step": rollout.step}
-    primary = Route(rollout.deployment, baseline.name, baseline.version, rollout.baseline, arm="baseline", **common)
+    primary = Route(rollout.deployment, baseline.name, baseline.version, rollout.baseline, arm="baseline",
+                    plan=rollout.strategy, rollout_id=rollout.id, step=rollout.step)
     other = Route(rollout.deployment, candidate.name, candidate.version, rollout.candidate,
-                  arm="shadow" if rollout.strategy == "shadow" else "candidate", **common)
+                  arm="shadow" if rollout.strategy == "shadow" else "candidate",
+                  plan=rollout.strategy, rollout_id=rollout.id, step=rollout.step)
     plan = rollout.plan
     shadow_share = (plan.get("share") or 100.0) / 100 if rollout.strategy == "shadow" else 0.0
     # every process loads the candidate as soon as it sees the plan, so no request pays for the load

@@ -17,6 +17,7 @@ from matchday.rollout.errors import InvalidPlan
 Strategy = Literal["canary", "shadow", "bluegreen", "ab"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_DEFAULT_STEPS: list[float] = [10, 25, 50, 100]  # annotated: a bare [10, ...] lambda infers list[int]
 
 
 def parse_duration(value: Any) -> float:
@@ -42,32 +43,38 @@ class Gates(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_error_rate_increase: float = Field(0.01, ge=0, le=1, description="canary error rate minus baseline's, at most")
-    max_latency_p99_ratio: float = Field(1.5, gt=0, description="canary p99 over baseline p99, at most ...")
-    latency_slack_seconds: float = Field(0.005, ge=0, description="... plus this much, so microseconds never fail")
-    max_prediction_divergence: float = Field(0.2, ge=0, le=1,
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1,
+                                           description="canary error rate minus baseline's, at most")
+    max_latency_p99_ratio: float = Field(default=1.5, gt=0, description="canary p99 over baseline p99, at most ...")
+    latency_slack_seconds: float = Field(default=0.005, ge=0,
+                                         description="... plus this much, so microseconds never fail")
+    max_prediction_divergence: float = Field(default=0.2, ge=0, le=1,
                                              description="Jensen-Shannon distance of the prediction distributions")
-    max_metric_drop: float = Field(0.02, ge=0, description="accuracy lower (or MAE higher) than baseline by at most")
+    max_metric_drop: float = Field(default=0.02, ge=0,
+                                   description="accuracy lower (or MAE higher) than baseline by at most")
     labels: Literal["required", "optional", "off"] = Field(
-        "optional", description="required: too few labels is inconclusive; optional: judged when there are enough")
-    min_labels: int = Field(50, ge=1, description="labelled rows per version before accuracy is judged")
+        default="optional",
+        description="required: too few labels is inconclusive; optional: judged when there are enough")
+    min_labels: int = Field(default=50, ge=1, description="labelled rows per version before accuracy is judged")
 
 
 class RolloutPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Strategy = "canary"
-    steps: list[float] = Field(default_factory=lambda: [10, 25, 50, 100],
+    steps: list[float] = Field(default_factory=lambda: _DEFAULT_STEPS.copy(),
                                description="canary: traffic share per step, in percent, ending at 100")
-    interval: float = Field(300.0, description="minimum time each step is held (seconds, or '5m')")
-    min_requests: int = Field(200, ge=1, description="rows each version must answer in a step before it is judged")
-    failure_limit: int = Field(0, ge=0, description="failed analyses tolerated; one more rolls back")
-    deadline: float | None = Field(None, description="a step still inconclusive after this long pauses "
-                                                     "for a human (default: 10 x interval)")
-    fallback: bool = Field(False, description="a request the canary fails is answered by the baseline")
-    share: float | None = Field(None, gt=0, le=100, description="shadow: percent mirrored (100); ab: percent to "
-                                                               "the candidate (50)")
-    warmup_rows: int = Field(16, ge=0, description="bluegreen: rows scored on the new version before the switch")
+    interval: float = Field(default=300.0, description="minimum time each step is held (seconds, or '5m')")
+    min_requests: int = Field(default=200, ge=1,
+                              description="rows each version must answer in a step before it is judged")
+    failure_limit: int = Field(default=0, ge=0, description="failed analyses tolerated; one more rolls back")
+    deadline: float | None = Field(default=None, description="a step still inconclusive after this long pauses "
+                                                             "for a human (default: 10 x interval)")
+    fallback: bool = Field(default=False, description="a request the canary fails is answered by the baseline")
+    share: float | None = Field(default=None, gt=0, le=100,
+                                description="shadow: percent mirrored (100); ab: percent to the candidate (50)")
+    warmup_rows: int = Field(default=16, ge=0,
+                             description="bluegreen: rows scored on the new version before the switch")
     gates: Gates = Field(default_factory=Gates)
 
     @field_validator("interval", "deadline", mode="before")

@@ -25,7 +25,7 @@ class InstancesBody(BaseModel):
     """Rows as objects, one per row: ``{"instances": [{"amount": 12.5, ...}], "ids": [...]}``."""
 
     instances: list[dict[str, Scalar]] = Field(min_length=1, description="one object per row, keyed by input name")
-    ids: list[EntityKey] | None = Field(None, description="one entity key per row (else each row's own \"id\")")
+    ids: list[EntityKey] | None = Field(default=None, description="one entity key per row (else each row's own \"id\")")
 
 
 class ColumnsBody(BaseModel):
@@ -33,7 +33,7 @@ class ColumnsBody(BaseModel):
 
     columns: list[str] = Field(description="input names, in the order of each row's values")
     data: list[list[Scalar]] = Field(min_length=1, description="one list of values per row")
-    ids: list[EntityKey] | None = Field(None, description="one entity key per row")
+    ids: list[EntityKey] | None = Field(default=None, description="one entity key per row")
 
 
 class PredictBody(RootModel[InstancesBody | ColumnsBody]):
@@ -69,13 +69,13 @@ class RolloutStartBody(RolloutPlan):
 class RolloutActionBody(BaseModel):
     """``POST /v1/deployments/{name}/rollout/{action}`` (the body is optional)."""
 
-    reason: str | None = Field(None, description="kept with the event, for the audit trail")
+    reason: str | None = Field(default=None, description="kept with the event, for the audit trail")
 
 
 class V2Parameters(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    binary_data_size: int | None = Field(None, ge=0, description="bytes of this tensor in the binary tail")
+    binary_data_size: int | None = Field(default=None, ge=0, description="bytes of this tensor in the binary tail")
 
 
 class V2Input(BaseModel):
@@ -83,7 +83,8 @@ class V2Input(BaseModel):
     shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=2)
     datatype: V2Datatype
     parameters: V2Parameters | None = None
-    data: list[Any] | None = Field(None, description="row-major values (nested lists allowed); absent with binary data")
+    data: list[Any] | None = Field(default=None,
+                                   description="row-major values (nested lists allowed); absent with binary data")
 
 
 class V2Output(BaseModel):

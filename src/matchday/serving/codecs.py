@@ -45,15 +45,15 @@ def decode_v1(body: Any, signature: Signature) -> DecodedRequest:
             del columns[name]  # absent everywhere: reported once, as instances[*].name
         return DecodedRequest(columns, len(instances), ids, "instances[{row}].{column}")
     if "columns" in body or "data" in body:
-        names, data = body.get("columns"), body.get("data")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        given, data = body.get("columns"), body.get("data")
+        if not isinstance(given, list) or not all(isinstance(n, str) for n in given):
             raise BadRequest('"columns" must be a list of column names')
         if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
             raise BadRequest('"data" must be a list of rows, each a list of values')
-        bad = [i for i, r in enumerate(data) if len(r) != len(names)]
+        bad = [i for i, r in enumerate(data) if len(r) != len(given)]
         if bad:
-            raise BadRequest(f"data rows {bad[:10]} do not have {len(names)} values (one per column)")
-        columns = {name: [row[j] for row in data] for j, name in enumerate(names)}
+            raise BadRequest(f"data rows {bad[:10]} do not have {len(given)} values (one per column)")
+        columns = {name: [row[j] for row in data] for j, name in enumerate(given)}
         ids = _ids(body["ids"], len(data)) if "ids" in body else [None] * len(data)
         return DecodedRequest(columns, len(data), ids, "data[{row}].{column}")
     raise BadRequest('the body needs "instances" (a list of objects) or "columns" and "data"')

@@ -4,6 +4,7 @@ Nothing outside this folder touches a table; other parts call these classes.
 """
 
 from matchday.store.database import Database, head_revision, redact
+from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
 from matchday.store.errors import (
     AliasNotFound,
     Conflict,
@@ -13,10 +14,9 @@ from matchday.store.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
-from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
+from matchday.store.leader import MONITOR_LOCK_KEY, LeaderLock
 from matchday.store.log_batches import MIXED as MIXED_PREDICTIONS
 from matchday.store.log_batches import CorruptLogBatch, parse_json
-from matchday.store.leader import MONITOR_LOCK_KEY, LeaderLock
 from matchday.store.model_store import ModelStore
 from matchday.store.monitoring_store import (
     AlertAlreadyFiring,

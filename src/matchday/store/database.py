@@ -7,12 +7,12 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, CursorResult, Engine, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from matchday.store.errors import Conflict, StoreError, StoreUnavailable
@@ -40,6 +40,12 @@ def translate_errors(url: str) -> Iterator[None]:
         raise StoreUnavailable(f"cannot reach the database at {redact(url)}: {_first_line(err.orig)}") from err
     except exc.DBAPIError as err:
         raise StoreError(f"database error at {redact(url)}: {_first_line(err.orig)}") from err
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched: ``Session.execute`` is typed to return a `Result`, though for
+    these statements it returns a `CursorResult`, which counts them."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _first_line(err: BaseException | None) -> str:
@@ -157,7 +163,7 @@ def _json_loads(value: Any) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError:  # what orjson refuses and the json module reads (NaN, integers past 64 bits)
-        return json.loads(value)
+        return json.loads(bytes(value) if isinstance(value, memoryview) else value)  # json refuses a memoryview
 
 
 def _json(value: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from matchday.store.database import Database
+from matchday.store.database import Database, rowcount
 from matchday.store.errors import NotFound
 from matchday.store.records import DeploymentRecord
 from matchday.store.schema import DeploymentRow, utcnow
@@ -49,7 +49,7 @@ class DeploymentStore:
 
     def delete(self, name: str) -> None:
         with self.db.session(write=True) as s:
-            if not s.execute(sa.delete(DeploymentRow).where(DeploymentRow.name == name)).rowcount:
+            if not rowcount(s.execute(sa.delete(DeploymentRow).where(DeploymentRow.name == name))):
                 raise DeploymentNotFound(name)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from matchday.store.database import Database
+from matchday.store.database import Database, rowcount
 from matchday.store.errors import Conflict
 from matchday.store.schema import AlertRow, MetricWindowRow, MonitorStateRow, WebhookDeliveryRow, utcnow
 
@@ -114,11 +114,11 @@ class WindowStore:
             if inserts:
                 s.execute(sa.insert(MetricWindowRow), inserts)
             for key, value in (state or {}).items():
-                row = s.get(MonitorStateRow, key)
-                if row is None:
+                state_row = s.get(MonitorStateRow, key)
+                if state_row is None:
                     s.add(MonitorStateRow(key=key, state=value, updated_at=now))
                 else:
-                    row.state, row.updated_at = value, now
+                    state_row.state, state_row.updated_at = value, now
 
     def series(self, deployment: str, width: str, *, since: datetime | None = None, until: datetime | None = None,
                segment: str | None = "", version: int | None = None, model: str | None = None,
@@ -232,7 +232,7 @@ class AlertStore:
         with self.db.session(write=True) as s:
             done = s.execute(sa.update(AlertRow).where(AlertRow.id == alert_id, AlertRow.state == "firing")
                              .values(state="resolved", resolved_at=at, last_seen_at=at, value=value))
-            if not done.rowcount:  # type: ignore[attr-defined]
+            if not rowcount(done):
                 return None
             row = s.get(AlertRow, alert_id)
             assert row is not None

@@ -10,17 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 import sqlalchemy.orm
 from sqlalchemy.dialects import postgresql, sqlite
-
-import numpy as np
 
 from matchday.store import log_batches
 from matchday.store.database import Database
@@ -169,7 +168,7 @@ class PredictionLogStore:
         table = PredictionRow.__table__
         statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
                      .returning(table.c.request_id, table.c.id))
-        batches = PredictionBatchRow.__table__
+        batches = cast(sa.Table, PredictionBatchRow.__table__)  # a Table, as __tablename__ made it; typed FromClause
         with self.db.session(write=True) as s:
             connection = s.connection()
             batch_id = connection.execute(sa.insert(batches).values(created_at=utcnow(), rows=0, data=b"")
@@ -331,7 +330,8 @@ class PredictionLogStore:
             sizes = s.execute(sa.select(PredictionBatchRow.id, PredictionBatchRow.rows)
                               .where(PredictionBatchRow.id > after).order_by(PredictionBatchRow.id)
                               .limit(_SIZES_PER_READ + 1)).all()
-            ids, total = [], 0
+            ids: list[int] = []
+            total = 0
             for batch_id, rows in sizes:
                 if ids and total + rows > max_rows:
                     break
@@ -401,7 +401,7 @@ class PredictionLogStore:
                 .append_column("label_source", pa.array(sources, type=pa.string())))
 
     @staticmethod
-    def _fetch(s: sa.orm.Session, query: sa.Select[Any] | None) -> list[Any]:
+    def _fetch(s: sa.orm.Session, query: sa.Select[Any] | None) -> Sequence[Any]:
         if query is None:
             return []
         result = s.connection().execute(query)

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from matchday.store.database import Database
+from matchday.store.database import Database, rowcount
 from matchday.store.errors import Conflict, NotFound
 from matchday.store.records import EventRecord, RolloutRecord
 from matchday.store.schema import ACTIVE_ROLLOUT_STATES, EventRow, RolloutRow, utcnow
@@ -101,9 +101,9 @@ class RolloutStore:
             raise ValueError(f"rollout fields that cannot be updated: {sorted(unknown)}")
         now = utcnow()
         with self.db.session(write=True) as s:
-            done = s.execute(sa.update(RolloutRow)
-                             .where(RolloutRow.id == current.id, RolloutRow.revision == current.revision)
-                             .values(**changes, revision=current.revision + 1, updated_at=now)).rowcount
+            done = rowcount(s.execute(sa.update(RolloutRow)
+                                      .where(RolloutRow.id == current.id, RolloutRow.revision == current.revision)
+                                      .values(**changes, revision=current.revision + 1, updated_at=now)))
             if not done:
                 raise StaleRollout(f"rollout {current.id} of {current.deployment!r} changed meanwhile; read it again")
             if event is not None:

@@ -71,9 +71,9 @@ class MonitorSpec(BaseModel):
     deployment: str | None = None  # None: every deployment
     relative_to: str | None = None  # None | reference | baseline
     severity: str = "warning"
-    breaches: int = Field(1, ge=1, le=1000)
+    breaches: int = Field(default=1, ge=1, le=1000)
     cooldown: float = 0.0  # seconds after a resolve before the same monitor may open again
-    min_rows: int = Field(50, ge=1)
+    min_rows: int = Field(default=50, ge=1)
     segment: str | None = None  # a feature: the monitor runs on each of its values' series
     actions: list[Action] = Field(default_factory=lambda: [Action(kind="alert")])
 

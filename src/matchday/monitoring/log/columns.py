@@ -203,7 +203,7 @@ def _probability_matrix(values: Sequence[Any], classes: int | None) -> tuple[np.
     except (TypeError, ValueError):  # a value that is not a number: that row has none
         for i in np.flatnonzero(has):
             try:
-                matrix[i] = np.asarray(values[i], dtype=np.float64)
+                matrix[i] = np.asarray(values[int(i)], dtype=np.float64)
             except (TypeError, ValueError):
                 has[i] = False
     return matrix, has

@@ -123,18 +123,19 @@ def compare_arms(store: PredictionLogStore, deployment: str, baseline: tuple[str
     b_predictions = [r.prediction for r in b_rows if r.error is None]
     c_predictions = [r.prediction for r in c_rows if r.error is None]
     divergence = prediction_divergence(b_predictions, c_predictions, task)
-    b_stats = replace(arm_stats(*baseline, b_total, b_failed, b_rows, task),
-                      **_calls(store.arm_calls(deployment, baseline[0], baseline[1], since)))
-    c_stats = replace(arm_stats(*candidate, c_total, c_failed, c_rows, task),
-                      **_calls(store.arm_calls(deployment, candidate[0], candidate[1], since)))
+    b_stats = _with_calls(arm_stats(*baseline, b_total, b_failed, b_rows, task),
+                          store.arm_calls(deployment, baseline[0], baseline[1], since))
+    c_stats = _with_calls(arm_stats(*candidate, c_total, c_failed, c_rows, task),
+                          store.arm_calls(deployment, candidate[0], candidate[1], since))
     return ArmComparison(b_stats, c_stats, divergence, since,
                          latency_slower_pvalue([r.latency_seconds for r in b_rows if r.error is None],
                                                [r.latency_seconds for r in c_rows if r.error is None]),
                          divergence_pvalue(b_predictions, c_predictions, task, divergence))
 
 
-def _calls(counts: tuple[int, int]) -> dict[str, int]:
-    return {"calls": counts[0], "failed_calls": counts[1]}
+def _with_calls(stats: ArmStats, counts: tuple[int, int]) -> ArmStats:
+    """``stats`` with the requests (``arm_calls``) its rows came in, and how many of them failed."""
+    return replace(stats, calls=counts[0], failed_calls=counts[1])
 
 
 def _codes(baseline: list[Any], candidate: list[Any], task: Task) -> tuple[np.ndarray, np.ndarray, int]:

@@ -83,11 +83,12 @@ class Failures:
         key = f"{deployment}\x1f{model}\x1f{version}"
         if self._counts is None:
             self._counts = {k: dict(v) for k, v in (self.load() or {}).items()}
-        mine = self._counts.setdefault(key, {"deployment": deployment, "model": model, "version": version, "count": 0})
+        counts = self._counts  # a local, so the sort key's lambda sees it is not None
+        mine = counts.setdefault(key, {"deployment": deployment, "model": model, "version": version, "count": 0})
         mine.update(count=mine["count"] + 1, last_stage=stage, last_error=error[:500], last_at=self.now.isoformat())
-        if len(self._counts) > MAX_SERIES:  # bounded: the series that failed longest ago go first
-            for stale in sorted(self._counts, key=lambda k: self._counts[k]["last_at"])[:len(self._counts) - MAX_SERIES]:
-                del self._counts[stale]
+        if len(counts) > MAX_SERIES:  # bounded: the series that failed longest ago go first
+            for stale in sorted(counts, key=lambda k: counts[k]["last_at"])[:len(counts) - MAX_SERIES]:
+                del counts[stale]
         first = mine["count"] == 1  # the traceback once per series; a series that keeps failing, one line a tick
         log.error("monitoring %s of %s (%s:%s)%s failed, passed over (failure %d of this series): %s", stage,
                   deployment, model, version, f" {where}" if where else "", mine["count"], error,

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from matchday.monitoring.drift import (
     MAX_SCALE,
@@ -483,7 +484,7 @@ def _sparse(a: np.ndarray, b: np.ndarray) -> list[list[float]]:
     return [list(t) for t in zip(nonzero.tolist(), a[nonzero].tolist(), b[nonzero].tolist())]
 
 
-def _dense(rows: list[list[float]], bins: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+def _dense(rows: list[list[float]], bins: int, dtype: npt.DTypeLike) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.zeros(bins, dtype=np.int64), np.zeros(bins, dtype=dtype)
     if rows:
         triples = np.asarray(rows, dtype=np.float64)
@@ -500,7 +501,7 @@ def _histograms(state: dict[str, Any], k: int) -> list[list[list[float]]]:
     return list(histograms)
 
 
-def _array(values: Any, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+def _array(values: Any, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
     out = np.asarray(values, dtype=dtype)
     if out.shape != shape:
         raise ValueError(f"state array has shape {out.shape}, expected {shape}")

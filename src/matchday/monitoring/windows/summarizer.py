@@ -428,7 +428,7 @@ class Summarizer:
                 ref = self.reference(model, version)
                 updates.update({(deployment, model, version, segment, BASE, start): _with_detections(
                     performance_of(part, ref), scratch, deployment, model, version,
-                    lambda d, start=start: start <= d[1] < start + step) for segment, part in by_segment.items()})
+                    _between_times(start, start + step)) for segment, part in by_segment.items()})
         width = count_width(self.config.count_window)
         for deployment, model, version, i in counted:
             start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
@@ -436,7 +436,7 @@ class Summarizer:
                 rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
                 updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
                     performance_of(rows, self.reference(model, version)), scratch, deployment, model, version,
-                    lambda d, lo=lo, hi=hi: lo <= d[0] <= hi)
+                    _between_ids(lo, hi))
         written, waiting = self._set_performance(updates, now, staged, failures)
         # a window not summarised yet: look at these labels again (one that failed is counted, not waited for)
         if not any(k[3] == "" for k in waiting):
@@ -457,12 +457,13 @@ class Summarizer:
                 if key in above:
                     continue
                 w_end = w_start + timedelta(seconds=TIME_WIDTHS[wide])
-                parts = dict(self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end))
-                for w in [*staged.values(), *written]:  # this tick's, not committed yet, override the stored
-                    if (w.deployment, w.model, w.version, w.segment, w.width) == (deployment, model, version,
-                                                                                  segment, BASE) \
-                            and w_start <= w.start < w_end:
-                        parts[w.start] = w.performance
+                parts: dict[datetime, dict[str, Any] | None] = dict(  # a staged part may have none yet
+                    self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end))
+                for mw in [*staged.values(), *written]:  # this tick's, not committed yet, override the stored
+                    if (mw.deployment, mw.model, mw.version, mw.segment, mw.width) == (deployment, model, version,
+                                                                                       segment, BASE) \
+                            and w_start <= mw.start < w_end:
+                        parts[mw.start] = mw.performance
                 merged: dict[str, Any] | None = None
                 for part_start, p in sorted(parts.items()):  # a part that cannot be merged is left out, counted
                     with failures.guard((deployment, model, version), "performance",
@@ -582,6 +583,16 @@ def _remove_ids(gaps: Sequence[list[Any]], ids: set[int]) -> list[list[Any]]:
         if start <= hi:
             out.append([start, hi, seen])
     return out
+
+
+def _between_times(start: datetime, end: datetime) -> Callable[[tuple[int, datetime]], bool]:
+    """A detection (row id, time) at a time in [start, end): `_with_detections`' test for a window by time."""
+    return lambda d: start <= d[1] < end
+
+
+def _between_ids(lo: int, hi: int) -> Callable[[tuple[int, datetime]], bool]:
+    """A detection (row id, time) on a row id in [lo, hi]: `_with_detections`' test for a window by count."""
+    return lambda d: lo <= d[0] <= hi
 
 
 def _with_detections(performance: dict[str, Any] | None, state: dict[str, Any], deployment: str, model: str,

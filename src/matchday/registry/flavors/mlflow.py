@@ -20,7 +20,6 @@ from matchday.registry.artifacts import pack_directory, unpack_directory
 from matchday.registry.errors import InvalidModel, UntrustedArtifact
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_pandas
 
-
 _RUNS_CODE = ("loading an MLflow model runs code it contains (mlflow.pyfunc unpickles the model with "
               "pickle/cloudpickle and imports its code_paths)")
 
@@ -68,7 +67,7 @@ class MlflowPredictor(Predictor):
         return out.to_numpy().ravel() if hasattr(out, "to_numpy") else out
 
     def _predict_proba(self, table: pa.Table) -> Any:
-        return self.raw.predict_proba(as_pandas(table))  # type: ignore[union-attr]
+        return self.raw.predict_proba(as_pandas(table))
 
 
 class MlflowFlavor(Flavor):

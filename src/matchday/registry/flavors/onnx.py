@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from matchday.registry.errors import InvalidInput, InvalidModel
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_matrix
 from matchday.registry.tabular import to_numpy
 
-_NUMPY_OF = {
+_NUMPY_OF: dict[str, npt.DTypeLike] = {  # ONNX tensor type -> the numpy dtype fed to it
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(int64)": np.int64,
@@ -159,7 +160,7 @@ def _external_data(data: bytes) -> list[str]:
     while stack:
         kind, buf = stack.pop()
         pair: dict[int, bytes] = {}
-        for number, wire, value in _fields(buf):
+        for number, _wire, value in _fields(buf):
             if isinstance(value, int):
                 external |= kind == "tensor" and number == _TENSOR_DATA_LOCATION and value == _EXTERNAL
             elif kind == "entry":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import types
 import warnings
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -251,6 +251,11 @@ def _gradient_boosting_problems(est: Any, tree_type: type, own_dump: bool) -> li
     return []
 
 
+def _is_bitsets(bits: Any, dtype: np.dtype) -> TypeGuard[np.ndarray]:
+    """A predictor's category bitsets: an (n, 8) array of ``dtype`` (a guard, so mypy knows it past the check)."""
+    return isinstance(bits, np.ndarray) and bits.dtype == dtype and bits.ndim == 2 and bits.shape[1] == 8
+
+
 def _hist_gradient_boosting_problems(est: Any, predictor_type: type, own_dump: bool) -> tuple[list[str], list[int]]:
     """HistGradientBoosting's predictors, against its width and its bin mapper's categorical features;
     also the ids of the lists that may hold them."""
@@ -280,9 +285,8 @@ def _hist_gradient_boosting_problems(est: Any, predictor_type: type, own_dump: b
             nodes, raw, binned = p.get("nodes"), p.get("raw_left_cat_bitsets"), p.get("binned_left_cat_bitsets")
             if not isinstance(nodes, np.ndarray) or nodes.dtype != PREDICTOR_RECORD_DTYPE or nodes.ndim != 1 or not nodes.size:
                 return [f"{what}: a predictor's nodes are not a non-empty array of its node records"], lists
-            for bits in (raw, binned):
-                if not isinstance(bits, np.ndarray) or bits.dtype != X_BITSET_INNER_DTYPE or bits.ndim != 2 or bits.shape[1] != 8:
-                    return [f"{what}: a predictor's category bitsets are not (n, 8) uint32 arrays"], lists
+            if not _is_bitsets(raw, X_BITSET_INNER_DTYPE) or not _is_bitsets(binned, X_BITSET_INNER_DTYPE):
+                return [f"{what}: a predictor's category bitsets are not (n, 8) uint32 arrays"], lists
             internal = nodes["is_leaf"] == 0
             feature = nodes["feature_idx"].astype(np.int64)
             found = _node_problems(f"{what} predictor", nodes["left"].astype(np.int64), nodes["right"].astype(np.int64),
