@@ -38,6 +38,9 @@ demo: $(INSTALLED)
 	$(BIN)/matchday demo
 
 test: $(INSTALLED) services chromium
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 	MATCHDAY_TEST_POSTGRES_URL=$${MATCHDAY_TEST_POSTGRES_URL:-$(PG_URL)} $(BIN)/python -m pytest -n 3
 
 clean:

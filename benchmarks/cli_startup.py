@@ -32,11 +32,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     runs = parser.parse_args().runs
-    rows = [("python -c pass", [sys.executable, "-c", "pass"]),
-            ("bare Typer app --help", [sys.executable, "-c", BARE_TYPER]),
-            ("matchday --help", [MATCHDAY, "--help"]),
-            ("matchday models --help", [MATCHDAY, "models", "--help"]),
-            ("matchday serve --help", [MATCHDAY, "serve", "--help"])]
+    rows = [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("bare Typer app --help", [sys.executable, "-c", BARE_TYPER]),
+        ("matchday --help", [MATCHDAY, "--help"]),
+        ("matchday models --help", [MATCHDAY, "models", "--help"]),
+        ("matchday serve --help", [MATCHDAY, "serve", "--help"]),
+    ]
     print(f"{'command':<26} | {'median s':>8} | {'best s':>7}   ({runs} runs each)")
     for name, command in rows:
         times = timed(command, runs)

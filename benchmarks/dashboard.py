@@ -132,13 +132,21 @@ def prepare(home: Path, rows: int, source: Path | None) -> dict[str, Any]:
     result = build_monitoring(ws).tick(TICK_AT)
     with ws.database.session() as s:
         widths = dict(s.execute(sa.text("SELECT width, count(*) FROM metric_windows GROUP BY width")).all())
-    info = {"rows": result.rows, "tick_seconds": round(time.perf_counter() - started, 1), "windows": widths,
-            "alerts": len(AlertStore(ws.database).list(None, limit=1000)), "version": version,
-            "count_window": ws.settings.monitoring.count_window}
+    info = {
+        "rows": result.rows,
+        "tick_seconds": round(time.perf_counter() - started, 1),
+        "windows": widths,
+        "alerts": len(AlertStore(ws.database).list(None, limit=1000)),
+        "version": version,
+        "count_window": ws.settings.monitoring.count_window,
+    }
     ws.close()
     ready.write_text(json.dumps(info))
-    print(f"setup: tick took {info['tick_seconds']} s: windows {widths}, {info['alerts']} alerts",
-          file=sys.stderr, flush=True)
+    print(
+        f"setup: tick took {info['tick_seconds']} s: windows {widths}, {info['alerts']} alerts",
+        file=sys.stderr,
+        flush=True,
+    )
     return info
 
 
@@ -157,8 +165,13 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHDAY_")}
     env["MATCHDAY_HOME"] = str(home)
     log = open(home / "serve.log", "wb")  # noqa: SIM115  (closed with the process)
-    process = subprocess.Popen([str(MATCHDAY), "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--log-level", "warning"], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(MATCHDAY), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=home,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -174,8 +187,9 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit(f"matchday serve over {home} did not get ready in 180 s")
 
 
-def time_pages(bases: dict[str, str], targets: list[tuple[str, str, dict[str, str]]],
-               requests: int) -> dict[str, dict[str, dict[str, Any]]]:
+def time_pages(
+    bases: dict[str, str], targets: list[tuple[str, str, dict[str, str]]], requests: int
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Per page and server: one warm-up, then ``requests`` timed GETs, alternating between the servers."""
     import httpx
 
@@ -201,8 +215,11 @@ def time_pages(bases: dict[str, str], targets: list[tuple[str, str, dict[str, st
                     out[label][name]["ms"].append(1000 * (time.perf_counter() - start))
                     if response.status_code != 200:
                         sys.exit(f"{name} {path}: {response.status_code}")
-            print(f"  {label}: " + ", ".join(f"{n} {statistics.median(v['ms']):.1f} ms" for n, v in out[label].items()),
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {label}: " + ", ".join(f"{n} {statistics.median(v['ms']):.1f} ms" for n, v in out[label].items()),
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         for client in clients.values():
             client.close()
@@ -226,12 +243,17 @@ def run_evidently(home: Path, limit: int | None) -> dict[str, Any]:
     Report([DataDriftPreset()]).run(current_data=sample, reference_data=sample)
     baseline = bench.current_mb()
     start = time.perf_counter()
-    query = ("SELECT inputs FROM prediction_log WHERE deployment = :d AND role IN ('served', 'failed_over') "
-             "AND error IS NULL AND at >= :since AND at < :until ORDER BY id")
+    query = (
+        "SELECT inputs FROM prediction_log WHERE deployment = :d AND role IN ('served', 'failed_over') "
+        "AND error IS NULL AND at >= :since AND at < :until ORDER BY id"
+    )
     query += f" LIMIT {int(limit)}" if limit else ""
     stored = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy keeps a DateTime in SQLite
-    frame = pd.read_sql(sa.text(query), engine, params={"d": bench.DEPLOYMENT, "since": HOUR[0].strftime(stored),
-                                                        "until": HOUR[1].strftime(stored)})
+    frame = pd.read_sql(
+        sa.text(query),
+        engine,
+        params={"d": bench.DEPLOYMENT, "since": HOUR[0].strftime(stored), "until": HOUR[1].strftime(stored)},
+    )
     current = pd.DataFrame.from_records([orjson.loads(v) for v in frame["inputs"]], columns=bench.FEATURES)
     current[bench.NUMERIC] = current[bench.NUMERIC].astype("float64")
     del frame
@@ -239,7 +261,8 @@ def run_evidently(home: Path, limit: int | None) -> dict[str, Any]:
     reference = pd.read_parquet(home / "reference.parquet")
     snapshot = Report([DataDriftPreset()]).run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
-        reference_data=Dataset.from_pandas(reference, data_definition=definition))
+        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+    )
     total = time.perf_counter() - start
     drifted = []
     for metric in snapshot.dict()["metrics"]:
@@ -249,9 +272,15 @@ def run_evidently(home: Path, limit: int | None) -> dict[str, Any]:
             value, threshold = float(metric["value"]), float(config["threshold"])
             if (value < threshold) if p_value else (value >= threshold):
                 drifted.append(config["column"])
-    return {"rows": len(current), "read_s": read, "report_s": total - read, "total_s": total,
-            "peak_mb": bench.peak_mb(), "extra_mb": bench.peak_mb() - baseline,
-            "drifted": sorted(drifted, key=bench.FEATURES.index)}
+    return {
+        "rows": len(current),
+        "read_s": read,
+        "report_s": total - read,
+        "total_s": total,
+        "peak_mb": bench.peak_mb(),
+        "extra_mb": bench.peak_mb() - baseline,
+        "drifted": sorted(drifted, key=bench.FEATURES.index),
+    }
 
 
 def evidently(home: Path, limit: int | None) -> dict[str, Any]:
@@ -290,8 +319,9 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--evidently-repeat", type=int, default=3, help="Evidently runs on the small workspace")
-    parser.add_argument("--evidently-large-rows", type=int,
-                        help="Evidently reads only the first N rows of the large hour")
+    parser.add_argument(
+        "--evidently-large-rows", type=int, help="Evidently reads only the first N rows of the large hour"
+    )
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--child")
     parser.add_argument("--limit", type=int)
@@ -306,8 +336,10 @@ def main() -> None:
     work = Path(args.workdir).absolute()
     homes = {"small": work / "small", "large": work / "large"}
     sizes = {"small": args.small, "large": args.large}
-    info = {"small": prepare(homes["small"], args.small, None),
-            "large": prepare(homes["large"], args.large, Path(args.from_large) if args.from_large else None)}
+    info = {
+        "small": prepare(homes["small"], args.small, None),
+        "large": prepare(homes["large"], args.large, Path(args.from_large) if args.from_large else None),
+    }
     if args.prepare_only:
         return
     load_before = os.getloadavg()
@@ -323,52 +355,80 @@ def main() -> None:
     peer: dict[str, list[dict[str, Any]]] = {"small": [], "large": []}
     for i in range(args.evidently_repeat):
         peer["small"].append(evidently(homes["small"], None))
-        print(f"  Evidently, {args.small:,} rows, run {i + 1}: {peer['small'][-1]['total_s']:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  Evidently, {args.small:,} rows, run {i + 1}: {peer['small'][-1]['total_s']:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     peer["large"].append(evidently(homes["large"], args.evidently_large_rows))
-    print(f"  Evidently, {peer['large'][-1]['rows']:,} rows: {peer['large'][-1]['total_s']:.1f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"  Evidently, {peer['large'][-1]['rows']:,} rows: {peer['large'][-1]['total_s']:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     load_after = os.getloadavg()
 
     small, large = f"{args.small:,}", f"{args.large:,}"
-    print(f"\nDashboard pages (matchday serve, SQLite) over {small} and {large} logged predictions in one hour; "
-          f"median and p95 of {args.requests} GETs after a warm-up")
-    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
-          f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(
+        f"\nDashboard pages (matchday serve, SQLite) over {small} and {large} logged predictions in one hour; "
+        f"median and p95 of {args.requests} GETs after a warm-up"
+    )
+    print(
+        f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
+        f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+    )
     for name in ("small", "large"):
         i = info[name]
-        print(f"  {sizes[name]:>9,} rows: windows {i['windows']}, {i['alerts']} alerts "
-              f"(setup tick {i['tick_seconds']} s, not measured)")
-    head = (f"{'page':<34} | {f'{small} ms':>11} | {'p95':>7} | {f'{large} ms':>13} | {'p95':>8} | "
-            f"{'ratio':>8} | {'n':>3} | {'KB':>11}")
-    print(f"ratio: median over {large} rows / median over {small}; n: timed GETs per server; KB: page size over {small}/{large}")
+        print(
+            f"  {sizes[name]:>9,} rows: windows {i['windows']}, {i['alerts']} alerts "
+            f"(setup tick {i['tick_seconds']} s, not measured)"
+        )
+    head = (
+        f"{'page':<34} | {f'{small} ms':>11} | {'p95':>7} | {f'{large} ms':>13} | {'p95':>8} | "
+        f"{'ratio':>8} | {'n':>3} | {'KB':>11}"
+    )
+    print(
+        f"ratio: median over {large} rows / median over {small}; n: timed GETs per server; KB: page size over {small}/{large}"
+    )
     print(head)
     print("-" * len(head))
     for label, _, _ in targets:
         a, b = timed[label]["small"], timed[label]["large"]
         ma, mb = statistics.median(a["ms"]), statistics.median(b["ms"])
-        print(f"{label:<34} | {ma:>11.1f} | {p95(a['ms']):>7.1f} | {mb:>13.1f} | {p95(b['ms']):>8.1f} | "
-              f"{mb / ma:>7.2f}x | {len(a['ms']):>3} | {a['kb']:>4.0f}/{b['kb']:<6.0f}")
+        print(
+            f"{label:<34} | {ma:>11.1f} | {p95(a['ms']):>7.1f} | {mb:>13.1f} | {p95(b['ms']):>8.1f} | "
+            f"{mb / ma:>7.2f}x | {len(a['ms']):>3} | {a['kb']:>4.0f}/{b['kb']:<6.0f}"
+        )
     print("-" * len(head))
     rows_large = peer["large"][-1]["rows"]
     note = "" if not args.evidently_large_rows else f" (first {rows_large:,} rows only)"
-    for key, what in (("read_s", "read rows: read_sql + JSON"), ("report_s", "Evidently DataDriftPreset run"),
-                      ("total_s", "Evidently: read + report")):
+    for key, what in (
+        ("read_s", "read rows: read_sql + JSON"),
+        ("report_s", "Evidently DataDriftPreset run"),
+        ("total_s", "Evidently: read + report"),
+    ):
         ma = 1000 * statistics.median(r[key] for r in peer["small"])
         mb = 1000 * peer["large"][-1][key]
         print(f"{what:<34} | {ma:>11.0f} | {'':>7} | {mb:>13.0f} | {'':>8} | {mb / ma:>7.1f}x | {'':>3} |{note}")
     drill = statistics.median(timed["drift x0 (numeric), 1h"]["large"]["ms"])
     total = 1000 * peer["large"][-1]["total_s"]
-    print(f"\nEvidently over {rows_large:,} rows / the x0 drift drill-down page over {large}: "
-          f"{total:,.0f} ms / {drill:.1f} ms = {total / drill:,.0f}x")
-    print(f"Evidently runs over {small} rows (s): " + ", ".join(f"{r['total_s']:.2f}" for r in peer["small"])
-          + f"; peak MB {small}: {max(r['peak_mb'] for r in peer['small']):.0f}, "
-          f"{rows_large:,}: {peer['large'][-1]['peak_mb']:.0f}")
+    print(
+        f"\nEvidently over {rows_large:,} rows / the x0 drift drill-down page over {large}: "
+        f"{total:,.0f} ms / {drill:.1f} ms = {total / drill:,.0f}x"
+    )
+    print(
+        f"Evidently runs over {small} rows (s): "
+        + ", ".join(f"{r['total_s']:.2f}" for r in peer["small"])
+        + f"; peak MB {small}: {max(r['peak_mb'] for r in peer['small']):.0f}, "
+        f"{rows_large:,}: {peer['large'][-1]['peak_mb']:.0f}"
+    )
     for name in ("small", "large"):
         theirs = peer[name][-1]
-        print(f"drifted over the hour, {sizes[name]:,} rows: matchday's 1h window "
-              f"{', '.join(matchday_hour_drift(homes[name])) or 'none'} | Evidently ({theirs['rows']:,} rows) "
-              f"{', '.join(theirs['drifted']) or 'none'}")
+        print(
+            f"drifted over the hour, {sizes[name]:,} rows: matchday's 1h window "
+            f"{', '.join(matchday_hour_drift(homes[name])) or 'none'} | Evidently ({theirs['rows']:,} rows) "
+            f"{', '.join(theirs['drifted']) or 'none'}"
+        )
 
 
 if __name__ == "__main__":

@@ -67,10 +67,13 @@ def child(tool: str, ref_path: str, cur_path: str) -> None:
         drifted = sorted(compare_parquet_files(ref_path, cur_path).drifted_columns)
     else:
         ref, cur = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
-        definition = DataDefinition(numerical_columns=[f"x{i}" for i in range(20)],
-                                    categorical_columns=[f"c{i}" for i in range(5)])
-        snapshot = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=definition),
-                                                   reference_data=Dataset.from_pandas(ref, data_definition=definition))
+        definition = DataDefinition(
+            numerical_columns=[f"x{i}" for i in range(20)], categorical_columns=[f"c{i}" for i in range(5)]
+        )
+        snapshot = Report([DataDriftPreset()]).run(
+            current_data=Dataset.from_pandas(cur, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref, data_definition=definition),
+        )
         drifted = []
         for metric in snapshot.dict()["metrics"]:
             config = metric["config"]
@@ -85,8 +88,9 @@ def child(tool: str, ref_path: str, cur_path: str) -> None:
 
 
 def measure(tool: str, ref_path: str, cur_path: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", tool, ref_path, cur_path],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", tool, ref_path, cur_path], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -98,8 +102,10 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    print(f"{'rows':>10} | {'matchday s':>10} | {'evidently s':>11} | {'speed-up':>8} | {'matchday MB':>11} | "
-          f"{'evidently MB':>12} | {'extra MB m/e':>13} | {'memory ratio':>12} | same verdicts")
+    print(
+        f"{'rows':>10} | {'matchday s':>10} | {'evidently s':>11} | {'speed-up':>8} | {'matchday MB':>11} | "
+        f"{'evidently MB':>12} | {'extra MB m/e':>13} | {'memory ratio':>12} | same verdicts"
+    )
     print("-" * 125)
     for rows in (int(r) for r in args.rows.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -109,11 +115,13 @@ def main() -> None:
             cur.to_parquet(cur_path)
             del ref, cur
             ours, theirs = measure("matchday", ref_path, cur_path), measure("evidently", ref_path, cur_path)
-            print(f"{rows:>10,} | {ours['seconds']:>10.2f} | {theirs['seconds']:>11.2f} | "
-                  f"{theirs['seconds'] / ours['seconds']:>7.1f}x | {ours['peak_mb']:>11.0f} | {theirs['peak_mb']:>12.0f} | "
-                  f"{ours['extra_mb']:>5.0f}/{theirs['extra_mb']:<7.0f} | "
-                  f"{ours['extra_mb'] / max(theirs['extra_mb'], 1):>11.2f}x | {ours['drifted'] == theirs['drifted']}",
-                  flush=True)
+            print(
+                f"{rows:>10,} | {ours['seconds']:>10.2f} | {theirs['seconds']:>11.2f} | "
+                f"{theirs['seconds'] / ours['seconds']:>7.1f}x | {ours['peak_mb']:>11.0f} | {theirs['peak_mb']:>12.0f} | "
+                f"{ours['extra_mb']:>5.0f}/{theirs['extra_mb']:<7.0f} | "
+                f"{ours['extra_mb'] / max(theirs['extra_mb'], 1):>11.2f}x | {ours['drifted'] == theirs['drifted']}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

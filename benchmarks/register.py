@@ -84,7 +84,9 @@ def main() -> None:
     args = parser.parse_args()
     warm = data(2_000)
     time_matchday(warm, model(warm)), time_pandas(warm), time_mlflow(warm)  # imports and first-call costs
-    print(f"{'rows':>10} | {'matchday register (s)':>22} | {'pandas stats only (s)':>22} | {'mlflow infer_signature (s)':>27} | pandas/matchday")
+    print(
+        f"{'rows':>10} | {'matchday register (s)':>22} | {'pandas stats only (s)':>22} | {'mlflow infer_signature (s)':>27} | pandas/matchday"
+    )
     print("-" * 110)
     for rows in (int(r) for r in args.rows.split(",")):
         frame = data(rows)

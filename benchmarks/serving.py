@@ -36,8 +36,11 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
         port = s.getsockname()[1]
     env = {**os.environ, "MATCHDAY_HOME": str(home)}
     env.pop("MATCHDAY_DATABASE_URL", None)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "matchday"), "serve", "--port", str(port),
-                             "--log-level", "warning"], env=env, cwd=home)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "matchday"), "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=home,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -85,14 +88,18 @@ def main() -> None:
             rows = transactions(args.requests, seed=5).drop_columns(["is_fraud"]).to_pylist()
             load(url, "batched", rows[:50], 4)  # warm both deployments
             load(url, "unbatched", rows[:50], 4)
-            print(f"{'threads':>8} | {'batched rows/s':>15} | {'p50 ms':>7} | {'p99 ms':>7} | {'unbatched rows/s':>17} | "
-                  f"{'p50 ms':>7} | {'p99 ms':>7} | batched/unbatched")
+            print(
+                f"{'threads':>8} | {'batched rows/s':>15} | {'p50 ms':>7} | {'p99 ms':>7} | {'unbatched rows/s':>17} | "
+                f"{'p50 ms':>7} | {'p99 ms':>7} | batched/unbatched"
+            )
             print("-" * 104)
             for threads in (1, 8, 32):
                 b = load(url, "batched", rows, threads)
                 u = load(url, "unbatched", rows, threads)
-                print(f"{threads:>8} | {b[0]:>15.0f} | {b[1] * 1000:>7.1f} | {b[2] * 1000:>7.1f} | {u[0]:>17.0f} | "
-                      f"{u[1] * 1000:>7.1f} | {u[2] * 1000:>7.1f} | {b[0] / u[0]:>6.2f}x")
+                print(
+                    f"{threads:>8} | {b[0]:>15.0f} | {b[1] * 1000:>7.1f} | {b[2] * 1000:>7.1f} | {u[0]:>17.0f} | "
+                    f"{u[1] * 1000:>7.1f} | {u[2] * 1000:>7.1f} | {b[0] / u[0]:>6.2f}x"
+                )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

@@ -65,6 +65,7 @@ TARGET = 1.10  # the shadowed p99 may be at most 10% above the unshadowed one
 # -- models -------------------------------------------------------------------------------------
 def per_call(predictor: Predictor, table: pa.Table, rows: int = 1, calls: int = 60) -> float:
     """Median seconds of one model call as the server makes it: predict, then predict_proba if any."""
+
     def call(i: int) -> None:
         part = table.slice((i * rows) % (table.num_rows - rows), rows)
         predictor.predict(part)
@@ -89,7 +90,9 @@ def heavy_forest(train: Any, signature: Any, table: pa.Table, target: float, max
     from sklearn.preprocessing import OneHotEncoder
 
     model = make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
+        ),
         RandomForestClassifier(n_estimators=max_trees, max_depth=10, n_jobs=2, random_state=0),
     ).fit(train[FEATURES], train["is_fraud"])
     forest = model[-1]
@@ -120,15 +123,24 @@ def start_server(home: Path, database_url: str | None, wait_ms: float) -> tuple[
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MATCHDAY_HOME": str(home), shadow_models.WAIT_MS: f"{wait_ms:.3f}",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "MATCHDAY_HOME": str(home),
+        shadow_models.WAIT_MS: f"{wait_ms:.3f}",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
+    }
     env.pop("MATCHDAY_DATABASE_URL", None)
     if database_url:
         env["MATCHDAY_DATABASE_URL"] = database_url
     log = home / "server.log"
     with open(log, "ab") as out:  # the server keeps its own copy of the descriptor
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "matchday"), "serve", "--port", str(port),
-                                 "--log-level", "warning"], env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "matchday"), "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         if proc.poll() is not None:
@@ -165,8 +177,9 @@ def load(url: str, deployment: str, rows: list[dict[str, Any]], clients: int) ->
     return latencies, time.perf_counter() - started
 
 
-def load_open(url: str, deployment: str, rows: list[dict[str, Any]], rate: float, seed: int,
-              senders: int = 32) -> tuple[list[float], float]:
+def load_open(
+    url: str, deployment: str, rows: list[dict[str, Any]], rate: float, seed: int, senders: int = 32
+) -> tuple[list[float], float]:
     """Open loop: requests arrive at ``rate`` per second (Poisson), whether or not earlier ones are answered.
 
     Latency counts from each request's scheduled arrival, so a request that had to wait for a free
@@ -214,8 +227,11 @@ def metrics(url: str, model: str) -> dict[str, dict[str, float]]:
         labels, value = rest.rsplit("} ", 1)
         fields = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
         fields = {k: v.strip('"') for k, v in fields.items()}
-        if name in ("matchday_shadow_predictions_total", "matchday_batch_size_rows_sum", "matchday_batch_size_rows_count") \
-                and fields.get("model") == model:
+        if (
+            name
+            in ("matchday_shadow_predictions_total", "matchday_batch_size_rows_sum", "matchday_batch_size_rows_count")
+            and fields.get("model") == model
+        ):
             out.setdefault(fields["version"], {})[name] = out.get(fields["version"], {}).get(name, 0.0) + float(value)
         elif name == "matchday_shadow_dropped_total":
             out.setdefault("dropped", {})[name] = float(value)
@@ -224,8 +240,12 @@ def metrics(url: str, model: str) -> dict[str, dict[str, float]]:
 
 def shadow_counts(m: dict[str, dict[str, float]], version: str) -> tuple[float, float, float, float]:
     v = m.get(version, {})
-    return (v.get("matchday_shadow_predictions_total", 0.0), m.get("dropped", {}).get("matchday_shadow_dropped_total", 0.0),
-            v.get("matchday_batch_size_rows_sum", 0.0), v.get("matchday_batch_size_rows_count", 0.0))
+    return (
+        v.get("matchday_shadow_predictions_total", 0.0),
+        m.get("dropped", {}).get("matchday_shadow_dropped_total", 0.0),
+        v.get("matchday_batch_size_rows_sum", 0.0),
+        v.get("matchday_batch_size_rows_count", 0.0),
+    )
 
 
 def machine_busy(pids: list[int]) -> tuple[float, float]:
@@ -261,8 +281,9 @@ def server_cpu(url: str) -> float:
     return float("nan")
 
 
-def settled(url: str, model: str, version: str, start: tuple[float, ...], mirrored: int,
-            patience: float = 30.0) -> tuple[float, float, float, float]:
+def settled(
+    url: str, model: str, version: str, start: tuple[float, ...], mirrored: int, patience: float = 30.0
+) -> tuple[float, float, float, float]:
     """The shadow's counters once every copy mirrored since ``start`` is scored or dropped."""
     now = shadow_counts(metrics(url, model), version)
     deadline = time.monotonic() + patience
@@ -278,10 +299,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="measured requests per configuration per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each measures every configuration once")
     parser.add_argument("--clients", type=int, default=8, help="concurrent closed-loop clients")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="open loop instead: requests per second arriving at random (Poisson), 32 senders")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop instead: requests per second arriving at random (Poisson), 32 senders",
+    )
     parser.add_argument("--slowdown", type=float, default=10.0, help="how much slower per call each shadow is")
-    parser.add_argument("--max-trees", type=int, default=1000, help="trees trained for the cpu shadow (calibrated down)")
+    parser.add_argument(
+        "--max-trees", type=int, default=1000, help="trees trained for the cpu shadow (calibrated down)"
+    )
     parser.add_argument("--database-url", default=None, help="metadata database (default: SQLite in a temp dir)")
     args = parser.parse_args()
     started_all = time.perf_counter()
@@ -302,8 +329,9 @@ def main() -> None:
 
         wait_ms = args.slowdown * t_primary * 1000
         os.environ[shadow_models.WAIT_MS] = f"{wait_ms:.3f}"
-        registry.register(name, "shadow_models:remote_lookup", signature=signature,
-                          description=f"sleeps {wait_ms:.1f} ms a call")
+        registry.register(
+            name, "shadow_models:remote_lookup", signature=signature, description=f"sleeps {wait_ms:.1f} ms a call"
+        )
         forest, trees = heavy_forest(train, signature, table, args.slowdown * t_primary, args.max_trees)
         registry.register(name, forest, reference=train, target="is_fraud", description=f"random forest, {trees} trees")
         refs = {"none": primary_ref, "wait": f"{name}:2", "cpu": f"{name}:3"}
@@ -312,21 +340,26 @@ def main() -> None:
         print("-" * 78)
         loaded = {key: registry.load(ref) for key, ref in refs.items()}
         base64 = per_call(loaded["none"], table, rows=64, calls=30)
-        descriptions = {"none": "primary (gradient boosting)", "wait": f"wait shadow (sleep {wait_ms:.0f} ms)",
-                        "cpu": f"cpu shadow (forest, {trees} trees)"}
+        descriptions = {
+            "none": "primary (gradient boosting)",
+            "wait": f"wait shadow (sleep {wait_ms:.0f} ms)",
+            "cpu": f"cpu shadow (forest, {trees} trees)",
+        }
         for key, predictor in loaded.items():
             one = t_primary if key == "none" else per_call(predictor, table, calls=15)
             many = base64 if key == "none" else per_call(predictor, table, rows=64, calls=10)
-            print(f"{descriptions[key]:>28} | {one * 1000:>9.1f} | {one / t_primary:>8.1f}x | {many * 1000:>10.1f} | "
-                  f"{many / base64:>8.1f}x")
+            print(
+                f"{descriptions[key]:>28} | {one * 1000:>9.1f} | {one / t_primary:>8.1f}x | {many * 1000:>10.1f} | "
+                f"{many / base64:>8.1f}x"
+            )
         del loaded
         print(f"(models trained, calibrated and measured in {time.perf_counter() - started_all:.0f} s)")
 
         ws.deployments.deploy(name, primary_ref)
         proc, url, log = start_server(home, args.database_url, wait_ms)
         rows = transactions(max(args.requests, 2000), seed=5).drop_columns(["is_fraud"]).to_pylist()
-        measured = rows[:args.requests]
-        warmup = rows[-max(100, 20 * args.clients):]
+        measured = rows[: args.requests]
+        warmup = rows[-max(100, 20 * args.clients) :]
         configs = ["none", "wait", "cpu", "again"]  # "again": no shadow once more, to show the noise (A/A)
         refs["again"] = primary_ref
         shadowed = {"wait", "cpu"}
@@ -341,7 +374,7 @@ def main() -> None:
         try:
             load(url, name, warmup, args.clients)
             for r in range(args.rounds):
-                order = configs[r % len(configs):] + configs[:r % len(configs)]
+                order = configs[r % len(configs) :] + configs[: r % len(configs)]
                 for config in order:
                     if active is not None:
                         ws.rollouts.rollback(name, reason="benchmark: next configuration")
@@ -356,12 +389,17 @@ def main() -> None:
                     mirrored = len(warmup) if config in shadowed else 0
                     before = settled(url, name, version, start, mirrored)
                     if config in shadowed and before[0] + before[1] - start[0] - start[1] < mirrored:
-                        raise RuntimeError(f"the {config} shadow did not get every warm-up row:\n{log.read_text()[-3000:]}")
+                        raise RuntimeError(
+                            f"the {config} shadow did not get every warm-up row:\n{log.read_text()[-3000:]}"
+                        )
                     helpers = children(proc.pid)
                     cpu_before, busy_before = server_cpu(url), machine_busy([proc.pid, os.getpid()])
                     helpers_before = machine_busy(helpers)[1]
-                    lat, seconds = (load_open(url, name, measured, args.rate, seed=r) if args.rate
-                                    else load(url, name, measured, args.clients))
+                    lat, seconds = (
+                        load_open(url, name, measured, args.rate, seed=r)
+                        if args.rate
+                        else load(url, name, measured, args.clients)
+                    )
                     cpu[config] += server_cpu(url) - cpu_before
                     busy_after = machine_busy([proc.pid, os.getpid()])
                     worker = machine_busy(helpers)[1] - helpers_before
@@ -383,32 +421,48 @@ def main() -> None:
     none_p99 = float(np.percentile(latencies["none"], 99))
     labels = {"none": "no shadow", "wait": "wait shadow", "cpu": "cpu shadow", "again": "no shadow, A/A"}
     how = f"open loop at {args.rate:g} requests/s (Poisson)" if args.rate else f"{args.clients} closed-loop clients"
-    print(f"\n{how}, one-row requests, {args.rounds} rounds of {args.requests} requests "
-          "per configuration (order rotated); shadows mirror 100% of rows")
-    print(f"{'configuration':>15} | {'requests':>8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | {'p99 vs none':>11} | "
-          f"{'server CPU':>10} | {'shadow CPU':>10} | {'other CPU':>9} | {'shadow scored':>13} | {'dropped':>7} | {'shadow rows/call':>16} | within 10%")
+    print(
+        f"\n{how}, one-row requests, {args.rounds} rounds of {args.requests} requests "
+        "per configuration (order rotated); shadows mirror 100% of rows"
+    )
+    print(
+        f"{'configuration':>15} | {'requests':>8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | {'p99 vs none':>11} | "
+        f"{'server CPU':>10} | {'shadow CPU':>10} | {'other CPU':>9} | {'shadow scored':>13} | {'dropped':>7} | {'shadow rows/call':>16} | within 10%"
+    )
     print("-" * 172)
     for config in configs:
         lat = latencies[config]
         p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
         scored, dropped, batch_rows, calls = counts[config]
-        shadow = ("-", "-", "-") if config not in shadowed else (f"{scored:,.0f}", f"{dropped:,.0f}",
-                                                          f"{batch_rows / calls:.1f}" if calls else "-")
+        shadow = (
+            ("-", "-", "-")
+            if config not in shadowed
+            else (f"{scored:,.0f}", f"{dropped:,.0f}", f"{batch_rows / calls:.1f}" if calls else "-")
+        )
         verdict = "-" if config == "none" else ("yes" if p99 <= TARGET * none_p99 else "NO")
-        print(f"{labels[config]:>15} | {len(lat):>8,} | {len(lat) / elapsed[config]:>6.0f} | "
-              f"{p50 * 1000:>7.1f} | {p99 * 1000:>7.1f} | {p99 / none_p99:>10.2f}x | {cpu[config] / elapsed[config]:>9.0%} | "
-              f"{shadow_cpu[config] / elapsed[config]:>9.0%} | {other[config] / elapsed[config]:>8.0%} | "
-              f"{shadow[0]:>13} | {shadow[1]:>7} | "
-              f"{shadow[2]:>16} | {verdict}")
-    print("\np99 ms by round: " + "; ".join(f"{labels[c]} " + " / ".join(f"{p * 1000:.1f}" for p in by_round[c]) for c in configs))
-    print("server CPU: the server process's CPU time while measuring, as a share of one core; shadow CPU: the same for "
-          "its shadow process (lowest priority); other CPU: every other process but this one (the clients): another "
-          "job on the machine shows here")
+        print(
+            f"{labels[config]:>15} | {len(lat):>8,} | {len(lat) / elapsed[config]:>6.0f} | "
+            f"{p50 * 1000:>7.1f} | {p99 * 1000:>7.1f} | {p99 / none_p99:>10.2f}x | {cpu[config] / elapsed[config]:>9.0%} | "
+            f"{shadow_cpu[config] / elapsed[config]:>9.0%} | {other[config] / elapsed[config]:>8.0%} | "
+            f"{shadow[0]:>13} | {shadow[1]:>7} | "
+            f"{shadow[2]:>16} | {verdict}"
+        )
+    print(
+        "\np99 ms by round: "
+        + "; ".join(f"{labels[c]} " + " / ".join(f"{p * 1000:.1f}" for p in by_round[c]) for c in configs)
+    )
+    print(
+        "server CPU: the server process's CPU time while measuring, as a share of one core; shadow CPU: the same for "
+        "its shadow process (lowest priority); other CPU: every other process but this one (the clients): another "
+        "job on the machine shows here"
+    )
     busiest = max(other[c] / elapsed[c] for c in configs)
     if busiest > 0.2:
         print(f"WARNING: other processes used up to {busiest:.0%} of a core while measuring; rerun on a quiet machine")
-    print(f"total {time.perf_counter() - started_all:.0f} s; 1-minute load average {load_before:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after")
+    print(
+        f"total {time.perf_counter() - started_all:.0f} s; 1-minute load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after"
+    )
 
 
 if __name__ == "__main__":

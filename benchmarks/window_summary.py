@@ -105,9 +105,14 @@ def labels(rng: np.random.Generator, frame: pd.DataFrame) -> np.ndarray:
     """Three classes from linear scores of a few features (so the model has something to learn)."""
     x = frame[NUMERIC].to_numpy()
     centred = (x - np.arange(20)) / (1 + np.arange(20) / 10)
-    scores = np.stack([centred[:, 0] + centred[:, 3] - centred[:, 5],
-                       centred[:, 1] - centred[:, 4] + (frame["c2"] == "a").to_numpy() * 1.0,
-                       centred[:, 2] + centred[:, 6] * 0.5 + (frame["c3"] == "d").to_numpy() * 1.5], axis=1)
+    scores = np.stack(
+        [
+            centred[:, 0] + centred[:, 3] - centred[:, 5],
+            centred[:, 1] - centred[:, 4] + (frame["c2"] == "a").to_numpy() * 1.0,
+            centred[:, 2] + centred[:, 6] * 0.5 + (frame["c3"] == "d").to_numpy() * 1.5,
+        ],
+        axis=1,
+    )
     return np.argmax(scores + rng.normal(0, 0.8, scores.shape), axis=1)
 
 
@@ -118,11 +123,18 @@ def train(frame: pd.DataFrame, y: np.ndarray):  # type: ignore[no-untyped-def]
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    pre = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(), StandardScaler()), NUMERIC),
-        ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
-                              OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
-    ])
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), NUMERIC),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                CATEGORICAL,
+            ),
+        ]
+    )
     return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))]).fit(frame, y)
 
 
@@ -178,15 +190,26 @@ def setup(home: Path, url: str | None, rows: int, seed: int = 0) -> int:
         out = []
         for j, i in enumerate(idx.tolist()):
             bad = bool(failed[j])
-            out.append({"request_id": str(uuid.UUID(int=i + 1)), "entity_id": f"e{i % 50_000}",
-                        "deployment": DEPLOYMENT, "model": MODEL, "version": version,
-                        "at": T0 + timedelta(microseconds=offsets[j]), "inputs": records[j],
-                        "prediction": None if bad else predictions[j],
-                        "probabilities": None if bad else probabilities[j], "latency_seconds": latency[j],
-                        "routing": {"plan": "single"}, "role": "served",
-                        "error": "RuntimeError: model failed" if bad else None, "shadow_of": None})
+            out.append(
+                {
+                    "request_id": str(uuid.UUID(int=i + 1)),
+                    "entity_id": f"e{i % 50_000}",
+                    "deployment": DEPLOYMENT,
+                    "model": MODEL,
+                    "version": version,
+                    "at": T0 + timedelta(microseconds=offsets[j]),
+                    "inputs": records[j],
+                    "prediction": None if bad else predictions[j],
+                    "probabilities": None if bad else probabilities[j],
+                    "latency_seconds": latency[j],
+                    "routing": {"plan": "single"},
+                    "role": "served",
+                    "error": "RuntimeError: model failed" if bad else None,
+                    "shadow_of": None,
+                }
+            )
         for k in range(0, len(out), 500):  # the writer's batch: one Arrow batch per 500 rows
-            log.insert(out[k:k + 500])
+            log.insert(out[k : k + 500])
         done = idx[-1] + 1
         if done % 100_000 < batch or done == rows:
             elapsed = time.perf_counter() - start
@@ -221,8 +244,9 @@ def run_matchday(home: Path, url: str | None, rows: int, profile: str | None) ->
     from matchday.workspace import Workspace, build_monitoring
 
     ws = Workspace(Settings(home=home, database_url=url))
-    ws.settings = ws.settings.model_copy(update={"monitoring": ws.settings.monitoring.model_copy(
-        update={"count_window": min(max(rows, 10), 1_000_000)})})
+    ws.settings = ws.settings.model_copy(
+        update={"monitoring": ws.settings.monitoring.model_copy(update={"count_window": min(max(rows, 10), 1_000_000)})}
+    )
     loop = build_monitoring(ws)
     with ws.database.session(write=True) as s:  # an earlier repeat's windows and cursor: start afresh
         s.execute(sa.text("DELETE FROM metric_windows"))
@@ -245,17 +269,25 @@ def run_matchday(home: Path, url: str | None, rows: int, profile: str | None) ->
     for w in store.series(DEPLOYMENT, "5m") + store.series(DEPLOYMENT, "1h"):
         m = w.metrics
         windows[f"{w.width} {window_key(w.start)}"] = {
-            "rows": w.rows, "error_rate": m.get("error_rate"),
+            "rows": w.rows,
+            "error_rate": m.get("error_rate"),
             "latency": [m.get(f"latency_p{q}") for q in (50, 95, 99)],
             "missing": {f: m.get(f"missing.{f}") for f in FEATURES},
             "drift": {f: m.get(f"drift.{f}") for f in FEATURES},
             "drifted": {f: bool(m.get(f"drift_detected.{f}")) for f in FEATURES},
             "class_share": {k.partition(".")[2]: v for k, v in m.items() if k.startswith("class_share.")},
-            "mean_confidence": m.get("mean_confidence")}
+            "mean_confidence": m.get("mean_confidence"),
+        }
     written = len(result.windows)
     ws.close()
-    return {"seconds": seconds, "rows": result.rows, "peak_mb": peak, "extra_mb": extra, "windows": windows,
-            "written": written}
+    return {
+        "seconds": seconds,
+        "rows": result.rows,
+        "peak_mb": peak,
+        "extra_mb": extra,
+        "windows": windows,
+        "written": written,
+    }
 
 
 def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]:
@@ -271,10 +303,16 @@ def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]
     start = time.perf_counter()
     reference = pd.read_parquet(home / "reference.parquet")
     batches = pd.read_sql(sa.text("SELECT data FROM prediction_batches ORDER BY id"), engine)
-    frame = pd.concat([pa.ipc.open_stream(pa.py_buffer(data)).read_all().flatten().to_pandas()  # one column per input
-                       for data in batches["data"]], ignore_index=True).rename(columns=lambda c: c.removeprefix("inputs."))
-    frame = frame[frame["id"].notna() & (frame["deployment"] == DEPLOYMENT)
-                  & frame["role"].isin(["served", "failed_over"])].reset_index(drop=True)
+    frame = pd.concat(
+        [
+            pa.ipc.open_stream(pa.py_buffer(data)).read_all().flatten().to_pandas()  # one column per input
+            for data in batches["data"]
+        ],
+        ignore_index=True,
+    ).rename(columns=lambda c: c.removeprefix("inputs."))
+    frame = frame[
+        frame["id"].notna() & (frame["deployment"] == DEPLOYMENT) & frame["role"].isin(["served", "failed_over"])
+    ].reset_index(drop=True)
 
     def parse(value: Any) -> Any:  # SQLite hands back JSON text, psycopg parsed values
         return orjson.loads(value) if isinstance(value, str | bytes) else value
@@ -289,9 +327,13 @@ def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]
     inputs = frame[FEATURES].copy()
     inputs[NUMERIC] = inputs[NUMERIC].astype("float64")
     probabilities = np.stack(frame["probabilities"][ok].to_numpy()).astype(np.float64)
-    answered = pd.DataFrame({"window": frame["window"][ok].to_numpy(),
-                             "prediction": [label(v) for v in frame["prediction"][ok]],
-                             "confidence": probabilities.max(axis=1)})
+    answered = pd.DataFrame(
+        {
+            "window": frame["window"][ok].to_numpy(),
+            "prediction": [label(v) for v in frame["prediction"][ok]],
+            "confidence": probabilities.max(axis=1),
+        }
+    )
     inputs_ok = inputs[ok].assign(window=frame["window"][ok].to_numpy())
 
     ref_numeric = {f: reference[f].dropna().to_numpy() for f in NUMERIC}
@@ -316,11 +358,16 @@ def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]
 
     def metrics(rows: pd.DataFrame, ok_inputs: pd.DataFrame, ok_outputs: pd.DataFrame) -> dict[str, Any]:
         scores, drifted = drift(ok_inputs)
-        return {"rows": len(rows), "error_rate": float(rows["error"].notna().mean()),
-                "latency": rows["latency_seconds"].quantile([0.5, 0.95, 0.99]).tolist(),
-                "missing": ok_inputs[FEATURES].isna().mean().to_dict(), "drift": scores, "drifted": drifted,
-                "class_share": ok_outputs["prediction"].value_counts(normalize=True).to_dict(),
-                "mean_confidence": float(ok_outputs["confidence"].mean())}
+        return {
+            "rows": len(rows),
+            "error_rate": float(rows["error"].notna().mean()),
+            "latency": rows["latency_seconds"].quantile([0.5, 0.95, 0.99]).tolist(),
+            "missing": ok_inputs[FEATURES].isna().mean().to_dict(),
+            "drift": scores,
+            "drifted": drifted,
+            "class_share": ok_outputs["prediction"].value_counts(normalize=True).to_dict(),
+            "mean_confidence": float(ok_outputs["confidence"].mean()),
+        }
 
     windows = {}
     inputs_by_window = dict(iter(inputs_ok.groupby("window")))
@@ -329,14 +376,30 @@ def run_pandas(home: Path, url: str | None, numeric_test: str) -> dict[str, Any]
         windows[f"5m {window_key(window)}"] = metrics(rows, inputs_by_window[window], outputs_by_window[window])
     windows[f"1h {window_key(frame['window'].min().floor('1h'))}"] = metrics(frame, inputs_ok, answered)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rows": len(frame), "peak_mb": peak_mb(), "extra_mb": peak_mb() - baseline,
-            "windows": windows}
+    return {
+        "seconds": seconds,
+        "rows": len(frame),
+        "peak_mb": peak_mb(),
+        "extra_mb": peak_mb() - baseline,
+        "windows": windows,
+    }
 
 
-def measure(method: str, home: Path, url: str | None, rows: int, numeric_test: str,
-            profile: str | None = None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", method, "--home", str(home), "--rows", str(rows),
-               "--numeric-test", numeric_test]
+def measure(
+    method: str, home: Path, url: str | None, rows: int, numeric_test: str, profile: str | None = None
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--home",
+        str(home),
+        "--rows",
+        str(rows),
+        "--numeric-test",
+        numeric_test,
+    ]
     if url:
         command += ["--child-url", url]
     if profile:
@@ -359,27 +422,49 @@ def compare(ours: dict[str, Any], theirs: dict[str, Any], numeric_test: str) -> 
     p99 = [abs(a[k]["latency"][2] / b[k]["latency"][2] - 1) for k in both]
     p50 = [abs(a[k]["latency"][0] / b[k]["latency"][0] - 1) for k in both]
     missing = max(abs((a[k]["missing"][f] or 0) - (b[k]["missing"][f] or 0)) for k in both for f in FEATURES)
-    shares = max(abs(a[k]["class_share"].get(c, 0) - b[k]["class_share"].get(c, 0))
-                 for k in both for c in set(a[k]["class_share"]) | set(b[k]["class_share"]))
+    shares = max(
+        abs(a[k]["class_share"].get(c, 0) - b[k]["class_share"].get(c, 0))
+        for k in both
+        for c in set(a[k]["class_share"]) | set(b[k]["class_share"])
+    )
     confidence = max(abs(a[k]["mean_confidence"] - b[k]["mean_confidence"]) for k in both)
     verdicts = [(k, f) for k in both for f in FEATURES]
     agree = sum(a[k]["drifted"][f] == b[k]["drifted"][f] for k, f in verdicts)
-    lines.append(f"windows: {len(a)} matchday, {len(b)} pandas, same windows: {same_keys}; "
-                 f"same row counts: {rows_ok}; same error rates: {error_ok}")
-    lines.append(f"latency p50 / p99: matchday's sketch within {max(p50):.2%} / {max(p99):.2%} of pandas' exact quantiles")
-    lines.append(f"missing shares: max difference {missing:.1e}; class shares: {shares:.1e}; mean confidence: {confidence:.1e}")
+    lines.append(
+        f"windows: {len(a)} matchday, {len(b)} pandas, same windows: {same_keys}; "
+        f"same row counts: {rows_ok}; same error rates: {error_ok}"
+    )
+    lines.append(
+        f"latency p50 / p99: matchday's sketch within {max(p50):.2%} / {max(p99):.2%} of pandas' exact quantiles"
+    )
+    lines.append(
+        f"missing shares: max difference {missing:.1e}; class shares: {shares:.1e}; mean confidence: {confidence:.1e}"
+    )
     lines.append(f"drift verdicts (window x feature): {agree} of {len(verdicts)} agree")
     hour = next(k for k in both if k.startswith("1h"))
-    lines.append("hour window, drifted per matchday: " + ", ".join(f for f in FEATURES if a[hour]["drifted"][f])
-                 + " | per pandas: " + ", ".join(f for f in FEATURES if b[hour]["drifted"][f]))
+    lines.append(
+        "hour window, drifted per matchday: "
+        + ", ".join(f for f in FEATURES if a[hour]["drifted"][f])
+        + " | per pandas: "
+        + ", ".join(f for f in FEATURES if b[hour]["drifted"][f])
+    )
     second = [k for k in both if k.startswith("5m")][-1]
-    lines.append("last 5m window, drifted per matchday: " + ", ".join(f for f in FEATURES if a[second]["drifted"][f])
-                 + " | per pandas: " + ", ".join(f for f in FEATURES if b[second]["drifted"][f]))
-    disagree = [f"{k.split()[1][11:16]} {f} ({a[k]['drift'][f]:.3f} vs {b[k]['drift'][f]:.3f})"
-                for k, f in verdicts if a[k]["drifted"][f] != b[k]["drifted"][f]]
+    lines.append(
+        "last 5m window, drifted per matchday: "
+        + ", ".join(f for f in FEATURES if a[second]["drifted"][f])
+        + " | per pandas: "
+        + ", ".join(f for f in FEATURES if b[second]["drifted"][f])
+    )
+    disagree = [
+        f"{k.split()[1][11:16]} {f} ({a[k]['drift'][f]:.3f} vs {b[k]['drift'][f]:.3f})"
+        for k, f in verdicts
+        if a[k]["drifted"][f] != b[k]["drifted"][f]
+    ]
     if disagree:
         theirs_is = "KS p-value" if numeric_test == "ks" else "score"
-        lines.append(f"disagreements (window, feature, matchday score vs pandas {theirs_is}): " + "; ".join(disagree[:12]))
+        lines.append(
+            f"disagreements (window, feature, matchday score vs pandas {theirs_is}): " + "; ".join(disagree[:12])
+        )
     return lines
 
 
@@ -388,9 +473,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database-url", help="PostgreSQL admin URL; a fresh database is created beside it")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--numeric-test", choices=("wasserstein", "ks"), default="wasserstein",
-                        help="pandas' drift test on numeric features (matchday uses its default)")
-    parser.add_argument("--profile", help="after the timed runs, one more matchday tick under cProfile: stats to this file")
+    parser.add_argument(
+        "--numeric-test",
+        choices=("wasserstein", "ks"),
+        default="wasserstein",
+        help="pandas' drift test on numeric features (matchday uses its default)",
+    )
+    parser.add_argument(
+        "--profile", help="after the timed runs, one more matchday tick under cProfile: stats to this file"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and database")
     parser.add_argument("--workdir", help="log into this folder once and reuse it on later runs (kept)")
     parser.add_argument("--setup-only", action="store_true", help="log the rows (into --workdir) and stop")
@@ -414,13 +505,18 @@ def main() -> None:
     done = home / "logged.json"
     previous = json.loads(done.read_text()) if done.exists() else None
     if previous is not None and (previous["rows"], previous["admin_url"]) != (args.rows, args.database_url):
-        sys.exit(f"{home} holds {previous['rows']:,} rows logged for {previous['admin_url'] or 'SQLite'}: use another --workdir")
+        sys.exit(
+            f"{home} holds {previous['rows']:,} rows logged for {previous['admin_url'] or 'SQLite'}: use another --workdir"
+        )
     url = previous["url"] if previous else (create_database(args.database_url) if args.database_url else None)
     backend = "PostgreSQL" if url else "SQLite"
     try:
         if previous is None:
-            print(f"setup: registering the model and logging {args.rows:,} rows ({backend}, {home}) ...",
-                  file=sys.stderr, flush=True)
+            print(
+                f"setup: registering the model and logging {args.rows:,} rows ({backend}, {home}) ...",
+                file=sys.stderr,
+                flush=True,
+            )
             started = time.perf_counter()
             setup(home, url, args.rows)
             done.write_text(json.dumps({"rows": args.rows, "admin_url": args.database_url, "url": url}))
@@ -437,27 +533,38 @@ def main() -> None:
                 print(f"  repeat {i + 1}: {method} {runs[method][-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
         if args.profile:  # one more tick under cProfile, after the timed runs and not counted in them
             profiled = measure("matchday", home, url, args.rows, args.numeric_test, args.profile)
-            print(f"  profiled tick: {profiled['seconds']:.1f} s under cProfile, stats in {args.profile}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  profiled tick: {profiled['seconds']:.1f} s under cProfile, stats in {args.profile}",
+                file=sys.stderr,
+                flush=True,
+            )
         load = os.getloadavg()
         seconds = {m: statistics.median(r["seconds"] for r in rs) for m, rs in runs.items()}
-        print(f"\n{backend}, {args.rows:,} logged rows in one hour, 25 features; median of {args.repeat} run(s); "
-              f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        print(f"{'method':<40} | {'rows':>10} | {'seconds':>8} | {'rows/s':>9} | {'peak MB':>8} | {'extra MB':>8} | "
-              f"pandas s / s")
+        print(
+            f"\n{backend}, {args.rows:,} logged rows in one hour, 25 features; median of {args.repeat} run(s); "
+            f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        )
+        print(
+            f"{'method':<40} | {'rows':>10} | {'seconds':>8} | {'rows/s':>9} | {'peak MB':>8} | {'extra MB':>8} | "
+            f"pandas s / s"
+        )
         print("-" * 115)
         names = {"matchday": "matchday summarizer.tick()", "pandas": f"pandas read_sql + groupby ({args.numeric_test})"}
         for method in ("matchday", "pandas"):
             r = runs[method][-1]
             s = seconds[method]
-            print(f"{names[method]:<40} | {r['rows']:>10,} | {s:>8.1f} | {r['rows'] / s:>9,.0f} | "
-                  f"{max(x['peak_mb'] for x in runs[method]):>8.0f} | {max(x['extra_mb'] for x in runs[method]):>8.0f} | "
-                  f"{seconds['pandas'] / s:>11.2f}x")
+            print(
+                f"{names[method]:<40} | {r['rows']:>10,} | {s:>8.1f} | {r['rows'] / s:>9,.0f} | "
+                f"{max(x['peak_mb'] for x in runs[method]):>8.0f} | {max(x['extra_mb'] for x in runs[method]):>8.0f} | "
+                f"{seconds['pandas'] / s:>11.2f}x"
+            )
         if args.repeat > 1:
             for method in ("matchday", "pandas"):
                 print(f"  {method} runs (s): " + ", ".join(f"{r['seconds']:.1f}" for r in runs[method]))
-        print(f"matchday wrote {runs['matchday'][-1]['written']} windows (twelve 5m, 1h, 1d, by count); "
-              f"pandas computed {len(runs['pandas'][-1]['windows'])} (twelve 5m, 1h)")
+        print(
+            f"matchday wrote {runs['matchday'][-1]['written']} windows (twelve 5m, 1h, 1d, by count); "
+            f"pandas computed {len(runs['pandas'][-1]['windows'])} (twelve 5m, 1h)"
+        )
         print("\ncheck:")
         for line in compare(runs["matchday"][-1], runs["pandas"][-1], args.numeric_test):
             print(f"  {line}")

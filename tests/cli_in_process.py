@@ -16,8 +16,12 @@ from matchday import cli
 RUNNER = CliRunner()
 
 
-def run_in_process(argv: Sequence[str], env: Mapping[str, str] | None = None, input: str | None = None,
-                   after: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+def run_in_process(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    after: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the command; ``after`` undoes what a process exit would (e.g. forget the default workspace).
     The runner echoes a prompt's answer (``input``) to stdout, unlike a real process."""
     consoles, excepthook, code = (cli.out, cli.err), sys.excepthook, 0
@@ -35,5 +39,6 @@ def run_in_process(argv: Sequence[str], env: Mapping[str, str] | None = None, in
             sys.excepthook = excepthook  # typer installs its own on every call
             if after is not None:
                 after()
-        return subprocess.CompletedProcess(["matchday", *argv], code, stdout.getvalue().decode(),
-                                           stderr.getvalue().decode())
+        return subprocess.CompletedProcess(
+            ["matchday", *argv], code, stdout.getvalue().decode(), stderr.getvalue().decode()
+        )

@@ -96,12 +96,14 @@ def mixed_frame() -> pd.DataFrame:
     """Numeric, integer, categorical and boolean columns with a few missing values, and a label."""
     rng = np.random.default_rng(7)
     n = 600
-    frame = pd.DataFrame({
-        "amount": rng.lognormal(3, 1, n),
-        "hour": rng.integers(0, 24, n),
-        "merchant": rng.choice(["food", "fuel", "travel"], n),
-        "online": rng.random(n) < 0.3,
-    })
+    frame = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1, n),
+            "hour": rng.integers(0, 24, n),
+            "merchant": rng.choice(["food", "fuel", "travel"], n),
+            "online": rng.random(n) < 0.3,
+        }
+    )
     frame.loc[::50, "amount"] = np.nan
     frame["label"] = ((frame["amount"].fillna(0) > 30) | frame["online"]).astype(int)
     return frame
@@ -115,7 +117,6 @@ def cancer_pipeline(cancer):  # type: ignore[no-untyped-def]
 
     X, y = cancer
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
-
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -15,9 +15,22 @@ import numpy as np
 import pandas as pd
 from rollout_support import cancer_frame, fitted
 
-DRIFTED_FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area", "mean smoothness",
-                    "mean compactness", "mean concavity", "mean concave points", "mean symmetry",
-                    "mean fractal dimension", "radius error", "texture error", "perimeter error", "area error"]
+DRIFTED_FEATURES = [
+    "mean radius",
+    "mean texture",
+    "mean perimeter",
+    "mean area",
+    "mean smoothness",
+    "mean compactness",
+    "mean concavity",
+    "mean concave points",
+    "mean symmetry",
+    "mean fractal dimension",
+    "radius error",
+    "texture error",
+    "perimeter error",
+    "area error",
+]
 
 
 @dataclass
@@ -39,7 +52,7 @@ def scripted_stream(*, stationary: int, drifted: int, after: int, seed: int = 7,
     frame = X.iloc[picks].reset_index(drop=True).copy()
     truth = y.iloc[picks].to_numpy().copy()
     lo, hi = stationary, stationary + drifted
-    frame.loc[lo:hi - 1, DRIFTED_FEATURES] = frame.loc[lo:hi - 1, DRIFTED_FEATURES] * 1.6
+    frame.loc[lo : hi - 1, DRIFTED_FEATURES] = frame.loc[lo : hi - 1, DRIFTED_FEATURES] * 1.6
     predictions = model.predict(frame)
     probabilities = model.predict_proba(frame)
     at = np.arange(n)
@@ -53,15 +66,37 @@ def scripted_stream(*, stationary: int, drifted: int, after: int, seed: int = 7,
     return Stream(frame, predictions, probabilities, labels, (lo, hi), concept)
 
 
-def log_rows(stream: Stream, start: int, end: int, *, deployment: str, model: str, version: int, at: datetime,
-             spacing: timedelta = timedelta(milliseconds=100)) -> list[dict[str, Any]]:
+def log_rows(
+    stream: Stream,
+    start: int,
+    end: int,
+    *,
+    deployment: str,
+    model: str,
+    version: int,
+    at: datetime,
+    spacing: timedelta = timedelta(milliseconds=100),
+) -> list[dict[str, Any]]:
     """Prediction-log rows for stream rows [start, end), as the server would log them."""
     rows = []
     records = stream.frame.iloc[start:end].to_dict("records")
     for i, record in zip(range(start, end), records):
-        rows.append({"request_id": str(uuid.UUID(int=i + 1)), "entity_id": f"e{i}", "deployment": deployment,
-                     "model": model, "version": version, "at": at + spacing * (i - start), "inputs": record,
-                     "prediction": int(stream.predictions[i]), "probabilities": stream.probabilities[i].tolist(),
-                     "latency_seconds": 0.01, "routing": {"plan": "single"}, "role": "served", "error": None,
-                     "shadow_of": None})
+        rows.append(
+            {
+                "request_id": str(uuid.UUID(int=i + 1)),
+                "entity_id": f"e{i}",
+                "deployment": deployment,
+                "model": model,
+                "version": version,
+                "at": at + spacing * (i - start),
+                "inputs": record,
+                "prediction": int(stream.predictions[i]),
+                "probabilities": stream.probabilities[i].tolist(),
+                "latency_seconds": 0.01,
+                "routing": {"plan": "single"},
+                "role": "served",
+                "error": None,
+                "shadow_of": None,
+            }
+        )
     return rows

@@ -40,8 +40,9 @@ def fitted(kind: str) -> tuple[Any, pd.DataFrame]:
     if kind == "regressor":
         model = make_pipeline(StandardScaler(), LinearRegression()).fit(X, y.astype(float))
     else:
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1 if kind == "better" else 1.0,
-                                                                   max_iter=1000)).fit(X, target)
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(C=0.1 if kind == "better" else 1.0, max_iter=1000)
+        ).fit(X, target)
     return model, X.head(REFERENCE_ROWS)
 
 
@@ -53,7 +54,9 @@ def register(ws: Workspace, name: str, kind: str = "base", alias: str | None = N
 
 def deployed(ws: Workspace, name: str = "cancer", versions: int = 2, ref: str | None = None) -> list[str]:
     """``versions`` versions of model ``name`` (the first is @champion), deployed as ``name`` on ``ref``."""
-    refs = [register(ws, name, "base" if i == 0 else "better", alias="champion" if i == 0 else None)
-            for i in range(versions)]
+    refs = [
+        register(ws, name, "base" if i == 0 else "better", alias="champion" if i == 0 else None)
+        for i in range(versions)
+    ]
     ws.deployments.deploy(name, ref or f"{name}@champion")
     return refs

@@ -38,8 +38,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, home: Path, database_url: str, port: int | None = None, workers: int = 1,
-                 env: dict[str, str] | None = None, args: list[str] | None = None, worker: bool = False) -> None:
+    def __init__(
+        self,
+        home: Path,
+        database_url: str,
+        port: int | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        worker: bool = False,
+    ) -> None:
         """``worker``: start `matchday serve`'s worker (monitoring, rollouts, webhooks) too. Off unless a
         test needs those: each worker is one more process importing everything on two cores."""
         self.home, self.database_url = home, database_url
@@ -52,12 +60,32 @@ class ServerProcess:
         self.log = home / f"server-{self.port}.log"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        env = {**os.environ, "MATCHDAY_HOME": str(self.home), "MATCHDAY_DATABASE_URL": self.database_url,
-               "PYTHONPATH": str(Path(__file__).parent), **self.extra_env}
+        env = {
+            **os.environ,
+            "MATCHDAY_HOME": str(self.home),
+            "MATCHDAY_DATABASE_URL": self.database_url,
+            "PYTHONPATH": str(Path(__file__).parent),
+            **self.extra_env,
+        }
         self.proc = subprocess.Popen(
-            [MATCHDAY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-             "--log-level", "warning", *self.args],
-            env=env, cwd=self.home, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+            [
+                MATCHDAY,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "warning",
+                *self.args,
+            ],
+            env=env,
+            cwd=self.home,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

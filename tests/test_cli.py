@@ -26,8 +26,9 @@ TESTS = Path(__file__).parent
 
 def run_process(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """The installed console script in a subprocess."""
-    return subprocess.run([MATCHDAY, *args], env=env, capture_output=True, text=True, timeout=120, input=input,
-                          cwd=env["MATCHDAY_HOME"])
+    return subprocess.run(
+        [MATCHDAY, *args], env=env, capture_output=True, text=True, timeout=120, input=input, cwd=env["MATCHDAY_HOME"]
+    )
 
 
 def run(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,8 +49,13 @@ def _forget_default_workspace() -> None:
 @pytest.fixture
 def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.chdir(tmp_path)  # matchday.yaml is looked up here, as with run_process's cwd
-    return {**os.environ, "MATCHDAY_HOME": str(tmp_path), "MATCHDAY_DATABASE_URL": database_url,
-            "PYTHONPATH": str(TESTS), "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "MATCHDAY_HOME": str(tmp_path),
+        "MATCHDAY_DATABASE_URL": database_url,
+        "PYTHONPATH": str(TESTS),
+        "COLUMNS": "200",
+    }
 
 
 @pytest.fixture
@@ -76,15 +82,30 @@ def expect_error(result: subprocess.CompletedProcess[str], message: str) -> None
 
 @pytest.mark.slow
 def test_register_list_show_alias_verify_delete(env, files) -> None:  # type: ignore[no-untyped-def]
-    r = run(env, "models", "register", "cancer", str(files["model"]), "--reference", str(files["reference"]),
-            "--target", "target", "--alias", "champion")
+    r = run(
+        env,
+        "models",
+        "register",
+        "cancer",
+        str(files["model"]),
+        "--reference",
+        str(files["reference"]),
+        "--target",
+        "target",
+        "--alias",
+        "champion",
+    )
     assert r.returncode == 0, r.stderr
     assert "registered cancer:1 (sklearn" in r.stdout and "as @champion" in r.stdout
     r = run(env, "models", "register", "cancer", str(files["model"]), "--reference", str(files["csv"]))
     assert r.returncode == 0, r.stderr
 
     listing = json.loads(run(env, "models", "list", "--json").stdout)
-    assert listing[0]["name"] == "cancer" and listing[0]["latest_version"] == 2 and listing[0]["aliases"] == {"champion": 1}
+    assert (
+        listing[0]["name"] == "cancer"
+        and listing[0]["latest_version"] == 2
+        and listing[0]["aliases"] == {"champion": 1}
+    )
     assert "@champion→1" in run(env, "models", "list").stdout
 
     r = run(env, "models", "alias", "cancer", "2", "champion", "--reason", "better")
@@ -92,7 +113,9 @@ def test_register_list_show_alias_verify_delete(env, files) -> None:  # type: ig
     shown = json.loads(run(env, "models", "show", "cancer", "--json").stdout)
     assert [v["version"] for v in shown["versions"]] == [1, 2]
     assert [(m["from_version"], m["to_version"], m["reason"]) for m in shown["alias_history"]] == [
-        (None, 1, "set at registration"), (1, 2, "better")]
+        (None, 1, "set at registration"),
+        (1, 2, "better"),
+    ]
     detail = run(env, "models", "show", "cancer@champion")
     assert detail.returncode == 0 and "cancer:2" in detail.stdout and "mean radius" in detail.stdout
     version = json.loads(run(env, "models", "show", "cancer:1", "--json").stdout)
@@ -110,8 +133,19 @@ def test_callable_from_the_command_line(env, tmp_path, mixed_frame) -> None:  # 
     reference = tmp_path / "mixed.parquet"
     mixed_frame.to_parquet(reference)
     # a real process: the callable's module is found through PYTHONPATH, not through pytest's sys.path
-    r = run_process(env, "models", "register", "rule", "flavor_callables:score", "--reference", str(reference),
-                    "--target", "label", "--proba", "flavor_callables:score_proba")
+    r = run_process(
+        env,
+        "models",
+        "register",
+        "rule",
+        "flavor_callables:score",
+        "--reference",
+        str(reference),
+        "--target",
+        "label",
+        "--proba",
+        "flavor_callables:score_proba",
+    )
     assert r.returncode == 0, r.stderr
     assert "callable" in r.stdout and "classification" in r.stdout
 
@@ -122,14 +156,22 @@ def test_errors_are_one_line_and_exit_1(env, files, tmp_path) -> None:  # type: 
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model")
     expect_error(run(env, "models", "register", "m", str(notes), *ref), "is not a model")
-    expect_error(run(env, "models", "register", "m", str(files["model"]), *ref, "--flavor", "keras"), "unknown flavor 'keras'")
-    expect_error(run(env, "models", "register", "m", str(files["model"]), "--reference", str(files["reference"])),
-                 "not an input of the model: target")
-    expect_error(run(env, "models", "register", "m", str(files["model"]), "--reference", str(tmp_path / "nope.parquet")),
-                 "no such file")
+    expect_error(
+        run(env, "models", "register", "m", str(files["model"]), *ref, "--flavor", "keras"), "unknown flavor 'keras'"
+    )
+    expect_error(
+        run(env, "models", "register", "m", str(files["model"]), "--reference", str(files["reference"])),
+        "not an input of the model: target",
+    )
+    expect_error(
+        run(env, "models", "register", "m", str(files["model"]), "--reference", str(tmp_path / "nope.parquet")),
+        "no such file",
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    expect_error(run(env, "models", "register", "m", str(files["model"]), "--reference", str(empty)), "could not be read")
+    expect_error(
+        run(env, "models", "register", "m", str(files["model"]), "--reference", str(empty)), "could not be read"
+    )
     pickled = tmp_path / "model.pkl"
     pickled.write_bytes(b"\x80\x04K\x01.")
     expect_error(run(env, "models", "register", "m", str(pickled), *ref), "--trust-pickle")
@@ -147,7 +189,11 @@ def test_errors_are_one_line_and_exit_1(env, files, tmp_path) -> None:  # type: 
 
 
 def test_unreachable_database(tmp_path: Path) -> None:
-    env = {**os.environ, "MATCHDAY_HOME": str(tmp_path), "MATCHDAY_DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/db"}
+    env = {
+        **os.environ,
+        "MATCHDAY_HOME": str(tmp_path),
+        "MATCHDAY_DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/db",
+    }
     result = run_process(env, "models", "list")  # the console script's exit code and stderr, as a user sees them
     expect_error(result, "cannot reach the database at postgresql+psycopg://u:***@127.0.0.1:1/db")
     assert "pw" not in result.stderr.replace("psycopg", "")
@@ -162,8 +208,22 @@ def test_a_mistyped_command_is_a_usage_error_not_a_traceback(env) -> None:  # ty
 
 
 def test_deploy_and_list(env, files) -> None:  # type: ignore[no-untyped-def]
-    assert run(env, "models", "register", "cancer", str(files["model"]), "--reference", str(files["reference"]),
-               "--target", "target", "--alias", "champion").returncode == 0
+    assert (
+        run(
+            env,
+            "models",
+            "register",
+            "cancer",
+            str(files["model"]),
+            "--reference",
+            str(files["reference"]),
+            "--target",
+            "target",
+            "--alias",
+            "champion",
+        ).returncode
+        == 0
+    )
     r = run(env, "deploy", "screening", "cancer@champion", "--max-batch-size", "32")
     assert r.returncode == 0 and "deployment screening serves cancer@champion (new)" in r.stdout
     r = run(env, "deploy", "screening", "cancer:1")

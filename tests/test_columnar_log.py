@@ -21,10 +21,23 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def rows(n: int, start: int = 0, **inputs: Any) -> list[dict[str, Any]]:
-    return [{"request_id": str(uuid.uuid4()), "entity_id": f"e{i}", "deployment": "fraud", "model": "fraud",
-             "version": 1, "at": T0 + timedelta(seconds=i), "inputs": {"amount": float(i), "merchant": "food"} | inputs,
-             "prediction": i % 2, "probabilities": [0.4, 0.6], "latency_seconds": 0.002,
-             "routing": {"plan": "single", "arm": "primary"}, "role": "served"} for i in range(start, start + n)]
+    return [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": f"e{i}",
+            "deployment": "fraud",
+            "model": "fraud",
+            "version": 1,
+            "at": T0 + timedelta(seconds=i),
+            "inputs": {"amount": float(i), "merchant": "food"} | inputs,
+            "prediction": i % 2,
+            "probabilities": [0.4, 0.6],
+            "latency_seconds": 0.002,
+            "routing": {"plan": "single", "arm": "primary"},
+            "role": "served",
+        }
+        for i in range(start, start + n)
+    ]
 
 
 def count(db: Database, table: str) -> int:
@@ -79,8 +92,10 @@ def test_a_damaged_batch_loses_no_row_and_says_which(database_url: str, caplog: 
     store.insert(first)
     store.insert(second)
     with db.session(write=True) as s:
-        s.execute(sa.text("UPDATE prediction_batches SET data = :d WHERE id = (SELECT min(id) FROM prediction_batches)"),
-                  {"d": b"not arrow at all"})
+        s.execute(
+            sa.text("UPDATE prediction_batches SET data = :d WHERE id = (SELECT min(id) FROM prediction_batches)"),
+            {"d": b"not arrow at all"},
+        )
     with caplog.at_level(logging.ERROR):
         table = store.batch_after(0, 100)
     assert table.num_rows == 8  # every row still there: counted, its prediction and latency intact
@@ -92,11 +107,25 @@ def test_a_damaged_batch_loses_no_row_and_says_which(database_url: str, caplog: 
 
 
 def _old_log_rows(n: int) -> list[dict[str, Any]]:
-    return [{"request_id": str(uuid.uuid4()), "entity_id": None, "deployment": "fraud", "model": "fraud", "version": 2,
-             "at": T0 + timedelta(milliseconds=i), "inputs": json.dumps({"amount": i * 1.5, "merchant": "food"}),
-             "prediction": json.dumps(i % 2), "probabilities": json.dumps([0.5, 0.5]) if i % 3 else None,
-             "latency_seconds": 0.001, "routing": json.dumps({"arm": "primary"}), "role": "served",
-             "label": json.dumps(1) if i % 2 else None, "label_at": T0 if i % 2 else None} for i in range(n)]
+    return [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": None,
+            "deployment": "fraud",
+            "model": "fraud",
+            "version": 2,
+            "at": T0 + timedelta(milliseconds=i),
+            "inputs": json.dumps({"amount": i * 1.5, "merchant": "food"}),
+            "prediction": json.dumps(i % 2),
+            "probabilities": json.dumps([0.5, 0.5]) if i % 3 else None,
+            "latency_seconds": 0.001,
+            "routing": json.dumps({"arm": "primary"}),
+            "role": "served",
+            "label": json.dumps(1) if i % 2 else None,
+            "label_at": T0 if i % 2 else None,
+        }
+        for i in range(n)
+    ]
 
 
 def test_an_existing_json_log_migrates_and_stays_readable(database_url: str) -> None:
@@ -132,7 +161,9 @@ def test_the_monitoring_read_takes_whole_batches_and_each_row_once(database_url:
     ids, table, more = store.batches_after(0, 1000)
     assert len(ids) == 2 and not more
     assert table.num_rows == 9 and len(set(table.column("id").to_pylist())) == 9
-    assert sorted(table.column("id").to_pylist()) == sorted(int(i) for i in store.batch_after(0).column("id").to_pylist())
+    assert sorted(table.column("id").to_pylist()) == sorted(
+        int(i) for i in store.batch_after(0).column("id").to_pylist()
+    )
     ids, table, more = store.batches_after(0, 5)  # at most five rows: the first batch only, and more to come
     assert len(ids) == 1 and more and table.num_rows == 5
     assert store.batches_after(ids[-1], 5)[1].num_rows == 4

@@ -72,8 +72,10 @@ ORACLE_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "adwin-default": ("adwin", {}),
     "adwin-tuned": ("adwin", {"delta": 0.05, "clock": 3, "max_buckets": 3, "min_window_length": 8, "grace_period": 40}),
     "page_hinkley-default": ("page_hinkley", {}),
-    "page_hinkley-up": ("page_hinkley", {"min_instances": 50, "delta": 0.01, "threshold": 20.0, "alpha": 0.999,
-                                         "mode": "up"}),
+    "page_hinkley-up": (
+        "page_hinkley",
+        {"min_instances": 50, "delta": 0.01, "threshold": 20.0, "alpha": 0.999, "mode": "up"},
+    ),
     "page_hinkley-down": ("page_hinkley", {"threshold": 25.0, "mode": "down"}),
     "ddm-default": ("ddm", {}),
     "ddm-tuned": ("ddm", {"warm_start": 300, "warning_threshold": 2.5, "drift_threshold": 4.0}),
@@ -143,8 +145,11 @@ def test_adwin_window_matches_river_step_by_step(river_drift: ModuleType) -> Non
         ours.update(x)
         theirs.update(x)
         # River's ``variance`` is the window's sum of squared deviations; ours divides it by the width
-        assert (ours.width, ours.estimation, ours.variance) == (theirs.width, theirs.estimation,
-                                                                theirs.variance / theirs.width)
+        assert (ours.width, ours.estimation, ours.variance) == (
+            theirs.width,
+            theirs.estimation,
+            theirs.variance / theirs.width,
+        )
 
 
 # --- properties, without River ---------------------------------------------------------------------

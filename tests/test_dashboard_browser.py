@@ -40,8 +40,9 @@ def _train(iterations: int, data: Any) -> Any:
     from sklearn.preprocessing import OneHotEncoder
 
     return make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]),
-                                remainder="passthrough"),
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
+        ),
         HistGradientBoostingClassifier(max_iter=iterations, max_depth=2, random_state=0),
     ).fit(data[FEATURES], data["is_fraud"])
 
@@ -59,15 +60,16 @@ def _send(client: httpx.Client, table: Any, prefix: str) -> int:
     rows = table.drop_columns(["is_fraud"]).to_pylist()
     truth = table["is_fraud"].to_pylist()
     for i in range(0, len(rows), 50):
-        answer = client.post("/v1/deployments/payments/predict",
-                             json={"instances": rows[i:i + 50], "ids": [f"{prefix}{i + k}" for k in range(50)]})
+        answer = client.post(
+            "/v1/deployments/payments/predict",
+            json={"instances": rows[i : i + 50], "ids": [f"{prefix}{i + k}" for k in range(50)]},
+        )
         assert answer.status_code == 200, answer.text
-        labels = [{"request_id": p["request_id"], "label": truth[i + k]}
-                  for k, p in enumerate(answer.json()["predictions"])]
+        labels = [
+            {"request_id": p["request_id"], "label": truth[i + k]} for k, p in enumerate(answer.json()["predictions"])
+        ]
         assert client.post("/v1/deployments/payments/feedback", json={"labels": labels}).status_code == 200
     return len(rows)
-
-
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +78,43 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     first step and is paused there, so the test can promote it."""
     home = tmp_path_factory.mktemp("dashboard-browser")
     database = f"sqlite:///{home / 'matchday.db'}"
-    (home / "matchday.yaml").write_text(yaml.safe_dump({
-        "monitoring": {"count_window": COUNT},
-        "monitors": [{"name": "inputs-drifted", "metric": "drift_share", "window": f"{COUNT}rows", "when": ">= 0.3",
-                      "min_rows": 50, "deployment": "payments"}]}))
+    (home / "matchday.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "monitoring": {"count_window": COUNT},
+                "monitors": [
+                    {
+                        "name": "inputs-drifted",
+                        "metric": "drift_share",
+                        "window": f"{COUNT}rows",
+                        "when": ">= 0.3",
+                        "min_rows": 50,
+                        "deployment": "payments",
+                    }
+                ],
+            }
+        )
+    )
     ws = Workspace(Settings(home=home, database_url=database))
     data = transactions(3000, seed=3).to_pandas()
     registry = ws.registry
-    registry.register("fraud", _train(2, data), reference=data.head(1500), target="is_fraud", alias="champion",
-                      metrics={"accuracy": 0.9}, description="two boosting rounds")
-    registry.register("fraud", _train(40, data), reference=data.head(1500), target="is_fraud",
-                      metrics={"accuracy": 0.95}, description="forty boosting rounds")
+    registry.register(
+        "fraud",
+        _train(2, data),
+        reference=data.head(1500),
+        target="is_fraud",
+        alias="champion",
+        metrics={"accuracy": 0.9},
+        description="two boosting rounds",
+    )
+    registry.register(
+        "fraud",
+        _train(40, data),
+        reference=data.head(1500),
+        target="is_fraud",
+        metrics={"accuracy": 0.95},
+        description="forty boosting rounds",
+    )
     ws.deployments.deploy("payments", "fraud@champion")
     env = {"MATCHDAY_MONITOR_INTERVAL": "0.3", "MATCHDAY_CONTROLLER_INTERVAL": "0.2"}
     server = ServerProcess(home, database, env=env, worker=True).start()
@@ -96,9 +124,16 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
             stage.sent += _send(client, transactions(300, seed=11), "a")
             stage.sent += _send(client, transactions(200, seed=12, amount_scale=3.0, abroad=0.5), "b")
             stage.sent += _send(client, transactions(200, seed=13), "c")
-            started = client.post("/v1/deployments/payments/rollout", json={
-                "candidate": "fraud:2", "steps": [20, 50, 80, 100], "interval": "1s", "min_requests": 20,
-                "gates": {"labels": "required", "min_labels": 20, "latency_slack_seconds": 0.5}})
+            started = client.post(
+                "/v1/deployments/payments/rollout",
+                json={
+                    "candidate": "fraud:2",
+                    "steps": [20, 50, 80, 100],
+                    "interval": "1s",
+                    "min_requests": 20,
+                    "gates": {"labels": "required", "min_labels": 20, "latency_slack_seconds": 0.5},
+                },
+            )
             assert started.status_code == 201, started.text
             offset = 0
 
@@ -111,11 +146,25 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
                 return state["step"] >= 1
 
             wait_until(first_step_passed, 90, "the canary's first step to pass")
-            assert client.post("/v1/deployments/payments/rollout/pause",
-                               json={"reason": "held for the dashboard test"}).status_code == 200
-            wait_until(lambda: sum(w["rows"] for w in client.get("/v1/deployments/payments/metrics", params={
-                "window": f"{COUNT}rows", "limit": 1000}).json()["windows"]) >= stage.sent, 60,
-                  "the monitoring loop to summarise every row")
+            assert (
+                client.post(
+                    "/v1/deployments/payments/rollout/pause", json={"reason": "held for the dashboard test"}
+                ).status_code
+                == 200
+            )
+            wait_until(
+                lambda: (
+                    sum(
+                        w["rows"]
+                        for w in client.get(
+                            "/v1/deployments/payments/metrics", params={"window": f"{COUNT}rows", "limit": 1000}
+                        ).json()["windows"]
+                    )
+                    >= stage.sent
+                ),
+                60,
+                "the monitoring loop to summarise every row",
+            )
         yield stage
     finally:
         server.stop()
@@ -143,8 +192,12 @@ class Watched:
         self.problems: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("requestfailed", lambda r: (r.failure or "") != "net::ERR_ABORTED"
-                     and self.problems.append(f"request failed: {r.url} {r.failure}"))
+        self.page.on(
+            "requestfailed",
+            lambda r: (
+                (r.failure or "") != "net::ERR_ABORTED" and self.problems.append(f"request failed: {r.url} {r.failure}")
+            ),
+        )
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
 
     def open(self, url: str) -> Any:
@@ -227,9 +280,11 @@ def test_every_page_in_a_browser_and_a_promotion_clicked_through(stage: Stage, b
     assert w.problems == [], w.problems
     w.context.close()
 
-    for path, status_code, words in [("/deployments/nope", 404, "no deployment 'nope'"),
-                                     ("/deployments/payments/drift/nothing", 404, "no input feature 'nothing'"),
-                                     ("/models/nope", 404, "no model 'nope'"),
-                                     ("/deployments/payments?since=soon", 400, "is not a time")]:
+    for path, status_code, words in [
+        ("/deployments/nope", 404, "no deployment 'nope'"),
+        ("/deployments/payments/drift/nothing", 404, "no input feature 'nothing'"),
+        ("/models/nope", 404, "no model 'nope'"),
+        ("/deployments/payments?since=soon", 400, "is not a time"),
+    ]:
         answer = httpx.get(f"{base}{path}", timeout=10)
         assert answer.status_code == status_code and words in html.unescape(answer.text), path

@@ -22,13 +22,24 @@ from matchday.workspace import Workspace
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW - timedelta(minutes=45)
-MONITORS = [{"name": "inputs-drifted", "metric": "drift_share", "window": "5m", "when": ">= 0.3", "min_rows": 50,
-             "deployment": "cancer"}]
+MONITORS = [
+    {
+        "name": "inputs-drifted",
+        "metric": "drift_share",
+        "window": "5m",
+        "when": ">= 0.3",
+        "min_rows": 50,
+        "deployment": "cancer",
+    }
+]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-              new_database: Callable[[str, Path], AbstractContextManager[str]]) -> Iterator[str]:
+def store_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    new_database: Callable[[str, Path], AbstractContextManager[str]],
+) -> Iterator[str]:
     """One database for the module, on each backend (the pages read JSON columns both store)."""
     with new_database(request.param, tmp_path_factory.mktemp("dashboard-db")) as url:
         yield url
@@ -45,14 +56,29 @@ def ws(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wor
     ws.deployments.deploy("cancer", "cancer@champion")
     stream = scripted_stream(stationary=400, drifted=300, after=500)
     log = PredictionLogStore(ws.database)
-    log.insert(log_rows(stream, 0, 900, deployment="cancer", model="cancer", version=1, at=T0,
-                        spacing=timedelta(seconds=2)))
-    log.apply_labels("cancer", [("request_id", r["request_id"], int(stream.labels[i]))
-                                for i, r in enumerate(log_rows(stream, 0, 600, deployment="cancer", model="cancer",
-                                                               version=1, at=T0))])
+    log.insert(
+        log_rows(stream, 0, 900, deployment="cancer", model="cancer", version=1, at=T0, spacing=timedelta(seconds=2))
+    )
+    log.apply_labels(
+        "cancer",
+        [
+            ("request_id", r["request_id"], int(stream.labels[i]))
+            for i, r in enumerate(log_rows(stream, 0, 600, deployment="cancer", model="cancer", version=1, at=T0))
+        ],
+    )
     ws.rollouts.start("cancer", "cancer:2", {"steps": [10, 50, 100], "interval": "1h"})
-    log.insert(log_rows(stream, 900, 1200, deployment="cancer", model="cancer", version=2,
-                        at=T0 + timedelta(minutes=30), spacing=timedelta(seconds=1)))
+    log.insert(
+        log_rows(
+            stream,
+            900,
+            1200,
+            deployment="cancer",
+            model="cancer",
+            version=2,
+            at=T0 + timedelta(minutes=30),
+            spacing=timedelta(seconds=1),
+        )
+    )
     ws.monitoring.tick(NOW)
     yield ws
     ws.close()
@@ -137,21 +163,27 @@ def test_models_and_alerts_pages(pages: DashboardPages) -> None:
     assert rows and all(r["monitor"] is not None for r in rows if r["alert"].monitor == "inputs-drifted")
 
 
-@pytest.mark.parametrize(("call", "error"), [
-    (lambda p: p.deployment("nope", parse_range()), PageNotFound),
-    (lambda p: p.drift("cancer", "no such feature", parse_range()), PageNotFound),
-    (lambda p: p.model("nope"), PageNotFound),
-    (lambda p: p.confirm("cancer", "explode"), PageNotFound),
-    (lambda p: p.deployment("cancer", parse_range(), "7minutes"), BadTimeRange),
-    (lambda p: p.alerts("sleeping"), BadTimeRange),
-], ids=["deployment", "feature", "model", "action", "window", "alert-state"])
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda p: p.deployment("nope", parse_range()), PageNotFound),
+        (lambda p: p.drift("cancer", "no such feature", parse_range()), PageNotFound),
+        (lambda p: p.model("nope"), PageNotFound),
+        (lambda p: p.confirm("cancer", "explode"), PageNotFound),
+        (lambda p: p.deployment("cancer", parse_range(), "7minutes"), BadTimeRange),
+        (lambda p: p.alerts("sleeping"), BadTimeRange),
+    ],
+    ids=["deployment", "feature", "model", "action", "window", "alert-state"],
+)
 def test_unknown_names_and_bad_input_are_our_errors(pages: DashboardPages, call: object, error: type) -> None:
     with pytest.raises(error):
         call(pages)  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("query", ["range=2y", "since=yesterday", "since=2026-11-27T10:00&until=2026-11-27T09:00",
-                                   "range=1h&since=2026-11-27T10:00"])
+@pytest.mark.parametrize(
+    "query",
+    ["range=2y", "since=yesterday", "since=2026-11-27T10:00&until=2026-11-27T09:00", "range=1h&since=2026-11-27T10:00"],
+)
 def test_a_bad_time_range_is_refused(query: str) -> None:
     params = dict(p.split("=", 1) for p in query.split("&"))
     with pytest.raises(BadTimeRange):
@@ -159,18 +191,29 @@ def test_a_bad_time_range_is_refused(query: str) -> None:
 
 
 def test_every_page_renders_and_bad_input_is_an_html_page(client: TestClient) -> None:
-    for path in ["/", "/deployments/cancer", "/deployments/cancer?range=1h&window=5m",
-                 "/deployments/cancer/drift/mean%20radius", "/deployments/cancer/rollout",
-                 "/deployments/cancer/rollout/promote", "/models", "/models/cancer", "/alerts", "/alerts?state=firing"]:
+    for path in [
+        "/",
+        "/deployments/cancer",
+        "/deployments/cancer?range=1h&window=5m",
+        "/deployments/cancer/drift/mean%20radius",
+        "/deployments/cancer/rollout",
+        "/deployments/cancer/rollout/promote",
+        "/models",
+        "/models/cancer",
+        "/alerts",
+        "/alerts?state=firing",
+    ]:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:2000])
         assert answer.headers["content-type"].startswith("text/html")
-    for path, status, words in [("/deployments/nope", 404, "no deployment 'nope'"),
-                                ("/deployments/cancer/drift/nothing", 404, "no input feature"),
-                                ("/models/nope", 404, "no model 'nope'"),
-                                ("/deployments/cancer?range=2y", 400, "unknown range"),
-                                ("/deployments/cancer?since=2026-13-01", 400, "is not a time"),
-                                ("/deployments/cancer/drift/mean%20radius?version=x", 400, "not a version")]:
+    for path, status, words in [
+        ("/deployments/nope", 404, "no deployment 'nope'"),
+        ("/deployments/cancer/drift/nothing", 404, "no input feature"),
+        ("/models/nope", 404, "no model 'nope'"),
+        ("/deployments/cancer?range=2y", 400, "unknown range"),
+        ("/deployments/cancer?since=2026-13-01", 400, "is not a time"),
+        ("/deployments/cancer/drift/mean%20radius?version=x", 400, "not a version"),
+    ]:
         answer = client.get(path)
         text = html.unescape(answer.text)
         assert answer.status_code == status and words in text and "Traceback" not in text, path
@@ -188,6 +231,7 @@ def test_a_rollout_action_from_another_origin_is_refused(client: TestClient, ws:
 
 def test_no_page_reads_the_prediction_log(pages: DashboardPages, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages read stored windows only, so a million logged rows cost them nothing."""
+
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a page read the prediction log")
 
@@ -218,10 +262,14 @@ def test_an_empty_store_and_a_deployment_without_traffic_render(tmp_path: Path) 
             assert pages.overview()["deployments"][0]["health"] == "idle"
             assert all(c["points"] == 0 for c in pages.deployment("cancer", parse_range())["charts"])
             assert "no logged values" in (pages.drift("cancer", "mean radius", parse_range())["problem"] or "")
-            for path, words in [("/", "no traffic in the last 15 minutes"), ("/deployments/cancer", "no data in this range"),
-                                ("/deployments/cancer/drift/mean%20radius", "no logged values"),
-                                ("/deployments/cancer/rollout", "never had a rollout"), ("/alerts", "No alert is firing"),
-                                ("/models/cancer", "set at registration")]:
+            for path, words in [
+                ("/", "no traffic in the last 15 minutes"),
+                ("/deployments/cancer", "no data in this range"),
+                ("/deployments/cancer/drift/mean%20radius", "no logged values"),
+                ("/deployments/cancer/rollout", "never had a rollout"),
+                ("/alerts", "No alert is firing"),
+                ("/models/cancer", "set at registration"),
+            ]:
                 answer = client.get(path)
                 assert answer.status_code == 200 and words in html.unescape(answer.text), path
             assert client.get("/deployments/cancer/rollout/promote").status_code == 404  # nothing to promote

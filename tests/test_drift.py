@@ -31,8 +31,11 @@ from matchday.registry.profile import profile_table
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # small integers make ties common; the float range keeps sums exact enough for 1e-6 comparisons
-values = arrays(np.float64, hs.integers(1, 60), elements=hs.one_of(
-    hs.integers(-5, 5).map(float), hs.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)))
+values = arrays(
+    np.float64,
+    hs.integers(1, 60),
+    elements=hs.one_of(hs.integers(-5, 5).map(float), hs.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)),
+)
 
 
 @FAST
@@ -63,7 +66,9 @@ def test_ks_large_samples_match_scipy_asymptotic() -> None:
 @FAST
 @given(values, values)
 def test_wasserstein_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
-    assert st.wasserstein_sorted(np.sort(a), np.sort(b)) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-9)
+    assert st.wasserstein_sorted(np.sort(a), np.sort(b)) == pytest.approx(
+        stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-9
+    )
     expected = stats.wasserstein_distance(a, b) / max(float(np.std(a)), 0.001)
     assert st.wasserstein_normed(np.sort(a), np.sort(b)) == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
@@ -149,14 +154,25 @@ def _tables(rows: int, seed: int = 0, shift: float = 0.0, new_category: bool = F
     rng = np.random.default_rng(seed)
 
     def one(s: float, cats: list[str]) -> pa.Table:
-        return pa.table({"x": rng.normal(s, 1, rows), "y": rng.normal(0, 1, rows), "k": rng.integers(0, 4, rows),
-                         "c": rng.choice(cats, rows)})
+        return pa.table(
+            {
+                "x": rng.normal(s, 1, rows),
+                "y": rng.normal(0, 1, rows),
+                "k": rng.integers(0, 4, rows),
+                "c": rng.choice(cats, rows),
+            }
+        )
 
     return one(0.0, ["a", "b", "c"]), one(shift, ["a", "b", "c", "d"] if new_category else ["a", "b", "c"])
 
 
-@pytest.mark.parametrize("rows,expected_tests", [(500, {"x": "ks", "k": "chisquare", "c": "chisquare"}),
-                                                 (5000, {"x": "wasserstein", "k": "jensenshannon", "c": "jensenshannon"})])
+@pytest.mark.parametrize(
+    "rows,expected_tests",
+    [
+        (500, {"x": "ks", "k": "chisquare", "c": "chisquare"}),
+        (5000, {"x": "wasserstein", "k": "jensenshannon", "c": "jensenshannon"}),
+    ],
+)
 def test_automatic_test_choice_by_type_and_size(rows: int, expected_tests: dict[str, str]) -> None:
     ref, cur = _tables(rows)
     report = compare_tables(ref, cur)
@@ -184,8 +200,9 @@ def test_shifted_columns_are_flagged_and_only_those() -> None:
 
 def test_overrides_choose_test_and_threshold() -> None:
     ref, cur = _tables(5000, shift=0.05)
-    report = compare_tables(ref, cur, tests={"x": ColumnTest("ks", 0.05), "y": ColumnTest("psi", 0.2),
-                                             "c": ColumnTest("unseen", 0.01)})
+    report = compare_tables(
+        ref, cur, tests={"x": ColumnTest("ks", 0.05), "y": ColumnTest("psi", 0.2), "c": ColumnTest("unseen", 0.01)}
+    )
     assert report.columns["x"].test == "ks" and report.columns["x"].p_value is not None
     assert report.columns["y"].test == "psi" and report.columns["y"].threshold == 0.2
     assert report.columns["c"].test == "unseen" and report.columns["c"].statistic == 0.0
@@ -218,15 +235,27 @@ def test_profile_based_drift_is_within_its_documented_bounds() -> None:
     """Against the stored profile, KS moves by at most 0.002 and normed Wasserstein by at most 0.01."""
     rng = np.random.default_rng(11)
     for shift in (0.0, 0.1, 0.5):
-        ref = pa.table({"x": rng.lognormal(0, 1, 200_000), "k": rng.integers(0, 7, 200_000),
-                        "c": rng.choice(["a", "b", "c"], 200_000)})
-        cur = pa.table({"x": rng.lognormal(shift, 1, 50_000), "k": rng.integers(0, 7, 50_000),
-                        "c": rng.choice(["a", "b", "c"], 50_000)})
+        ref = pa.table(
+            {
+                "x": rng.lognormal(0, 1, 200_000),
+                "k": rng.integers(0, 7, 200_000),
+                "c": rng.choice(["a", "b", "c"], 200_000),
+            }
+        )
+        cur = pa.table(
+            {
+                "x": rng.lognormal(shift, 1, 50_000),
+                "k": rng.integers(0, 7, 50_000),
+                "c": rng.choice(["a", "b", "c"], 50_000),
+            }
+        )
         profile = profile_table(ref)
         exact = compare_tables(ref, cur, tests={"x": ColumnTest("ks"), "k": ColumnTest("ks")})
         approx = compare_to_profile(profile, cur, tests={"x": ColumnTest("ks"), "k": ColumnTest("ks")})
         assert abs(exact.columns["x"].statistic - approx.columns["x"].statistic) <= 0.002
-        assert exact.columns["k"].statistic == pytest.approx(approx.columns["k"].statistic, abs=1e-12)  # exact counts kept
+        assert exact.columns["k"].statistic == pytest.approx(
+            approx.columns["k"].statistic, abs=1e-12
+        )  # exact counts kept
         w_exact = compare_tables(ref, cur).columns["x"].statistic
         w_approx = compare_to_profile(profile, cur).columns["x"].statistic
         assert abs(w_exact - w_approx) <= 0.01
@@ -239,7 +268,9 @@ def test_boolean_columns_match_their_profile() -> None:
     ref = pa.table({"flag": rng.random(5000) < 0.7})
     cur = pa.table({"flag": rng.random(3000) < 0.7})
     assert compare_to_profile(profile_table(ref), cur).drifted_columns == []
-    assert compare_to_profile(profile_table(ref), pa.table({"flag": rng.random(3000) < 0.3})).drifted_columns == ["flag"]
+    assert compare_to_profile(profile_table(ref), pa.table({"flag": rng.random(3000) < 0.3})).drifted_columns == [
+        "flag"
+    ]
 
 
 def test_domain_classifier_sees_what_no_single_column_shows() -> None:
@@ -294,9 +325,13 @@ def test_drift_command(tmp_path: Path) -> None:
 
     def process(*args: str) -> subprocess.CompletedProcess[str]:
         """The installed console script, as CI runs it."""
-        return subprocess.run([matchday, "drift", *args], capture_output=True, text=True, timeout=120,
-                              env={"COLUMNS": "160", "PATH": "/usr/bin:/bin",
-                                   "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]})  # see conftest
+        return subprocess.run(
+            [matchday, "drift", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]},
+        )  # see conftest
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         """The same command through `matchday.cli.main` in this process (as tests/test_cli.py runs most
@@ -305,8 +340,14 @@ def test_drift_command(tmp_path: Path) -> None:
 
         return run_in_process(["drift", *args], {"COLUMNS": "160"})
 
-    drifted = process(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--html", str(tmp_path / "r.html"),
-                      "--json", str(tmp_path / "r.json"))
+    drifted = process(
+        str(tmp_path / "ref.parquet"),
+        str(tmp_path / "cur.csv"),
+        "--html",
+        str(tmp_path / "r.html"),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert drifted.returncode == 3, drifted.stderr
     assert "dataset drift" in drifted.stdout
     result = json.loads((tmp_path / "r.json").read_text())
@@ -321,14 +362,18 @@ def test_drift_command(tmp_path: Path) -> None:
     (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    for args, message in [((str(tmp_path / "ref.parquet"), str(tmp_path / "missing.csv")), "no such file"),
-                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "empty.csv")), "could not be read"),
-                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "other.csv")), "same columns"),
-                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=nope"), "does not apply"),
-                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "broken.parquet")), "as Parquet"),
-                          ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=ks:high"), "must be a number")]:
+    for args, message in [
+        ((str(tmp_path / "ref.parquet"), str(tmp_path / "missing.csv")), "no such file"),
+        ((str(tmp_path / "ref.parquet"), str(tmp_path / "empty.csv")), "could not be read"),
+        ((str(tmp_path / "ref.parquet"), str(tmp_path / "other.csv")), "same columns"),
+        ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=nope"), "does not apply"),
+        ((str(tmp_path / "ref.parquet"), str(tmp_path / "broken.parquet")), "as Parquet"),
+        ((str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"), "--test", "x=ks:high"), "must be a number"),
+    ]:
         failed = (process if message == "as Parquet" else run)(*args)  # one of them a real process too
-        assert failed.returncode == 1 and failed.stderr.startswith("error:") and message in " ".join(failed.stderr.split()), failed.stderr
+        assert (
+            failed.returncode == 1 and failed.stderr.startswith("error:") and message in " ".join(failed.stderr.split())
+        ), failed.stderr
         assert "Traceback" not in failed.stderr
 
 
@@ -338,8 +383,13 @@ def test_merged_summaries_equal_the_summary_of_all_rows() -> None:
     from matchday.monitoring.drift.summary import column_mean, column_std
 
     rng = np.random.default_rng(4)
-    table = pa.table({"x": np.where(rng.random(30_000) < 0.01, np.nan, rng.normal(0, 5, 30_000)),
-                      "z": np.zeros(30_000), "c": rng.choice(["a", "b", "c"], 30_000)})
+    table = pa.table(
+        {
+            "x": np.where(rng.random(30_000) < 0.01, np.nan, rng.normal(0, 5, 30_000)),
+            "z": np.zeros(30_000),
+            "c": rng.choice(["a", "b", "c"], 30_000),
+        }
+    )
     hours = [summarize_table(table.slice(i, 5_000)) for i in range(0, 30_000, 5_000)]
     day = hours[0]
     for hour in hours[1:]:
@@ -373,13 +423,23 @@ def test_summary_based_drift_is_within_its_documented_bounds() -> None:
     from matchday.monitoring.drift import compare_summary_to_profile, summarize_table
 
     rng = np.random.default_rng(12)
-    ref = pa.table({"x": rng.lognormal(0, 1, 200_000), "y": rng.normal(0, 1, 200_000), "c": rng.choice(["a", "b"], 200_000)})
+    ref = pa.table(
+        {"x": rng.lognormal(0, 1, 200_000), "y": rng.normal(0, 1, 200_000), "c": rng.choice(["a", "b"], 200_000)}
+    )
     profile = profile_table(ref)
     for shift in (0.0, 0.05, 0.3):
-        cur = pa.table({"x": rng.lognormal(shift, 1, 100_000), "y": rng.normal(shift, 1, 100_000),
-                        "c": rng.choice(["a", "b"], 100_000)})
+        cur = pa.table(
+            {
+                "x": rng.lognormal(shift, 1, 100_000),
+                "y": rng.normal(shift, 1, 100_000),
+                "c": rng.choice(["a", "b"], 100_000),
+            }
+        )
         ks = {"x": ColumnTest("ks"), "y": ColumnTest("ks")}
-        rows, window = compare_to_profile(profile, cur, tests=ks), compare_summary_to_profile(profile, summarize_table(cur), tests=ks)
+        rows, window = (
+            compare_to_profile(profile, cur, tests=ks),
+            compare_summary_to_profile(profile, summarize_table(cur), tests=ks),
+        )
         for name in ("x", "y"):
             assert abs(rows.columns[name].statistic - window.columns[name].statistic) <= 0.003
         rows, window = compare_to_profile(profile, cur), compare_summary_to_profile(profile, summarize_table(cur))
@@ -403,4 +463,8 @@ def test_prediction_drift_against_the_registered_predictions(registry_free_profi
 def registry_free_profile() -> dict:  # type: ignore[type-arg]
     from matchday.registry.profile import profile_column
 
-    return {"columns": {}, "rows": 2000, "prediction": profile_column(np.r_[np.zeros(1800), np.ones(200)].astype(np.int64))}
+    return {
+        "columns": {},
+        "rows": 2000,
+        "prediction": profile_column(np.r_[np.zeros(1800), np.ones(200)].astype(np.int64)),
+    }

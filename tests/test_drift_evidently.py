@@ -23,8 +23,13 @@ CATEGORICAL = [f"c{i}" for i in range(5)]
 SHIFTED = {"x0", "x1", "x2", "x3", "x4", "c0", "c1"}
 # Evidently's ValueDrift method names, and matchday's test for each (Evidently's chi-square is the
 # goodness-of-fit version, which matchday calls chisquare_gof)
-METHODS = {"K-S p_value": "ks", "chi-square p_value": "chisquare_gof", "Z-test p_value": "z",
-           "Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon"}
+METHODS = {
+    "K-S p_value": "ks",
+    "chi-square p_value": "chisquare_gof",
+    "Z-test p_value": "z",
+    "Wasserstein distance (normed)": "wasserstein",
+    "Jensen-Shannon distance": "jensenshannon",
+}
 P_VALUES = {"ks", "chisquare_gof", "z"}
 
 
@@ -51,8 +56,10 @@ def evidently_results(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, tuple[s
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=NUMERIC, categorical_columns=CATEGORICAL)
-    snapshot = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=definition),
-                                               reference_data=Dataset.from_pandas(ref, data_definition=definition))
+    snapshot = Report([DataDriftPreset()]).run(
+        current_data=Dataset.from_pandas(cur, data_definition=definition),
+        reference_data=Dataset.from_pandas(ref, data_definition=definition),
+    )
     out = {}
     for metric in snapshot.dict()["metrics"]:
         config = metric["config"]

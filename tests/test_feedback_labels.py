@@ -37,10 +37,18 @@ def workspace(request: pytest.FixtureRequest, new_database, tmp_path_factory) ->
         ws = Workspace(Settings(home=folder / "home", database_url=url))
         frame = _frame()
         inputs = frame[["amount", "hour"]]
-        ws.registry.register("flag", LogisticRegression().fit(inputs, frame["flag"]),
-                             reference=frame[["amount", "hour", "flag"]], target="flag")
-        ws.registry.register("spend", LinearRegression().fit(inputs, frame["spend"]),
-                             reference=frame[["amount", "hour", "spend"]], target="spend")
+        ws.registry.register(
+            "flag",
+            LogisticRegression().fit(inputs, frame["flag"]),
+            reference=frame[["amount", "hour", "flag"]],
+            target="flag",
+        )
+        ws.registry.register(
+            "spend",
+            LinearRegression().fit(inputs, frame["spend"]),
+            reference=frame[["amount", "hour", "spend"]],
+            target="spend",
+        )
         ws.deployments.deploy("flag", "flag:1")
         ws.deployments.deploy("spend", "spend:1")
         yield ws
@@ -80,9 +88,14 @@ def _feedback(server: ServerProcess, deployment: str, labels: list[dict[str, obj
 
 def test_a_label_that_is_not_a_class_refuses_the_whole_request(server: ServerProcess, workspace: Workspace) -> None:
     ids = _predict(server, "flag", 6, ids=[f"e{i}" for i in range(6)])
-    labels = [{"request_id": ids[0], "label": 1}, {"request_id": ids[1], "label": "yes"},
-              {"request_id": ids[2], "label": "0"}, {"request_id": ids[3], "label": True},
-              {"request_id": ids[4], "label": 2}, {"id": "e5", "label": None}]
+    labels = [
+        {"request_id": ids[0], "label": 1},
+        {"request_id": ids[1], "label": "yes"},
+        {"request_id": ids[2], "label": "0"},
+        {"request_id": ids[3], "label": True},
+        {"request_id": ids[4], "label": 2},
+        {"id": "e5", "label": None},
+    ]
     response = _feedback(server, "flag", labels)
     assert response.status_code == 422, response.text
     body = response.json()
@@ -97,11 +110,16 @@ def test_a_label_that_is_not_a_class_refuses_the_whole_request(server: ServerPro
     assert _labels(workspace, ids) == [None] * 6  # not even the good ones: no partial write
 
 
-def test_labels_equal_to_a_class_as_the_log_compares_them_are_joined(server: ServerProcess,
-                                                                        workspace: Workspace) -> None:
+def test_labels_equal_to_a_class_as_the_log_compares_them_are_joined(
+    server: ServerProcess, workspace: Workspace
+) -> None:
     ids = _predict(server, "flag", 4)
-    labels = [{"request_id": ids[0], "label": 1}, {"request_id": ids[1], "label": 1.0},
-              {"request_id": ids[2], "label": "0"}, {"request_id": ids[3], "label": 0}]
+    labels = [
+        {"request_id": ids[0], "label": 1},
+        {"request_id": ids[1], "label": 1.0},
+        {"request_id": ids[2], "label": "0"},
+        {"request_id": ids[3], "label": 0},
+    ]
     response = _feedback(server, "flag", labels)
     assert response.status_code == 200, response.text
     assert response.json() == {"received": 4, "joined": 4, "unknown": []}
@@ -110,12 +128,18 @@ def test_labels_equal_to_a_class_as_the_log_compares_them_are_joined(server: Ser
 
 def test_a_regressors_labels_must_be_finite_numbers(server: ServerProcess, workspace: Workspace) -> None:
     ids = _predict(server, "spend", 4)
-    labels = [{"request_id": ids[0], "label": 101.5}, {"request_id": ids[1], "label": "101.5"},
-              {"request_id": ids[2], "label": False}, {"request_id": ids[3], "label": 7}]
+    labels = [
+        {"request_id": ids[0], "label": 101.5},
+        {"request_id": ids[1], "label": "101.5"},
+        {"request_id": ids[2], "label": False},
+        {"request_id": ids[3], "label": 7},
+    ]
     response = _feedback(server, "spend", labels)
     assert response.status_code == 422, response.text
     assert [(d["field"], d["value"], d["expected"]) for d in response.json()["details"]] == [
-        ("labels[1].label", "101.5", "a finite number"), ("labels[2].label", False, "a finite number")]
+        ("labels[1].label", "101.5", "a finite number"),
+        ("labels[2].label", False, "a finite number"),
+    ]
     assert _labels(workspace, ids) == [None] * 4
 
     good = [labels[0], labels[3], {"request_id": ids[1], "label": 1e308}]

@@ -44,8 +44,9 @@ from matchday.store import LoggedRow
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ANY_FINITE = hs.floats(allow_nan=False, allow_infinity=False)  # up to ±1.7976931348623157e308, subnormals too
-EXTREMES = hs.sampled_from([1.7976931348623157e308, -1.7976931348623157e308, 1e308, -1e308, 1e200, -1e200,
-                            5e-324, 0.0, 1.0, -1.0])
+EXTREMES = hs.sampled_from(
+    [1.7976931348623157e308, -1.7976931348623157e308, 1e308, -1e308, 1e200, -1e200, 5e-324, 0.0, 1.0, -1.0]
+)
 VALUES = hs.one_of(ANY_FINITE, EXTREMES)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 FLOAT_MAX = 1.7976931348623157e308
@@ -77,8 +78,11 @@ def close_to(got: float | None, expected: float, magnitude: float) -> bool:
 
 
 # -- the issue's own cases ----------------------------------------------------------------------
-@pytest.mark.parametrize("values", [[1e200, 1.0], [1e308, 1e308], [-1.7976931348623157e308, 1.7976931348623157e308]],
-                         ids=["square-overflows", "sum-overflows", "both-extremes"])
+@pytest.mark.parametrize(
+    "values",
+    [[1e200, 1.0], [1e308, 1e308], [-1.7976931348623157e308, 1.7976931348623157e308]],
+    ids=["square-overflows", "sum-overflows", "both-extremes"],
+)
 def test_summaries_of_overflowing_values_are_finite_and_merge(values: list[float]) -> None:
     a = table(np.asarray(values))
     assert_finite(a)
@@ -150,11 +154,19 @@ def test_old_summaries_are_read_and_merged_with_new_ones() -> None:
     assert column_mean(merged) == pytest.approx(1011 / 5, rel=1e-12)
 
 
-@pytest.mark.parametrize("broken", [{"sumsq": None}, {"sum": None, "sumsq": None}, {"sum": "1e200"},
-                                    {"sumsq": float("inf")}, {"moments": {"scale": 3, "mean": None, "m2": 0.0}},
-                                    {"moments": {"scale": 5000, "mean": 0.1, "m2": 0.0}}, {"moments": "nope"}],
-                         ids=["sumsq-null", "both-null", "wrong-type", "infinite", "moments-null", "bad-scale",
-                              "moments-not-a-dict"])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"sumsq": None},
+        {"sum": None, "sumsq": None},
+        {"sum": "1e200"},
+        {"sumsq": float("inf")},
+        {"moments": {"scale": 3, "mean": None, "m2": 0.0}},
+        {"moments": {"scale": 5000, "mean": 0.1, "m2": 0.0}},
+        {"moments": "nope"},
+    ],
+    ids=["sumsq-null", "both-null", "wrong-type", "infinite", "moments-null", "bad-scale", "moments-not-a-dict"],
+)
 def test_lost_sums_are_repaired_from_the_sketch(broken: dict[str, Any]) -> None:
     values = [1e200, 2e200, 3e200, 5.0]
     column = {**old_form([1.0]), **summarize_numeric(np.asarray(values))}  # the sketch, min and max of values
@@ -172,7 +184,11 @@ def test_lost_sums_are_repaired_from_the_sketch(broken: dict[str, Any]) -> None:
 
 
 def test_a_column_with_neither_sums_nor_sketch_is_corrupt() -> None:
-    column = {**old_form([1.0, 2.0]), "sumsq": None, "sketch": {"alpha": 0.005, "zero": 0, "positive": "x", "negative": []}}
+    column = {
+        **old_form([1.0, 2.0]),
+        "sumsq": None,
+        "sketch": {"alpha": 0.005, "zero": 0, "positive": "x", "negative": []},
+    }
     with pytest.raises(CorruptSummary):
         moments(column)
     with pytest.raises(CorruptSummary):
@@ -180,17 +196,40 @@ def test_a_column_with_neither_sums_nor_sketch_is_corrupt() -> None:
 
 
 # -- the window summary's other sums: confidence, latency, outputs -----------------------------
-def row(i: int, inputs: dict[str, Any], prediction: Any, probabilities: list[float] | None = None, *,
-        latency: float = 0.01, label: Any = None) -> LoggedRow:
+def row(
+    i: int,
+    inputs: dict[str, Any],
+    prediction: Any,
+    probabilities: list[float] | None = None,
+    *,
+    latency: float = 0.01,
+    label: Any = None,
+) -> LoggedRow:
     at = T0 + timedelta(seconds=i)
-    return LoggedRow(i, "d", "m", 1, at, inputs, prediction, probabilities, latency, None, label,
-                     at + timedelta(seconds=5) if label is not None else None, "served")
+    return LoggedRow(
+        i,
+        "d",
+        "m",
+        1,
+        at,
+        inputs,
+        prediction,
+        probabilities,
+        latency,
+        None,
+        label,
+        at + timedelta(seconds=5) if label is not None else None,
+        "served",
+    )
 
 
 def test_a_window_of_hostile_values_is_finite_and_merges() -> None:
     classifier = VersionReference("classification", ["0", "1"], ["x"], None)
-    rows = [row(0, {"x": 1e200}, "1", [1e300, 0.5], latency=1e308), row(1, {"x": 1e308}, "0", [0.5, 0.5], latency=1e308),
-            row(2, {"x": -1.7976931348623157e308}, "1", [float("nan"), 0.9])]
+    rows = [
+        row(0, {"x": 1e200}, "1", [1e300, 0.5], latency=1e308),
+        row(1, {"x": 1e308}, "0", [0.5, 0.5], latency=1e308),
+        row(2, {"x": -1.7976931348623157e308}, "1", [float("nan"), 0.9]),
+    ]
     a, b = summarize_rows(rows[:2], classifier), summarize_rows(rows[2:], classifier)
     stored = [orjson.loads(orjson.dumps(s)) for s in (a, b)]
     merged = merge_summary(*stored)
@@ -200,8 +239,9 @@ def test_a_window_of_hostile_values_is_finite_and_merges() -> None:
     metrics = window_metrics(merged, None, classifier, 300.0)
     assert metrics["rows"] == 3 and metrics["mean_confidence"] == pytest.approx(2.4 / 3)
     regressor = VersionReference("regression", None, ["x"], None)
-    values = merge_summary(summarize_rows([row(0, {"x": 1.0}, 1e308)], regressor),
-                           summarize_rows([row(1, {"x": 1.0}, 1e308)], regressor))["outputs"]["values"]
+    values = merge_summary(
+        summarize_rows([row(0, {"x": 1.0}, 1e308)], regressor), summarize_rows([row(1, {"x": 1.0}, 1e308)], regressor)
+    )["outputs"]["values"]
     assert column_mean(values) == 1e308 and column_std(values) == 0.0
 
 
@@ -233,7 +273,9 @@ def test_a_label_whose_square_overflows_does_not_poison_the_window() -> None:
 def test_regression_sums_are_finite_and_merge_for_any_finite_labels(pairs: list[tuple[float, float]], cut: int) -> None:
     y, pred = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     whole = RegressionPerformance().update(y, pred)
-    parts = RegressionPerformance().update(y[:cut], pred[:cut]).merge(RegressionPerformance().update(y[cut:], pred[cut:]))
+    parts = (
+        RegressionPerformance().update(y[:cut], pred[:cut]).merge(RegressionPerformance().update(y[cut:], pred[cut:]))
+    )
     for perf in (whole, parts):
         state = perf.to_state()
         json.dumps(state, allow_nan=False)
@@ -254,8 +296,16 @@ def test_regression_sums_are_finite_and_merge_for_any_finite_labels(pairs: list[
 
 
 def test_old_regression_states_are_read_and_broken_ones_refused() -> None:
-    old = {"kind": "regression", "n": 2, "missing": 0, "sum_error": 1.0, "sum_abs_error": 3.0, "sum_sq_error": 5.0,
-           "sum_y": 3.0, "m2_y": 0.5}
+    old = {
+        "kind": "regression",
+        "n": 2,
+        "missing": 0,
+        "sum_error": 1.0,
+        "sum_abs_error": 3.0,
+        "sum_sq_error": 5.0,
+        "sum_y": 3.0,
+        "m2_y": 0.5,
+    }
     assert RegressionPerformance.from_state(old).metrics()["mae"] == 1.5  # no scale: exponent 0
     with pytest.raises(ValueError, match="sum_sq_error"):
         RegressionPerformance.from_state({**old, "sum_sq_error": None})  # what the overflow left

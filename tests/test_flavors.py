@@ -28,8 +28,16 @@ class Case:
 
 def _sklearn_pipeline(cancer, cancer_pipeline, tmp: Path) -> Case:
     X, y = cancer
-    return Case(cancer_pipeline, X.assign(target=y), "target", cancer_pipeline.predict, cancer_pipeline.predict_proba,
-                "sklearn", "classification", {})
+    return Case(
+        cancer_pipeline,
+        X.assign(target=y),
+        "target",
+        cancer_pipeline.predict,
+        cancer_pipeline.predict_proba,
+        "sklearn",
+        "classification",
+        {},
+    )
 
 
 def _sklearn_column_transformer(mixed: pd.DataFrame, tmp: Path) -> Case:
@@ -72,8 +80,16 @@ def _joblib_file(cancer, cancer_pipeline, tmp: Path) -> Case:
     path = tmp / "model.joblib"
     joblib.dump(cancer_pipeline, path)
     X, _ = cancer
-    return Case(path, X, None, cancer_pipeline.predict, cancer_pipeline.predict_proba, "sklearn", "classification",
-                {"trust_pickle": True})
+    return Case(
+        path,
+        X,
+        None,
+        cancer_pipeline.predict,
+        cancer_pipeline.predict_proba,
+        "sklearn",
+        "classification",
+        {"trust_pickle": True},
+    )
 
 
 def _lightgbm(cancer, tmp: Path) -> Case:
@@ -124,8 +140,16 @@ def _onnx_zipmap_regressor(tmp: Path) -> Case:
     onx = to_onnx(model, X.to_numpy()[:1])
     session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return Case(onx, X, None, lambda f: session.run(None, {name: f.to_numpy(dtype=np.float32)})[0].ravel(), None,
-                "onnx", "regression", {})
+    return Case(
+        onx,
+        X,
+        None,
+        lambda f: session.run(None, {name: f.to_numpy(dtype=np.float32)})[0].ravel(),
+        None,
+        "onnx",
+        "regression",
+        {},
+    )
 
 
 def _mlflow_dir(cancer, cancer_pipeline, tmp: Path) -> Case:
@@ -135,15 +159,31 @@ def _mlflow_dir(cancer, cancer_pipeline, tmp: Path) -> Case:
     X, _ = cancer
     path = tmp / "mlflow-model"
     mlflow.sklearn.save_model(cancer_pipeline, path, signature=infer_signature(X, cancer_pipeline.predict(X)))
-    return Case(path, X, None, cancer_pipeline.predict, cancer_pipeline.predict_proba, "mlflow", "classification",
-                {"trust_pickle": True})  # pyfunc unpickles the model: MLflow directories need the flag
+    return Case(
+        path,
+        X,
+        None,
+        cancer_pipeline.predict,
+        cancer_pipeline.predict_proba,
+        "mlflow",
+        "classification",
+        {"trust_pickle": True},
+    )  # pyfunc unpickles the model: MLflow directories need the flag
 
 
 def _callable(mixed: pd.DataFrame, tmp: Path) -> Case:
     import flavor_callables as fc
 
-    return Case("flavor_callables:score", mixed, "label", fc.score, fc.score_proba, "callable", "classification",
-                {"proba": "flavor_callables:score_proba"})
+    return Case(
+        "flavor_callables:score",
+        mixed,
+        "label",
+        fc.score,
+        fc.score_proba,
+        "callable",
+        "classification",
+        {"proba": "flavor_callables:score_proba"},
+    )
 
 
 def _callable_object(mixed: pd.DataFrame, tmp: Path) -> Case:

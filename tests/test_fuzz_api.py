@@ -22,11 +22,19 @@ from matchday.workspace import Workspace
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
 
-FUZZED = ("/v1/deployments/{name}/predict", "/v1/deployments/{name}/feedback", "/v2/models/{name}/infer",
-          "/v2/models/{name}/versions/{version}/infer")
+FUZZED = (
+    "/v1/deployments/{name}/predict",
+    "/v1/deployments/{name}/feedback",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+)
 EXAMPLES = 25  # per operation, schema and mode: about 400 requests in all per database
-TYPES = {"float": {"type": "number"}, "integer": {"type": "integer"}, "string": {"type": "string"},
-         "boolean": {"type": "boolean"}}
+TYPES = {
+    "float": {"type": "number"},
+    "integer": {"type": "integer"},
+    "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
+}
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +52,24 @@ def narrowed(document: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str
     """The published document with the bodies narrowed to a deployment with these signature inputs."""
     out = copy.deepcopy(document)
     schemas = out["components"]["schemas"]
-    row = {"type": "object", "properties": {c["name"]: TYPES[c["type"]] for c in inputs},
-           "required": [c["name"] for c in inputs]}
+    row = {
+        "type": "object",
+        "properties": {c["name"]: TYPES[c["type"]] for c in inputs},
+        "required": [c["name"] for c in inputs],
+    }
     schemas["InstancesBody"]["properties"]["instances"] = {"type": "array", "items": row, "minItems": 1, "maxItems": 4}
     schemas["ColumnsBody"]["properties"]["columns"] = {"type": "array", "items": {"enum": [c["name"] for c in inputs]}}
     k = len(inputs)
-    schemas["V2Input"] = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
-        "name": {"type": "string"}, "shape": {"const": [1, k]}, "datatype": {"enum": ["FP64", "FP32", "FP16", "INT64"]},
-        "data": {"type": "array", "items": {"type": "number"}, "minItems": k, "maxItems": k}}}
+    schemas["V2Input"] = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"const": [1, k]},
+            "datatype": {"enum": ["FP64", "FP32", "FP16", "INT64"]},
+            "data": {"type": "array", "items": {"type": "number"}, "minItems": k, "maxItems": k},
+        },
+    }
     return out
 
 
@@ -67,14 +85,21 @@ def fuzz(document: dict[str, Any], url: str) -> list[str]:
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(mode, path_parameters=parameters)
 
-            @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                                 suppress_health_check=list(hypothesis.HealthCheck))
+            @hypothesis.settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            )
             @hypothesis.given(case=strategy)
             def check(case: Any) -> None:
                 response = case.call(base_url=url, timeout=30)
                 if response.status_code >= 500:
-                    found.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]} "
-                                 f"for {case.body!r:.300}")
+                    found.append(
+                        f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]} "
+                        f"for {case.body!r:.300}"
+                    )
 
             check()
     return found

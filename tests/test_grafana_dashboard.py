@@ -34,24 +34,66 @@ from matchday.store import AlertRecord, MetricWindow
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "matchday.json"
 # what a PromQL expression may contain besides metric names
-_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-                 "offset", "inf", "nan"}
-_SERIES_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
-                    "summary": ("", "_sum", "_count"), "gaugehistogram": ("_bucket", "_gsum", "_gcount")}
+_PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
+_SERIES_SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+}
 
 
 def _window() -> MetricWindow:
     now = datetime.now(UTC)
-    return MetricWindow(deployment="payments", model="fraud", version=1, segment="", width="5m",
-                        start=now - timedelta(minutes=1), end=now, rows=10, summary={}, performance=None,
-                        metrics={"drift_share": 0.5, "accuracy": 0.9, "error_rate": 0.0, "drift.amount": 0.01})
+    return MetricWindow(
+        deployment="payments",
+        model="fraud",
+        version=1,
+        segment="",
+        width="5m",
+        start=now - timedelta(minutes=1),
+        end=now,
+        rows=10,
+        summary={},
+        performance=None,
+        metrics={"drift_share": 0.5, "accuracy": 0.9, "error_rate": 0.0, "drift.amount": 0.01},
+    )
 
 
 def _alert() -> AlertRecord:
     now = datetime.now(UTC)
-    return AlertRecord(id=1, monitor="data-drift", deployment="payments", model="fraud", version=1, segment="",
-                       severity="warning", state="firing", metric="drift_share", value=0.5, threshold=0.3,
-                       message="drift", opened_at=now, last_seen_at=now, resolved_at=None, data={})
+    return AlertRecord(
+        id=1,
+        monitor="data-drift",
+        deployment="payments",
+        model="fraud",
+        version=1,
+        segment="",
+        severity="warning",
+        state="firing",
+        metric="drift_share",
+        value=0.5,
+        threshold=0.3,
+        message="drift",
+        opened_at=now,
+        last_seen_at=now,
+        resolved_at=None,
+        data={},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +143,10 @@ def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_metric_names_are_found_in_promql() -> None:
-    expr = ('histogram_quantile(0.95, sum by (le, deployment) (rate(a_bucket{deployment=~"$deployment", x="y(z)"}'
-            '[$__rate_interval]))) / on (deployment) group_left b_total offset 5m')
+    expr = (
+        'histogram_quantile(0.95, sum by (le, deployment) (rate(a_bucket{deployment=~"$deployment", x="y(z)"}'
+        "[$__rate_interval]))) / on (deployment) group_left b_total offset 5m"
+    )
     assert metric_names(expr) == {"a_bucket", "b_total"}
 
 
@@ -127,15 +171,23 @@ def test_it_is_an_importable_dashboard(dashboard: dict[str, Any]) -> None:
         assert len(refs) == len(set(refs)), panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
-            assert '$deployment' in target["expr"] or "prediction_log" in target["expr"], (
-                f"{panel['title']}: {target['expr']} ignores the deployment variable")
+            assert "$deployment" in target["expr"] or "prediction_log" in target["expr"], (
+                f"{panel['title']}: {target['expr']} ignores the deployment variable"
+            )
 
 
 def test_the_panels_cover_serving_and_monitoring(dashboard: dict[str, Any]) -> None:
     used = set().union(*(metric_names(e) for _, e in _exprs(dashboard)))
-    for name in ("matchday_requests_total", "matchday_request_errors_total", "matchday_request_duration_seconds_bucket",
-                 "matchday_batch_size_rows_bucket", "matchday_shadow_dropped_total", "matchday_window_metric",
-                 "matchday_feature_drift_score", "matchday_alerts_firing"):
+    for name in (
+        "matchday_requests_total",
+        "matchday_request_errors_total",
+        "matchday_request_duration_seconds_bucket",
+        "matchday_batch_size_rows_bucket",
+        "matchday_shadow_dropped_total",
+        "matchday_window_metric",
+        "matchday_feature_drift_score",
+        "matchday_alerts_firing",
+    ):
         assert name in used
     assert {p["type"] for p in _panels(dashboard)} >= {"timeseries", "heatmap", "stat"}
 

@@ -28,7 +28,7 @@ FEATURE = "mean smoothness"
 
 def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
     X, _ = cancer_frame()
-    return X.iloc[start:start + n].to_dict(orient="records")  # type: ignore[return-value]
+    return X.iloc[start : start + n].to_dict(orient="records")  # type: ignore[return-value]
 
 
 def hostile(value: float = 1e308) -> dict[str, Any]:
@@ -55,7 +55,8 @@ def predict(url: str, instances: list[dict[str, Any]], deployment: str = "cancer
 
 
 def test_a_value_the_model_cannot_score_is_a_422_naming_the_field_and_is_not_a_version_error(
-        server: ServerProcess, workspace: Workspace) -> None:
+    server: ServerProcess, workspace: Workspace
+) -> None:
     refused = predict(server.url, [rows(1)[0], hostile()])
     assert refused.status_code == 422, refused.text
     body = refused.json()
@@ -66,8 +67,15 @@ def test_a_value_the_model_cannot_score_is_a_422_naming_the_field_and_is_not_a_v
     assert coped.status_code == 200, coped.text
     assert coped.json()["input_quality"]["by_feature"] == {FEATURE: 1}
 
-    v2 = http.post(f"{server.url}/v2/models/cancer/infer", timeout=30, json={"inputs": [
-        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]} for name, value in hostile().items()]})
+    v2 = http.post(
+        f"{server.url}/v2/models/cancer/infer",
+        timeout=30,
+        json={
+            "inputs": [
+                {"name": name, "shape": [1], "datatype": "FP64", "data": [value]} for name, value in hostile().items()
+            ]
+        },
+    )
     assert v2.status_code == 422 and set(v2.json()) == {"error"} and FEATURE in v2.json()["error"], v2.text
 
     # micro-batch neighbours of the hostile requests are answered: the model is asked again without them
@@ -88,9 +96,17 @@ def test_a_value_the_model_cannot_score_is_a_422_naming_the_field_and_is_not_a_v
 
 def test_hostile_requests_cannot_roll_back_a_healthy_canary(server: ServerProcess) -> None:
     url = server.url
-    started = http.post(f"{url}/v1/deployments/cancer/rollout", timeout=10, json={
-        "candidate": "cancer:2", "steps": [50, 100], "interval": "1s", "min_requests": 60,
-        "gates": {"labels": "off", "latency_slack_seconds": 0.5}})
+    started = http.post(
+        f"{url}/v1/deployments/cancer/rollout",
+        timeout=10,
+        json={
+            "candidate": "cancer:2",
+            "steps": [50, 100],
+            "interval": "1s",
+            "min_requests": 60,
+            "gates": {"labels": "off", "latency_slack_seconds": 0.5},
+        },
+    )
     assert started.status_code == 201, started.text
     # the attacker finds entity keys the canary answers, then sends it rows it cannot score
     probe = predict(url, rows(40), ids=[f"k{i}" for i in range(40)]).json()["predictions"]
@@ -110,7 +126,8 @@ def test_hostile_requests_cannot_roll_back_a_healthy_canary(server: ServerProces
 
 
 def test_a_canary_that_cannot_score_a_far_value_falls_back_to_a_primary_that_can(
-        server: ServerProcess, workspace: Workspace) -> None:
+    server: ServerProcess, workspace: Workspace
+) -> None:
     """With ``fallback``, the primary's answer is the answer; the canary's failed attempt is the input's
     fault, so it is neither logged nor counted as the canary's error."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -119,8 +136,11 @@ def test_a_canary_that_cannot_score_a_far_value_falls_back_to_a_primary_that_can
     sturdy = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y)  # binned: copes with 1e308
     workspace.registry.register("cancer", sturdy, reference=X.head(60))  # cancer:3
     workspace.deployments.deploy("sturdy", "cancer:3")
-    started = http.post(f"{server.url}/v1/deployments/sturdy/rollout", timeout=10, json={
-        "candidate": "cancer:1", "steps": [50, 100], "interval": "1h", "fallback": True})
+    started = http.post(
+        f"{server.url}/v1/deployments/sturdy/rollout",
+        timeout=10,
+        json={"candidate": "cancer:1", "steps": [50, 100], "interval": "1h", "fallback": True},
+    )
     assert started.status_code == 201, started.text
     probe = predict(server.url, rows(40), deployment="sturdy", ids=[f"k{i}" for i in range(40)]).json()["predictions"]
     to_canary = [p["id"] for p in probe if p["version"] == 1]

@@ -88,8 +88,9 @@ def test_locks_with_different_keys_are_independent(database_url: str, databases:
 
 def test_a_dead_holder_process_hands_leadership_over(database_url: str, databases: tuple[Database, Database]) -> None:
     """The holder is killed without releasing: its session (PostgreSQL) or file handle (SQLite) dies with it."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database_url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, database_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "True"
@@ -102,8 +103,9 @@ def test_a_dead_holder_process_hands_leadership_over(database_url: str, database
     mine.release()
 
 
-def test_a_holder_whose_connection_is_invalidated_stops_leading(database_url: str,
-                                                                databases: tuple[Database, Database]) -> None:
+def test_a_holder_whose_connection_is_invalidated_stops_leading(
+    database_url: str, databases: tuple[Database, Database]
+) -> None:
     _postgres_only(database_url)
     a, b = LeaderLock(databases[0]), LeaderLock(databases[1])
     assert a.acquire()
@@ -117,8 +119,9 @@ def test_a_holder_whose_connection_is_invalidated_stops_leading(database_url: st
     a.release()
 
 
-def test_a_holder_whose_session_is_terminated_stops_leading(database_url: str,
-                                                            databases: tuple[Database, Database]) -> None:
+def test_a_holder_whose_session_is_terminated_stops_leading(
+    database_url: str, databases: tuple[Database, Database]
+) -> None:
     _postgres_only(database_url)
     a, b = LeaderLock(databases[0]), LeaderLock(databases[1])
     assert a.acquire()

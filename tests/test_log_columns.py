@@ -20,11 +20,26 @@ FEATURES = ["amount", "count", "merchant", "flag", "note", "absent"]
 
 
 def row(i: int, **change: Any) -> dict[str, Any]:
-    out = {"request_id": str(uuid.uuid4()), "entity_id": None, "deployment": "fraud", "model": "fraud", "version": 1,
-           "at": T0 + timedelta(microseconds=333_333 * i), "latency_seconds": 0.001 * (i % 7 + 1),
-           "inputs": {"amount": 10.5 * i + 0.1, "count": i, "merchant": ["food", "travel", "é"][i % 3], "flag": i % 2 == 0,
-                      "note": "two\nlines \"quoted\"" if i % 4 == 0 else None},
-           "prediction": i % 2, "probabilities": [0.3, 0.7] if i % 2 else [0.8, 0.2], "routing": {}, "role": "served"}
+    out = {
+        "request_id": str(uuid.uuid4()),
+        "entity_id": None,
+        "deployment": "fraud",
+        "model": "fraud",
+        "version": 1,
+        "at": T0 + timedelta(microseconds=333_333 * i),
+        "latency_seconds": 0.001 * (i % 7 + 1),
+        "inputs": {
+            "amount": 10.5 * i + 0.1,
+            "count": i,
+            "merchant": ["food", "travel", "é"][i % 3],
+            "flag": i % 2 == 0,
+            "note": 'two\nlines "quoted"' if i % 4 == 0 else None,
+        },
+        "prediction": i % 2,
+        "probabilities": [0.3, 0.7] if i % 2 else [0.8, 0.2],
+        "routing": {},
+        "role": "served",
+    }
     out.update(change)
     return out
 
@@ -126,7 +141,7 @@ def test_regression_predictions_read_alike(store: PredictionLogStore) -> None:
 def test_rows_across_batches_read_alike(store: PredictionLogStore) -> None:
     rows = tricky_rows()
     for start in range(0, len(rows), 7):  # six flushes
-        store.insert(rows[start:start + 7])
+        store.insert(rows[start : start + 7])
     store.insert(rows[:3])  # a replay: no batch, and no row twice
     bulk, objects = both(store, FEATURES, 2)
     assert len(bulk) == 40

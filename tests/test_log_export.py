@@ -25,16 +25,21 @@ def _forget_default_workspace() -> None:
 
 
 def export(workspace: Workspace, *args: str) -> Any:
-    env = {**os.environ, "MATCHDAY_HOME": str(workspace.settings.home),
-           "MATCHDAY_DATABASE_URL": workspace.settings.database_url, "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "MATCHDAY_HOME": str(workspace.settings.home),
+        "MATCHDAY_DATABASE_URL": workspace.settings.database_url,
+        "COLUMNS": "200",
+    }
     return run_in_process(["log", "export", *args], env, after=_forget_default_workspace)
 
 
 @pytest.fixture
 def served(workspace: Workspace, cancer, cancer_pipeline) -> Any:  # type: ignore[no-untyped-def]
     X, y = cancer
-    workspace.registry.register("cancer", cancer_pipeline, reference=X.assign(target=y), target="target",
-                                alias="champion")
+    workspace.registry.register(
+        "cancer", cancer_pipeline, reference=X.assign(target=y), target="target", alias="champion"
+    )
     workspace.deployments.deploy("cancer", "cancer@champion")
     with ServerProcess(workspace.settings.home, workspace.settings.database_url) as server:
         yield server, X
@@ -43,8 +48,10 @@ def served(workspace: Workspace, cancer, cancer_pipeline) -> Any:  # type: ignor
 def test_export_writes_a_row_per_prediction_with_inputs_probabilities_and_labels(served, workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server, X = served
     rows = X.iloc[:30]
-    answer = http.post(f"{server.url}/v1/deployments/cancer/predict",
-                       json={"instances": rows.to_dict(orient="records"), "ids": [f"p{i}" for i in range(30)]}).json()
+    answer = http.post(
+        f"{server.url}/v1/deployments/cancer/predict",
+        json={"instances": rows.to_dict(orient="records"), "ids": [f"p{i}" for i in range(30)]},
+    ).json()
     predictions = answer["predictions"]
     labels = [{"request_id": p["request_id"], "label": int(p["prediction"])} for p in predictions[:10]]
     assert http.post(f"{server.url}/v1/deployments/cancer/feedback", json={"labels": labels}).status_code == 200

@@ -39,8 +39,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 def _json(value: Any) -> dict[str, Any]:
-    return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(value),
-            "is_json": True}
+    return {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+    }
 
 
 def _seq(kind: str, *items: dict[str, Any]) -> dict[str, Any]:
@@ -49,16 +54,33 @@ def _seq(kind: str, *items: dict[str, Any]) -> dict[str, Any]:
 
 def _call(module: str, name: str, *args: dict[str, Any]) -> dict[str, Any]:
     """skops' ConstructorFromReduceNode: ``gettype(module, name)(*args)`` at load."""
-    return {"__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode",
-            "content": _seq("tuple", *args)}
+    return {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": _seq("tuple", *args),
+    }
 
 
 def _partial(module: str, name: str) -> dict[str, Any]:
-    empty = {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": {},
-             "key_types": _seq("list")}
-    return {"__class__": "partial", "__module__": "functools", "__loader__": "PartialNode", "content": {
-        "func": {"__class__": name, "__module__": module, "__loader__": "FunctionNode"},
-        "args": _seq("tuple"), "kwds": empty, "namespace": _json(None)}}
+    empty = {
+        "__class__": "dict",
+        "__module__": "builtins",
+        "__loader__": "DictNode",
+        "content": {},
+        "key_types": _seq("list"),
+    }
+    return {
+        "__class__": "partial",
+        "__module__": "functools",
+        "__loader__": "PartialNode",
+        "content": {
+            "func": {"__class__": name, "__module__": module, "__loader__": "FunctionNode"},
+            "args": _seq("tuple"),
+            "kwds": empty,
+            "namespace": _json(None),
+        },
+    }
 
 
 def _touch(marker: Path) -> str:
@@ -75,11 +97,16 @@ PAYLOADS: dict[str, tuple[Callable[[Path], dict[str, Any]], list[str]]] = {
     "builtins-eval": (lambda m: _call("builtins", "eval", _json(_touch(m))), ["builtins.eval"]),
     "builtins-exec": (lambda m: _call("builtins", "exec", _json(_touch(m))), ["builtins.exec"]),
     "os-system": (lambda m: _call("os", "system", _json(f"touch {m}")), ["os.system"]),
-    "subprocess-popen": (lambda m: _call("subprocess", "Popen", _seq("list", _json("touch"), _json(str(m)))),
-                         ["subprocess.Popen"]),
-    "getattr-chain": (lambda m: _run_each(_call("builtins", "getattr", _call("builtins", "__import__", _json("os")),
-                                                _json("system")), m),
-                      ["builtins.getattr", "builtins.__import__", "builtins.map"]),
+    "subprocess-popen": (
+        lambda m: _call("subprocess", "Popen", _seq("list", _json("touch"), _json(str(m)))),
+        ["subprocess.Popen"],
+    ),
+    "getattr-chain": (
+        lambda m: _run_each(
+            _call("builtins", "getattr", _call("builtins", "__import__", _json("os")), _json("system")), m
+        ),
+        ["builtins.getattr", "builtins.__import__", "builtins.map"],
+    ),
     "partial-os-system": (lambda m: _run_each(_partial("os", "system"), m), ["os.system", "builtins.map"]),
 }
 
@@ -130,8 +157,15 @@ def _insert_version(registry: Any, name: str, data: bytes, flavor: str, options:
     or a store someone else wrote): only load can refuse it."""
     like = registry.list_versions(name)[0]
     sha, _ = registry.artifacts.put(data)
-    record = registry.store.create_version(name, flavor=flavor, artifact_sha256=sha, artifact_size=len(data),
-                                           signature=like.signature, profile=None, flavor_options=options)
+    record = registry.store.create_version(
+        name,
+        flavor=flavor,
+        artifact_sha256=sha,
+        artifact_size=len(data),
+        signature=like.signature,
+        profile=None,
+        flavor_options=options,
+    )
     return str(record.ref)
 
 
@@ -152,8 +186,14 @@ def test_each_payload_runs_when_skops_is_told_to_trust_it(payload: str, logistic
 
 
 @pytest.mark.parametrize("payload", sorted(PAYLOADS))
-def test_code_in_a_skops_file_is_refused_at_registration(payload: str, workspace: Workspace, logistic, cancer,  # type: ignore[no-untyped-def]
-                                                         tmp_path: Path, marker: Path) -> None:
+def test_code_in_a_skops_file_is_refused_at_registration(
+    payload: str,
+    workspace: Workspace,
+    logistic,
+    cancer,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    marker: Path,
+) -> None:
     X, _ = cancer
     path = tmp_path / "model.skops"
     path.write_bytes(_malicious(logistic, payload, marker))
@@ -167,8 +207,13 @@ def test_code_in_a_skops_file_is_refused_at_registration(payload: str, workspace
 
 
 @pytest.mark.parametrize("payload", sorted(PAYLOADS))
-def test_code_in_a_stored_artifact_is_refused_at_load(payload: str, workspace: Workspace, logistic, cancer,  # type: ignore[no-untyped-def]
-                                                      marker: Path) -> None:
+def test_code_in_a_stored_artifact_is_refused_at_load(
+    payload: str,
+    workspace: Workspace,
+    logistic,
+    cancer,  # type: ignore[no-untyped-def]
+    marker: Path,
+) -> None:
     import skops.io as sio
 
     X, _ = cancer
@@ -176,7 +221,9 @@ def test_code_in_a_stored_artifact_is_refused_at_load(payload: str, workspace: W
     registry.register("m", logistic, reference=X)
     bad = _malicious(logistic, payload, marker)
     # what the prefix rule of older versions recorded: every untrusted type, builtins.eval included
-    ref = _insert_version(registry, "m", bad, "sklearn", {"format": "skops", "trusted_types": sio.get_untrusted_types(data=bad)})
+    ref = _insert_version(
+        registry, "m", bad, "sklearn", {"format": "skops", "trusted_types": sio.get_untrusted_types(data=bad)}
+    )
     with pytest.raises(UntrustedArtifact, match="Re-register") as err:
         registry.load(ref)
     assert set(PAYLOADS[payload][1]) <= {d.split(":")[0] for d in err.value.details}
@@ -184,8 +231,12 @@ def test_code_in_a_stored_artifact_is_refused_at_load(payload: str, workspace: W
     assert registry.load("m:1").predict(X.iloc[:3]).shape == (3,)  # the honest version is unaffected
 
 
-def test_a_recorded_trust_flag_covers_only_the_types_it_was_given_for(workspace: Workspace, logistic, cancer,  # type: ignore[no-untyped-def]
-                                                                      marker: Path) -> None:
+def test_a_recorded_trust_flag_covers_only_the_types_it_was_given_for(
+    workspace: Workspace,
+    logistic,
+    cancer,  # type: ignore[no-untyped-def]
+    marker: Path,
+) -> None:
     X, _ = cancer
     registry = workspace.registry
     registry.register("m", logistic, reference=X)
@@ -214,6 +265,7 @@ def _crafted(est: Any, change: Callable[[dict[str, Any]], None]) -> Any:
 def _set(field: str, value: int, node: int = 0) -> Callable[[dict[str, Any]], None]:
     def change(state: dict[str, Any]) -> None:
         state["nodes"][field][node] = value
+
     return change
 
 
@@ -255,9 +307,17 @@ def _tree_case(name: str, X: pd.DataFrame, y: pd.Series) -> tuple[Any, str]:
     raise AssertionError(name)
 
 
-TREE_CASES = ["child-out-of-range", "child-cycle", "feature-out-of-range", "max-depth-understated",
-              "forest-member-wider-than-forest", "boosting-stages-wider-than-output", "hist-child-out-of-range",
-              "hist-categorical-split-on-numeric", "tree-outside-an-estimator"]
+TREE_CASES = [
+    "child-out-of-range",
+    "child-cycle",
+    "feature-out-of-range",
+    "max-depth-understated",
+    "forest-member-wider-than-forest",
+    "boosting-stages-wider-than-output",
+    "hist-child-out-of-range",
+    "hist-categorical-split-on-numeric",
+    "tree-outside-an-estimator",
+]
 
 
 @pytest.mark.parametrize("case", TREE_CASES)
@@ -283,8 +343,13 @@ def test_crafted_trees_are_refused_at_load_even_as_matchdays_own_dump(case: str,
     model, says = _tree_case(case, X, y)
     registry.register("m", logistic, reference=X)
     data = sio.dumps(model)
-    ref = _insert_version(registry, "m", data, "sklearn",
-                          {"format": "skops", "trusted_types": sio.get_untrusted_types(data=data), "source": "estimator"})
+    ref = _insert_version(
+        registry,
+        "m",
+        data,
+        "sklearn",
+        {"format": "skops", "trusted_types": sio.get_untrusted_types(data=data), "source": "estimator"},
+    )
     with pytest.raises(UntrustedArtifact, match="fail matchday's check") as err:
         registry.load(ref)
     assert any(says in d for d in err.value.details), err.value.details
@@ -299,11 +364,14 @@ def test_a_crafted_tree_crashes_the_process_that_predicts_with_it(cancer, tmp_pa
     path = tmp_path / "model.skops"
     sio.dump(model, path)
     X.iloc[:5].to_parquet(tmp_path / "x.parquet")
-    script = ("import sys, pandas as pd, skops.io as sio\n"
-              f"m = sio.load({str(path)!r}, trusted=['sklearn.tree._tree.Tree'])\n"
-              f"m.predict(pd.read_parquet({str(tmp_path / 'x.parquet')!r}))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    script = (
+        "import sys, pandas as pd, skops.io as sio\n"
+        f"m = sio.load({str(path)!r}, trusted=['sklearn.tree._tree.Tree'])\n"
+        f"m.predict(pd.read_parquet({str(tmp_path / 'x.parquet')!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode < 0, (done.returncode, done.stderr[-500:])  # killed by a signal, not an exception
 
 
@@ -329,8 +397,13 @@ SVM_CASES = ["svc-n-support-overstated", "svc-support-vectors-narrower-than-inpu
 
 
 @pytest.mark.parametrize("case", SVM_CASES)
-def test_crafted_svms_are_refused_at_registration_and_load(case: str, registry, cancer, logistic,  # type: ignore[no-untyped-def]
-                                                            tmp_path: Path) -> None:
+def test_crafted_svms_are_refused_at_registration_and_load(
+    case: str,
+    registry,
+    cancer,
+    logistic,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     import skops.io as sio
 
     X, y = cancer
@@ -342,8 +415,9 @@ def test_crafted_svms_are_refused_at_registration_and_load(case: str, registry, 
         registry.register("m", path, reference=X)
     assert any(says in d for d in err.value.details), err.value.details
     registry.register("m", logistic, reference=X)
-    ref = _insert_version(registry, "m", path.read_bytes(), "sklearn",
-                          {"format": "skops", "trusted_types": [], "source": "file"})
+    ref = _insert_version(
+        registry, "m", path.read_bytes(), "sklearn", {"format": "skops", "trusted_types": [], "source": "file"}
+    )
     with pytest.raises(UntrustedArtifact, match="fail matchday's check"):
         registry.load(ref)
 
@@ -409,11 +483,21 @@ def _estimator(name: str) -> Any:
     small = {"n_estimators": 5, "random_state": 0}
     return {
         "logistic-pipeline": lambda: pipeline.make_pipeline(preprocessing.StandardScaler(), lr),
-        "column-transformer-onehot": lambda: pipeline.make_pipeline(compose.ColumnTransformer(
-            [("num", preprocessing.StandardScaler(), ["amount"]),
-             ("cat", preprocessing.OneHotEncoder(handle_unknown="ignore"), ["merchant"])]), lr),
-        "imputer-ordinal": lambda: pipeline.make_pipeline(compose.ColumnTransformer(
-            [("num", impute.SimpleImputer(), ["amount"]), ("cat", preprocessing.OrdinalEncoder(), ["merchant"])]), lr),
+        "column-transformer-onehot": lambda: pipeline.make_pipeline(
+            compose.ColumnTransformer(
+                [
+                    ("num", preprocessing.StandardScaler(), ["amount"]),
+                    ("cat", preprocessing.OneHotEncoder(handle_unknown="ignore"), ["merchant"]),
+                ]
+            ),
+            lr,
+        ),
+        "imputer-ordinal": lambda: pipeline.make_pipeline(
+            compose.ColumnTransformer(
+                [("num", impute.SimpleImputer(), ["amount"]), ("cat", preprocessing.OrdinalEncoder(), ["merchant"])]
+            ),
+            lr,
+        ),
         "decision-tree": lambda: tree.DecisionTreeClassifier(random_state=0),
         "random-forest": lambda: ensemble.RandomForestClassifier(**small),
         "random-forest-regressor": lambda: ensemble.RandomForestRegressor(**small),
@@ -422,12 +506,18 @@ def _estimator(name: str) -> Any:
         "gradient-boosting-multiclass": lambda: ensemble.GradientBoostingClassifier(**small),
         "gradient-boosting-regressor": lambda: ensemble.GradientBoostingRegressor(**small),
         "hist-gradient-boosting": lambda: ensemble.HistGradientBoostingClassifier(max_iter=5, random_state=0),
-        "hist-gradient-boosting-multiclass": lambda: ensemble.HistGradientBoostingClassifier(max_iter=5, random_state=0),
-        "hist-gradient-boosting-categorical": lambda: ensemble.HistGradientBoostingClassifier(max_iter=5, random_state=0),
+        "hist-gradient-boosting-multiclass": lambda: ensemble.HistGradientBoostingClassifier(
+            max_iter=5, random_state=0
+        ),
+        "hist-gradient-boosting-categorical": lambda: ensemble.HistGradientBoostingClassifier(
+            max_iter=5, random_state=0
+        ),
         "isolation-forest": lambda: ensemble.IsolationForest(**small),
         "bagging": lambda: ensemble.BaggingClassifier(tree.DecisionTreeClassifier(), max_features=0.5, **small),
         "adaboost": lambda: ensemble.AdaBoostClassifier(**small),
-        "voting": lambda: ensemble.VotingClassifier([("lr", lr), ("tree", tree.DecisionTreeClassifier())], voting="soft"),
+        "voting": lambda: ensemble.VotingClassifier(
+            [("lr", lr), ("tree", tree.DecisionTreeClassifier())], voting="soft"
+        ),
         "stacking": lambda: ensemble.StackingClassifier([("tree", tree.DecisionTreeClassifier())], cv=3),
         "knn": lambda: neighbors.KNeighborsClassifier(),
         "knn-kd-tree": lambda: neighbors.KNeighborsClassifier(),
@@ -440,7 +530,8 @@ def _estimator(name: str) -> Any:
         "calibrated-sigmoid": lambda: calibration.CalibratedClassifierCV(lr, cv=3),
         "calibrated-isotonic": lambda: calibration.CalibratedClassifierCV(lr, method="isotonic", cv=3),
         "tfidf-pipeline": lambda: pipeline.make_pipeline(
-            compose.ColumnTransformer([("words", TfidfVectorizer(), "text")]), naive_bayes.MultinomialNB()),
+            compose.ColumnTransformer([("words", TfidfVectorizer(), "text")]), naive_bayes.MultinomialNB()
+        ),
         "lightgbm-classifier": lambda: lightgbm.LGBMClassifier(n_estimators=5, verbose=-1),
         "lightgbm-regressor": lambda: lightgbm.LGBMRegressor(n_estimators=5, verbose=-1),
         "xgboost-classifier": lambda: xgboost.XGBClassifier(n_estimators=5),
@@ -450,23 +541,47 @@ def _estimator(name: str) -> Any:
 
 # name -> data it is fitted on; the ones a .skops *file* cannot hold without the flag, and why
 ESTIMATORS = {
-    "logistic-pipeline": "cancer", "column-transformer-onehot": "mixed", "imputer-ordinal": "mixed",
-    "decision-tree": "cancer", "random-forest": "cancer", "random-forest-regressor": "cancer",
-    "extra-trees": "cancer", "gradient-boosting": "cancer", "gradient-boosting-multiclass": "iris",
-    "gradient-boosting-regressor": "cancer", "hist-gradient-boosting": "cancer",
-    "hist-gradient-boosting-multiclass": "iris", "hist-gradient-boosting-categorical": "categories",
-    "isolation-forest": "cancer", "bagging": "cancer", "adaboost": "cancer", "voting": "cancer",
-    "stacking": "cancer", "knn": "cancer", "knn-kd-tree": "iris", "svc": "cancer", "mlp": "cancer",
-    "mlp-sgd": "cancer", "kmeans": "cancer", "sgd": "cancer", "naive-bayes": "cancer",
-    "calibrated-sigmoid": "cancer", "calibrated-isotonic": "cancer", "tfidf-pipeline": "text",
-    "lightgbm-classifier": "cancer", "lightgbm-regressor": "cancer", "xgboost-classifier": "cancer",
+    "logistic-pipeline": "cancer",
+    "column-transformer-onehot": "mixed",
+    "imputer-ordinal": "mixed",
+    "decision-tree": "cancer",
+    "random-forest": "cancer",
+    "random-forest-regressor": "cancer",
+    "extra-trees": "cancer",
+    "gradient-boosting": "cancer",
+    "gradient-boosting-multiclass": "iris",
+    "gradient-boosting-regressor": "cancer",
+    "hist-gradient-boosting": "cancer",
+    "hist-gradient-boosting-multiclass": "iris",
+    "hist-gradient-boosting-categorical": "categories",
+    "isolation-forest": "cancer",
+    "bagging": "cancer",
+    "adaboost": "cancer",
+    "voting": "cancer",
+    "stacking": "cancer",
+    "knn": "cancer",
+    "knn-kd-tree": "iris",
+    "svc": "cancer",
+    "mlp": "cancer",
+    "mlp-sgd": "cancer",
+    "kmeans": "cancer",
+    "sgd": "cancer",
+    "naive-bayes": "cancer",
+    "calibrated-sigmoid": "cancer",
+    "calibrated-isotonic": "cancer",
+    "tfidf-pipeline": "text",
+    "lightgbm-classifier": "cancer",
+    "lightgbm-regressor": "cancer",
+    "xgboost-classifier": "cancer",
     "xgboost-regressor": "cancer",
 }
 NOT_FROM_FILES = {
     "hist-gradient-boosting-categorical": "categorical preprocessor",
     "knn-kd-tree": "sklearn.neighbors._kd_tree.KDTree",
-    "lightgbm-classifier": "lightgbm.basic.Booster", "lightgbm-regressor": "lightgbm.basic.Booster",
-    "xgboost-classifier": "xgboost.core.Booster", "xgboost-regressor": "xgboost.core.Booster",
+    "lightgbm-classifier": "lightgbm.basic.Booster",
+    "lightgbm-regressor": "lightgbm.basic.Booster",
+    "xgboost-classifier": "xgboost.core.Booster",
+    "xgboost-regressor": "xgboost.core.Booster",
 }
 
 
@@ -546,7 +661,9 @@ def test_boosters_from_before_the_origin_was_recorded_must_be_registered_again(r
     model = lightgbm.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y)
     registry.register("m", model, reference=X)
     data = sio.dumps(model)  # same bytes, but options as an older matchday wrote them: no "source"
-    ref = _insert_version(registry, "m", data, "sklearn", {"format": "skops", "trusted_types": sio.get_untrusted_types(data=data)})
+    ref = _insert_version(
+        registry, "m", data, "sklearn", {"format": "skops", "trusted_types": sio.get_untrusted_types(data=data)}
+    )
     with pytest.raises(UntrustedArtifact, match="register the estimator object"):
         registry.load(ref)
     assert registry.load("m:1").predict(X.iloc[:3]).shape == (3,)
@@ -600,9 +717,13 @@ def _onnx_with_external_data(location: str) -> bytes:
     set_external_data(weight, location=location, offset=0, length=8)
     weight.ClearField("raw_data")
     weight.data_location = TensorProto.EXTERNAL
-    graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "g",
-                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])],
+        [weight],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 
@@ -629,8 +750,12 @@ def test_a_corrupt_onnx_file_is_invalid(registry, tmp_path: Path) -> None:  # ty
     assert registry.list_models() == []
 
 
-def test_an_mlflow_directory_needs_the_flag_at_registration_and_load(registry, cancer_pipeline, cancer,  # type: ignore[no-untyped-def]
-                                                                     tmp_path: Path) -> None:
+def test_an_mlflow_directory_needs_the_flag_at_registration_and_load(
+    registry,
+    cancer_pipeline,
+    cancer,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     import mlflow.sklearn
 
     from matchday.registry.artifacts import pack_directory
@@ -660,8 +785,13 @@ class _Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_a_pickle_needs_the_flag_at_registration_and_load(registry, logistic, cancer, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                          marker: Path) -> None:
+def test_a_pickle_needs_the_flag_at_registration_and_load(
+    registry,
+    logistic,
+    cancer,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    marker: Path,
+) -> None:
     X, _ = cancer
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(_Payload(marker)))

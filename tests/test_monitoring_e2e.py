@@ -58,20 +58,40 @@ class Receiver:
 
 
 def configure(home: Path, hook: str) -> None:
-    (home / "matchday.yaml").write_text(yaml.safe_dump({
-        "monitoring": {"count_window": COUNT},
-        "monitors": [
-            {"name": "data-drift", "metric": "drift_share", "window": f"{COUNT}rows", "when": "> 0.3", "breaches": 2,
-             "min_rows": 150, "actions": ["alert", {"webhook": hook}]},
-            {"name": "accuracy-low", "metric": "accuracy", "window": f"{COUNT}rows", "when": "< 0.85", "breaches": 2,
-             "min_rows": 150, "severity": "critical", "actions": ["alert", {"webhook": hook}]},
-        ]}))
-
-
+    (home / "matchday.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "monitoring": {"count_window": COUNT},
+                "monitors": [
+                    {
+                        "name": "data-drift",
+                        "metric": "drift_share",
+                        "window": f"{COUNT}rows",
+                        "when": "> 0.3",
+                        "breaches": 2,
+                        "min_rows": 150,
+                        "actions": ["alert", {"webhook": hook}],
+                    },
+                    {
+                        "name": "accuracy-low",
+                        "metric": "accuracy",
+                        "window": f"{COUNT}rows",
+                        "when": "< 0.85",
+                        "breaches": 2,
+                        "min_rows": 150,
+                        "severity": "critical",
+                        "actions": ["alert", {"webhook": hook}],
+                    },
+                ],
+            }
+        )
+    )
 
 
 @SQLITE_ONLY
-def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspace: Workspace, database_url: str) -> None:
+def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(
+    workspace: Workspace, database_url: str
+) -> None:
     X, _ = cancer_frame()
     workspace.registry.register("cancer", fitted("base")[0], reference=X, alias="champion")
     workspace.deployments.deploy("cancer", "cancer@champion")
@@ -82,7 +102,10 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
     env = {"MATCHDAY_MONITOR_INTERVAL": "0.3"}
     opened: dict[str, int] = {}
     resolved: dict[str, int] = {}
-    with ServerProcess(workspace.settings.home, database_url, env=env, worker=True) as server, httpx.Client(timeout=30) as client:
+    with (
+        ServerProcess(workspace.settings.home, database_url, env=env, worker=True) as server,
+        httpx.Client(timeout=30) as client,
+    ):
         url = server.url
 
         def alerts() -> list[dict[str, Any]]:
@@ -91,20 +114,32 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
         pending: list[tuple[str, int]] = []
         for start in range(0, len(records), COUNT):
             for part in range(start, start + COUNT, 50):
-                answer = client.post(f"{url}/v1/deployments/cancer/predict",
-                                     json={"instances": records[part:part + 50],
-                                           "ids": [f"e{i}" for i in range(part, part + 50)]})
+                answer = client.post(
+                    f"{url}/v1/deployments/cancer/predict",
+                    json={"instances": records[part : part + 50], "ids": [f"e{i}" for i in range(part, part + 50)]},
+                )
                 assert answer.status_code == 200, answer.text
                 pending += [(p["request_id"], i) for p, i in zip(answer.json()["predictions"], range(part, part + 50))]
             if start:  # the labels of the previous window arrive now: late, by request id
                 done, pending = pending[:COUNT], pending[COUNT:]
-                joined = client.post(f"{url}/v1/deployments/cancer/feedback", json={"labels": [
-                    {"request_id": rid, "label": int(stream.labels[i])} for rid, i in done]}).json()
+                joined = client.post(
+                    f"{url}/v1/deployments/cancer/feedback",
+                    json={"labels": [{"request_id": rid, "label": int(stream.labels[i])} for rid, i in done]},
+                ).json()
                 assert joined["joined"] == COUNT
             # one tick sees each window: wait until the loop has summarised what was sent
-            wait_until(lambda start=start: sum(w["rows"] for w in client.get(
-                f"{url}/v1/deployments/cancer/metrics", params={"window": f"{COUNT}rows"}).json()["windows"])
-                >= start + COUNT, timeout=60)
+            wait_until(
+                lambda start=start: (
+                    sum(
+                        w["rows"]
+                        for w in client.get(
+                            f"{url}/v1/deployments/cancer/metrics", params={"window": f"{COUNT}rows"}
+                        ).json()["windows"]
+                    )
+                    >= start + COUNT
+                ),
+                timeout=60,
+            )
             time.sleep(0.5)  # more ticks: the labels just sent are in, the monitors have judged
             for a in alerts():
                 opened.setdefault(a["monitor"], start + COUNT)
@@ -122,16 +157,23 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
         assert ("alert.opened", "accuracy-low") in receiver.events()
         assert receiver.calls > len(receiver.bodies)
 
-        windows = client.get(f"{url}/v1/deployments/cancer/metrics",
-                             params={"window": f"{COUNT}rows", "metric": "drift_share,accuracy,estimated_accuracy"}).json()
+        windows = client.get(
+            f"{url}/v1/deployments/cancer/metrics",
+            params={"window": f"{COUNT}rows", "metric": "drift_share,accuracy,estimated_accuracy"},
+        ).json()
         first = windows["windows"][0]["metrics"]
         assert set(first) == {"drift_share", "accuracy", "estimated_accuracy"}
         assert first["accuracy"] > 0.9 and first["estimated_accuracy"] > 0.9
         five = client.get(f"{url}/v1/deployments/cancer/metrics", params={"window": "5m"}).json()["windows"]
         assert sum(w["rows"] for w in five) == len(records)
         gauges = client.get(f"{url}/metrics").text
-        assert 'matchday_window_metric{deployment="cancer",metric="error_rate",model="cancer",version="1"} 0.0' in gauges
-        assert 'matchday_feature_drift_score{deployment="cancer",feature="mean radius",model="cancer",version="1"}' in gauges
+        assert (
+            'matchday_window_metric{deployment="cancer",metric="error_rate",model="cancer",version="1"} 0.0' in gauges
+        )
+        assert (
+            'matchday_feature_drift_score{deployment="cancer",feature="mean radius",model="cancer",version="1"}'
+            in gauges
+        )
         assert 'matchday_alerts_firing{deployment="cancer",severity="critical"} 1.0' in gauges
         monitors = client.get(f"{url}/v1/monitors", params={"deployment": "cancer"}).json()["monitors"]
         names = {m["name"]: m for m in monitors}
@@ -147,19 +189,31 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(workspac
         assert client.get(f"{url}/v1/alerts", params={"state": "sleeping"}).status_code == 400
 
         # the CLI reads the same
-        cli_env = {"MATCHDAY_HOME": str(workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url,
-                   "PATH": str(Path(MATCHDAY).parent), "COLUMNS": "300"}
-        out = subprocess.run([MATCHDAY, "alerts", "cancer"], env=cli_env, cwd=workspace.settings.home,
-                             capture_output=True, text=True, timeout=60)
+        cli_env = {
+            "MATCHDAY_HOME": str(workspace.settings.home),
+            "MATCHDAY_DATABASE_URL": database_url,
+            "PATH": str(Path(MATCHDAY).parent),
+            "COLUMNS": "300",
+        }
+        out = subprocess.run(
+            [MATCHDAY, "alerts", "cancer"],
+            env=cli_env,
+            cwd=workspace.settings.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         assert "accuracy-low" in out.stdout and "firing" in out.stdout and "resolved" in out.stdout
 
 
 @SQLITE_ONLY
-def test_a_monitor_that_cannot_be_checked_stops_the_server_with_the_reason(workspace: Workspace,
-                                                                           database_url: str) -> None:
+def test_a_monitor_that_cannot_be_checked_stops_the_server_with_the_reason(
+    workspace: Workspace, database_url: str
+) -> None:
     workspace.settings.home.mkdir(parents=True, exist_ok=True)
-    (workspace.settings.home / "matchday.yaml").write_text(yaml.safe_dump({"monitors": [
-        {"name": "typo", "metric": "acuracy", "when": "< 0.9"}]}))
+    (workspace.settings.home / "matchday.yaml").write_text(
+        yaml.safe_dump({"monitors": [{"name": "typo", "metric": "acuracy", "when": "< 0.9"}]})
+    )
     with pytest.raises(RuntimeError, match="unknown metric 'acuracy'"):
         ServerProcess(workspace.settings.home, database_url).start(timeout=60)

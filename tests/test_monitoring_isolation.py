@@ -29,22 +29,29 @@ SECOND = timedelta(seconds=1)
 
 
 def monitoring(ws: Workspace, monitors: list[dict[str, Any]] | None = None) -> MonitoringLoop:
-    ws.settings = ws.settings.model_copy(update={
-        "monitoring": ws.settings.monitoring.model_copy(update={"count_window": COUNT}), "monitors": monitors or []})
+    ws.settings = ws.settings.model_copy(
+        update={
+            "monitoring": ws.settings.monitoring.model_copy(update={"count_window": COUNT}),
+            "monitors": monitors or [],
+        }
+    )
     return build_monitoring(ws)
 
 
 def register(ws: Workspace, kind: str = "base") -> tuple[str, int]:
     X, _ = cancer_frame()
-    model, version = ws.registry.register("cancer" if kind == "base" else kind, fitted(kind)[0], reference=X).ref.split(":")
+    model, version = ws.registry.register("cancer" if kind == "base" else kind, fitted(kind)[0], reference=X).ref.split(
+        ":"
+    )
     return model, int(version)
 
 
 def rows_of(deployment: str, model: str, version: int, start: int, n: int, at: datetime) -> list[dict[str, Any]]:
     """``n`` rows of the scripted stream (from ``start``, which also keeps request ids apart), a second apart."""
     stream = scripted_stream(stationary=start + n, drifted=0, after=0)
-    return log_rows(stream, start, start + n, deployment=deployment, model=model, version=version, at=at,
-                    spacing=SECOND)
+    return log_rows(
+        stream, start, start + n, deployment=deployment, model=model, version=version, at=at, spacing=SECOND
+    )
 
 
 def windows_of(ws: Workspace, deployment: str, width: str) -> list[Any]:
@@ -80,8 +87,9 @@ def test_an_input_whose_square_overflows_stops_no_deployment(workspace: Workspac
         good_metrics = windows_of(workspace, "good", "5m")[-1].metrics
         assert good_metrics["error_rate"] == 0 and good_metrics["drift_share"] is not None
         assert good_metrics["estimated_accuracy"] is not None and good_metrics["latency_p99"] is not None
-        assert [w.rows for w in windows_of(workspace, "bad", f"{COUNT}rows")] == \
-            [w.rows for w in windows_of(workspace, "good", f"{COUNT}rows")]
+        assert [w.rows for w in windows_of(workspace, "bad", f"{COUNT}rows")] == [
+            w.rows for w in windows_of(workspace, "good", f"{COUNT}rows")
+        ]
     assert failure_counts(MonitorStateStore(workspace.database)) == []
 
 
@@ -91,8 +99,9 @@ def test_a_label_whose_square_overflows_stops_no_deployment(workspace: Workspace
     log = PredictionLogStore(workspace.database)
     rows = {}  # two 5-minute windows of 20 rows each per deployment
     for name, offset in (("bad", 0), ("good", 500)):
-        rows[name] = rows_of(name, model, version, offset, 20, T0) + \
-            rows_of(name, model, version, offset + 20, 20, T0 + timedelta(minutes=5))
+        rows[name] = rows_of(name, model, version, offset, 20, T0) + rows_of(
+            name, model, version, offset + 20, 20, T0 + timedelta(minutes=5)
+        )
         for i, r in enumerate(rows[name]):
             r["prediction"], r["probabilities"] = float(i % 2), None
     log.insert(rows["bad"] + rows["good"])
@@ -121,8 +130,11 @@ def corrupt_like_the_overflow(summary: dict[str, Any]) -> dict[str, Any]:
     for i, (name, column) in enumerate(summary["inputs"]["columns"].items()):
         if column["kind"] == "numeric":
             old = {k: v for k, v in column.items() if k != "moments"}
-            out["inputs"]["columns"][name] = {**old, "sum": None if i == 0 else column_mean(column) * column["count"],
-                                             "sumsq": None}
+            out["inputs"]["columns"][name] = {
+                **old,
+                "sum": None if i == 0 else column_mean(column) * column["count"],
+                "sumsq": None,
+            }
     latency = {k: v for k, v in summary["latency"].items() if k != "moments"}
     out["latency"] = {**latency, "sum": 0.01 * latency["count"], "sumsq": None}
     return out
@@ -138,11 +150,27 @@ def test_a_stored_window_with_lost_sums_is_repaired_and_a_garbled_one_starts_aga
     store = WindowStore(workspace.database)
     hour, day = windows_of(workspace, "cancer", "1h")[0], windows_of(workspace, "cancer", "1d")[0]
     garbled = {**day.summary, "inputs": None}
-    lost = {"labelled": 1, "delay_sum": 1.0, "delay_max": 1.0, "regression": {
-        "kind": "regression", "n": 1, "missing": 0, "sum_error": 1e200, "sum_abs_error": 1e200, "sum_sq_error": None,
-        "sum_y": 0.0, "m2_y": 0.0}}  # what a label of 1e200 left before
-    store.put_many([replace(hour, summary=corrupt_like_the_overflow(hour.summary), performance=lost),
-                    replace(day, summary=garbled)])
+    lost = {
+        "labelled": 1,
+        "delay_sum": 1.0,
+        "delay_max": 1.0,
+        "regression": {
+            "kind": "regression",
+            "n": 1,
+            "missing": 0,
+            "sum_error": 1e200,
+            "sum_abs_error": 1e200,
+            "sum_sq_error": None,
+            "sum_y": 0.0,
+            "m2_y": 0.0,
+        },
+    }  # what a label of 1e200 left before
+    store.put_many(
+        [
+            replace(hour, summary=corrupt_like_the_overflow(hour.summary), performance=lost),
+            replace(day, summary=garbled),
+        ]
+    )
 
     second = rows_of("cancer", model, version, 500, 60, T0 + timedelta(minutes=5))
     log.insert(second)
@@ -159,7 +187,8 @@ def test_a_stored_window_with_lost_sums_is_repaired_and_a_garbled_one_starts_aga
     # the day could not be merged at all: counted once, started again from the new rows, and says so
     assert sorted((f.deployment, f.stage, f.where) for f in result.failures) == [
         ("cancer", "merge", f"1d window at {T0.replace(hour=0).isoformat()}"),
-        ("cancer", "performance", f"1h window at {T0.isoformat()}")]
+        ("cancer", "performance", f"1h window at {T0.isoformat()}"),
+    ]
     day = windows_of(workspace, "cancer", "1d")[0]
     assert day.rows == 60 and day.summary["restarted"]["rows_dropped"] == 60
     assert [w.rows for w in windows_of(workspace, "cancer", "5m")] == [60, 60]
@@ -174,8 +203,9 @@ def test_a_stored_window_with_lost_sums_is_repaired_and_a_garbled_one_starts_aga
     assert windows_of(workspace, "cancer", "1d")[0].summary["restarted"]["rows_dropped"] == 60  # still said
 
 
-def test_a_failing_series_is_counted_and_the_others_are_written(workspace: Workspace,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_series_is_counted_and_the_others_are_written(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import matchday.monitoring.windows.summarizer as summarizer
 
     model, version = register(workspace)
@@ -191,8 +221,9 @@ def test_a_failing_series_is_counted_and_the_others_are_written(workspace: Works
     monkeypatch.setattr(summarizer, "columns_of_batch", failing_for_bad)
     log.insert(rows_of("bad", model, version, 0, 150, T0) + rows_of("good", model, version, 500, 150, T0))
     result = loop.tick(T0 + timedelta(minutes=6))
-    assert [(f.deployment, f.stage, f.error) for f in result.failures] == \
-        [("bad", "summarise", "RuntimeError: a summary that cannot be made")]
+    assert [(f.deployment, f.stage, f.error) for f in result.failures] == [
+        ("bad", "summarise", "RuntimeError: a summary that cannot be made")
+    ]
     assert windows_of(workspace, "bad", "5m") == []
     assert [w.rows for w in windows_of(workspace, "good", "5m")] == [150]
     assert [w.rows for w in windows_of(workspace, "good", f"{COUNT}rows")] == [100, 50]
@@ -215,8 +246,10 @@ def test_a_failing_series_is_counted_and_the_others_are_written(workspace: Works
         return real_judge(self, monitor, window)
 
     monkeypatch.setattr(MonitoringLoop, "_judge", judge_failing_for_bad)
-    log.insert(rows_of("bad", model, version, 1000, 30, T0 + timedelta(minutes=10))
-               + rows_of("good", model, version, 1500, 30, T0 + timedelta(minutes=10)))
+    log.insert(
+        rows_of("bad", model, version, 1000, 30, T0 + timedelta(minutes=10))
+        + rows_of("good", model, version, 1500, 30, T0 + timedelta(minutes=10))
+    )
     judged = loop.tick(T0 + timedelta(minutes=16))
     assert {(f.deployment, f.stage) for f in judged.failures} == {("bad", "judge")}  # one per monitor of the window
     assert any(f.where.startswith("errors on the 5m window") for f in judged.failures)
@@ -226,8 +259,9 @@ def test_a_failing_series_is_counted_and_the_others_are_written(workspace: Works
     assert (count.count, count.last_stage) == (1 + len(judged.failures), "judge")
 
 
-def test_a_store_outage_inside_a_series_still_fails_the_tick(workspace: Workspace,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_store_outage_inside_a_series_still_fails_the_tick(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, version = register(workspace)
     loop = monitoring(workspace)
     log = PredictionLogStore(workspace.database)
@@ -251,8 +285,9 @@ def test_a_store_outage_inside_a_series_still_fails_the_tick(workspace: Workspac
 
 def test_the_guard_passes_store_errors_on_and_counts_the_rest() -> None:
     loaded: list[int] = []
-    failures = Failures(lambda: loaded.append(1) or {"a\x1fm\x1f1": {"deployment": "a", "model": "m", "version": 1,
-                                                                     "count": 4}}, T0)
+    failures = Failures(
+        lambda: loaded.append(1) or {"a\x1fm\x1f1": {"deployment": "a", "model": "m", "version": 1, "count": 4}}, T0
+    )
     with failures.guard(("b", "m", 2), "window"):
         pass
     assert failures.to_state() == {} and loaded == []  # no failure: no read, nothing to write

@@ -22,8 +22,9 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def monitoring(ws: Workspace, monitors: list[dict], count: int = COUNT) -> MonitoringLoop:
-    ws.settings = ws.settings.model_copy(update={
-        "monitoring": ws.settings.monitoring.model_copy(update={"count_window": count}), "monitors": monitors})
+    ws.settings = ws.settings.model_copy(
+        update={"monitoring": ws.settings.monitoring.model_copy(update={"count_window": count}), "monitors": monitors}
+    )
     return build_monitoring(ws)
 
 
@@ -40,8 +41,11 @@ def test_windows_by_time_and_count_and_late_labels(workspace: Workspace) -> None
     loop = monitoring(workspace, [])
     log = PredictionLogStore(workspace.database)
     # 900 rows, 100 ms apart: three 5-minute windows would need 3000; spread them over 15 minutes instead
-    log.insert(log_rows(stream, 0, 900, deployment="cancer", model=model, version=int(version), at=T0,
-                        spacing=timedelta(seconds=1)))
+    log.insert(
+        log_rows(
+            stream, 0, 900, deployment="cancer", model=model, version=int(version), at=T0, spacing=timedelta(seconds=1)
+        )
+    )
     result = loop.tick(T0 + timedelta(minutes=20))
     assert result.rows == 900
     windows = WindowStore(workspace.database)
@@ -77,7 +81,8 @@ def test_windows_by_time_and_count_and_late_labels(workspace: Workspace) -> None
     loop.tick(T0 + timedelta(minutes=22))
     fixed = np.r_[1 - stream.labels[0], stream.labels[1:300]]
     assert windows.series("cancer", "5m")[0].metrics["accuracy"] == pytest.approx(
-        float(np.mean(fixed == stream.predictions[:300])))
+        float(np.mean(fixed == stream.predictions[:300]))
+    )
     assert windows.series("cancer", "5m")[0].metrics["labelled"] == 300
 
 
@@ -86,23 +91,48 @@ def test_data_and_concept_drift_are_detected_after_their_points_and_never_before
     ref = register(workspace)
     model, version = ref.split(":")
     stream = scripted_stream(stationary=1500, drifted=1200, after=1500)
-    loop = monitoring(workspace, [
-        {"name": "data-drift", "metric": "drift_share", "window": f"{COUNT}rows", "when": "> 0.3", "breaches": 2,
-         "min_rows": 200},
-        {"name": "accuracy-low", "metric": "accuracy", "window": f"{COUNT}rows", "when": "< 0.85", "breaches": 2,
-         "min_rows": 200, "severity": "critical"},
-    ])
+    loop = monitoring(
+        workspace,
+        [
+            {
+                "name": "data-drift",
+                "metric": "drift_share",
+                "window": f"{COUNT}rows",
+                "when": "> 0.3",
+                "breaches": 2,
+                "min_rows": 200,
+            },
+            {
+                "name": "accuracy-low",
+                "metric": "accuracy",
+                "window": f"{COUNT}rows",
+                "when": "< 0.85",
+                "breaches": 2,
+                "min_rows": 200,
+                "severity": "critical",
+            },
+        ],
+    )
     log = PredictionLogStore(workspace.database)
     alerts = AlertStore(workspace.database)
     opened: dict[str, int] = {}
     resolved: dict[str, int] = {}
     for start in range(0, len(stream.labels), COUNT):  # one count window per tick; labels follow one window behind
-        log.insert(log_rows(stream, start, start + COUNT, deployment="cancer", model=model, version=int(version),
-                            at=T0 + timedelta(seconds=start), spacing=timedelta(seconds=1)))
+        log.insert(
+            log_rows(
+                stream,
+                start,
+                start + COUNT,
+                deployment="cancer",
+                model=model,
+                version=int(version),
+                at=T0 + timedelta(seconds=start),
+                spacing=timedelta(seconds=1),
+            )
+        )
         if start >= COUNT:
             prev = range(start - COUNT, start)
-            log.apply_labels("cancer", [("request_id", str(uuid.UUID(int=i + 1)), int(stream.labels[i]))
-                                        for i in prev])
+            log.apply_labels("cancer", [("request_id", str(uuid.UUID(int=i + 1)), int(stream.labels[i])) for i in prev])
         result = loop.tick(T0 + timedelta(seconds=start + COUNT + 15))
         for change in result.changes:
             target = opened if change.kind == "opened" else resolved
@@ -121,27 +151,46 @@ def test_data_and_concept_drift_are_detected_after_their_points_and_never_before
     assert monitors.count("data-drift") == 1 and monitors.count("accuracy-low") == 1  # deduplicated
     assert [a.state for a in history if a.monitor == "data-drift"] == ["resolved"]
     diagnosis = {w.start: diagnose(w.metrics) for w in WindowStore(workspace.database).series("cancer", f"{COUNT}rows")}
-    assert set(list(diagnosis.values())[:drift_start // COUNT]) == {"stable"}
+    assert set(list(diagnosis.values())[: drift_start // COUNT]) == {"stable"}
     assert "data drift" in diagnosis.values() and "concept drift" in diagnosis.values()
 
 
 def test_monitors_that_cannot_be_checked_are_refused_with_every_reason() -> None:
     with pytest.raises(InvalidMonitor) as caught:
-        parse_monitors([
-            {"name": "a", "metric": "no_such_metric", "when": "> 1"},
-            {"name": "b", "metric": "error_rate", "window": "7 minutes", "when": "> 1"},
-            {"name": "c", "metric": "error_rate", "when": "about 3"},
-            {"name": "d", "metric": "error_rate", "when": "> 1", "actions": [{"webhook": None}]},
-            {"name": "e", "metric": "error_rate", "when": "> 1", "actions": ["page_the_ceo"]},
-            {"name": "f", "metric": "error_rate", "when": "> 1", "window": "50rows"},
-        ], count_window=1000)
+        parse_monitors(
+            [
+                {"name": "a", "metric": "no_such_metric", "when": "> 1"},
+                {"name": "b", "metric": "error_rate", "window": "7 minutes", "when": "> 1"},
+                {"name": "c", "metric": "error_rate", "when": "about 3"},
+                {"name": "d", "metric": "error_rate", "when": "> 1", "actions": [{"webhook": None}]},
+                {"name": "e", "metric": "error_rate", "when": "> 1", "actions": ["page_the_ceo"]},
+                {"name": "f", "metric": "error_rate", "when": "> 1", "window": "50rows"},
+            ],
+            count_window=1000,
+        )
     text = "\n".join(caught.value.details)
-    for needle in ("unknown metric 'no_such_metric'", "window '7 minutes'", "condition 'about 3'",
-                   "webhook action needs a URL", "unknown action 'page_the_ceo'", "not the configured count window"):
+    for needle in (
+        "unknown metric 'no_such_metric'",
+        "window '7 minutes'",
+        "condition 'about 3'",
+        "webhook action needs a URL",
+        "unknown action 'page_the_ceo'",
+        "not the configured count window",
+    ):
         assert needle in text, text
-    specs = parse_monitors([{"name": "x", "metric": "drift.mean radius", "when": ">= 0.2", "window": "1h",
-                             "cooldown": "30m", "actions": ["alert", {"webhook": "http://127.0.0.1:9/hook"}, "rollback"]}],
-                           count_window=1000)
+    specs = parse_monitors(
+        [
+            {
+                "name": "x",
+                "metric": "drift.mean radius",
+                "when": ">= 0.2",
+                "window": "1h",
+                "cooldown": "30m",
+                "actions": ["alert", {"webhook": "http://127.0.0.1:9/hook"}, "rollback"],
+            }
+        ],
+        count_window=1000,
+    )
     assert specs[0].cooldown == 1800 and [a.kind for a in specs[0].actions] == ["alert", "webhook", "rollback"]
 
 
@@ -155,24 +204,56 @@ def test_segments_slice_windows_and_a_monitor_fires_on_one_segment_only(workspac
 
     train = transactions(3000, seed=1).to_pandas()
     features = ["amount", "hour", "merchant", "country", "card_present"]
-    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]),
-                                                  remainder="passthrough"),
-                          LogisticRegression(max_iter=500)).fit(train[features], train["is_fraud"])
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
+        ),
+        LogisticRegression(max_iter=500),
+    ).fit(train[features], train["is_fraud"])
     workspace.registry.register("fraud", model, reference=train, target="is_fraud")
-    workspace.settings = workspace.settings.model_copy(update={
-        "monitoring": workspace.settings.monitoring.model_copy(update={"count_window": 1000,
-                                                                       "segments": {"fraud": ["country"]}}),
-        "monitors": [{"name": "accuracy-by-country", "metric": "accuracy", "window": "5m", "segment": "country",
-                      "when": "< 0.7", "min_rows": 30}]})
+    workspace.settings = workspace.settings.model_copy(
+        update={
+            "monitoring": workspace.settings.monitoring.model_copy(
+                update={"count_window": 1000, "segments": {"fraud": ["country"]}}
+            ),
+            "monitors": [
+                {
+                    "name": "accuracy-by-country",
+                    "metric": "accuracy",
+                    "window": "5m",
+                    "segment": "country",
+                    "when": "< 0.7",
+                    "min_rows": 30,
+                }
+            ],
+        }
+    )
     loop = build_monitoring(workspace)
     live = transactions(900, seed=2).to_pandas()
     predictions = model.predict(live[features])
     labels = np.where(live["country"] == "abroad", 1 - predictions, predictions)  # wrong abroad, right elsewhere
     log = PredictionLogStore(workspace.database)
-    log.insert([{"request_id": str(uuid.UUID(int=i + 1)), "entity_id": None, "deployment": "fraud", "model": "fraud",
-                 "version": 1, "at": T0 + timedelta(seconds=i / 10), "inputs": row, "prediction": int(predictions[i]),
-                 "probabilities": None, "latency_seconds": 0.01, "routing": {}, "role": "served", "error": None,
-                 "shadow_of": None} for i, row in enumerate(live[features].to_dict("records"))])
+    log.insert(
+        [
+            {
+                "request_id": str(uuid.UUID(int=i + 1)),
+                "entity_id": None,
+                "deployment": "fraud",
+                "model": "fraud",
+                "version": 1,
+                "at": T0 + timedelta(seconds=i / 10),
+                "inputs": row,
+                "prediction": int(predictions[i]),
+                "probabilities": None,
+                "latency_seconds": 0.01,
+                "routing": {},
+                "role": "served",
+                "error": None,
+                "shadow_of": None,
+            }
+            for i, row in enumerate(live[features].to_dict("records"))
+        ]
+    )
     log.apply_labels("fraud", [("request_id", str(uuid.UUID(int=i + 1)), int(labels[i])) for i in range(len(live))])
     result = loop.tick(T0 + timedelta(minutes=6))
     windows = WindowStore(workspace.database)
@@ -185,8 +266,9 @@ def test_segments_slice_windows_and_a_monitor_fires_on_one_segment_only(workspac
     assert [(a.monitor, a.segment) for a in opened] == [("accuracy-by-country", "country=abroad")]
 
 
-def test_a_database_that_goes_away_mid_tick_neither_loses_nor_repeats_rows(workspace: Workspace,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_database_that_goes_away_mid_tick_neither_loses_nor_repeats_rows(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = register(workspace)
     model, version = ref.split(":")
     stream = scripted_stream(stationary=600, drifted=0, after=0)
@@ -216,11 +298,14 @@ def test_a_monitor_on_a_feature_or_segment_the_model_lacks_is_refused(workspace:
     register(workspace)
     workspace.deployments.deploy("cancer", "cancer:1")
     with pytest.raises(InvalidMonitor) as caught:
-        monitoring(workspace, [
-            {"name": "typo", "deployment": "cancer", "metric": "drift.mean radios", "when": "< 0.01"},
-            {"name": "class", "deployment": "cancer", "metric": "class_share.maybe", "when": "> 0.5"},
-            {"name": "slice", "deployment": "cancer", "metric": "accuracy", "segment": "region", "when": "< 0.9"},
-        ])
+        monitoring(
+            workspace,
+            [
+                {"name": "typo", "deployment": "cancer", "metric": "drift.mean radios", "when": "< 0.01"},
+                {"name": "class", "deployment": "cancer", "metric": "class_share.maybe", "when": "> 0.5"},
+                {"name": "slice", "deployment": "cancer", "metric": "accuracy", "segment": "region", "when": "< 0.9"},
+            ],
+        )
     text = "\n".join(caught.value.details)
     assert "cancer has no input feature 'mean radios'" in text and "mean radius" in text
     assert "cancer has no class 'maybe' (0, 1)" in text
@@ -240,19 +325,49 @@ def test_image_brightness_and_text_length_are_watched_by_their_extractors(worksp
     model = LogisticRegression(max_iter=200).fit(digits.data.iloc[:1000], digits.target.iloc[:1000])
     workspace.registry.register("digits", model, reference=digits.data.iloc[:1000])
     workspace.deployments.deploy("digits", "digits:1")
-    workspace.settings = workspace.settings.model_copy(update={
-        "monitoring": workspace.settings.monitoring.model_copy(update={"count_window": 200,
-                                                                       "images": {"digits": ["pixel_*"]}}),
-        "monitors": [{"name": "dim", "deployment": "digits", "metric": "image_brightness", "window": "200rows",
-                      "relative_to": "reference", "when": "< -1.0", "min_rows": 100}]})
+    workspace.settings = workspace.settings.model_copy(
+        update={
+            "monitoring": workspace.settings.monitoring.model_copy(
+                update={"count_window": 200, "images": {"digits": ["pixel_*"]}}
+            ),
+            "monitors": [
+                {
+                    "name": "dim",
+                    "deployment": "digits",
+                    "metric": "image_brightness",
+                    "window": "200rows",
+                    "relative_to": "reference",
+                    "when": "< -1.0",
+                    "min_rows": 100,
+                }
+            ],
+        }
+    )
     loop = build_monitoring(workspace)
     live = digits.data.iloc[1000:1400].reset_index(drop=True)
     live.iloc[200:] = live.iloc[200:] * 0.5  # the lights go down: every pixel darker
     log = PredictionLogStore(workspace.database)
-    log.insert([{"request_id": str(uuid.UUID(int=i + 1)), "entity_id": None, "deployment": "digits", "model": "digits",
-                 "version": 1, "at": T0 + timedelta(seconds=i), "inputs": row, "prediction": 0, "probabilities": None,
-                 "latency_seconds": 0.01, "routing": {}, "role": "served", "error": None, "shadow_of": None}
-                for i, row in enumerate(live.to_dict("records"))])
+    log.insert(
+        [
+            {
+                "request_id": str(uuid.UUID(int=i + 1)),
+                "entity_id": None,
+                "deployment": "digits",
+                "model": "digits",
+                "version": 1,
+                "at": T0 + timedelta(seconds=i),
+                "inputs": row,
+                "prediction": 0,
+                "probabilities": None,
+                "latency_seconds": 0.01,
+                "routing": {},
+                "role": "served",
+                "error": None,
+                "shadow_of": None,
+            }
+            for i, row in enumerate(live.to_dict("records"))
+        ]
+    )
     result = loop.tick(T0 + timedelta(minutes=10))
     counted = WindowStore(workspace.database).series("digits", "200rows")
     reference = float(digits.data.iloc[:1000].to_numpy().mean())
@@ -262,8 +377,10 @@ def test_image_brightness_and_text_length_are_watched_by_their_extractors(worksp
     dim = [c for c in result.changes if c.alert.monitor == "dim"]
     assert [(c.kind, c.alert.value) for c in dim] == [("opened", counted[1].metrics["image_brightness"])]
 
-    rows = [LoggedRow(i, "chat", "m", 1, T0, {"message": text}, 0, None, 0.01, None, None, None, "served")
-            for i, text in enumerate(["hello there", "a much longer message about the weather", None])]
+    rows = [
+        LoggedRow(i, "chat", "m", 1, T0, {"message": text}, 0, None, 0.01, None, None, None, "served")
+        for i, text in enumerate(["hello there", "a much longer message about the weather", None])
+    ]
     a = summarize_rows(rows[:2], None, texts=["message"])
     b = summarize_rows(rows[2:], None, texts=["message"])
     metrics = extractor_metrics(merge_summary(a, b))
@@ -272,8 +389,9 @@ def test_image_brightness_and_text_length_are_watched_by_their_extractors(worksp
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite commits one writer at a time
-def test_a_batch_committed_after_a_later_one_is_still_summarised(workspace: Workspace,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_committed_after_a_later_one_is_still_summarised(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     from matchday.store import log_batches
@@ -281,8 +399,16 @@ def test_a_batch_committed_after_a_later_one_is_still_summarised(workspace: Work
     ref = register(workspace)
     model, version = ref.split(":")
     stream = scripted_stream(stationary=600, drifted=0, after=0)
-    rows = log_rows(stream, 0, 600, deployment="cancer", model=model, version=int(version), at=T0,
-                    spacing=timedelta(milliseconds=100))
+    rows = log_rows(
+        stream,
+        0,
+        600,
+        deployment="cancer",
+        model=model,
+        version=int(version),
+        at=T0,
+        spacing=timedelta(milliseconds=100),
+    )
     loop = monitoring(workspace, [])
     log = PredictionLogStore(workspace.database)
     encode, entered, release = log_batches.encode, threading.Event(), threading.Event()
@@ -317,11 +443,22 @@ def test_a_cursor_from_before_the_columnar_log_resumes_at_its_row(workspace: Wor
     stream = scripted_stream(stationary=900, drifted=0, after=0)
     log = PredictionLogStore(workspace.database)
     for start in range(0, 900, 300):
-        log.insert(log_rows(stream, start, start + 300, deployment="cancer", model=model, version=int(version),
-                            at=T0, spacing=timedelta(milliseconds=100)))
+        log.insert(
+            log_rows(
+                stream,
+                start,
+                start + 300,
+                deployment="cancer",
+                model=model,
+                version=int(version),
+                at=T0,
+                spacing=timedelta(milliseconds=100),
+            )
+        )
     cursor = int(log.batch_after(0, 1000).column("id")[449].as_py())  # the middle of the second batch
-    MonitorStateStore(workspace.database).put({"summarizer": {"cursor": cursor, "gaps": [], "label_cursor": None,
-                                                              "counts": {}, "segment_values": {}}})
+    MonitorStateStore(workspace.database).put(
+        {"summarizer": {"cursor": cursor, "gaps": [], "label_cursor": None, "counts": {}, "segment_values": {}}}
+    )
     loop = monitoring(workspace, [])
     assert loop.tick(T0 + timedelta(minutes=2)).rows == 450  # the rest of that batch, then the third
     assert loop.tick(T0 + timedelta(minutes=3)).rows == 0

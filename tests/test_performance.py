@@ -256,8 +256,11 @@ def test_merge_refuses_another_kind_or_other_classes(kind: str) -> None:
 
 
 def test_undefined_binary_metrics_are_none() -> None:
-    no_positives = ClassificationPerformance(BINARY).update(
-        np.array(["neg", "neg"]), np.array(["neg", "neg"]), np.array([0.2, 0.4])).metrics()
+    no_positives = (
+        ClassificationPerformance(BINARY)
+        .update(np.array(["neg", "neg"]), np.array(["neg", "neg"]), np.array([0.2, 0.4]))
+        .metrics()
+    )
     assert no_positives["accuracy"] == 1.0
     assert no_positives["recall"] is None and no_positives["precision"] is None and no_positives["f1"] is None
     assert no_positives["roc_auc"] is None
@@ -271,8 +274,11 @@ def test_undefined_regression_metrics_are_none() -> None:
     assert one["mae"] == 1.0 and one["r2"] is None
     constant = RegressionPerformance().update(np.full(5, 0.1), np.arange(5.0)).metrics()
     assert constant["r2"] is None and constant["rmse"] is not None
-    merged = RegressionPerformance().update(np.full(3, 0.1), np.zeros(3)).merge(
-        RegressionPerformance().update(np.full(4, 0.1), np.zeros(4)))
+    merged = (
+        RegressionPerformance()
+        .update(np.full(3, 0.1), np.zeros(3))
+        .merge(RegressionPerformance().update(np.full(4, 0.1), np.zeros(4)))
+    )
     assert merged.metrics()["r2"] is None
 
 
@@ -322,14 +328,15 @@ def realised(classes: list[str], truth: np.ndarray, pred: np.ndarray) -> dict[st
     """Accuracy and F1 (averaged as the accumulators do) of each row of ``truth`` (draws x n indices)."""
     accuracy = (truth == pred).mean(axis=1)
     f1 = []
-    for c in ([1] if len(classes) == 2 else range(len(classes))):
+    for c in [1] if len(classes) == 2 else range(len(classes)):
         tp = ((truth == c) & (pred == c)).sum(axis=1)
         f1.append(2 * tp / ((truth == c).sum(axis=1) + (pred == c).sum()))
     return {"accuracy": accuracy, "f1": np.mean(f1, axis=0)}
 
 
-def estimate_errors(classes: list[str], estimate: CBPEEstimate, truth_proba: np.ndarray, pred: np.ndarray,
-                    rng: np.random.Generator) -> dict[str, float]:
+def estimate_errors(
+    classes: list[str], estimate: CBPEEstimate, truth_proba: np.ndarray, pred: np.ndarray, rng: np.random.Generator
+) -> dict[str, float]:
     """How far the estimated accuracy and F1 are from those of labels drawn from ``truth_proba``, in
     standard errors of the realised value (the spread over 200 further draws)."""
     m = estimate.metrics()

@@ -33,7 +33,9 @@ def _model(name: str) -> Any:
         "hist-gradient-boosting": lambda: ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0),
         "gaussian-nb": naive_bayes.GaussianNB,
         "knn": lambda: neighbors.KNeighborsClassifier(4),  # ties in its votes: argmax takes the first, as predict
-        "mlp": lambda: make_pipeline(StandardScaler(), neural_network.MLPClassifier((8,), max_iter=300, random_state=0)),
+        "mlp": lambda: make_pipeline(
+            StandardScaler(), neural_network.MLPClassifier((8,), max_iter=300, random_state=0)
+        ),
         "svc-platt": lambda: make_pipeline(StandardScaler(), svm.SVC(probability=True, random_state=0)),
         "calibrated": lambda: calibration.CalibratedClassifierCV(linear_model.LogisticRegression(max_iter=2000), cv=3),
     }[name]()
@@ -42,8 +44,21 @@ def _model(name: str) -> Any:
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # SVC's probability=True is deprecated in scikit-learn 1.9
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("data", ["cancer", "iris"])
-@pytest.mark.parametrize("name", ["logistic-pipeline", "tree", "forest", "gradient-boosting", "hist-gradient-boosting",
-                                  "gaussian-nb", "knn", "mlp", "svc-platt", "calibrated"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "logistic-pipeline",
+        "tree",
+        "forest",
+        "gradient-boosting",
+        "hist-gradient-boosting",
+        "gaussian-nb",
+        "knn",
+        "mlp",
+        "svc-platt",
+        "calibrated",
+    ],
+)
 def test_one_call_equals_the_two(name: str, data: str) -> None:
     X, y = _data(data)
     model = _model(name).fit(X, y)

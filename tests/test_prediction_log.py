@@ -23,11 +23,22 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 def make_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [{
-        "request_id": str(uuid.uuid4()), "entity_id": f"e{i}", "deployment": "fraud", "model": "fraud", "version": 1,
-        "at": T0 + timedelta(seconds=i), "inputs": {"amount": i * 1.5, "merchant": "food"}, "prediction": i % 2,
-        "probabilities": [0.25, 0.75], "latency_seconds": 0.002, "routing": {"arm": "champion"},
-    } for i in range(start, start + n)]
+    return [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": f"e{i}",
+            "deployment": "fraud",
+            "model": "fraud",
+            "version": 1,
+            "at": T0 + timedelta(seconds=i),
+            "inputs": {"amount": i * 1.5, "merchant": "food"},
+            "prediction": i % 2,
+            "probabilities": [0.25, 0.75],
+            "latency_seconds": 0.002,
+            "routing": {"arm": "champion"},
+        }
+        for i in range(start, start + n)
+    ]
 
 
 def ids(rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -36,6 +47,7 @@ def ids(rows: Sequence[dict[str, Any]]) -> set[str]:
 
 def submit_from_threads(writer: PredictionLogWriter, rows: list[dict[str, Any]], threads: int = 8) -> None:
     """Each thread submits its share in chunks of 1 to 5 rows, as concurrent requests would."""
+
     def work(share: list[dict[str, Any]], seed: int) -> None:
         rng = random.Random(seed)
         i = 0
@@ -262,7 +274,8 @@ def test_a_spill_does_not_wait_for_a_slow_replay(db: Database, spool_dir: Path) 
 
 
 def test_an_unreachable_database_spools_everything_and_the_next_writer_adopts_it(
-        db: Database, spool_dir: Path, tmp_path: Path) -> None:
+    db: Database, spool_dir: Path, tmp_path: Path
+) -> None:
     down = Database(UNREACHABLE, migrate=False)
     dead = writer_for(PredictionLogStore(down), spool_dir)
     rows = make_rows(300)

@@ -6,8 +6,16 @@ import importlib
 
 import pytest
 
-PARTS = ["matchday", "matchday.store", "matchday.registry", "matchday.monitoring", "matchday.rollout",
-         "matchday.serving", "matchday.dashboard", "matchday.demo"]
+PARTS = [
+    "matchday",
+    "matchday.store",
+    "matchday.registry",
+    "matchday.monitoring",
+    "matchday.rollout",
+    "matchday.serving",
+    "matchday.dashboard",
+    "matchday.demo",
+]
 
 
 @pytest.mark.parametrize("module_name", PARTS)

@@ -42,9 +42,18 @@ def test_signature_inferred_from_reference(registry, mixed_frame) -> None:
     assert sig["amount"]["min"] == pytest.approx(mixed_frame["amount"].min())
     assert sig["amount"]["max"] == pytest.approx(mixed_frame["amount"].max())
     assert sig["hour"]["type"] == "integer" and sig["hour"]["nullable"] is False
-    assert (sig["hour"]["min"], sig["hour"]["max"]) == (float(mixed_frame["hour"].min()), float(mixed_frame["hour"].max()))
-    assert sig["merchant"] == {"name": "merchant", "type": "string", "nullable": False, "min": None, "max": None,
-                               "categories": ["food", "fuel", "travel"]}
+    assert (sig["hour"]["min"], sig["hour"]["max"]) == (
+        float(mixed_frame["hour"].min()),
+        float(mixed_frame["hour"].max()),
+    )
+    assert sig["merchant"] == {
+        "name": "merchant",
+        "type": "string",
+        "nullable": False,
+        "min": None,
+        "max": None,
+        "categories": ["food", "fuel", "travel"],
+    }
     assert sig["online"]["type"] == "boolean" and sig["online"]["categories"] == [False, True]
     assert record.signature["output"] == {"task": "classification", "classes": [0, 1]}
 
@@ -56,13 +65,25 @@ def test_regression_signature(registry, mixed_frame) -> None:
 
 def test_explicit_signature_overrides_inference(registry, mixed_frame) -> None:
     signature = {
-        "inputs": [{"name": "amount", "type": "float", "nullable": True}, {"name": "hour", "type": "integer"},
-                   {"name": "merchant", "type": "string"}, {"name": "online", "type": "boolean"}],
+        "inputs": [
+            {"name": "amount", "type": "float", "nullable": True},
+            {"name": "hour", "type": "integer"},
+            {"name": "merchant", "type": "string"},
+            {"name": "online", "type": "boolean"},
+        ],
         "output": {"task": "classification", "classes": [0, 1]},
     }
-    record = registry.register("rule", "flavor_callables:score", reference=mixed_frame, target="label", signature=signature)
-    assert record.signature["inputs"][0] == {"name": "amount", "type": "float", "nullable": True, "min": None,
-                                             "max": None, "categories": None}
+    record = registry.register(
+        "rule", "flavor_callables:score", reference=mixed_frame, target="label", signature=signature
+    )
+    assert record.signature["inputs"][0] == {
+        "name": "amount",
+        "type": "float",
+        "nullable": True,
+        "min": None,
+        "max": None,
+        "categories": None,
+    }
     # a signature alone (no reference data) is enough to register
     bare = registry.register("rule", "flavor_callables:score", signature=signature)
     assert bare.version == 2 and registry.get_profile("rule:2") is None
@@ -132,7 +153,9 @@ def test_tampered_artifact_is_refused(registry, workspace, cancer, cancer_pipeli
         registry.load("m:1")
 
 
-def test_identical_files_share_one_artifact_and_delete_keeps_it_while_used(registry, tmp_path, cancer, cancer_pipeline) -> None:
+def test_identical_files_share_one_artifact_and_delete_keeps_it_while_used(
+    registry, tmp_path, cancer, cancer_pipeline
+) -> None:
     import skops.io as sio
 
     X, _ = cancer
@@ -153,7 +176,9 @@ def test_identical_files_share_one_artifact_and_delete_keeps_it_while_used(regis
 
 
 def test_artifacts_on_an_fsspec_url(database_url, tmp_path, cancer, cancer_pipeline) -> None:
-    ws = Workspace(Settings(home=tmp_path, database_url=database_url, artifact_url=f"memory://matchday-{tmp_path.name}"))
+    ws = Workspace(
+        Settings(home=tmp_path, database_url=database_url, artifact_url=f"memory://matchday-{tmp_path.name}")
+    )
     X, _ = cancer
     record = ws.registry.register("m", cancer_pipeline, reference=X)
     assert ws.registry.artifacts.location(record.artifact_sha256).startswith("memory://")

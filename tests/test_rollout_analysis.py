@@ -21,12 +21,28 @@ from matchday.store import ArmRow, ShadowPair
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def arm(version: int, *, requests: int = 1000, errors: int = 0, p99: float | None = 0.010,
-        labelled: int = 0, metric_value: float | None = None, metric: str = "accuracy") -> ArmStats:
-    return ArmStats(model="fraud", version=version, requests=requests, errors=errors,
-                    error_rate=errors / requests if requests else None,
-                    latency_p50_seconds=None if p99 is None else p99 / 2, latency_p99_seconds=p99,
-                    labelled=labelled, metric=metric, metric_value=metric_value)
+def arm(
+    version: int,
+    *,
+    requests: int = 1000,
+    errors: int = 0,
+    p99: float | None = 0.010,
+    labelled: int = 0,
+    metric_value: float | None = None,
+    metric: str = "accuracy",
+) -> ArmStats:
+    return ArmStats(
+        model="fraud",
+        version=version,
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests if requests else None,
+        latency_p50_seconds=None if p99 is None else p99 / 2,
+        latency_p99_seconds=p99,
+        labelled=labelled,
+        metric=metric,
+        metric_value=metric_value,
+    )
 
 
 def compare(baseline: ArmStats, candidate: ArmStats, divergence: float | None = 0.01) -> ArmComparison:
@@ -43,12 +59,17 @@ GOOD = compare(arm(1, errors=2, labelled=500, metric_value=0.90), arm(2, errors=
 
 # -- the verdict -----------------------------------------------------------------------------------
 
+
 def test_a_candidate_as_good_as_the_baseline_passes_every_gate() -> None:
     analysis = analyse(GOOD, Gates(), min_requests=200)
     assert analysis.outcome == "pass"
     assert {g.name: g.outcome for g in analysis.gates} == {
-        "traffic": "pass", "error_rate": "pass", "latency_p99": "pass", "prediction_divergence": "pass",
-        "accuracy": "pass"}
+        "traffic": "pass",
+        "error_rate": "pass",
+        "latency_p99": "pass",
+        "prediction_divergence": "pass",
+        "accuracy": "pass",
+    }
     assert analysis.reasons == []
     assert not analysis.failed("error_rate")
 
@@ -60,8 +81,13 @@ def test_the_analysis_serialises_its_gates_and_numbers() -> None:
     assert numbers["baseline"]["version"] == 1 and numbers["candidate"]["version"] == 2
     assert numbers["prediction_divergence"] == 0.01 and numbers["since"] == SINCE.isoformat()
     traffic = numbers["gates"][0]
-    assert traffic == {"name": "traffic", "outcome": "pass", "value": 1000.0, "limit": 200.0,
-                       "detail": "baseline 1000 and candidate 1000 rows"}
+    assert traffic == {
+        "name": "traffic",
+        "outcome": "pass",
+        "value": 1000.0,
+        "limit": 200.0,
+        "detail": "baseline 1000 and candidate 1000 rows",
+    }
 
 
 def test_too_little_traffic_is_inconclusive_never_a_pass() -> None:
@@ -79,8 +105,12 @@ def test_no_rows_at_all_is_inconclusive() -> None:
     analysis = analyse(empty, Gates(), min_requests=1)
     assert analysis.outcome == "inconclusive"
     assert {g.name: g.outcome for g in analysis.gates} == {
-        "traffic": "inconclusive", "error_rate": "inconclusive", "latency_p99": "inconclusive",
-        "prediction_divergence": "inconclusive", "accuracy": "skipped"}
+        "traffic": "inconclusive",
+        "error_rate": "inconclusive",
+        "latency_p99": "inconclusive",
+        "prediction_divergence": "inconclusive",
+        "accuracy": "skipped",
+    }
 
 
 def test_a_failure_outweighs_too_little_traffic() -> None:
@@ -92,6 +122,7 @@ def test_a_failure_outweighs_too_little_traffic() -> None:
 
 # -- each gate failing on its own ------------------------------------------------------------------
 
+
 def test_error_rate_gate() -> None:
     analysis = analyse(compare(arm(1, errors=5), arm(2, errors=150)), Gates(), min_requests=200)
     assert analysis.outcome == "fail" and analysis.failed("error_rate")
@@ -101,8 +132,12 @@ def test_error_rate_gate() -> None:
     assert [r.split(":")[0] for r in analysis.reasons] == ["error_rate"]
     assert {g.outcome for g in analysis.gates if g.name != "error_rate"} <= {"pass", "skipped"}
     # a looser gate lets the same numbers through
-    assert analyse(compare(arm(1, errors=5), arm(2, errors=150)), Gates(max_error_rate_increase=0.5),
-                   min_requests=200).outcome == "pass"
+    assert (
+        analyse(
+            compare(arm(1, errors=5), arm(2, errors=150)), Gates(max_error_rate_increase=0.5), min_requests=200
+        ).outcome
+        == "pass"
+    )
 
 
 def test_fewer_errors_than_the_baseline_pass() -> None:
@@ -132,11 +167,13 @@ def test_latency_slack_keeps_microseconds_from_failing() -> None:
 def test_a_p99_over_the_limit_fails_only_if_the_candidate_is_significantly_slower() -> None:
     """One stall among a few hundred rows moves a p99; the gate waits for the whole distribution to agree."""
     base = compare(arm(1, p99=0.010), arm(2, p99=0.040))
-    stall = ArmComparison(base.baseline, base.candidate, base.prediction_divergence, base.since,
-                          latency_slower_pvalue=0.3)
+    stall = ArmComparison(
+        base.baseline, base.candidate, base.prediction_divergence, base.since, latency_slower_pvalue=0.3
+    )
     assert gate(analyse(stall, Gates(labels="off"), 200), "latency_p99").outcome == "inconclusive"
-    slower = ArmComparison(base.baseline, base.candidate, base.prediction_divergence, base.since,
-                           latency_slower_pvalue=0.001)
+    slower = ArmComparison(
+        base.baseline, base.candidate, base.prediction_divergence, base.since, latency_slower_pvalue=0.001
+    )
     assert gate(analyse(slower, Gates(labels="off"), 200), "latency_p99").outcome == "fail"
 
 
@@ -163,7 +200,9 @@ def test_divergence_gate() -> None:
     assert (analysis.outcome, divergence.outcome, divergence.value, divergence.limit) == ("fail", "fail", 0.35, 0.2)
     assert "0.350" in divergence.detail
     assert analyse(compare(arm(1), arm(2), divergence=0.2), Gates(), 200).outcome == "pass"
-    assert analyse(compare(arm(1), arm(2), divergence=0.35), Gates(max_prediction_divergence=0.4), 200).outcome == "pass"
+    assert (
+        analyse(compare(arm(1), arm(2), divergence=0.35), Gates(max_prediction_divergence=0.4), 200).outcome == "pass"
+    )
     missing = analyse(compare(arm(1), arm(2), divergence=None), Gates(), 200)
     assert gate(missing, "prediction_divergence").outcome == "inconclusive"
 
@@ -182,8 +221,9 @@ def test_accuracy_drop_gate() -> None:
 
 def test_mae_gate_for_regression_is_higher_is_worse() -> None:
     def mae(b: float, c: float) -> ArmComparison:
-        return compare(arm(1, labelled=300, metric_value=b, metric="mae"),
-                       arm(2, labelled=300, metric_value=c, metric="mae"))
+        return compare(
+            arm(1, labelled=300, metric_value=b, metric="mae"), arm(2, labelled=300, metric_value=c, metric="mae")
+        )
 
     worse = analyse(mae(1.00, 1.50), Gates(max_metric_drop=0.1), 200)
     assert gate(worse, "mae").outcome == "fail" and gate(worse, "mae").value == pytest.approx(0.5)
@@ -232,6 +272,7 @@ def test_labels_must_be_enough_on_both_sides() -> None:
 
 # -- arm statistics --------------------------------------------------------------------------------
 
+
 def test_arm_stats_from_rows() -> None:
     rows = [ArmRow(0.01 * (i + 1), None, i % 2, i % 2 if i < 6 else 1 - i % 2, i < 8) for i in range(10)]
     rows.append(ArmRow(5.0, "boom", None, None, False))
@@ -246,7 +287,11 @@ def test_arm_stats_from_rows() -> None:
 
 
 def test_arm_stats_regression_mae() -> None:
-    rows = [ArmRow(0.01, None, 2.0, 3.0, True), ArmRow(0.01, None, 5.0, 4.0, True), ArmRow(0.01, None, 1.0, None, False)]
+    rows = [
+        ArmRow(0.01, None, 2.0, 3.0, True),
+        ArmRow(0.01, None, 5.0, 4.0, True),
+        ArmRow(0.01, None, 1.0, None, False),
+    ]
     stats = arm_stats("house", 1, total=3, failed=0, rows=rows, task="regression")
     assert (stats.metric, stats.labelled, stats.metric_value) == ("mae", 2, pytest.approx(1.0))
 
@@ -257,6 +302,7 @@ def test_arm_stats_without_rows() -> None:
 
 
 # -- prediction divergence -------------------------------------------------------------------------
+
 
 def test_classification_divergence_matches_scipy() -> None:
     rng = np.random.default_rng(1)
@@ -309,20 +355,28 @@ def test_divergence_edge_cases() -> None:
     assert prediction_divergence([3.0] * 10, [9.0] * 5, "regression") == pytest.approx(np.sqrt(np.log(2)))
     assert prediction_divergence([3.0] * 10, [-1.0] * 5, "regression") == pytest.approx(np.sqrt(np.log(2)))
     assert prediction_divergence([3.0] * 10, [3.0, 9.0], "regression") == pytest.approx(
-        jensenshannon([1, 0], [0.5, 0.5]))
+        jensenshannon([1, 0], [0.5, 0.5])
+    )
     assert prediction_divergence([0, 0, 1, None], [0, 1, 1], "classification") == pytest.approx(
-        jensenshannon([2 / 3, 1 / 3], [1 / 3, 2 / 3]))
+        jensenshannon([2 / 3, 1 / 3], [1 / 3, 2 / 3])
+    )
 
 
 # -- shadow summary --------------------------------------------------------------------------------
+
 
 def pair(shadow: Any, primary: Any, label: Any = None, error: str | None = None, latency: float = 0.02) -> ShadowPair:
     return ShadowPair(shadow, error, latency, primary, label, label is not None)
 
 
 def test_summarize_shadow_classification_agreement() -> None:
-    pairs = [pair(1, 1, label=1), pair(0, 1, label=0), pair(1, 1, label=0), pair(0, 0),
-             pair(None, 1, error="boom", latency=9.0)]
+    pairs = [
+        pair(1, 1, label=1),
+        pair(0, 1, label=0),
+        pair(1, 1, label=0),
+        pair(0, 0),
+        pair(None, 1, error="boom", latency=9.0),
+    ]
     report = summarize_shadow(("fraud", 2), 5, 1, pairs, SINCE, "classification")
     assert (report.requests, report.errors, report.error_rate) == (5, 1, 0.2)
     assert report.compared == 4  # the failed row is not compared
@@ -376,6 +430,7 @@ def test_divergence_from_few_rows_over_many_classes_is_not_a_failure_until_it_is
 
 def test_errors_are_judged_by_request_not_by_row() -> None:
     """One failed ten-row request among twenty: a hiccup, not 5% of rows failing independently."""
+
     def with_calls(stats: ArmStats, calls: int, failed: int) -> ArmStats:
         from dataclasses import replace
 
@@ -384,6 +439,7 @@ def test_errors_are_judged_by_request_not_by_row() -> None:
     base = compare(arm(1, requests=200), arm(2, requests=200, errors=10))
     by_row = analyse(base, Gates(labels="off"), 100)
     assert gate(by_row, "error_rate").outcome == "fail"  # rows as if independent
-    by_request = ArmComparison(with_calls(base.baseline, 20, 0), with_calls(base.candidate, 20, 1),
-                               base.prediction_divergence, base.since)
+    by_request = ArmComparison(
+        with_calls(base.baseline, 20, 0), with_calls(base.candidate, 20, 1), base.prediction_divergence, base.since
+    )
     assert gate(analyse(by_request, Gates(labels="off"), 100), "error_rate").outcome != "fail"

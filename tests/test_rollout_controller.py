@@ -20,23 +20,42 @@ from matchday.workspace import Workspace
 DEPLOYMENT = "cancer"
 
 
-def log(ws: Workspace, version: int, n: int, *, errors: int = 0, latency: float = 0.010,
-        predictions: list[int] | None = None, labels: list[int] | None = None, model: str = "cancer",
-        role: str = "served") -> list[str]:
+def log(
+    ws: Workspace,
+    version: int,
+    n: int,
+    *,
+    errors: int = 0,
+    latency: float = 0.010,
+    predictions: list[int] | None = None,
+    labels: list[int] | None = None,
+    model: str = "cancer",
+    role: str = "served",
+) -> list[str]:
     """Log ``n`` rows answered by ``model:version`` now (the first ``errors`` of them failed); returns their ids."""
     predictions = predictions or [i % 2 for i in range(n)]
     now = datetime.now(UTC)
     rows = []
     for i in range(n):
         failed = i < errors
-        rows.append({
-            "request_id": str(uuid.uuid4()), "entity_id": f"customer-{i}", "deployment": DEPLOYMENT,
-            "model": model, "version": version, "at": now + timedelta(microseconds=i),  # one request per row
-            "inputs": {"mean radius": 10.0 + i},
-            "prediction": None if failed else predictions[i], "probabilities": None,
-            "latency_seconds": latency, "routing": {"plan": "canary"}, "role": role,
-            "error": "RuntimeError: model file is missing a tensor" if failed else None, "shadow_of": None,
-        })
+        rows.append(
+            {
+                "request_id": str(uuid.uuid4()),
+                "entity_id": f"customer-{i}",
+                "deployment": DEPLOYMENT,
+                "model": model,
+                "version": version,
+                "at": now + timedelta(microseconds=i),  # one request per row
+                "inputs": {"mean radius": 10.0 + i},
+                "prediction": None if failed else predictions[i],
+                "probabilities": None,
+                "latency_seconds": latency,
+                "routing": {"plan": "canary"},
+                "role": role,
+                "error": "RuntimeError: model file is missing a tensor" if failed else None,
+                "shadow_of": None,
+            }
+        )
     PredictionLogStore(ws.database).insert(rows)
     ids = [r["request_id"] for r in rows]
     if labels is not None:
@@ -78,6 +97,7 @@ def ws(workspace: Workspace) -> Workspace:
 
 # -- canary ----------------------------------------------------------------------------------------
 
+
 def test_a_failing_canary_is_rolled_back_before_its_interval(ws: Workspace) -> None:
     rollout = start(ws, interval="1h")
     controller = RolloutController(ws.rollouts)
@@ -92,9 +112,15 @@ def test_a_failing_canary_is_rolled_back_before_its_interval(ws: Workspace) -> N
     assert done.analysis is not None and done.analysis["outcome"] == "fail"
     event = trail(ws, rollout)[-1]
     assert (event.kind, event.actor) == ("rolled_back", "controller")
-    assert event.reason.startswith("analysis failed at step 1 of 4 (10%): error_rate: candidate 100.00% vs baseline 0.00%")
-    assert (event.data["step"], event.data["weight"], event.data["to"], event.data["from"]) == (0, 10.0, "cancer:1",
-                                                                                              "cancer:2")
+    assert event.reason.startswith(
+        "analysis failed at step 1 of 4 (10%): error_rate: candidate 100.00% vs baseline 0.00%"
+    )
+    assert (event.data["step"], event.data["weight"], event.data["to"], event.data["from"]) == (
+        0,
+        10.0,
+        "cancer:1",
+        "cancer:2",
+    )
     numbers = event.data["analysis"]
     assert numbers["candidate"]["requests"] == 40 and numbers["candidate"]["errors"] == 40
     assert numbers["baseline"]["requests"] == 60 and numbers["baseline"]["error_rate"] == 0.0
@@ -206,8 +232,10 @@ def test_a_tick_judges_every_running_rollout(ws: Workspace) -> None:
 
 # -- blue-green ------------------------------------------------------------------------------------
 
-def test_blue_green_warms_the_candidate_and_switches_after_the_hold(ws: Workspace,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_blue_green_warms_the_candidate_and_switches_after_the_hold(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log(ws, 1, 4, errors=1)  # the failed row is no warm-up input ...
     log(ws, 2, 2, role="shadow")  # ... nor are mirrored rows
     calls: list[tuple[str, list[dict[str, Any]]]] = []
@@ -241,8 +269,9 @@ def test_blue_green_warms_the_candidate_and_switches_after_the_hold(ws: Workspac
     assert ws.registry.resolve("cancer@champion").version == 1
 
 
-def test_blue_green_that_fails_to_warm_is_rolled_back_without_switching(ws: Workspace,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blue_green_that_fails_to_warm_is_rolled_back_without_switching(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(controller_module, "WARM_HOLD_SECONDS", 0.0)
 
     def warm(ref: str, rows: list[dict[str, Any]]) -> float:
@@ -263,6 +292,7 @@ def test_blue_green_that_fails_to_warm_is_rolled_back_without_switching(ws: Work
 
 
 # -- a person acting while the controller judges ---------------------------------------------------
+
 
 def act_during_analysis(monkeypatch: pytest.MonkeyPatch, act: Any) -> None:
     """Run ``act`` after the controller read the rollout and its numbers, before it writes its verdict."""
@@ -293,8 +323,9 @@ def test_a_stale_rollout_during_a_tick_is_tolerated(ws: Workspace, monkeypatch: 
     assert controller.tick() == [(rollout.id, "next_step")]  # judged again next tick
 
 
-def test_a_verdict_never_lands_on_a_rollout_a_person_changed_meanwhile(ws: Workspace,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_verdict_never_lands_on_a_rollout_a_person_changed_meanwhile(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The controller decided on what it read; a person who paused meanwhile keeps the rollout paused."""
     act_during_analysis(monkeypatch, lambda: ws.rollouts.pause(DEPLOYMENT, actor="alice", reason="hold on"))
     plans = {"promote": {"steps": [50, 100]}, "rollback": {}, "pause": {"min_requests": 1000, "deadline": 0}}
@@ -331,11 +362,26 @@ def test_arm_calls_count_the_requests_a_version_answered(workspace: Workspace) -
     """Rows logged by one request share its time; ten failed rows of one request are one failed request."""
     deployed(workspace)
     now = datetime.now(UTC)
-    rows = [{"request_id": str(uuid.uuid4()), "entity_id": None, "deployment": DEPLOYMENT, "model": "cancer",
-             "version": 2, "at": now + timedelta(seconds=request), "inputs": {}, "prediction": None,
-             "probabilities": None, "latency_seconds": 0.01, "routing": {}, "role": "served",
-             "error": "RuntimeError: boom" if request == 0 else None, "shadow_of": None}
-            for request in range(3) for _ in range(10)]
+    rows = [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": None,
+            "deployment": DEPLOYMENT,
+            "model": "cancer",
+            "version": 2,
+            "at": now + timedelta(seconds=request),
+            "inputs": {},
+            "prediction": None,
+            "probabilities": None,
+            "latency_seconds": 0.01,
+            "routing": {},
+            "role": "served",
+            "error": "RuntimeError: boom" if request == 0 else None,
+            "shadow_of": None,
+        }
+        for request in range(3)
+        for _ in range(10)
+    ]
     store = PredictionLogStore(workspace.database)
     store.insert(rows)
     assert store.arm_calls(DEPLOYMENT, "cancer", 2, now) == (3, 1)

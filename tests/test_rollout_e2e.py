@@ -38,7 +38,9 @@ def _train(iterations: int, seed: int) -> Any:
 
     data = transactions(4000, seed=seed).to_pandas()
     return make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
+        ),
         HistGradientBoostingClassifier(max_iter=iterations, max_depth=2, random_state=0),
     ).fit(data[FEATURES], data["is_fraud"]), data
 
@@ -67,8 +69,12 @@ def register_versions(ws: Workspace, models: dict[str, Any]) -> None:
     registry.register("fraud", models["weak"], reference=models["reference"], target="is_fraud", alias="champion")
     registry.register("fraud", models["strong"], reference=models["reference"], target="is_fraud")
     signature = registry.get_signature("fraud:1")
-    registry.register("fraud", "matchday.demo.broken:flag_everything", signature=signature,
-                      proba="matchday.demo.broken:flag_everything_proba")
+    registry.register(
+        "fraud",
+        "matchday.demo.broken:flag_everything",
+        signature=signature,
+        proba="matchday.demo.broken:flag_everything_proba",
+    )
     registry.register("fraud", "matchday.demo.broken:crash", signature=signature)
     ws.deployments.deploy("fraud", "fraud@champion")
 
@@ -98,8 +104,15 @@ def start(url: str, candidate: str, **plan: Any) -> dict[str, Any]:
     return answer.json()
 
 
-def drive(urls: list[str], until: Callable[[], bool], *, label: bool = True, batch: int = 10,
-          timeout: float = 90.0, offset: int = 0) -> list[dict[str, Any]]:
+def drive(
+    urls: list[str],
+    until: Callable[[], bool],
+    *,
+    label: bool = True,
+    batch: int = 10,
+    timeout: float = 90.0,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     """Send traffic (and its ground truth) round-robin to ``urls`` until ``until()`` holds."""
     answers = []
     deadline = time.monotonic() + timeout
@@ -108,16 +121,21 @@ def drive(urls: list[str], until: Callable[[], bool], *, label: bool = True, bat
         while time.monotonic() < deadline:
             for url in urls:
                 start_at = i % (len(ROWS) - batch)
-                body = {"instances": ROWS[start_at:start_at + batch],
-                        "ids": [f"c{start_at + k}" for k in range(batch)]}
+                body = {
+                    "instances": ROWS[start_at : start_at + batch],
+                    "ids": [f"c{start_at + k}" for k in range(batch)],
+                }
                 answer = client.post(f"{url}/v1/deployments/fraud/predict", json=body)
                 assert answer.status_code == 200, answer.text
                 predictions = answer.json()["predictions"]
                 answers += predictions
                 if label:
-                    labels = [{"request_id": p["request_id"], "label": TRUTH[start_at + k]}
-                              for k, p in enumerate(predictions)]
-                    assert client.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": labels}).status_code == 200
+                    labels = [
+                        {"request_id": p["request_id"], "label": TRUTH[start_at + k]} for k, p in enumerate(predictions)
+                    ]
+                    assert (
+                        client.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": labels}).status_code == 200
+                    )
                 i += batch
             if until():
                 return answers
@@ -130,8 +148,14 @@ def kinds(state: dict[str, Any]) -> list[str]:
 
 def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet: Fleet) -> None:
     url = fleet.url
-    started = start(url, "fraud:3", steps=[20, 50, 100], interval="1s", min_requests=30,
-                    gates={"labels": "required", "min_labels": 20})
+    started = start(
+        url,
+        "fraud:3",
+        steps=[20, 50, 100],
+        interval="1s",
+        min_requests=30,
+        gates={"labels": "required", "min_labels": 20},
+    )
     assert started["state"] == "running" and started["weight"] == 20 and started["baseline"] == "fraud:1"
     answers = drive([url], lambda: status(url)["state"] != "running")
     final = status(url)
@@ -148,8 +172,14 @@ def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet:
     assert {p["version"] for p in after["predictions"]} == {1}
     assert fleet.workspace.registry.resolve("fraud@champion").version == 1
 
-    start(url, "fraud:2", steps=[20, 50, 100], interval="1s", min_requests=30,
-          gates={"labels": "required", "min_labels": 60, "latency_slack_seconds": 0.5})
+    start(
+        url,
+        "fraud:2",
+        steps=[20, 50, 100],
+        interval="1s",
+        min_requests=30,
+        gates={"labels": "required", "min_labels": 60, "latency_slack_seconds": 0.5},
+    )
     drive([url], lambda: status(url)["state"] != "running", offset=3000)
     final = status(url)
     assert final["state"] == "promoted", final["reason"]
@@ -170,12 +200,14 @@ def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: di
     expected = models["weak"].predict(frame).tolist()
     with httpx.Client(timeout=30) as client:
         for i in range(0, 400, 20):
-            answer = client.post(f"{url}/v1/deployments/fraud/predict",
-                                 json={"instances": ROWS[i:i + 20], "ids": [f"s{i + k}" for k in range(20)]})
+            answer = client.post(
+                f"{url}/v1/deployments/fraud/predict",
+                json={"instances": ROWS[i : i + 20], "ids": [f"s{i + k}" for k in range(20)]},
+            )
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert body["version"] == 1
-            assert [p["prediction"] for p in body["predictions"]] == expected[i:i + 20]
+            assert [p["prediction"] for p in body["predictions"]] == expected[i : i + 20]
     report: dict[str, Any] = {}
     deadline = time.monotonic() + 120  # the shadow process runs at a low priority on a busy test machine
     while time.monotonic() < deadline:
@@ -214,8 +246,10 @@ def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> N
         seen: dict[str, int] = {}
         with httpx.Client(timeout=30) as client:
             for i in range(0, len(keys), 200):
-                body = client.post(f"{url}/v1/deployments/fraud/predict",
-                                   json={"instances": rows[i:i + 200], "ids": keys[i:i + 200]}).json()
+                body = client.post(
+                    f"{url}/v1/deployments/fraud/predict",
+                    json={"instances": rows[i : i + 200], "ids": keys[i : i + 200]},
+                ).json()
                 seen.update({p["id"]: p["version"] for p in body["predictions"]})
         return seen
 
@@ -250,10 +284,12 @@ def test_a_crashing_canary_with_fallback_never_reaches_clients(fleet: Fleet) -> 
 
 @SQLITE_ONLY
 def test_a_canary_that_cannot_even_load_is_answered_by_the_baseline_and_rolled_back(
-        fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The candidate's code exists where it was registered, not on the server: it fails to load there."""
     (tmp_path / "only_on_the_laptop.py").write_text(
-        "import numpy as np\n\ndef score(frame):\n    return np.zeros(len(frame), dtype=np.int64)\n")
+        "import numpy as np\n\ndef score(frame):\n    return np.zeros(len(frame), dtype=np.int64)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = fleet.workspace.registry
     version = registry.register("fraud", "only_on_the_laptop:score", signature=registry.get_signature("fraud:1"))
@@ -292,13 +328,20 @@ def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
 
 @pytest.mark.slow
 @SQLITE_ONLY
-def test_a_restart_mid_canary_resumes_at_the_same_step(workspace: Workspace, models: dict[str, Any],
-                                                      database_url: str) -> None:
+def test_a_restart_mid_canary_resumes_at_the_same_step(
+    workspace: Workspace, models: dict[str, Any], database_url: str
+) -> None:
     register_versions(workspace, models)
     server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
     try:
-        start(server.url, "fraud:2", steps=[10, 50, 100], interval="1s", min_requests=20,
-              gates={"labels": "off", "latency_slack_seconds": 0.5})
+        start(
+            server.url,
+            "fraud:2",
+            steps=[10, 50, 100],
+            interval="1s",
+            min_requests=20,
+            gates={"labels": "off", "latency_slack_seconds": 0.5},
+        )
         drive([server.url], lambda: status(server.url)["step"] == 1, label=False)
     finally:
         server.stop()
@@ -320,28 +363,39 @@ def test_a_restart_mid_canary_resumes_at_the_same_step(workspace: Workspace, mod
 
 @pytest.mark.slow
 @POSTGRES_ONLY
-def test_two_servers_on_postgresql_route_by_one_plan(workspace: Workspace, models: dict[str, Any],
-                                                     database_url: str) -> None:
+def test_two_servers_on_postgresql_route_by_one_plan(
+    workspace: Workspace, models: dict[str, Any], database_url: str
+) -> None:
     register_versions(workspace, models)
     home_b = Path(workspace.settings.home).parent / "replica-b"
     home_b.mkdir()
     a = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
-    b = ServerProcess(home_b, database_url,  # its own spool and cache; the same database and artifacts
-                      env={**FAST_CONTROLLER, "MATCHDAY_ARTIFACT_URL": workspace.settings.resolved_artifact_url}).start()
+    b = ServerProcess(
+        home_b,
+        database_url,  # its own spool and cache; the same database and artifacts
+        env={**FAST_CONTROLLER, "MATCHDAY_ARTIFACT_URL": workspace.settings.resolved_artifact_url},
+    ).start()
     try:
         start(a.url, "fraud:2", strategy="ab", share=50)
         keys = [f"k{i}" for i in range(600)]
         rows = [ROWS[i] for i in range(len(keys))]
         seen = []
         for server in (a, b):
-            body = http.post(f"{server.url}/v1/deployments/fraud/predict",
-                              json={"instances": rows, "ids": keys}, timeout=30).json()
+            body = http.post(
+                f"{server.url}/v1/deployments/fraud/predict", json={"instances": rows, "ids": keys}, timeout=30
+            ).json()
             seen.append([p["version"] for p in body["predictions"]])
         assert seen[0] == seen[1] and 1 in seen[0] and 2 in seen[0]
         http.post(f"{b.url}/v1/deployments/fraud/rollout/rollback").raise_for_status()
 
-        start(b.url, "fraud:2", steps=[20, 50, 100], interval="1s", min_requests=30,
-              gates={"labels": "required", "min_labels": 60, "latency_slack_seconds": 0.5})
+        start(
+            b.url,
+            "fraud:2",
+            steps=[20, 50, 100],
+            interval="1s",
+            min_requests=30,
+            gates={"labels": "required", "min_labels": 60, "latency_slack_seconds": 0.5},
+        )
         drive([a.url, b.url], lambda: status(a.url)["state"] != "running")
         final = status(b.url)
         assert final["state"] == "promoted"
@@ -378,8 +432,9 @@ def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) 
         fleet.workspace.deployments.delete("fraud")
     assert post("fraud/rollout/launch").status_code == 400
     assert post("fraud/rollout/resume").status_code == 409  # not paused
-    paused = post("fraud/rollout/pause", json={"reason": "checking the dashboards"},
-                  headers={"X-Matchday-Actor": "alice"}).json()
+    paused = post(
+        "fraud/rollout/pause", json={"reason": "checking the dashboards"}, headers={"X-Matchday-Actor": "alice"}
+    ).json()
     assert paused["state"] == "paused" and paused["events"][0]["actor"] == "alice"
     assert paused["events"][0]["reason"] == "checking the dashboards"
     assert post("fraud/rollout/resume").json()["state"] == "running"
@@ -387,13 +442,17 @@ def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) 
     events = http.get(f"{url}/v1/deployments/fraud/events").json()["events"]
     assert [e["kind"] for e in events][:3] == ["resumed", "paused", "started"]
 
-    env = {"MATCHDAY_HOME": str(fleet.workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url,
-           "PATH": str(Path(MATCHDAY).parent)}
+    env = {
+        "MATCHDAY_HOME": str(fleet.workspace.settings.home),
+        "MATCHDAY_DATABASE_URL": database_url,
+        "PATH": str(Path(MATCHDAY).parent),
+    }
     cli = subprocess.run([MATCHDAY, "rollout", "start", "fraud", "fraud:2"], capture_output=True, text=True, env=env)
     assert cli.returncode == 1 and "already has a canary rollout" in cli.stderr
     shown = subprocess.run([MATCHDAY, "rollout", "status", "fraud"], capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and "fraud:1 -> fraud:2" in shown.stdout and "traffic" in shown.stdout
-    done = subprocess.run([MATCHDAY, "rollout", "promote", "fraud", "--reason", "looks good"],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [MATCHDAY, "rollout", "promote", "fraud", "--reason", "looks good"], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0 and "promoted" in done.stdout
     assert fleet.workspace.registry.resolve("fraud@champion").version == 2

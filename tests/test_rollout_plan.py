@@ -24,10 +24,24 @@ def details(error: InvalidPlan) -> str:
 
 # -- durations -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    (90, 90.0), (0, 0.0), (2.5, 2.5), ("90", 90.0), ("30s", 30.0), ("5m", 300.0), ("1.5h", 5400.0),
-    ("1h", 3600.0), ("2d", 172_800.0), ("250ms", 0.25), (" 10 s ", 10.0), ("0s", 0.0),
-])
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (90, 90.0),
+        (0, 0.0),
+        (2.5, 2.5),
+        ("90", 90.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1.5h", 5400.0),
+        ("1h", 3600.0),
+        ("2d", 172_800.0),
+        ("250ms", 0.25),
+        (" 10 s ", 10.0),
+        ("0s", 0.0),
+    ],
+)
 def test_parse_duration(text: Any, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
     assert isinstance(parse_duration(text), float)
@@ -53,6 +67,7 @@ def test_parse_duration_refuses_non_finite_values(value: Any) -> None:
 
 
 # -- defaults --------------------------------------------------------------------------------------
+
 
 def test_defaults() -> None:
     plan = build_plan({})
@@ -103,6 +118,7 @@ def test_a_plan_survives_a_round_trip_through_its_dump() -> None:
 
 
 # -- refusals --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("interval", ["soon", "-5s", "5 minutes", -3])
 def test_invalid_interval(interval: Any) -> None:
@@ -179,13 +195,16 @@ def test_unknown_option_is_refused_by_name() -> None:
     assert details(invalid({"gates": {"max_latency": 2}})).startswith("gates.max_latency: ")
 
 
-@pytest.mark.parametrize(("gates", "field"), [
-    ({"labels": "sometimes"}, "gates.labels"),
-    ({"max_error_rate_increase": 2}, "gates.max_error_rate_increase"),
-    ({"max_latency_p99_ratio": 0}, "gates.max_latency_p99_ratio"),
-    ({"min_labels": 0}, "gates.min_labels"),
-    ({"max_prediction_divergence": -0.1}, "gates.max_prediction_divergence"),
-])
+@pytest.mark.parametrize(
+    ("gates", "field"),
+    [
+        ({"labels": "sometimes"}, "gates.labels"),
+        ({"max_error_rate_increase": 2}, "gates.max_error_rate_increase"),
+        ({"max_latency_p99_ratio": 0}, "gates.max_latency_p99_ratio"),
+        ({"min_labels": 0}, "gates.min_labels"),
+        ({"max_prediction_divergence": -0.1}, "gates.max_prediction_divergence"),
+    ],
+)
 def test_invalid_gates_name_the_gate(gates: dict[str, Any], field: str) -> None:
     assert details(invalid({"gates": gates})).startswith(f"{field}: ")
 
@@ -208,9 +227,14 @@ def test_every_problem_is_listed_and_the_message_is_readable() -> None:
 
 # -- matchday.yaml defaults under the options ------------------------------------------------------
 
+
 def test_options_overlay_the_files_defaults() -> None:
-    defaults = {"steps": [5, 50, 100], "interval": "1m", "min_requests": 50,
-                "gates": {"labels": "required", "min_labels": 20}}
+    defaults = {
+        "steps": [5, 50, 100],
+        "interval": "1m",
+        "min_requests": 50,
+        "gates": {"labels": "required", "min_labels": 20},
+    }
     plan = build_plan({"interval": "10s", "gates": {"max_error_rate_increase": 0.05}}, defaults)
     assert plan.steps == [5, 50, 100]  # from the file
     assert plan.interval == 10.0  # the option wins
@@ -223,8 +247,17 @@ def test_options_overlay_the_files_defaults() -> None:
 def test_unset_options_keep_the_files_values() -> None:
     """The CLI passes every option, None where the user gave none."""
     defaults = {"strategy": "canary", "steps": [5, 50, 100], "fallback": True, "interval": "1m"}
-    options = {"strategy": None, "steps": None, "interval": None, "min_requests": None, "failure_limit": None,
-               "deadline": None, "fallback": None, "share": None, "gates": None}
+    options = {
+        "strategy": None,
+        "steps": None,
+        "interval": None,
+        "min_requests": None,
+        "failure_limit": None,
+        "deadline": None,
+        "fallback": None,
+        "share": None,
+        "gates": None,
+    }
     plan = build_plan(options, defaults)
     assert plan.steps == [5, 50, 100]
     assert plan.fallback is True

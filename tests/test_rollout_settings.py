@@ -21,15 +21,20 @@ def test_plans_in_matchday_yaml_are_the_defaults_and_options_override_them(tmp_p
         "    steps: [5, 20, 100]\n"
         "    interval: 10m\n"
         "    min_requests: 500\n"
-        "    gates: {labels: required, min_labels: 300}\n")
+        "    gates: {labels: required, min_labels: 300}\n"
+    )
     settings = load_settings({"MATCHDAY_HOME": str(tmp_path / "home")}, config_file=config)
     assert settings.rollouts["screening"]["interval"] == "10m"
     ws = Workspace(settings)
     try:
         X, y = cancer
         for depth in (2, 3):
-            ws.registry.register("cancer", DecisionTreeClassifier(max_depth=depth, random_state=0).fit(X, y),
-                                 reference=X.assign(label=y), target="label")
+            ws.registry.register(
+                "cancer",
+                DecisionTreeClassifier(max_depth=depth, random_state=0).fit(X, y),
+                reference=X.assign(label=y),
+                target="label",
+            )
         ws.deployments.deploy("screening", "cancer:1")
         ws.deployments.deploy("other", "cancer:1")
         record = ws.rollouts.start("screening", "cancer:2", {"min_requests": 50})
@@ -51,8 +56,12 @@ def test_a_bad_plan_in_matchday_yaml_is_reported_when_used(tmp_path: Path, cance
     try:
         X, y = cancer
         for depth in (2, 3):
-            ws.registry.register("cancer", DecisionTreeClassifier(max_depth=depth, random_state=0).fit(X, y),
-                                 reference=X.assign(label=y), target="label")
+            ws.registry.register(
+                "cancer",
+                DecisionTreeClassifier(max_depth=depth, random_state=0).fit(X, y),
+                reference=X.assign(label=y),
+                target="label",
+            )
         ws.deployments.deploy("screening", "cancer:1")
         with pytest.raises(InvalidPlan) as caught:
             ws.rollouts.start("screening", "cancer:2")

@@ -51,20 +51,35 @@ def nothing_started(ws: Workspace, deployment: str = "cancer") -> bool:
 
 # -- starting --------------------------------------------------------------------------------------
 
+
 def test_start_a_canary(workspace: Workspace) -> None:
     deployed(workspace)
     record = workspace.rollouts.start("cancer", "cancer:2", {"steps": "5,50,100"}, actor="alice")
     assert (record.deployment, record.strategy, record.baseline, record.candidate) == (
-        "cancer", "canary", "cancer:1", "cancer:2")
+        "cancer",
+        "canary",
+        "cancer:1",
+        "cancer:2",
+    )
     assert (record.state, record.phase, record.step, record.weight, record.failures, record.revision) == (
-        "running", "step", 0, 5.0, 0, 1)
+        "running",
+        "step",
+        0,
+        5.0,
+        0,
+        1,
+    )
     assert record.active and record.finished_at is None
     assert record.plan["steps"] == [5.0, 50.0, 100.0] and record.plan["strategy"] == "canary"
     assert record.started_at.tzinfo is not None and record.step_started_at == record.started_at
     assert workspace.rollouts.store.get(record.id) == record
     (started,) = events(workspace)
-    assert (started.kind, started.actor, started.rollout_id, started.deployment) == ("started", "alice", record.id,
-                                                                                     "cancer")
+    assert (started.kind, started.actor, started.rollout_id, started.deployment) == (
+        "started",
+        "alice",
+        record.id,
+        "cancer",
+    )
     assert "canary rollout of cancer:2 started" in started.reason and "baseline cancer:1" in started.reason
     assert started.data["plan"]["steps"] == [5.0, 50.0, 100.0]
     # every strategy starts in its own phase and share
@@ -102,8 +117,14 @@ def test_bad_starts_are_refused_and_start_nothing(workspace: Workspace) -> None:
 def test_the_files_defaults_shape_the_plan(workspace: Workspace) -> None:
     deployed(workspace)
     ws = workspace.rollouts
-    rollouts = Rollouts(ws.store, ws.events, ws.deployments, ws.registry, ws.log_store,
-                        defaults={"cancer": {"steps": [20, 100], "interval": "1m", "gates": {"labels": "off"}}})
+    rollouts = Rollouts(
+        ws.store,
+        ws.events,
+        ws.deployments,
+        ws.registry,
+        ws.log_store,
+        defaults={"cancer": {"steps": [20, 100], "interval": "1m", "gates": {"labels": "off"}}},
+    )
     record = rollouts.start("cancer", "cancer:2", {"interval": "5s", "strategy": None, "steps": None})
     assert record.plan["steps"] == [20.0, 100.0] and record.weight == 20.0
     assert record.plan["interval"] == 5.0 and record.plan["gates"]["labels"] == "off"
@@ -135,8 +156,11 @@ def test_an_incompatible_candidate_is_refused_with_details(workspace: Workspace)
 def test_one_rollout_at_a_time(workspace: Workspace) -> None:
     deployed(workspace, versions=3)
     first = workspace.rollouts.start("cancer", "cancer:2")
-    with pytest.raises(RolloutError, match=rf"already has a canary rollout in progress \(rollout {first.id}, "
-                                           r"cancer:1 -> cancer:2\)"):
+    with pytest.raises(
+        RolloutError,
+        match=rf"already has a canary rollout in progress \(rollout {first.id}, "
+        r"cancer:1 -> cancer:2\)",
+    ):
         workspace.rollouts.start("cancer", "cancer:3")
     workspace.rollouts.pause("cancer")
     with pytest.raises(RolloutError, match="already has a canary rollout in progress"):  # paused is still active
@@ -153,9 +177,18 @@ def test_one_rollout_at_a_time(workspace: Workspace) -> None:
 
 # -- the store's guards ----------------------------------------------------------------------------
 
+
 def create(store: RolloutStore, deployment: str = "cancer") -> RolloutRecord:
-    return store.create(deployment, "canary", "cancer:1", "cancer:2", {"strategy": "canary"}, phase="step",
-                        weight=10.0, event=("started", "test", "by hand", {}))
+    return store.create(
+        deployment,
+        "canary",
+        "cancer:1",
+        "cancer:2",
+        {"strategy": "canary"},
+        phase="step",
+        weight=10.0,
+        event=("started", "test", "by hand", {}),
+    )
 
 
 def test_the_unique_index_refuses_a_second_active_rollout(workspace: Workspace) -> None:
@@ -220,10 +253,15 @@ def test_an_update_from_a_stale_read_is_refused(workspace: Workspace) -> None:
 
 # -- acting with nothing to act on -----------------------------------------------------------------
 
+
 def test_acting_without_a_running_rollout(workspace: Workspace) -> None:
     deployed(workspace)
-    for act in (workspace.rollouts.promote, workspace.rollouts.rollback, workspace.rollouts.pause,
-                workspace.rollouts.resume):
+    for act in (
+        workspace.rollouts.promote,
+        workspace.rollouts.rollback,
+        workspace.rollouts.pause,
+        workspace.rollouts.resume,
+    ):
         with pytest.raises(NothingToDo, match="deployment 'cancer' has no rollout in progress"):
             act("cancer")
     with pytest.raises(RolloutNotFound, match="never had a rollout"):
@@ -251,6 +289,7 @@ def test_acting_without_a_running_rollout(workspace: Workspace) -> None:
 
 
 # -- promote and roll back -------------------------------------------------------------------------
+
 
 def test_promote_moves_the_alias_the_deployment_follows(workspace: Workspace) -> None:
     deployed(workspace)
@@ -315,11 +354,16 @@ def test_every_action_leaves_an_event_with_actor_and_reason(workspace: Workspace
     second = workspace.rollouts.start("cancer", "cancer:3", {"strategy": "shadow"}, actor="erin")
     workspace.rollouts.promote("cancer", actor="frank")
     trail = [(e.kind, e.actor, e.reason, e.rollout_id) for e in events(workspace)]
-    assert trail[1:4] == [("paused", "bob", "paused by bob", first.id),
-                          ("resumed", "carol", "dashboards fine", first.id),
-                          ("rolled_back", "dave", "rolled back by dave", first.id)]
+    assert trail[1:4] == [
+        ("paused", "bob", "paused by bob", first.id),
+        ("resumed", "carol", "dashboards fine", first.id),
+        ("rolled_back", "dave", "rolled back by dave", first.id),
+    ]
     assert [(k, a, r) for k, a, _, r in (trail[0], trail[4], trail[5])] == [
-        ("started", "alice", first.id), ("started", "erin", second.id), ("promoted", "frank", second.id)]
+        ("started", "alice", first.id),
+        ("started", "erin", second.id),
+        ("promoted", "frank", second.id),
+    ]
     assert trail[5][2].startswith("cancer:3 promoted; alias cancer@champion now points to version 3")
     assert all(e.at.tzinfo is not None for e in events(workspace))
     # one rollout's trail, and the status that shows it
@@ -330,6 +374,7 @@ def test_every_action_leaves_an_event_with_actor_and_reason(workspace: Workspace
 
 
 # -- routing ---------------------------------------------------------------------------------------
+
 
 def test_route_without_a_rollout_is_the_single_version(workspace: Workspace) -> None:
     deployed(workspace)
@@ -344,11 +389,22 @@ def test_route_without_a_rollout_is_the_single_version(workspace: Workspace) -> 
     route = workspace.deployments.route("cancer")
     assert route.candidate is not None
     assert (route.primary.ref, route.primary.arm, route.candidate.ref, route.candidate.arm) == (
-        "cancer:1", "baseline", "cancer:2", "candidate")
+        "cancer:1",
+        "baseline",
+        "cancer:2",
+        "candidate",
+    )
     assert route.candidate_share == pytest.approx(0.10) and route.shadow_share == 0 and route.fallback
-    assert route.salt == f"rollout-{rollout.id}" and [r.ref for r in route.warm] == ["cancer:2"]  # loaded by every process before its first row
-    assert route.candidate.as_log() == {"plan": "canary", "arm": "candidate", "model_ref": "cancer:2",
-                                        "rollout": rollout.id, "step": 0}
+    assert route.salt == f"rollout-{rollout.id}" and [r.ref for r in route.warm] == [
+        "cancer:2"
+    ]  # loaded by every process before its first row
+    assert route.candidate.as_log() == {
+        "plan": "canary",
+        "arm": "candidate",
+        "model_ref": "cancer:2",
+        "rollout": rollout.id,
+        "step": 0,
+    }
     workspace.rollouts.store.update(rollout, {"weight": 25.0, "step": 1})
     moved = workspace.deployments.route("cancer")
     assert moved.candidate_share == pytest.approx(0.25) and moved.primary.step == 1
@@ -392,6 +448,7 @@ def test_route_of_a_blue_green_keeps_both_versions_warm(workspace: Workspace) ->
 
 # -- promotion claims the rollout before it moves anything ------------------------------------------
 
+
 def test_a_stale_promote_moves_no_alias(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The controller judged an old revision; a person rolled back meanwhile: the alias stays."""
     deployed(workspace)
@@ -413,8 +470,9 @@ def test_a_stale_promote_moves_no_alias(workspace: Workspace, monkeypatch: pytes
     assert "promoted" not in kinds(workspace)
 
 
-def test_a_promotion_that_cannot_move_the_alias_pauses_the_rollout(workspace: Workspace,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_promotion_that_cannot_move_the_alias_pauses_the_rollout(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     deployed(workspace)
     workspace.rollouts.start("cancer", "cancer:2", {"steps": "25,100", **FAST})
 

@@ -35,8 +35,9 @@ def _one_line(text: str) -> str:
 
 
 @pytest.mark.parametrize("port", ["99999", "0", "65536"])
-def test_a_port_outside_the_tcp_range_is_refused_before_anything_is_printed(env: dict[str, str], port: str,
-                                                                          tmp_path: Path) -> None:
+def test_a_port_outside_the_tcp_range_is_refused_before_anything_is_printed(
+    env: dict[str, str], port: str, tmp_path: Path
+) -> None:
     result = run_in_process(["serve", "--port", port, "--no-worker"], env=env)
     assert result.returncode != 0
     assert result.stdout == ""
@@ -44,8 +45,9 @@ def test_a_port_outside_the_tcp_range_is_refused_before_anything_is_printed(env:
     assert not (tmp_path / "matchday.db").exists()  # nothing started: not even the database
 
 
-def test_a_taken_port_is_refused_with_the_process_that_holds_it(env: dict[str, str], taken: int,
-                                                                  tmp_path: Path) -> None:
+def test_a_taken_port_is_refused_with_the_process_that_holds_it(
+    env: dict[str, str], taken: int, tmp_path: Path
+) -> None:
     result = run_in_process(["serve", "--host", "127.0.0.1", "--port", str(taken), "--no-worker"], env=env)
     assert result.returncode != 0
     assert "serving on" not in result.stdout and result.stdout == ""

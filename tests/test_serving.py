@@ -38,7 +38,9 @@ def fraud_model():  # type: ignore[no-untyped-def]
 
     data = transactions(3000, seed=3).to_pandas()
     model = make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
+        ),
         HistGradientBoostingClassifier(max_iter=30, random_state=0),
     ).fit(data[FEATURES], data["is_fraud"])
     return model, data
@@ -126,8 +128,13 @@ def test_open_inference_protocol_with_tritonclient(shared_server, fraud_model) -
     assert [i["name"] for i in metadata["inputs"]] == FEATURES and metadata["versions"] == ["1"]
 
     inputs = []
-    for name, datatype in [("amount", "FP64"), ("hour", "INT64"), ("merchant", "BYTES"), ("country", "BYTES"),
-                           ("card_present", "BOOL")]:
+    for name, datatype in [
+        ("amount", "FP64"),
+        ("hour", "INT64"),
+        ("merchant", "BYTES"),
+        ("country", "BYTES"),
+        ("card_present", "BOOL"),
+    ]:
         values = rows[name].to_numpy().reshape(-1, 1)
         if datatype == "BYTES":
             values = values.astype(object)
@@ -144,8 +151,14 @@ def test_open_inference_protocol_with_tritonclient(shared_server, fraud_model) -
         name = tensor_in.name()
         values = rows[name].to_numpy().reshape(-1, 1)
         t = triton.InferInput(name, list(values.shape), tensor_in.datatype())
-        t.set_data_from_numpy(values.astype(object) if tensor_in.datatype() == "BYTES" else
-                              values.astype(np.int64) if tensor_in.datatype() == "INT64" else values, binary_data=False)
+        t.set_data_from_numpy(
+            values.astype(object)
+            if tensor_in.datatype() == "BYTES"
+            else values.astype(np.int64)
+            if tensor_in.datatype() == "INT64"
+            else values,
+            binary_data=False,
+        )
         json_inputs.append(t)
     again = client.infer("fraud", json_inputs, outputs=[triton.InferRequestedOutput("predict", binary_data=False)])
     assert again.as_numpy("predict").tolist() == model.predict(rows).tolist()
@@ -189,7 +202,9 @@ def test_bad_input_is_a_4xx_listing_every_problem(served, workspace) -> None:  #
         assert response.status_code == status, (body, response.text)
         answer = response.json()
         assert set(answer) == {"error", "details"}
-        assert problem in answer["error"] or any(problem in d["problem"] for d in answer["details"] if isinstance(d, dict)), answer
+        assert problem in answer["error"] or any(
+            problem in d["problem"] for d in answer["details"] if isinstance(d, dict)
+        ), answer
         if field:
             assert field in [d["field"] for d in answer["details"]], answer
     assert _post(served.url, {"instances": [GOOD]}).status_code == 200
@@ -200,7 +215,11 @@ def test_bad_input_is_a_4xx_listing_every_problem(served, workspace) -> None:  #
 def test_every_problem_is_listed_at_once(shared_server) -> None:
     body = {"instances": [{**GOOD, "amount": "x", "hour": 1.5}, {**GOOD, "country": None}]}
     answer = _post(shared_server.url, body).json()
-    assert {d["field"] for d in answer["details"]} == {"instances[0].amount", "instances[0].hour", "instances[1].country"}
+    assert {d["field"] for d in answer["details"]} == {
+        "instances[0].amount",
+        "instances[0].hour",
+        "instances[1].country",
+    }
 
 
 def test_several_deployments_in_one_server(shared_server, shared_workspace, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -220,8 +239,10 @@ def test_several_deployments_in_one_server(shared_server, shared_workspace, canc
 def test_nan_predictions_are_logged_as_null_on_both_databases(served, workspace, mixed_frame) -> None:  # type: ignore[no-untyped-def]
     workspace.registry.register("halves", "flavor_callables:sometimes_nan", reference=mixed_frame.drop(columns="label"))
     workspace.deployments.deploy("halves", "halves:1")
-    rows = [{"amount": 10.0, "hour": 1, "merchant": "food", "online": False},
-            {"amount": 500.0, "hour": 1, "merchant": "food", "online": False}]
+    rows = [
+        {"amount": 10.0, "hour": 1, "merchant": "food", "online": False},
+        {"amount": 500.0, "hour": 1, "merchant": "food", "online": False},
+    ]
     answer = _post(served.url, {"instances": rows}, path="/v1/deployments/halves/predict").json()
     assert [p["prediction"] for p in answer["predictions"]] == [5.0, None]
     served.stop()  # flushes the log
@@ -242,26 +263,51 @@ V2_BAD = [
     ({"inputs": "x"}, "non-empty"),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FLOAT", "data": [1]}]}, "not a V2 datatype"),
     ({"inputs": [{"name": "amount", "shape": [2], "datatype": "FP64", "data": [1]}]}, "shape holds 2"),
-    ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}, "expected one tensor per column"),
-    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": 8}}]},
-     "past the end"),
+    (
+        {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+        "expected one tensor per column",
+    ),
+    (
+        {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": 8}}]},
+        "past the end",
+    ),
     ({"inputs": [{"name": "x", "shape": [2**62, 4], "datatype": "FP64", "data": []}]}, "shape holds"),
-    ({"inputs": [{"name": "x", "shape": [True, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}, "non-negative integers"),
+    (
+        {"inputs": [{"name": "x", "shape": [True, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]},
+        "non-negative integers",
+    ),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "INT64", "data": [2.5]}]}, "not INT64"),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "UINT8", "data": [300]}]}, "not UINT8"),
-    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}], "outputs": [{"name": ["a"]}]},
-     "string \"name\""),
+    (
+        {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}], "outputs": [{"name": ["a"]}]},
+        'string "name"',
+    ),
     # every field's type, as the protocol gives it (a dict or a list where a string belongs was a 500)
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": {}, "data": [1]}]}, "not a V2 datatype"),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": [], "data": [1]}]}, "not a V2 datatype"),
-    ({"id": 5, "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]}, '"id" must be a string'),
-    ({"parameters": [], "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
-     '"parameters" must be an object'),
-    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0], "parameters": [1]}]},
-     "inputs[0].parameters must be an object"),
-    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}],
-      "outputs": [{"name": "predict", "parameters": "x"}]}, "outputs[0].parameters must be an object"),
-    ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": "1.0"}]}, "inputs[0].data must be a list"),
+    (
+        {"id": 5, "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+        '"id" must be a string',
+    ),
+    (
+        {"parameters": [], "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+        '"parameters" must be an object',
+    ),
+    (
+        {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0], "parameters": [1]}]},
+        "inputs[0].parameters must be an object",
+    ),
+    (
+        {
+            "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}],
+            "outputs": [{"name": "predict", "parameters": "x"}],
+        },
+        "outputs[0].parameters must be an object",
+    ),
+    (
+        {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": "1.0"}]},
+        "inputs[0].data must be a list",
+    ),
     ({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP32", "data": [1e39]}]}, "not FP32"),
 ]
 
@@ -274,13 +320,27 @@ def test_v2_bad_requests(served, workspace) -> None:  # type: ignore[no-untyped-
     braces = {"inputs": [{"name": "{x}", "shape": [1, 5], "datatype": "BYTES", "data": ["a", "b", "c", "d", "e"]}]}
     response = _post(served.url, braces, path="/v2/models/fraud/infer")
     assert response.status_code == 422 and "{x}[0][amount]" in response.json()["error"], response.text
-    assert _post(served.url, {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
-                 path="/v2/models/fraud/versions/%C2%B2/infer").status_code == 400
-    columns = [{"name": c, "shape": [1], "datatype": t, "data": [v]} for c, t, v in
-               [("amount", "FP64", 1.0), ("hour", "INT64", 1), ("merchant", "BYTES", "fuel"),
-                ("country", "BYTES", "home"), ("card_present", "BOOL", True)]]
-    unknown_output = _post(served.url, {"inputs": columns, "outputs": [{"name": "embedding"}]},
-                           path="/v2/models/fraud/infer")
+    assert (
+        _post(
+            served.url,
+            {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+            path="/v2/models/fraud/versions/%C2%B2/infer",
+        ).status_code
+        == 400
+    )
+    columns = [
+        {"name": c, "shape": [1], "datatype": t, "data": [v]}
+        for c, t, v in [
+            ("amount", "FP64", 1.0),
+            ("hour", "INT64", 1),
+            ("merchant", "BYTES", "fuel"),
+            ("country", "BYTES", "home"),
+            ("card_present", "BOOL", True),
+        ]
+    ]
+    unknown_output = _post(
+        served.url, {"inputs": columns, "outputs": [{"name": "embedding"}]}, path="/v2/models/fraud/infer"
+    )
     assert unknown_output.status_code == 400 and "unknown outputs" in unknown_output.json()["error"]
     nul = _post(served.url, {"instances": [{**GOOD, "id": "e\u0000"}]})
     assert nul.status_code == 400 and "NUL" in nul.json()["error"]
@@ -294,10 +354,16 @@ def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     answer = _post(served.url, {"instances": [{**GOOD, "amount": 1e9, "merchant": "casino"}]}).json()
-    assert answer["input_quality"] == {"out_of_range": 1, "unseen_category": 1,
-                                       "by_feature": {"amount": 1, "merchant": 1}}
-    samples = {(s.name, s.labels.get("deployment")): s.value
-               for f in text_string_to_metric_families(http.get(f"{served.url}/metrics").text) for s in f.samples}
+    assert answer["input_quality"] == {
+        "out_of_range": 1,
+        "unseen_category": 1,
+        "by_feature": {"amount": 1, "merchant": 1},
+    }
+    samples = {
+        (s.name, s.labels.get("deployment")): s.value
+        for f in text_string_to_metric_families(http.get(f"{served.url}/metrics").text)
+        for s in f.samples
+    }
     assert samples[("matchday_input_out_of_range_total", "fraud")] == 1
     assert samples[("matchday_input_unseen_category_total", "fraud")] == 1
 
@@ -306,8 +372,15 @@ def test_feedback_joins_by_request_id_and_entity_key(shared_server, shared_works
     with Client(shared_server.url) as client:
         answer = client.predict("fraud", [GOOD, GOOD, GOOD], ids=["a", "b", "c"])
         ids = [p["request_id"] for p in answer["predictions"]]
-        result = client.feedback("fraud", [{"request_id": ids[0], "label": 1}, {"id": "b", "label": 0},
-                                           {"request_id": "no-such-request", "label": 1}, {"id": "zz", "label": 0}])
+        result = client.feedback(
+            "fraud",
+            [
+                {"request_id": ids[0], "label": 1},
+                {"id": "b", "label": 0},
+                {"request_id": "no-such-request", "label": 1},
+                {"id": "zz", "label": 0},
+            ],
+        )
         assert result == {"received": 4, "joined": 2, "unknown": [{"request_id": "no-such-request"}, {"id": "zz"}]}
         with pytest.raises(ServerError) as err:
             client.feedback("fraud", [{"label": 1}])
@@ -337,17 +410,27 @@ def test_metrics_parse_and_count(served) -> None:
     assert value("matchday_request_duration_seconds", "matchday_request_duration_seconds_count") == 3
     assert value("matchday_batch_size_rows", "matchday_batch_size_rows_sum") == 6
     assert next(s.value for s in families["matchday_invalid_requests"].samples) == 1
-    for name in ("matchday_prediction_log_queue_rows", "matchday_prediction_log_lag_seconds",
-                 "matchday_prediction_log_spooled_rows", "process_resident_memory_bytes", "process_cpu_seconds"):
+    for name in (
+        "matchday_prediction_log_queue_rows",
+        "matchday_prediction_log_lag_seconds",
+        "matchday_prediction_log_spooled_rows",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds",
+    ):
         assert name in families, name
 
 
 def _fire(url: str, n: int, workers: int = 16) -> list[str]:
     """``n`` one-row requests from ``workers`` threads; the request ids of those answered 200."""
+
     def one(i: int) -> list[str]:
         try:
-            r = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": [{**GOOD, "hour": i % 24}]},
-                          headers={"Connection": "close"}, timeout=30)  # a connection each, as separate clients
+            r = http.post(
+                f"{url}/v1/deployments/fraud/predict",
+                json={"instances": [{**GOOD, "hour": i % 24}]},
+                headers={"Connection": "close"},
+                timeout=30,
+            )  # a connection each, as separate clients
         except httpx.HTTPError:
             return []
         return [p["request_id"] for p in r.json()["predictions"]] if r.status_code == 200 else []
@@ -379,8 +462,12 @@ def test_concurrent_requests_leave_exactly_one_row_each_across_a_restart(served,
 def _metric(url: str, name: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return sum(s.value for f in text_string_to_metric_families(http.get(f"{url}/metrics").text)
-               for s in f.samples if s.name == name)
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(http.get(f"{url}/metrics").text)
+        for s in f.samples
+        if s.name == name
+    )
 
 
 @pytest.mark.slow
@@ -410,8 +497,10 @@ def _set_connections(database_url: str, allowed: bool) -> None:
     with admin.connect() as conn:
         conn.execute(sa.text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
         if not allowed:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
-                         {"d": url.database})
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                {"d": url.database},
+            )
     admin.dispose()
 
 
@@ -444,14 +533,16 @@ KILL_WINDOW = 0.5  # seconds: the writer's flush interval (50 ms) plus one inser
 
 def _load_until(url: str, stop: threading.Event, answered: list[tuple[float, str]], workers: int = 8) -> None:
     """One-row requests from ``workers`` threads until ``stop``; (when the answer came, its request id)."""
+
     def client(seed: int) -> None:
         with httpx.Client(timeout=10) as session:
             i = seed
             while not stop.is_set():
                 i += workers
                 try:
-                    r = session.post(f"{url}/v1/deployments/fraud/predict",
-                                     json={"instances": [{**GOOD, "hour": i % 24}]})
+                    r = session.post(
+                        f"{url}/v1/deployments/fraud/predict", json={"instances": [{**GOOD, "hour": i % 24}]}
+                    )
                 except httpx.HTTPError:
                     return  # the server is gone
                 if r.status_code == 200:
@@ -474,8 +565,9 @@ def _kill_under_load(served: ServerProcess, seconds: float) -> tuple[list[tuple[
     return answered, killed_at
 
 
-def _lost_after_restart(served: ServerProcess, workspace: Workspace, answered: list[tuple[float, str]],
-                        killed_at: float) -> tuple[set[str], int]:
+def _lost_after_restart(
+    served: ServerProcess, workspace: Workspace, answered: list[tuple[float, str]], killed_at: float
+) -> tuple[set[str], int]:
     """The answered rows missing from the log once a new server adopted the dead one's spool, and how
     many rows were answered in the `KILL_WINDOW` before the kill (what the guarantee allows to lose)."""
     served.start()  # its writer adopts the dead writer's spool file
@@ -516,6 +608,8 @@ def test_kill_9_during_an_outage_loses_at_most_the_last_flush(served, workspace,
         _set_connections(database_url, True)
     lost, window = _lost_after_restart(served, workspace, answered, killed_at)
     late = {rid for t, rid in answered if t >= killed_at - KILL_WINDOW}
-    print(f"kill -9 in an outage: {len(lost)} of {len(answered)} answered rows lost; {window} in the last {KILL_WINDOW}s")
+    print(
+        f"kill -9 in an outage: {len(lost)} of {len(answered)} answered rows lost; {window} in the last {KILL_WINDOW}s"
+    )
     assert len(answered) > 100
     assert lost <= late

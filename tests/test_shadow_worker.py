@@ -37,11 +37,18 @@ def unniced(workspace: Workspace) -> Settings:
 
 def job(ref: str, start: int, n: int, *, batch: int = 64, deployment: str = "cancer") -> ShadowJob:
     X, _ = cancer_frame()
-    part = X.iloc[start:start + n]
+    part = X.iloc[start : start + n]
     model, version = ref.split(":")
-    return ShadowJob(deployment, model, int(version), ref, {"plan": "shadow", "arm": "shadow", "model_ref": ref},
-                     batch, pa.Table.from_pandas(part, preserve_index=False),
-                     [(f"primary-{start + i}", f"entity-{start + i}", {"row": start + i}) for i in range(n)])
+    return ShadowJob(
+        deployment,
+        model,
+        int(version),
+        ref,
+        {"plan": "shadow", "arm": "shadow", "model_ref": ref},
+        batch,
+        pa.Table.from_pandas(part, preserve_index=False),
+        [(f"primary-{start + i}", f"entity-{start + i}", {"row": start + i}) for i in range(n)],
+    )
 
 
 class Outcomes:
@@ -98,8 +105,14 @@ def test_copies_the_shadow_cannot_score_fail_alone(workspace: Workspace) -> None
     predictor.predict = fussy  # type: ignore[method-assign]
     jobs = [job(ref, 4 * i, 4) for i in range(5)]
     bad = jobs[3]
-    jobs[3] = ShadowJob(**{**bad.__dict__, "table": bad.table.set_column(
-        bad.table.column_names.index("mean radius"), "mean radius", pa.array([1e9] * 4))})
+    jobs[3] = ShadowJob(
+        **{
+            **bad.__dict__,
+            "table": bad.table.set_column(
+                bad.table.column_names.index("mean radius"), "mean radius", pa.array([1e9] * 4)
+            ),
+        }
+    )
     results = list(score_apart(jobs, ShadowModels(lambda r: predictor)))
     failed = [o for o, _ in results if o.error is not None]
     assert [o.rows for o in failed] == [4] and "cannot score that" in (failed[0].error or "")

@@ -13,8 +13,9 @@ from matchday.store import Database, ModelStore, StoreError, StoreUnavailable, h
 
 
 def _create(store: ModelStore, name: str = "m") -> int:
-    return store.create_version(name, flavor="sklearn", artifact_sha256="0" * 64, artifact_size=1, signature={},
-                                profile={"rows": 1}).version
+    return store.create_version(
+        name, flavor="sklearn", artifact_sha256="0" * 64, artifact_size=1, signature={}, profile={"rows": 1}
+    ).version
 
 
 def test_migrations_apply_on_start_and_are_idempotent(database_url: str) -> None:
@@ -74,7 +75,9 @@ def test_timestamps_are_utc_aware(database_url: str) -> None:
 
 
 def test_unreachable_postgres_is_a_clear_error() -> None:
-    with pytest.raises(StoreUnavailable, match=r"cannot reach the database at postgresql\+psycopg://matchday:\*\*\*@127.0.0.1:1/x"):
+    with pytest.raises(
+        StoreUnavailable, match=r"cannot reach the database at postgresql\+psycopg://matchday:\*\*\*@127.0.0.1:1/x"
+    ):
         Database("postgresql+psycopg://matchday:secret@127.0.0.1:1/x")
 
 
@@ -89,13 +92,17 @@ def test_unopenable_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
         Database(f"sqlite:///{garbage}")
 
 
-@pytest.mark.parametrize("url,match", [("nonsense", "not a database URL"), ("mysql://u@127.0.0.1/db", "unsupported database 'mysql'")])
+@pytest.mark.parametrize(
+    "url,match", [("nonsense", "not a database URL"), ("mysql://u@127.0.0.1/db", "unsupported database 'mysql'")]
+)
 def test_bad_database_urls(url: str, match: str) -> None:
     with pytest.raises(StoreUnavailable, match=match):
         Database(url)
 
 
-def test_database_going_away_mid_registration_leaves_no_artifact(workspace, database_url, cancer, cancer_pipeline) -> None:
+def test_database_going_away_mid_registration_leaves_no_artifact(
+    workspace, database_url, cancer, cancer_pipeline
+) -> None:
     X, _ = cancer
     registry = workspace.registry
     registry.register("m", cancer_pipeline, reference=X.iloc[:100])

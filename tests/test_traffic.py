@@ -15,12 +15,19 @@ N = 20_000
 KEYS = [f"customer-{i}" for i in range(N)]
 
 
-def plan(candidate_share: float = 0.0, shadow_share: float = 0.0, salt: str = "rollout-1",
-         with_candidate: bool = True) -> TrafficPlan:
+def plan(
+    candidate_share: float = 0.0, shadow_share: float = 0.0, salt: str = "rollout-1", with_candidate: bool = True
+) -> TrafficPlan:
     primary = Route("fraud", "fraud", 1, "fraud:1", plan="canary", arm="baseline", rollout_id=1, step=0)
     candidate = Route("fraud", "fraud", 2, "fraud:2", plan="canary", arm="candidate", rollout_id=1, step=0)
-    return TrafficPlan("fraud", primary, candidate if with_candidate else None, candidate_share=candidate_share,
-                       shadow_share=shadow_share, salt=salt)
+    return TrafficPlan(
+        "fraud",
+        primary,
+        candidate if with_candidate else None,
+        candidate_share=candidate_share,
+        shadow_share=shadow_share,
+        salt=salt,
+    )
 
 
 def within_binomial(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
@@ -28,6 +35,7 @@ def within_binomial(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
 
 
 # -- bucket ----------------------------------------------------------------------------------------
+
 
 def test_bucket_values_lie_in_the_unit_interval_and_spread_uniformly() -> None:
     values = bucket(KEYS, "salt")
@@ -63,6 +71,7 @@ def test_bucket_handles_any_text() -> None:
 
 
 # -- assign ----------------------------------------------------------------------------------------
+
 
 def test_assignment_is_sticky_across_calls_and_plan_instances() -> None:
     first = plan(0.25).assign(KEYS)
@@ -117,6 +126,7 @@ def test_assign_of_no_rows() -> None:
 
 # -- mirror ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("share", [0.1, 0.3, 0.75])
 def test_mirror_share_and_stickiness(share: float) -> None:
     mirrored = plan(shadow_share=share).mirror(KEYS)
@@ -137,6 +147,7 @@ def test_mirror_and_assign_use_independent_hashes() -> None:
 
 # -- routes ----------------------------------------------------------------------------------------
 
+
 def test_served_versions() -> None:
     canary = plan(0.1)
     assert canary.served(1) is canary.primary and canary.served("2") is canary.candidate
@@ -149,17 +160,26 @@ def test_served_versions() -> None:
 def test_route_log_fields() -> None:
     p = plan(0.1)
     assert p.candidate is not None and p.candidate.ref == "fraud:2"
-    assert p.candidate.as_log() == {"plan": "canary", "arm": "candidate", "model_ref": "fraud:2", "rollout": 1,
-                                    "step": 0}
-    assert Route("d", "m", 3, "m@champion").as_log() == {"plan": "single", "arm": "primary",
-                                                         "model_ref": "m@champion"}
+    assert p.candidate.as_log() == {
+        "plan": "canary",
+        "arm": "candidate",
+        "model_ref": "fraud:2",
+        "rollout": 1,
+        "step": 0,
+    }
+    assert Route("d", "m", 3, "m@champion").as_log() == {"plan": "single", "arm": "primary", "model_ref": "m@champion"}
 
 
 # -- properties ------------------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
-@given(keys=st.lists(st.text(max_size=30), max_size=50), salt=st.text(max_size=20),
-       low=st.floats(0, 1), high=st.floats(0, 1))
+@given(
+    keys=st.lists(st.text(max_size=30), max_size=50),
+    salt=st.text(max_size=20),
+    low=st.floats(0, 1),
+    high=st.floats(0, 1),
+)
 def test_raising_the_share_never_moves_a_key_back(keys: list[str], salt: str, low: float, high: float) -> None:
     low, high = sorted((low, high))
     before, after = plan(low, salt=salt).assign(keys), plan(high, salt=salt).assign(keys)

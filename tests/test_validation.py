@@ -37,8 +37,10 @@ PATH = "instances[{row}].{column}"
 
 
 def one(kind: str, nullable: bool = False) -> Signature:
-    return Signature(inputs=[ColumnSpec(name="v", type=kind, nullable=nullable)],  # type: ignore[arg-type]
-                     output=OutputSpec(task="regression"))
+    return Signature(
+        inputs=[ColumnSpec(name="v", type=kind, nullable=nullable)],  # type: ignore[arg-type]
+        output=OutputSpec(task="regression"),
+    )
 
 
 def coerced(kind: str, raw: Any, nullable: bool = False) -> Any:
@@ -47,8 +49,9 @@ def coerced(kind: str, raw: Any, nullable: bool = False) -> Any:
     return batch.table.column("v")[0].as_py()
 
 
-def problems(columns: dict[str, list[Any]], signature: Signature = SIG, rows: int = 1,
-             path: str = PATH) -> list[dict[str, str]]:
+def problems(
+    columns: dict[str, list[Any]], signature: Signature = SIG, rows: int = 1, path: str = PATH
+) -> list[dict[str, str]]:
     with pytest.raises(InvalidRequest) as info:
         validate_columns(columns, rows, signature, path)
     assert len(info.value.details) == len(info.value.problems)
@@ -63,13 +66,34 @@ def refused(kind: str, raw: Any, nullable: bool = False) -> str:
 
 # -- coercion, one type at a time -----------------------------------------------------------------
 ACCEPTED = [
-    ("integer", 3, 3), ("integer", "3", 3), ("integer", " 7 ", 7), ("integer", 2.0, 2), ("integer", "2.0", 2),
-    ("integer", -4, -4), ("integer", "1e3", 1000),
-    ("float", 1, 1.0), ("float", 2.5, 2.5), ("float", "2.5", 2.5), ("float", " -1e3 ", -1000.0), ("float", "7", 7.0),
-    ("boolean", True, True), ("boolean", False, False), ("boolean", "true", True), ("boolean", "false", False),
-    ("boolean", " TRUE ", True), ("boolean", "False", False), ("boolean", "yes", True), ("boolean", "no", False),
-    ("boolean", 1, True), ("boolean", 0, False), ("boolean", "1", True), ("boolean", "0", False),
-    ("string", "food", "food"), ("string", "", ""), ("string", 5, "5"), ("string", 2.5, "2.5"),
+    ("integer", 3, 3),
+    ("integer", "3", 3),
+    ("integer", " 7 ", 7),
+    ("integer", 2.0, 2),
+    ("integer", "2.0", 2),
+    ("integer", -4, -4),
+    ("integer", "1e3", 1000),
+    ("float", 1, 1.0),
+    ("float", 2.5, 2.5),
+    ("float", "2.5", 2.5),
+    ("float", " -1e3 ", -1000.0),
+    ("float", "7", 7.0),
+    ("boolean", True, True),
+    ("boolean", False, False),
+    ("boolean", "true", True),
+    ("boolean", "false", False),
+    ("boolean", " TRUE ", True),
+    ("boolean", "False", False),
+    ("boolean", "yes", True),
+    ("boolean", "no", False),
+    ("boolean", 1, True),
+    ("boolean", 0, False),
+    ("boolean", "1", True),
+    ("boolean", "0", False),
+    ("string", "food", "food"),
+    ("string", "", ""),
+    ("string", 5, "5"),
+    ("string", 2.5, "2.5"),
 ]
 
 
@@ -80,15 +104,24 @@ def test_accepted_values_are_coerced_to_the_column_type(kind: str, raw: Any, exp
 
 
 REFUSED = [
-    ("integer", "2.5", "expected an integer, got '2.5'"), ("integer", 2.5, "expected an integer, got 2.5"),
-    ("integer", True, "expected an integer, got a boolean"), ("integer", "abc", "expected an integer"),
-    ("integer", "", "expected an integer"), ("integer", math.inf, "expected an integer"),
+    ("integer", "2.5", "expected an integer, got '2.5'"),
+    ("integer", 2.5, "expected an integer, got 2.5"),
+    ("integer", True, "expected an integer, got a boolean"),
+    ("integer", "abc", "expected an integer"),
+    ("integer", "", "expected an integer"),
+    ("integer", math.inf, "expected an integer"),
     ("integer", "inf", "expected an integer"),
-    ("float", True, "expected a number, got a boolean"), ("float", False, "expected a number, got a boolean"),
-    ("float", "lots", "expected a number, got 'lots'"), ("float", math.inf, "infinite"),
-    ("float", -math.inf, "infinite"), ("float", "inf", "infinite"), ("float", "-Infinity", "infinite"),
-    ("boolean", 2, "expected a boolean, got 2"), ("boolean", "maybe", "expected a boolean"),
-    ("boolean", 1.0, "expected a boolean"), ("boolean", "", "expected a boolean"),
+    ("float", True, "expected a number, got a boolean"),
+    ("float", False, "expected a number, got a boolean"),
+    ("float", "lots", "expected a number, got 'lots'"),
+    ("float", math.inf, "infinite"),
+    ("float", -math.inf, "infinite"),
+    ("float", "inf", "infinite"),
+    ("float", "-Infinity", "infinite"),
+    ("boolean", 2, "expected a boolean, got 2"),
+    ("boolean", "maybe", "expected a boolean"),
+    ("boolean", 1.0, "expected a boolean"),
+    ("boolean", "", "expected a boolean"),
     ("string", True, "expected a string, got a boolean"),
 ]
 
@@ -99,8 +132,10 @@ def test_refused_values_name_the_problem(kind: str, raw: Any, message: str) -> N
 
 
 @pytest.mark.parametrize("kind", ["integer", "float", "boolean", "string"])
-@pytest.mark.parametrize(("raw", "what"), [({"a": 1}, "got an object"), ([1, 2], "got an array"), ({}, "got an object"),
-                                           ([], "got an array")])
+@pytest.mark.parametrize(
+    ("raw", "what"),
+    [({"a": 1}, "got an object"), ([1, 2], "got an array"), ({}, "got an object"), ([], "got an array")],
+)
 def test_objects_and_arrays_are_refused_for_every_type(kind: str, raw: Any, what: str) -> None:
     assert what in refused(kind, raw)
     assert what in refused(kind, raw, nullable=True)
@@ -130,19 +165,37 @@ def test_an_absent_key_is_missing_even_when_nullable() -> None:
 
 
 def test_typed_table_and_records() -> None:
-    batch = validate_columns({"amount": ["12.5", 3], "hour": ["4", 5.0], "merchant": ["food", 7],
-                              "online": ["yes", 0], "ignored": ["x", "y"]}, 2, SIG, PATH)
+    batch = validate_columns(
+        {
+            "amount": ["12.5", 3],
+            "hour": ["4", 5.0],
+            "merchant": ["food", 7],
+            "online": ["yes", 0],
+            "ignored": ["x", "y"],
+        },
+        2,
+        SIG,
+        PATH,
+    )
     assert isinstance(batch, ValidatedBatch)
     assert batch.table.column_names == NAMES
     assert [str(f.type) for f in batch.table.schema] == ["double", "int64", "string", "bool"]
-    assert batch.records == [{"amount": 12.5, "hour": 4, "merchant": "food", "online": True},
-                             {"amount": 3.0, "hour": 5, "merchant": "7", "online": False}]
+    assert batch.records == [
+        {"amount": 12.5, "hour": 4, "merchant": "food", "online": True},
+        {"amount": 3.0, "hour": 5, "merchant": "7", "online": False},
+    ]
 
 
 def test_every_problem_is_reported_at_once_with_its_field_path() -> None:
     found = problems({"amount": [1.0, "x", True], "hour": [1, 2, "2.5"], "online": [True, None, "nope"]}, rows=3)
-    assert [p["field"] for p in found] == ["instances[1].amount", "instances[2].amount", "instances[2].hour",
-                                           "instances[*].merchant", "instances[1].online", "instances[2].online"]
+    assert [p["field"] for p in found] == [
+        "instances[1].amount",
+        "instances[2].amount",
+        "instances[2].hour",
+        "instances[*].merchant",
+        "instances[1].online",
+        "instances[2].online",
+    ]
     assert all(p["problem"] for p in found)
     with pytest.raises(InvalidRequest) as info:
         validate_columns({"amount": ["x"], "hour": [1], "merchant": ["food"], "online": [True]}, 1, SIG, PATH)
@@ -160,12 +213,17 @@ def test_the_path_template_is_the_callers() -> None:
 
 # -- quality counts ------------------------------------------------------------------------------
 def test_out_of_range_and_unseen_categories_are_scored_and_counted_by_feature() -> None:
-    batch = validate_columns({
-        "amount": [-1.0, 0.0, 100.0, "100.5", 50.0],
-        "hour": [24, 3, 0, 23, -1],
-        "merchant": ["food", "crypto", "travel", "crypto", "fuel"],
-        "online": [True, False, True, False, True],
-    }, 5, SIG, PATH)
+    batch = validate_columns(
+        {
+            "amount": [-1.0, 0.0, 100.0, "100.5", 50.0],
+            "hour": [24, 3, 0, 23, -1],
+            "merchant": ["food", "crypto", "travel", "crypto", "fuel"],
+            "online": [True, False, True, False, True],
+        },
+        5,
+        SIG,
+        PATH,
+    )
     assert batch.table.num_rows == 5
     assert batch.quality.out_of_range == 4  # bounds are inclusive
     assert batch.quality.unseen_category == 2
@@ -173,13 +231,18 @@ def test_out_of_range_and_unseen_categories_are_scored_and_counted_by_feature() 
 
 
 def test_nulls_and_columns_without_reference_stats_are_not_counted() -> None:
-    sig = Signature(inputs=[ColumnSpec(name="a", type="float", nullable=True, min=0.0, max=1.0),
-                            ColumnSpec(name="b", type="float"),
-                            ColumnSpec(name="c", type="string"),
-                            ColumnSpec(name="d", type="boolean", categories=[True])],
-                    output=OutputSpec(task="regression"))
-    batch = validate_columns({"a": [None, math.nan], "b": [1e9, -1e9], "c": ["anything", "else"], "d": [True, False]},
-                             2, sig, PATH)
+    sig = Signature(
+        inputs=[
+            ColumnSpec(name="a", type="float", nullable=True, min=0.0, max=1.0),
+            ColumnSpec(name="b", type="float"),
+            ColumnSpec(name="c", type="string"),
+            ColumnSpec(name="d", type="boolean", categories=[True]),
+        ],
+        output=OutputSpec(task="regression"),
+    )
+    batch = validate_columns(
+        {"a": [None, math.nan], "b": [1e9, -1e9], "c": ["anything", "else"], "d": [True, False]}, 2, sig, PATH
+    )
     assert (batch.quality.out_of_range, batch.quality.unseen_category) == (0, 1)
     assert batch.quality.by_feature == {"d": 1}
 
@@ -226,8 +289,10 @@ def test_v1_top_level_ids_win_over_row_ids() -> None:
 
 
 def test_v1_id_is_a_feature_when_the_model_has_an_id_input() -> None:
-    sig = Signature(inputs=[ColumnSpec(name="id", type="integer"), ColumnSpec(name="x", type="float")],
-                    output=OutputSpec(task="regression"))
+    sig = Signature(
+        inputs=[ColumnSpec(name="id", type="integer"), ColumnSpec(name="x", type="float")],
+        output=OutputSpec(task="regression"),
+    )
     decoded = decode_v1({"instances": [{"id": 4, "x": 1.0}]}, sig)
     assert decoded.entity_ids == [None]
     assert decoded.columns == {"id": [4], "x": [1.0]}
@@ -240,7 +305,8 @@ def test_v1_a_key_missing_in_some_rows_is_reported_per_row_and_in_all_rows_once(
     found = problems(decoded.columns, rows=decoded.rows)
     assert [(p["field"], p["problem"]) for p in found] == [
         ("instances[1].hour", "missing: the model needs this input"),
-        ("instances[3].hour", "missing: the model needs this input")]
+        ("instances[3].hour", "missing: the model needs this input"),
+    ]
 
     decoded = decode_v1({"instances": [partial, partial]}, SIG)
     assert "hour" not in decoded.columns
@@ -255,8 +321,11 @@ def test_v1_null_is_a_value_not_a_missing_key() -> None:
 
 
 def test_v1_columns_format() -> None:
-    body = {"columns": ["online", "merchant", "hour", "amount"],
-            "data": [[True, "food", 1, 2.0], [False, "fuel", "2", "3.5"]], "ids": ["e1", 9]}
+    body = {
+        "columns": ["online", "merchant", "hour", "amount"],
+        "data": [[True, "food", 1, 2.0], [False, "fuel", "2", "3.5"]],
+        "ids": ["e1", 9],
+    }
     decoded = decode_v1(body, SIG)
     assert decoded.rows == 2 and decoded.entity_ids == ["e1", "9"]
     assert decoded.path == "data[{row}].{column}"
@@ -269,24 +338,30 @@ def test_v1_columns_format() -> None:
     assert [p["field"] for p in found] == ["data[0].hour", "data[*].merchant"]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ([ROW], "JSON object"),
-    ("text", "JSON object"),
-    ({"rows": [ROW]}, '"instances"'),
-    ({"instances": ROW}, "list of objects"),
-    ({"instances": [ROW, 1]}, "list of objects"),
-    ({"instances": [{**ROW, "id": {"a": 1}}]}, '"id" must be a string or a number'),
-    ({"instances": [ROW], "ids": ["a", "b"]}, "one entity key per row (1)"),
-    ({"instances": [ROW], "ids": "a"}, "one entity key per row"),
-    ({"instances": [ROW], "ids": [["a"]]}, '"id" must be'),
-    ({"columns": "amount", "data": [[1.0]]}, '"columns" must be a list'),
-    ({"columns": ["amount", 3], "data": [[1.0, 2]]}, '"columns" must be a list'),
-    ({"data": [[1.0]]}, '"columns" must be a list'),
-    ({"columns": ["amount"]}, '"data" must be a list of rows'),
-    ({"columns": ["amount"], "data": [1.0]}, '"data" must be a list of rows'),
-    ({"columns": ["amount", "hour"], "data": [[1.0, 2], [1.0], [1, 2, 3]]}, "data rows [1, 2] do not have 2 values"),
-    ({"columns": ["amount"], "data": [[1.0]], "ids": []}, "one entity key per row (1)"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([ROW], "JSON object"),
+        ("text", "JSON object"),
+        ({"rows": [ROW]}, '"instances"'),
+        ({"instances": ROW}, "list of objects"),
+        ({"instances": [ROW, 1]}, "list of objects"),
+        ({"instances": [{**ROW, "id": {"a": 1}}]}, '"id" must be a string or a number'),
+        ({"instances": [ROW], "ids": ["a", "b"]}, "one entity key per row (1)"),
+        ({"instances": [ROW], "ids": "a"}, "one entity key per row"),
+        ({"instances": [ROW], "ids": [["a"]]}, '"id" must be'),
+        ({"columns": "amount", "data": [[1.0]]}, '"columns" must be a list'),
+        ({"columns": ["amount", 3], "data": [[1.0, 2]]}, '"columns" must be a list'),
+        ({"data": [[1.0]]}, '"columns" must be a list'),
+        ({"columns": ["amount"]}, '"data" must be a list of rows'),
+        ({"columns": ["amount"], "data": [1.0]}, '"data" must be a list of rows'),
+        (
+            {"columns": ["amount", "hour"], "data": [[1.0, 2], [1.0], [1, 2, 3]]},
+            "data rows [1, 2] do not have 2 values",
+        ),
+        ({"columns": ["amount"], "data": [[1.0]], "ids": []}, "one entity key per row (1)"),
+    ],
+)
 def test_v1_malformed_bodies_are_bad_requests(body: Any, message: str) -> None:
     with pytest.raises(BadRequest) as info:
         decode_v1(body, SIG)
@@ -299,23 +374,37 @@ def tensor(name: str, datatype: str, data: Any, shape: list[int] | None = None) 
 
 
 def test_v2_one_tensor_per_column() -> None:
-    body = {"inputs": [tensor("online", "BOOL", [True, False]),  # order of tensors does not matter
-                       tensor("amount", "FP64", [[1.5], [2.5]], [2, 1]),
-                       tensor("hour", "INT32", [3, 4]),
-                       tensor("merchant", "BYTES", ["food", "fuel"]),
-                       tensor("unused", "FP32", [0.0])]}
+    body = {
+        "inputs": [
+            tensor("online", "BOOL", [True, False]),  # order of tensors does not matter
+            tensor("amount", "FP64", [[1.5], [2.5]], [2, 1]),
+            tensor("hour", "INT32", [3, 4]),
+            tensor("merchant", "BYTES", ["food", "fuel"]),
+            tensor("unused", "FP32", [0.0]),
+        ]
+    }
     decoded = decode_v2(body, b"", SIG)
     assert decoded.rows == 2 and decoded.entity_ids == [None, None]
-    assert decoded.columns == {"amount": [1.5, 2.5], "hour": [3, 4], "merchant": ["food", "fuel"],
-                               "online": [True, False]}
+    assert decoded.columns == {
+        "amount": [1.5, 2.5],
+        "hour": [3, 4],
+        "merchant": ["food", "fuel"],
+        "online": [True, False],
+    }
     assert decoded.path == "inputs[{column}][{row}]"
     batch = validate_columns(decoded.columns, decoded.rows, SIG, decoded.path)
     assert batch.records[0] == {"amount": 1.5, "hour": 3, "merchant": "food", "online": True}
 
 
 def test_v2_problems_carry_the_tensor_path() -> None:
-    body = {"inputs": [tensor("amount", "FP64", [1.0, math.inf]), tensor("hour", "BYTES", ["1", "2.5"]),
-                       tensor("merchant", "BYTES", ["a", "b"]), tensor("online", "BOOL", [True, True])]}
+    body = {
+        "inputs": [
+            tensor("amount", "FP64", [1.0, math.inf]),
+            tensor("hour", "BYTES", ["1", "2.5"]),
+            tensor("merchant", "BYTES", ["a", "b"]),
+            tensor("online", "BOOL", [True, True]),
+        ]
+    }
     decoded = decode_v2(body, b"", SIG)
     with pytest.raises(InvalidRequest) as info:
         validate_columns(decoded.columns, decoded.rows, SIG, decoded.path)
@@ -326,18 +415,26 @@ def test_v2_one_n_by_k_tensor_in_signature_order() -> None:
     body = {"inputs": [tensor("input", "BYTES", [["12.5", "3", "food", "true"], ["1", "4", "fuel", "false"]], [2, 4])]}
     decoded = decode_v2(body, b"", SIG)
     assert decoded.rows == 2
-    assert decoded.columns == {"amount": ["12.5", "1"], "hour": ["3", "4"], "merchant": ["food", "fuel"],
-                               "online": ["true", "false"]}
+    assert decoded.columns == {
+        "amount": ["12.5", "1"],
+        "hour": ["3", "4"],
+        "merchant": ["food", "fuel"],
+        "online": ["true", "false"],
+    }
     assert decoded.path == "input[{row}][{column}]"
     batch = validate_columns(decoded.columns, decoded.rows, SIG, decoded.path)
     assert batch.records[1] == {"amount": 1.0, "hour": 4, "merchant": "fuel", "online": False}
 
-    numeric = Signature(inputs=[ColumnSpec(name="a", type="float"), ColumnSpec(name="b", type="integer")],
-                        output=OutputSpec(task="regression"))
+    numeric = Signature(
+        inputs=[ColumnSpec(name="a", type="float"), ColumnSpec(name="b", type="integer")],
+        output=OutputSpec(task="regression"),
+    )
     decoded = decode_v2({"inputs": [tensor("x", "FP32", [0.5, 2.0, 1.25, 3.0], [2, 2])]}, b"", numeric)
     assert decoded.columns == {"a": [0.5, 1.25], "b": [2.0, 3.0]}
-    assert validate_columns(decoded.columns, 2, numeric, decoded.path).records == [{"a": 0.5, "b": 2},
-                                                                                    {"a": 1.25, "b": 3}]
+    assert validate_columns(decoded.columns, 2, numeric, decoded.path).records == [
+        {"a": 0.5, "b": 2},
+        {"a": 1.25, "b": 3},
+    ]
 
 
 def test_v2_json_bytes_of_other_json_values_become_their_json_text() -> None:
@@ -356,8 +453,16 @@ def test_v2_an_empty_tensor_has_no_rows() -> None:
 def raw_bytes(datatype: str, values: list[Any]) -> bytes:
     if datatype == "BYTES":
         return b"".join(struct.pack("<I", len(b)) + b for b in (str(v).encode("utf-8") for v in values))
-    dtypes = {"BOOL": "?", "INT8": "<i1", "INT32": "<i4", "INT64": "<i8", "UINT16": "<u2", "FP16": "<f2",
-              "FP32": "<f4", "FP64": "<f8"}
+    dtypes = {
+        "BOOL": "?",
+        "INT8": "<i1",
+        "INT32": "<i4",
+        "INT64": "<i8",
+        "UINT16": "<u2",
+        "FP16": "<f2",
+        "FP32": "<f4",
+        "FP64": "<f8",
+    }
     return np.asarray(values, dtype=dtypes[datatype]).tobytes()
 
 
@@ -383,33 +488,43 @@ def decode_http(body: bytes, header_length: str | None, signature: Signature = S
 
 
 def test_v2_binary_tensors_decode_like_json_ones() -> None:
-    body, length = binary_request([
-        ("amount", "FP32", [3, 1], [0.5, 1.25, -2.0], True),
-        ("hour", "INT64", [3], [0, 23, -5], True),
-        ("merchant", "BYTES", [3, 1], ["food", "héllo wörld", ""], True),
-        ("online", "BOOL", [3], [True, False, True], True),
-    ])
+    body, length = binary_request(
+        [
+            ("amount", "FP32", [3, 1], [0.5, 1.25, -2.0], True),
+            ("hour", "INT64", [3], [0, 23, -5], True),
+            ("merchant", "BYTES", [3, 1], ["food", "héllo wörld", ""], True),
+            ("online", "BOOL", [3], [True, False, True], True),
+        ]
+    )
     decoded = decode_http(body, length)
     assert decoded.rows == 3
-    assert decoded.columns == {"amount": [0.5, 1.25, -2.0], "hour": [0, 23, -5],
-                               "merchant": ["food", "héllo wörld", ""], "online": [True, False, True]}
+    assert decoded.columns == {
+        "amount": [0.5, 1.25, -2.0],
+        "hour": [0, 23, -5],
+        "merchant": ["food", "héllo wörld", ""],
+        "online": [True, False, True],
+    }
     batch = validate_columns(decoded.columns, decoded.rows, SIG, decoded.path)
     assert batch.records[1] == {"amount": 1.25, "hour": 23, "merchant": "héllo wörld", "online": False}
 
 
 def test_v2_binary_and_json_tensors_mix_in_one_request() -> None:
-    body, length = binary_request([
-        ("merchant", "BYTES", [2], ["ab", "c"], True),
-        ("amount", "FP64", [2], [1.0, 2.0], False),  # JSON: takes no bytes from the tail
-        ("hour", "INT8", [2], [7, -1], True),
-        ("online", "BOOL", [2], [False, True], False),
-    ])
+    body, length = binary_request(
+        [
+            ("merchant", "BYTES", [2], ["ab", "c"], True),
+            ("amount", "FP64", [2], [1.0, 2.0], False),  # JSON: takes no bytes from the tail
+            ("hour", "INT8", [2], [7, -1], True),
+            ("online", "BOOL", [2], [False, True], False),
+        ]
+    )
     decoded = decode_http(body, length)
     assert decoded.columns == {"amount": [1.0, 2.0], "hour": [7, -1], "merchant": ["ab", "c"], "online": [False, True]}
 
 
-@pytest.mark.parametrize(("datatype", "values"), [("INT32", [1, -2, 3]), ("UINT16", [0, 65535, 7]),
-                                                  ("FP16", [0.5, -1.5, 2.0]), ("FP64", [1e300, -0.0, 3.5])])
+@pytest.mark.parametrize(
+    ("datatype", "values"),
+    [("INT32", [1, -2, 3]), ("UINT16", [0, 65535, 7]), ("FP16", [0.5, -1.5, 2.0]), ("FP64", [1e300, -0.0, 3.5])],
+)
 def test_v2_binary_numeric_datatypes_round_trip(datatype: str, values: list[Any]) -> None:
     body, length = binary_request([("v", datatype, [3], values, True)])
     assert decode_http(body, length, one("float")).columns == {"v": values}
@@ -419,31 +534,45 @@ def test_v2_a_body_from_tritonclient_decodes() -> None:
     import tritonclient.http as triton
 
     inputs = []
-    for name, datatype, values in [("amount", "FP64", np.array([[1.5], [2.5]])),
-                                   ("hour", "INT64", np.array([[3], [4]], dtype=np.int64)),
-                                   ("merchant", "BYTES", np.array([["food"], ["crêpe"]], dtype=object)),
-                                   ("online", "BOOL", np.array([[True], [False]]))]:
+    for name, datatype, values in [
+        ("amount", "FP64", np.array([[1.5], [2.5]])),
+        ("hour", "INT64", np.array([[3], [4]], dtype=np.int64)),
+        ("merchant", "BYTES", np.array([["food"], ["crêpe"]], dtype=object)),
+        ("online", "BOOL", np.array([[True], [False]])),
+    ]:
         t = triton.InferInput(name, list(values.shape), datatype)
         t.set_data_from_numpy(values, binary_data=True)
         inputs.append(t)
     body, json_size = triton.InferenceServerClient.generate_request_body(inputs)
-    ours, our_length = binary_request([("amount", "FP64", [2, 1], [1.5, 2.5], True),
-                                       ("hour", "INT64", [2, 1], [3, 4], True),
-                                       ("merchant", "BYTES", [2, 1], ["food", "crêpe"], True),
-                                       ("online", "BOOL", [2, 1], [True, False], True)])
-    assert body[json_size:] == ours[int(our_length):]  # the same binary tail as our builder
+    ours, our_length = binary_request(
+        [
+            ("amount", "FP64", [2, 1], [1.5, 2.5], True),
+            ("hour", "INT64", [2, 1], [3, 4], True),
+            ("merchant", "BYTES", [2, 1], ["food", "crêpe"], True),
+            ("online", "BOOL", [2, 1], [True, False], True),
+        ]
+    )
+    assert body[json_size:] == ours[int(our_length) :]  # the same binary tail as our builder
     decoded = decode_http(body, str(json_size))
-    assert decoded.columns == {"amount": [1.5, 2.5], "hour": [3, 4], "merchant": ["food", "crêpe"],
-                               "online": [True, False]}
+    assert decoded.columns == {
+        "amount": [1.5, 2.5],
+        "hour": [3, 4],
+        "merchant": ["food", "crêpe"],
+        "online": [True, False],
+    }
 
 
 def test_split_binary_body() -> None:
     assert split_binary_body(b'{"a":1}', None) == (b'{"a":1}', b"")
     assert split_binary_body(b'{"a":1}xyz', "7") == (b'{"a":1}', b"xyz")
     assert split_binary_body(b"{}", "2") == (b"{}", b"")
-    for bad, message in [("x", "must be a non-negative integer"), ("3.0", "must be a non-negative integer"),
-                         ("1_0", "must be a non-negative integer"), ("99", "larger than the body"),
-                         ("-1", "must be a non-negative integer")]:
+    for bad, message in [
+        ("x", "must be a non-negative integer"),
+        ("3.0", "must be a non-negative integer"),
+        ("1_0", "must be a non-negative integer"),
+        ("99", "larger than the body"),
+        ("-1", "must be a non-negative integer"),
+    ]:
         with pytest.raises(BadRequest, match=message):
             split_binary_body(b"{}", bad)
 
@@ -452,15 +581,18 @@ def binary_input(datatype: str, shape: list[int], size: Any) -> dict[str, Any]:
     return {"inputs": [{"name": "v", "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": size}}]}
 
 
-@pytest.mark.parametrize(("body", "binary", "message"), [
-    (binary_input("INT64", [2], 24), b"\0" * 16, "runs past the end of the body"),
-    (binary_input("INT64", [2], "16"), b"\0" * 16, "runs past the end of the body"),
-    (binary_input("INT64", [2], 15), b"\0" * 15, "15 bytes; its shape and datatype need 16"),
-    (binary_input("FP32", [2, 2], 8), b"\0" * 8, "need 16"),
-    (binary_input("BYTES", [1], 3), b"\x05\0\0", "truncated BYTES element"),
-    (binary_input("BYTES", [2], 5), struct.pack("<I", 1) + b"a", "1 elements but its shape holds 2"),
-    (binary_input("BYTES", [1], 10), (struct.pack("<I", 1) + b"a") * 2, "2 elements but its shape holds 1"),
-])
+@pytest.mark.parametrize(
+    ("body", "binary", "message"),
+    [
+        (binary_input("INT64", [2], 24), b"\0" * 16, "runs past the end of the body"),
+        (binary_input("INT64", [2], "16"), b"\0" * 16, "runs past the end of the body"),
+        (binary_input("INT64", [2], 15), b"\0" * 15, "15 bytes; its shape and datatype need 16"),
+        (binary_input("FP32", [2, 2], 8), b"\0" * 8, "need 16"),
+        (binary_input("BYTES", [1], 3), b"\x05\0\0", "truncated BYTES element"),
+        (binary_input("BYTES", [2], 5), struct.pack("<I", 1) + b"a", "1 elements but its shape holds 2"),
+        (binary_input("BYTES", [1], 10), (struct.pack("<I", 1) + b"a") * 2, "2 elements but its shape holds 1"),
+    ],
+)
 def test_v2_binary_errors(body: dict[str, Any], binary: bytes, message: str) -> None:
     with pytest.raises(BadRequest) as info:
         decode_v2(body, binary, one("string"))
@@ -473,19 +605,25 @@ def test_v2_a_negative_binary_data_size_is_a_bad_request() -> None:
 
 
 def test_v2_a_tensor_may_not_read_another_tensors_bytes() -> None:
-    body = {"inputs": [binary_input("INT32", [1], 4)["inputs"][0] | {"name": "a"},
-                       binary_input("INT32", [1], 4)["inputs"][0] | {"name": "b"}]}
-    sig = Signature(inputs=[ColumnSpec(name="a", type="integer"), ColumnSpec(name="b", type="integer")],
-                    output=OutputSpec(task="regression"))
+    body = {
+        "inputs": [
+            binary_input("INT32", [1], 4)["inputs"][0] | {"name": "a"},
+            binary_input("INT32", [1], 4)["inputs"][0] | {"name": "b"},
+        ]
+    }
+    sig = Signature(
+        inputs=[ColumnSpec(name="a", type="integer"), ColumnSpec(name="b", type="integer")],
+        output=OutputSpec(task="regression"),
+    )
     assert decode_v2(body, struct.pack("<ii", 5, -6), sig).columns == {"a": [5], "b": [-6]}
     with pytest.raises(BadRequest, match=r"inputs\[1\].binary_data_size runs past"):
         decode_v2(body, struct.pack("<i", 5), sig)
 
 
 V2_BAD = [
-    ([], "non-empty \"inputs\" list"),
-    ({"inputs": []}, "non-empty \"inputs\" list"),
-    ({"inputs": {"name": "v"}}, "non-empty \"inputs\" list"),
+    ([], 'non-empty "inputs" list'),
+    ({"inputs": []}, 'non-empty "inputs" list'),
+    ({"inputs": {"name": "v"}}, 'non-empty "inputs" list'),
     ({"inputs": [1]}, "inputs[0] must be an object"),
     ({"inputs": [{"shape": [1], "datatype": "FP64", "data": [1.0]}]}, "inputs[0].name must be a string"),
     ({"inputs": [tensor("v", "FP64", [1.0], [1, 1, 1])]}, "one or two non-negative integers"),
@@ -510,8 +648,10 @@ def test_v2_malformed_tensors_are_bad_requests(body: Any, message: str) -> None:
 
 
 def test_v2_tensors_that_do_not_fit_the_signature() -> None:
-    two = Signature(inputs=[ColumnSpec(name="a", type="float"), ColumnSpec(name="b", type="float")],
-                    output=OutputSpec(task="regression"))
+    two = Signature(
+        inputs=[ColumnSpec(name="a", type="float"), ColumnSpec(name="b", type="float")],
+        output=OutputSpec(task="regression"),
+    )
     cases = [
         ([tensor("a", "FP64", [1.0, 2.0], [1, 2]), tensor("b", "FP64", [1.0])], "a column tensor is [N] or [N, 1]"),
         ([tensor("a", "FP64", [1.0, 2.0]), tensor("b", "FP64", [1.0])], "different numbers of rows"),
@@ -532,8 +672,9 @@ def test_v2_json_integers_out_of_the_datatype_range_are_bad_requests(datatype: s
         decode_v2({"inputs": [tensor("v", datatype, [value])]}, b"", one("integer"))
 
 
-@pytest.mark.parametrize(("datatype", "value", "kind"), [("INT64", 2.5, "integer"), ("INT32", 7.9, "integer"),
-                                                         ("BOOL", "false", "boolean")])
+@pytest.mark.parametrize(
+    ("datatype", "value", "kind"), [("INT64", 2.5, "integer"), ("INT32", 7.9, "integer"), ("BOOL", "false", "boolean")]
+)
 def test_v2_json_values_are_not_silently_cast(datatype: str, value: Any, kind: str) -> None:
     sig = one(kind)
     try:
@@ -547,20 +688,27 @@ def test_v2_json_values_are_not_silently_cast(datatype: str, value: Any, kind: s
 # -- answers back ----------------------------------------------------------------------------------
 def test_v2_datatype_of_each_signature_type() -> None:
     assert {k: v2_datatype(k) for k in ("integer", "float", "boolean", "string")} == {
-        "integer": "INT64", "float": "FP64", "boolean": "BOOL", "string": "BYTES"}
+        "integer": "INT64",
+        "float": "FP64",
+        "boolean": "BOOL",
+        "string": "BYTES",
+    }
     assert {v2_datatype(k) for k in ("integer", "float", "boolean", "string")} <= V2_DATATYPES
 
 
-@pytest.mark.parametrize(("values", "datatype", "data"), [
-    (np.array(["a", "b"], dtype=object), "BYTES", ["a", "b"]),
-    (np.array(["a", "bc"]), "BYTES", ["a", "bc"]),
-    (np.array([1, "x"], dtype=object), "BYTES", ["1", "x"]),
-    (np.array([True, False]), "BOOL", [True, False]),
-    (np.array([1, -2], dtype=np.int32), "INT64", [1, -2]),
-    (np.array([3, 4], dtype=np.uint8), "INT64", [3, 4]),
-    (np.array([0.5, 1.5], dtype=np.float32), "FP64", [0.5, 1.5]),
-    (np.array([0.1, 0.2]), "FP64", [0.1, 0.2]),
-])
+@pytest.mark.parametrize(
+    ("values", "datatype", "data"),
+    [
+        (np.array(["a", "b"], dtype=object), "BYTES", ["a", "b"]),
+        (np.array(["a", "bc"]), "BYTES", ["a", "bc"]),
+        (np.array([1, "x"], dtype=object), "BYTES", ["1", "x"]),
+        (np.array([True, False]), "BOOL", [True, False]),
+        (np.array([1, -2], dtype=np.int32), "INT64", [1, -2]),
+        (np.array([3, 4], dtype=np.uint8), "INT64", [3, 4]),
+        (np.array([0.5, 1.5], dtype=np.float32), "FP64", [0.5, 1.5]),
+        (np.array([0.1, 0.2]), "FP64", [0.1, 0.2]),
+    ],
+)
 def test_v2_tensor_datatypes(values: np.ndarray, datatype: str, data: list[Any]) -> None:
     out = v2_tensor("predict", values)
     assert out == {"name": "predict", "shape": [2], "datatype": datatype, "data": data}

@@ -78,13 +78,17 @@ def test_ready_only_once_every_deployed_version_has_warmed_up(workspace: Workspa
     workspace.deployments.deploy("broken", "wonky:1")  # listed first: its failure must not hold "warm" back
     workspace.rollouts.start("warm", "warm:2", {"strategy": "canary"}, "test")  # 10 % to the candidate
     calls, gate = tmp_path / "calls.txt", tmp_path / "gate"
-    server = ServerProcess(workspace.settings.home, workspace.settings.database_url,
-                           env={CALLS: str(calls), GATE: str(gate)})
+    server = ServerProcess(
+        workspace.settings.home, workspace.settings.database_url, env={CALLS: str(calls), GATE: str(gate)}
+    )
     starting = threading.Thread(target=server.start, daemon=True)
     starting.start()
     try:
-        wait_until(lambda: not starting.is_alive() or (calls.exists() and calls.read_text()), timeout=60,
-                   what="the first warm-up call")
+        wait_until(
+            lambda: not starting.is_alive() or (calls.exists() and calls.read_text()),
+            timeout=60,
+            what="the first warm-up call",
+        )
         assert calls.exists(), "the server said ready before any deployed version scored a row"
         assert http.get(f"{server.url}/v2/health/live").json() == {"live": True}
         waiting = http.get(f"{server.url}/v2/health/ready")
@@ -98,8 +102,9 @@ def test_ready_only_once_every_deployed_version_has_warmed_up(workspace: Workspa
         assert calls.read_text() == "champion 1\ncandidate 1\n"  # both loaded and scored before any request
         log = server.log.read_text()
         assert "could not warm wonky:1 up: RuntimeError: this version cannot score on this server" in log
-        answer = http.post(f"{server.url}/v1/deployments/warm/predict",
-                           json={"instances": [{"amount": 70.0, "hour": 3}]})
+        answer = http.post(
+            f"{server.url}/v1/deployments/warm/predict", json={"instances": [{"amount": 70.0, "hour": 3}]}
+        )
         assert answer.status_code == 200, answer.text
     finally:
         gate.touch()
@@ -115,12 +120,16 @@ def test_a_server_with_shadows_in_two_processes_stops_without_leaked_semaphores(
     server = ServerProcess(workspace.settings.home, workspace.settings.database_url, workers=2).start()
     try:
         for _ in range(4):
-            answer = http.post(f"{server.url}/v1/deployments/warm/predict",
-                               json={"instances": [{"amount": 70.0, "hour": 3}]})
+            answer = http.post(
+                f"{server.url}/v1/deployments/warm/predict", json={"instances": [{"amount": 70.0, "hour": 3}]}
+            )
             assert answer.status_code == 200, answer.text
         assert server.proc is not None
-        trackers = wait_until(lambda: _children(server.proc.pid, "resource_tracker"), timeout=30,
-                              what="the resource tracker the shadow processes share")
+        trackers = wait_until(
+            lambda: _children(server.proc.pid, "resource_tracker"),
+            timeout=30,
+            what="the resource tracker the shadow processes share",
+        )
     finally:
         assert server.stop() == 0
     for pid in trackers:  # it reports leaks when the last process using it is gone

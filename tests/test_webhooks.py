@@ -22,8 +22,15 @@ from matchday.monitoring.alerts.webhooks import InvalidWebhook, WebhookSender, p
 from matchday.store import Database, StoreUnavailable, WebhookDelivery, WebhookOutbox
 from matchday.workspace import Workspace
 
-BODY = {"alert": "drift", "deployment": "fraud", "value": 0.31, "threshold": 0.2, "columns": ["amount", "hour"],
-        "message": "PSI 0.31 > 0.2 — éclairage faible", "nested": {"ok": False, "n": None}}
+BODY = {
+    "alert": "drift",
+    "deployment": "fraud",
+    "value": 0.31,
+    "threshold": 0.2,
+    "columns": ["amount", "hour"],
+    "message": "PSI 0.31 > 0.2 — éclairage faible",
+    "nested": {"ok": False, "n": None},
+}
 
 
 # -- a small receiver ---------------------------------------------------------------------------
@@ -140,6 +147,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def settle(sender: WebhookSender, outbox: WebhookOutbox, delivery_id: int) -> WebhookDelivery:
     """Call deliver_due until the delivery is delivered or given up on."""
+
     def done() -> bool:
         sender.deliver_due()
         d = get(outbox, delivery_id)
@@ -156,8 +164,9 @@ def closed_port() -> int:
 
 
 # -- delivering ---------------------------------------------------------------------------------
-def test_delivered_once_with_the_exact_body_and_headers(receiver: Receiver, outbox: WebhookOutbox,
-                                                        make_sender: Callable[..., WebhookSender]) -> None:
+def test_delivered_once_with_the_exact_body_and_headers(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     sender = make_sender()
     delivery_id = sender.enqueue(receiver.url("/alerts?team=ml"), BODY)
     assert receiver.requests == []  # enqueueing never touches the network
@@ -177,8 +186,9 @@ def test_delivered_once_with_the_exact_body_and_headers(receiver: Receiver, outb
     assert d.body == BODY
 
 
-def test_server_errors_are_retried_until_delivered(receiver: Receiver, outbox: WebhookOutbox,
-                                                   make_sender: Callable[..., WebhookSender]) -> None:
+def test_server_errors_are_retried_until_delivered(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     receiver.plan(Reply(500, body=b"oops"), Reply(502))
     sender = make_sender()
     delivery_id = sender.enqueue(receiver.url(), BODY)
@@ -195,8 +205,9 @@ def test_server_errors_are_retried_until_delivered(receiver: Receiver, outbox: W
     assert all(json.loads(r.body) == BODY for r in receiver.requests)
 
 
-def test_a_receiver_slower_than_the_timeout_is_retried(receiver: Receiver, outbox: WebhookOutbox,
-                                                       make_sender: Callable[..., WebhookSender]) -> None:
+def test_a_receiver_slower_than_the_timeout_is_retried(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     receiver.plan(Reply(200, sleep=3.0))
     sender = make_sender(timeout=0.5)
     delivery_id = sender.enqueue(receiver.url(), BODY)
@@ -210,8 +221,9 @@ def test_a_receiver_slower_than_the_timeout_is_retried(receiver: Receiver, outbo
     assert d.delivered_at is not None and d.attempts == 2
 
 
-def test_an_unreachable_receiver_stays_pending(outbox: WebhookOutbox,
-                                               make_sender: Callable[..., WebhookSender]) -> None:
+def test_an_unreachable_receiver_stays_pending(
+    outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     sender = make_sender()
     delivery_id = sender.enqueue(f"http://127.0.0.1:{closed_port()}/hook", BODY)
     assert sender.deliver_due() == 1
@@ -220,8 +232,12 @@ def test_an_unreachable_receiver_stays_pending(outbox: WebhookOutbox,
     assert d.last_error is not None and "connection failed" in d.last_error
 
 
-def test_a_refusal_gives_up_at_once(receiver: Receiver, outbox: WebhookOutbox,
-                                    make_sender: Callable[..., WebhookSender], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refusal_gives_up_at_once(
+    receiver: Receiver,
+    outbox: WebhookOutbox,
+    make_sender: Callable[..., WebhookSender],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     statuses = [400, 404, 410, 422, 302]
     for status in statuses:
         headers = {"Location": "https://elsewhere.example/secret-path"} if status == 302 else {}
@@ -249,8 +265,9 @@ def test_a_refusal_gives_up_at_once(receiver: Receiver, outbox: WebhookOutbox,
     assert "secret" not in caplog.text  # webhook URLs carry their secret in the path
 
 
-def test_gives_up_when_attempts_are_exhausted(receiver: Receiver, outbox: WebhookOutbox,
-                                              make_sender: Callable[..., WebhookSender]) -> None:
+def test_gives_up_when_attempts_are_exhausted(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     receiver.always(Reply(503))
     gave_up: list[tuple[WebhookDelivery, str]] = []
     sender = make_sender(max_attempts=3, on_give_up=lambda d, reason: gave_up.append((d, reason)))
@@ -263,9 +280,12 @@ def test_gives_up_when_attempts_are_exhausted(receiver: Receiver, outbox: Webhoo
     assert [g.id for g, _ in gave_up] == [delivery_id]
 
 
-def test_a_failing_give_up_callback_is_logged_not_raised(receiver: Receiver, outbox: WebhookOutbox,
-                                                         make_sender: Callable[..., WebhookSender],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_give_up_callback_is_logged_not_raised(
+    receiver: Receiver,
+    outbox: WebhookOutbox,
+    make_sender: Callable[..., WebhookSender],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def broken(delivery: WebhookDelivery, reason: str) -> None:
         raise RuntimeError("pager is down")
 
@@ -280,8 +300,9 @@ def test_a_failing_give_up_callback_is_logged_not_raised(receiver: Receiver, out
     assert "on_give_up callback failed" in caplog.text
 
 
-def test_retry_after_is_honoured(receiver: Receiver, outbox: WebhookOutbox,
-                                 make_sender: Callable[..., WebhookSender]) -> None:
+def test_retry_after_is_honoured(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     receiver.plan(Reply(429, {"Retry-After": "30"}), Reply(503, {"Retry-After": "45"}))
     sender = make_sender()
     too_many = sender.enqueue(receiver.url(), BODY)
@@ -297,8 +318,9 @@ def test_retry_after_is_honoured(receiver: Receiver, outbox: WebhookOutbox,
     assert len(receiver.requests) == 2
 
 
-def test_backoff_stays_within_its_jitter_bound(receiver: Receiver, outbox: WebhookOutbox,
-                                               make_sender: Callable[..., WebhookSender]) -> None:
+def test_backoff_stays_within_its_jitter_bound(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     receiver.always(Reply(500))
     sender = make_sender(base_delay=10.0, max_delay=1000.0)
     delivery_id = sender.enqueue(receiver.url(), BODY)
@@ -320,8 +342,9 @@ def test_parse_retry_after() -> None:
 
 
 # -- restarts and the runner ---------------------------------------------------------------------
-def test_a_pending_delivery_survives_a_restart(receiver: Receiver, workspace: Workspace, outbox: WebhookOutbox,
-                                               make_sender: Callable[..., WebhookSender]) -> None:
+def test_a_pending_delivery_survives_a_restart(
+    receiver: Receiver, workspace: Workspace, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     receiver.plan(Reply(500))
     before = make_sender()
     delivery_id = before.enqueue(receiver.url(), BODY)
@@ -341,8 +364,9 @@ def test_a_pending_delivery_survives_a_restart(receiver: Receiver, workspace: Wo
     assert json.loads(receiver.requests[-1].body) == BODY
 
 
-def test_the_runner_delivers_after_wake(receiver: Receiver, outbox: WebhookOutbox,
-                                        make_sender: Callable[..., WebhookSender]) -> None:
+def test_the_runner_delivers_after_wake(
+    receiver: Receiver, outbox: WebhookOutbox, make_sender: Callable[..., WebhookSender]
+) -> None:
     sender = make_sender(poll_interval=60.0)  # only wake() can make it look again within the test
     sender.start()
     time.sleep(0.05)  # let its first pass find the outbox empty and go to sleep
@@ -371,9 +395,13 @@ class FlakyOutbox(WebhookOutbox):
         return super().due(now, limit)
 
 
-def test_the_runner_survives_database_outages(receiver: Receiver, workspace: Workspace, outbox: WebhookOutbox,
-                                              make_sender: Callable[..., WebhookSender],
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_the_runner_survives_database_outages(
+    receiver: Receiver,
+    workspace: Workspace,
+    outbox: WebhookOutbox,
+    make_sender: Callable[..., WebhookSender],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     flaky = FlakyOutbox(workspace.database, outages=3)
     sender = make_sender(flaky, poll_interval=0.02)
     delivery_id = outbox.add(receiver.url(), BODY)
@@ -387,11 +415,25 @@ def test_the_runner_survives_database_outages(receiver: Receiver, workspace: Wor
 
 
 # -- what may be enqueued -------------------------------------------------------------------------
-@pytest.mark.parametrize("url", [
-    "", "   ", "ftp://example.com/hook", "file:///etc/passwd", "example.com/hook", "http://", "https:///path",
-    "http://exa mple.com/", " http://example.com/", "http://example.com:99999/", "http://example.com:port/",
-    "javascript:alert(1)", "mailto:ops@example.com",
-], ids=lambda u: repr(u))
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "   ",
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "example.com/hook",
+        "http://",
+        "https:///path",
+        "http://exa mple.com/",
+        " http://example.com/",
+        "http://example.com:99999/",
+        "http://example.com:port/",
+        "javascript:alert(1)",
+        "mailto:ops@example.com",
+    ],
+    ids=lambda u: repr(u),
+)
 def test_invalid_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidWebhook) as info:
         validate_webhook_url(url)
@@ -399,8 +441,16 @@ def test_invalid_urls_are_refused(url: str) -> None:
     assert "webhook URL" in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["http://localhost:8080/hook", "https://hooks.example.com/services/T/B/x?a=1",
-                                 "HTTPS://EXAMPLE.COM", "http://[::1]:9000/h", "http://user:pw@example.com/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:8080/hook",
+        "https://hooks.example.com/services/T/B/x?a=1",
+        "HTTPS://EXAMPLE.COM",
+        "http://[::1]:9000/h",
+        "http://user:pw@example.com/",
+    ],
+)
 def test_valid_urls_pass(url: str) -> None:
     assert validate_webhook_url(url) == url
 

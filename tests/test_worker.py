@@ -48,21 +48,41 @@ def alive(pid: int) -> bool:
 
 def worker_of(server: ServerProcess) -> int:
     assert server.proc is not None
-    return wait_until(lambda: next((p for p in children(server.proc.pid)  # type: ignore[union-attr]
-                                    if "worker" in Path(f"/proc/{p}/cmdline").read_text()), None), 30, "a worker")
+    return wait_until(
+        lambda: next(
+            (
+                p
+                for p in children(server.proc.pid)  # type: ignore[union-attr]
+                if "worker" in Path(f"/proc/{p}/cmdline").read_text()
+            ),
+            None,
+        ),
+        30,
+        "a worker",
+    )
 
 
-def test_without_a_worker_nothing_is_summarised_and_a_separate_worker_does_it(workspace: Workspace,
-                                                                              database_url: str) -> None:
+def test_without_a_worker_nothing_is_summarised_and_a_separate_worker_does_it(
+    workspace: Workspace, database_url: str
+) -> None:
     deployed(workspace, versions=1)
     env = {**os.environ, "MATCHDAY_HOME": str(workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url, **FAST}
     with ServerProcess(workspace.settings.home, database_url, env=FAST) as server:  # no worker
-        assert http.post(f"{server.url}/v1/deployments/cancer/predict", json={"instances": rows(20)},
-                         timeout=30).status_code == 200
+        assert (
+            http.post(
+                f"{server.url}/v1/deployments/cancer/predict", json={"instances": rows(20)}, timeout=30
+            ).status_code
+            == 200
+        )
         time.sleep(2.0)  # ticks would have run by now if the server ran the loop itself
         assert summarised(server.url) == 0
-        worker = subprocess.Popen([MATCHDAY, "worker"], env=env, cwd=workspace.settings.home,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            [MATCHDAY, "worker"],
+            env=env,
+            cwd=workspace.settings.home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_until(lambda: summarised(server.url) == 20, 60, "the separate worker's windows")
         finally:
@@ -89,8 +109,12 @@ def test_serve_restarts_a_worker_that_dies_and_stops_it_with_the_server(sqlite_w
         first = worker_of(server)
         os.kill(first, signal.SIGKILL)
         second = wait_until(lambda: (w := worker_of(server)) != first and w, 30, "a new worker")
-        assert http.post(f"{server.url}/v1/deployments/cancer/predict", json={"instances": rows(7)},
-                         timeout=30).status_code == 200
+        assert (
+            http.post(
+                f"{server.url}/v1/deployments/cancer/predict", json={"instances": rows(7)}, timeout=30
+            ).status_code
+            == 200
+        )
         wait_until(lambda: summarised(server.url) == 7, 60, "the new worker's windows")
     finally:
         server.stop()

@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from matchday.workspace import Workspace
 
 __version__ = "0.1.0"
-_LAZY = {"Client": "matchday.client", "Predictor": "matchday.registry", "Signature": "matchday.registry",
-         "Workspace": "matchday.workspace"}
+_LAZY = {
+    "Client": "matchday.client",
+    "Predictor": "matchday.registry",
+    "Signature": "matchday.registry",
+    "Workspace": "matchday.workspace",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -59,8 +63,18 @@ def register_model(
     from matchday.workspace import default_workspace
 
     return default_workspace().registry.register(
-        name, model, reference=reference, target=target, signature=signature, flavor=flavor,
-        trust_pickle=trust_pickle, proba=proba, description=description, metrics=metrics, tags=tags, alias=alias,
+        name,
+        model,
+        reference=reference,
+        target=target,
+        signature=signature,
+        flavor=flavor,
+        trust_pickle=trust_pickle,
+        proba=proba,
+        description=description,
+        metrics=metrics,
+        tags=tags,
+        alias=alias,
     )
 
 
@@ -71,4 +85,13 @@ def load_model(ref: str) -> Predictor:
     return default_workspace().registry.load(ref)
 
 
-__all__ = ["Client", "MatchdayError", "Predictor", "Signature", "Workspace", "__version__", "load_model", "register_model"]
+__all__ = [
+    "Client",
+    "MatchdayError",
+    "Predictor",
+    "Signature",
+    "Workspace",
+    "__version__",
+    "load_model",
+    "register_model",
+]

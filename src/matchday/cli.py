@@ -28,8 +28,11 @@ def default_workspace() -> Workspace:
     return environment_workspace()
 
 
-app = typer.Typer(help="matchday: deploy trained models and keep watch over them.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="matchday: deploy trained models and keep watch over them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="Register, inspect, alias and delete model versions.", no_args_is_help=True)
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -46,7 +49,9 @@ def db_upgrade() -> None:
     ws.database.upgrade()
     from matchday.store import head_revision, redact
 
-    out.print(f"database {redact(ws.database.url)} is at revision [bold]{ws.database.current_revision()}[/] (head {head_revision()})")
+    out.print(
+        f"database {redact(ws.database.url)} is at revision [bold]{ws.database.current_revision()}[/] (head {head_revision()})"
+    )
 
 
 @db_app.command("current")
@@ -59,11 +64,21 @@ def db_current() -> None:
 @models_app.command("register")
 def models_register(
     name: str,
-    path: Annotated[str, typer.Argument(help="a .skops/.onnx/.pkl/.joblib file, an MLflow model directory, or module:function")],
+    path: Annotated[
+        str, typer.Argument(help="a .skops/.onnx/.pkl/.joblib file, an MLflow model directory, or module:function")
+    ],
     reference: Annotated[Path | None, typer.Option(help="reference data, CSV or Parquet")] = None,
-    target: Annotated[str | None, typer.Option(help="label column in the reference data (profiled, not an input)")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="label column in the reference data (profiled, not an input)")
+    ] = None,
     flavor: Annotated[str | None, typer.Option(help="force a flavor instead of detecting it")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a model that can run code or crash when loaded: pickle/joblib, MLflow directories, skops types outside matchday's reviewed list")] = False,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="allow a model that can run code or crash when loaded: pickle/joblib, MLflow directories, skops types outside matchday's reviewed list",
+        ),
+    ] = False,
     proba: Annotated[str | None, typer.Option(help="module:function giving probabilities, for callables")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
     description: Annotated[str | None, typer.Option()] = None,
@@ -71,12 +86,21 @@ def models_register(
     """Register a new version of NAME from PATH."""
     with out.status(f"registering {name}..."):
         record = default_workspace().registry.register(
-            name, path, reference=reference, target=target, flavor=flavor, trust_pickle=trust_pickle, proba=proba,
-            alias=alias, description=description,
+            name,
+            path,
+            reference=reference,
+            target=target,
+            flavor=flavor,
+            trust_pickle=trust_pickle,
+            proba=proba,
+            alias=alias,
+            description=description,
         )
-    out.print(f"registered [bold]{record.ref}[/] ({record.flavor}, sha256 {record.artifact_sha256[:12]}, "
-              f"{len(record.signature['inputs'])} inputs, {record.signature['output']['task']})"
-              + (f" as @{alias}" if alias else ""))
+    out.print(
+        f"registered [bold]{record.ref}[/] ({record.flavor}, sha256 {record.artifact_sha256[:12]}, "
+        f"{len(record.signature['inputs'])} inputs, {record.signature['output']['task']})"
+        + (f" as @{alias}" if alias else "")
+    )
 
 
 @models_app.command("list")
@@ -84,14 +108,27 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     """Every registered model with its latest version and aliases."""
     models = default_workspace().registry.list_models()
     if as_json:
-        out.print_json(data=[{"name": m.name, "latest_version": m.latest_version, "aliases": m.aliases,
-                              "created_at": m.created_at.isoformat()} for m in models])
+        out.print_json(
+            data=[
+                {
+                    "name": m.name,
+                    "latest_version": m.latest_version,
+                    "aliases": m.aliases,
+                    "created_at": m.created_at.isoformat(),
+                }
+                for m in models
+            ]
+        )
         return
     table = Table("model", "latest", "aliases", "created (UTC)")
     for m in models:
         aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(m.aliases.items()))
         table.add_row(m.name, str(m.latest_version or "-"), aliases or "-", f"{m.created_at:%Y-%m-%d %H:%M}")
-    out.print(table if models else "no models registered yet: try `matchday models register NAME PATH --reference data.parquet`")
+    out.print(
+        table
+        if models
+        else "no models registered yet: try `matchday models register NAME PATH --reference data.parquet`"
+    )
 
 
 @models_app.command("show")
@@ -105,19 +142,36 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         versions = registry.list_versions(parsed.name)
         history = registry.alias_history(parsed.name)
         if as_json:
-            out.print_json(data={"name": parsed.name, "versions": [_version_json(v) for v in versions],
-                                 "alias_history": [_move_json(m) for m in history]})
+            out.print_json(
+                data={
+                    "name": parsed.name,
+                    "versions": [_version_json(v) for v in versions],
+                    "alias_history": [_move_json(m) for m in history],
+                }
+            )
             return
         table = Table("version", "flavor", "task", "inputs", "aliases", "sha256", "created (UTC)", title=parsed.name)
         for v in versions:
-            table.add_row(str(v.version), v.flavor, v.signature["output"]["task"], str(len(v.signature["inputs"])),
-                          ", ".join("@" + a for a in v.aliases) or "-", v.artifact_sha256[:12], f"{v.created_at:%Y-%m-%d %H:%M}")
+            table.add_row(
+                str(v.version),
+                v.flavor,
+                v.signature["output"]["task"],
+                str(len(v.signature["inputs"])),
+                ", ".join("@" + a for a in v.aliases) or "-",
+                v.artifact_sha256[:12],
+                f"{v.created_at:%Y-%m-%d %H:%M}",
+            )
         out.print(table)
         if history:
             moves = Table("when (UTC)", "alias", "from", "to", "reason", title="alias history")
             for m in history:
-                moves.add_row(f"{m.at:%Y-%m-%d %H:%M:%S}", "@" + m.alias, str(m.from_version or "-"),
-                              str(m.to_version or "-"), m.reason or "")
+                moves.add_row(
+                    f"{m.at:%Y-%m-%d %H:%M:%S}",
+                    "@" + m.alias,
+                    str(m.from_version or "-"),
+                    str(m.to_version or "-"),
+                    m.reason or "",
+                )
             out.print(moves)
         return
     record = registry.get_version(parsed)
@@ -125,7 +179,9 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     if as_json:
         out.print_json(data={**_version_json(record), "signature": record.signature, "profile": profile})
         return
-    out.print(f"[bold]{record.ref}[/]  flavor {record.flavor}  aliases {', '.join('@' + a for a in record.aliases) or '-'}")
+    out.print(
+        f"[bold]{record.ref}[/]  flavor {record.flavor}  aliases {', '.join('@' + a for a in record.aliases) or '-'}"
+    )
     out.print(f"artifact sha256 {record.artifact_sha256} ({record.artifact_size:,} bytes)")
     output = record.signature["output"]
     classes = f"  classes {output['classes']}" if output.get("classes") is not None else ""
@@ -133,11 +189,13 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     table = Table("input", "type", "nullable", "range / categories", "reference mean ± std", title="signature")
     columns = (profile or {}).get("columns", {})
     for c in record.signature["inputs"]:
-        span = (f"{c['min']:.4g} … {c['max']:.4g}" if c.get("min") is not None
-                else _short(c.get("categories")))
+        span = f"{c['min']:.4g} … {c['max']:.4g}" if c.get("min") is not None else _short(c.get("categories"))
         stats = columns.get(c["name"], {})
-        summary = f"{stats['mean']:.4g} ± {stats['std']:.3g}" if "mean" in stats else (
-            f"{stats.get('distinct', '-')} distinct" if stats else "-")
+        summary = (
+            f"{stats['mean']:.4g} ± {stats['std']:.3g}"
+            if "mean" in stats
+            else (f"{stats.get('distinct', '-')} distinct" if stats else "-")
+        )
         table.add_row(c["name"], c["type"], "yes" if c["nullable"] else "no", span, summary)
     out.print(table)
 
@@ -172,7 +230,9 @@ def models_delete(
     from matchday.registry import ModelRef
 
     parsed = ModelRef.parse(ref)
-    what = f"version {parsed.version} of {parsed.name}" if parsed.version else f"model {parsed.name} and all its versions"
+    what = (
+        f"version {parsed.version} of {parsed.name}" if parsed.version else f"model {parsed.name} and all its versions"
+    )
     if parsed.alias is None:
         registry.get_version(parsed) if parsed.version else registry.store.get_model(parsed.name)
     if not yes and not typer.confirm(f"delete {what}?"):
@@ -181,7 +241,9 @@ def models_delete(
     out.print(f"deleted {', '.join(v.ref for v in removed) or parsed.name}")
 
 
-deployments_app = typer.Typer(help="Deployments: named endpoints serving a model version or alias.", no_args_is_help=True)
+deployments_app = typer.Typer(
+    help="Deployments: named endpoints serving a model version or alias.", no_args_is_help=True
+)
 app.add_typer(deployments_app, name="deployments")
 
 
@@ -197,8 +259,15 @@ def deploy(
 
     ws = default_workspace()
     record, previous = ws.deployments.deploy(
-        name, model, {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_rows": max_rows})
-    change = f"(was {previous})" if previous and previous != record.model_ref else "(new)" if previous is None else "(unchanged)"
+        name, model, {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_rows": max_rows}
+    )
+    change = (
+        f"(was {previous})"
+        if previous and previous != record.model_ref
+        else "(new)"
+        if previous is None
+        else "(unchanged)"
+    )
     out.print(f"deployment [bold]{record.name}[/] serves {record.model_ref} {change}")
 
 
@@ -222,13 +291,23 @@ def deployments_list() -> None:
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port, 1 to 65535")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="server processes (each with its own batching and log writer)")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="server processes (each with its own batching and log writer)")
+    ] = 1,
     log_level: Annotated[str, typer.Option()] = "info",
-    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one `matchday worker` beside the server "
-                                         "(monitoring, rollout controller, webhooks); --no-worker when it runs "
-                                         "elsewhere")] = True,
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
-                                             help="log a line per request (off: it costs the request path)")] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="start one `matchday worker` beside the server "
+            "(monitoring, rollout controller, webhooks); --no-worker when it runs "
+            "elsewhere",
+        ),
+    ] = True,
+    access_log: Annotated[
+        bool,
+        typer.Option("--access-log/--no-access-log", help="log a line per request (off: it costs the request path)"),
+    ] = False,
 ) -> None:
     """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
     from matchday.serving.listen import check_listen
@@ -250,12 +329,22 @@ def serve(
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     beside = "a worker beside it" if worker else "no worker (--no-worker: run `matchday worker` elsewhere)"
-    out.print(f"serving on http://{host}:{port} ({workers} process{'es' if workers > 1 else ''}, {beside}); "
-              "Ctrl-C stops, flushing the prediction log first")
+    out.print(
+        f"serving on http://{host}:{port} ({workers} process{'es' if workers > 1 else ''}, {beside}); "
+        "Ctrl-C stops, flushing the prediction log first"
+    )
     supervisor = WorkerSupervisor().start() if worker else None
     try:
-        uvicorn.run("matchday.server:create_server_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, timeout_graceful_shutdown=30, access_log=access_log)
+        uvicorn.run(
+            "matchday.server:create_server_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            timeout_graceful_shutdown=30,
+            access_log=access_log,
+        )
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -273,14 +362,16 @@ def worker_command() -> None:
 
     from matchday.worker import run_worker
 
-    logging.basicConfig(level=os.environ.get("MATCHDAY_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("MATCHDAY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     run_worker(default_workspace())
 
 
-rollout_app = typer.Typer(help="Move a deployment to a new version safely: canary, shadow, blue-green, A/B.",
-                          no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="Move a deployment to a new version safely: canary, shadow, blue-green, A/B.", no_args_is_help=True
+)
 app.add_typer(rollout_app, name="rollout")
 
 
@@ -304,11 +395,13 @@ def rollout_start(
     min_requests: Annotated[int | None, typer.Option(help="rows each version must answer per step")] = None,
     failure_limit: Annotated[int | None, typer.Option(help="failed analyses tolerated before rollback")] = None,
     deadline: Annotated[str | None, typer.Option(help="an inconclusive step pauses after this long")] = None,
-    fallback: Annotated[bool | None, typer.Option("--fallback/--no-fallback",
-                                                  help="answer the canary's failures with the baseline")] = None,
+    fallback: Annotated[
+        bool | None, typer.Option("--fallback/--no-fallback", help="answer the canary's failures with the baseline")
+    ] = None,
     share: Annotated[float | None, typer.Option(help="shadow: percent mirrored; ab: percent to the candidate")] = None,
-    gate: Annotated[list[str] | None, typer.Option(
-        "--gate", help="NAME=VALUE, e.g. max_error_rate_increase=0.02, labels=required")] = None,
+    gate: Annotated[
+        list[str] | None, typer.Option("--gate", help="NAME=VALUE, e.g. max_error_rate_increase=0.02, labels=required")
+    ] = None,
 ) -> None:
     """Start moving DEPLOYMENT to CANDIDATE; the server's controller takes it from there."""
     gates: dict[str, Any] = {}
@@ -317,15 +410,24 @@ def rollout_start(
         if not sep:
             raise typer.BadParameter(f"--gate {item!r}: expected NAME=VALUE")
         gates[key.strip()] = value.strip()
-    options = {"strategy": strategy, "steps": steps, "interval": interval, "min_requests": min_requests,
-               "failure_limit": failure_limit, "deadline": deadline, "fallback": fallback, "share": share,
-               "gates": gates or None}
+    options = {
+        "strategy": strategy,
+        "steps": steps,
+        "interval": interval,
+        "min_requests": min_requests,
+        "failure_limit": failure_limit,
+        "deadline": deadline,
+        "fallback": fallback,
+        "share": share,
+        "gates": gates or None,
+    }
     ws = default_workspace()
     record = ws.rollouts.start(deployment, candidate, options, actor="cli")
-    out.print(f"started [bold]{record.strategy}[/] rollout {record.id} on [bold]{deployment}[/]: "
-              f"{record.baseline} -> {record.candidate}; candidate share now {record.weight:g}%")
-    out.print("the controller inside `matchday serve` moves it on; watch with "
-              f"`matchday rollout status {deployment}`")
+    out.print(
+        f"started [bold]{record.strategy}[/] rollout {record.id} on [bold]{deployment}[/]: "
+        f"{record.baseline} -> {record.candidate}; candidate share now {record.weight:g}%"
+    )
+    out.print(f"the controller inside `matchday serve` moves it on; watch with `matchday rollout status {deployment}`")
 
 
 @rollout_app.command("status")
@@ -342,8 +444,10 @@ def rollout_status(
     r, plan = status.rollout, status.plan
     out.print(f"rollout {r.id} on [bold]{r.deployment}[/]: {r.strategy} {r.baseline} -> {r.candidate}")
     where = f"step {r.step + 1}/{len(plan.steps)}, " if r.strategy == "canary" else ""
-    out.print(f"state [bold]{r.state}[/] ({r.phase}), {where}candidate share {r.weight:g}%, "
-              f"failed analyses {r.failures}/{plan.failure_limit + 1}")
+    out.print(
+        f"state [bold]{r.state}[/] ({r.phase}), {where}candidate share {r.weight:g}%, "
+        f"failed analyses {r.failures}/{plan.failure_limit + 1}"
+    )
     if r.reason:
         out.print(f"reason: {r.reason}")
     report = status.report or {}
@@ -356,16 +460,24 @@ def rollout_status(
     elif "baseline" in report:
         table = Table("version", "rows", "error rate", "p50 ms", "p99 ms", "labelled", report["baseline"]["metric"])
         for arm in (report["baseline"], report["candidate"]):
-            table.add_row(f"{arm['model']}:{arm['version']}", str(arm["requests"]), _pct(arm["error_rate"]),
-                          _ms(arm["latency_p50_seconds"]), _ms(arm["latency_p99_seconds"]), str(arm["labelled"]),
-                          _num(arm["metric_value"]))
+            table.add_row(
+                f"{arm['model']}:{arm['version']}",
+                str(arm["requests"]),
+                _pct(arm["error_rate"]),
+                _ms(arm["latency_p50_seconds"]),
+                _ms(arm["latency_p99_seconds"]),
+                str(arm["labelled"]),
+                _num(arm["metric_value"]),
+            )
         out.print(table)
     elif "agreement" in report:
-        out.print(f"shadow {report['model']}:{report['version']}: {report['requests']} rows mirrored, error rate "
-                  f"{_pct(report['error_rate'])}, p99 {_ms(report['latency_p99_seconds'])} ms, agreement with the "
-                  f"primary {_pct(report['agreement'])} on {report['compared']} rows; {report['metric']} "
-                  f"{_num(report['shadow_metric'])} vs primary {_num(report['primary_metric'])} on "
-                  f"{report['labelled']} labelled rows")
+        out.print(
+            f"shadow {report['model']}:{report['version']}: {report['requests']} rows mirrored, error rate "
+            f"{_pct(report['error_rate'])}, p99 {_ms(report['latency_p99_seconds'])} ms, agreement with the "
+            f"primary {_pct(report['agreement'])} on {report['compared']} rows; {report['metric']} "
+            f"{_num(report['shadow_metric'])} vs primary {_num(report['primary_metric'])} on "
+            f"{report['labelled']} labelled rows"
+        )
     if status.events:
         table = Table("at (UTC)", "event", "by", "reason", title="events")
         for e in status.events:
@@ -388,8 +500,9 @@ def _num(value: float | None) -> str:
 def _rollout_action(action: str, deployment: str, reason: str | None) -> None:
     ws = default_workspace()
     record = getattr(ws.rollouts, action)(deployment, "cli", reason)
-    out.print(f"rollout {record.id} on [bold]{deployment}[/]: {record.state}"
-              f"{f' ({record.reason})' if record.reason else ''}")
+    out.print(
+        f"rollout {record.id} on [bold]{deployment}[/]: {record.state}{f' ({record.reason})' if record.reason else ''}"
+    )
 
 
 @rollout_app.command("promote")
@@ -426,14 +539,30 @@ def rollout_history(deployment: str, limit: int = 20) -> None:
     """Past and present rollouts of DEPLOYMENT."""
     table = Table("id", "strategy", "baseline", "candidate", "state", "started (UTC)", "finished", "reason")
     for r in default_workspace().rollouts.history(deployment, limit):
-        table.add_row(str(r.id), r.strategy, r.baseline, r.candidate, r.state, f"{r.started_at:%Y-%m-%d %H:%M}",
-                      f"{r.finished_at:%H:%M:%S}" if r.finished_at else "", r.reason or "")
+        table.add_row(
+            str(r.id),
+            r.strategy,
+            r.baseline,
+            r.candidate,
+            r.state,
+            f"{r.started_at:%Y-%m-%d %H:%M}",
+            f"{r.finished_at:%H:%M:%S}" if r.finished_at else "",
+            r.reason or "",
+        )
     out.print(table)
 
 
 # -- monitoring ----------------------------------------------------------------------------------
-METRIC_COLUMNS = ("rows", "error_rate", "latency_p99", "drift_share", "prediction_drift", "accuracy",
-                  "estimated_accuracy", "label_coverage")
+METRIC_COLUMNS = (
+    "rows",
+    "error_rate",
+    "latency_p99",
+    "drift_share",
+    "prediction_drift",
+    "accuracy",
+    "estimated_accuracy",
+    "label_coverage",
+)
 
 
 @app.command("metrics")
@@ -459,16 +588,34 @@ def metrics(
             raise MatchdayError(f"unknown metric {name!r}")
     windows = ws.monitoring.windows.series(deployment, window, segment=segment)[-last:]
     if as_json:
-        print(json.dumps([{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                           "end": w.end.isoformat(), "rows": w.rows, "diagnosis": ws.monitoring.diagnosis(w),
-                           "metrics": {n: w.metrics.get(n) for n in names}}
-                          for w in windows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "model": w.model,
+                        "version": w.version,
+                        "start": w.start.isoformat(),
+                        "end": w.end.isoformat(),
+                        "rows": w.rows,
+                        "diagnosis": ws.monitoring.diagnosis(w),
+                        "metrics": {n: w.metrics.get(n) for n in names},
+                    }
+                    for w in windows
+                ],
+                indent=2,
+            )
+        )
         return
     if not windows:
         out.print(f"no {window} windows for {deployment} yet (the server summarises the log every few seconds)")
         return
-    table = Table("window (UTC)", "version", *names, "diagnosis", title=f"{deployment}, {window} windows" +
-                  (f", {segment}" if segment else ""))
+    table = Table(
+        "window (UTC)",
+        "version",
+        *names,
+        "diagnosis",
+        title=f"{deployment}, {window} windows" + (f", {segment}" if segment else ""),
+    )
     for w in windows:
         start = f"{w.start:%m-%d %H:%M}" if window in TIME_WIDTHS else f"{w.start:%m-%d %H:%M:%S}"
         table.add_row(start, str(w.version), *[_metric(n, w.metrics.get(n)) for n in names], ws.monitoring.diagnosis(w))
@@ -495,15 +642,24 @@ def monitors(deployment: Annotated[str | None, typer.Argument()] = None) -> None
         ws.deployments.get(deployment)
     firing = {(a.monitor, a.deployment) for a in loop.engine.alerts.firing()}
     declared = {m.name for m in loop.monitors}
-    table = Table("deployment", "monitor", "metric", "window", "condition", "breaches", "severity", "actions", "from",
-                  "state")
+    table = Table(
+        "deployment", "monitor", "metric", "window", "condition", "breaches", "severity", "actions", "from", "state"
+    )
     for name in names:
         for m in loop.monitors_of(name):
             condition = f"{m.when} vs {m.relative_to}" if m.relative_to else m.when
-            table.add_row(name, m.name, m.metric + (f" by {m.segment}" if m.segment else ""), m.window, condition,
-                          str(m.breaches), m.severity, ", ".join(a.kind for a in m.actions),
-                          "matchday.yaml" if m.name in declared else "default",
-                          "[red]firing[/red]" if (m.name, name) in firing else "ok")
+            table.add_row(
+                name,
+                m.name,
+                m.metric + (f" by {m.segment}" if m.segment else ""),
+                m.window,
+                condition,
+                str(m.breaches),
+                m.severity,
+                ", ".join(a.kind for a in m.actions),
+                "matchday.yaml" if m.name in declared else "default",
+                "[red]firing[/red]" if (m.name, name) in firing else "ok",
+            )
     out.print(table)
 
 
@@ -524,19 +680,32 @@ def alerts(
     if as_json:
         print(json.dumps([alert_body(a, a.state)["alert"] for a in records], indent=2))
         return
-    table = Table("id", "deployment", "monitor", "severity", "state", "metric", "value", "condition", "opened (UTC)",
-                  "resolved")
+    table = Table(
+        "id", "deployment", "monitor", "severity", "state", "metric", "value", "condition", "opened (UTC)", "resolved"
+    )
     for a in records:
         state = "[red]firing[/red]" if a.state == "firing" else "resolved"
-        condition = str(a.data.get("condition", "")) + (f" vs {a.data['relative_to']}" if a.data.get("relative_to") else "")
-        table.add_row(str(a.id), a.deployment + (f" [{a.segment}]" if a.segment else ""), a.monitor, a.severity, state,
-                      a.metric, _metric(a.metric, a.value), condition, f"{a.opened_at:%m-%d %H:%M:%S}",
-                      f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "")
+        condition = str(a.data.get("condition", "")) + (
+            f" vs {a.data['relative_to']}" if a.data.get("relative_to") else ""
+        )
+        table.add_row(
+            str(a.id),
+            a.deployment + (f" [{a.segment}]" if a.segment else ""),
+            a.monitor,
+            a.severity,
+            state,
+            a.metric,
+            _metric(a.metric, a.value),
+            condition,
+            f"{a.opened_at:%m-%d %H:%M:%S}",
+            f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "",
+        )
     out.print(table)
 
 
-log_app = typer.Typer(help="The prediction log: what every deployment answered, for notebooks and warehouses.",
-                      no_args_is_help=True)
+log_app = typer.Typer(
+    help="The prediction log: what every deployment answered, for notebooks and warehouses.", no_args_is_help=True
+)
 app.add_typer(log_app, name="log")
 
 
@@ -549,8 +718,9 @@ def _utc_time(text: str | None, option: str) -> Any:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time (e.g. 2026-12-01 or 2026-12-01T09:30:00Z)",
-                                 param_hint=option) from None
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-12-01 or 2026-12-01T09:30:00Z)", param_hint=option
+        ) from None
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
@@ -607,10 +777,19 @@ def drift(
     html: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the full result as JSON here")] = None,
     columns: Annotated[str | None, typer.Option(help="comma-separated columns to compare (default: all)")] = None,
-    test: Annotated[list[str] | None, typer.Option(
-        "--test", help="COLUMN=TEST[:THRESHOLD], TEST one of ks, wasserstein, psi, jensenshannon, chisquare, z, unseen")] = None,
-    share_threshold: Annotated[float, typer.Option(help="dataset drift when at least this share of columns drifted")] = 0.5,
-    multivariate: Annotated[bool, typer.Option("--multivariate", help="also train a domain classifier (ROC AUC)")] = False,
+    test: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--test",
+            help="COLUMN=TEST[:THRESHOLD], TEST one of ks, wasserstein, psi, jensenshannon, chisquare, z, unseen",
+        ),
+    ] = None,
+    share_threshold: Annotated[
+        float, typer.Option(help="dataset drift when at least this share of columns drifted")
+    ] = 0.5,
+    multivariate: Annotated[
+        bool, typer.Option("--multivariate", help="also train a domain classifier (ROC AUC)")
+    ] = False,
 ) -> None:
     """Compare two files column by column; exit code 3 when the dataset drifted (for CI gates)."""
     from matchday.monitoring import ColumnTest, DriftError, compare_parquet_files, compare_tables, render_html
@@ -626,10 +805,19 @@ def drift(
             raise DriftError(f"--test {spec!r}: the threshold must be a number") from exc
         if not column or not name:
             raise DriftError(f"--test {spec!r}: expected COLUMN=TEST[:THRESHOLD]")
-    options: _DriftOptions = {"columns": columns.split(",") if columns else None, "tests": overrides,
-                              "share_threshold": share_threshold, "multivariate": multivariate}
+    options: _DriftOptions = {
+        "columns": columns.split(",") if columns else None,
+        "tests": overrides,
+        "share_threshold": share_threshold,
+        "multivariate": multivariate,
+    }
     parquet = {".parquet", ".pq"}
-    if reference.suffix.lower() in parquet and current.suffix.lower() in parquet and reference.is_file() and current.is_file():
+    if (
+        reference.suffix.lower() in parquet
+        and current.suffix.lower() in parquet
+        and reference.is_file()
+        and current.is_file()
+    ):
         with out.status("comparing column by column..."):
             try:
                 report = compare_parquet_files(str(reference), str(current), **options)
@@ -640,19 +828,40 @@ def drift(
             ref_table, cur_table = read_table_file(reference), read_table_file(current)
         with out.status("comparing..."):
             report = compare_tables(ref_table, cur_table, **options)
-    table = Table("column", "type", "test", "statistic", "p-value", "threshold", "drift", "missing",
-                  title=f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)")
+    table = Table(
+        "column",
+        "type",
+        "test",
+        "statistic",
+        "p-value",
+        "threshold",
+        "drift",
+        "missing",
+        title=f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)",
+    )
     for c in report.columns.values():
-        table.add_row(c.column, c.kind, c.test, f"{c.statistic:.4g}", "" if c.p_value is None else f"{c.p_value:.3g}",
-                      f"{c.threshold:g}", "[red]drift[/]" if c.drifted else "[green]ok[/]", f"{c.missing_share:.1%}")
+        table.add_row(
+            c.column,
+            c.kind,
+            c.test,
+            f"{c.statistic:.4g}",
+            "" if c.p_value is None else f"{c.p_value:.3g}",
+            f"{c.threshold:g}",
+            "[red]drift[/]" if c.drifted else "[green]ok[/]",
+            f"{c.missing_share:.1%}",
+        )
     out.print(table)
     if report.multivariate:
         m = report.multivariate
-        out.print(f"domain classifier ROC AUC {m['roc_auc']:.3f} (threshold {m['threshold']}): "
-                  + ("[red]drift[/]" if m["drifted"] else "[green]ok[/]"))
+        out.print(
+            f"domain classifier ROC AUC {m['roc_auc']:.3f} (threshold {m['threshold']}): "
+            + ("[red]drift[/]" if m["drifted"] else "[green]ok[/]")
+        )
     verdict = "[red]dataset drift[/]" if report.dataset_drift else "[green]no dataset drift[/]"
-    out.print(f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted "
-              f"(share {report.drift_share:.2f}, threshold {report.share_threshold:.2f})")
+    out.print(
+        f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted "
+        f"(share {report.drift_share:.2f}, threshold {report.share_threshold:.2f})"
+    )
     if html:
         html.write_text(render_html(report, reference_name=reference.name, current_name=current.name))
         out.print(f"HTML report: {html}")
@@ -676,8 +885,14 @@ def _nan_to_none(value: Any) -> Any:
 
 @app.command("demo")
 def demo(
-    serve: Annotated[bool, typer.Option("--serve/--no-serve", envvar="MATCHDAY_DEMO_SERVE",
-                                        help="end by serving the dashboard until Ctrl-C (--no-serve: exit)")] = True,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            envvar="MATCHDAY_DEMO_SERVE",
+            help="end by serving the dashboard until Ctrl-C (--no-serve: exit)",
+        ),
+    ] = True,
     port: Annotated[int, typer.Option(help="the dashboard's port (a free one if it is taken)")] = 8000,
 ) -> None:
     """Run the demo scenario (what `make demo` runs); it ends with the dashboard's address."""
@@ -687,14 +902,29 @@ def demo(
 
 
 def _version_json(v: ModelVersionRecord) -> dict[str, Any]:
-    return {"name": v.name, "version": v.version, "flavor": v.flavor, "aliases": list(v.aliases),
-            "artifact_sha256": v.artifact_sha256, "artifact_size": v.artifact_size, "task": v.signature["output"]["task"],
-            "metrics": v.metrics, "tags": v.tags, "description": v.description, "created_at": v.created_at.isoformat()}
+    return {
+        "name": v.name,
+        "version": v.version,
+        "flavor": v.flavor,
+        "aliases": list(v.aliases),
+        "artifact_sha256": v.artifact_sha256,
+        "artifact_size": v.artifact_size,
+        "task": v.signature["output"]["task"],
+        "metrics": v.metrics,
+        "tags": v.tags,
+        "description": v.description,
+        "created_at": v.created_at.isoformat(),
+    }
 
 
 def _move_json(m: Any) -> dict[str, Any]:
-    return {"alias": m.alias, "from_version": m.from_version, "to_version": m.to_version, "reason": m.reason,
-            "at": m.at.isoformat()}
+    return {
+        "alias": m.alias,
+        "from_version": m.from_version,
+        "to_version": m.to_version,
+        "reason": m.reason,
+        "at": m.at.isoformat(),
+    }
 
 
 def _short(values: list[Any] | None, limit: int = 6) -> str:
@@ -730,8 +960,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _is_click_exception(exc: Exception) -> bool:
     """Click's own, or the copy newer Typer versions bundle: both have ``show`` and an ``exit_code``."""
-    return any(cls.__name__ == "ClickException" and cls.__module__.endswith("click.exceptions")
-               for cls in type(exc).__mro__)
+    return any(
+        cls.__name__ == "ClickException" and cls.__module__.endswith("click.exceptions") for cls in type(exc).__mro__
+    )
 
 
 if __name__ == "__main__":

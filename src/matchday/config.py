@@ -26,16 +26,20 @@ class MonitoringSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     count_window: int = Field(default=1000, ge=10, le=1_000_000, description="rows per window by count")
-    segments: dict[str, list[str]] = Field(default_factory=dict,
-                                           description="deployment (or '*') -> input features to slice metrics by")
-    max_segment_values: int = Field(default=20, ge=1, le=1000,
-                                    description="values per segment feature with their own series")
-    images: dict[str, list[str]] = Field(default_factory=dict, description="deployment (or '*') -> the pixel inputs "
-                                                                           "of an image (names or prefix*)")
+    segments: dict[str, list[str]] = Field(
+        default_factory=dict, description="deployment (or '*') -> input features to slice metrics by"
+    )
+    max_segment_values: int = Field(
+        default=20, ge=1, le=1000, description="values per segment feature with their own series"
+    )
+    images: dict[str, list[str]] = Field(
+        default_factory=dict, description="deployment (or '*') -> the pixel inputs of an image (names or prefix*)"
+    )
     texts: dict[str, list[str]] = Field(default_factory=dict, description="deployment (or '*') -> free-text inputs")
-    concept_drift: dict[str, Any] = Field(default_factory=lambda: {"detector": "adwin"},
-                                          description="detector on the labelled errors: adwin, page_hinkley or ddm, "
-                                                      "and its parameters")
+    concept_drift: dict[str, Any] = Field(
+        default_factory=lambda: {"detector": "adwin"},
+        description="detector on the labelled errors: adwin, page_hinkley or ddm, and its parameters",
+    )
 
 
 class Settings(BaseModel):
@@ -47,13 +51,19 @@ class Settings(BaseModel):
     database_url: str | None = None
     artifact_url: str | None = None
     controller_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between rollout controller ticks")
-    shadow_nice: int = Field(default=10, ge=0, le=19, description="CPU niceness of the process that scores shadows: "
-                             "higher yields more to the answers clients wait for, and drops more copies when busy")
+    shadow_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the process that scores shadows: "
+        "higher yields more to the answers clients wait for, and drops more copies when busy",
+    )
     monitor_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds between monitoring loop ticks")
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     monitors: list[dict[str, Any]] = Field(default_factory=list, description="monitors (see docs/monitoring.md)")
-    rollouts: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                                description="per deployment: the rollout plan `rollout start` uses")
+    rollouts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per deployment: the rollout plan `rollout start` uses"
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -70,9 +80,14 @@ class Settings(BaseModel):
         return str((self.home / "artifacts").absolute())
 
 
-_ENV = {"home": "MATCHDAY_HOME", "database_url": "MATCHDAY_DATABASE_URL", "artifact_url": "MATCHDAY_ARTIFACT_URL",
-        "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL", "shadow_nice": "MATCHDAY_SHADOW_NICE",
-        "monitor_interval": "MATCHDAY_MONITOR_INTERVAL"}
+_ENV = {
+    "home": "MATCHDAY_HOME",
+    "database_url": "MATCHDAY_DATABASE_URL",
+    "artifact_url": "MATCHDAY_ARTIFACT_URL",
+    "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL",
+    "shadow_nice": "MATCHDAY_SHADOW_NICE",
+    "monitor_interval": "MATCHDAY_MONITOR_INTERVAL",
+}
 _FILE_ONLY = ("rollouts", "monitoring", "monitors")
 
 

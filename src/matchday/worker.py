@@ -58,11 +58,15 @@ class Worker:
         ws = self.ws
         db = ws.database  # migrations, before anything else
         monitoring = ws.monitoring  # a monitor that cannot be checked stops the worker here, with every reason
-        controller = RolloutController(ws.rollouts, LeaderLock(db), warm=warm_with(ws.registry),
-                                       interval=ws.settings.controller_interval)
-        tasks = [asyncio.ensure_future(controller.run()),
-                 asyncio.ensure_future(monitoring.run(LeaderLock(db, MONITOR_LOCK_KEY, "monitor"),
-                                                      ws.settings.monitor_interval, ws.webhooks))]
+        controller = RolloutController(
+            ws.rollouts, LeaderLock(db), warm=warm_with(ws.registry), interval=ws.settings.controller_interval
+        )
+        tasks = [
+            asyncio.ensure_future(controller.run()),
+            asyncio.ensure_future(
+                monitoring.run(LeaderLock(db, MONITOR_LOCK_KEY, "monitor"), ws.settings.monitor_interval, ws.webhooks)
+            ),
+        ]
         parent = os.environ.get(PARENT_ENV)
         if parent and parent.isdigit():
             tasks.append(asyncio.ensure_future(_exit_with(int(parent))))
@@ -159,8 +163,12 @@ class WorkerSupervisor:
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
         out = open(self.log_file, "ab") if self.log_file is not None else None  # noqa: SIM115 - the child's
         try:
-            self._process = subprocess.Popen([sys.executable, "-m", "matchday.cli", "worker"], env=env,
-                                             stdout=out, stderr=subprocess.STDOUT if out else None)
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "matchday.cli", "worker"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+            )
         finally:
             if out is not None:
                 out.close()
@@ -175,8 +183,9 @@ class WorkerSupervisor:
                 continue
             failures = 1 if time.monotonic() - self._started > 60 else failures + 1  # a long life resets the backoff
             delay = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF)) - 1]
-            log.error("the worker (pid %d) exited with %s; restarting it in %.0fs", process.pid, process.returncode,
-                      delay)
+            log.error(
+                "the worker (pid %d) exited with %s; restarting it in %.0fs", process.pid, process.returncode, delay
+            )
             if self._stopping.wait(delay):
                 return
             self.restarts += 1

@@ -64,8 +64,14 @@ class Workspace:
 
     @cached_property
     def rollouts(self) -> Rollouts:
-        return Rollouts(RolloutStore(self.database), EventStore(self.database), self.deployments, self.registry,
-                        self.prediction_log, self.settings.rollouts)
+        return Rollouts(
+            RolloutStore(self.database),
+            EventStore(self.database),
+            self.deployments,
+            self.registry,
+            self.prediction_log,
+            self.settings.rollouts,
+        )
 
     @cached_property
     def monitoring(self) -> MonitoringLoop:
@@ -126,20 +132,29 @@ def version_reference(registry: Registry, model: str, version: int) -> VersionRe
     ref = f"{model}:{version}"
     signature = registry.get_signature(ref)
     classes = [str(c) for c in signature.output.classes] if signature.output.classes else None
-    return VersionReference.from_profile(signature.output.task, classes, list(signature.input_names),
-                                         registry.get_profile(ref))
+    return VersionReference.from_profile(
+        signature.output.task, classes, list(signature.input_names), registry.get_profile(ref)
+    )
 
 
 def build_monitoring(ws: Workspace) -> MonitoringLoop:
     """Summarizer, monitors and alert engine over ``ws``; actions call rollouts and write events."""
     db = ws.database
     config = ws.settings.monitoring
-    summarizer = Summarizer(ws.prediction_log, ws.windows, ws.monitor_state,
-                            lambda model, version: version_reference(ws.registry, model, version),
-                            SummarizerConfig(count_window=config.count_window, segments=dict(config.segments),
-                                             max_segment_values=config.max_segment_values,
-                                             concept_drift=dict(config.concept_drift), images=dict(config.images),
-                                             texts=dict(config.texts)))
+    summarizer = Summarizer(
+        ws.prediction_log,
+        ws.windows,
+        ws.monitor_state,
+        lambda model, version: version_reference(ws.registry, model, version),
+        SummarizerConfig(
+            count_window=config.count_window,
+            segments=dict(config.segments),
+            max_segment_values=config.max_segment_values,
+            concept_drift=dict(config.concept_drift),
+            images=dict(config.images),
+            texts=dict(config.texts),
+        ),
+    )
     events = EventStore(db)
 
     def rollback(deployment: str, alert: AlertRecord) -> None:
@@ -148,23 +163,37 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
             current = ws.rollouts.active(deployment)
             if current.candidate != f"{alert.model}:{alert.version}":
                 raise NothingToDo(f"the rollout of {deployment} is not of {alert.model}:{alert.version}")
-            ws.rollouts.rollback(deployment, actor="monitor", reason=f"alert {alert.id}: {alert.message}",
-                                 data={"alert": alert.id, "monitor": alert.monitor, "value": alert.value})
+            ws.rollouts.rollback(
+                deployment,
+                actor="monitor",
+                reason=f"alert {alert.id}: {alert.message}",
+                data={"alert": alert.id, "monitor": alert.monitor, "value": alert.value},
+            )
         except NothingToDo as exc:
             log.info("alert %s asks for a rollback of %s: nothing to roll back (%s)", alert.id, deployment, exc)
 
     def hook(kind: str) -> Callable[[str, AlertRecord], None]:
         def act(deployment: str, alert: AlertRecord) -> None:  # review and retrain come later: recorded for them
-            events.add(f"{kind}_requested", "monitor", f"alert {alert.id}: {alert.message}",
-                       {"alert": alert.id, "monitor": alert.monitor}, deployment=deployment)
+            events.add(
+                f"{kind}_requested",
+                "monitor",
+                f"alert {alert.id}: {alert.message}",
+                {"alert": alert.id, "monitor": alert.monitor},
+                deployment=deployment,
+            )
+
         return act
 
     def record(deployment: str, kind: str, reason: str, data: dict[str, Any]) -> None:
         events.add(kind, "monitor", reason, data, deployment=deployment)
 
-    engine = AlertEngine(ws.alerts, ws.monitor_state, enqueue_webhook=ws.webhooks.enqueue,
-                         hooks={"rollback": rollback, "review": hook("review"), "retrain": hook("retrain")},
-                         record_event=record)
+    engine = AlertEngine(
+        ws.alerts,
+        ws.monitor_state,
+        enqueue_webhook=ws.webhooks.enqueue,
+        hooks={"rollback": rollback, "review": hook("review"), "retrain": hook("retrain")},
+        record_event=record,
+    )
     monitors = parse_monitors(ws.settings.monitors, count_window=config.count_window)
     _check_features(ws, monitors)
     return MonitoringLoop(summarizer, ws.windows, ws.monitor_state, engine, monitors)
@@ -186,8 +215,10 @@ def _check_features(ws: Workspace, monitors: list[MonitorSpec]) -> None:
         classes = [str(c) for c in signature.output.classes or []]
         if name and not known_metric(m.metric, features, classes or None):
             what = "class" if kind == "class_share" else "input feature"
-            problems.append(f"monitor {m.name}: {m.deployment} has no {what} {name!r} "
-                            f"({', '.join(classes if kind == 'class_share' else features)})")
+            problems.append(
+                f"monitor {m.name}: {m.deployment} has no {what} {name!r} "
+                f"({', '.join(classes if kind == 'class_share' else features)})"
+            )
         if m.segment and m.segment not in features:
             problems.append(f"monitor {m.name}: {m.deployment} has no input feature {m.segment!r} to segment by")
     if problems:

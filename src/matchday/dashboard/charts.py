@@ -14,9 +14,16 @@ from typing import Any
 from matchday.store import AlertRecord, EventRecord, MetricWindow
 
 Chart = dict[str, Any]
-MARKED_EVENTS = {"started": "rollout started", "step_passed": "canary step", "analysis_failed": "analysis failed",
-                 "promoted": "promoted", "rolled_back": "rolled back", "paused": "paused", "resumed": "resumed",
-                 "promotion_failed": "promotion failed"}
+MARKED_EVENTS = {
+    "started": "rollout started",
+    "step_passed": "canary step",
+    "analysis_failed": "analysis failed",
+    "promoted": "promoted",
+    "rolled_back": "rolled back",
+    "paused": "paused",
+    "resumed": "resumed",
+    "promotion_failed": "promotion failed",
+}
 
 
 def epoch(at: datetime) -> float:
@@ -27,9 +34,17 @@ def version_of(w: MetricWindow) -> str:
     return f"{w.model}:{w.version}"
 
 
-def series_chart(chart_id: str, title: str, windows: Sequence[MetricWindow], metrics: Sequence[tuple[str, str]],
-                 *, unit: str = "", events: Sequence[dict[str, Any]] = (), by_version: bool = True,
-                 threshold: float | None = None) -> Chart:
+def series_chart(
+    chart_id: str,
+    title: str,
+    windows: Sequence[MetricWindow],
+    metrics: Sequence[tuple[str, str]],
+    *,
+    unit: str = "",
+    events: Sequence[dict[str, Any]] = (),
+    by_version: bool = True,
+    threshold: float | None = None,
+) -> Chart:
     """One line per (metric, version), aligned on the windows' starts (None where a version has no window).
 
     >>> from datetime import UTC, datetime, timedelta
@@ -55,8 +70,16 @@ def series_chart(chart_id: str, title: str, windows: Sequence[MetricWindow], met
                 series.append({"label": f"{label} {version}".strip(), "values": values})
     if threshold is not None and series:
         series.append({"label": "threshold", "values": [threshold] * len(starts), "dash": True})
-    return {"id": chart_id, "title": title, "unit": unit, "kind": "time", "x": [epoch(s) for s in starts],
-            "series": series, "events": list(events), "points": _points(series, threshold is not None)}
+    return {
+        "id": chart_id,
+        "title": title,
+        "unit": unit,
+        "kind": "time",
+        "x": [epoch(s) for s in starts],
+        "series": series,
+        "events": list(events),
+        "points": _points(series, threshold is not None),
+    }
 
 
 def class_metrics(windows: Iterable[MetricWindow]) -> list[tuple[str, str]]:
@@ -86,9 +109,19 @@ def drift_heatmap(windows: Sequence[MetricWindow], columns: int = 48) -> dict[st
     crowded = any((b - a).total_seconds() < 60 for a, b in zip(starts, starts[1:]))
     label = "%H:%M:%S" if crowded else "%H:%M"
     ends = [*starts[1:], None]  # a cell's drill-down: from its window's start to the next one's
-    return {"columns": [{"start": s.isoformat(), "until": e.isoformat() if e else None, "label": s.strftime(label),
-                         "version": version_of(chosen[s])} for s, e in zip(starts, ends)],
-            "rows": rows, "points": sum(1 for r in rows for c in r["cells"] if c is not None)}
+    return {
+        "columns": [
+            {
+                "start": s.isoformat(),
+                "until": e.isoformat() if e else None,
+                "label": s.strftime(label),
+                "version": version_of(chosen[s]),
+            }
+            for s, e in zip(starts, ends)
+        ],
+        "rows": rows,
+        "points": sum(1 for r in rows for c in r["cells"] if c is not None),
+    }
 
 
 def histogram_chart(chart_id: str, histogram: dict[str, Any], reference_rows: int, current_rows: int) -> Chart:
@@ -103,17 +136,32 @@ def histogram_chart(chart_id: str, histogram: dict[str, Any], reference_rows: in
         x, kind = list(range(len(categories))), "categories"
         reference = [float(v) for v in histogram["reference"]]
         current = [float(v) for v in histogram["current"]]
-    series = [{"label": f"reference ({reference_rows:,} rows)", "values": reference},
-              {"label": f"current ({current_rows:,} rows)", "values": current}]
-    return {"id": chart_id, "title": "reference and current distributions", "unit": "share", "kind": kind,
-            "x": x, "categories": categories, "series": series, "events": [], "points": _points(series, False)}
+    series = [
+        {"label": f"reference ({reference_rows:,} rows)", "values": reference},
+        {"label": f"current ({current_rows:,} rows)", "values": current},
+    ]
+    return {
+        "id": chart_id,
+        "title": "reference and current distributions",
+        "unit": "share",
+        "kind": kind,
+        "x": x,
+        "categories": categories,
+        "series": series,
+        "events": [],
+        "points": _points(series, False),
+    }
 
 
-def chart_events(events: Iterable[EventRecord], alerts: Iterable[AlertRecord], since: datetime,
-                 until: datetime) -> list[dict[str, Any]]:
+def chart_events(
+    events: Iterable[EventRecord], alerts: Iterable[AlertRecord], since: datetime, until: datetime
+) -> list[dict[str, Any]]:
     """Rollout events and alerts as marks on a time axis (only those inside the range)."""
-    marks = [_mark(e.at, MARKED_EVENTS[e.kind], e.kind, e.reason)
-             for e in events if e.kind in MARKED_EVENTS and since <= e.at <= until]
+    marks = [
+        _mark(e.at, MARKED_EVENTS[e.kind], e.kind, e.reason)
+        for e in events
+        if e.kind in MARKED_EVENTS and since <= e.at <= until
+    ]
     for a in alerts:
         if since <= a.opened_at <= until:
             marks.append(_mark(a.opened_at, f"alert: {a.monitor}", "alert", a.message))
@@ -123,8 +171,13 @@ def chart_events(events: Iterable[EventRecord], alerts: Iterable[AlertRecord], s
 
 
 def _mark(at: datetime, label: str, kind: str, text: str) -> dict[str, Any]:
-    return {"at": epoch(at), "time": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), "label": label, "kind": kind,
-            "text": text}
+    return {
+        "at": epoch(at),
+        "time": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "label": label,
+        "kind": kind,
+        "text": text,
+    }
 
 
 def _number(value: Any) -> float | None:

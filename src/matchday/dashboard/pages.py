@@ -78,9 +78,18 @@ class DashboardPages:
             rollout = self._active(d.name)
             windows = sorted(latest.get(d.name, []), key=lambda w: (w.model, w.version))
             alerts = firing.get(d.name, [])
-            rows.append({"name": d.name, "model_ref": d.model_ref, "split": split, "problem": problem,
-                         "rollout": rollout, "alerts": alerts, "windows": windows,
-                         "health": _health(windows, alerts)})
+            rows.append(
+                {
+                    "name": d.name,
+                    "model_ref": d.model_ref,
+                    "split": split,
+                    "problem": problem,
+                    "rollout": rollout,
+                    "alerts": alerts,
+                    "windows": windows,
+                    "health": _health(windows, alerts),
+                }
+            )
         return {"deployments": rows, "firing": sum(len(v) for v in firing.values()), "now": now}
 
     def _active(self, name: str) -> Any:
@@ -98,10 +107,14 @@ class DashboardPages:
         if plan.candidate is None:
             return [{"ref": plan.primary.ref, "share": 1.0, "arm": "serving"}], None
         if plan.shadow_share:
-            return [{"ref": plan.primary.ref, "share": 1.0, "arm": "primary"},
-                    {"ref": plan.candidate.ref, "share": plan.shadow_share, "arm": "shadow (mirrored)"}], None
-        return [{"ref": plan.primary.ref, "share": 1 - plan.candidate_share, "arm": "baseline"},
-                {"ref": plan.candidate.ref, "share": plan.candidate_share, "arm": "candidate"}], None
+            return [
+                {"ref": plan.primary.ref, "share": 1.0, "arm": "primary"},
+                {"ref": plan.candidate.ref, "share": plan.shadow_share, "arm": "shadow (mirrored)"},
+            ], None
+        return [
+            {"ref": plan.primary.ref, "share": 1 - plan.candidate_share, "arm": "baseline"},
+            {"ref": plan.candidate.ref, "share": plan.candidate_share, "arm": "candidate"},
+        ], None
 
     # -- one deployment ------------------------------------------------------------------------
     def deployment(self, name: str, span: TimeRange, width: str | None = None) -> dict[str, Any]:
@@ -113,24 +126,59 @@ class DashboardPages:
         classes = class_metrics(windows)
         charts = [
             series_chart("throughput", "Throughput", windows, [("throughput", "rows/s")], unit="rows/s", events=events),
-            series_chart("latency", "Latency percentiles", windows,
-                         [("latency_p50", "p50"), ("latency_p95", "p95"), ("latency_p99", "p99")], unit="s",
-                         events=events),
+            series_chart(
+                "latency",
+                "Latency percentiles",
+                windows,
+                [("latency_p50", "p50"), ("latency_p95", "p95"), ("latency_p99", "p99")],
+                unit="s",
+                events=events,
+            ),
             series_chart("errors", "Error rate", windows, [("error_rate", "errors")], unit="share", events=events),
-            series_chart("outputs", "Output distribution", windows,
-                         classes + [("mean_confidence", "mean confidence")] if classes else
-                         [("prediction_drift", "prediction drift")], unit="share", events=events),
-            series_chart("performance", "Performance: from labels and estimated before them", windows,
-                         [("accuracy", "accuracy"), ("estimated_accuracy", "estimated accuracy"), ("f1", "F1"),
-                          ("mae", "MAE"), ("rmse", "RMSE")], events=events),
-            series_chart("drift", "Drift: share of inputs drifted, prediction drift", windows,
-                         [("drift_share", "drifted inputs"), ("prediction_drift", "prediction drift")],
-                         unit="share", events=events),
+            series_chart(
+                "outputs",
+                "Output distribution",
+                windows,
+                classes + [("mean_confidence", "mean confidence")]
+                if classes
+                else [("prediction_drift", "prediction drift")],
+                unit="share",
+                events=events,
+            ),
+            series_chart(
+                "performance",
+                "Performance: from labels and estimated before them",
+                windows,
+                [
+                    ("accuracy", "accuracy"),
+                    ("estimated_accuracy", "estimated accuracy"),
+                    ("f1", "F1"),
+                    ("mae", "MAE"),
+                    ("rmse", "RMSE"),
+                ],
+                events=events,
+            ),
+            series_chart(
+                "drift",
+                "Drift: share of inputs drifted, prediction drift",
+                windows,
+                [("drift_share", "drifted inputs"), ("prediction_drift", "prediction drift")],
+                unit="share",
+                events=events,
+            ),
         ]
-        return {"deployment": record, "span": span, "width": width, "widths": self._widths(),
-                "split": self._split(name)[0], "charts": charts, "heatmap": drift_heatmap(windows),
-                "events": list(reversed(events)), "firing": [a for a in alerts if a.state == "firing"],
-                "windows": len(windows)}
+        return {
+            "deployment": record,
+            "span": span,
+            "width": width,
+            "widths": self._widths(),
+            "split": self._split(name)[0],
+            "charts": charts,
+            "heatmap": drift_heatmap(windows),
+            "events": list(reversed(events)),
+            "firing": [a for a in alerts if a.state == "firing"],
+            "windows": len(windows),
+        }
 
     def _windows(self, name: str, span: TimeRange, width: str | None) -> tuple[str, list[MetricWindow]]:
         """The chosen width's whole-traffic windows; by default the range's time width, or the count
@@ -140,8 +188,9 @@ class DashboardPages:
         chosen = width or span.width()
         windows = self.monitoring.windows.series(name, chosen, since=span.since, until=span.until, limit=MAX_WINDOWS)
         if width is None and len({w.start for w in windows}) < 3:
-            counted = self.monitoring.windows.series(name, self._widths()[-1], since=span.since, until=span.until,
-                                                     limit=MAX_WINDOWS)
+            counted = self.monitoring.windows.series(
+                name, self._widths()[-1], since=span.since, until=span.until, limit=MAX_WINDOWS
+            )
             if len({w.start for w in counted}) > len({w.start for w in windows}):
                 return self._widths()[-1], counted
         return chosen, windows
@@ -156,8 +205,9 @@ class DashboardPages:
             raise PageNotFound(f"there is no deployment {name!r}") from exc
 
     # -- drift drill-down ------------------------------------------------------------------------
-    def drift(self, name: str, feature: str, span: TimeRange, width: str | None = None,
-              version: int | None = None) -> dict[str, Any]:
+    def drift(
+        self, name: str, feature: str, span: TimeRange, width: str | None = None, version: int | None = None
+    ) -> dict[str, Any]:
         """One input's reference and current histograms (the windows' mergeable summaries added up),
         the test the engine chose for it, its statistic and threshold, and its score per window."""
         self._deployment(name)
@@ -178,14 +228,23 @@ class DashboardPages:
         except NotFound as exc:
             raise PageNotFound(f"{name} has no version {ref}") from exc
         if feature not in signature.input_names:
-            raise PageNotFound(f"{ref} has no input feature {feature!r}",
-                               [f"its inputs: {', '.join(signature.input_names)}"])
+            raise PageNotFound(
+                f"{ref} has no input feature {feature!r}", [f"its inputs: {', '.join(signature.input_names)}"]
+            )
         mine = [w for w in windows if (w.model, w.version) == (model, version)]
         # the histogram adds up the range's time windows whatever the chart's width: the same rows as its
         # count windows, in a few hundred summaries at most (a busy hour has a thousand count windows)
         merged_width = span.width()
-        full = self.monitoring.windows.series(name, merged_width, since=span.since, until=span.until,
-                                              version=version, model=model, with_summary=True, limit=500)
+        full = self.monitoring.windows.series(
+            name,
+            merged_width,
+            since=span.since,
+            until=span.until,
+            version=version,
+            model=model,
+            with_summary=True,
+            limit=500,
+        )
         result, problem = None, None
         profile = self.registry.get_profile(ref)
         inputs = _merged_inputs(full, feature)
@@ -201,13 +260,30 @@ class DashboardPages:
         charts = []
         if result is not None:
             charts.append(histogram_chart("histogram", result.histogram, result.reference_rows, result.current_rows))
-        score = series_chart("score", "Score per window", mine, [(f"drift.{feature}", "score")],
-                             threshold=result.threshold if result is not None else None)
+        score = series_chart(
+            "score",
+            "Score per window",
+            mine,
+            [(f"drift.{feature}", "score")],
+            threshold=result.threshold if result is not None else None,
+        )
         charts.append(score)
-        return {"deployment": name, "feature": feature, "ref": ref, "version": version, "span": span,
-                "width": width, "widths": self._widths(), "result": result, "problem": problem, "charts": charts,
-                "windows": len(full), "merged_width": merged_width, "versions": sorted({version_of(w) for w in windows}),
-                "column": signature.column(feature)}
+        return {
+            "deployment": name,
+            "feature": feature,
+            "ref": ref,
+            "version": version,
+            "span": span,
+            "width": width,
+            "widths": self._widths(),
+            "result": result,
+            "problem": problem,
+            "charts": charts,
+            "windows": len(full),
+            "merged_width": merged_width,
+            "versions": sorted({version_of(w) for w in windows}),
+            "column": signature.column(feature),
+        }
 
     # -- rollout -------------------------------------------------------------------------------
     def rollout(self, name: str, now: datetime | None = None) -> dict[str, Any]:
@@ -243,21 +319,35 @@ class DashboardPages:
         newest: dict[str, MetricWindow] = {}
         for w in recent:
             newest[version_of(w)] = w
-        arms = [{"arm": arm, "ref": ref, "window": newest.get(ref)}
-                for arm, ref in (("baseline", record.baseline), ("candidate", record.candidate))]
+        arms = [
+            {"arm": arm, "ref": ref, "window": newest.get(ref)}
+            for arm, ref in (("baseline", record.baseline), ("candidate", record.candidate))
+        ]
         actions = []
         if record.active:
             actions = ["resume" if record.state == "paused" else "pause", "promote", "rollback"]
         shown = [{k: v for k, v in a.items() if k not in ("kind", "at")} for a in analyses.values()]
         last = record.analysis if record.analysis not in shown else None  # else it is already in its step's row
-        return {"deployment": name, "rollout": record, "steps": steps, "last_analysis": last,
-                "arms": arms, "events": events, "actions": actions, "history": self.rollouts.history(name, 10)}
+        return {
+            "deployment": name,
+            "rollout": record,
+            "steps": steps,
+            "last_analysis": last,
+            "arms": arms,
+            "events": events,
+            "actions": actions,
+            "history": self.rollouts.history(name, 10),
+        }
 
     def act(self, name: str, action: str, actor: str, reason: str | None = None) -> str:
         """Promote, roll back, pause or resume the rollout in progress; says what happened."""
         self._deployment(name)
-        acts = {"promote": self.rollouts.promote, "rollback": self.rollouts.rollback, "pause": self.rollouts.pause,
-                "resume": self.rollouts.resume}
+        acts = {
+            "promote": self.rollouts.promote,
+            "rollback": self.rollouts.rollback,
+            "pause": self.rollouts.pause,
+            "resume": self.rollouts.resume,
+        }
         if action not in acts:
             raise PageNotFound(f"there is no rollout action {action!r}; one of {', '.join(ACTIONS)}")
         record = acts[action](name, actor, reason or None)
@@ -272,16 +362,21 @@ class DashboardPages:
             record = self.rollouts.active(name)
         except NothingToDo as exc:
             raise PageNotFound(str(exc)) from exc
-        effect = {"promote": f"{record.candidate} becomes the version {name} serves, for all traffic",
-                  "rollback": f"all traffic goes back to {record.baseline} at once; the rollout ends",
-                  "pause": f"the split stays at {record.weight:g}% until someone resumes, promotes or rolls back",
-                  "resume": "the rollout goes on; its current step starts a fresh window"}[action]
+        effect = {
+            "promote": f"{record.candidate} becomes the version {name} serves, for all traffic",
+            "rollback": f"all traffic goes back to {record.baseline} at once; the rollout ends",
+            "pause": f"the split stays at {record.weight:g}% until someone resumes, promotes or rolls back",
+            "resume": "the rollout goes on; its current step starts a fresh window",
+        }[action]
         return {"deployment": name, "action": action, "rollout": record, "effect": effect}
 
     # -- models --------------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
-        return {"models": [{"record": m, "versions": self.registry.list_versions(m.name)}
-                           for m in self.registry.list_models()]}
+        return {
+            "models": [
+                {"record": m, "versions": self.registry.list_versions(m.name)} for m in self.registry.list_models()
+            ]
+        }
 
     def model(self, name: str) -> dict[str, Any]:
         """Every version with its signature and offline metrics, and the alias history."""
@@ -291,8 +386,13 @@ class DashboardPages:
             raise PageNotFound(f"there is no model {name!r}") from exc
         record = next((m for m in self.registry.list_models() if m.name == name), None)
         metric_names = sorted({k for v in versions for k in v.metrics})
-        return {"name": name, "record": record, "versions": list(reversed(versions)), "metric_names": metric_names,
-                "aliases": list(reversed(self.registry.alias_history(name)))}
+        return {
+            "name": name,
+            "record": record,
+            "versions": list(reversed(versions)),
+            "metric_names": metric_names,
+            "aliases": list(reversed(self.registry.alias_history(name))),
+        }
 
     # -- alerts --------------------------------------------------------------------------------
     def alerts(self, state: str | None = None, deployment: str | None = None) -> dict[str, Any]:
@@ -307,9 +407,13 @@ class DashboardPages:
             for m in self.monitoring.monitors_of(d):
                 monitors[(d, m.name)] = m
         rows: list[AlertEntry] = [{"alert": a, "monitor": monitors.get((a.deployment, a.monitor))} for a in alerts]
-        return {"firing": [r for r in rows if r["alert"].state == "firing"],
-                "resolved": [r for r in rows if r["alert"].state != "firing"], "state": state,
-                "deployment": deployment, "deployments": [d.name for d in self.deployments.list()]}
+        return {
+            "firing": [r for r in rows if r["alert"].state == "firing"],
+            "resolved": [r for r in rows if r["alert"].state != "firing"],
+            "state": state,
+            "deployment": deployment,
+            "deployments": [d.name for d in self.deployments.list()],
+        }
 
 
 def _health(windows: list[MetricWindow], alerts: list[Any]) -> str:
@@ -332,6 +436,7 @@ def _merged_inputs(windows: list[MetricWindow], feature: str) -> dict[str, Any] 
     if not parts:
         return None
     while len(parts) > 1:
-        parts = [merge_summaries(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-                 for i in range(0, len(parts), 2)]
+        parts = [
+            merge_summaries(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)
+        ]
     return parts[0]

@@ -30,8 +30,12 @@ STATIC_PATH = "/static/dashboard"
 
 
 def templates() -> Environment:
-    env = Environment(loader=PackageLoader("matchday.dashboard", "templates"),
-                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("matchday.dashboard", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(num=_num, pct=_pct, when=_when, secs=_secs)
     env.globals.update(presets=list(PRESETS), static=STATIC_PATH, quote=quote)
     return env
@@ -60,14 +64,27 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             return error(request, 400, "Bad request", exc)
         except StoreUnavailable as exc:
             return error(request, 503, "The database is unavailable", exc)
-        return HTMLResponse(env.get_template(template).render(request=request, refresh=_refresh(request, refresh),
-                                                              query=dict(request.query_params),
-                                                              rendered=datetime.now(UTC), **data))
+        return HTMLResponse(
+            env.get_template(template).render(
+                request=request,
+                refresh=_refresh(request, refresh),
+                query=dict(request.query_params),
+                rendered=datetime.now(UTC),
+                **data,
+            )
+        )
 
     def error(request: Request, status: int, title: str, exc: MatchdayError) -> Response:
-        body = env.get_template("error.html").render(request=request, refresh=0, query={}, rendered=datetime.now(UTC),
-                                                     status=status,
-                                                     title=title, message=exc.message, details=exc.details)
+        body = env.get_template("error.html").render(
+            request=request,
+            refresh=0,
+            query={},
+            rendered=datetime.now(UTC),
+            status=status,
+            title=title,
+            message=exc.message,
+            details=exc.details,
+        )
         return HTMLResponse(body, status_code=status)
 
     @router.get("/", response_class=HTMLResponse)
@@ -75,25 +92,45 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         return page(request, "overview.html", lambda: pages().overview())
 
     @router.get("/deployments/{name}", response_class=HTMLResponse)
-    def deployment(request: Request, name: str, range: str | None = None, since: str | None = None,  # noqa: A002
-                   until: str | None = None, window: str | None = None) -> Response:
-        return page(request, "deployment.html",
-                    lambda: pages().deployment(name, parse_range(range, since, until), window or None))
+    def deployment(
+        request: Request,
+        name: str,
+        range: str | None = None,
+        since: str | None = None,  # noqa: A002
+        until: str | None = None,
+        window: str | None = None,
+    ) -> Response:
+        return page(
+            request,
+            "deployment.html",
+            lambda: pages().deployment(name, parse_range(range, since, until), window or None),
+        )
 
     @router.get("/deployments/{name}/drift/{feature:path}", response_class=HTMLResponse)  # a name may hold "/"
-    def drift(request: Request, name: str, feature: str, range: str | None = None,  # noqa: A002
-              since: str | None = None, until: str | None = None, window: str | None = None,
-              version: str | None = None) -> Response:
+    def drift(
+        request: Request,
+        name: str,
+        feature: str,
+        range: str | None = None,  # noqa: A002
+        since: str | None = None,
+        until: str | None = None,
+        window: str | None = None,
+        version: str | None = None,
+    ) -> Response:
         def build() -> dict[str, Any]:
             if version is not None and not (version.isascii() and version.isdigit()):
                 raise BadTimeRange(f"version={version!r} is not a version number")
-            return pages().drift(name, feature, parse_range(range, since, until), window or None,
-                                 int(version) if version else None)
+            return pages().drift(
+                name, feature, parse_range(range, since, until), window or None, int(version) if version else None
+            )
+
         return page(request, "drift.html", build)
 
     @router.get("/deployments/{name}/rollout", response_class=HTMLResponse)
     def rollout(request: Request, name: str) -> Response:
-        return page(request, "rollout.html", lambda: {**pages().rollout(name), "done": request.query_params.get("done")})
+        return page(
+            request, "rollout.html", lambda: {**pages().rollout(name), "done": request.query_params.get("done")}
+        )
 
     @router.get("/deployments/{name}/rollout/{action}", response_class=HTMLResponse)
     def confirm(request: Request, name: str, action: str) -> Response:
@@ -102,8 +139,14 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
     @router.post("/deployments/{name}/rollout/{action}")
     async def act(request: Request, name: str, action: str) -> Response:
         if not _same_origin(request):
-            return error(request, 403, "Forbidden", DashboardError(
-                "a rollout action must come from the dashboard's own pages (the Origin header names another site)"))
+            return error(
+                request,
+                403,
+                "Forbidden",
+                DashboardError(
+                    "a rollout action must come from the dashboard's own pages (the Origin header names another site)"
+                ),
+            )
         form = parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))  # the confirmation form
         reason = (form.get("reason") or [""])[0].strip()[:500]
         try:

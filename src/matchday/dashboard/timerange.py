@@ -32,8 +32,9 @@ class TimeRange:
         return "1d"
 
 
-def parse_range(preset: str | None = None, since: str | None = None, until: str | None = None,
-                now: datetime | None = None) -> TimeRange:
+def parse_range(
+    preset: str | None = None, since: str | None = None, until: str | None = None, now: datetime | None = None
+) -> TimeRange:
     """A range from query parameters; anything unreadable is `BadTimeRange` with what was expected.
 
     >>> r = parse_range("1h", now=datetime(2026, 11, 27, 12, 0, tzinfo=UTC))

@@ -13,8 +13,14 @@ from matchday.demo.monitoring import WINDOW, demo_monitors
 from matchday.demo.serving import running_server
 from matchday.workspace import Workspace
 
-PAGES = ("/", "/deployments/payments", "/deployments/payments/drift/amount", "/deployments/fraud/rollout",
-         "/models/demo-fraud", "/alerts")
+PAGES = (
+    "/",
+    "/deployments/payments",
+    "/deployments/payments/drift/amount",
+    "/deployments/fraud/rollout",
+    "/models/demo-fraud",
+    "/alerts",
+)
 
 
 def serve(console: Console, ws: Workspace, port: int = 8000) -> None:

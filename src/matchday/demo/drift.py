@@ -27,7 +27,9 @@ def _summary(console: Console, title: str, report: DriftReport) -> None:
     table = Table("column", "test", "statistic", "threshold", "drift", title=title)
     for c in report.columns.values():
         value = c.p_value if c.p_value is not None else c.statistic
-        table.add_row(c.column, c.test, f"{value:.3g}", f"{c.threshold:g}", "[red]drift[/]" if c.drifted else "[green]ok[/]")
+        table.add_row(
+            c.column, c.test, f"{value:.3g}", f"{c.threshold:g}", "[red]drift[/]" if c.drifted else "[green]ok[/]"
+        )
     console.print(table)
     verdict = "[red]dataset drift[/]" if report.dataset_drift else "[green]no dataset drift[/]"
     console.print(f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted")
@@ -38,11 +40,16 @@ def run(console: Console, ws: Workspace) -> None:
     assert profile is not None
     logged = ws.prediction_log.recent("fraud", limit=5000)
     served = pa.Table.from_pylist([r.inputs for r in logged])
-    _summary(console, f"served traffic ({served.num_rows:,} logged rows) vs the reference profile",
-             compare_to_profile(profile, served))
+    _summary(
+        console,
+        f"served traffic ({served.num_rows:,} logged rows) vs the reference profile",
+        compare_to_profile(profile, served),
+    )
     outputs = prediction_drift(profile, [r.prediction for r in logged])
-    console.print(f"prediction drift (fraud share of answers): {outputs.test} {outputs.statistic:.3g}, "
-                  f"threshold {outputs.threshold:g}: " + ("[red]drift[/]" if outputs.drifted else "[green]ok[/]"))
+    console.print(
+        f"prediction drift (fraud share of answers): {outputs.test} {outputs.statistic:.3g}, "
+        f"threshold {outputs.threshold:g}: " + ("[red]drift[/]" if outputs.drifted else "[green]ok[/]")
+    )
 
     shifted = transactions(5000, seed=77)  # a new market: bigger amounts, more card-not-present
     shifted = shifted.set_column(0, "amount", pc.multiply(shifted["amount"], 2.5))
@@ -50,7 +57,9 @@ def run(console: Console, ws: Workspace) -> None:
     shifted = shifted.set_column(4, "card_present", pa.array(rng.random(shifted.num_rows) < 0.3))
     shifted = shifted.set_column(1, "hour", pa.array(rng.choice([22, 23, 0, 1, 2, 3], shifted.num_rows)))
     report = compare_to_profile(profile, shifted.drop_columns(["is_fraud"]))
-    _summary(console, "a night-time batch (amounts x2.5, late hours, fewer cards present) vs the reference profile", report)
+    _summary(
+        console, "a night-time batch (amounts x2.5, late hours, fewer cards present) vs the reference profile", report
+    )
     reports = ws.settings.home / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     fraud_html = reports / "fraud-drift.html"

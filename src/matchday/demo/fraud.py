@@ -15,8 +15,9 @@ MERCHANTS = ["grocery", "electronics", "travel", "fuel", "restaurant", "online_s
 COUNTRIES = ["home", "neighbour", "abroad"]
 
 
-def transactions(n: int, seed: int = 0, concept_shift: float = 0.0, amount_scale: float = 1.0,
-                 abroad: float = 0.05) -> pa.Table:
+def transactions(
+    n: int, seed: int = 0, concept_shift: float = 0.0, amount_scale: float = 1.0, abroad: float = 0.05
+) -> pa.Table:
     """``n`` transactions with columns amount, hour, merchant, country, card_present, is_fraud.
 
     >>> t = transactions(1000, seed=1)
@@ -34,7 +35,13 @@ def transactions(n: int, seed: int = 0, concept_shift: float = 0.0, amount_scale
     new_rule = 2.5 * (amount < 30) + 1.5 * ~night + 1.2 * (merchant == "online_services")
     score = (1 - concept_shift) * old_rule + concept_shift * new_rule - 8.0 + 4.5 * concept_shift
     is_fraud = rng.random(n) < 1 / (1 + np.exp(-score))
-    return pa.table({
-        "amount": amount, "hour": hour, "merchant": merchant, "country": country,
-        "card_present": card_present, "is_fraud": is_fraud.astype(np.int64),
-    })
+    return pa.table(
+        {
+            "amount": amount,
+            "hour": hour,
+            "merchant": merchant,
+            "country": country,
+            "card_present": card_present,
+            "is_fraud": is_fraud.astype(np.int64),
+        }
+    )

@@ -23,7 +23,8 @@ PHASES: tuple[tuple[str, int, dict[str, float]], ...] = (  # story, rows, the sh
     ("stationary", 2_500, {}),
     ("holidays: more spent, more abroad (data drift)", 2_000, {"amount_scale": 2.0, "abroad": 0.3}),
     ("back to normal", 1_500, {}),
-    ("fraudsters change tactics (concept drift)", 2_500, {"concept_shift": 1.0}))
+    ("fraudsters change tactics (concept drift)", 2_500, {"concept_shift": 1.0}),
+)
 
 
 class Pager:
@@ -37,8 +38,10 @@ class Pager:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 alert = body["alert"]
                 colour = "red" if body["event"] == "alert.opened" else "green"
-                console.print(f"  [{colour}]webhook {body['event']}[/]: {alert['monitor']} on {alert['deployment']}: "
-                              f"{alert['metric']} = {alert['value']:.3g}")
+                console.print(
+                    f"  [{colour}]webhook {body['event']}[/]: {alert['monitor']} on {alert['deployment']}: "
+                    f"{alert['metric']} = {alert['value']:.3g}"
+                )
                 pager.received.append(body)
                 self.send_response(204)
                 self.end_headers()
@@ -56,11 +59,28 @@ def demo_monitors(webhook: str | None = None) -> list[dict[str, Any]]:
     """The payments stream's monitors; each alert also goes to ``webhook`` when one is given."""
     actions: list[Any] = ["alert", {"webhook": webhook}] if webhook else ["alert"]
     return [
-        {"name": "data-drift", "metric": "drift_share", "window": f"{WINDOW}rows", "when": ">= 0.3",
-         "breaches": 2, "min_rows": 300, "deployment": "payments", "actions": actions},
-        {"name": "accuracy-drop", "metric": "accuracy", "window": f"{WINDOW}rows", "relative_to": "reference",
-         "when": "< -0.05", "breaches": 2, "min_rows": 300, "severity": "critical", "deployment": "payments",
-         "actions": actions},
+        {
+            "name": "data-drift",
+            "metric": "drift_share",
+            "window": f"{WINDOW}rows",
+            "when": ">= 0.3",
+            "breaches": 2,
+            "min_rows": 300,
+            "deployment": "payments",
+            "actions": actions,
+        },
+        {
+            "name": "accuracy-drop",
+            "metric": "accuracy",
+            "window": f"{WINDOW}rows",
+            "relative_to": "reference",
+            "when": "< -0.05",
+            "breaches": 2,
+            "min_rows": 300,
+            "severity": "critical",
+            "deployment": "payments",
+            "actions": actions,
+        },
     ]
 
 
@@ -70,10 +90,16 @@ def run(console: Console, ws: Workspace) -> None:
     monitors = demo_monitors(pager.url)
     console.print(f"matchday.yaml:\n  monitoring: {{count_window: {WINDOW}}}\n  monitors:")
     for m in monitors:
-        console.print(f"    - {{name: {m['name']}, metric: {m['metric']}, window: {m['window']}, when: '{m['when']}'"
-                      + (f", relative_to: {m['relative_to']}" if "relative_to" in m else "") + ", actions: \\[alert, webhook]}")
-    settings: dict[str, Any] = {"monitor_interval": 0.5, "monitors": monitors,
-                                "monitoring": MonitoringSettings(count_window=WINDOW)}
+        console.print(
+            f"    - {{name: {m['name']}, metric: {m['metric']}, window: {m['window']}, when: '{m['when']}'"
+            + (f", relative_to: {m['relative_to']}" if "relative_to" in m else "")
+            + ", actions: \\[alert, webhook]}"
+        )
+    settings: dict[str, Any] = {
+        "monitor_interval": 0.5,
+        "monitors": monitors,
+        "monitoring": MonitoringSettings(count_window=WINDOW),
+    }
     with running_server(ws, **settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         sent = 0
         pending: list[tuple[str, int]] = []
@@ -84,30 +110,46 @@ def run(console: Console, ws: Workspace) -> None:
             truth = traffic["is_fraud"].to_pylist()
             for start in range(0, n, WINDOW):
                 for i in range(start, min(start + WINDOW, n), 100):
-                    answer = http.post("/v1/deployments/payments/predict", json={
-                        "instances": rows[i:i + 100], "ids": [f"pay-{sent + k}" for k in range(i, min(i + 100, n))]})
+                    answer = http.post(
+                        "/v1/deployments/payments/predict",
+                        json={
+                            "instances": rows[i : i + 100],
+                            "ids": [f"pay-{sent + k}" for k in range(i, min(i + 100, n))],
+                        },
+                    )
                     pending += [(p["request_id"], truth[i + k]) for k, p in enumerate(answer.json()["predictions"])]
                 if len(pending) > WINDOW:  # the labels of the window before arrive now: late, as in real life
                     done, pending = pending[:-WINDOW], pending[-WINDOW:]
-                    http.post("/v1/deployments/payments/feedback",
-                              json={"labels": [{"request_id": r, "label": y} for r, y in done]})
+                    http.post(
+                        "/v1/deployments/payments/feedback",
+                        json={"labels": [{"request_id": r, "label": y} for r, y in done]},
+                    )
                 _caught_up(http, sent + min(start + WINDOW, n))
             sent += n
         if pending:
-            http.post("/v1/deployments/payments/feedback", json={"labels": [{"request_id": r, "label": y}
-                                                                          for r, y in pending]})
+            http.post(
+                "/v1/deployments/payments/feedback",
+                json={"labels": [{"request_id": r, "label": y} for r, y in pending]},
+            )
         time.sleep(2.0)  # the last labels judged, the last webhooks sent
 
     from matchday.cli import alerts, metrics
 
     console.print(f"$ matchday metrics payments --window {WINDOW}rows")
-    metrics("payments", window=f"{WINDOW}rows", metric=["rows", "drift.amount", "drift_share", "accuracy",
-                                                        "estimated_accuracy", "concept_drift"], segment="", last=20,
-            as_json=False)
+    metrics(
+        "payments",
+        window=f"{WINDOW}rows",
+        metric=["rows", "drift.amount", "drift_share", "accuracy", "estimated_accuracy", "concept_drift"],
+        segment="",
+        last=20,
+        as_json=False,
+    )
     console.print("$ matchday alerts payments")
     alerts("payments", firing=False, limit=10, as_json=False)
-    console.print(f"the webhook receiver got {len(pager.received)} deliveries "
-                  f"({sum(1 for b in pager.received if b['event'] == 'alert.resolved')} of them resolutions)")
+    console.print(
+        f"the webhook receiver got {len(pager.received)} deliveries "
+        f"({sum(1 for b in pager.received if b['event'] == 'alert.resolved')} of them resolutions)"
+    )
 
 
 def _caught_up(http: httpx.Client, rows: int, timeout: float = 30.0) -> None:

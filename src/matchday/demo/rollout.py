@@ -21,24 +21,31 @@ def run(console: Console, ws: Workspace) -> None:
     registry = ws.registry
     champion = registry.resolve("demo-fraud@champion").version
     signature = registry.get_signature(f"demo-fraud:{champion}")
-    broken = registry.register("demo-fraud", "matchday.demo.broken:flag_everything", signature=signature,
-                               proba="matchday.demo.broken:flag_everything_proba",
-                               description="a release with a unit bug: flags every transaction")
+    broken = registry.register(
+        "demo-fraud",
+        "matchday.demo.broken:flag_everything",
+        signature=signature,
+        proba="matchday.demo.broken:flag_everything_proba",
+        description="a release with a unit bug: flags every transaction",
+    )
     good = 2 if champion == 1 else 1
     traffic = transactions(20_000, seed=7)
     rows = traffic.drop_columns(["is_fraud"]).to_pylist()
     truth = traffic["is_fraud"].to_pylist()
     with running_server(ws, controller_interval=0.25) as url:
         for candidate, story in ((broken.ref, "a broken release"), (f"demo-fraud:{good}", "the good challenger")):
-            console.print(f"$ matchday rollout start fraud {candidate} --steps {PLAN['steps']} "
-                          f"--interval {PLAN['interval']} --min-requests {PLAN['min_requests']}   ({story})")
+            console.print(
+                f"$ matchday rollout start fraud {candidate} --steps {PLAN['steps']} "
+                f"--interval {PLAN['interval']} --min-requests {PLAN['min_requests']}   ({story})"
+            )
             ws.rollouts.start("fraud", candidate, dict(PLAN), actor="demo")
             _stream_until_done(console, ws, url, rows, truth)
             _show(console, ws)
 
 
-def _stream_until_done(console: Console, ws: Workspace, url: str, rows: list[dict[str, Any]],
-                       truth: list[int], timeout: float = 90.0) -> None:
+def _stream_until_done(
+    console: Console, ws: Workspace, url: str, rows: list[dict[str, Any]], truth: list[int], timeout: float = 90.0
+) -> None:
     """Four clients send transactions (and their labels) until the controller has decided."""
     stop = threading.Event()
     sent = [0]
@@ -48,11 +55,14 @@ def _stream_until_done(console: Console, ws: Workspace, url: str, rows: list[dic
         with httpx.Client(base_url=url, timeout=30) as http:
             while not stop.is_set():
                 start = i % (len(rows) - 10)
-                answer = http.post("/v1/deployments/fraud/predict",
-                                   json={"instances": rows[start:start + 10],
-                                         "ids": [f"card-{start + k}" for k in range(10)]}).json()
-                labels = [{"request_id": p["request_id"], "label": truth[start + k]}
-                          for k, p in enumerate(answer["predictions"])]
+                answer = http.post(
+                    "/v1/deployments/fraud/predict",
+                    json={"instances": rows[start : start + 10], "ids": [f"card-{start + k}" for k in range(10)]},
+                ).json()
+                labels = [
+                    {"request_id": p["request_id"], "label": truth[start + k]}
+                    for k, p in enumerate(answer["predictions"])
+                ]
                 http.post("/v1/deployments/fraud/feedback", json={"labels": labels})
                 sent[0] += 10
                 i += 40
@@ -67,8 +77,10 @@ def _stream_until_done(console: Console, ws: Workspace, url: str, rows: list[dic
             record = ws.rollouts.current("fraud")
             now = (record.state, record.step, record.weight)
             if now != last:
-                console.print(f"  {sent[0]:>6,} rows sent: {record.state}, candidate share {record.weight:g}%"
-                              + (f" ({record.reason})" if record.reason and not record.active else ""))
+                console.print(
+                    f"  {sent[0]:>6,} rows sent: {record.state}, candidate share {record.weight:g}%"
+                    + (f" ({record.reason})" if record.reason and not record.active else "")
+                )
                 last = now
             if not record.active:
                 return

@@ -31,7 +31,9 @@ def train_fraud_model(seed: int = 0) -> tuple[Pipeline, pd.DataFrame, float]:
     train, test = data.iloc[:15_000], data.iloc[15_000:]
     features = ["amount", "hour", "merchant", "country", "card_present"]
     model = make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"),
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
+        ),
         HistGradientBoostingClassifier(max_iter=100, random_state=seed),
     ).fit(train[features], train["is_fraud"])
     accuracy = float((model.predict(test[features]) == test["is_fraud"]).mean())
@@ -67,18 +69,40 @@ def run(console: Console, workspace: Workspace | None = None, *, serve: bool = T
     console.rule("1. train and register")
     started = time.perf_counter()
     fraud, fraud_train, fraud_acc = train_fraud_model()
-    v1 = registry.register("demo-fraud", fraud, reference=fraud_train, target="is_fraud", alias="champion",
-                           metrics={"accuracy": fraud_acc}, description="gradient boosting on synthetic transactions")
+    v1 = registry.register(
+        "demo-fraud",
+        fraud,
+        reference=fraud_train,
+        target="is_fraud",
+        alias="champion",
+        metrics={"accuracy": fraud_acc},
+        description="gradient boosting on synthetic transactions",
+    )
     digits, digits_train, digits_acc = train_digits_model()
-    registry.register("demo-digits", digits, reference=digits_train, target="target", alias="champion",
-                      metrics={"accuracy": digits_acc}, description="logistic regression on 8x8 digit images")
-    console.print(f"registered {v1.ref} (test accuracy {fraud_acc:.3f}) and demo-digits:1 (test accuracy "
-                  f"{digits_acc:.3f}) in {time.perf_counter() - started:.1f}s")
+    registry.register(
+        "demo-digits",
+        digits,
+        reference=digits_train,
+        target="target",
+        alias="champion",
+        metrics={"accuracy": digits_acc},
+        description="logistic regression on 8x8 digit images",
+    )
+    console.print(
+        f"registered {v1.ref} (test accuracy {fraud_acc:.3f}) and demo-digits:1 (test accuracy "
+        f"{digits_acc:.3f}) in {time.perf_counter() - started:.1f}s"
+    )
 
     console.rule("2. a challenger, and the alias history")
     challenger, challenger_train, challenger_acc = train_fraud_model(seed=1)
-    v2 = registry.register("demo-fraud", challenger, reference=challenger_train, target="is_fraud", alias="challenger",
-                           metrics={"accuracy": challenger_acc})
+    v2 = registry.register(
+        "demo-fraud",
+        challenger,
+        reference=challenger_train,
+        target="is_fraud",
+        alias="challenger",
+        metrics={"accuracy": challenger_acc},
+    )
     comparison = f"test accuracy {challenger_acc:.3f} vs champion {fraud_acc:.3f}"
     champion_model = fraud
     if challenger_acc > fraud_acc:

@@ -20,8 +20,13 @@ from matchday.workspace import Workspace
 
 
 @contextmanager
-def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: float | None = None,
-                   port: int | None = None, **settings: Any) -> Iterator[str]:
+def running_server(
+    ws: Workspace,
+    host: str = "127.0.0.1",
+    controller_interval: float | None = None,
+    port: int | None = None,
+    **settings: Any,
+) -> Iterator[str]:
     """A real uvicorn server on a free local port (``port`` if it is free), in a thread, with the worker
     in another; both stopped (and the log flushed) on exit.
 
@@ -39,7 +44,9 @@ def running_server(ws: Workspace, host: str = "127.0.0.1", controller_interval: 
     server = uvicorn.Server(uvicorn.Config(create_server(served), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    worker = WorkerThread(Workspace(served.settings)).start()  # monitoring, rollouts, webhooks: as `matchday serve` does
+    worker = WorkerThread(
+        Workspace(served.settings)
+    ).start()  # monitoring, rollouts, webhooks: as `matchday serve` does
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -77,8 +84,10 @@ def run(console: Console, ws: Workspace) -> None:
     rows = traffic.drop_columns(["is_fraud"]).to_pylist()
     truth = traffic["is_fraud"].to_pylist()
     with running_server(ws) as url, Client(url) as client:
-        console.print(f"server up at {url} (own JSON at /v1, Open Inference Protocol at /v2, Prometheus at /metrics); "
-                      "its worker (monitoring, rollout controller, webhooks) runs beside it, as `matchday serve` starts one")
+        console.print(
+            f"server up at {url} (own JSON at /v1, Open Inference Protocol at /v2, Prometheus at /metrics); "
+            "its worker (monitoring, rollout controller, webhooks) runs beside it, as `matchday serve` starts one"
+        )
         one = client.predict("fraud", rows[:1], ids=["tx-0"])
         console.print(f"POST /v1/deployments/fraud/predict → {one['predictions'][0]}")
 
@@ -96,21 +105,29 @@ def run(console: Console, ws: Workspace) -> None:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(send, chunks))
         elapsed = time.perf_counter() - started
-        console.print(f"sent {len(rows):,} transactions in {len(chunks)} requests from 8 threads: "
-                      f"{len(rows) / elapsed:,.0f} rows/s, request latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
-                      f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms")
+        console.print(
+            f"sent {len(rows):,} transactions in {len(chunks)} requests from 8 threads: "
+            f"{len(rows) / elapsed:,.0f} rows/s, request latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
+            f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms"
+        )
         metrics = httpx.get(f"{url}/metrics").text
         calls = _sample(metrics, "matchday_batch_size_rows_count")
         scored = _sample(metrics, "matchday_batch_size_rows_sum")
-        console.print(f"micro-batching: {scored:.0f} rows in {calls:.0f} model calls ({scored / max(calls, 1):.1f} rows per call)")
+        console.print(
+            f"micro-batching: {scored:.0f} rows in {calls:.0f} model calls ({scored / max(calls, 1):.1f} rows per call)"
+        )
 
         labels = [{"id": f"tx-{i}", "label": truth[i]} for i in range(0, len(rows), 4)]
         answer = client.feedback("fraud", labels + [{"id": "tx-unknown", "label": 0}])
-        console.print(f"POST /v1/deployments/fraud/feedback: {answer['joined']} labels joined, unknown: {answer['unknown']}")
+        console.print(
+            f"POST /v1/deployments/fraud/feedback: {answer['joined']} labels joined, unknown: {answer['unknown']}"
+        )
         refused = httpx.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": [{"id": "tx-1", "label": "yes"}]})
         problem = refused.json()["details"][0]
-        console.print(f'a label "yes" for a classifier of [0, 1] is refused with {refused.status_code}: '
-                      f"{problem['field']}: {problem['problem']}")
+        console.print(
+            f'a label "yes" for a classifier of [0, 1] is refused with {refused.status_code}: '
+            f"{problem['field']}: {problem['problem']}"
+        )
         try:
             client.predict("fraud", [{"amount": "lots", "hour": 25.5, "merchant": "grocery", "country": "home"}])
         except ServerError as exc:
@@ -131,14 +148,31 @@ def _export(console: Console, ws: Workspace) -> None:
     from matchday.registry import ModelRef
 
     out = ws.settings.home / "fraud-log.parquet"
-    summary = export_log(ws.prediction_log, "fraud", out,
-                         lambda model, version: ws.registry.get_signature(ModelRef(model, version=version)).output.classes)
+    summary = export_log(
+        ws.prediction_log,
+        "fraud",
+        out,
+        lambda model, version: ws.registry.get_signature(ModelRef(model, version=version)).output.classes,
+    )
     console.print(f"$ matchday log export fraud {out}   → {summary.rows:,} rows x {len(summary.columns)} columns")
     table = pq.read_table(out).filter(pq.read_table(out, columns=["label"]).column("label").is_valid())
     first = table.slice(0, 1).to_pylist()[0]
-    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in first.items()
-             if k in ("entity_id", "version", "source", "amount", "merchant", "prediction", "probability_1", "label",
-                      "label_source")}
+    shown = {
+        k: (round(v, 3) if isinstance(v, float) else v)
+        for k, v in first.items()
+        if k
+        in (
+            "entity_id",
+            "version",
+            "source",
+            "amount",
+            "merchant",
+            "prediction",
+            "probability_1",
+            "label",
+            "label_source",
+        )
+    }
     console.print(f"    columns: {', '.join(summary.columns)}\n    a labelled row: {shown}")
 
 
@@ -146,18 +180,24 @@ def _hostile(console: Console, ws: Workspace, client: Client, url: str, row: dic
     """Input a hostile caller sends: far out of range (scored if the model copes, else the caller's 422),
     and a V2 field of the wrong type."""
     coped = client.predict("fraud", [{**row, "amount": 1e308}])
-    console.print(f"amount 1e308, far outside the reference range: gradient boosting copes, so it is scored and "
-                  f"flagged (input_quality {coped['input_quality']['by_feature']})")
+    console.print(
+        f"amount 1e308, far outside the reference range: gradient boosting copes, so it is scored and "
+        f"flagged (input_quality {coped['input_quality']['by_feature']})"
+    )
     ws.deployments.deploy("digits", "demo-digits@champion")
     try:
         client.predict("digits", [{f"pixel_{r}_{c}": 1e308 for r in range(8) for c in range(8)}])
     except ServerError as exc:
         first = exc.problems[0]
-        console.print(f"an image of 1e308 pixels: the logistic regression answers NaN, so it is refused with "
-                      f"{exc.status}, the caller's input and not the version's failure (never counted against a "
-                      f"canary):\n    {first['field']}: {first['problem']} (and {len(exc.problems) - 1} more)")
-    bad = httpx.post(f"{url}/v2/models/fraud/infer",
-                     json={"inputs": [{"name": "amount", "shape": [1], "datatype": {}, "data": [1.0]}]})
+        console.print(
+            f"an image of 1e308 pixels: the logistic regression answers NaN, so it is refused with "
+            f"{exc.status}, the caller's input and not the version's failure (never counted against a "
+            f"canary):\n    {first['field']}: {first['problem']} (and {len(exc.problems) - 1} more)"
+        )
+    bad = httpx.post(
+        f"{url}/v2/models/fraud/infer",
+        json={"inputs": [{"name": "amount", "shape": [1], "datatype": {}, "data": [1.0]}]},
+    )
     console.print(f'a V2 request with "datatype": {{}} is refused with {bad.status_code}: {bad.json()["error"]}')
 
 

@@ -54,8 +54,16 @@ class LoopResult:
 
 
 class MonitoringLoop:
-    def __init__(self, summarizer: Summarizer, windows: WindowStore, state: MonitorStateStore, engine: AlertEngine,
-                 monitors: list[MonitorSpec], *, defaults: list[MonitorSpec] | None = None) -> None:
+    def __init__(
+        self,
+        summarizer: Summarizer,
+        windows: WindowStore,
+        state: MonitorStateStore,
+        engine: AlertEngine,
+        monitors: list[MonitorSpec],
+        *,
+        defaults: list[MonitorSpec] | None = None,
+    ) -> None:
         self.summarizer = summarizer
         self.windows = windows
         self.state = state
@@ -112,8 +120,11 @@ class MonitoringLoop:
             for monitor in self.monitors_of(window.deployment):
                 if not self._applies(monitor, window):
                     continue
-                with failures.guard((window.deployment, window.model, window.version), "judge",
-                                    f"{monitor.name} on the {describe(window.key)}"):
+                with failures.guard(
+                    (window.deployment, window.model, window.version),
+                    "judge",
+                    f"{monitor.name} on the {describe(window.key)}",
+                ):
                     verdict = self._judge(monitor, window)
                     if verdict.breached is None or not self._advance(monitor, window):
                         continue  # inconclusive (e.g. labels not in yet) never moves the series on
@@ -169,13 +180,15 @@ class MonitoringLoop:
             value = ref.reference_metrics[metric]
             return None if value is None else float(value)
         if metric == "image_brightness":
-            return reference_brightness(ref.profile, self.summarizer.image_columns(window.deployment, window.model,
-                                                                                  window.version))
+            return reference_brightness(
+                ref.profile, self.summarizer.image_columns(window.deployment, window.model, window.version)
+            )
         kind, _, name = metric.partition(".")
         if kind == "class_share" and ref.profile and "prediction" in ref.profile:
             prediction = ref.profile["prediction"]
             categories = prediction.get("categories") or {
-                label_text(v): c for v, c in zip(prediction.get("values", []), prediction.get("value_counts", []))}
+                label_text(v): c for v, c in zip(prediction.get("values", []), prediction.get("value_counts", []))
+            }
             total = sum(categories.values())
             return categories.get(name, 0) / total if total else None
         return None
@@ -184,9 +197,17 @@ class MonitoringLoop:
         """The same metric of the deployment's other version in the same time window (during a rollout)."""
         if window.width not in TIME_WIDTHS:
             return None
-        others = [w for w in self.windows.series(window.deployment, window.width, since=window.start - timedelta(seconds=1),
-                                                 until=window.end, segment=window.segment)
-                  if w.start == window.start and (w.model, w.version) != (window.model, window.version)]
+        others = [
+            w
+            for w in self.windows.series(
+                window.deployment,
+                window.width,
+                since=window.start - timedelta(seconds=1),
+                until=window.end,
+                segment=window.segment,
+            )
+            if w.start == window.start and (w.model, w.version) != (window.model, window.version)
+        ]
         if not others:
             return None
         other = max(others, key=lambda w: w.rows)

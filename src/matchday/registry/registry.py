@@ -61,7 +61,9 @@ class Registry:
         predictor = packed.predictor
         given = Signature.model_validate(signature) if isinstance(signature, dict) else signature
         if reference is None and given is None:
-            raise InvalidReference("give reference data (or an explicit signature) so matchday knows the model's inputs")
+            raise InvalidReference(
+                "give reference data (or an explicit signature) so matchday knows the model's inputs"
+            )
 
         profile: dict[str, Any] | None = None
         if reference is not None:
@@ -90,8 +92,19 @@ class Registry:
             final = given
         sha, written = self.artifacts.put(packed.data)
         try:
-            return self._insert(name, packed.flavor, sha, len(packed.data), final, profile, packed.options,
-                                metrics, tags, description, alias)
+            return self._insert(
+                name,
+                packed.flavor,
+                sha,
+                len(packed.data),
+                final,
+                profile,
+                packed.options,
+                metrics,
+                tags,
+                description,
+                alias,
+            )
         except Exception:
             if written and self._unused(sha):
                 self.artifacts.delete(sha)
@@ -104,12 +117,31 @@ class Registry:
         except StoreError:
             return True
 
-    def _insert(self, name: str, flavor: str, sha: str, size: int, signature: Signature, profile: dict[str, Any] | None,
-                options: dict[str, Any], metrics: dict[str, float] | None, tags: dict[str, str] | None,
-                description: str | None, alias: str | None) -> ModelVersionRecord:
+    def _insert(
+        self,
+        name: str,
+        flavor: str,
+        sha: str,
+        size: int,
+        signature: Signature,
+        profile: dict[str, Any] | None,
+        options: dict[str, Any],
+        metrics: dict[str, float] | None,
+        tags: dict[str, str] | None,
+        description: str | None,
+        alias: str | None,
+    ) -> ModelVersionRecord:
         record = self.store.create_version(
-            name, flavor=flavor, artifact_sha256=sha, artifact_size=size, signature=signature.model_dump(mode="json"),
-            profile=profile, flavor_options=options, metrics=dict(metrics or {}), tags=dict(tags or {}), description=description,
+            name,
+            flavor=flavor,
+            artifact_sha256=sha,
+            artifact_size=size,
+            signature=signature.model_dump(mode="json"),
+            profile=profile,
+            flavor_options=options,
+            metrics=dict(metrics or {}),
+            tags=dict(tags or {}),
+            description=description,
         )
         if alias is not None:
             self.store.set_alias(name, alias, record.version, reason="set at registration")
@@ -182,16 +214,22 @@ class Registry:
         return removed
 
 
-def _labelled_sample(predictor: Predictor, sample: pa.Table, predictions: np.ndarray,
-                     labels: np.ndarray) -> dict[str, Any]:
+def _labelled_sample(
+    predictor: Predictor, sample: pa.Table, predictions: np.ndarray, labels: np.ndarray
+) -> dict[str, Any]:
     """The first reference rows' labels, predictions and probabilities: what monitoring compares live
     performance with, and calibrates the estimate before labels on."""
     n = min(LABELLED_SAMPLE_ROWS, len(predictions))
-    out: dict[str, Any] = {"labels": np.asarray(labels[:n]).tolist(), "predictions": np.asarray(predictions[:n]).tolist(),
-                           "probabilities": None}
+    out: dict[str, Any] = {
+        "labels": np.asarray(labels[:n]).tolist(),
+        "predictions": np.asarray(predictions[:n]).tolist(),
+        "probabilities": None,
+    }
     if predictor.has_proba:
         try:
-            out["probabilities"] = np.asarray(predictor.predict_proba(sample.slice(0, n)), dtype=np.float64).round(6).tolist()
+            out["probabilities"] = (
+                np.asarray(predictor.predict_proba(sample.slice(0, n)), dtype=np.float64).round(6).tolist()
+            )
         except Exception:  # the sample is still useful without them
             pass
     return out
@@ -201,8 +239,9 @@ def _pop_target(table: pa.Table, target: str | None) -> np.ndarray | None:
     if target is None:
         return None
     if target not in table.column_names:
-        raise InvalidReference(f"the target column {target!r} is not in the reference data",
-                               [f"columns: {', '.join(table.column_names)}"])
+        raise InvalidReference(
+            f"the target column {target!r} is not in the reference data", [f"columns: {', '.join(table.column_names)}"]
+        )
     return table.column(target).to_numpy(zero_copy_only=False)
 
 

@@ -31,8 +31,13 @@ class GateResult:
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "outcome": self.outcome, "value": self.value, "limit": self.limit,
-                "detail": self.detail}
+        return {
+            "name": self.name,
+            "outcome": self.outcome,
+            "value": self.value,
+            "limit": self.limit,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,13 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
     b, c = comparison.baseline, comparison.candidate
     results: list[GateResult] = []
     enough = min(b.requests, c.requests) >= min_requests
-    traffic = GateResult("traffic", "pass" if enough else "inconclusive", float(min(b.requests, c.requests)),
-                         float(min_requests),
-                         f"baseline {b.requests} and candidate {c.requests} rows"
-                         + ("" if enough else f"; each needs {min_requests}"))
+    traffic = GateResult(
+        "traffic",
+        "pass" if enough else "inconclusive",
+        float(min(b.requests, c.requests)),
+        float(min_requests),
+        f"baseline {b.requests} and candidate {c.requests} rows" + ("" if enough else f"; each needs {min_requests}"),
+    )
     results.append(traffic)
 
     if c.error_rate is None or b.error_rate is None:
@@ -72,9 +80,16 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         increase = c_rate - b_rate
         margin = Z_FAIL * proportion_difference_se(c_x, c_n, b_x, b_n)
         outcome: Outcome = _judge(increase, margin, gates.max_error_rate_increase)
-        results.append(GateResult("error_rate", outcome, increase, gates.max_error_rate_increase,
-                                  f"candidate {c_rate:.2%} vs baseline {b_rate:.2%} of requests failed "
-                                  f"({c_x} of {c_n} and {b_x} of {b_n}; increase {increase:+.2%} ± {margin:.2%})"))
+        results.append(
+            GateResult(
+                "error_rate",
+                outcome,
+                increase,
+                gates.max_error_rate_increase,
+                f"candidate {c_rate:.2%} vs baseline {b_rate:.2%} of requests failed "
+                f"({c_x} of {c_n} and {b_x} of {b_n}; increase {increase:+.2%} ± {margin:.2%})",
+            )
+        )
 
     if c.latency_p99_seconds is None or b.latency_p99_seconds is None:
         results.append(GateResult("latency_p99", "inconclusive", None, None, "no successful rows on one side"))
@@ -86,14 +101,28 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         # only if the candidate's latencies are also significantly slower overall (Mann-Whitney, 99%).
         outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
         significance = "" if p is None else f"; slower overall p={p:.3g}"
-        results.append(GateResult("latency_p99", outcome, c.latency_p99_seconds, limit,
-                                  f"candidate p99 {c.latency_p99_seconds * 1000:.1f} ms vs baseline "
-                                  f"{b.latency_p99_seconds * 1000:.1f} ms (limit {limit * 1000:.1f} ms{significance})"))
+        results.append(
+            GateResult(
+                "latency_p99",
+                outcome,
+                c.latency_p99_seconds,
+                limit,
+                f"candidate p99 {c.latency_p99_seconds * 1000:.1f} ms vs baseline "
+                f"{b.latency_p99_seconds * 1000:.1f} ms (limit {limit * 1000:.1f} ms{significance})",
+            )
+        )
 
     divergence = comparison.prediction_divergence
     if divergence is None:
-        results.append(GateResult("prediction_divergence", "inconclusive", None, gates.max_prediction_divergence,
-                                  "no predictions on one side"))
+        results.append(
+            GateResult(
+                "prediction_divergence",
+                "inconclusive",
+                None,
+                gates.max_prediction_divergence,
+                "no predictions on one side",
+            )
+        )
     else:
         p = comparison.divergence_pvalue
         over = divergence > gates.max_prediction_divergence
@@ -101,9 +130,15 @@ def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analy
         # splits of the same predictions rarely diverge as much (permutation test, 99%)
         outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
         chance = "" if p is None else f"; by chance p={p:.3g}"
-        results.append(GateResult("prediction_divergence", outcome, divergence, gates.max_prediction_divergence,
-                                  f"Jensen-Shannon distance {divergence:.3f} between the two prediction "
-                                  f"distributions{chance}"))
+        results.append(
+            GateResult(
+                "prediction_divergence",
+                outcome,
+                divergence,
+                gates.max_prediction_divergence,
+                f"Jensen-Shannon distance {divergence:.3f} between the two prediction distributions{chance}",
+            )
+        )
 
     results.append(_metric_gate(comparison, gates))
     outcomes = {r.outcome for r in results}
@@ -130,8 +165,13 @@ def _metric_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
     outcome: Outcome | Literal["skipped"] = _judge(drop, margin, gates.max_metric_drop)
     if outcome == "inconclusive" and gates.labels == "optional":
         outcome = "skipped"
-    return GateResult(name, outcome, drop, gates.max_metric_drop,
-                      f"{what} on {c.labelled} and {b.labelled} labelled rows (worse by {drop:+.3f} ± {margin:.3f})")
+    return GateResult(
+        name,
+        outcome,
+        drop,
+        gates.max_metric_drop,
+        f"{what} on {c.labelled} and {b.labelled} labelled rows (worse by {drop:+.3f} ± {margin:.3f})",
+    )
 
 
 Z_FAIL = 2.3263478740408408  # one-sided 99%
@@ -142,4 +182,3 @@ def _judge(worse_by: float, margin: float, tolerance: float) -> Outcome:
     if worse_by - margin > tolerance:
         return "fail"
     return "pass" if worse_by <= tolerance else "inconclusive"
-

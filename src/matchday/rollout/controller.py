@@ -26,8 +26,9 @@ Warm = Callable[[str, list[dict[str, Any]]], float]  # (ref, input rows) -> seco
 
 
 class RolloutController:
-    def __init__(self, rollouts: Rollouts, leader: LeaderLock | None = None, warm: Warm | None = None,
-                 interval: float = 1.0) -> None:
+    def __init__(
+        self, rollouts: Rollouts, leader: LeaderLock | None = None, warm: Warm | None = None, interval: float = 1.0
+    ) -> None:
         self.rollouts = rollouts
         self.leader = leader
         self.warm = warm
@@ -79,8 +80,14 @@ class RolloutController:
     def _canary(self, record: RolloutRecord, plan: RolloutPlan) -> str:
         now = _now()
         elapsed = (now - record.step_started_at).total_seconds()
-        comparison = compare_arms(self.rollouts.log_store, record.deployment, _pair(record.baseline),
-                                  _pair(record.candidate), record.step_started_at, self.rollouts.task(record.candidate))
+        comparison = compare_arms(
+            self.rollouts.log_store,
+            record.deployment,
+            _pair(record.baseline),
+            _pair(record.candidate),
+            record.step_started_at,
+            self.rollouts.task(record.candidate),
+        )
         analysis = analyse(comparison, plan.gates, plan.min_requests)
         numbers = analysis.as_dict()
         data = {"step": record.step, "weight": record.weight, "analysis": numbers}
@@ -93,31 +100,52 @@ class RolloutController:
             if failures > plan.failure_limit:
                 why = f"analysis failed at {where}: {reasons}"
                 self.rollouts.rollback(record.deployment, "controller", why, data, numbers, failures, expected=record)
-                log.warning("rollout %d of %r rolled back to %s: %s", record.id, record.deployment,
-                            record.baseline, why)  # the alert, until monitors and webhooks arrive
+                log.warning(
+                    "rollout %d of %r rolled back to %s: %s", record.id, record.deployment, record.baseline, why
+                )  # the alert, until monitors and webhooks arrive
                 return "rolled_back"
-            self.rollouts.store.update(record, {"failures": failures, "step_started_at": now, "analysis": numbers},
-                                       ("analysis_failed", "controller",
-                                        f"analysis failed at {where} ({failures} of {plan.failure_limit + 1} "
-                                        f"allowed before rollback): {reasons}", data))
+            self.rollouts.store.update(
+                record,
+                {"failures": failures, "step_started_at": now, "analysis": numbers},
+                (
+                    "analysis_failed",
+                    "controller",
+                    f"analysis failed at {where} ({failures} of {plan.failure_limit + 1} "
+                    f"allowed before rollback): {reasons}",
+                    data,
+                ),
+            )
             return "failed"
         if held and analysis.outcome == "pass":
             following = record.step + 1
             if following >= len(plan.steps) - 1:
-                self.rollouts.promote(record.deployment, "controller",
-                                      f"all {len(plan.steps) - 1} analysed steps passed", data, numbers,
-                                      expected=record)
+                self.rollouts.promote(
+                    record.deployment,
+                    "controller",
+                    f"all {len(plan.steps) - 1} analysed steps passed",
+                    data,
+                    numbers,
+                    expected=record,
+                )
                 return "promoted"
             weight = plan.steps[following]
-            self.rollouts.store.update(record, {"step": following, "weight": weight, "step_started_at": now,
-                                                "analysis": numbers},
-                                       ("step_passed", "controller", f"{where} passed its analysis; "
-                                        f"the candidate now answers {weight:g}%", data))
+            self.rollouts.store.update(
+                record,
+                {"step": following, "weight": weight, "step_started_at": now, "analysis": numbers},
+                (
+                    "step_passed",
+                    "controller",
+                    f"{where} passed its analysis; the candidate now answers {weight:g}%",
+                    data,
+                ),
+            )
             return "next_step"
         if held and elapsed >= plan.step_deadline:
             reasons = "; ".join(analysis.reasons) or "no verdict"
-            why = (f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
-                   "waiting for a person to resume, promote or roll back")
+            why = (
+                f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
+                "waiting for a person to resume, promote or roll back"
+            )
             self.rollouts.pause(record.deployment, "controller", why, data, numbers, expected=record)
             log.warning("rollout %d of %r paused: %s", record.id, record.deployment, why)
             return "paused"
@@ -130,17 +158,23 @@ class RolloutController:
                 seconds = self.warm(record.candidate, rows) if self.warm else 0.0
             except Exception as exc:
                 reason = f"{record.candidate} failed to warm up, so traffic never switched: {exc}"
-                self.rollouts.rollback(record.deployment, "controller", reason, {"error": str(exc)},
-                                       expected=record)
+                self.rollouts.rollback(record.deployment, "controller", reason, {"error": str(exc)}, expected=record)
                 return "rolled_back"
             self._warmed[record.id] = (seconds, len(rows))
         if (_now() - record.started_at).total_seconds() < WARM_HOLD_SECONDS:
             return "warming"
         seconds, rows_scored = self._warmed.pop(record.id)
         self.rollouts.store.update(
-            record, {"phase": "switched", "weight": 100.0, "step_started_at": _now()},
-            ("switched", "controller", f"{record.candidate} warmed ({rows_scored} rows scored in {seconds:.3f}s); "
-             f"all traffic switched from {record.baseline}", {"warm_seconds": seconds, "warm_rows": rows_scored}))
+            record,
+            {"phase": "switched", "weight": 100.0, "step_started_at": _now()},
+            (
+                "switched",
+                "controller",
+                f"{record.candidate} warmed ({rows_scored} rows scored in {seconds:.3f}s); "
+                f"all traffic switched from {record.baseline}",
+                {"warm_seconds": seconds, "warm_rows": rows_scored},
+            ),
+        )
         return "switched"
 
 

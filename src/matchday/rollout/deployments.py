@@ -36,7 +36,9 @@ class Deployments:
         self.registry = registry
         self.rollouts = rollouts
 
-    def deploy(self, name: str, model_ref: str, settings: dict[str, Any] | None = None) -> tuple[DeploymentRecord, str | None]:
+    def deploy(
+        self, name: str, model_ref: str, settings: dict[str, Any] | None = None
+    ) -> tuple[DeploymentRecord, str | None]:
         """Create or repoint deployment ``name``; the model reference must resolve now."""
         if not _NAME.match(name):
             raise RolloutError(f"invalid deployment name {name!r}: lowercase letters, digits, '_' or '-' (up to 100)")
@@ -45,10 +47,13 @@ class Deployments:
         try:
             parsed = DeploymentSettings(**(settings or {}))
         except ValidationError as exc:
-            raise RolloutError("invalid deployment settings",
-                               [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from exc
+            raise RolloutError(
+                "invalid deployment settings", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            ) from exc
         if ref.version is None and ref.alias is None:
-            raise RolloutError(f"deploy a fixed version or an alias ({ref.name}:N or {ref.name}@champion), not {model_ref!r}")
+            raise RolloutError(
+                f"deploy a fixed version or an alias ({ref.name}:N or {ref.name}@champion), not {model_ref!r}"
+            )
         self._refuse_during_rollout(name, "repointed")
         return self.store.upsert(name, str(ref), parsed.model_dump())
 
@@ -65,9 +70,11 @@ class Deployments:
     def _refuse_during_rollout(self, name: str, what: str) -> None:
         active = self.rollouts.active(name)
         if active is not None:
-            raise RolloutError(f"deployment {name!r} has a {active.strategy} rollout in progress "
-                               f"({active.baseline} -> {active.candidate}); it cannot be {what} until that rollout "
-                               "is promoted or rolled back")
+            raise RolloutError(
+                f"deployment {name!r} has a {active.strategy} rollout in progress "
+                f"({active.baseline} -> {active.candidate}); it cannot be {what} until that rollout "
+                "is promoted or rolled back"
+            )
 
     def settings(self, record: DeploymentRecord) -> DeploymentSettings:
         return DeploymentSettings(**record.settings)
@@ -99,16 +106,38 @@ def traffic_plan(rollout: RolloutRecord) -> TrafficPlan:
     """The split an active rollout asks for, the same in every process that reads it."""
     baseline, candidate = ModelRef.parse(rollout.baseline), ModelRef.parse(rollout.candidate)
     assert baseline.version is not None and candidate.version is not None
-    primary = Route(rollout.deployment, baseline.name, baseline.version, rollout.baseline, arm="baseline",
-                    plan=rollout.strategy, rollout_id=rollout.id, step=rollout.step)
-    other = Route(rollout.deployment, candidate.name, candidate.version, rollout.candidate,
-                  arm="shadow" if rollout.strategy == "shadow" else "candidate",
-                  plan=rollout.strategy, rollout_id=rollout.id, step=rollout.step)
+    primary = Route(
+        rollout.deployment,
+        baseline.name,
+        baseline.version,
+        rollout.baseline,
+        arm="baseline",
+        plan=rollout.strategy,
+        rollout_id=rollout.id,
+        step=rollout.step,
+    )
+    other = Route(
+        rollout.deployment,
+        candidate.name,
+        candidate.version,
+        rollout.candidate,
+        arm="shadow" if rollout.strategy == "shadow" else "candidate",
+        plan=rollout.strategy,
+        rollout_id=rollout.id,
+        step=rollout.step,
+    )
     plan = rollout.plan
     shadow_share = (plan.get("share") or 100.0) / 100 if rollout.strategy == "shadow" else 0.0
     # every process loads the candidate as soon as it sees the plan, so no request pays for the load
     # (and a canary's latency is not its cold start); blue-green also keeps the old version for the switch back
     warm: tuple[Route, ...] = (other, primary) if rollout.strategy == "bluegreen" else (other,)
-    return TrafficPlan(rollout.deployment, primary, other, candidate_share=rollout.weight / 100,
-                       shadow_share=shadow_share, fallback=bool(plan.get("fallback")), warm=warm,
-                       salt=f"rollout-{rollout.id}")
+    return TrafficPlan(
+        rollout.deployment,
+        primary,
+        other,
+        candidate_share=rollout.weight / 100,
+        shadow_share=shadow_share,
+        fallback=bool(plan.get("fallback")),
+        warm=warm,
+        salt=f"rollout-{rollout.id}",
+    )

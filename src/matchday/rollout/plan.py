@@ -43,18 +43,23 @@ class Gates(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1,
-                                           description="canary error rate minus baseline's, at most")
+    max_error_rate_increase: float = Field(
+        default=0.01, ge=0, le=1, description="canary error rate minus baseline's, at most"
+    )
     max_latency_p99_ratio: float = Field(default=1.5, gt=0, description="canary p99 over baseline p99, at most ...")
-    latency_slack_seconds: float = Field(default=0.005, ge=0,
-                                         description="... plus this much, so microseconds never fail")
-    max_prediction_divergence: float = Field(default=0.2, ge=0, le=1,
-                                             description="Jensen-Shannon distance of the prediction distributions")
-    max_metric_drop: float = Field(default=0.02, ge=0,
-                                   description="accuracy lower (or MAE higher) than baseline by at most")
+    latency_slack_seconds: float = Field(
+        default=0.005, ge=0, description="... plus this much, so microseconds never fail"
+    )
+    max_prediction_divergence: float = Field(
+        default=0.2, ge=0, le=1, description="Jensen-Shannon distance of the prediction distributions"
+    )
+    max_metric_drop: float = Field(
+        default=0.02, ge=0, description="accuracy lower (or MAE higher) than baseline by at most"
+    )
     labels: Literal["required", "optional", "off"] = Field(
         default="optional",
-        description="required: too few labels is inconclusive; optional: judged when there are enough")
+        description="required: too few labels is inconclusive; optional: judged when there are enough",
+    )
     min_labels: int = Field(default=50, ge=1, description="labelled rows per version before accuracy is judged")
 
 
@@ -62,19 +67,26 @@ class RolloutPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Strategy = "canary"
-    steps: list[float] = Field(default_factory=lambda: _DEFAULT_STEPS.copy(),
-                               description="canary: traffic share per step, in percent, ending at 100")
+    steps: list[float] = Field(
+        default_factory=lambda: _DEFAULT_STEPS.copy(),
+        description="canary: traffic share per step, in percent, ending at 100",
+    )
     interval: float = Field(default=300.0, description="minimum time each step is held (seconds, or '5m')")
-    min_requests: int = Field(default=200, ge=1,
-                              description="rows each version must answer in a step before it is judged")
+    min_requests: int = Field(
+        default=200, ge=1, description="rows each version must answer in a step before it is judged"
+    )
     failure_limit: int = Field(default=0, ge=0, description="failed analyses tolerated; one more rolls back")
-    deadline: float | None = Field(default=None, description="a step still inconclusive after this long pauses "
-                                                             "for a human (default: 10 x interval)")
+    deadline: float | None = Field(
+        default=None,
+        description="a step still inconclusive after this long pauses for a human (default: 10 x interval)",
+    )
     fallback: bool = Field(default=False, description="a request the canary fails is answered by the baseline")
-    share: float | None = Field(default=None, gt=0, le=100,
-                                description="shadow: percent mirrored (100); ab: percent to the candidate (50)")
-    warmup_rows: int = Field(default=16, ge=0,
-                             description="bluegreen: rows scored on the new version before the switch")
+    share: float | None = Field(
+        default=None, gt=0, le=100, description="shadow: percent mirrored (100); ab: percent to the candidate (50)"
+    )
+    warmup_rows: int = Field(
+        default=16, ge=0, description="bluegreen: rows scored on the new version before the switch"
+    )
     gates: Gates = Field(default_factory=Gates)
 
     @field_validator("interval", "deadline", mode="before")
@@ -102,8 +114,10 @@ class RolloutPlan(BaseModel):
             if any(b <= a for a, b in zip(self.steps, self.steps[1:])):
                 raise ValueError(f"steps must increase; got {self.steps}")
             if len(self.steps) < 2:
-                raise ValueError("a canary needs a step below 100 to compare against the baseline "
-                                 "(to switch at once, use --strategy bluegreen)")
+                raise ValueError(
+                    "a canary needs a step below 100 to compare against the baseline "
+                    "(to switch at once, use --strategy bluegreen)"
+                )
             if self.steps[-1] != 100:
                 raise ValueError(f"the last step must be 100 (promotion); got {self.steps}")
         if self.share is not None and self.strategy not in ("shadow", "ab"):
@@ -149,6 +163,10 @@ def build_plan(options: dict[str, Any], defaults: dict[str, Any] | None = None) 
     try:
         return RolloutPlan(**merged)
     except ValidationError as exc:
-        raise InvalidPlan("invalid rollout plan",
-                          [f"{'.'.join(map(str, e['loc'])) or 'plan'}: {e['msg'].removeprefix('Value error, ')}"
-                           for e in exc.errors()]) from exc
+        raise InvalidPlan(
+            "invalid rollout plan",
+            [
+                f"{'.'.join(map(str, e['loc'])) or 'plan'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            ],
+        ) from exc

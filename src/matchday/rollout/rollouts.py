@@ -38,24 +38,50 @@ class RolloutStatus:
     def as_dict(self) -> dict[str, Any]:
         r = self.rollout
         return {
-            "id": r.id, "deployment": r.deployment, "strategy": r.strategy, "baseline": r.baseline,
-            "candidate": r.candidate, "state": r.state, "phase": r.phase, "step": r.step,
-            "weight": r.weight, "failures": r.failures, "reason": r.reason,
-            "started_at": r.started_at.isoformat(), "step_started_at": r.step_started_at.isoformat(),
+            "id": r.id,
+            "deployment": r.deployment,
+            "strategy": r.strategy,
+            "baseline": r.baseline,
+            "candidate": r.candidate,
+            "state": r.state,
+            "phase": r.phase,
+            "step": r.step,
+            "weight": r.weight,
+            "failures": r.failures,
+            "reason": r.reason,
+            "started_at": r.started_at.isoformat(),
+            "step_started_at": r.step_started_at.isoformat(),
             "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-            "plan": self.plan.model_dump(), "last_analysis": r.analysis, "report": self.report,
+            "plan": self.plan.model_dump(),
+            "last_analysis": r.analysis,
+            "report": self.report,
             "events": [event_dict(e) for e in self.events],
         }
 
 
 def event_dict(e: EventRecord) -> dict[str, Any]:
-    return {"id": e.id, "at": e.at.isoformat(), "deployment": e.deployment, "rollout": e.rollout_id, "kind": e.kind,
-            "actor": e.actor, "reason": e.reason, "data": e.data}
+    return {
+        "id": e.id,
+        "at": e.at.isoformat(),
+        "deployment": e.deployment,
+        "rollout": e.rollout_id,
+        "kind": e.kind,
+        "actor": e.actor,
+        "reason": e.reason,
+        "data": e.data,
+    }
 
 
 class Rollouts:
-    def __init__(self, store: RolloutStore, events: EventStore, deployments: Deployments, registry: Registry,
-                 log_store: PredictionLogStore, defaults: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        store: RolloutStore,
+        events: EventStore,
+        deployments: Deployments,
+        registry: Registry,
+        log_store: PredictionLogStore,
+        defaults: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.store = store
         self.events = events
         self.deployments = deployments
@@ -64,29 +90,45 @@ class Rollouts:
         self.defaults = defaults or {}
 
     # -- starting ------------------------------------------------------------------------------
-    def start(self, deployment: str, candidate: str, options: dict[str, Any] | None = None,
-              actor: str = "user") -> RolloutRecord:
+    def start(
+        self, deployment: str, candidate: str, options: dict[str, Any] | None = None, actor: str = "user"
+    ) -> RolloutRecord:
         """Begin moving ``deployment`` to ``candidate`` under a plan (options over matchday.yaml's)."""
         record = self.deployments.get(deployment)
         plan = build_plan(options or {}, self.defaults.get(deployment))
         baseline = self.registry.resolve(record.model_ref)
         target = self.registry.resolve(ModelRef.parse(candidate))
         if (target.name, target.version) == (baseline.name, baseline.version):
-            raise RolloutError(f"deployment {deployment!r} already serves {baseline.name}:{baseline.version}; "
-                               "a rollout needs a different version")
+            raise RolloutError(
+                f"deployment {deployment!r} already serves {baseline.name}:{baseline.version}; "
+                "a rollout needs a different version"
+            )
         baseline_ref, candidate_ref = f"{baseline.name}:{baseline.version}", f"{target.name}:{target.version}"
-        check_compatible(self.registry.get_signature(baseline_ref), self.registry.get_signature(candidate_ref),
-                         baseline_ref, candidate_ref)
+        check_compatible(
+            self.registry.get_signature(baseline_ref),
+            self.registry.get_signature(candidate_ref),
+            baseline_ref,
+            candidate_ref,
+        )
         existing = self.store.active(deployment)
         if existing is not None:
-            raise RolloutError(f"deployment {deployment!r} already has a {existing.strategy} rollout in progress "
-                               f"(rollout {existing.id}, {existing.baseline} -> {existing.candidate}); "
-                               "promote or roll it back first")
+            raise RolloutError(
+                f"deployment {deployment!r} already has a {existing.strategy} rollout in progress "
+                f"(rollout {existing.id}, {existing.baseline} -> {existing.candidate}); "
+                "promote or roll it back first"
+            )
         phase = {"canary": "step", "shadow": "mirroring", "bluegreen": "warming", "ab": "split"}[plan.strategy]
         reason = f"{plan.strategy} rollout of {candidate_ref} started on {deployment!r} (baseline {baseline_ref})"
-        return self.store.create(deployment, plan.strategy, baseline_ref, candidate_ref, plan.model_dump(),
-                                 phase=phase, weight=plan.initial_weight(),
-                                 event=("started", actor, reason, {"plan": plan.model_dump()}))
+        return self.store.create(
+            deployment,
+            plan.strategy,
+            baseline_ref,
+            candidate_ref,
+            plan.model_dump(),
+            phase=phase,
+            weight=plan.initial_weight(),
+            event=("started", actor, reason, {"plan": plan.model_dump()}),
+        )
 
     # -- reading -------------------------------------------------------------------------------
     def current(self, deployment: str) -> RolloutRecord:
@@ -107,8 +149,9 @@ class Rollouts:
     def status(self, deployment: str, events: int = 20) -> RolloutStatus:
         record = self.current(deployment)
         plan = RolloutPlan(**record.plan)
-        return RolloutStatus(record, plan, self.report(record, plan),
-                             self.events.list(deployment, rollout_id=record.id, limit=events))
+        return RolloutStatus(
+            record, plan, self.report(record, plan), self.events.list(deployment, rollout_id=record.id, limit=events)
+        )
 
     def report(self, record: RolloutRecord, plan: RolloutPlan | None = None) -> dict[str, Any] | None:
         """The live numbers: the canary's analysis of its current step, a shadow report, per-arm numbers."""
@@ -118,10 +161,12 @@ class Rollouts:
         if record.strategy == "shadow":
             shadow = ModelRef.parse(record.candidate)
             assert shadow.version is not None
-            return shadow_report(self.log_store, record.deployment, (shadow.name, shadow.version), since,
-                                 task).as_dict()
-        comparison = compare_arms(self.log_store, record.deployment, _pair(record.baseline), _pair(record.candidate),
-                                  since, task)
+            return shadow_report(
+                self.log_store, record.deployment, (shadow.name, shadow.version), since, task
+            ).as_dict()
+        comparison = compare_arms(
+            self.log_store, record.deployment, _pair(record.baseline), _pair(record.candidate), since, task
+        )
         if record.strategy == "canary" and record.active:
             return analyse(comparison, plan.gates, plan.min_requests).as_dict()
         return comparison.as_dict()
@@ -139,70 +184,127 @@ class Rollouts:
         return self.events.list(deployment, limit=limit)
 
     # -- acting --------------------------------------------------------------------------------
-    def promote(self, deployment: str, actor: str = "user", reason: str | None = None,
-                data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None, *,
-                expected: RolloutRecord | None = None) -> RolloutRecord:
+    def promote(
+        self,
+        deployment: str,
+        actor: str = "user",
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        analysis: dict[str, Any] | None = None,
+        *,
+        expected: RolloutRecord | None = None,
+    ) -> RolloutRecord:
         """Make the candidate the deployment's version: move its alias, or repoint it.
 
         ``expected``: act only on this rollout as it was read (else `StaleRollout`); see `_retry`.
         """
+
         def act(record: RolloutRecord) -> RolloutRecord:
             why = reason or f"{record.candidate} promoted"
             # claim the rollout first (revision-guarded): whoever loses a race moves no alias
-            claimed = self.store.update(record, {"state": "promoted", "phase": "done", "weight": 100.0,
-                                                 "finished_at": _now(), "reason": why, **_analysis(analysis)})
+            claimed = self.store.update(
+                record,
+                {
+                    "state": "promoted",
+                    "phase": "done",
+                    "weight": 100.0,
+                    "finished_at": _now(),
+                    "reason": why,
+                    **_analysis(analysis),
+                },
+            )
             try:
-                where = self.deployments.promote(deployment, record.candidate,
-                                                 f"rollout {record.id} ({actor}): {why}")
+                where = self.deployments.promote(deployment, record.candidate, f"rollout {record.id} ({actor}): {why}")
             except Exception as exc:
-                self.store.update(claimed, {"state": "paused", "phase": record.phase, "weight": record.weight,
-                                            "finished_at": None, "reason": f"promotion failed: {exc}"},
-                                  ("promotion_failed", actor, f"promotion of {record.candidate} failed, the rollout "
-                                   f"is paused where it was: {exc}", {}))
+                self.store.update(
+                    claimed,
+                    {
+                        "state": "paused",
+                        "phase": record.phase,
+                        "weight": record.weight,
+                        "finished_at": None,
+                        "reason": f"promotion failed: {exc}",
+                    },
+                    (
+                        "promotion_failed",
+                        actor,
+                        f"promotion of {record.candidate} failed, the rollout is paused where it was: {exc}",
+                        {},
+                    ),
+                )
                 raise
-            self.events.add("promoted", actor, f"{why}; {where}",
-                            {**(data or {}), "to": record.candidate, "from": record.baseline},
-                            deployment=deployment, rollout_id=record.id)
+            self.events.add(
+                "promoted",
+                actor,
+                f"{why}; {where}",
+                {**(data or {}), "to": record.candidate, "from": record.baseline},
+                deployment=deployment,
+                rollout_id=record.id,
+            )
             return claimed
+
         return self._retry(deployment, act, expected)
 
-    def rollback(self, deployment: str, actor: str = "user", reason: str | None = None,
-                 data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None,
-                 failures: int | None = None, *, expected: RolloutRecord | None = None) -> RolloutRecord:
+    def rollback(
+        self,
+        deployment: str,
+        actor: str = "user",
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        analysis: dict[str, Any] | None = None,
+        failures: int | None = None,
+        *,
+        expected: RolloutRecord | None = None,
+    ) -> RolloutRecord:
         """All traffic back to the baseline, at once; the rollout ends."""
+
         def act(record: RolloutRecord) -> RolloutRecord:
             why = reason or f"rolled back by {actor}"
             extra = {**_analysis(analysis), **({"failures": failures} if failures is not None else {})}
-            return self.store.update(record, {"state": "rolled_back", "phase": "done", "weight": 0.0,
-                                              "finished_at": _now(), "reason": why, **extra},
-                                     ("rolled_back", actor, why, {**(data or {}), "to": record.baseline,
-                                                                  "from": record.candidate}))
+            return self.store.update(
+                record,
+                {"state": "rolled_back", "phase": "done", "weight": 0.0, "finished_at": _now(), "reason": why, **extra},
+                ("rolled_back", actor, why, {**(data or {}), "to": record.baseline, "from": record.candidate}),
+            )
+
         return self._retry(deployment, act, expected)
 
-    def pause(self, deployment: str, actor: str = "user", reason: str | None = None,
-              data: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None, *,
-              expected: RolloutRecord | None = None) -> RolloutRecord:
+    def pause(
+        self,
+        deployment: str,
+        actor: str = "user",
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        analysis: dict[str, Any] | None = None,
+        *,
+        expected: RolloutRecord | None = None,
+    ) -> RolloutRecord:
         """Hold the traffic split where it is until someone resumes, promotes or rolls back."""
+
         def act(record: RolloutRecord) -> RolloutRecord:
             if record.state == "paused":
                 raise NothingToDo(f"the rollout on {deployment!r} is already paused")
             why = reason or f"paused by {actor}"
-            return self.store.update(record, {"state": "paused", "reason": why, **_analysis(analysis)},
-                                     ("paused", actor, why, data or {}))
+            return self.store.update(
+                record, {"state": "paused", "reason": why, **_analysis(analysis)}, ("paused", actor, why, data or {})
+            )
+
         return self._retry(deployment, act, expected)
 
     def resume(self, deployment: str, actor: str = "user", reason: str | None = None) -> RolloutRecord:
         """Continue a paused rollout; its current step starts a fresh window."""
+
         def act(record: RolloutRecord) -> RolloutRecord:
             if record.state != "paused":
                 raise NothingToDo(f"the rollout on {deployment!r} is not paused (it is {record.state})")
             why = reason or f"resumed by {actor}"
-            return self.store.update(record, {"state": "running", "reason": why, "step_started_at": _now()},
-                                     ("resumed", actor, why, {}))
+            return self.store.update(
+                record, {"state": "running", "reason": why, "step_started_at": _now()}, ("resumed", actor, why, {})
+            )
+
         return self._retry(deployment, act)
 
-    def _retry(self, deployment: str, act: Callable[[RolloutRecord], T],
-               expected: RolloutRecord | None = None) -> T:
+    def _retry(self, deployment: str, act: Callable[[RolloutRecord], T], expected: RolloutRecord | None = None) -> T:
         """Run ``act`` on the freshest record; the controller may have moved it a moment ago.
 
         With ``expected`` (the controller's verdict on the record it read), act on that record only
@@ -238,8 +340,11 @@ def check_compatible(baseline: Signature, candidate: Signature, baseline_ref: st
             problems.append(f"input {column.name!r}: {column.type} in the candidate, {mine.type} in the baseline")
     if baseline.output.task != candidate.output.task:
         problems.append(f"output: the candidate does {candidate.output.task}, the baseline {baseline.output.task}")
-    elif baseline.output.classes and candidate.output.classes and \
-            sorted(map(str, baseline.output.classes)) != sorted(map(str, candidate.output.classes)):
+    elif (
+        baseline.output.classes
+        and candidate.output.classes
+        and sorted(map(str, baseline.output.classes)) != sorted(map(str, candidate.output.classes))
+    ):
         problems.append(f"output classes differ: {baseline.output.classes} vs {candidate.output.classes}")
     if problems:
         raise IncompatibleCandidate(f"{candidate_ref} cannot take over {baseline_ref}'s traffic", problems)

@@ -53,10 +53,12 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         rollouts = ws.rollouts
         monitoring = ws.monitoring  # read by the API (it runs in the worker); a bad monitor stops the start here
         alerts = ws.alerts
-        metrics.registry.register(WindowGauges(ws.windows.latest, alerts.firing,
-                                               partial(failure_counts, ws.monitor_state)))
-        parts.start(service=service, rollouts=rollouts, monitoring=monitoring, alerts=alerts, metrics=metrics,
-                    writer=writer)
+        metrics.registry.register(
+            WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state))
+        )
+        parts.start(
+            service=service, rollouts=rollouts, monitoring=monitoring, alerts=alerts, metrics=metrics, writer=writer
+        )
         refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
         warming = asyncio.get_running_loop().create_task(_warm_then_ready(service, parts))
         try:
@@ -74,8 +76,14 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
 
                 prometheus_multiprocess.mark_process_dead(os.getpid())
 
-    app = FastAPI(title="matchday", version=__version__, lifespan=lifespan, default_response_class=ORJSONResponse,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="matchday",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        docs_url=None,
+        redoc_url=None,
+    )
     mount_docs(app)  # /docs and /redoc with their files served here, not from a CDN
     bodies: Schemas = {}  # the request bodies' schemas, added to the OpenAPI document's components
     _declare_bodies(app, bodies)
@@ -151,8 +159,12 @@ async def _warm_then_ready(service: PredictionService, parts: Parts) -> None:
         warmed = []
     parts.ready = True
     failed = [w.ref for w in warmed if w.error is not None]
-    log.info("ready: %d version(s) warm in %.1fs%s", len(warmed) - len(failed), time.perf_counter() - started,
-             f"; could not warm {', '.join(failed)}" if failed else "")
+    log.info(
+        "ready: %d version(s) warm in %.1fs%s",
+        len(warmed) - len(failed),
+        time.perf_counter() - started,
+        f"; could not warm {', '.join(failed)}" if failed else "",
+    )
 
 
 async def _refresh_every_second(metrics: ServingMetrics) -> None:

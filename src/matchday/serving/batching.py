@@ -43,8 +43,9 @@ class Columns:
         return Columns({n: self.values[n] for n in names}, {n: self.types[n] for n in names}, self.num_rows)
 
     def to_arrow(self) -> pa.Table:
-        return pa.Table.from_arrays([pa.array(v, type=self.types[n]) for n, v in self.values.items()],
-                                    names=list(self.values))
+        return pa.Table.from_arrays(
+            [pa.array(v, type=self.types[n]) for n, v in self.values.items()], names=list(self.values)
+        )
 
     @staticmethod
     def concat(parts: list[Columns]) -> Columns:
@@ -90,8 +91,14 @@ class _Item:
 class MicroBatcher:
     """Owns the queue of one model version; ``score`` is awaited by each request."""
 
-    def __init__(self, predict: Callable[[pa.Table], Scored], *, max_batch_size: int = 64, max_wait: float = 0.0,
-                 observe: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        predict: Callable[[pa.Table], Scored],
+        *,
+        max_batch_size: int = 64,
+        max_wait: float = 0.0,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
         self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait

@@ -17,15 +17,17 @@ from matchday.serving.codecs import V2Datatype
 Scalar = str | int | float | bool | None
 EntityKey = str | int | None
 Label = str | int | float | bool
-LABEL = ("the ground truth: one of the deployed version's classes (1, 1.0 and \"1\" are the same), "
-         "or a finite number for a regressor")
+LABEL = (
+    'the ground truth: one of the deployed version\'s classes (1, 1.0 and "1" are the same), '
+    "or a finite number for a regressor"
+)
 
 
 class InstancesBody(BaseModel):
     """Rows as objects, one per row: ``{"instances": [{"amount": 12.5, ...}], "ids": [...]}``."""
 
     instances: list[dict[str, Scalar]] = Field(min_length=1, description="one object per row, keyed by input name")
-    ids: list[EntityKey] | None = Field(default=None, description="one entity key per row (else each row's own \"id\")")
+    ids: list[EntityKey] | None = Field(default=None, description='one entity key per row (else each row\'s own "id")')
 
 
 class ColumnsBody(BaseModel):
@@ -83,8 +85,9 @@ class V2Input(BaseModel):
     shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=2)
     datatype: V2Datatype
     parameters: V2Parameters | None = None
-    data: list[Any] | None = Field(default=None,
-                                   description="row-major values (nested lists allowed); absent with binary data")
+    data: list[Any] | None = Field(
+        default=None, description="row-major values (nested lists allowed); absent with binary data"
+    )
 
 
 class V2Output(BaseModel):
@@ -107,5 +110,9 @@ def body_schema(model: type[BaseModel], components: dict[str, Any], *, required:
     components.update(schema.pop("$defs", {}))
     name = model.__name__
     components[name] = schema
-    return {"requestBody": {"required": required,
-                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}}
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        }
+    }

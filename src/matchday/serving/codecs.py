@@ -92,12 +92,24 @@ def _ids(values: Any, rows: int) -> list[str | None]:
 
 
 # -- Open Inference Protocol V2 ----------------------------------------------------------------
-V2Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                     "FP16", "FP32", "FP64", "BYTES"]
+V2Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+]
 V2_DATATYPES = frozenset(get_args(V2Datatype))  # one list: the OpenAPI document's (bodies.py) and the check's
-_NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-          "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
-          "FP32": np.float32, "FP64": np.float64}
+_NUMPY = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
 _SIGNATURE_DATATYPE = {"integer": "INT64", "float": "FP64", "boolean": "BOOL", "string": "BYTES"}
 
 
@@ -130,17 +142,22 @@ def check_v2_body(body: Any) -> None:
         name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
         if not isinstance(name, str):
             raise BadRequest(f"inputs[{i}].name must be a string")
-        if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= 2
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             raise BadRequest(f"inputs[{i}].shape must be a list of one or two non-negative integers")
         if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
-            raise BadRequest(f"inputs[{i}].datatype {datatype!r} is not a V2 datatype "
-                             f"(one of {', '.join(sorted(V2_DATATYPES))})")
+            raise BadRequest(
+                f"inputs[{i}].datatype {datatype!r} is not a V2 datatype (one of {', '.join(sorted(V2_DATATYPES))})"
+            )
         _check_parameters(spec, f"inputs[{i}].parameters")
     outputs = body.get("outputs")
     if outputs is not None:
-        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                    for o in outputs):
+        if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+        ):
             raise BadRequest('"outputs" must be a list of objects with a string "name"')
         for i, output in enumerate(outputs):
             _check_parameters(output, f"outputs[{i}].parameters")
@@ -185,8 +202,10 @@ def decode_v2(body: Any, binary: bytes, signature: Signature) -> DecodedRequest:
     if len(tensors) == 1:
         ((name, t),) = tensors.items()
         if t.ndim != 2 or t.shape[1] != len(names):
-            raise BadRequest(f"input {name!r} has shape {list(t.shape)}; expected one tensor per column "
-                             f"({', '.join(names)}) or one [N, {len(names)}] tensor in that order")
+            raise BadRequest(
+                f"input {name!r} has shape {list(t.shape)}; expected one tensor per column "
+                f"({', '.join(names)}) or one [N, {len(names)}] tensor in that order"
+            )
         columns = {n: t[:, j].tolist() for j, n in enumerate(names)}
         escaped = name.replace("{", "{{").replace("}", "}}")  # the path is a format template
         return DecodedRequest(columns, t.shape[0], [None] * t.shape[0], escaped + "[{row}][{column}]")

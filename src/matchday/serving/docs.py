@@ -22,8 +22,9 @@ REDOC_JS, FAVICON = "redoc.standalone.js", "favicon.png"
 
 def mount_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
     """Serve the two pages and their files (build ``app`` with ``docs_url=None, redoc_url=None``)."""
-    app.mount(STATIC_PATH, StaticFiles(directory=str(resources.files("fastapi_offline") / "static")),
-              name="docs-static")
+    app.mount(
+        STATIC_PATH, StaticFiles(directory=str(resources.files("fastapi_offline") / "static")), name="docs-static"
+    )
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2_url = app.swagger_ui_oauth2_redirect_url
 
@@ -33,19 +34,27 @@ def mount_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc")
     @app.get(docs_url, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{app.title} API",
-                                   swagger_js_url=asset(request, SWAGGER_JS),
-                                   swagger_css_url=asset(request, SWAGGER_CSS),
-                                   swagger_favicon_url=asset(request, FAVICON),
-                                   oauth2_redirect_url=root + oauth2_url if oauth2_url else None)
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url=asset(request, SWAGGER_JS),
+            swagger_css_url=asset(request, SWAGGER_CSS),
+            swagger_favicon_url=asset(request, FAVICON),
+            oauth2_redirect_url=root + oauth2_url if oauth2_url else None,
+        )
 
     if oauth2_url:
+
         @app.get(oauth2_url, include_in_schema=False)
         async def swagger_ui_redirect() -> HTMLResponse:
             return get_swagger_ui_oauth2_redirect_html()
 
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        return get_redoc_html(openapi_url=request.scope.get("root_path", "") + openapi_url, title=f"{app.title} API",
-                              redoc_js_url=asset(request, REDOC_JS), redoc_favicon_url=asset(request, FAVICON),
-                              with_google_fonts=False)
+        return get_redoc_html(
+            openapi_url=request.scope.get("root_path", "") + openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url=asset(request, REDOC_JS),
+            redoc_favicon_url=asset(request, FAVICON),
+            with_google_fonts=False,
+        )

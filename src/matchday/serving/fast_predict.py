@@ -54,8 +54,13 @@ class FastPredict:
             if status >= 500:
                 log.error("POST %s failed: %s", scope["path"], exc, exc_info=not isinstance(exc, MatchdayError))
         data = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON, (b"content-length", str(len(data)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON, (b"content-length", str(len(data)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
 
     async def _body(self, scope: Scope, receive: Receive) -> Any:
@@ -76,8 +81,9 @@ class FastPredict:
             if not message.get("more_body", False):
                 break
         raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        header, _ = split_binary_body(raw, next((v.decode() for k, v in scope["headers"]
-                                                 if k == b"inference-header-content-length"), None))
+        header, _ = split_binary_body(
+            raw, next((v.decode() for k, v in scope["headers"] if k == b"inference-header-content-length"), None)
+        )
         try:
             return orjson.loads(header)
         except orjson.JSONDecodeError as exc:

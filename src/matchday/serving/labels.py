@@ -36,9 +36,16 @@ def check_labels(labels: Sequence[Label], outputs: Mapping[str, OutputSpec]) -> 
     """
     accepts = [_acceptor(o) for o in outputs.values()]
     expected = _expected(list(outputs.values()))
-    problems = [{"field": f"labels[{i}].label", "problem": f"{_json(value)} is not {expected}", "value": value,
-                 "expected": expected}
-                for i, (_, _, value) in enumerate(labels) if not any(accept(value) for accept in accepts)]
+    problems = [
+        {
+            "field": f"labels[{i}].label",
+            "problem": f"{_json(value)} is not {expected}",
+            "value": value,
+            "expected": expected,
+        }
+        for i, (_, _, value) in enumerate(labels)
+        if not any(accept(value) for accept in accepts)
+    ]
     if problems:
         raise InvalidLabels(f"{len(problems)} label(s) that {', '.join(outputs)} could not have predicted", problems)
 

@@ -49,12 +49,15 @@ def _why(host: str, port: int, exc: OSError, proc: Path) -> str:
     if exc.errno == errno.EADDRINUSE:
         holders = listeners(port, proc)
         if holders:
-            return (f"port {port} on {host} is in use by {', '.join(map(str, holders))}: "
-                    "stop it, or serve on another --port")
+            return (
+                f"port {port} on {host} is in use by {', '.join(map(str, holders))}: "
+                "stop it, or serve on another --port"
+            )
         return f"port {port} on {host} is in use: stop what listens there, or serve on another --port"
     if exc.errno == errno.EACCES:
-        return (f"port {port} on {host} needs privileges this user does not have (ports below 1024): "
-                "choose another --port")
+        return (
+            f"port {port} on {host} needs privileges this user does not have (ports below 1024): choose another --port"
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine, so port {port} cannot be listened on there (--host)"
     if isinstance(exc, socket.gaierror):

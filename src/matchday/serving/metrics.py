@@ -48,43 +48,113 @@ class ServingMetrics:
             PlatformCollector(registry=self.registry)
         self.requests = Counter("matchday_requests_total", "Prediction requests answered", LABELS, registry=r)
         self.rows = Counter("matchday_predictions_total", "Rows scored", LABELS, registry=r)
-        self.errors = Counter("matchday_request_errors_total", "Prediction requests that failed on our side (5xx)",
-                              ("deployment",), registry=r)
-        self.invalid = Counter("matchday_invalid_requests_total", "Prediction requests refused as invalid (4xx)",
-                               ("deployment",), registry=r)
-        self.latency = Histogram("matchday_request_duration_seconds", "Time to answer a prediction request",
-                                 LABELS, buckets=_LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("matchday_batch_size_rows", "Rows per model call after micro-batching",
-                                    LABELS, buckets=_BATCH_BUCKETS, registry=r)
-        self.out_of_range = Counter("matchday_input_out_of_range_total",
-                                    "Input values outside the reference range (scored anyway)", LABELS, registry=r)
-        self.unseen = Counter("matchday_input_unseen_category_total",
-                              "Input categories never seen in the reference (scored anyway)", LABELS, registry=r)
+        self.errors = Counter(
+            "matchday_request_errors_total",
+            "Prediction requests that failed on our side (5xx)",
+            ("deployment",),
+            registry=r,
+        )
+        self.invalid = Counter(
+            "matchday_invalid_requests_total",
+            "Prediction requests refused as invalid (4xx)",
+            ("deployment",),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "matchday_request_duration_seconds",
+            "Time to answer a prediction request",
+            LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "matchday_batch_size_rows",
+            "Rows per model call after micro-batching",
+            LABELS,
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.out_of_range = Counter(
+            "matchday_input_out_of_range_total",
+            "Input values outside the reference range (scored anyway)",
+            LABELS,
+            registry=r,
+        )
+        self.unseen = Counter(
+            "matchday_input_unseen_category_total",
+            "Input categories never seen in the reference (scored anyway)",
+            LABELS,
+            registry=r,
+        )
         self.model_errors = Counter("matchday_model_errors_total", "Rows a model failed to score", LABELS, registry=r)
-        self.fallback = Counter("matchday_fallback_rows_total",
-                                "Rows a candidate failed and its baseline answered instead", LABELS, registry=r)
-        self.shadow_rows = Counter("matchday_shadow_predictions_total",
-                                   "Rows mirrored to a shadow version and scored (never returned)", LABELS, registry=r)
-        self.shadow_dropped = Counter("matchday_shadow_dropped_total",
-                                      "Rows not mirrored because the shadow was too far behind",
-                                      ("deployment",), registry=r)
-        self.feedback = Counter("matchday_feedback_labels_total", "Ground-truth labels joined to predictions",
-                                ("deployment",), registry=r)
-        self.queue = Gauge("matchday_prediction_log_queue_rows", "Rows waiting to be written",
-                           registry=r, multiprocess_mode="livesum")
-        self.lag = Gauge("matchday_prediction_log_lag_seconds", "Age of the oldest unwritten row",
-                         registry=r, multiprocess_mode="livemax")
-        self.spooled = Gauge("matchday_prediction_log_spooled_rows",
-                             "Rows held in a local spool file until the database is back",
-                             registry=r, multiprocess_mode="livesum")
-        self.written = Gauge("matchday_prediction_log_written_rows", "Rows written to the database since start",
-                             registry=r, multiprocess_mode="livesum")
-        self.database_up = Gauge("matchday_prediction_log_database_up", "1 when the last write reached the database",
-                                 registry=r, multiprocess_mode="livemin")
-        self.memory = Gauge("matchday_server_resident_memory_bytes", "Peak resident memory of the server processes",
-                            registry=r, multiprocess_mode="livesum") if multiprocess() else None
-        self.cpu = Gauge("matchday_server_cpu_seconds", "CPU time used by the server processes",
-                         registry=r, multiprocess_mode="livesum") if multiprocess() else None
+        self.fallback = Counter(
+            "matchday_fallback_rows_total",
+            "Rows a candidate failed and its baseline answered instead",
+            LABELS,
+            registry=r,
+        )
+        self.shadow_rows = Counter(
+            "matchday_shadow_predictions_total",
+            "Rows mirrored to a shadow version and scored (never returned)",
+            LABELS,
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "matchday_shadow_dropped_total",
+            "Rows not mirrored because the shadow was too far behind",
+            ("deployment",),
+            registry=r,
+        )
+        self.feedback = Counter(
+            "matchday_feedback_labels_total", "Ground-truth labels joined to predictions", ("deployment",), registry=r
+        )
+        self.queue = Gauge(
+            "matchday_prediction_log_queue_rows", "Rows waiting to be written", registry=r, multiprocess_mode="livesum"
+        )
+        self.lag = Gauge(
+            "matchday_prediction_log_lag_seconds",
+            "Age of the oldest unwritten row",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.spooled = Gauge(
+            "matchday_prediction_log_spooled_rows",
+            "Rows held in a local spool file until the database is back",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.written = Gauge(
+            "matchday_prediction_log_written_rows",
+            "Rows written to the database since start",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.database_up = Gauge(
+            "matchday_prediction_log_database_up",
+            "1 when the last write reached the database",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.memory = (
+            Gauge(
+                "matchday_server_resident_memory_bytes",
+                "Peak resident memory of the server processes",
+                registry=r,
+                multiprocess_mode="livesum",
+            )
+            if multiprocess()
+            else None
+        )
+        self.cpu = (
+            Gauge(
+                "matchday_server_cpu_seconds",
+                "CPU time used by the server processes",
+                registry=r,
+                multiprocess_mode="livesum",
+            )
+            if multiprocess()
+            else None
+        )
 
     def refresh(self) -> None:
         """Copy this process's writer state (and, with workers, its memory and CPU) into the gauges."""

@@ -32,11 +32,11 @@ class RequestIds:
         with self._lock:
             need = 16 * n
             if self._at + need > len(self._pool):
-                self._pool = self._pool[self._at:] + os.urandom(max(16 * _BATCH, need))
+                self._pool = self._pool[self._at :] + os.urandom(max(16 * _BATCH, need))
                 self._at = 0
-            raw = self._pool[self._at:self._at + need]
+            raw = self._pool[self._at : self._at + need]
             self._at += need
-        return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, need, 16)]
+        return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, need, 16)]
 
     def one(self) -> str:
         return self.take(1)[0]

@@ -76,8 +76,15 @@ class _Answer:
 
 
 class PredictionService:
-    def __init__(self, deployments: Deployments, registry: Registry, log_store: PredictionLogStore,
-                 writer: PredictionLogWriter, metrics: ServingMetrics, shadows: ShadowWorker) -> None:
+    def __init__(
+        self,
+        deployments: Deployments,
+        registry: Registry,
+        log_store: PredictionLogStore,
+        writer: PredictionLogWriter,
+        metrics: ServingMetrics,
+        shadows: ShadowWorker,
+    ) -> None:
         self.deployments = deployments
         self.registry = registry
         self.log_store = log_store
@@ -168,8 +175,12 @@ class PredictionService:
             if batcher is not None:  # redeployed with new settings: the old one answers what it holds
                 self._spawn(batcher.retire())
             labels = (route.deployment, route.model, str(route.version))
-            batcher = MicroBatcher(_scorer(predictor), max_batch_size=settings.max_batch_size, max_wait=wait,
-                                   observe=self.metrics.batch_size.labels(*labels).observe)
+            batcher = MicroBatcher(
+                _scorer(predictor),
+                max_batch_size=settings.max_batch_size,
+                max_wait=wait,
+                observe=self.metrics.batch_size.labels(*labels).observe,
+            )
             self._batchers[key] = batcher
         return batcher
 
@@ -222,8 +233,9 @@ class PredictionService:
         return warmed
 
     # -- predicting ----------------------------------------------------------------------------
-    async def predict(self, deployment: str, decode: Callable[[Signature], DecodedRequest],
-                      version: int | None = None) -> PredictionResult:
+    async def predict(
+        self, deployment: str, decode: Callable[[Signature], DecodedRequest], version: int | None = None
+    ) -> PredictionResult:
         started = time.perf_counter()
         plan, settings = await self.route(deployment)  # one read of the plan for the whole request
         fixed = self._served(plan, version) if version is not None else None
@@ -232,15 +244,17 @@ class PredictionService:
         assert predictor.signature is not None
         batch, decoded = self._validate(deployment, decode, predictor.signature, settings)
         request_ids = REQUEST_IDS.take(decoded.rows)
-        keys = [entity if entity is not None else rid
-                for entity, rid in zip(decoded.entity_ids, request_ids, strict=True)]
+        keys = [
+            entity if entity is not None else rid for entity, rid in zip(decoded.entity_ids, request_ids, strict=True)
+        ]
         to_candidate = np.zeros(decoded.rows, dtype=bool) if fixed is not None else plan.assign(keys)
         groups = [(primary, np.flatnonzero(~to_candidate))]
         if to_candidate.any():
             assert plan.candidate is not None
             groups.append((plan.candidate, np.flatnonzero(to_candidate)))
-        answers = await asyncio.gather(*(self._answer(route, rows, batch.columns, settings, started)
-                                         for route, rows in groups if rows.size))
+        answers = await asyncio.gather(
+            *(self._answer(route, rows, batch.columns, settings, started) for route, rows in groups if rows.size)
+        )
         answers = await self._fall_back(plan, answers, batch.columns, settings, started)
         answers = self._blame_input(deployment, answers, batch)
         now = datetime.now(UTC)
@@ -264,10 +278,18 @@ class PredictionService:
             self._mirror(plan, settings, batch.columns, np.flatnonzero(mirrored), request_ids, decoded, batch)
         self._count(answers, batch)
         answered = served[0].route if len(served) == 1 else primary
-        quality = {"out_of_range": batch.quality.out_of_range, "unseen_category": batch.quality.unseen_category,
-                   "by_feature": batch.quality.by_feature}
-        return PredictionResult(answered, predictor.signature, [p for p in predictions if p is not None],
-                                _stitch(served, decoded.rows, predictor), quality)
+        quality = {
+            "out_of_range": batch.quality.out_of_range,
+            "unseen_category": batch.quality.unseen_category,
+            "by_feature": batch.quality.by_feature,
+        }
+        return PredictionResult(
+            answered,
+            predictor.signature,
+            [p for p in predictions if p is not None],
+            _stitch(served, decoded.rows, predictor),
+            quality,
+        )
 
     def _blame_input(self, deployment: str, answers: list[_Answer], batch: ValidatedBatch) -> list[_Answer]:
         """The answers without the failures the caller's far-out-of-range input caused. Rows no version
@@ -282,17 +304,24 @@ class PredictionService:
         if any(i not in answered for i in rows):
             self.metrics.invalid.labels(deployment).inc()
             refused = batch.quality.far_problems(rows)
-            raise InputOutOfRange(f"{len(refused)} value(s) far outside the reference range could not be scored",
-                                  refused)
+            raise InputOutOfRange(
+                f"{len(refused)} value(s) far outside the reference range could not be scored", refused
+            )
         return [a for a in answers if id(a) not in blamed]
 
-    def _validate(self, deployment: str, decode: Callable[[Signature], DecodedRequest], signature: Signature,
-                  settings: DeploymentSettings) -> tuple[ValidatedBatch, DecodedRequest]:
+    def _validate(
+        self,
+        deployment: str,
+        decode: Callable[[Signature], DecodedRequest],
+        signature: Signature,
+        settings: DeploymentSettings,
+    ) -> tuple[ValidatedBatch, DecodedRequest]:
         try:
             decoded = decode(signature)
             if decoded.rows > settings.max_rows:
-                raise PayloadTooLarge(f"{decoded.rows} rows in one request; deployment {deployment!r} accepts at most "
-                                      f"{settings.max_rows}")
+                raise PayloadTooLarge(
+                    f"{decoded.rows} rows in one request; deployment {deployment!r} accepts at most {settings.max_rows}"
+                )
             if decoded.rows == 0:
                 raise BadRequest("the request has no rows to score")
             return validate_columns(decoded.columns, decoded.rows, signature, decoded.path), decoded
@@ -300,8 +329,9 @@ class PredictionService:
             self.metrics.invalid.labels(deployment).inc()
             raise
 
-    async def _answer(self, route: Route, rows: np.ndarray, table: Columns, settings: DeploymentSettings,
-                      started: float) -> _Answer:
+    async def _answer(
+        self, route: Route, rows: np.ndarray, table: Columns, settings: DeploymentSettings, started: float
+    ) -> _Answer:
         predictor: Predictor | None = None
         try:
             predictor = await self.predictor(route.ref)
@@ -313,12 +343,14 @@ class PredictionService:
             raise
         except Exception as exc:  # the version's own failure (to load or to score): logged, a 500 or a fallback
             log.warning("%s failed on %d row(s): %s: %s", route.ref, rows.size, type(exc).__name__, exc)
-            return _Answer(route, predictor, rows, None, time.perf_counter() - started,
-                           error=f"{type(exc).__name__}: {exc}"[:1000])
+            return _Answer(
+                route, predictor, rows, None, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}"[:1000]
+            )
         return _Answer(route, predictor, rows, scored, time.perf_counter() - started)
 
-    async def _fall_back(self, plan: TrafficPlan, answers: list[_Answer], table: Columns,
-                         settings: DeploymentSettings, started: float) -> list[_Answer]:
+    async def _fall_back(
+        self, plan: TrafficPlan, answers: list[_Answer], table: Columns, settings: DeploymentSettings, started: float
+    ) -> list[_Answer]:
         """Rows the candidate failed are answered by the primary, if the plan says so."""
         out = list(answers)
         for answer in answers:
@@ -329,41 +361,103 @@ class PredictionService:
                 self.metrics.fallback.labels(*labels).inc(answer.rows.size)
         return out
 
-    def _answer_rows(self, deployment: str, answer: _Answer, batch: ValidatedBatch, decoded: DecodedRequest,
-                     request_ids: list[str], predictions: list[Prediction | None],
-                     now: datetime) -> list[dict[str, Any]]:
+    def _answer_rows(
+        self,
+        deployment: str,
+        answer: _Answer,
+        batch: ValidatedBatch,
+        decoded: DecodedRequest,
+        request_ids: list[str],
+        predictions: list[Prediction | None],
+        now: datetime,
+    ) -> list[dict[str, Any]]:
         assert answer.scored is not None and answer.predictor is not None
         classes = [str(c) for c in answer.predictor.classes or []]
         values = json_safe(answer.scored.predictions.tolist())
         probas = json_safe(answer.scored.probabilities.tolist()) if answer.scored.probabilities is not None else None
         rows = []
         for j, i in enumerate(answer.rows.tolist()):
-            proba = (dict(zip(classes, probas[j], strict=True))
-                     if probas is not None and len(classes) == len(probas[j]) else None)
+            proba = (
+                dict(zip(classes, probas[j], strict=True))
+                if probas is not None and len(classes) == len(probas[j])
+                else None
+            )
             predictions[i] = Prediction(request_ids[i], decoded.entity_ids[i], values[j], proba, answer.route.version)
-            rows.append(self._log_row(deployment, answer.route, request_ids[i], decoded.entity_ids[i],
-                                      batch.records[i], values[j], probas[j] if probas is not None else None,
-                                      answer.elapsed, now))
+            rows.append(
+                self._log_row(
+                    deployment,
+                    answer.route,
+                    request_ids[i],
+                    decoded.entity_ids[i],
+                    batch.records[i],
+                    values[j],
+                    probas[j] if probas is not None else None,
+                    answer.elapsed,
+                    now,
+                )
+            )
         return rows
 
-    def _error_rows(self, deployment: str, answer: _Answer, batch: ValidatedBatch, decoded: DecodedRequest,
-                    request_ids: list[str], now: datetime) -> list[dict[str, Any]]:
+    def _error_rows(
+        self,
+        deployment: str,
+        answer: _Answer,
+        batch: ValidatedBatch,
+        decoded: DecodedRequest,
+        request_ids: list[str],
+        now: datetime,
+    ) -> list[dict[str, Any]]:
         rows = []
         for i in answer.rows.tolist():  # the failed attempt gets its own id: the answer, if any, keeps the client's
             rid = REQUEST_IDS.one() if answer.failed_over else request_ids[i]
-            rows.append(self._log_row(deployment, answer.route, rid, decoded.entity_ids[i], batch.records[i], None,
-                                      None, answer.elapsed, now, error=answer.error,
-                                      role="failed_over" if answer.failed_over else "served"))
+            rows.append(
+                self._log_row(
+                    deployment,
+                    answer.route,
+                    rid,
+                    decoded.entity_ids[i],
+                    batch.records[i],
+                    None,
+                    None,
+                    answer.elapsed,
+                    now,
+                    error=answer.error,
+                    role="failed_over" if answer.failed_over else "served",
+                )
+            )
         return rows
 
     @staticmethod
-    def _log_row(deployment: str, route: Route, request_id: str, entity: str | None, inputs: dict[str, Any],
-                 prediction: Any, probabilities: Any, latency: float, at: datetime, *, error: str | None = None,
-                 role: str = "served") -> dict[str, Any]:
-        return {"request_id": request_id, "entity_id": entity, "deployment": deployment, "model": route.model,
-                "version": route.version, "at": at, "inputs": inputs, "prediction": prediction,
-                "probabilities": probabilities, "latency_seconds": latency, "routing": route.as_log(),
-                "error": error, "role": role, "shadow_of": None}
+    def _log_row(
+        deployment: str,
+        route: Route,
+        request_id: str,
+        entity: str | None,
+        inputs: dict[str, Any],
+        prediction: Any,
+        probabilities: Any,
+        latency: float,
+        at: datetime,
+        *,
+        error: str | None = None,
+        role: str = "served",
+    ) -> dict[str, Any]:
+        return {
+            "request_id": request_id,
+            "entity_id": entity,
+            "deployment": deployment,
+            "model": route.model,
+            "version": route.version,
+            "at": at,
+            "inputs": inputs,
+            "prediction": prediction,
+            "probabilities": probabilities,
+            "latency_seconds": latency,
+            "routing": route.as_log(),
+            "error": error,
+            "role": role,
+            "shadow_of": None,
+        }
 
     def _count(self, answers: list[_Answer], batch: ValidatedBatch) -> None:
         for answer in answers:
@@ -381,14 +475,29 @@ class PredictionService:
             self.metrics.unseen.labels(*labels).inc(batch.quality.unseen_category)
 
     # -- shadows -------------------------------------------------------------------------------
-    def _mirror(self, plan: TrafficPlan, settings: DeploymentSettings, table: Columns, rows: np.ndarray,
-                request_ids: list[str], decoded: DecodedRequest, batch: ValidatedBatch) -> None:
+    def _mirror(
+        self,
+        plan: TrafficPlan,
+        settings: DeploymentSettings,
+        table: Columns,
+        rows: np.ndarray,
+        request_ids: list[str],
+        decoded: DecodedRequest,
+        batch: ValidatedBatch,
+    ) -> None:
         """Hand a copy of ``rows`` to the shadow process; if it is behind, drop the copy (and count it)."""
         assert plan.candidate is not None
         route = plan.candidate
-        job = ShadowJob(plan.deployment, route.model, route.version, route.ref, route.as_log(), settings.max_batch_size,
-                        (table if rows.size == table.num_rows else table.take(rows)).to_arrow(),
-                        [(request_ids[i], decoded.entity_ids[i], batch.records[i]) for i in rows.tolist()])
+        job = ShadowJob(
+            plan.deployment,
+            route.model,
+            route.version,
+            route.ref,
+            route.as_log(),
+            settings.max_batch_size,
+            (table if rows.size == table.num_rows else table.take(rows)).to_arrow(),
+            [(request_ids[i], decoded.entity_ids[i], batch.records[i]) for i in rows.tolist()],
+        )
         if not self.shadows.submit(job):
             self.metrics.shadow_dropped.labels(plan.deployment).inc(rows.size)
 
@@ -468,7 +577,8 @@ def _input_to_blame(answer: _Answer, batch: ValidatedBatch) -> bool:
         return True
     rows = np.isin(answer.rows, list(batch.quality.far))
     return _non_finite(answer.scored.predictions[rows]) or (
-        answer.scored.probabilities is not None and _non_finite(answer.scored.probabilities[rows]))
+        answer.scored.probabilities is not None and _non_finite(answer.scored.probabilities[rows])
+    )
 
 
 def _non_finite(values: np.ndarray) -> bool:

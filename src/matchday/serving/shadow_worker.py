@@ -62,8 +62,9 @@ class ShadowOutcome:
 class ShadowWorker:
     """The server's handle on its shadow process: started on the first job, restarted if it dies."""
 
-    def __init__(self, settings: Settings, on_outcome: Callable[[ShadowOutcome], None], *,
-                 max_queued: int = MAX_QUEUED) -> None:
+    def __init__(
+        self, settings: Settings, on_outcome: Callable[[ShadowOutcome], None], *, max_queued: int = MAX_QUEUED
+    ) -> None:
         self.settings = settings
         self.on_outcome = on_outcome
         self.max_queued = max_queued
@@ -106,8 +107,11 @@ class ShadowWorker:
             if time.monotonic() < self._next_start or self._closed:
                 return False
             if self._process is not None:
-                log.warning("shadow worker (pid %s) exited with code %s; starting another",
-                            self._process.pid, self._process.exitcode)
+                log.warning(
+                    "shadow worker (pid %s) exited with code %s; starting another",
+                    self._process.pid,
+                    self._process.exitcode,
+                )
                 self._stop_reader()
             self._next_start = time.monotonic() + RESTART_SECONDS
             self._prepared = set()
@@ -115,12 +119,14 @@ class ShadowWorker:
             # Outcomes come back on a plain pipe: no semaphores, no lock a killed worker could leave held,
             # and its end (the worker gone, however it went) reaches the reader as end-of-file.
             outcomes, sent = self._context.Pipe(duplex=False)
-            self._process = self._context.Process(target=run_worker, args=(self.settings, self._jobs, sent),
-                                                  name="matchday-shadow", daemon=True)
+            self._process = self._context.Process(
+                target=run_worker, args=(self.settings, self._jobs, sent), name="matchday-shadow", daemon=True
+            )
             self._process.start()
             sent.close()  # the worker holds the only writing end now
-            self._reader = threading.Thread(target=self._read_outcomes, args=(outcomes,),
-                                            name="matchday-shadow-outcomes", daemon=True)
+            self._reader = threading.Thread(
+                target=self._read_outcomes, args=(outcomes,), name="matchday-shadow-outcomes", daemon=True
+            )
             self._reader.start()
             return True
 
@@ -180,8 +186,10 @@ class ShadowWorker:
         joiner.start()
         joiner.join(FEEDER_JOIN_SECONDS)
         if joiner.is_alive():
-            log.warning("the shadow jobs queue did not drain in %.0f s: its semaphores are left to the resource "
-                        "tracker", FEEDER_JOIN_SECONDS)
+            log.warning(
+                "the shadow jobs queue did not drain in %.0f s: its semaphores are left to the resource tracker",
+                FEEDER_JOIN_SECONDS,
+            )
         self._jobs = self._process = None
 
 
@@ -346,9 +354,23 @@ def score_jobs(jobs: list[ShadowJob], models: ShadowModels) -> tuple[ShadowOutco
     elapsed = time.perf_counter() - started
     now = datetime.now(UTC)
     inputs = [(j, row) for j in jobs for row in j.rows]
-    rows = [{"request_id": str(uuid.uuid4()), "entity_id": entity, "deployment": j.deployment, "model": j.model,
-             "version": j.version, "at": now, "inputs": record, "prediction": value, "probabilities": p,
-             "latency_seconds": elapsed, "routing": j.routing, "error": error, "role": "shadow",
-             "shadow_of": primary_id}
-            for (j, (primary_id, entity, record)), value, p in zip(inputs, values, probas, strict=False)]
+    rows = [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": entity,
+            "deployment": j.deployment,
+            "model": j.model,
+            "version": j.version,
+            "at": now,
+            "inputs": record,
+            "prediction": value,
+            "probabilities": p,
+            "latency_seconds": elapsed,
+            "routing": j.routing,
+            "error": error,
+            "role": "shadow",
+            "shadow_of": primary_id,
+        }
+        for (j, (primary_id, entity, record)), value, p in zip(inputs, values, probas, strict=False)
+    ]
     return ShadowOutcome(job.deployment, job.model, job.version, n, error), rows

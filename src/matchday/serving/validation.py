@@ -59,8 +59,9 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
     for spec in signature.inputs:
         values = columns.get(spec.name)
         if values is None:
-            problems.append({"field": path.format(row="*", column=spec.name),
-                             "problem": "missing: the model needs this input"})
+            problems.append(
+                {"field": path.format(row="*", column=spec.name), "problem": "missing: the model needs this input"}
+            )
             continue
         out: list[Any] = []
         lo, hi = (spec.min, spec.max) if spec.type in ("float", "integer") else (None, None)
@@ -73,16 +74,20 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
             if problem:
                 problems.append({"field": path.format(row=i, column=spec.name), "problem": problem})
             elif value is not None and _count_quality(value, spec, quality):
-                quality.far.setdefault(i, []).append({"field": path.format(row=i, column=spec.name),
-                                                      "problem": _far_problem(value, spec)})
+                quality.far.setdefault(i, []).append(
+                    {"field": path.format(row=i, column=spec.name), "problem": _far_problem(value, spec)}
+                )
             out.append(value)
         typed[spec.name] = out
     if problems:
         raise InvalidRequest(f"{len(problems)} invalid value(s) in the request", problems)
     types = {spec.name: _ARROW[spec.type] for spec in signature.inputs}
     names = list(typed)
-    records = ([dict(zip(names, row, strict=True)) for row in zip(*typed.values(), strict=False)] if names
-               else [{} for _ in range(rows)])
+    records = (
+        [dict(zip(names, row, strict=True)) for row in zip(*typed.values(), strict=False)]
+        if names
+        else [{} for _ in range(rows)]
+    )
     return ValidatedBatch(Columns(typed, types, rows), records, quality)
 
 
@@ -189,8 +194,10 @@ def far_unit(low: float, high: float) -> float:
 
 
 def _far_problem(value: Any, spec: ColumnSpec) -> str:
-    return (f"{value!r} is far outside the reference range [{spec.min:g}, {spec.max:g}] and the model "
-            "cannot score it (it failed or answered a non-finite number)")
+    return (
+        f"{value!r} is far outside the reference range [{spec.min:g}, {spec.max:g}] and the model "
+        "cannot score it (it failed or answered a non-finite number)"
+    )
 
 
 def _article(kind: str) -> str:

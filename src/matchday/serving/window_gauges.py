@@ -24,24 +24,33 @@ FRESH = timedelta(minutes=15)  # a version with no window this recent is not rep
 
 
 class WindowGauges(Collector):
-    def __init__(self, latest: Callable[[str, datetime], list[MetricWindow]],
-                 firing: Callable[[], list[AlertRecord]],
-                 failures: Callable[[], list[FailureCount]] | None = None) -> None:
+    def __init__(
+        self,
+        latest: Callable[[str, datetime], list[MetricWindow]],
+        firing: Callable[[], list[AlertRecord]],
+        failures: Callable[[], list[FailureCount]] | None = None,
+    ) -> None:
         self.latest = latest
         self.firing = firing
         self.failures = failures  # e.g. partial(failure_counts, MonitorStateStore(db))
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["deployment", "model", "version"]
-        values = GaugeMetricFamily("matchday_window_metric", f"Latest {GAUGE_WIDTH} window's value of each metric",
-                                   labels=[*labels, "metric"])
-        drift = GaugeMetricFamily("matchday_feature_drift_score",
-                                  f"Latest {GAUGE_WIDTH} window's drift score per input feature (p-value or distance)",
-                                  labels=[*labels, "feature"])
+        values = GaugeMetricFamily(
+            "matchday_window_metric", f"Latest {GAUGE_WIDTH} window's value of each metric", labels=[*labels, "metric"]
+        )
+        drift = GaugeMetricFamily(
+            "matchday_feature_drift_score",
+            f"Latest {GAUGE_WIDTH} window's drift score per input feature (p-value or distance)",
+            labels=[*labels, "feature"],
+        )
         alerts = GaugeMetricFamily("matchday_alerts_firing", "Alerts firing now", labels=["deployment", "severity"])
-        failed = CounterMetricFamily("matchday_monitoring_failures",
-                                     "Times the monitoring loop passed over a series' window it could not "
-                                     "summarise, merge or judge (the last error is in the log)", labels=labels)
+        failed = CounterMetricFamily(
+            "matchday_monitoring_failures",
+            "Times the monitoring loop passed over a series' window it could not "
+            "summarise, merge or judge (the last error is in the log)",
+            labels=labels,
+        )
         try:
             windows = self.latest(GAUGE_WIDTH, datetime.now(UTC) - FRESH)
             firing = self.firing()

@@ -136,7 +136,9 @@ def _create_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except exc.ArgumentError as err:
-        raise StoreUnavailable(f"not a database URL: {url!r} (expected e.g. sqlite:///path.db or postgresql+psycopg://host/db)") from err
+        raise StoreUnavailable(
+            f"not a database URL: {url!r} (expected e.g. sqlite:///path.db or postgresql+psycopg://host/db)"
+        ) from err
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -144,15 +146,25 @@ def _create_engine(url: str) -> Engine:
                 with _sqlite_lock:
                     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                raise StoreUnavailable(f"cannot create the folder for the SQLite database {parsed.database}: {err}") from err
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=_json_loads)
+                raise StoreUnavailable(
+                    f"cannot create the folder for the SQLite database {parsed.database}: {err}"
+                ) from err
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=_json_loads
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}, json_serializer=_json, json_deserializer=_json_loads)
+        return sa.create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 5},
+            json_serializer=_json,
+            json_deserializer=_json_loads,
+        )
     raise StoreUnavailable(f"unsupported database {backend!r} in {redact(url)}: use sqlite or postgresql")
 
 

@@ -35,20 +35,22 @@ class CorruptLogBatch(ValueError):
 
 def encode(rows: Sequence[Mapping[str, Any]], ids: Sequence[int | None]) -> bytes:
     """Rows and the ids the database gave them (None: not written) as one Arrow IPC stream."""
-    table = pa.table({
-        "id": pa.array(ids, type=pa.int64()),
-        "at": pa.array([_micros(r["at"]) for r in rows], type=pa.int64()).view(TIME),
-        "deployment": pa.array([r["deployment"] for r in rows], type=pa.string()),
-        "model": pa.array([r["model"] for r in rows], type=pa.string()),
-        "version": pa.array([r["version"] for r in rows], type=pa.int64()),
-        "role": pa.array([r.get("role") or "served" for r in rows], type=pa.string()),
-        "error": pa.array([r.get("error") for r in rows], type=pa.string()),
-        "latency_seconds": pa.array([r["latency_seconds"] for r in rows], type=pa.float64()),
-        "prediction": prediction_column([r.get("prediction") for r in rows]),
-        "inputs": _struct([r.get("inputs") or {} for r in rows]),
-        "probabilities": _probabilities([r.get("probabilities") for r in rows]),
-        "routing": _struct([r.get("routing") or {} for r in rows]),
-    }).replace_schema_metadata({_FORMAT_KEY: FORMAT.encode()})
+    table = pa.table(
+        {
+            "id": pa.array(ids, type=pa.int64()),
+            "at": pa.array([_micros(r["at"]) for r in rows], type=pa.int64()).view(TIME),
+            "deployment": pa.array([r["deployment"] for r in rows], type=pa.string()),
+            "model": pa.array([r["model"] for r in rows], type=pa.string()),
+            "version": pa.array([r["version"] for r in rows], type=pa.int64()),
+            "role": pa.array([r.get("role") or "served" for r in rows], type=pa.string()),
+            "error": pa.array([r.get("error") for r in rows], type=pa.string()),
+            "latency_seconds": pa.array([r["latency_seconds"] for r in rows], type=pa.float64()),
+            "prediction": prediction_column([r.get("prediction") for r in rows]),
+            "inputs": _struct([r.get("inputs") or {} for r in rows]),
+            "probabilities": _probabilities([r.get("probabilities") for r in rows]),
+            "routing": _struct([r.get("routing") or {} for r in rows]),
+        }
+    ).replace_schema_metadata({_FORMAT_KEY: FORMAT.encode()})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -131,8 +133,13 @@ def prediction_column(values: list[Any]) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         import orjson
 
-        return pa.array([None if v is None else orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
-                         for v in values], type=MIXED)
+        return pa.array(
+            [
+                None if v is None else orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+                for v in values
+            ],
+            type=MIXED,
+        )
 
 
 def _probabilities(values: list[Any]) -> pa.Array:
@@ -155,8 +162,13 @@ def gather(batches: Mapping[int, pa.Table], batch_ids: np.ndarray, positions: np
     """
     n = int(batch_ids.size)
     if n == 0:
-        return pa.table({"inputs": pa.array([], type=pa.struct([])), "probabilities": pa.array([], type=PROBABILITIES),
-                         "routing": pa.array([], type=pa.struct([]))})
+        return pa.table(
+            {
+                "inputs": pa.array([], type=pa.struct([])),
+                "probabilities": pa.array([], type=PROBABILITIES),
+                "routing": pa.array([], type=pa.struct([])),
+            }
+        )
     batches = {k: v.select(list(PAYLOAD)) for k, v in batches.items()}
     order = np.lexsort((positions, batch_ids))
     sorted_ids = batch_ids[order]
@@ -172,18 +184,27 @@ def gather(batches: Mapping[int, pa.Table], batch_ids: np.ndarray, positions: np
             parts.append(table.take(pa.array(wanted, type=pa.int64())))
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
-    combined = pa.table({"inputs": _concat_structs([p.column("inputs") for p in parts]),
-                         "probabilities": pa.chunked_array([c for p in parts
-                                                            for c in p.column("probabilities").cast(PROBABILITIES).chunks],
-                                                           type=PROBABILITIES),
-                         "routing": _concat_structs([p.column("routing") for p in parts])})
+    combined = pa.table(
+        {
+            "inputs": _concat_structs([p.column("inputs") for p in parts]),
+            "probabilities": pa.chunked_array(
+                [c for p in parts for c in p.column("probabilities").cast(PROBABILITIES).chunks], type=PROBABILITIES
+            ),
+            "routing": _concat_structs([p.column("routing") for p in parts]),
+        }
+    )
     return combined.take(pa.array(inverse, type=pa.int64()))
 
 
 def _empty(n: int) -> pa.Table:
     empty = pa.array([{}] * n, type=pa.struct([]))
-    return pa.table({"inputs": pa.nulls(n, pa.struct([])) if n else empty,
-                     "probabilities": pa.nulls(n, PROBABILITIES), "routing": pa.nulls(n, pa.struct([]))})
+    return pa.table(
+        {
+            "inputs": pa.nulls(n, pa.struct([])) if n else empty,
+            "probabilities": pa.nulls(n, PROBABILITIES),
+            "routing": pa.nulls(n, pa.struct([])),
+        }
+    )
 
 
 def _concat_structs(columns: Sequence[pa.ChunkedArray]) -> pa.ChunkedArray:
@@ -219,8 +240,14 @@ def _unify(parts: list[pa.Array]) -> pa.Array:
     if MIXED in types and len(types) > 1:  # predictions: the typed parts as JSON text too
         import orjson
 
-        return pa.array([None if v is None else orjson.dumps(v).decode() if p.type != MIXED else v
-                         for p in parts for v in p.to_pylist()], type=MIXED)
+        return pa.array(
+            [
+                None if v is None else orjson.dumps(v).decode() if p.type != MIXED else v
+                for p in parts
+                for v in p.to_pylist()
+            ],
+            type=MIXED,
+        )
     if len(types) <= 1:
         target = next(iter(types), pa.null())
         return pa.concat_arrays([p.cast(target) if p.type != target else p for p in parts])

@@ -45,7 +45,9 @@ class ModelStore:
                         model = ModelRow(name=name, created_at=utcnow())
                         s.add(model)
                         s.flush()
-                    latest = s.scalar(sa.select(sa.func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id))
+                    latest = s.scalar(
+                        sa.select(sa.func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
+                    )
                     row = ModelVersionRow(
                         model_id=model.id,
                         version=(latest or 0) + 1,
@@ -109,9 +111,19 @@ class ModelStore:
             model = _model(s, name)
             row = _version_row(s, model, version)
             record = _version_record(name, row, _aliases_of(s, model.id, version))
-            for alias in s.scalars(sa.select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.version == version)):
-                s.add(AliasMoveRow(model_name=name, alias=alias.alias, from_version=version, to_version=None,
-                                   reason=reason or f"version {version} deleted", at=utcnow()))
+            for alias in s.scalars(
+                sa.select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.version == version)
+            ):
+                s.add(
+                    AliasMoveRow(
+                        model_name=name,
+                        alias=alias.alias,
+                        from_version=version,
+                        to_version=None,
+                        reason=reason or f"version {version} deleted",
+                        at=utcnow(),
+                    )
+                )
                 s.delete(alias)
             s.execute(sa.delete(ReferenceProfileRow).where(ReferenceProfileRow.version_id == row.id))
             s.delete(row)
@@ -121,12 +133,18 @@ class ModelStore:
     def get_model(self, name: str) -> ModelRecord:
         with self.db.session() as s:
             model = _model(s, name)
-            return ModelRecord(model.name, model.description, model.created_at, _latest(s, model.id), _alias_map(s, model.id))
+            return ModelRecord(
+                model.name, model.description, model.created_at, _latest(s, model.id), _alias_map(s, model.id)
+            )
 
     def list_models(self) -> list[ModelRecord]:
         with self.db.session() as s:
             latest = dict(
-                s.execute(sa.select(ModelVersionRow.model_id, sa.func.max(ModelVersionRow.version)).group_by(ModelVersionRow.model_id)).all()
+                s.execute(
+                    sa.select(ModelVersionRow.model_id, sa.func.max(ModelVersionRow.version)).group_by(
+                        ModelVersionRow.model_id
+                    )
+                ).all()
             )
             aliases: dict[int, dict[str, int]] = {}
             for a in s.scalars(sa.select(AliasRow)):
@@ -143,8 +161,16 @@ class ModelStore:
             rows = s.scalars(sa.select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)).all()
             records = [_version_record(name, r, ()) for r in rows]
             for alias in s.scalars(sa.select(AliasRow).where(AliasRow.model_id == model.id)):
-                s.add(AliasMoveRow(model_name=name, alias=alias.alias, from_version=alias.version, to_version=None,
-                                   reason=reason or "model deleted", at=utcnow()))
+                s.add(
+                    AliasMoveRow(
+                        model_name=name,
+                        alias=alias.alias,
+                        from_version=alias.version,
+                        to_version=None,
+                        reason=reason or "model deleted",
+                        at=utcnow(),
+                    )
+                )
                 s.delete(alias)
             ids = [r.id for r in rows]
             if ids:
@@ -157,7 +183,9 @@ class ModelStore:
     def resolve_alias(self, name: str, alias: str) -> int:
         with self.db.session() as s:
             model = _model(s, name)
-            version = s.scalar(sa.select(AliasRow.version).where(AliasRow.model_id == model.id, AliasRow.alias == alias))
+            version = s.scalar(
+                sa.select(AliasRow.version).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+            )
             if version is None:
                 raise AliasNotFound(name, alias)
             return version
@@ -176,7 +204,9 @@ class ModelStore:
                 s.add(AliasRow(model_id=model.id, alias=alias, version=version, updated_at=now))
             else:
                 row.version, row.updated_at = version, now
-            move = AliasMoveRow(model_name=name, alias=alias, from_version=previous, to_version=version, reason=reason, at=now)
+            move = AliasMoveRow(
+                model_name=name, alias=alias, from_version=previous, to_version=version, reason=reason, at=now
+            )
             s.add(move)
             return _move_record(move)
 
@@ -186,7 +216,9 @@ class ModelStore:
             row = s.scalar(sa.select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias))
             if row is None:
                 raise AliasNotFound(name, alias)
-            move = AliasMoveRow(model_name=name, alias=alias, from_version=row.version, to_version=None, reason=reason, at=utcnow())
+            move = AliasMoveRow(
+                model_name=name, alias=alias, from_version=row.version, to_version=None, reason=reason, at=utcnow()
+            )
             s.add(move)
             s.delete(row)
             return _move_record(move)
@@ -211,14 +243,20 @@ def _latest(s: Session, model_id: int) -> int | None:
 
 
 def _version_row(s: Session, model: ModelRow, version: int) -> ModelVersionRow:
-    row = s.scalar(sa.select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version))
+    row = s.scalar(
+        sa.select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
+    )
     if row is None:
         raise VersionNotFound(model.name, version, _latest(s, model.id))
     return row
 
 
 def _alias_map(s: Session, model_id: int) -> dict[str, int]:
-    return dict(s.execute(sa.select(AliasRow.alias, AliasRow.version).where(AliasRow.model_id == model_id).order_by(AliasRow.alias)).all())
+    return dict(
+        s.execute(
+            sa.select(AliasRow.alias, AliasRow.version).where(AliasRow.model_id == model_id).order_by(AliasRow.alias)
+        ).all()
+    )
 
 
 def _aliases_of(s: Session, model_id: int, version: int) -> tuple[str, ...]:
@@ -227,9 +265,18 @@ def _aliases_of(s: Session, model_id: int, version: int) -> tuple[str, ...]:
 
 def _version_record(name: str, r: ModelVersionRow, aliases: tuple[str, ...]) -> ModelVersionRecord:
     return ModelVersionRecord(
-        name=name, version=r.version, flavor=r.flavor, artifact_sha256=r.artifact_sha256, artifact_size=r.artifact_size,
-        flavor_options=dict(r.flavor_options), signature=dict(r.signature), metrics=dict(r.metrics), tags=dict(r.tags),
-        description=r.description, created_at=r.created_at, aliases=aliases,
+        name=name,
+        version=r.version,
+        flavor=r.flavor,
+        artifact_sha256=r.artifact_sha256,
+        artifact_size=r.artifact_size,
+        flavor_options=dict(r.flavor_options),
+        signature=dict(r.signature),
+        metrics=dict(r.metrics),
+        tags=dict(r.tags),
+        description=r.description,
+        created_at=r.created_at,
+        aliases=aliases,
     )
 
 

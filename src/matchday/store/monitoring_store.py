@@ -97,18 +97,44 @@ class WindowStore:
         if not windows and not state:
             return
         now = utcnow()
-        key_columns = (MetricWindowRow.deployment, MetricWindowRow.model, MetricWindowRow.version,
-                       MetricWindowRow.segment, MetricWindowRow.width, MetricWindowRow.start)
+        key_columns = (
+            MetricWindowRow.deployment,
+            MetricWindowRow.model,
+            MetricWindowRow.version,
+            MetricWindowRow.segment,
+            MetricWindowRow.width,
+            MetricWindowRow.start,
+        )
         with self.db.session(write=True) as s:
             ids: dict[WindowKey, int] = {}
             for chunk in _chunks([w.key for w in windows], 200):  # ids only: the summaries are not read back
                 for row in s.execute(sa.select(MetricWindowRow.id, *key_columns).where(_keys_match(chunk))):
                     ids[tuple(row[1:])] = row[0]  # type: ignore[index]
-            values = [{"end": w.end, "rows": w.rows, "summary": w.summary, "performance": w.performance,
-                       "metrics": w.metrics, "updated_at": now} for w in windows]
+            values = [
+                {
+                    "end": w.end,
+                    "rows": w.rows,
+                    "summary": w.summary,
+                    "performance": w.performance,
+                    "metrics": w.metrics,
+                    "updated_at": now,
+                }
+                for w in windows
+            ]
             updates = [{"id": ids[w.key], **v} for w, v in zip(windows, values) if w.key in ids]
-            inserts = [{"deployment": w.deployment, "model": w.model, "version": w.version, "segment": w.segment,
-                        "width": w.width, "start": w.start, **v} for w, v in zip(windows, values) if w.key not in ids]
+            inserts = [
+                {
+                    "deployment": w.deployment,
+                    "model": w.model,
+                    "version": w.version,
+                    "segment": w.segment,
+                    "width": w.width,
+                    "start": w.start,
+                    **v,
+                }
+                for w, v in zip(windows, values)
+                if w.key not in ids
+            ]
             if updates:
                 s.execute(sa.update(MetricWindowRow), updates)
             if inserts:
@@ -120,13 +146,31 @@ class WindowStore:
                 else:
                     state_row.state, state_row.updated_at = value, now
 
-    def series(self, deployment: str, width: str, *, since: datetime | None = None, until: datetime | None = None,
-               segment: str | None = "", version: int | None = None, model: str | None = None,
-               with_summary: bool = False, limit: int = 10_000) -> list[MetricWindow]:
+    def series(
+        self,
+        deployment: str,
+        width: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        segment: str | None = "",
+        version: int | None = None,
+        model: str | None = None,
+        with_summary: bool = False,
+        limit: int = 10_000,
+    ) -> list[MetricWindow]:
         """Windows in time order; ``segment=None`` means every segment."""
-        columns = [MetricWindowRow.deployment, MetricWindowRow.model, MetricWindowRow.version,
-                   MetricWindowRow.segment, MetricWindowRow.width, MetricWindowRow.start, MetricWindowRow.end,
-                   MetricWindowRow.rows, MetricWindowRow.metrics]
+        columns = [
+            MetricWindowRow.deployment,
+            MetricWindowRow.model,
+            MetricWindowRow.version,
+            MetricWindowRow.segment,
+            MetricWindowRow.width,
+            MetricWindowRow.start,
+            MetricWindowRow.end,
+            MetricWindowRow.rows,
+            MetricWindowRow.metrics,
+        ]
         if with_summary:
             columns += [MetricWindowRow.summary, MetricWindowRow.performance]
         query = sa.select(*columns).where(MetricWindowRow.deployment == deployment, MetricWindowRow.width == width)
@@ -143,34 +187,70 @@ class WindowStore:
         query = query.order_by(MetricWindowRow.start.desc(), MetricWindowRow.version, MetricWindowRow.segment)
         with self.db.session() as s:
             rows = s.execute(query.limit(limit)).all()
-        out = [MetricWindow(r.deployment, r.model, r.version, r.segment, r.width, r.start, r.end, r.rows,
-                            r.summary if with_summary else {}, r.performance if with_summary else None, r.metrics)
-               for r in rows]
+        out = [
+            MetricWindow(
+                r.deployment,
+                r.model,
+                r.version,
+                r.segment,
+                r.width,
+                r.start,
+                r.end,
+                r.rows,
+                r.summary if with_summary else {},
+                r.performance if with_summary else None,
+                r.metrics,
+            )
+            for r in rows
+        ]
         return out[::-1]
 
     def latest(self, width: str, since: datetime) -> list[MetricWindow]:
         """The newest whole-traffic window of ``width`` per deployment version, among those ending after ``since``."""
         with self.db.session() as s:
-            rows = s.execute(sa.select(MetricWindowRow.deployment, MetricWindowRow.model, MetricWindowRow.version,
-                                       MetricWindowRow.segment, MetricWindowRow.width, MetricWindowRow.start,
-                                       MetricWindowRow.end, MetricWindowRow.rows, MetricWindowRow.metrics)
-                             .where(MetricWindowRow.width == width, MetricWindowRow.segment == "",
-                                    MetricWindowRow.end > since).order_by(MetricWindowRow.start)).all()
+            rows = s.execute(
+                sa.select(
+                    MetricWindowRow.deployment,
+                    MetricWindowRow.model,
+                    MetricWindowRow.version,
+                    MetricWindowRow.segment,
+                    MetricWindowRow.width,
+                    MetricWindowRow.start,
+                    MetricWindowRow.end,
+                    MetricWindowRow.rows,
+                    MetricWindowRow.metrics,
+                )
+                .where(MetricWindowRow.width == width, MetricWindowRow.segment == "", MetricWindowRow.end > since)
+                .order_by(MetricWindowRow.start)
+            ).all()
         newest: dict[tuple[str, str, int], MetricWindow] = {}
         for r in rows:
-            newest[(r.deployment, r.model, r.version)] = MetricWindow(r.deployment, r.model, r.version, r.segment,
-                                                                      r.width, r.start, r.end, r.rows, {}, None, r.metrics)
+            newest[(r.deployment, r.model, r.version)] = MetricWindow(
+                r.deployment, r.model, r.version, r.segment, r.width, r.start, r.end, r.rows, {}, None, r.metrics
+            )
         return list(newest.values())
 
-    def performance_within(self, deployment: str, model: str, version: int, segment: str, width: str,
-                           start: datetime, end: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+    def performance_within(
+        self, deployment: str, model: str, version: int, segment: str, width: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, dict[str, Any]]]:
         """(start, performance) of the windows of one width starting in [start, end) (only that column)."""
         with self.db.session() as s:
-            return [(t, p) for t, p in s.execute(sa.select(MetricWindowRow.start, MetricWindowRow.performance).where(
-                MetricWindowRow.deployment == deployment, MetricWindowRow.model == model,
-                MetricWindowRow.version == version, MetricWindowRow.segment == segment,
-                MetricWindowRow.width == width, MetricWindowRow.start >= start, MetricWindowRow.start < end,
-                MetricWindowRow.performance.isnot(None))).all() if p]
+            return [
+                (t, p)
+                for t, p in s.execute(
+                    sa.select(MetricWindowRow.start, MetricWindowRow.performance).where(
+                        MetricWindowRow.deployment == deployment,
+                        MetricWindowRow.model == model,
+                        MetricWindowRow.version == version,
+                        MetricWindowRow.segment == segment,
+                        MetricWindowRow.width == width,
+                        MetricWindowRow.start >= start,
+                        MetricWindowRow.start < end,
+                        MetricWindowRow.performance.isnot(None),
+                    )
+                ).all()
+                if p
+            ]
 
 
 class MonitorStateStore:
@@ -199,15 +279,41 @@ class AlertStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def open(self, *, monitor: str, deployment: str, model: str, version: int, segment: str, severity: str,
-             metric: str, value: float | None, threshold: float | None, message: str, data: dict[str, Any],
-             at: datetime | None = None) -> AlertRecord:
+    def open(
+        self,
+        *,
+        monitor: str,
+        deployment: str,
+        model: str,
+        version: int,
+        segment: str,
+        severity: str,
+        metric: str,
+        value: float | None,
+        threshold: float | None,
+        message: str,
+        data: dict[str, Any],
+        at: datetime | None = None,
+    ) -> AlertRecord:
         at = at or utcnow()
         try:
             with self.db.session(write=True) as s:
-                row = AlertRow(monitor=monitor, deployment=deployment, model=model, version=version, segment=segment,
-                               severity=severity, state="firing", metric=metric, value=value, threshold=threshold,
-                               message=message, opened_at=at, last_seen_at=at, data=data)
+                row = AlertRow(
+                    monitor=monitor,
+                    deployment=deployment,
+                    model=model,
+                    version=version,
+                    segment=segment,
+                    severity=severity,
+                    state="firing",
+                    metric=metric,
+                    value=value,
+                    threshold=threshold,
+                    message=message,
+                    opened_at=at,
+                    last_seen_at=at,
+                    data=data,
+                )
                 s.add(row)
                 s.flush()
                 return _alert(row)
@@ -223,15 +329,19 @@ class AlertStore:
 
     def seen(self, alert_id: int, value: float | None, at: datetime | None = None) -> None:
         with self.db.session(write=True) as s:
-            s.execute(sa.update(AlertRow).where(AlertRow.id == alert_id)
-                      .values(value=value, last_seen_at=at or utcnow()))
+            s.execute(
+                sa.update(AlertRow).where(AlertRow.id == alert_id).values(value=value, last_seen_at=at or utcnow())
+            )
 
     def resolve(self, alert_id: int, value: float | None, at: datetime | None = None) -> AlertRecord | None:
         """Resolve a firing alert; None if it was no longer firing."""
         at = at or utcnow()
         with self.db.session(write=True) as s:
-            done = s.execute(sa.update(AlertRow).where(AlertRow.id == alert_id, AlertRow.state == "firing")
-                             .values(state="resolved", resolved_at=at, last_seen_at=at, value=value))
+            done = s.execute(
+                sa.update(AlertRow)
+                .where(AlertRow.id == alert_id, AlertRow.state == "firing")
+                .values(state="resolved", resolved_at=at, last_seen_at=at, value=value)
+            )
             if not rowcount(done):
                 return None
             row = s.get(AlertRow, alert_id)
@@ -245,8 +355,9 @@ class AlertStore:
         if state is not None:
             query = query.where(AlertRow.state == state)
         with self.db.session() as s:
-            return [_alert(r) for r in s.scalars(query.order_by(AlertRow.opened_at.desc(), AlertRow.id.desc())
-                                                 .limit(limit))]
+            return [
+                _alert(r) for r in s.scalars(query.order_by(AlertRow.opened_at.desc(), AlertRow.id.desc()).limit(limit))
+            ]
 
 
 class WebhookOutbox:
@@ -264,16 +375,26 @@ class WebhookOutbox:
     def due(self, now: datetime | None = None, limit: int = 50) -> list[WebhookDelivery]:
         now = now or utcnow()
         with self.db.session() as s:
-            rows = s.scalars(sa.select(WebhookDeliveryRow).where(
-                WebhookDeliveryRow.delivered_at.is_(None), WebhookDeliveryRow.gave_up_at.is_(None),
-                WebhookDeliveryRow.next_attempt_at <= now).order_by(WebhookDeliveryRow.id).limit(limit))
+            rows = s.scalars(
+                sa.select(WebhookDeliveryRow)
+                .where(
+                    WebhookDeliveryRow.delivered_at.is_(None),
+                    WebhookDeliveryRow.gave_up_at.is_(None),
+                    WebhookDeliveryRow.next_attempt_at <= now,
+                )
+                .order_by(WebhookDeliveryRow.id)
+                .limit(limit)
+            )
             return [_delivery(r) for r in rows]
 
     def delivered(self, delivery_id: int) -> None:
         now = utcnow()
         with self.db.session(write=True) as s:
-            s.execute(sa.update(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id)
-                      .values(delivered_at=now, attempts=WebhookDeliveryRow.attempts + 1, last_error=None))
+            s.execute(
+                sa.update(WebhookDeliveryRow)
+                .where(WebhookDeliveryRow.id == delivery_id)
+                .values(delivered_at=now, attempts=WebhookDeliveryRow.attempts + 1, last_error=None)
+            )
 
     def failed(self, delivery_id: int, error: str, next_attempt_at: datetime | None) -> None:
         """Record a failed attempt; ``next_attempt_at=None`` gives up on it."""
@@ -288,31 +409,79 @@ class WebhookOutbox:
 
     def all(self, limit: int = 200) -> list[WebhookDelivery]:
         with self.db.session() as s:
-            return [_delivery(r) for r in s.scalars(sa.select(WebhookDeliveryRow)
-                                                    .order_by(WebhookDeliveryRow.id.desc()).limit(limit))]
+            return [
+                _delivery(r)
+                for r in s.scalars(sa.select(WebhookDeliveryRow).order_by(WebhookDeliveryRow.id.desc()).limit(limit))
+            ]
 
 
 def _keys_match(keys: list[WindowKey]) -> Any:
-    return sa.or_(*[sa.and_(MetricWindowRow.deployment == d, MetricWindowRow.model == m, MetricWindowRow.version == v,
-                            MetricWindowRow.segment == g, MetricWindowRow.width == w, MetricWindowRow.start == t)
-                    for d, m, v, g, w, t in keys])
+    return sa.or_(
+        *[
+            sa.and_(
+                MetricWindowRow.deployment == d,
+                MetricWindowRow.model == m,
+                MetricWindowRow.version == v,
+                MetricWindowRow.segment == g,
+                MetricWindowRow.width == w,
+                MetricWindowRow.start == t,
+            )
+            for d, m, v, g, w, t in keys
+        ]
+    )
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 def _window(r: MetricWindowRow) -> MetricWindow:
-    return MetricWindow(r.deployment, r.model, r.version, r.segment, r.width, r.start, r.end, r.rows, r.summary,
-                        r.performance, r.metrics)
+    return MetricWindow(
+        r.deployment,
+        r.model,
+        r.version,
+        r.segment,
+        r.width,
+        r.start,
+        r.end,
+        r.rows,
+        r.summary,
+        r.performance,
+        r.metrics,
+    )
 
 
 def _alert(r: AlertRow) -> AlertRecord:
-    return AlertRecord(r.id, r.monitor, r.deployment, r.model, r.version, r.segment, r.severity, r.state, r.metric,
-                       r.value, r.threshold, r.message, r.opened_at, r.last_seen_at, r.resolved_at, dict(r.data))
+    return AlertRecord(
+        r.id,
+        r.monitor,
+        r.deployment,
+        r.model,
+        r.version,
+        r.segment,
+        r.severity,
+        r.state,
+        r.metric,
+        r.value,
+        r.threshold,
+        r.message,
+        r.opened_at,
+        r.last_seen_at,
+        r.resolved_at,
+        dict(r.data),
+    )
 
 
 def _delivery(r: WebhookDeliveryRow) -> WebhookDelivery:
-    return WebhookDelivery(r.id, r.url, dict(r.body), r.attempts, r.created_at, r.next_attempt_at, r.delivered_at,
-                           r.gave_up_at, r.last_error)
+    return WebhookDelivery(
+        r.id,
+        r.url,
+        dict(r.body),
+        r.attempts,
+        r.created_at,
+        r.next_attempt_at,
+        r.delivered_at,
+        r.gave_up_at,
+        r.last_error,
+    )

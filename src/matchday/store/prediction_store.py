@@ -26,8 +26,19 @@ from matchday.store.database import Database
 from matchday.store.records import LabelOutcome, PredictionRecord
 from matchday.store.schema import PredictionBatchRow, PredictionRow, utcnow
 
-_FIELDS = ("request_id", "entity_id", "deployment", "model", "version", "at", "prediction", "latency_seconds",
-           "role", "error", "shadow_of")
+_FIELDS = (
+    "request_id",
+    "entity_id",
+    "deployment",
+    "model",
+    "version",
+    "at",
+    "prediction",
+    "latency_seconds",
+    "role",
+    "error",
+    "shadow_of",
+)
 _BLOBS_PER_QUERY = 200
 _SIZES_PER_READ = 1000  # batches looked at per read: 500 rows each when busy, so 50,000 rows take 100
 log = logging.getLogger(__name__)
@@ -76,16 +87,38 @@ class LoggedRow:
     role: str
 
 
-_LOGGED = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, PredictionRow.version, PredictionRow.at,
-           PredictionRow.prediction, PredictionRow.latency_seconds, PredictionRow.error, PredictionRow.label,
-           PredictionRow.label_at, PredictionRow.role, PredictionRow.batch_id, PredictionRow.position)
+_LOGGED = (
+    PredictionRow.id,
+    PredictionRow.deployment,
+    PredictionRow.model,
+    PredictionRow.version,
+    PredictionRow.at,
+    PredictionRow.prediction,
+    PredictionRow.latency_seconds,
+    PredictionRow.error,
+    PredictionRow.label,
+    PredictionRow.label_at,
+    PredictionRow.role,
+    PredictionRow.batch_id,
+    PredictionRow.position,
+)
 
 
-LOG_BATCH_SCHEMA = pa.schema([
-    ("id", pa.int64()), ("deployment", pa.string()), ("model", pa.string()), ("version", pa.int64()),
-    ("at", pa.timestamp("us", tz="UTC")), ("prediction", pa.string()), ("latency_seconds", pa.float64()),
-    ("error", pa.string()), ("role", pa.string()), ("batch_id", pa.int64()), ("position", pa.int64()),
-])  # a bulk read's index columns (the prediction as its JSON text); `inputs` and `probabilities` follow
+LOG_BATCH_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("deployment", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("prediction", pa.string()),
+        ("latency_seconds", pa.float64()),
+        ("error", pa.string()),
+        ("role", pa.string()),
+        ("batch_id", pa.int64()),
+        ("position", pa.int64()),
+    ]
+)  # a bulk read's index columns (the prediction as its JSON text); `inputs` and `probabilities` follow
 
 
 def _micros(dialect: str, column: Any) -> Any:
@@ -96,18 +129,33 @@ def _micros(dialect: str, column: Any) -> Any:
     return sa.type_coerce(column, sa.String)
 
 
-_EXPORT = (PredictionRow.request_id, PredictionRow.entity_id, sa.cast(PredictionRow.label, sa.Text),
-           PredictionRow.label_at, PredictionRow.label_source)  # what `batch_between` adds; the label as its JSON text
+_EXPORT = (
+    PredictionRow.request_id,
+    PredictionRow.entity_id,
+    sa.cast(PredictionRow.label, sa.Text),
+    PredictionRow.label_at,
+    PredictionRow.label_source,
+)  # what `batch_between` adds; the label as its JSON text
 
 
 def _batch_columns(dialect: str, extra: tuple[Any, ...] = ()) -> tuple[Any, ...]:
     """The log's columns as the database holds them: no per-value JSON or datetime processing."""
     text = partial(sa.cast, type_=sa.Text)  # (SQLite's JSON columns have numeric affinity: a scalar is a number)
     extra = tuple(_micros(dialect, c) if c is PredictionRow.label_at else c for c in extra)
-    columns = (PredictionRow.id, PredictionRow.deployment, PredictionRow.model, PredictionRow.version,
-               _micros(dialect, PredictionRow.at).label("at"), text(PredictionRow.prediction).label("prediction"),
-               PredictionRow.latency_seconds, PredictionRow.error, PredictionRow.role, PredictionRow.batch_id,
-               PredictionRow.position, *extra)
+    columns = (
+        PredictionRow.id,
+        PredictionRow.deployment,
+        PredictionRow.model,
+        PredictionRow.version,
+        _micros(dialect, PredictionRow.at).label("at"),
+        text(PredictionRow.prediction).label("prediction"),
+        PredictionRow.latency_seconds,
+        PredictionRow.error,
+        PredictionRow.role,
+        PredictionRow.batch_id,
+        PredictionRow.position,
+        *extra,
+    )
     if dialect == "postgresql":
         return columns
     # ... and SQLite's text of a REAL has 15 digits: the number itself, to be written out in full
@@ -122,8 +170,11 @@ def _batch_table(rows: Sequence[Sequence[Any]], dialect: str) -> pa.Table:
     for field, values in zip(LOG_BATCH_SCHEMA, columns):
         if field.name == "at":
             raw = pa.array(values, type=pa.int64() if dialect == "postgresql" else pa.string())
-            arrays.append(raw.cast(pa.timestamp("us")).cast(field.type) if dialect != "postgresql"
-                          else raw.view(pa.timestamp("us", tz="UTC")))
+            arrays.append(
+                raw.cast(pa.timestamp("us")).cast(field.type)
+                if dialect != "postgresql"
+                else raw.view(pa.timestamp("us", tz="UTC"))
+            )
         else:
             arrays.append(pa.array(values, type=field.type))
     if len(columns) in (len(LOG_BATCH_SCHEMA) + 1, len(LOG_BATCH_SCHEMA) + len(_EXPORT) + 1):
@@ -166,13 +217,17 @@ class PredictionLogStore:
             values.append(v)
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         table = PredictionRow.__table__
-        statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
-                     .returning(table.c.request_id, table.c.id))
+        statement = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(table.c.request_id, table.c.id)
+        )
         batches = cast(sa.Table, PredictionBatchRow.__table__)  # a Table, as __tablename__ made it; typed FromClause
         with self.db.session(write=True) as s:
             connection = s.connection()
-            batch_id = connection.execute(sa.insert(batches).values(created_at=utcnow(), rows=0, data=b"")
-                                          .returning(batches.c.id)).scalar_one()
+            batch_id = connection.execute(
+                sa.insert(batches).values(created_at=utcnow(), rows=0, data=b"").returning(batches.c.id)
+            ).scalar_one()
             for v in values:
                 v["batch_id"] = batch_id
             written = dict(connection.execute(statement, values).all())
@@ -189,18 +244,21 @@ class PredictionLogStore:
         decoded: dict[int, pa.Table] = {}
         batches = PredictionBatchRow.__table__
         for start in range(0, len(wanted), _BLOBS_PER_QUERY):
-            chunk = wanted[start:start + _BLOBS_PER_QUERY]
-            for batch_id, data in s.connection().execute(sa.select(batches.c.id, batches.c.data)
-                                                         .where(batches.c.id.in_(chunk))):
+            chunk = wanted[start : start + _BLOBS_PER_QUERY]
+            for batch_id, data in s.connection().execute(
+                sa.select(batches.c.id, batches.c.data).where(batches.c.id.in_(chunk))
+            ):
                 try:
                     decoded[int(batch_id)] = log_batches.decode(data)
                 except log_batches.CorruptLogBatch as exc:  # its rows still count; their inputs read as missing
-                    log.error("prediction log: batch %d is unreadable (%s); its rows' inputs read as missing",
-                              batch_id, exc)
+                    log.error(
+                        "prediction log: batch %d is unreadable (%s); its rows' inputs read as missing", batch_id, exc
+                    )
         return log_batches.gather(decoded, batch_ids, positions)
 
-    def apply_labels(self, deployment: str, labels: Iterable[tuple[str, str, Any]],
-                     source: str = "feedback") -> list[LabelOutcome]:
+    def apply_labels(
+        self, deployment: str, labels: Iterable[tuple[str, str, Any]], source: str = "feedback"
+    ) -> list[LabelOutcome]:
         """Join ground truth to logged rows by ``("request_id", id, label)`` or ``("entity_id", key, label)``.
 
         An entity key labels the most recent prediction made for it (by time, then insertion).
@@ -211,30 +269,45 @@ class PredictionLogStore:
         with self.db.session(write=True) as s:
             by_request = [(i, key) for i, (kind, key, _) in enumerate(items) if kind == "request_id"]
             for start in range(0, len(by_request), 500):  # one query per 500 request ids, not one per label
-                chunk = by_request[start:start + 500]
-                rows = dict(s.execute(sa.select(PredictionRow.request_id, PredictionRow.id).where(
-                    PredictionRow.deployment == deployment,
-                    PredictionRow.request_id.in_([key for _, key in chunk]))).all())
+                chunk = by_request[start : start + 500]
+                rows = dict(
+                    s.execute(
+                        sa.select(PredictionRow.request_id, PredictionRow.id).where(
+                            PredictionRow.deployment == deployment,
+                            PredictionRow.request_id.in_([key for _, key in chunk]),
+                        )
+                    ).all()
+                )
                 for i, key in chunk:
                     if key in rows:
                         found[i] = (rows[key], key)
             for i, (kind, key, _) in enumerate(items):
                 if kind == "request_id":
                     continue
-                hit = s.execute(sa.select(PredictionRow.id, PredictionRow.request_id)
-                                .where(PredictionRow.deployment == deployment, PredictionRow.entity_id == key,
-                                       PredictionRow.role == "served", PredictionRow.error.is_(None))
-                                .order_by(PredictionRow.at.desc(), PredictionRow.id.desc()).limit(1)).first()
+                hit = s.execute(
+                    sa.select(PredictionRow.id, PredictionRow.request_id)
+                    .where(
+                        PredictionRow.deployment == deployment,
+                        PredictionRow.entity_id == key,
+                        PredictionRow.role == "served",
+                        PredictionRow.error.is_(None),
+                    )
+                    .order_by(PredictionRow.at.desc(), PredictionRow.id.desc())
+                    .limit(1)
+                ).first()
                 if hit is not None:
                     found[i] = (hit[0], hit[1])
-            updates = [{"id": row_id, "label": items[i][2], "label_at": now, "label_source": source}
-                       for i, (row_id, _) in found.items()]
+            updates = [
+                {"id": row_id, "label": items[i][2], "label_at": now, "label_source": source}
+                for i, (row_id, _) in found.items()
+            ]
             if updates:  # by primary key, in one executemany; a later label for the same row wins
                 s.execute(sa.update(PredictionRow), updates)
         return [LabelOutcome(kind, key, found[i][1] if i in found else None) for i, (kind, key, _) in enumerate(items)]
 
-    def count(self, deployment: str | None = None, roles: tuple[str, ...] | None = ("served",),
-              errors: bool | None = False) -> int:
+    def count(
+        self, deployment: str | None = None, roles: tuple[str, ...] | None = ("served",), errors: bool | None = False
+    ) -> int:
         """Rows logged; by default those whose prediction a client got (no shadows, no failures)."""
         with self.db.session() as s:
             query = sa.select(sa.func.count()).select_from(PredictionRow)
@@ -246,53 +319,112 @@ class PredictionLogStore:
                 query = query.where(PredictionRow.error.isnot(None) if errors else PredictionRow.error.is_(None))
             return s.scalar(query) or 0
 
-    def arm_window(self, deployment: str, model: str, version: int, since: datetime,
-                   roles: tuple[str, ...] = ANSWER_ROLES, limit: int = 50_000) -> tuple[int, int, list[ArmRow]]:
+    def arm_window(
+        self,
+        deployment: str,
+        model: str,
+        version: int,
+        since: datetime,
+        roles: tuple[str, ...] = ANSWER_ROLES,
+        limit: int = 50_000,
+    ) -> tuple[int, int, list[ArmRow]]:
         """Rows one version answered since ``since``: (all, failed, the newest ``limit`` rows)."""
-        where = (PredictionRow.deployment == deployment, PredictionRow.model == model,
-                 PredictionRow.version == version, PredictionRow.at >= since, PredictionRow.role.in_(roles))
+        where = (
+            PredictionRow.deployment == deployment,
+            PredictionRow.model == model,
+            PredictionRow.version == version,
+            PredictionRow.at >= since,
+            PredictionRow.role.in_(roles),
+        )
         with self.db.session() as s:
-            total, failed = s.execute(sa.select(sa.func.count(), sa.func.count(PredictionRow.error)).where(*where)).one()
-            rows = s.execute(sa.select(PredictionRow.latency_seconds, PredictionRow.error, PredictionRow.prediction,
-                                       PredictionRow.label, PredictionRow.label_at)
-                             .where(*where).order_by(PredictionRow.id.desc()).limit(limit)).all()
+            total, failed = s.execute(
+                sa.select(sa.func.count(), sa.func.count(PredictionRow.error)).where(*where)
+            ).one()
+            rows = s.execute(
+                sa.select(
+                    PredictionRow.latency_seconds,
+                    PredictionRow.error,
+                    PredictionRow.prediction,
+                    PredictionRow.label,
+                    PredictionRow.label_at,
+                )
+                .where(*where)
+                .order_by(PredictionRow.id.desc())
+                .limit(limit)
+            ).all()
         return total or 0, failed or 0, [ArmRow(r[0], r[1], r[2], r[3], r[4] is not None) for r in rows]
 
-    def arm_calls(self, deployment: str, model: str, version: int, since: datetime,
-                  roles: tuple[str, ...] = ANSWER_ROLES) -> tuple[int, int]:
+    def arm_calls(
+        self, deployment: str, model: str, version: int, since: datetime, roles: tuple[str, ...] = ANSWER_ROLES
+    ) -> tuple[int, int]:
         """Requests (not rows) one version answered since ``since``, and how many of them failed.
 
         The rows of one request share their timestamp and fail together, so errors are counted by
         request: ten failed rows of one request are one failure, not ten.
         """
-        where = (PredictionRow.deployment == deployment, PredictionRow.model == model,
-                 PredictionRow.version == version, PredictionRow.at >= since, PredictionRow.role.in_(roles))
+        where = (
+            PredictionRow.deployment == deployment,
+            PredictionRow.model == model,
+            PredictionRow.version == version,
+            PredictionRow.at >= since,
+            PredictionRow.role.in_(roles),
+        )
         failed_at = sa.case((PredictionRow.error.isnot(None), PredictionRow.at))
         with self.db.session() as s:
-            calls, failed = s.execute(sa.select(sa.func.count(sa.distinct(PredictionRow.at)),
-                                                sa.func.count(sa.distinct(failed_at))).where(*where)).one()
+            calls, failed = s.execute(
+                sa.select(sa.func.count(sa.distinct(PredictionRow.at)), sa.func.count(sa.distinct(failed_at))).where(
+                    *where
+                )
+            ).one()
         return calls or 0, failed or 0
 
-    def shadow_pairs(self, deployment: str, model: str, version: int, since: datetime,
-                     limit: int = 50_000) -> tuple[int, int, list[ShadowPair]]:
+    def shadow_pairs(
+        self, deployment: str, model: str, version: int, since: datetime, limit: int = 50_000
+    ) -> tuple[int, int, list[ShadowPair]]:
         """A shadow version's rows since ``since`` joined to the primary's answers: (all, failed, pairs)."""
         shadow = sa.orm.aliased(PredictionRow)
         primary = sa.orm.aliased(PredictionRow)
-        where = (shadow.deployment == deployment, shadow.model == model, shadow.version == version,
-                 shadow.at >= since, shadow.role == "shadow")
+        where = (
+            shadow.deployment == deployment,
+            shadow.model == model,
+            shadow.version == version,
+            shadow.at >= since,
+            shadow.role == "shadow",
+        )
         # one statement: the counts (window functions, over every row before the limit) and the pairs
         # see the same rows; two statements saw rows land in between (more pairs than rows counted)
         with self.db.session() as s:
-            rows = s.execute(sa.select(shadow.prediction, shadow.error, shadow.latency_seconds, primary.prediction,
-                                       primary.label, primary.label_at, primary.id,
-                                       sa.func.count().over(), sa.func.count(shadow.error).over())
-                             .outerjoin(primary, primary.request_id == shadow.shadow_of)
-                             .where(*where).order_by(shadow.id.desc()).limit(limit)).all()
+            rows = s.execute(
+                sa.select(
+                    shadow.prediction,
+                    shadow.error,
+                    shadow.latency_seconds,
+                    primary.prediction,
+                    primary.label,
+                    primary.label_at,
+                    primary.id,
+                    sa.func.count().over(),
+                    sa.func.count(shadow.error).over(),
+                )
+                .outerjoin(primary, primary.request_id == shadow.shadow_of)
+                .where(*where)
+                .order_by(shadow.id.desc())
+                .limit(limit)
+            ).all()
         total, failed = (rows[0][7], rows[0][8]) if rows else (0, 0)
-        return total, failed, [ShadowPair(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows if r[6] is not None]
+        return (
+            total,
+            failed,
+            [ShadowPair(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows if r[6] is not None],
+        )
 
-    def recent(self, deployment: str, limit: int = 100, roles: tuple[str, ...] | None = ("served",),
-               errors: bool | None = False) -> list[PredictionRecord]:
+    def recent(
+        self,
+        deployment: str,
+        limit: int = 100,
+        roles: tuple[str, ...] | None = ("served",),
+        errors: bool | None = False,
+    ) -> list[PredictionRecord]:
         """Newest first; by default the answers clients got (no shadows, no failures), like `count`."""
         query = sa.select(PredictionRow).where(PredictionRow.deployment == deployment)
         if roles is not None:
@@ -305,15 +437,20 @@ class PredictionLogStore:
     def rows_after(self, after_id: int, limit: int = 50_000) -> list[LoggedRow]:
         """Rows with an id above ``after_id``, in id order (the monitoring loop's cursor), every role."""
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_LOGGED).where(PredictionRow.id > after_id)
-                             .order_by(PredictionRow.id).limit(limit)).all()
+            rows = s.execute(
+                sa.select(*_LOGGED).where(PredictionRow.id > after_id).order_by(PredictionRow.id).limit(limit)
+            ).all()
             return self._logged(s, rows, inputs=True)
 
     def batch_after(self, after_id: int, limit: int = 50_000) -> pa.Table:
         """`rows_after` as columns (`LOG_BATCH_SCHEMA`, then ``inputs`` as a struct and ``probabilities``):
         the monitoring loop's bulk read, a million rows a tick, no JSON parsed per row."""
-        return self._batch(sa.select(*_batch_columns(self.db.dialect)).where(PredictionRow.id > after_id)
-                           .order_by(PredictionRow.id).limit(limit))
+        return self._batch(
+            sa.select(*_batch_columns(self.db.dialect))
+            .where(PredictionRow.id > after_id)
+            .order_by(PredictionRow.id)
+            .limit(limit)
+        )
 
     def batch_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> pa.Table:
         """The rows with ids in any of the ``[lo, hi]`` ranges, as `batch_after` reads them."""
@@ -327,9 +464,12 @@ class PredictionLogStore:
         batch): their ids, their written rows as one table (`log_batches`' columns), and whether more
         batches follow. The monitoring loop's read."""
         with self.db.session() as s:
-            sizes = s.execute(sa.select(PredictionBatchRow.id, PredictionBatchRow.rows)
-                              .where(PredictionBatchRow.id > after).order_by(PredictionBatchRow.id)
-                              .limit(_SIZES_PER_READ + 1)).all()
+            sizes = s.execute(
+                sa.select(PredictionBatchRow.id, PredictionBatchRow.rows)
+                .where(PredictionBatchRow.id > after)
+                .order_by(PredictionBatchRow.id)
+                .limit(_SIZES_PER_READ + 1)
+            ).all()
             ids: list[int] = []
             total = 0
             for batch_id, rows in sizes:
@@ -342,37 +482,62 @@ class PredictionLogStore:
     def batch_of_row(self, row_id: int) -> int | None:
         """The batch of the last row with an id up to ``row_id`` (where a row cursor resumes as a batch one)."""
         with self.db.session() as s:
-            return s.scalar(sa.select(PredictionRow.batch_id).where(PredictionRow.id <= row_id)
-                            .order_by(PredictionRow.id.desc()).limit(1))
+            return s.scalar(
+                sa.select(PredictionRow.batch_id)
+                .where(PredictionRow.id <= row_id)
+                .order_by(PredictionRow.id.desc())
+                .limit(1)
+            )
 
     def batches_in(self, ids: Sequence[int]) -> tuple[list[int], pa.Table]:
         """The batches of these ids that exist now (a gap the cursor passed, committed since)."""
         with self.db.session() as s:
-            found = [int(i) for i in s.scalars(sa.select(PredictionBatchRow.id).where(PredictionBatchRow.id.in_(ids))
-                                               .order_by(PredictionBatchRow.id))] if ids else []
+            found = (
+                [
+                    int(i)
+                    for i in s.scalars(
+                        sa.select(PredictionBatchRow.id)
+                        .where(PredictionBatchRow.id.in_(ids))
+                        .order_by(PredictionBatchRow.id)
+                    )
+                ]
+                if ids
+                else []
+            )
             return found, self._whole_batches(s, found)
 
     def _whole_batches(self, s: sa.orm.Session, ids: list[int]) -> pa.Table:
         tables: dict[int, pa.Table] = {}
         batches = PredictionBatchRow.__table__
         for start in range(0, len(ids), _BLOBS_PER_QUERY):
-            chunk = ids[start:start + _BLOBS_PER_QUERY]
-            for batch_id, data in s.connection().execute(sa.select(batches.c.id, batches.c.data)
-                                                         .where(batches.c.id.in_(chunk))):
+            chunk = ids[start : start + _BLOBS_PER_QUERY]
+            for batch_id, data in s.connection().execute(
+                sa.select(batches.c.id, batches.c.data).where(batches.c.id.in_(chunk))
+            ):
                 try:
                     tables[int(batch_id)] = log_batches.logged(log_batches.decode(data))
                 except log_batches.CorruptLogBatch as exc:  # its rows from the index, their inputs missing
-                    log.error("prediction log: batch %d is unreadable (%s); its rows' inputs read as missing",
-                              batch_id, exc)
-                    query = sa.select(*_batch_columns(self.db.dialect)).where(PredictionRow.batch_id == batch_id) \
+                    log.error(
+                        "prediction log: batch %d is unreadable (%s); its rows' inputs read as missing", batch_id, exc
+                    )
+                    query = (
+                        sa.select(*_batch_columns(self.db.dialect))
+                        .where(PredictionRow.batch_id == batch_id)
                         .order_by(PredictionRow.id)
+                    )
                     tables[int(batch_id)] = self._read_index(s, query)
         if not tables:
             return self._read_index(s, None)
         return log_batches.concat([tables[i] for i in sorted(tables)])
 
-    def batch_between(self, deployment: str, since: datetime | None = None, until: datetime | None = None,
-                      after_id: int = 0, limit: int = 50_000) -> pa.Table:
+    def batch_between(
+        self,
+        deployment: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: int = 0,
+        limit: int = 50_000,
+    ) -> pa.Table:
         """One deployment's rows logged in [since, until) past ``after_id``, as `batch_after` reads them,
         with each row's request id, entity id, routing, label and when it came (the export's read)."""
         where = [PredictionRow.deployment == deployment, PredictionRow.id > after_id]
@@ -380,8 +545,10 @@ class PredictionLogStore:
             where.append(PredictionRow.at >= since)
         if until is not None:
             where.append(PredictionRow.at < until)
-        return self._batch(sa.select(*_batch_columns(self.db.dialect, _EXPORT)).where(*where)
-                           .order_by(PredictionRow.id).limit(limit), export=True)
+        return self._batch(
+            sa.select(*_batch_columns(self.db.dialect, _EXPORT)).where(*where).order_by(PredictionRow.id).limit(limit),
+            export=True,
+        )
 
     def _batch(self, query: sa.Select[Any] | None, *, export: bool = False) -> pa.Table:
         with self.db.session() as s:
@@ -390,15 +557,21 @@ class PredictionLogStore:
         if not export:
             return table
         n = len(LOG_BATCH_SCHEMA)
-        request_ids, entity_ids, labels, label_at, sources = (list(c) for c in zip(*(r[n:n + 5] for r in rows))) \
-            if rows else ([], [], [], [], [])
-        label_times = pa.array(label_at, type=pa.string()).cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")) \
-            if self.db.dialect != "postgresql" else pa.array(label_at, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
-        return (table.append_column("request_id", pa.array(request_ids, type=pa.string()))
-                .append_column("entity_id", pa.array(entity_ids, type=pa.string()))
-                .append_column("label", pa.array(labels, type=pa.string()))
-                .append_column("label_at", label_times)
-                .append_column("label_source", pa.array(sources, type=pa.string())))
+        request_ids, entity_ids, labels, label_at, sources = (
+            (list(c) for c in zip(*(r[n : n + 5] for r in rows))) if rows else ([], [], [], [], [])
+        )
+        label_times = (
+            pa.array(label_at, type=pa.string()).cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+            if self.db.dialect != "postgresql"
+            else pa.array(label_at, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
+        )
+        return (
+            table.append_column("request_id", pa.array(request_ids, type=pa.string()))
+            .append_column("entity_id", pa.array(entity_ids, type=pa.string()))
+            .append_column("label", pa.array(labels, type=pa.string()))
+            .append_column("label_at", label_times)
+            .append_column("label_source", pa.array(sources, type=pa.string()))
+        )
 
     @staticmethod
     def _fetch(s: sa.orm.Session, query: sa.Select[Any] | None) -> Sequence[Any]:
@@ -415,42 +588,77 @@ class PredictionLogStore:
         """Index columns with the prediction typed, and each row's inputs and probabilities from its batch."""
         payload = self._payloads(s, table.column("batch_id").to_numpy(), table.column("position").to_numpy())
         i = table.schema.get_field_index("prediction")
-        return table.set_column(i, "prediction", log_batches.parse_json(table.column("prediction"))) \
-            .append_column("inputs", payload.column("inputs")) \
-            .append_column("probabilities", payload.column("probabilities")) \
+        return (
+            table.set_column(i, "prediction", log_batches.parse_json(table.column("prediction")))
+            .append_column("inputs", payload.column("inputs"))
+            .append_column("probabilities", payload.column("probabilities"))
             .append_column("routing", payload.column("routing"))
+        )
 
     def _read_index(self, s: sa.orm.Session, query: sa.Select[Any] | None) -> pa.Table:
         return self._with_payload(s, _batch_table(self._fetch(s, query), self.db.dialect))
 
-    def labelled_rows(self, deployment: str, model: str, version: int, start: datetime, end: datetime,
-                      roles: tuple[str, ...] = ANSWER_ROLES, *, inputs: bool = True) -> list[LoggedRow]:
+    def labelled_rows(
+        self,
+        deployment: str,
+        model: str,
+        version: int,
+        start: datetime,
+        end: datetime,
+        roles: tuple[str, ...] = ANSWER_ROLES,
+        *,
+        inputs: bool = True,
+    ) -> list[LoggedRow]:
         """One version's labelled rows predicted in [start, end), to recompute a window's performance.
 
         ``inputs=False`` leaves the inputs out (an empty dict): reading them is most of the cost.
         """
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_LOGGED).where(
-                PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
-                PredictionRow.at >= start, PredictionRow.at < end, PredictionRow.label_at.isnot(None),
-                PredictionRow.role.in_(roles)).order_by(PredictionRow.id)).all()
+            rows = s.execute(
+                sa.select(*_LOGGED)
+                .where(
+                    PredictionRow.deployment == deployment,
+                    PredictionRow.model == model,
+                    PredictionRow.version == version,
+                    PredictionRow.at >= start,
+                    PredictionRow.at < end,
+                    PredictionRow.label_at.isnot(None),
+                    PredictionRow.role.in_(roles),
+                )
+                .order_by(PredictionRow.id)
+            ).all()
             return self._logged(s, rows, inputs=inputs)
 
     def labelled_ids_since(self, since: datetime) -> list[tuple[str, str, int, int, datetime, datetime]]:
         """(deployment, model, version, id, at, label_at) of rows labelled at or after ``since``."""
         with self.db.session() as s:
-            return [tuple(r) for r in s.execute(  # type: ignore[misc]
-                sa.select(PredictionRow.deployment, PredictionRow.model, PredictionRow.version, PredictionRow.id,
-                          PredictionRow.at, PredictionRow.label_at)
-                .where(PredictionRow.label_at >= since, PredictionRow.role.in_(ANSWER_ROLES)))]
+            rows = s.execute(
+                sa.select(
+                    PredictionRow.deployment,
+                    PredictionRow.model,
+                    PredictionRow.version,
+                    PredictionRow.id,
+                    PredictionRow.at,
+                    PredictionRow.label_at,
+                ).where(PredictionRow.label_at >= since, PredictionRow.role.in_(ANSWER_ROLES))
+            ).all()
+        return [cast(tuple[str, str, int, int, datetime, datetime], tuple(r)) for r in rows]  # label_at: not null here
 
     def labelled_rows_between_ids(self, deployment: str, model: str, version: int, lo: int, hi: int) -> list[LoggedRow]:
         """One version's labelled rows with ids in [lo, hi] (a window by count), without their inputs."""
         with self.db.session() as s:
-            rows = s.execute(sa.select(*_LOGGED).where(
-                PredictionRow.deployment == deployment, PredictionRow.model == model, PredictionRow.version == version,
-                PredictionRow.id.between(lo, hi), PredictionRow.label_at.isnot(None),
-                PredictionRow.role.in_(ANSWER_ROLES)).order_by(PredictionRow.id)).all()
+            rows = s.execute(
+                sa.select(*_LOGGED)
+                .where(
+                    PredictionRow.deployment == deployment,
+                    PredictionRow.model == model,
+                    PredictionRow.version == version,
+                    PredictionRow.id.between(lo, hi),
+                    PredictionRow.label_at.isnot(None),
+                    PredictionRow.role.in_(ANSWER_ROLES),
+                )
+                .order_by(PredictionRow.id)
+            ).all()
             return self._logged(s, rows, inputs=False)
 
     def get(self, request_id: str) -> PredictionRecord | None:
@@ -472,14 +680,46 @@ class PredictionLogStore:
         payload = self._payloads(s, _ids(r[11] for r in rows), _ids(r[12] for r in rows))
         values = payload.column("inputs").to_pylist() if inputs else [None] * len(rows)
         probabilities = payload.column("probabilities").to_pylist()
-        return [LoggedRow(r[0], r[1], r[2], r[3], r[4], log_batches.as_dict(v) if inputs else {}, r[5], p, r[6], r[7],
-                          r[8], r[9], r[10]) for r, v, p in zip(rows, values, probabilities)]
+        return [
+            LoggedRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                log_batches.as_dict(v) if inputs else {},
+                r[5],
+                p,
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+            )
+            for r, v, p in zip(rows, values, probabilities)
+        ]
 
     def _records(self, s: sa.orm.Session, rows: Sequence[PredictionRow]) -> list[PredictionRecord]:
         payload = self._payloads(s, _ids(r.batch_id for r in rows), _ids(r.position for r in rows))
         inputs, probabilities, routing = (payload.column(c).to_pylist() for c in ("inputs", "probabilities", "routing"))
-        return [PredictionRecord(
-            request_id=r.request_id, entity_id=r.entity_id, deployment=r.deployment, model=r.model, version=r.version,
-            at=r.at, inputs=log_batches.as_dict(i), prediction=r.prediction, probabilities=p,
-            latency_seconds=r.latency_seconds, routing=log_batches.as_dict(rt), label=r.label, label_at=r.label_at,
-            role=r.role, error=r.error, shadow_of=r.shadow_of) for r, i, p, rt in zip(rows, inputs, probabilities, routing)]
+        return [
+            PredictionRecord(
+                request_id=r.request_id,
+                entity_id=r.entity_id,
+                deployment=r.deployment,
+                model=r.model,
+                version=r.version,
+                at=r.at,
+                inputs=log_batches.as_dict(i),
+                prediction=r.prediction,
+                probabilities=p,
+                latency_seconds=r.latency_seconds,
+                routing=log_batches.as_dict(rt),
+                label=r.label,
+                label_at=r.label_at,
+                role=r.role,
+                error=r.error,
+                shadow_of=r.shadow_of,
+            )
+            for r, i, p, rt in zip(rows, inputs, probabilities, routing)
+        ]

@@ -16,8 +16,18 @@ from matchday.store.errors import Conflict, NotFound
 from matchday.store.records import EventRecord, RolloutRecord
 from matchday.store.schema import ACTIVE_ROLLOUT_STATES, EventRow, RolloutRow, utcnow
 
-_UPDATABLE = {"state", "phase", "step", "weight", "failures", "reason", "analysis", "step_started_at", "finished_at",
-              "plan"}
+_UPDATABLE = {
+    "state",
+    "phase",
+    "step",
+    "weight",
+    "failures",
+    "reason",
+    "analysis",
+    "step_started_at",
+    "finished_at",
+    "plan",
+}
 
 
 class RolloutNotFound(NotFound):
@@ -27,8 +37,10 @@ class RolloutNotFound(NotFound):
 class RolloutAlreadyActive(Conflict):
     def __init__(self, deployment: str, existing: int | None) -> None:
         which = f" (rollout {existing})" if existing else ""
-        super().__init__(f"deployment {deployment!r} already has a rollout in progress{which}; "
-                         "promote, roll back or wait for it first")
+        super().__init__(
+            f"deployment {deployment!r} already has a rollout in progress{which}; "
+            "promote, roll back or wait for it first"
+        )
         self.deployment = deployment
 
 
@@ -40,20 +52,52 @@ class RolloutStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, deployment: str, strategy: str, baseline: str, candidate: str, plan: dict[str, Any], *,
-               phase: str, weight: float, event: tuple[str, str, str, dict[str, Any]]) -> RolloutRecord:
+    def create(
+        self,
+        deployment: str,
+        strategy: str,
+        baseline: str,
+        candidate: str,
+        plan: dict[str, Any],
+        *,
+        phase: str,
+        weight: float,
+        event: tuple[str, str, str, dict[str, Any]],
+    ) -> RolloutRecord:
         """Start a rollout and write its first event in the same transaction."""
         now = utcnow()
         try:
             with self.db.session(write=True) as s:
-                row = RolloutRow(deployment=deployment, strategy=strategy, baseline=baseline, candidate=candidate,
-                                 plan=plan, state="running", phase=phase, step=0, weight=weight, failures=0,
-                                 revision=1, started_at=now, step_started_at=now, updated_at=now)
+                row = RolloutRow(
+                    deployment=deployment,
+                    strategy=strategy,
+                    baseline=baseline,
+                    candidate=candidate,
+                    plan=plan,
+                    state="running",
+                    phase=phase,
+                    step=0,
+                    weight=weight,
+                    failures=0,
+                    revision=1,
+                    started_at=now,
+                    step_started_at=now,
+                    updated_at=now,
+                )
                 s.add(row)
                 s.flush()
                 kind, actor, reason, data = event
-                s.add(EventRow(at=now, deployment=deployment, rollout_id=row.id, kind=kind, actor=actor,
-                               reason=reason, data=data))
+                s.add(
+                    EventRow(
+                        at=now,
+                        deployment=deployment,
+                        rollout_id=row.id,
+                        kind=kind,
+                        actor=actor,
+                        reason=reason,
+                        data=data,
+                    )
+                )
                 s.flush()
                 return _record(row)
         except Conflict as exc:
@@ -71,45 +115,68 @@ class RolloutStore:
 
     def active(self, deployment: str) -> RolloutRecord | None:
         with self.db.session() as s:
-            row = s.scalar(sa.select(RolloutRow).where(RolloutRow.deployment == deployment,
-                                                       RolloutRow.state.in_(ACTIVE_ROLLOUT_STATES)))
+            row = s.scalar(
+                sa.select(RolloutRow).where(
+                    RolloutRow.deployment == deployment, RolloutRow.state.in_(ACTIVE_ROLLOUT_STATES)
+                )
+            )
             return None if row is None else _record(row)
 
     def latest(self, deployment: str) -> RolloutRecord | None:
         with self.db.session() as s:
-            row = s.scalar(sa.select(RolloutRow).where(RolloutRow.deployment == deployment)
-                           .order_by(RolloutRow.id.desc()).limit(1))
+            row = s.scalar(
+                sa.select(RolloutRow).where(RolloutRow.deployment == deployment).order_by(RolloutRow.id.desc()).limit(1)
+            )
             return None if row is None else _record(row)
 
     def all_active(self) -> list[RolloutRecord]:
         with self.db.session() as s:
-            rows = s.scalars(sa.select(RolloutRow).where(RolloutRow.state.in_(ACTIVE_ROLLOUT_STATES))
-                             .order_by(RolloutRow.id))
+            rows = s.scalars(
+                sa.select(RolloutRow).where(RolloutRow.state.in_(ACTIVE_ROLLOUT_STATES)).order_by(RolloutRow.id)
+            )
             return [_record(r) for r in rows]
 
     def history(self, deployment: str, limit: int = 20) -> list[RolloutRecord]:
         with self.db.session() as s:
-            rows = s.scalars(sa.select(RolloutRow).where(RolloutRow.deployment == deployment)
-                             .order_by(RolloutRow.id.desc()).limit(limit))
+            rows = s.scalars(
+                sa.select(RolloutRow)
+                .where(RolloutRow.deployment == deployment)
+                .order_by(RolloutRow.id.desc())
+                .limit(limit)
+            )
             return [_record(r) for r in rows]
 
-    def update(self, current: RolloutRecord, changes: dict[str, Any],
-               event: tuple[str, str, str, dict[str, Any]] | None = None) -> RolloutRecord:
+    def update(
+        self, current: RolloutRecord, changes: dict[str, Any], event: tuple[str, str, str, dict[str, Any]] | None = None
+    ) -> RolloutRecord:
         """Apply ``changes`` if nobody changed the rollout since ``current`` was read; log ``event`` with it."""
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise ValueError(f"rollout fields that cannot be updated: {sorted(unknown)}")
         now = utcnow()
         with self.db.session(write=True) as s:
-            done = rowcount(s.execute(sa.update(RolloutRow)
-                                      .where(RolloutRow.id == current.id, RolloutRow.revision == current.revision)
-                                      .values(**changes, revision=current.revision + 1, updated_at=now)))
+            done = rowcount(
+                s.execute(
+                    sa.update(RolloutRow)
+                    .where(RolloutRow.id == current.id, RolloutRow.revision == current.revision)
+                    .values(**changes, revision=current.revision + 1, updated_at=now)
+                )
+            )
             if not done:
                 raise StaleRollout(f"rollout {current.id} of {current.deployment!r} changed meanwhile; read it again")
             if event is not None:
                 kind, actor, reason, data = event
-                s.add(EventRow(at=now, deployment=current.deployment, rollout_id=current.id, kind=kind, actor=actor,
-                               reason=reason, data=data))
+                s.add(
+                    EventRow(
+                        at=now,
+                        deployment=current.deployment,
+                        rollout_id=current.id,
+                        kind=kind,
+                        actor=actor,
+                        reason=reason,
+                        data=data,
+                    )
+                )
             row = s.get(RolloutRow, current.id, populate_existing=True)
             assert row is not None
             return _record(row)
@@ -119,17 +186,39 @@ class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, kind: str, actor: str, reason: str, data: dict[str, Any] | None = None, *,
-            deployment: str | None = None, rollout_id: int | None = None) -> EventRecord:
+    def add(
+        self,
+        kind: str,
+        actor: str,
+        reason: str,
+        data: dict[str, Any] | None = None,
+        *,
+        deployment: str | None = None,
+        rollout_id: int | None = None,
+    ) -> EventRecord:
         with self.db.session(write=True) as s:
-            row = EventRow(at=utcnow(), deployment=deployment, rollout_id=rollout_id, kind=kind, actor=actor,
-                           reason=reason, data=data or {})
+            row = EventRow(
+                at=utcnow(),
+                deployment=deployment,
+                rollout_id=rollout_id,
+                kind=kind,
+                actor=actor,
+                reason=reason,
+                data=data or {},
+            )
             s.add(row)
             s.flush()
             return _event(row)
 
-    def list(self, deployment: str | None = None, *, rollout_id: int | None = None, since: datetime | None = None,
-             kinds: tuple[str, ...] = (), limit: int = 100) -> list[EventRecord]:
+    def list(
+        self,
+        deployment: str | None = None,
+        *,
+        rollout_id: int | None = None,
+        since: datetime | None = None,
+        kinds: tuple[str, ...] = (),
+        limit: int = 100,
+    ) -> list[EventRecord]:
         """Newest first."""
         query = sa.select(EventRow)
         if deployment is not None:
@@ -146,10 +235,23 @@ class EventStore:
 
 def _record(r: RolloutRow) -> RolloutRecord:
     return RolloutRecord(
-        id=r.id, deployment=r.deployment, strategy=r.strategy, baseline=r.baseline, candidate=r.candidate,
-        plan=dict(r.plan), state=r.state, phase=r.phase, step=r.step, weight=r.weight, failures=r.failures,
-        reason=r.reason, analysis=None if r.analysis is None else dict(r.analysis), revision=r.revision,
-        started_at=r.started_at, step_started_at=r.step_started_at, updated_at=r.updated_at,
+        id=r.id,
+        deployment=r.deployment,
+        strategy=r.strategy,
+        baseline=r.baseline,
+        candidate=r.candidate,
+        plan=dict(r.plan),
+        state=r.state,
+        phase=r.phase,
+        step=r.step,
+        weight=r.weight,
+        failures=r.failures,
+        reason=r.reason,
+        analysis=None if r.analysis is None else dict(r.analysis),
+        revision=r.revision,
+        started_at=r.started_at,
+        step_started_at=r.step_started_at,
+        updated_at=r.updated_at,
         finished_at=r.finished_at,
     )
 

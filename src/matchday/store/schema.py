@@ -142,9 +142,11 @@ class PredictionRow(Base):
     truth, and where its inputs are (row ``position`` of batch ``batch_id``)."""
 
     __tablename__ = "prediction_log"
-    __table_args__ = (Index("ix_prediction_log_deployment_at", "deployment", "at"),
-                      Index("ix_prediction_log_deployment_entity", "deployment", "entity_id"),
-                      Index("ix_prediction_log_label_at", "label_at"))
+    __table_args__ = (
+        Index("ix_prediction_log_deployment_at", "deployment", "at"),
+        Index("ix_prediction_log_deployment_entity", "deployment", "entity_id"),
+        Index("ix_prediction_log_label_at", "label_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -161,8 +163,9 @@ class PredictionRow(Base):
     role: Mapped[str] = mapped_column(String(20), default="served", server_default="served")
     error: Mapped[str | None] = mapped_column(Text)
     shadow_of: Mapped[str | None] = mapped_column(String(36))
-    batch_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                                 ForeignKey("prediction_batches.id"))
+    batch_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("prediction_batches.id")
+    )
     position: Mapped[int | None] = mapped_column(Integer)
 
 
@@ -176,9 +179,15 @@ class RolloutRow(Base):
     """
 
     __tablename__ = "rollouts"
-    __table_args__ = (Index("uq_rollouts_one_active", "deployment", unique=True,
-                            sqlite_where=sa_text("state IN ('running', 'paused')"),
-                            postgresql_where=sa_text("state IN ('running', 'paused')")),)
+    __table_args__ = (
+        Index(
+            "uq_rollouts_one_active",
+            "deployment",
+            unique=True,
+            sqlite_where=sa_text("state IN ('running', 'paused')"),
+            postgresql_where=sa_text("state IN ('running', 'paused')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     deployment: Mapped[str] = mapped_column(String(200), index=True)
@@ -224,9 +233,10 @@ class MetricWindowRow(Base):
     """
 
     __tablename__ = "metric_windows"
-    __table_args__ = (UniqueConstraint("deployment", "model", "version", "segment", "width", "start",
-                                       name="uq_metric_windows_key"),
-                      Index("ix_metric_windows_deployment_width_start", "deployment", "width", "start"))
+    __table_args__ = (
+        UniqueConstraint("deployment", "model", "version", "segment", "width", "start", name="uq_metric_windows_key"),
+        Index("ix_metric_windows_deployment_width_start", "deployment", "width", "start"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     deployment: Mapped[str] = mapped_column(String(200))
@@ -260,9 +270,20 @@ class AlertRow(Base):
     """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("uq_alerts_one_firing", "monitor", "deployment", "model", "version", "segment", unique=True,
-                            sqlite_where=sa_text("state = 'firing'"), postgresql_where=sa_text("state = 'firing'")),
-                      Index("ix_alerts_deployment_opened", "deployment", "opened_at"))
+    __table_args__ = (
+        Index(
+            "uq_alerts_one_firing",
+            "monitor",
+            "deployment",
+            "model",
+            "version",
+            "segment",
+            unique=True,
+            sqlite_where=sa_text("state = 'firing'"),
+            postgresql_where=sa_text("state = 'firing'"),
+        ),
+        Index("ix_alerts_deployment_opened", "deployment", "opened_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     monitor: Mapped[str] = mapped_column(String(200))

@@ -17,5 +17,18 @@ from matchday.monitoring.alerts.webhooks import (
     validate_webhook_url,
 )
 
-__all__ = ["AlertChange", "AlertEngine", "InvalidMonitor", "InvalidWebhook", "MonitorSpec", "Verdict", "WebhookSender",
-           "alert_body", "default_monitors", "judge", "monitors_for", "parse_monitors", "validate_webhook_url"]
+__all__ = [
+    "AlertChange",
+    "AlertEngine",
+    "InvalidMonitor",
+    "InvalidWebhook",
+    "MonitorSpec",
+    "Verdict",
+    "WebhookSender",
+    "alert_body",
+    "default_monitors",
+    "judge",
+    "monitors_for",
+    "parse_monitors",
+    "validate_webhook_url",
+]

@@ -34,10 +34,15 @@ class AlertChange:
 
 
 class AlertEngine:
-    def __init__(self, alerts: AlertStore, state: MonitorStateStore, *,
-                 enqueue_webhook: Callable[[str, dict[str, Any]], Any] | None = None,
-                 hooks: dict[str, ActionHook] | None = None,
-                 record_event: Callable[[str, str, str, dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        alerts: AlertStore,
+        state: MonitorStateStore,
+        *,
+        enqueue_webhook: Callable[[str, dict[str, Any]], Any] | None = None,
+        hooks: dict[str, ActionHook] | None = None,
+        record_event: Callable[[str, str, str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.alerts = alerts
         self.state = state
         self.enqueue_webhook = enqueue_webhook
@@ -57,7 +62,11 @@ class AlertEngine:
         if verdict.breached:
             if state["last_window"] != window_id:  # one window counts once, however often it is updated
                 state["breaches"] += 1
-            if state["alert"] is None and state["breaches"] >= monitor.breaches and not self._cooling(state, monitor, now):
+            if (
+                state["alert"] is None
+                and state["breaches"] >= monitor.breaches
+                and not self._cooling(state, monitor, now)
+            ):
                 alert = self._open(window, verdict, now)
                 if alert is not None:
                     state["alert"] = alert.id
@@ -85,20 +94,40 @@ class AlertEngine:
     def _open(self, window: MetricWindow, verdict: Verdict, now: datetime) -> AlertRecord | None:
         monitor = verdict.monitor
         segment = f" [{window.segment}]" if window.segment else ""
-        message = (f"{monitor.name} on {window.deployment}{segment} ({window.model}:{window.version}, "
-                   f"{monitor.window} window from {window.start:%Y-%m-%d %H:%M:%S}): {verdict.reason}")
-        data = {"window": {"width": window.width, "start": window.start.isoformat(), "rows": window.rows},
-                "breaches": monitor.breaches, "condition": monitor.when, "relative_to": monitor.relative_to,
-                "compared": verdict.compared, **verdict.data}
+        message = (
+            f"{monitor.name} on {window.deployment}{segment} ({window.model}:{window.version}, "
+            f"{monitor.window} window from {window.start:%Y-%m-%d %H:%M:%S}): {verdict.reason}"
+        )
+        data = {
+            "window": {"width": window.width, "start": window.start.isoformat(), "rows": window.rows},
+            "breaches": monitor.breaches,
+            "condition": monitor.when,
+            "relative_to": monitor.relative_to,
+            "compared": verdict.compared,
+            **verdict.data,
+        }
         try:
-            alert = self.alerts.open(monitor=monitor.name, deployment=window.deployment, model=window.model,
-                                     version=window.version, segment=window.segment, severity=monitor.severity,
-                                     metric=monitor.metric, value=verdict.value, threshold=monitor.threshold,
-                                     message=message, data=data, at=now)
+            alert = self.alerts.open(
+                monitor=monitor.name,
+                deployment=window.deployment,
+                model=window.model,
+                version=window.version,
+                segment=window.segment,
+                severity=monitor.severity,
+                metric=monitor.metric,
+                value=verdict.value,
+                threshold=monitor.threshold,
+                message=message,
+                data=data,
+                at=now,
+            )
         except AlertAlreadyFiring:  # opened by another process (or before a restart): adopt it
-            firing = [a for a in self.alerts.firing(window.deployment)
-                      if (a.monitor, a.model, a.version, a.segment) == (monitor.name, window.model, window.version,
-                                                                         window.segment)]
+            firing = [
+                a
+                for a in self.alerts.firing(window.deployment)
+                if (a.monitor, a.model, a.version, a.segment)
+                == (monitor.name, window.model, window.version, window.segment)
+            ]
             return firing[0] if firing else None
         self._act(alert, monitor, "opened")
         return alert
@@ -129,9 +158,23 @@ class AlertEngine:
 
 def alert_body(alert: AlertRecord, change: str) -> dict[str, Any]:
     """The JSON a webhook receives (and the API shows): one shape for opened and resolved."""
-    return {"event": f"alert.{change}", "alert": {
-        "id": alert.id, "monitor": alert.monitor, "deployment": alert.deployment, "model": alert.model,
-        "version": alert.version, "segment": alert.segment or None, "severity": alert.severity, "state": alert.state,
-        "metric": alert.metric, "value": alert.value, "threshold": alert.threshold, "message": alert.message,
-        "opened_at": alert.opened_at.isoformat(), "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-        "data": alert.data}}
+    return {
+        "event": f"alert.{change}",
+        "alert": {
+            "id": alert.id,
+            "monitor": alert.monitor,
+            "deployment": alert.deployment,
+            "model": alert.model,
+            "version": alert.version,
+            "segment": alert.segment or None,
+            "severity": alert.severity,
+            "state": alert.state,
+            "metric": alert.metric,
+            "value": alert.value,
+            "threshold": alert.threshold,
+            "message": alert.message,
+            "opened_at": alert.opened_at.isoformat(),
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+            "data": alert.data,
+        },
+    }

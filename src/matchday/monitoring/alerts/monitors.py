@@ -26,8 +26,12 @@ from matchday.errors import MatchdayError
 from matchday.monitoring.alerts.webhooks import InvalidWebhook, validate_webhook_url
 from matchday.monitoring.windows import TIME_WIDTHS, known_metric
 
-_OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
-                                                   "<=": operator.le}
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 _CONDITION = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 ACTIONS = ("alert", "log", "webhook", "rollback", "review", "retrain")
@@ -165,12 +169,15 @@ def parse_monitors(items: list[dict[str, Any]] | None, *, count_window: int) -> 
         try:
             spec = MonitorSpec.model_validate(item)
         except ValidationError as exc:
-            problems += [f"monitor {label}: {'.'.join(str(p) for p in e['loc']) or 'monitor'}: {e['msg']}"
-                         for e in exc.errors()]
+            problems += [
+                f"monitor {label}: {'.'.join(str(p) for p in e['loc']) or 'monitor'}: {e['msg']}" for e in exc.errors()
+            ]
             continue
         if spec.window.endswith("rows") and spec.window != f"{count_window}rows":
-            problems.append(f"monitor {label}: window {spec.window} is not the configured count window "
-                            f"({count_window}rows; set monitoring.count_window)")
+            problems.append(
+                f"monitor {label}: window {spec.window} is not the configured count window "
+                f"({count_window}rows; set monitoring.count_window)"
+            )
         if spec.name in names:
             problems.append(f"monitor {label}: a second monitor with this name")
         names.add(spec.name)
@@ -184,18 +191,61 @@ def default_monitors(count_window: int) -> list[MonitorSpec]:
     """What every deployment is watched for unless matchday.yaml says otherwise (same name replaces it)."""
     rows = f"{count_window}rows"
     return [
-        MonitorSpec(name="error-rate", metric="error_rate", window="5m", when="> 0.05", severity="critical",
-                    breaches=1, min_rows=20),
-        MonitorSpec(name="latency-p99", metric="latency_p99", window="5m", when="> 1.0", severity="warning",
-                    breaches=2, min_rows=20),
-        MonitorSpec(name="data-drift", metric="drift_share", window=rows, when="> 0.3", severity="warning",
-                    breaches=2, min_rows=count_window // 2),
-        MonitorSpec(name="prediction-drift", metric="prediction_drift_detected", window=rows, when="> 0.5",
-                    severity="warning", breaches=2, min_rows=count_window // 2),
-        MonitorSpec(name="accuracy-drop", metric="accuracy", window=rows, relative_to="reference", when="< -0.05",
-                    severity="critical", breaches=2, min_rows=count_window // 2),
-        MonitorSpec(name="concept-drift", metric="concept_drift", window=rows, when="> 0.5", severity="warning",
-                    breaches=1, min_rows=1),
+        MonitorSpec(
+            name="error-rate",
+            metric="error_rate",
+            window="5m",
+            when="> 0.05",
+            severity="critical",
+            breaches=1,
+            min_rows=20,
+        ),
+        MonitorSpec(
+            name="latency-p99",
+            metric="latency_p99",
+            window="5m",
+            when="> 1.0",
+            severity="warning",
+            breaches=2,
+            min_rows=20,
+        ),
+        MonitorSpec(
+            name="data-drift",
+            metric="drift_share",
+            window=rows,
+            when="> 0.3",
+            severity="warning",
+            breaches=2,
+            min_rows=count_window // 2,
+        ),
+        MonitorSpec(
+            name="prediction-drift",
+            metric="prediction_drift_detected",
+            window=rows,
+            when="> 0.5",
+            severity="warning",
+            breaches=2,
+            min_rows=count_window // 2,
+        ),
+        MonitorSpec(
+            name="accuracy-drop",
+            metric="accuracy",
+            window=rows,
+            relative_to="reference",
+            when="< -0.05",
+            severity="critical",
+            breaches=2,
+            min_rows=count_window // 2,
+        ),
+        MonitorSpec(
+            name="concept-drift",
+            metric="concept_drift",
+            window=rows,
+            when="> 0.5",
+            severity="warning",
+            breaches=1,
+            min_rows=1,
+        ),
     ]
 
 
@@ -230,7 +280,16 @@ def judge(monitor: MonitorSpec, metrics: dict[str, Any], *, reference: float | N
             return Verdict(monitor, value, None, None, f"no {monitor.relative_to} value of {monitor.metric}")
         compared = float(value) - reference
     breached = monitor.breached(compared)
-    what = f"{monitor.metric} {compared:+.4g} vs {monitor.relative_to}" if monitor.relative_to else \
-        f"{monitor.metric} = {compared:.4g}"
-    return Verdict(monitor, float(value), compared, breached, f"{what} ({'meets' if breached else 'does not meet'} "
-                   f"{monitor.when})", {"reference": reference})
+    what = (
+        f"{monitor.metric} {compared:+.4g} vs {monitor.relative_to}"
+        if monitor.relative_to
+        else f"{monitor.metric} = {compared:.4g}"
+    )
+    return Verdict(
+        monitor,
+        float(value),
+        compared,
+        breached,
+        f"{what} ({'meets' if breached else 'does not meet'} {monitor.when})",
+        {"reference": reference},
+    )

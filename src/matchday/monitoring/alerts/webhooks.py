@@ -121,10 +121,17 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 class WebhookSender:
     """POSTs the outbox's due deliveries; ``start()`` runs that in a daemon thread every ``poll_interval``."""
 
-    def __init__(self, outbox: WebhookOutbox, *, timeout: float = 5.0, max_attempts: int = 8,
-                 base_delay: float = 1.0, max_delay: float = 300.0,
-                 on_give_up: Callable[[WebhookDelivery, str], None] | None = None,
-                 poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        outbox: WebhookOutbox,
+        *,
+        timeout: float = 5.0,
+        max_attempts: int = 8,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        on_give_up: Callable[[WebhookDelivery, str], None] | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
         if max_attempts < 1:
@@ -201,8 +208,13 @@ class WebhookSender:
         else:
             if 200 <= status < 300:
                 self.outbox.delivered(delivery.id)
-                log.info("webhook %d to %s: delivered (HTTP %d, attempt %d)", delivery.id,
-                         _safe_url(delivery.url), status, attempt)
+                log.info(
+                    "webhook %d to %s: delivered (HTTP %d, attempt %d)",
+                    delivery.id,
+                    _safe_url(delivery.url),
+                    status,
+                    attempt,
+                )
                 return
             reason = f"HTTP {status}" + (f": {snippet}" if snippet else "")
             if status >= 500 or status in _RETRY_STATUSES:
@@ -211,7 +223,9 @@ class WebhookSender:
                     retry_after = parse_retry_after(headers.get("retry-after"))
             elif 300 <= status < 400:
                 outcome = "give_up"
-                reason += f" (a redirect to {_safe_url(headers.get('location', '?'))}; webhooks do not follow redirects)"
+                reason += (
+                    f" (a redirect to {_safe_url(headers.get('location', '?'))}; webhooks do not follow redirects)"
+                )
             else:
                 outcome = "give_up"  # the receiver refused this body: sending it again will not help
         if outcome == "retry" and attempt >= self.max_attempts:
@@ -223,12 +237,22 @@ class WebhookSender:
         if retry_after is not None:
             delay = max(delay, retry_after)
         self.outbox.failed(delivery.id, reason, datetime.now(UTC) + timedelta(seconds=delay))
-        log.warning("webhook %d to %s: attempt %d of %d failed (%s); next try in %.1fs", delivery.id,
-                    _safe_url(delivery.url), attempt, self.max_attempts, reason, delay)
+        log.warning(
+            "webhook %d to %s: attempt %d of %d failed (%s); next try in %.1fs",
+            delivery.id,
+            _safe_url(delivery.url),
+            attempt,
+            self.max_attempts,
+            reason,
+            delay,
+        )
 
     def _post(self, delivery: WebhookDelivery) -> tuple[int, httpx.Headers, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": self.user_agent,
-                   "X-Matchday-Delivery": str(delivery.id)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": self.user_agent,
+            "X-Matchday-Delivery": str(delivery.id),
+        }
         with self._client.stream("POST", delivery.url, content=orjson.dumps(delivery.body), headers=headers) as r:
             snippet = b""
             if not r.is_success:  # a little of the refusal, for the error message; never the whole body
@@ -241,8 +265,9 @@ class WebhookSender:
 
     def _give_up(self, delivery: WebhookDelivery, attempt: int, reason: str) -> None:
         self.outbox.failed(delivery.id, reason, None)
-        log.error("webhook %d to %s: giving up after %d attempt(s): %s", delivery.id, _safe_url(delivery.url),
-                  attempt, reason)
+        log.error(
+            "webhook %d to %s: giving up after %d attempt(s): %s", delivery.id, _safe_url(delivery.url), attempt, reason
+        )
         if self.on_give_up is None:
             return
         final = replace(delivery, attempts=attempt, gave_up_at=datetime.now(UTC), last_error=reason)

@@ -15,22 +15,30 @@ DEFAULT_AUC_THRESHOLD = 0.55
 MAX_ROWS_PER_SIDE = 10_000
 
 
-def domain_classifier_auc(reference: pa.Table, current: pa.Table, *, threshold: float = DEFAULT_AUC_THRESHOLD,
-                          folds: int = 5, seed: int = 0) -> dict[str, Any]:
+def domain_classifier_auc(
+    reference: pa.Table, current: pa.Table, *, threshold: float = DEFAULT_AUC_THRESHOLD, folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     rng = np.random.default_rng(seed)
     ref = _sample(reference, rng)
     cur = _sample(current, rng)
-    X, categorical = _encode(pa.concat_tables([ref, cur.cast(ref.schema)]) if cur.schema != ref.schema
-                             else pa.concat_tables([ref, cur]))
+    X, categorical = _encode(
+        pa.concat_tables([ref, cur.cast(ref.schema)]) if cur.schema != ref.schema else pa.concat_tables([ref, cur])
+    )
     y = np.concatenate([np.zeros(ref.num_rows), np.ones(cur.num_rows)])
     model = HistGradientBoostingClassifier(max_iter=100, categorical_features=categorical or None, random_state=seed)
     scores = cross_val_score(model, X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring="roc_auc")
     auc = float(scores.mean())
-    return {"test": "domain_classifier_roc_auc", "roc_auc": auc, "roc_auc_std": float(scores.std()),
-            "threshold": threshold, "drifted": auc > threshold, "rows_per_side": [ref.num_rows, cur.num_rows]}
+    return {
+        "test": "domain_classifier_roc_auc",
+        "roc_auc": auc,
+        "roc_auc_std": float(scores.std()),
+        "threshold": threshold,
+        "drifted": auc > threshold,
+        "rows_per_side": [ref.num_rows, cur.num_rows],
+    }
 
 
 def _sample(table: pa.Table, rng: np.random.Generator) -> pa.Table:

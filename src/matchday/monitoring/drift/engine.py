@@ -29,8 +29,16 @@ TestName = Literal["ks", "wasserstein", "psi", "jensenshannon", "chisquare", "ch
 NUMERIC_TESTS = {"ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z"}
 CATEGORICAL_TESTS = {"psi", "jensenshannon", "chisquare", "chisquare_gof", "z", "unseen"}
 P_VALUE_TESTS = {"ks", "chisquare", "chisquare_gof", "z"}
-DEFAULT_THRESHOLDS = {"ks": 0.05, "chisquare": 0.05, "chisquare_gof": 0.05, "z": 0.05, "wasserstein": 0.1,
-                      "psi": 0.1, "jensenshannon": 0.1, "unseen": 0.05}
+DEFAULT_THRESHOLDS = {
+    "ks": 0.05,
+    "chisquare": 0.05,
+    "chisquare_gof": 0.05,
+    "z": 0.05,
+    "wasserstein": 0.1,
+    "psi": 0.1,
+    "jensenshannon": 0.1,
+    "unseen": 0.05,
+}
 SMALL_REFERENCE = 1000
 
 
@@ -102,7 +110,9 @@ def column_drift(name: str, ref: Sample, cur: Sample, override: ColumnTest | Non
     test = override.test or _auto_test(ref, cur)
     allowed = NUMERIC_TESTS if kind == "numeric" else CATEGORICAL_TESTS
     if test not in allowed:
-        raise DriftError(f"test {test!r} does not apply to {kind} column {name!r}; use one of {', '.join(sorted(allowed))}")
+        raise DriftError(
+            f"test {test!r} does not apply to {kind} column {name!r}; use one of {', '.join(sorted(allowed))}"
+        )
     threshold = override.threshold if override.threshold is not None else DEFAULT_THRESHOLDS[test]
     missing_share = cur.missing / max(cur.n + cur.missing, 1)
     if cur.n == 0:  # every current value missing: nothing to compare, but certainly worth a look
@@ -119,8 +129,20 @@ def column_drift(name: str, ref: Sample, cur: Sample, override: ColumnTest | Non
         extra = {"unseen_share": unseen / cur.n}
     score = result.p_value if result.p_value is not None else result.statistic
     drifted = score < threshold if test in P_VALUE_TESTS else score >= threshold
-    return ColumnDrift(name, kind, test, result.statistic, result.p_value, threshold, bool(drifted), ref.n, cur.n,
-                       missing_share, histogram=histogram, **extra)
+    return ColumnDrift(
+        name,
+        kind,
+        test,
+        result.statistic,
+        result.p_value,
+        threshold,
+        bool(drifted),
+        ref.n,
+        cur.n,
+        missing_share,
+        histogram=histogram,
+        **extra,
+    )
 
 
 def _auto_test(ref: Sample, cur: Sample) -> str:
@@ -150,15 +172,21 @@ def _numeric(test: str, ref: NumericSample, cur: NumericSample) -> tuple[st.Test
     if many:
         edges = st.sturges_edges(min(ref.lo, cur.lo), max(ref.hi, cur.hi), ref.n + cur.n)
         ref_counts, cur_counts = ref.histogram(edges), cur.histogram(edges)
-        histogram: dict[str, Any] = {"edges": edges.tolist(), "reference": (ref_counts / ref.n).tolist(),
-                                     "current": (cur_counts / cur.n).tolist()}
+        histogram: dict[str, Any] = {
+            "edges": edges.tolist(),
+            "reference": (ref_counts / ref.n).tolist(),
+            "current": (cur_counts / cur.n).tolist(),
+        }
     else:
         ref_vc, cur_vc = ref.value_counts(), cur.value_counts()
         keys = sorted(set(ref_vc) | set(cur_vc))
         ref_counts = np.array([ref_vc.get(k, 0.0) for k in keys])
         cur_counts = np.array([cur_vc.get(k, 0.0) for k in keys])
-        histogram = {"categories": [_label(k) for k in keys], "reference": (ref_counts / ref.n).tolist(),
-                     "current": (cur_counts / cur.n).tolist()}
+        histogram = {
+            "categories": [_label(k) for k in keys],
+            "reference": (ref_counts / ref.n).tolist(),
+            "current": (cur_counts / cur.n).tolist(),
+        }
     if test == "ks":
         result = st.ks_2samp_sorted(ref.values, cur.values)
         if not ref.exact:  # the statistic is approximate; the p-value must use the real size
@@ -179,8 +207,9 @@ def _numeric(test: str, ref: NumericSample, cur: NumericSample) -> tuple[st.Test
     else:  # z: the share of the smallest value against the rest
         ref_vc, cur_vc = ref.value_counts(), cur.value_counts()
         first = min(set(ref_vc) | set(cur_vc))
-        result = st.z_test_proportions(int(round(ref.n - ref_vc.get(first, 0))), ref.n,
-                                       int(round(cur.n - cur_vc.get(first, 0))), cur.n)
+        result = st.z_test_proportions(
+            int(round(ref.n - ref_vc.get(first, 0))), ref.n, int(round(cur.n - cur_vc.get(first, 0))), cur.n
+        )
     return result, histogram
 
 
@@ -188,7 +217,11 @@ def _categorical(test: str, ref: CategoricalSample, cur: CategoricalSample) -> t
     keys = sorted(set(ref.counts) | set(cur.counts))
     ref_counts = np.array([ref.counts.get(k, 0) for k in keys], dtype=np.float64)
     cur_counts = np.array([cur.counts.get(k, 0) for k in keys], dtype=np.float64)
-    histogram = {"categories": keys, "reference": (ref_counts / ref.n).tolist(), "current": (cur_counts / cur.n).tolist()}
+    histogram = {
+        "categories": keys,
+        "reference": (ref_counts / ref.n).tolist(),
+        "current": (cur_counts / cur.n).tolist(),
+    }
     if test == "jensenshannon":
         result = st.TestResult(st.js_distance(ref_counts / ref.n, cur_counts / cur.n), None)
     elif test == "psi":
@@ -199,8 +232,9 @@ def _categorical(test: str, ref: CategoricalSample, cur: CategoricalSample) -> t
         result = st.chi_square_goodness_of_fit(ref_counts, cur_counts)
     elif test == "z":
         first = keys[0]
-        result = st.z_test_proportions(int(ref.n - ref.counts.get(first, 0)), ref.n,
-                                       int(cur.n - cur.counts.get(first, 0)), cur.n)
+        result = st.z_test_proportions(
+            int(ref.n - ref.counts.get(first, 0)), ref.n, int(cur.n - cur.counts.get(first, 0)), cur.n
+        )
     else:  # unseen: the share of current values in categories the reference never had
         unseen = sum(c for k, c in cur.counts.items() if k not in ref.counts)
         result = st.TestResult(unseen / cur.n, None)
@@ -218,9 +252,11 @@ def is_numeric(dtype: pa.DataType) -> bool:
 
 def sample_of(column: pa.ChunkedArray) -> Sample:
     if is_numeric(column.type):
-        return numeric_from_values(column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-                                   if not column.null_count else
-                                   column.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        return numeric_from_values(
+            column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            if not column.null_count
+            else column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        )
     return categorical_from_column(column)
 
 
@@ -228,14 +264,22 @@ def sample_of_profile(profile: dict[str, Any]) -> Sample:
     return numeric_from_profile(profile) if profile["kind"] == "numeric" else categorical_from_profile(profile)
 
 
-def compare_tables(reference: pa.Table, current: pa.Table, *, columns: list[str] | None = None,
-                   tests: dict[str, ColumnTest] | None = None, share_threshold: float = 0.5,
-                   multivariate: bool = False) -> DriftReport:
+def compare_tables(
+    reference: pa.Table,
+    current: pa.Table,
+    *,
+    columns: list[str] | None = None,
+    tests: dict[str, ColumnTest] | None = None,
+    share_threshold: float = 0.5,
+    multivariate: bool = False,
+) -> DriftReport:
     """Drift of every shared column of two tables, and whether the dataset drifted."""
     names = columns or reference.column_names
     _check_columns(names, reference.column_names, current.column_names)
     if reference.num_rows == 0 or current.num_rows == 0:
-        raise DriftError(f"nothing to compare: the {'reference' if reference.num_rows == 0 else 'current'} data has no rows")
+        raise DriftError(
+            f"nothing to compare: the {'reference' if reference.num_rows == 0 else 'current'} data has no rows"
+        )
 
     def one(name: str) -> ColumnDrift:
         ref, cur = sample_of(reference.column(name)), sample_of(current.column(name))
@@ -253,9 +297,15 @@ def compare_tables(reference: pa.Table, current: pa.Table, *, columns: list[str]
     return report
 
 
-def compare_parquet_files(reference: str, current: str, *, columns: list[str] | None = None,
-                          tests: dict[str, ColumnTest] | None = None, share_threshold: float = 0.5,
-                          multivariate: bool = False) -> DriftReport:
+def compare_parquet_files(
+    reference: str,
+    current: str,
+    *,
+    columns: list[str] | None = None,
+    tests: dict[str, ColumnTest] | None = None,
+    share_threshold: float = 0.5,
+    multivariate: bool = False,
+) -> DriftReport:
     """`compare_tables` on two Parquet files, reading one column of each at a time.
 
     Memory stays near two columns' worth however wide the files are; the multivariate check
@@ -297,8 +347,14 @@ def compare_parquet_files(reference: str, current: str, *, columns: list[str] | 
     return report
 
 
-def compare_to_profile(profile: dict[str, Any], current: pa.Table, *, columns: list[str] | None = None,
-                       tests: dict[str, ColumnTest] | None = None, share_threshold: float = 0.5) -> DriftReport:
+def compare_to_profile(
+    profile: dict[str, Any],
+    current: pa.Table,
+    *,
+    columns: list[str] | None = None,
+    tests: dict[str, ColumnTest] | None = None,
+    share_threshold: float = 0.5,
+) -> DriftReport:
     """Drift of a current table against a stored reference profile (the reference data is not needed)."""
     names = columns or list(profile["columns"])
     _check_columns(names, list(profile["columns"]), current.column_names)
@@ -325,8 +381,14 @@ def prediction_drift(profile: dict[str, Any], predictions: Any, override: Column
     return column_drift("prediction", ref, cur, override)
 
 
-def compare_summary_to_profile(profile: dict[str, Any], summary: dict[str, Any], *, columns: list[str] | None = None,
-                               tests: dict[str, ColumnTest] | None = None, share_threshold: float = 0.5) -> DriftReport:
+def compare_summary_to_profile(
+    profile: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    columns: list[str] | None = None,
+    tests: dict[str, ColumnTest] | None = None,
+    share_threshold: float = 0.5,
+) -> DriftReport:
     """Drift of a window summary (see `summarize_table`) against a stored reference profile."""
     from matchday.monitoring.drift.summary import sample_of_summary
 
@@ -334,8 +396,15 @@ def compare_summary_to_profile(profile: dict[str, Any], summary: dict[str, Any],
     _check_columns(names, list(profile["columns"]), list(summary["columns"]))
     if summary["rows"] == 0:
         raise DriftError("nothing to compare: the window has no rows")
-    results = {name: column_drift(name, sample_of_profile(profile["columns"][name]),
-                                  sample_of_summary(summary["columns"][name]), (tests or {}).get(name)) for name in names}
+    results = {
+        name: column_drift(
+            name,
+            sample_of_profile(profile["columns"][name]),
+            sample_of_summary(summary["columns"][name]),
+            (tests or {}).get(name),
+        )
+        for name in names
+    }
     return _dataset(results, share_threshold, int(profile["rows"]), int(summary["rows"]))
 
 

@@ -65,8 +65,11 @@ class TextFeatures:
             lengths.append(len(text or ""))
             counts.append(len(tokens))
             oov.append(sum(t not in self.vocabulary for t in tokens) / len(tokens) if tokens else 0.0)
-        return {"length": np.array(lengths, dtype=np.float64), "tokens": np.array(counts, dtype=np.float64),
-                "oov_share": np.array(oov)}
+        return {
+            "length": np.array(lengths, dtype=np.float64),
+            "tokens": np.array(counts, dtype=np.float64),
+            "oov_share": np.array(oov),
+        }
 
 
 EXTRACTORS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"image": image_features}

@@ -21,16 +21,25 @@ th{font-weight:600;background:#f6f7f9}td.num{text-align:right;font-variant-numer
 _REF, _CUR = "#6b8fd6", "#e8833a"
 
 
-def render_html(report: DriftReport, *, title: str = "matchday drift report", reference_name: str = "reference",
-                current_name: str = "current") -> str:
-    verdict = ("drift" if report.dataset_drift else "ok", "Dataset drift detected" if report.dataset_drift
-               else "No dataset drift")
+def render_html(
+    report: DriftReport,
+    *,
+    title: str = "matchday drift report",
+    reference_name: str = "reference",
+    current_name: str = "current",
+) -> str:
+    verdict = (
+        "drift" if report.dataset_drift else "ok",
+        "Dataset drift detected" if report.dataset_drift else "No dataset drift",
+    )
     rows = "".join(_row(c) for c in report.columns.values())
     multi = ""
     if report.multivariate:
         m = report.multivariate
-        multi = (f"<p>Multivariate check (domain classifier): ROC AUC <b>{m['roc_auc']:.3f}</b> ± {m['roc_auc_std']:.3f}, "
-                 f"threshold {m['threshold']}: {'<b>drift</b>' if m['drifted'] else 'no drift'}.</p>")
+        multi = (
+            f"<p>Multivariate check (domain classifier): ROC AUC <b>{m['roc_auc']:.3f}</b> ± {m['roc_auc_std']:.3f}, "
+            f"threshold {m['threshold']}: {'<b>drift</b>' if m['drifted'] else 'no drift'}.</p>"
+        )
     sections = "".join(_section(c) for c in report.columns.values())
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head><body>
@@ -50,18 +59,22 @@ def render_html(report: DriftReport, *, title: str = "matchday drift report", re
 
 def _row(c: ColumnDrift) -> str:
     quality = c.out_of_range_share if c.kind == "numeric" else c.unseen_share
-    return (f"<tr><td><a href='#col-{_anchor(c.column)}'>{html.escape(c.column)}</a></td><td>{c.kind}</td>"
-            f"<td><span class='verdict {'drift' if c.drifted else 'ok'}'>{'drift' if c.drifted else 'ok'}</span></td>"
-            f"<td>{c.test}</td><td class=num>{_fmt(c.statistic)}</td><td class=num>{_fmt(c.p_value)}</td>"
-            f"<td class=num>{c.threshold:g}</td><td class=num>{c.missing_share:.1%}</td>"
-            f"<td class=num>{'' if quality is None else f'{quality:.1%}'}</td></tr>")
+    return (
+        f"<tr><td><a href='#col-{_anchor(c.column)}'>{html.escape(c.column)}</a></td><td>{c.kind}</td>"
+        f"<td><span class='verdict {'drift' if c.drifted else 'ok'}'>{'drift' if c.drifted else 'ok'}</span></td>"
+        f"<td>{c.test}</td><td class=num>{_fmt(c.statistic)}</td><td class=num>{_fmt(c.p_value)}</td>"
+        f"<td class=num>{c.threshold:g}</td><td class=num>{c.missing_share:.1%}</td>"
+        f"<td class=num>{'' if quality is None else f'{quality:.1%}'}</td></tr>"
+    )
 
 
 def _section(c: ColumnDrift) -> str:
     measure = f"p-value {_fmt(c.p_value)}" if c.p_value is not None else f"distance {_fmt(c.statistic)}"
-    return (f"<div class=column id='col-{_anchor(c.column)}'><b>{html.escape(c.column)}</b> "
-            f"<span class=muted>· {c.test}, {measure}, threshold {c.threshold:g} · "
-            f"{'drift' if c.drifted else 'no drift'}</span>{_svg(c.histogram)}</div>")
+    return (
+        f"<div class=column id='col-{_anchor(c.column)}'><b>{html.escape(c.column)}</b> "
+        f"<span class=muted>· {c.test}, {measure}, threshold {c.threshold:g} · "
+        f"{'drift' if c.drifted else 'no drift'}</span>{_svg(c.histogram)}</div>"
+    )
 
 
 def _svg(hist: dict[str, Any], width: int = 1000, height: int = 180) -> str:
@@ -78,11 +91,15 @@ def _svg(hist: dict[str, Any], width: int = 1000, height: int = 180) -> str:
         x = 30 + i * slot
         for j, (value, color) in enumerate(((ref[i], _REF), (cur[i], _CUR))):
             h = value / top * height
-            parts.append(f'<rect x="{x + j * bar:.1f}" y="{height - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{color}"><title>{html.escape(str(labels[i]))}: {value:.2%}</title></rect>')
+            parts.append(
+                f'<rect x="{x + j * bar:.1f}" y="{height - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{color}"><title>{html.escape(str(labels[i]))}: {value:.2%}</title></rect>'
+            )
         if n <= 30:
-            parts.append(f'<text x="{x + bar:.1f}" y="{height + 14}" font-size="10" text-anchor="middle" '
-                         f'fill="#5b6577">{html.escape(str(labels[i])[:12])}</text>')
+            parts.append(
+                f'<text x="{x + bar:.1f}" y="{height + 14}" font-size="10" text-anchor="middle" '
+                f'fill="#5b6577">{html.escape(str(labels[i])[:12])}</text>'
+            )
     parts.append(f'<text x="0" y="10" font-size="10" fill="#5b6577">{top:.0%}</text></svg>')
     return "".join(parts)
 

@@ -60,8 +60,14 @@ def numeric_from_values(values: np.ndarray) -> NumericSample:
     finite = values[np.isfinite(values)]
     finite.sort()
     distinct = int(np.count_nonzero(finite[1:] != finite[:-1])) + 1 if finite.size else 0
-    return NumericSample(finite, int(finite.size), float(finite.std()) if finite.size else 0.0,
-                         int(values.size - finite.size), True, distinct)
+    return NumericSample(
+        finite,
+        int(finite.size),
+        float(finite.std()) if finite.size else 0.0,
+        int(values.size - finite.size),
+        True,
+        distinct,
+    )
 
 
 def categorical_from_column(column: pa.ChunkedArray | pa.Array) -> CategoricalSample:

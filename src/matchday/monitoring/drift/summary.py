@@ -49,12 +49,20 @@ def summarize_table(table: pa.Table) -> dict[str, Any]:
     for name in table.column_names:
         column = table.column(name)
         if is_numeric(column.type):
-            values = column.cast(pa.float64()).to_numpy(zero_copy_only=False) if column.null_count else \
-                column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            values = (
+                column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                if column.null_count
+                else column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            )
             columns[name] = summarize_numeric(values)
         else:
             sample = categorical_from_column(column)
-            columns[name] = {"kind": "categorical", "count": sample.n, "missing": sample.missing, "categories": sample.counts}
+            columns[name] = {
+                "kind": "categorical",
+                "count": sample.n,
+                "missing": sample.missing,
+                "categories": sample.counts,
+            }
     return {"rows": table.num_rows, "columns": columns}
 
 
@@ -88,8 +96,11 @@ def sketch_keys(values: np.ndarray) -> SketchedValues:
 
 def summarize_sketched(sketched: SketchedValues) -> dict[str, Any]:
     finite_values = sketched.values[sketched.finite]
-    out: dict[str, Any] = {"kind": "numeric", "count": int(finite_values.size),
-                           "missing": int(sketched.values.size - finite_values.size)}
+    out: dict[str, Any] = {
+        "kind": "numeric",
+        "count": int(finite_values.size),
+        "missing": int(sketched.values.size - finite_values.size),
+    }
     if finite_values.size:
         lo, hi = float(finite_values.min()), float(finite_values.max())
         out["moments"] = Moments.of_values(finite_values, max(-lo, hi)).to_json()
@@ -97,9 +108,12 @@ def summarize_sketched(sketched: SketchedValues) -> dict[str, Any]:
     else:
         out["moments"] = NO_VALUES.to_json()
     counted = sketched.finite & ~sketched.zero
-    out["sketch"] = {"alpha": ALPHA, "zero": int(sketched.zero.sum()),
-                     "positive": _bucket_counts(sketched.keys[counted & (sketched.values > 0)]),
-                     "negative": _bucket_counts(sketched.keys[counted & (sketched.values < 0)])}
+    out["sketch"] = {
+        "alpha": ALPHA,
+        "zero": int(sketched.zero.sum()),
+        "positive": _bucket_counts(sketched.keys[counted & (sketched.values > 0)]),
+        "negative": _bucket_counts(sketched.keys[counted & (sketched.values < 0)]),
+    }
     return out
 
 
@@ -150,8 +164,13 @@ class Moments:
         b_mean, b_m2 = scale_down(other.mean, k - other.scale), scale_down(other.m2, k - other.scale, power=2)
         n = self.count + other.count
         delta = b_mean - a_mean  # at most 2: both scaled means lie in (-1, 1)
-        return Moments(n, k, a_mean + delta * (other.count / n),
-                       a_m2 + b_m2 + delta * delta * (self.count / n) * other.count, self.approximate or other.approximate)
+        return Moments(
+            n,
+            k,
+            a_mean + delta * (other.count / n),
+            a_m2 + b_m2 + delta * delta * (self.count / n) * other.count,
+            self.approximate or other.approximate,
+        )
 
     @property
     def value_mean(self) -> float | None:
@@ -259,14 +278,25 @@ def merge_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             counts = dict(x["categories"])
             for k, v in y["categories"].items():
                 counts[k] = counts.get(k, 0) + v
-            columns[name] = {"kind": "categorical", "count": x["count"] + y["count"],
-                             "missing": x["missing"] + y["missing"], "categories": counts}
+            columns[name] = {
+                "kind": "categorical",
+                "count": x["count"] + y["count"],
+                "missing": x["missing"] + y["missing"],
+                "categories": counts,
+            }
             continue
-        merged = {"kind": "numeric", "count": x["count"] + y["count"], "missing": x["missing"] + y["missing"],
-                  "moments": moments(x).merge(moments(y)).to_json(),
-                  "sketch": {"alpha": x["sketch"]["alpha"], "zero": x["sketch"]["zero"] + y["sketch"]["zero"],
-                             "positive": _merge_buckets(x["sketch"]["positive"], y["sketch"]["positive"]),
-                             "negative": _merge_buckets(x["sketch"]["negative"], y["sketch"]["negative"])}}
+        merged = {
+            "kind": "numeric",
+            "count": x["count"] + y["count"],
+            "missing": x["missing"] + y["missing"],
+            "moments": moments(x).merge(moments(y)).to_json(),
+            "sketch": {
+                "alpha": x["sketch"]["alpha"],
+                "zero": x["sketch"]["zero"] + y["sketch"]["zero"],
+                "positive": _merge_buckets(x["sketch"]["positive"], y["sketch"]["positive"]),
+                "negative": _merge_buckets(x["sketch"]["negative"], y["sketch"]["negative"]),
+            },
+        }
         bounds = [v for v in (x.get("min"), y.get("min")) if v is not None]
         if bounds:
             merged["min"] = min(bounds)
@@ -292,7 +322,9 @@ def _merge_buckets(a: list[list[int]], b: list[list[int]]) -> list[list[int]]:
 def sample_of_summary(column: dict[str, Any]) -> NumericSample | CategoricalSample:
     """A (pseudo-)sample for the drift tests, rebuilt from one column's summary."""
     if column["kind"] == "categorical":
-        return CategoricalSample({str(k): int(v) for k, v in column["categories"].items()}, column["count"], column["missing"])
+        return CategoricalSample(
+            {str(k): int(v) for k, v in column["categories"].items()}, column["count"], column["missing"]
+        )
     n = int(column["count"])
     if n == 0:
         return NumericSample(np.empty(0), 0, 0.0, int(column["missing"]), False, 0)

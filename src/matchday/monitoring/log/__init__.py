@@ -2,13 +2,22 @@
 read back as columns, and the export to Parquet."""
 
 from matchday.monitoring.log.columns import (
-           LogColumns,
-           label_text,
-           to_datetime,
-           to_micros,
+    LogColumns,
+    label_text,
+    to_datetime,
+    to_micros,
 )
 from matchday.monitoring.log.export import ExportSummary, export_log
 from matchday.monitoring.log.writer import PredictionLogWriter, WriterStats, json_safe
 
-__all__ = ["ExportSummary", "LogColumns", "PredictionLogWriter", "WriterStats", "export_log", "json_safe", "label_text",
-           "to_datetime", "to_micros"]
+__all__ = [
+    "ExportSummary",
+    "LogColumns",
+    "PredictionLogWriter",
+    "WriterStats",
+    "export_log",
+    "json_safe",
+    "label_text",
+    "to_datetime",
+    "to_micros",
+]

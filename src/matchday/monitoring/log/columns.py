@@ -56,12 +56,19 @@ class LogColumns:
         return int(self.ids.size)
 
     def take(self, index: np.ndarray) -> LogColumns:
-        return LogColumns(self.ids[index], self.at[index], self.latency.take(index), self.failed[index],
-                          self.inputs.take(pa.array(index, type=pa.int64())),
-                          {name: v.take(index) for name, v in self.numeric.items()}, self.labels,
-                          self.values.take(index), self.codes[index],
-                          None if self.probabilities is None else self.probabilities[index],
-                          self.has_probabilities[index])
+        return LogColumns(
+            self.ids[index],
+            self.at[index],
+            self.latency.take(index),
+            self.failed[index],
+            self.inputs.take(pa.array(index, type=pa.int64())),
+            {name: v.take(index) for name, v in self.numeric.items()},
+            self.labels,
+            self.values.take(index),
+            self.codes[index],
+            None if self.probabilities is None else self.probabilities[index],
+            self.has_probabilities[index],
+        )
 
     @property
     def predicted(self) -> np.ndarray:
@@ -70,13 +77,37 @@ class LogColumns:
         return ~null[self.codes] if null.size else np.zeros(len(self), dtype=bool)
 
     @classmethod
-    def _of(cls, ids: np.ndarray, at: np.ndarray, latency: np.ndarray, failed: np.ndarray, inputs: pa.Table,
-            labels: list[str | None], values: np.ndarray, codes: np.ndarray, probabilities: np.ndarray | None,
-            has: np.ndarray) -> LogColumns:
-        numeric = {name: sketch_keys(inputs.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False))
-                   for name in inputs.column_names if is_numeric(inputs.column(name).type)}
-        return cls(ids, at, sketch_keys(latency), failed, inputs, numeric, labels, sketch_keys(values), codes,
-                   probabilities, has)
+    def _of(
+        cls,
+        ids: np.ndarray,
+        at: np.ndarray,
+        latency: np.ndarray,
+        failed: np.ndarray,
+        inputs: pa.Table,
+        labels: list[str | None],
+        values: np.ndarray,
+        codes: np.ndarray,
+        probabilities: np.ndarray | None,
+        has: np.ndarray,
+    ) -> LogColumns:
+        numeric = {
+            name: sketch_keys(inputs.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False))
+            for name in inputs.column_names
+            if is_numeric(inputs.column(name).type)
+        }
+        return cls(
+            ids,
+            at,
+            sketch_keys(latency),
+            failed,
+            inputs,
+            numeric,
+            labels,
+            sketch_keys(values),
+            codes,
+            probabilities,
+            has,
+        )
 
     @classmethod
     def from_table(cls, table: pa.Table, features: Sequence[str] | None, classes: int | None) -> LogColumns:
@@ -85,10 +116,18 @@ class LogColumns:
         inputs = _parse_inputs(table.column("inputs"), features)
         labels, values, codes = _parse_predictions(table.column("prediction"))
         probabilities, has = _parse_probabilities(table.column("probabilities"), classes)
-        return cls._of(table.column("id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False), at,
-                   table.column("latency_seconds").to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
-                   table.column("error").is_valid().to_numpy(zero_copy_only=False), inputs, labels, values, codes,
-                   probabilities, has)
+        return cls._of(
+            table.column("id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+            at,
+            table.column("latency_seconds").to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
+            table.column("error").is_valid().to_numpy(zero_copy_only=False),
+            inputs,
+            labels,
+            values,
+            codes,
+            probabilities,
+            has,
+        )
 
     @classmethod
     def from_rows(cls, rows: Sequence[LoggedRow], features: Sequence[str] | None, classes: int | None) -> LogColumns:
@@ -107,11 +146,18 @@ class LogColumns:
             codes[i] = distinct[key]
             values[i] = _number(p)
         probabilities, has = _probability_matrix([r.probabilities for r in rows], classes)
-        return cls._of(np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)),
-                   np.fromiter((to_micros(r.at) for r in rows), dtype=np.int64, count=len(rows)),
-                   np.fromiter((r.latency_seconds for r in rows), dtype=np.float64, count=len(rows)),
-                   np.fromiter((r.error is not None for r in rows), dtype=bool, count=len(rows)),
-                   _pivot([r.inputs for r in rows], names), labels, values, codes, probabilities, has)
+        return cls._of(
+            np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((to_micros(r.at) for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r.latency_seconds for r in rows), dtype=np.float64, count=len(rows)),
+            np.fromiter((r.error is not None for r in rows), dtype=bool, count=len(rows)),
+            _pivot([r.inputs for r in rows], names),
+            labels,
+            values,
+            codes,
+            probabilities,
+            has,
+        )
 
 
 def _parse_inputs(column: pa.ChunkedArray, features: Sequence[str] | None) -> pa.Table:
@@ -150,7 +196,9 @@ def _parse_predictions(column: pa.ChunkedArray) -> tuple[list[str | None], np.nd
     array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     n = len(array)
     if pa.types.is_null(array.type) or n == 0:
-        return ([None], np.full(n, np.nan), np.zeros(n, dtype=np.int32)) if n else ([], np.empty(0), np.empty(0, np.int32))
+        return (
+            ([None], np.full(n, np.nan), np.zeros(n, dtype=np.int32)) if n else ([], np.empty(0), np.empty(0, np.int32))
+        )
     if array.type == MIXED:  # values of mixed types, each as its JSON text: parsed once per distinct text
         encoded = pc.dictionary_encode(array)
         parsed = [*(orjson.loads(t) for t in encoded.dictionary.to_pylist()), None]

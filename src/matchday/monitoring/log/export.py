@@ -32,8 +32,14 @@ class ExportSummary:
     columns: list[str]
 
 
-def export_log(store: PredictionLogStore, deployment: str, output: Path, classes_of: ClassesOf,
-               since: datetime | None = None, until: datetime | None = None) -> ExportSummary:
+def export_log(
+    store: PredictionLogStore,
+    deployment: str,
+    output: Path,
+    classes_of: ClassesOf,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ExportSummary:
     """Write the rows deployment ``deployment`` logged in [since, until) to ``output`` (Parquet).
 
     ``classes_of(model, version)`` names a classifier's classes, for its probability columns.
@@ -58,17 +64,32 @@ def export_log(store: PredictionLogStore, deployment: str, output: Path, classes
 
 
 def _empty() -> pa.Table:
-    return pa.table({"request_id": pa.array([], pa.string()), "entity_id": pa.array([], pa.string()),
-                     "logged_at": pa.array([], pa.timestamp("us", tz="UTC")), "model": pa.array([], pa.string()),
-                     "version": pa.array([], pa.int64()), "source": pa.array([], pa.string()),
-                     "prediction": pa.array([], pa.null()), "label": pa.array([], pa.null()),
-                     "label_source": pa.array([], pa.string())})
+    return pa.table(
+        {
+            "request_id": pa.array([], pa.string()),
+            "entity_id": pa.array([], pa.string()),
+            "logged_at": pa.array([], pa.timestamp("us", tz="UTC")),
+            "model": pa.array([], pa.string()),
+            "version": pa.array([], pa.int64()),
+            "source": pa.array([], pa.string()),
+            "prediction": pa.array([], pa.null()),
+            "label": pa.array([], pa.null()),
+            "label_source": pa.array([], pa.string()),
+        }
+    )
 
 
 def _ordered(names: list[str]) -> list[str]:
     """Ids and routing first, the inputs, then the prediction, its probabilities and the label."""
-    tail = ["prediction", *sorted(n for n in names if n.startswith("probability_")), "error", "label", "label_source",
-            "labelled_at", "latency_seconds"]
+    tail = [
+        "prediction",
+        *sorted(n for n in names if n.startswith("probability_")),
+        "error",
+        "label",
+        "label_source",
+        "labelled_at",
+        "latency_seconds",
+    ]
     head = [n for n in FIXED if n in names]
     inputs = [n for n in names if n not in head and n not in tail]
     return head + inputs + [n for n in tail if n in names]
@@ -77,14 +98,20 @@ def _ordered(names: list[str]) -> list[str]:
 def _export_table(batch: pa.Table, classes_of: ClassesOf) -> pa.Table:
     taken = set(FIXED) | {"prediction", "error", "label", "label_source", "labelled_at", "latency_seconds"}
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
-        "request_id": batch.column("request_id"), "entity_id": batch.column("entity_id"),
-        "logged_at": batch.column("at"), "model": batch.column("model"), "version": batch.column("version"),
+        "request_id": batch.column("request_id"),
+        "entity_id": batch.column("entity_id"),
+        "logged_at": batch.column("at"),
+        "model": batch.column("model"),
+        "version": batch.column("version"),
         "source": batch.column("role"),
     }
     inputs = batch.column("inputs").combine_chunks()
     for field in inputs.type:
-        name = field.name if field.name not in taken and not field.name.startswith("probability_") \
+        name = (
+            field.name
+            if field.name not in taken and not field.name.startswith("probability_")
             else f"input_{field.name}"
+        )
         columns[name] = pc.struct_field(inputs, field.name)
     prediction = batch.column("prediction")
     columns["prediction"] = prediction.cast(pa.string()) if prediction.type == MIXED_PREDICTIONS else prediction
@@ -112,8 +139,12 @@ def _probability_columns(batch: pa.Table, classes_of: ClassesOf) -> dict[str, pa
         has = rows & (lengths == width)
         if width == 0 or not has.any():
             continue
-        values = pc.list_flatten(probabilities.filter(pa.array(has))).cast(pa.float64()) \
-            .to_numpy(zero_copy_only=False).reshape(-1, width)
+        values = (
+            pc.list_flatten(probabilities.filter(pa.array(has)))
+            .cast(pa.float64())
+            .to_numpy(zero_copy_only=False)
+            .reshape(-1, width)
+        )
         for j, label in enumerate(classes):
             column = out.setdefault(f"probability_{label}", np.full(n, np.nan))
             column[has] = values[:, j]

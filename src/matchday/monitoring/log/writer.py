@@ -40,8 +40,16 @@ class WriterStats:
 class PredictionLogWriter:
     """Batches rows from any thread into the store; see the module docstring for the guarantees."""
 
-    def __init__(self, store: PredictionLogStore, spool_dir: Path, *, max_queue: int = 50_000,
-                 batch_size: int = 500, flush_interval: float = 0.05, retry_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: PredictionLogStore,
+        spool_dir: Path,
+        *,
+        max_queue: int = 50_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.05,
+        retry_seconds: float = 1.0,
+    ) -> None:
         self.store = store
         self.spool = Spool(spool_dir)
         self.max_queue = max_queue
@@ -80,8 +88,9 @@ class PredictionLogWriter:
     def stats(self) -> WriterStats:
         with self._cond:
             lag = time.monotonic() - self._queue[0][0] if self._queue else 0.0
-            return WriterStats(len(self._queue) + self._busy, lag, self.spool.rows, self._written, self._db_ok,
-                               self._rejected)
+            return WriterStats(
+                len(self._queue) + self._busy, lag, self.spool.rows, self._written, self._db_ok, self._rejected
+            )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the rows submitted before this call are in the database (or set aside as refused)."""
@@ -109,8 +118,11 @@ class PredictionLogWriter:
         if leftover:
             self.spool.append(leftover)
         if self._thread.is_alive():  # still busy with a slow database: it will spool its batch itself
-            log.warning("prediction log: writer still busy after %.0fs; its spool %s stays for the next start",
-                        timeout, self.spool.path.name)
+            log.warning(
+                "prediction log: writer still busy after %.0fs; its spool %s stays for the next start",
+                timeout,
+                self.spool.path.name,
+            )
             return
         self.spool.close()
 

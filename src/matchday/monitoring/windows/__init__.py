@@ -40,8 +40,33 @@ from matchday.monitoring.windows.summarizer import (
 )
 from matchday.monitoring.windows.summary import VersionReference
 
-__all__ = ["CLASSIFICATION", "FAILURES_KEY", "REGRESSION", "TIME_WIDTHS", "ArmComparison", "ArmStats", "CBPEEstimate",
-           "Calibrator", "ClassificationPerformance", "FailureCount", "Failures", "RegressionPerformance", "SeriesFailure",
-           "ShadowReport", "Summarizer", "SummarizerConfig", "VersionReference", "compare_arms", "count_width",
-           "describe", "diagnose", "failure_counts", "known_metric", "mean_difference_se", "proportion_difference_se",
-           "reference_brightness", "shadow_report", "window_metrics"]
+__all__ = [
+    "CLASSIFICATION",
+    "FAILURES_KEY",
+    "REGRESSION",
+    "TIME_WIDTHS",
+    "ArmComparison",
+    "ArmStats",
+    "CBPEEstimate",
+    "Calibrator",
+    "ClassificationPerformance",
+    "FailureCount",
+    "Failures",
+    "RegressionPerformance",
+    "SeriesFailure",
+    "ShadowReport",
+    "Summarizer",
+    "SummarizerConfig",
+    "VersionReference",
+    "compare_arms",
+    "count_width",
+    "describe",
+    "diagnose",
+    "failure_counts",
+    "known_metric",
+    "mean_difference_se",
+    "proportion_difference_se",
+    "reference_brightness",
+    "shadow_report",
+    "window_metrics",
+]

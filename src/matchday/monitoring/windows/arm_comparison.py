@@ -50,9 +50,14 @@ class ArmComparison:
     divergence_pvalue: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline.as_dict(), "candidate": self.candidate.as_dict(),
-                "prediction_divergence": self.prediction_divergence, "since": self.since.isoformat(),
-                "latency_slower_pvalue": self.latency_slower_pvalue, "divergence_pvalue": self.divergence_pvalue}
+        return {
+            "baseline": self.baseline.as_dict(),
+            "candidate": self.candidate.as_dict(),
+            "prediction_divergence": self.prediction_divergence,
+            "since": self.since.isoformat(),
+            "latency_slower_pvalue": self.latency_slower_pvalue,
+            "divergence_pvalue": self.divergence_pvalue,
+        }
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,16 @@ def arm_stats(model: str, version: int, total: int, failed: int, rows: list[ArmR
     latencies = np.array([r.latency_seconds for r in rows if r.error is None], dtype=np.float64)
     pairs = [(r.prediction, r.label) for r in rows if r.labelled and r.error is None and r.label is not None]
     return ArmStats(
-        model=model, version=version, requests=total, errors=failed,
+        model=model,
+        version=version,
+        requests=total,
+        errors=failed,
         error_rate=failed / total if total else None,
-        latency_p50_seconds=_quantile(latencies, 0.5), latency_p99_seconds=_quantile(latencies, 0.99),
-        labelled=len(pairs), metric=metric_name(task), metric_value=_metric(pairs, task),
+        latency_p50_seconds=_quantile(latencies, 0.5),
+        latency_p99_seconds=_quantile(latencies, 0.99),
+        labelled=len(pairs),
+        metric=metric_name(task),
+        metric_value=_metric(pairs, task),
         metric_std=_metric_std(pairs, task),
     )
 
@@ -115,22 +126,39 @@ def _inner_edges(ref: np.ndarray) -> np.ndarray:
     return edges[1:-1] if len(edges) > 1 else np.array([ref[0], np.nextafter(ref[0], np.inf)])
 
 
-def compare_arms(store: PredictionLogStore, deployment: str, baseline: tuple[str, int], candidate: tuple[str, int],
-                 since: datetime, task: Task) -> ArmComparison:
+def compare_arms(
+    store: PredictionLogStore,
+    deployment: str,
+    baseline: tuple[str, int],
+    candidate: tuple[str, int],
+    since: datetime,
+    task: Task,
+) -> ArmComparison:
     """Read both versions' rows since ``since`` and set their numbers side by side."""
     b_total, b_failed, b_rows = store.arm_window(deployment, baseline[0], baseline[1], since)
     c_total, c_failed, c_rows = store.arm_window(deployment, candidate[0], candidate[1], since)
     b_predictions = [r.prediction for r in b_rows if r.error is None]
     c_predictions = [r.prediction for r in c_rows if r.error is None]
     divergence = prediction_divergence(b_predictions, c_predictions, task)
-    b_stats = _with_calls(arm_stats(*baseline, b_total, b_failed, b_rows, task),
-                          store.arm_calls(deployment, baseline[0], baseline[1], since))
-    c_stats = _with_calls(arm_stats(*candidate, c_total, c_failed, c_rows, task),
-                          store.arm_calls(deployment, candidate[0], candidate[1], since))
-    return ArmComparison(b_stats, c_stats, divergence, since,
-                         latency_slower_pvalue([r.latency_seconds for r in b_rows if r.error is None],
-                                               [r.latency_seconds for r in c_rows if r.error is None]),
-                         divergence_pvalue(b_predictions, c_predictions, task, divergence))
+    b_stats = _with_calls(
+        arm_stats(*baseline, b_total, b_failed, b_rows, task),
+        store.arm_calls(deployment, baseline[0], baseline[1], since),
+    )
+    c_stats = _with_calls(
+        arm_stats(*candidate, c_total, c_failed, c_rows, task),
+        store.arm_calls(deployment, candidate[0], candidate[1], since),
+    )
+    return ArmComparison(
+        b_stats,
+        c_stats,
+        divergence,
+        since,
+        latency_slower_pvalue(
+            [r.latency_seconds for r in b_rows if r.error is None],
+            [r.latency_seconds for r in c_rows if r.error is None],
+        ),
+        divergence_pvalue(b_predictions, c_predictions, task, divergence),
+    )
 
 
 def _with_calls(stats: ArmStats, counts: tuple[int, int]) -> ArmStats:
@@ -143,16 +171,22 @@ def _codes(baseline: list[Any], candidate: list[Any], task: Task) -> tuple[np.nd
     if task == "classification":
         keys = sorted({str(p) for p in baseline} | {str(p) for p in candidate})
         index = {k: i for i, k in enumerate(keys)}
-        return (np.array([index[str(v)] for v in baseline]), np.array([index[str(v)] for v in candidate]),
-                len(keys))
+        return (np.array([index[str(v)] for v in baseline]), np.array([index[str(v)] for v in candidate]), len(keys))
     ref = np.asarray(baseline, dtype=np.float64)
     cur = np.asarray(candidate, dtype=np.float64)
     inner = _inner_edges(ref)
     return (np.searchsorted(inner, ref, side="right"), np.searchsorted(inner, cur, side="right"), len(inner) + 1)
 
 
-def divergence_pvalue(baseline: list[Any], candidate: list[Any], task: Task, observed: float | None,
-                      permutations: int = 200, cap: int = 5000, seed: int = 0) -> float | None:
+def divergence_pvalue(
+    baseline: list[Any],
+    candidate: list[Any],
+    task: Task,
+    observed: float | None,
+    permutations: int = 200,
+    cap: int = 5000,
+    seed: int = 0,
+) -> float | None:
     """Share of random splits of the pooled predictions at least as divergent as ``observed``.
 
     Few rows over many classes or bins diverge by chance; this says how much. (Regression bins stay
@@ -168,8 +202,8 @@ def divergence_pvalue(baseline: list[Any], candidate: list[Any], task: Task, obs
     at_least = 0
     for _ in range(permutations):
         shuffled = rng.permutation(pooled)
-        p = np.bincount(shuffled[:b.size], minlength=k)
-        q = np.bincount(shuffled[b.size:], minlength=k)
+        p = np.bincount(shuffled[: b.size], minlength=k)
+        q = np.bincount(shuffled[b.size :], minlength=k)
         at_least += js_distance(p, q) >= observed - 1e-12
     return (at_least + 1) / (permutations + 1)
 
@@ -194,14 +228,16 @@ def latency_slower_pvalue(baseline: list[float], candidate: list[float]) -> floa
     return float(mannwhitneyu(candidate, baseline, alternative="greater").pvalue)
 
 
-def shadow_report(store: PredictionLogStore, deployment: str, shadow: tuple[str, int], since: datetime,
-                  task: Task) -> ShadowReport:
+def shadow_report(
+    store: PredictionLogStore, deployment: str, shadow: tuple[str, int], since: datetime, task: Task
+) -> ShadowReport:
     total, failed, pairs = store.shadow_pairs(deployment, shadow[0], shadow[1], since)
     return summarize_shadow(shadow, total, failed, pairs, since, task)
 
 
-def summarize_shadow(shadow: tuple[str, int], total: int, failed: int, pairs: list[ShadowPair], since: datetime,
-                     task: Task) -> ShadowReport:
+def summarize_shadow(
+    shadow: tuple[str, int], total: int, failed: int, pairs: list[ShadowPair], since: datetime, task: Task
+) -> ShadowReport:
     ok = [p for p in pairs if p.shadow_error is None and p.primary_prediction is not None]
     latencies = np.array([p.shadow_latency_seconds for p in ok], dtype=np.float64)
     agreement = mad = None
@@ -215,9 +251,17 @@ def summarize_shadow(shadow: tuple[str, int], total: int, failed: int, pairs: li
         agreement = max(0.0, 1.0 - mad / scale)
     labelled = [p for p in ok if p.labelled and p.label is not None]
     return ShadowReport(
-        model=shadow[0], version=shadow[1], requests=total, errors=failed, error_rate=failed / total if total else None,
-        latency_p50_seconds=_quantile(latencies, 0.5), latency_p99_seconds=_quantile(latencies, 0.99),
-        compared=len(ok), agreement=agreement, mean_abs_difference=mad, labelled=len(labelled),
+        model=shadow[0],
+        version=shadow[1],
+        requests=total,
+        errors=failed,
+        error_rate=failed / total if total else None,
+        latency_p50_seconds=_quantile(latencies, 0.5),
+        latency_p99_seconds=_quantile(latencies, 0.99),
+        compared=len(ok),
+        agreement=agreement,
+        mean_abs_difference=mad,
+        labelled=len(labelled),
         metric=metric_name(task),
         shadow_metric=_metric([(p.shadow_prediction, p.label) for p in labelled], task),
         primary_metric=_metric([(p.primary_prediction, p.label) for p in labelled], task),

@@ -52,8 +52,15 @@ class FailureCount:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> FailureCount:
-        return cls(value["deployment"], value["model"], int(value["version"]), int(value["count"]),
-                   value["last_stage"], value["last_error"], datetime.fromisoformat(value["last_at"]))
+        return cls(
+            value["deployment"],
+            value["model"],
+            int(value["version"]),
+            int(value["count"]),
+            value["last_stage"],
+            value["last_error"],
+            datetime.fromisoformat(value["last_at"]),
+        )
 
 
 class Failures:
@@ -87,12 +94,20 @@ class Failures:
         mine = counts.setdefault(key, {"deployment": deployment, "model": model, "version": version, "count": 0})
         mine.update(count=mine["count"] + 1, last_stage=stage, last_error=error[:500], last_at=self.now.isoformat())
         if len(counts) > MAX_SERIES:  # bounded: the series that failed longest ago go first
-            for stale in sorted(counts, key=lambda k: counts[k]["last_at"])[:len(counts) - MAX_SERIES]:
+            for stale in sorted(counts, key=lambda k: counts[k]["last_at"])[: len(counts) - MAX_SERIES]:
                 del counts[stale]
         first = mine["count"] == 1  # the traceback once per series; a series that keeps failing, one line a tick
-        log.error("monitoring %s of %s (%s:%s)%s failed, passed over (failure %d of this series): %s", stage,
-                  deployment, model, version, f" {where}" if where else "", mine["count"], error,
-                  exc_info=(type(exc), exc, exc.__traceback__) if first else None)
+        log.error(
+            "monitoring %s of %s (%s:%s)%s failed, passed over (failure %d of this series): %s",
+            stage,
+            deployment,
+            model,
+            version,
+            f" {where}" if where else "",
+            mine["count"],
+            error,
+            exc_info=(type(exc), exc, exc.__traceback__) if first else None,
+        )
 
     def to_state(self) -> dict[str, dict[str, Any]]:
         """``{FAILURES_KEY: counts}`` to store with the tick's other state, or nothing if none failed."""

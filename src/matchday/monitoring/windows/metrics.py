@@ -36,9 +36,15 @@ PER_FEATURE = ("drift", "drift_detected", "missing", "out_of_range", "unseen", "
 EXTRACTED = ("image_brightness",)  # the mean of an image's pixel inputs (monitoring.images names them)
 
 
-def window_metrics(summary: dict[str, Any], performance: dict[str, Any] | None, ref: VersionReference | None,
-                   seconds: float, *, reuse_drift: dict[str, Any] | None = None,
-                   images: Sequence[str] = ()) -> dict[str, float | None]:
+def window_metrics(
+    summary: dict[str, Any],
+    performance: dict[str, Any] | None,
+    ref: VersionReference | None,
+    seconds: float,
+    *,
+    reuse_drift: dict[str, Any] | None = None,
+    images: Sequence[str] = (),
+) -> dict[str, float | None]:
     """Every metric of one window; ``seconds`` is the time the window covers so far (for throughput).
 
     ``reuse_drift``: earlier metrics of the same window whose drift numbers still stand (the drift tests
@@ -110,7 +116,7 @@ def _outputs(outputs: dict[str, Any], ref: VersionReference | None, *, drift: bo
     out["null_share"] = outputs["null"] / rows if rows else None
     if "classes" in outputs:
         answered = sum(outputs["classes"].values())
-        for name in (ref.classes if ref and ref.classes else sorted(outputs["classes"])):
+        for name in ref.classes if ref and ref.classes else sorted(outputs["classes"]):
             out[f"class_share.{name}"] = outputs["classes"].get(str(name), 0) / answered if answered else None
     if outputs.get("confidence", {}).get("n"):
         out["mean_confidence"] = outputs["confidence"]["sum"] / outputs["confidence"]["n"]
@@ -134,9 +140,12 @@ def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> 
         answered = sum(outputs["classes"].values())
         column = {"kind": "categorical", "count": answered, "missing": 0, "categories": outputs["classes"]}
         if reference["kind"] == "numeric" and "values" in reference:  # integer classes were profiled as numbers
-            reference = {"kind": "categorical", "count": reference["count"], "missing": reference.get("missing", 0),
-                         "categories": {label_text(v): int(c) for v, c in zip(reference["values"],
-                                                                               reference["value_counts"])}}
+            reference = {
+                "kind": "categorical",
+                "count": reference["count"],
+                "missing": reference.get("missing", 0),
+                "categories": {label_text(v): int(c) for v, c in zip(reference["values"], reference["value_counts"])},
+            }
     elif "values" in outputs:
         column = outputs["values"]
     else:
@@ -152,8 +161,9 @@ def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> 
     return drift.score, 1.0 if drift.drifted else 0.0
 
 
-def _performance(performance: dict[str, Any] | None, summary: dict[str, Any],
-                 ref: VersionReference | None) -> dict[str, float | None]:
+def _performance(
+    performance: dict[str, Any] | None, summary: dict[str, Any], ref: VersionReference | None
+) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     answered = summary["rows"] - summary["errors"]
     labelled = performance["labelled"] if performance else 0
@@ -199,7 +209,8 @@ def diagnose(metrics: dict[str, Any], reference: dict[str, Any] | None = None, *
     shifted = (metrics.get("drift_share") or 0.0) >= DATA_DRIFT_SHARE
     accuracy, expected = metrics.get("accuracy"), (reference or {}).get("accuracy")
     falling = bool(metrics.get("concept_drift")) or (
-        accuracy is not None and expected is not None and accuracy < expected - tolerance)
+        accuracy is not None and expected is not None and accuracy < expected - tolerance
+    )
     if shifted and falling:
         return "data drift and falling performance"
     if shifted:
@@ -215,7 +226,9 @@ def extractor_metrics(summary: dict[str, Any], images: Sequence[str] = ()) -> di
     characters and words."""
     out: dict[str, float | None] = {}
     columns = summary["inputs"]["columns"]
-    pixels = [columns[c] for c in images if c in columns and columns[c].get("kind") == "numeric" and columns[c]["count"]]
+    pixels = [
+        columns[c] for c in images if c in columns and columns[c].get("kind") == "numeric" and columns[c]["count"]
+    ]
     if pixels:
         out["image_brightness"] = sum(column_mean(c) or 0.0 for c in pixels) / len(pixels)
     for name, sums in summary.get("texts", {}).items():

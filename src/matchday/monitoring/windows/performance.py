@@ -73,7 +73,9 @@ class ClassificationPerformance:
         self.positives = np.zeros((k, self.bins), dtype=np.int64)  # [class, bin of P(class)]: rows of that class
         self.negatives = np.zeros((k, self.bins), dtype=np.int64)  # ... and rows of another class
 
-    def update(self, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None) -> ClassificationPerformance:
+    def update(
+        self, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None
+    ) -> ClassificationPerformance:
         """Add a batch of labelled rows. ``proba`` is n x k with columns in ``classes`` order (or, for a
         binary problem, the n probabilities of ``classes[1]``); rows with a non-finite probability are
         left out of the log loss and ROC AUC only."""
@@ -122,9 +124,15 @@ class ClassificationPerformance:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "classes": list(self.classes), "bins": self.bins,
-                "confusion": self.confusion.tolist(), "scored": self.scored, "log_loss_sum": self.log_loss_sum,
-                "histograms": [_sparse(self.positives[c], self.negatives[c]) for c in range(len(self.classes))]}
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "bins": self.bins,
+            "confusion": self.confusion.tolist(),
+            "scored": self.scored,
+            "log_loss_sum": self.log_loss_sum,
+            "histograms": [_sparse(self.positives[c], self.negatives[c]) for c in range(len(self.classes))],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ClassificationPerformance:
@@ -190,8 +198,10 @@ class RegressionPerformance:
 
     def _sums_at(self, k: int) -> list[float]:
         """The sums in units of ``2**k`` (k >= scale): exact, or underflowing towards 0."""
-        return [scale_down(getattr(self, name), k - self.scale, power=2 if name in ("sum_sq_error", "m2_y") else 1)
-                for name in self.SUMS]
+        return [
+            scale_down(getattr(self, name), k - self.scale, power=2 if name in ("sum_sq_error", "m2_y") else 1)
+            for name in self.SUMS
+        ]
 
     def _add(self, other: RegressionPerformance) -> None:
         self.missing += other.missing
@@ -220,9 +230,11 @@ class RegressionPerformance:
         n, k = self.n, self.scale
         out: Metrics = {"n": n, "missing": self.missing, "mae": None, "rmse": None, "mean_error": None, "r2": None}
         if n:  # the root before scaling back: finite wherever the errors are
-            out.update(mae=_finite(unscale(self.sum_abs_error / n, k)),
-                       rmse=_finite(unscale(math.sqrt(self.sum_sq_error / n), k)),
-                       mean_error=_finite(unscale(self.sum_error / n, k)))
+            out.update(
+                mae=_finite(unscale(self.sum_abs_error / n, k)),
+                rmse=_finite(unscale(math.sqrt(self.sum_sq_error / n), k)),
+                mean_error=_finite(unscale(self.sum_error / n, k)),
+            )
         mean = self.sum_y / n if n else 0.0
         # zero variance, allowing for the rounding of a constant column's mean (both sides in the same units)
         if n >= 2 and self.m2_y > n * (1e-12 * mean) ** 2 and self.m2_y > 0:
@@ -230,8 +242,13 @@ class RegressionPerformance:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "n": self.n, "missing": self.missing, "scale": self.scale,
-                **{name: getattr(self, name) for name in self.SUMS}}
+        return {
+            "kind": self.kind,
+            "n": self.n,
+            "missing": self.missing,
+            "scale": self.scale,
+            **{name: getattr(self, name) for name in self.SUMS},
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RegressionPerformance:
@@ -283,7 +300,9 @@ class CBPEEstimate:
             self.expected[:, j] += p[pred == j].sum(axis=0)
         flat = (_bin_indices(p, self.bins) + np.arange(k) * self.bins).ravel()
         self.rows += np.bincount(flat, minlength=k * self.bins).reshape(k, self.bins)
-        self.mass += np.bincount(flat, weights=np.clip(p, 0.0, 1.0).ravel(), minlength=k * self.bins).reshape(k, self.bins)
+        self.mass += np.bincount(flat, weights=np.clip(p, 0.0, 1.0).ravel(), minlength=k * self.bins).reshape(
+            k, self.bins
+        )
         return self
 
     def merge(self, other: CBPEEstimate) -> CBPEEstimate:
@@ -298,8 +317,11 @@ class CBPEEstimate:
     def metrics(self) -> dict[str, float | bool | None]:
         k = len(self.classes)
         tp = np.diag(self.expected[:, :k]).copy()
-        out: dict[str, float | bool | None] = {"estimated": True, "n": self.n,
-                                               "accuracy": float(tp.sum()) / self.n if self.n else None}
+        out: dict[str, float | bool | None] = {
+            "estimated": True,
+            "n": self.n,
+            "accuracy": float(tp.sum()) / self.n if self.n else None,
+        }
         predicted = self.expected.sum(axis=0)  # the predicted counts: exact, whatever the probabilities
         out.update(_rates(tp, predicted[:k], self.expected.sum(axis=1)))
         aucs = [_auc(self.mass[c], np.maximum(self.rows[c] - self.mass[c], 0.0)) for c in range(k)]
@@ -307,9 +329,14 @@ class CBPEEstimate:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "classes": list(self.classes), "bins": self.bins, "n": self.n,
-                "expected": self.expected.tolist(),
-                "histograms": [_sparse(self.rows[c], self.mass[c]) for c in range(len(self.classes))]}
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "bins": self.bins,
+            "n": self.n,
+            "expected": self.expected.tolist(),
+            "histograms": [_sparse(self.rows[c], self.mass[c]) for c in range(len(self.classes))],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CBPEEstimate:
@@ -359,9 +386,13 @@ class Calibrator:
         if not true.size:
             raise ValueError("no reference rows with a known label and finite probabilities to calibrate on")
         knots = []
-        for c in ([1] if k == 2 else range(k)):
-            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p[:, c], (true == c).astype(np.float64))
-            knots.append((np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64)))
+        for c in [1] if k == 2 else range(k):
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                p[:, c], (true == c).astype(np.float64)
+            )
+            knots.append(
+                (np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64))
+            )
         return cls(names, knots)
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
@@ -377,8 +408,11 @@ class Calibrator:
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), p)
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "classes": list(self.classes),
-                "curves": [{"x": x.tolist(), "y": y.tolist()} for x, y in self.knots]}
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "curves": [{"x": x.tolist(), "y": y.tolist()} for x, y in self.knots],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Calibrator:
@@ -427,7 +461,9 @@ def _check_kind(state: dict[str, Any], kind: str) -> None:
 def _check_compatible(a: Any, b: Any) -> None:
     if type(a) is not type(b):
         raise TypeError(f"cannot merge {type(a).__name__} with {type(b).__name__}")
-    if getattr(a, "classes", None) != getattr(b, "classes", None) or getattr(a, "bins", None) != getattr(b, "bins", None):
+    if getattr(a, "classes", None) != getattr(b, "classes", None) or getattr(a, "bins", None) != getattr(
+        b, "bins", None
+    ):
         raise ValueError("cannot merge windows with different classes or bins")
 
 
@@ -436,7 +472,9 @@ def _proba_matrix(proba: np.ndarray, k: int, n: int | None) -> np.ndarray:
     if p.ndim == 1 and k == 2:
         p = np.column_stack([1.0 - p, p])
     if p.ndim != 2 or p.shape[1] != k or (n is not None and p.shape[0] != n):
-        raise ValueError(f"probabilities must be {n if n is not None else 'n'} x {k} (one column per class), got {p.shape}")
+        raise ValueError(
+            f"probabilities must be {n if n is not None else 'n'} x {k} (one column per class), got {p.shape}"
+        )
     return p
 
 

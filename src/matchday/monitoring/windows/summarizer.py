@@ -110,8 +110,14 @@ def count_width(n: int) -> str:
 
 
 class Summarizer:
-    def __init__(self, log_store: PredictionLogStore, windows: WindowStore, state: MonitorStateStore,
-                 reference: Callable[[str, int], VersionReference | None], config: SummarizerConfig | None = None) -> None:
+    def __init__(
+        self,
+        log_store: PredictionLogStore,
+        windows: WindowStore,
+        state: MonitorStateStore,
+        reference: Callable[[str, int], VersionReference | None],
+        config: SummarizerConfig | None = None,
+    ) -> None:
         self.log_store = log_store
         self.windows = windows
         self.state = state
@@ -139,8 +145,15 @@ class Summarizer:
 
     def _tick(self, now: datetime | None) -> TickResult:
         now = now or datetime.now(UTC)
-        state = self.state.get(STATE_KEY) or {"cursor": 0, "gaps": [], "batch_cursor": 0, "batch_gaps": [],
-                                              "label_cursor": None, "counts": {}, "segment_values": {}}
+        state = self.state.get(STATE_KEY) or {
+            "cursor": 0,
+            "gaps": [],
+            "batch_cursor": 0,
+            "batch_gaps": [],
+            "label_cursor": None,
+            "counts": {},
+            "segment_values": {},
+        }
         result = TickResult()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
@@ -159,8 +172,9 @@ class Summarizer:
         self.windows.put_many(result.windows, state={STATE_KEY: state, **failures.to_state()})
         return result
 
-    def _summarise(self, series: Series, part: pa.Table, state: dict[str, Any],
-                   pending: dict[WindowKey, dict[str, Any]]) -> None:
+    def _summarise(
+        self, series: Series, part: pa.Table, state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]]
+    ) -> None:
         """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
         ``pending`` nor the version's count windows in ``state`` hold a part of them."""
         deployment, model, version = series
@@ -222,13 +236,18 @@ class Summarizer:
         """The batch split by deployment version."""
         if not batch.num_rows:
             return
-        keys = batch.select(["deployment", "model", "version"]).group_by(["deployment", "model", "version"]) \
-            .aggregate([]).to_pylist()
+        keys = (
+            batch.select(["deployment", "model", "version"])
+            .group_by(["deployment", "model", "version"])
+            .aggregate([])
+            .to_pylist()
+        )
         for key in keys:
             deployment, model, version = key["deployment"], key["model"], int(key["version"])
-            mask = pc.and_(pc.and_(pc.equal(batch.column("deployment"), deployment),
-                                   pc.equal(batch.column("model"), model)),
-                           pc.equal(batch.column("version"), version))
+            mask = pc.and_(
+                pc.and_(pc.equal(batch.column("deployment"), deployment), pc.equal(batch.column("model"), model)),
+                pc.equal(batch.column("version"), version),
+            )
             yield (deployment, model, version), batch.filter(mask) if len(keys) > 1 else batch
 
     @staticmethod
@@ -285,8 +304,15 @@ class Summarizer:
                 out[segment] = np.union1d(out[segment], rows) if segment in out else rows
         return out
 
-    def _add_time_windows(self, deployment: str, model: str, version: int, cols: LogColumns, state: dict[str, Any],
-                          pending: dict[WindowKey, dict[str, Any]]) -> None:
+    def _add_time_windows(
+        self,
+        deployment: str,
+        model: str,
+        version: int,
+        cols: LogColumns,
+        state: dict[str, Any],
+        pending: dict[WindowKey, dict[str, Any]],
+    ) -> None:
         ref = self.reference(model, version)
         texts = self._configured(self.config.texts, deployment)
         base = TIME_WIDTHS[BASE] * 1_000_000
@@ -301,8 +327,15 @@ class Summarizer:
                     key = (deployment, model, version, segment, width, w_start)
                     _add(pending, key, delta, w_start + timedelta(seconds=seconds))
 
-    def _add_count_windows(self, deployment: str, model: str, version: int, cols: LogColumns, state: dict[str, Any],
-                           pending: dict[WindowKey, dict[str, Any]]) -> None:
+    def _add_count_windows(
+        self,
+        deployment: str,
+        model: str,
+        version: int,
+        cols: LogColumns,
+        state: dict[str, Any],
+        pending: dict[WindowKey, dict[str, Any]],
+    ) -> None:
         n = self.config.count_window
         width = count_width(n)
         ref = self.reference(model, version)
@@ -323,7 +356,9 @@ class Summarizer:
             current[2] = min(current[2], int(ids.min()))
             current[3] = max(current[3], int(ids.max()))
             key = (deployment, model, version, "", width, datetime.fromisoformat(current[0]))
-            _add(pending, key, summarize_columns(part_of(cols, take), ref, texts), to_datetime(int(cols.at[take].max())))
+            _add(
+                pending, key, summarize_columns(part_of(cols, take), ref, texts), to_datetime(int(cols.at[take].max()))
+            )
             i += int(take.size)
         del windows[:-COUNT_HISTORY]
 
@@ -337,8 +372,9 @@ class Summarizer:
                 out.append(self._updated(key, item, existing.get(key), now, failures))
         return out
 
-    def _updated(self, key: WindowKey, item: dict[str, Any], old: MetricWindow | None, now: datetime,
-                 failures: Failures) -> MetricWindow:
+    def _updated(
+        self, key: WindowKey, item: dict[str, Any], old: MetricWindow | None, now: datetime, failures: Failures
+    ) -> MetricWindow:
         """The stored window with this tick's rows added. A stored summary that cannot be merged (a
         field missing or of the wrong type; a numeric column's lost sums are repaired by the merge)
         would fail at every tick: it is counted once and the window starts again from these rows. A
@@ -358,11 +394,16 @@ class Summarizer:
         if old is not None and width not in TIME_WIDTHS:
             end = max(end, old.end)
         reuse = None
-        if old is not None and not restarted and width in WIDE \
-                and summary["rows"] < DRIFT_REGROWTH * old.summary.get("drift_rows", 0):
+        if (
+            old is not None
+            and not restarted
+            and width in WIDE
+            and summary["rows"] < DRIFT_REGROWTH * old.summary.get("drift_rows", 0)
+        ):
             reuse = old.metrics
-        summary["drift_rows"] = old.summary.get("drift_rows", 0) if old is not None and reuse is not None \
-            else summary["rows"]
+        summary["drift_rows"] = (
+            old.summary.get("drift_rows", 0) if old is not None and reuse is not None else summary["rows"]
+        )
         performance = old.performance if old else None
         try:
             return self._window(key, end, summary, performance, now, reuse_drift=reuse)
@@ -374,22 +415,39 @@ class Summarizer:
             failures.record(key[:3], "performance", describe(key), exc)
             return self._window(key, end, summary, None, now, reuse_drift=reuse)
 
-    def _window(self, key: WindowKey, end: datetime, summary: dict[str, Any], performance: dict[str, Any] | None,
-                now: datetime, reuse_drift: dict[str, Any] | None = None) -> MetricWindow:
+    def _window(
+        self,
+        key: WindowKey,
+        end: datetime,
+        summary: dict[str, Any],
+        performance: dict[str, Any] | None,
+        now: datetime,
+        reuse_drift: dict[str, Any] | None = None,
+    ) -> MetricWindow:
         deployment, model, version, segment, width, start = key
         if width in TIME_WIDTHS:
             seconds = min(TIME_WIDTHS[width], max((now - start).total_seconds(), 1.0))
         else:
             first, last = summary.get("first_at"), summary.get("last_at")
-            seconds = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if first and last else 0
-        metrics = window_metrics(summary, performance, self.reference(model, version), seconds, reuse_drift=reuse_drift,
-                                 images=self.image_columns(deployment, model, version))
-        return MetricWindow(deployment, model, version, segment, width, start, end, int(summary["rows"]), summary,
-                            performance, metrics)
+            seconds = (
+                (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if first and last else 0
+            )
+        metrics = window_metrics(
+            summary,
+            performance,
+            self.reference(model, version),
+            seconds,
+            reuse_drift=reuse_drift,
+            images=self.image_columns(deployment, model, version),
+        )
+        return MetricWindow(
+            deployment, model, version, segment, width, start, end, int(summary["rows"]), summary, performance, metrics
+        )
 
     # -- late labels -------------------------------------------------------------------------
-    def _relabel(self, state: dict[str, Any], now: datetime, staged: dict[WindowKey, MetricWindow],
-                 failures: Failures) -> list[MetricWindow]:
+    def _relabel(
+        self, state: dict[str, Any], now: datetime, staged: dict[WindowKey, MetricWindow], failures: Failures
+    ) -> list[MetricWindow]:
         """Recompute performance where labels landed since the last tick (and re-merge what sits above)."""
         cursor = datetime.fromisoformat(state["label_cursor"]) if state["label_cursor"] else None
         since = cursor - LABEL_OVERLAP if cursor is not None else datetime.fromtimestamp(0, UTC)
@@ -412,11 +470,18 @@ class Summarizer:
         labelled: dict[tuple[str, str, int, datetime], list[LoggedRow]] = {}
         for deployment, model, version, start in base:
             labelled[(deployment, model, version, start)] = self.log_store.labelled_rows(
-                deployment, model, version, start, start + timedelta(seconds=TIME_WIDTHS[BASE]),
-                inputs=self._segmented(deployment))
+                deployment,
+                model,
+                version,
+                start,
+                start + timedelta(seconds=TIME_WIDTHS[BASE]),
+                inputs=self._segmented(deployment),
+            )
         # the detectors see the new labels first (on a scratch copy, kept only if the label cursor moves on)
-        scratch = {"detectors": dict(state.get("detectors", {})),
-                   "detections": {k: list(v) for k, v in state.get("detections", {}).items()}}
+        scratch = {
+            "detectors": dict(state.get("detectors", {})),
+            "detections": {k: list(v) for k, v in state.get("detections", {}).items()},
+        }
         self._detect(scratch, fresh, [r for rows in labelled.values() for r in rows if r.id in fresh_ids], failures)
         step = timedelta(seconds=TIME_WIDTHS[BASE])
         for (deployment, model, version, start), rows in labelled.items():
@@ -426,17 +491,32 @@ class Summarizer:
                     for segment in self._segments(deployment, r, state):
                         by_segment.setdefault(segment, []).append(r)
                 ref = self.reference(model, version)
-                updates.update({(deployment, model, version, segment, BASE, start): _with_detections(
-                    performance_of(part, ref), scratch, deployment, model, version,
-                    _between_times(start, start + step)) for segment, part in by_segment.items()})
+                updates.update(
+                    {
+                        (deployment, model, version, segment, BASE, start): _with_detections(
+                            performance_of(part, ref),
+                            scratch,
+                            deployment,
+                            model,
+                            version,
+                            _between_times(start, start + step),
+                        )
+                        for segment, part in by_segment.items()
+                    }
+                )
         width = count_width(self.config.count_window)
         for deployment, model, version, i in counted:
             start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
             with failures.guard((deployment, model, version), "performance", f"{width} window at {start_iso}"):
                 rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
                 updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
-                    performance_of(rows, self.reference(model, version)), scratch, deployment, model, version,
-                    _between_ids(lo, hi))
+                    performance_of(rows, self.reference(model, version)),
+                    scratch,
+                    deployment,
+                    model,
+                    version,
+                    _between_ids(lo, hi),
+                )
         written, waiting = self._set_performance(updates, now, staged, failures)
         # a window not summarised yet: look at these labels again (one that failed is counted, not waited for)
         if not any(k[3] == "" for k in waiting):
@@ -444,8 +524,9 @@ class Summarizer:
             horizon = max(newest, cursor) if cursor is not None else newest
             state["label_cursor"] = horizon.isoformat()
             seen.update({str(row[3]): row[5].isoformat() for row in fresh})
-            state["labels_seen"] = {k: v for k, v in seen.items()
-                                    if datetime.fromisoformat(v) >= horizon - LABEL_OVERLAP}
+            state["labels_seen"] = {
+                k: v for k, v in seen.items() if datetime.fromisoformat(v) >= horizon - LABEL_OVERLAP
+            }
         # the hour and day above each recomputed 5-minute window: merged from their 5-minute parts
         above: dict[WindowKey, dict[str, Any] | None] = {}
         for deployment, model, version, segment, w, start in list(updates):
@@ -458,23 +539,32 @@ class Summarizer:
                     continue
                 w_end = w_start + timedelta(seconds=TIME_WIDTHS[wide])
                 parts: dict[datetime, dict[str, Any] | None] = dict(  # a staged part may have none yet
-                    self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end))
+                    self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end)
+                )
                 for mw in [*staged.values(), *written]:  # this tick's, not committed yet, override the stored
-                    if (mw.deployment, mw.model, mw.version, mw.segment, mw.width) == (deployment, model, version,
-                                                                                       segment, BASE) \
-                            and w_start <= mw.start < w_end:
+                    if (mw.deployment, mw.model, mw.version, mw.segment, mw.width) == (
+                        deployment,
+                        model,
+                        version,
+                        segment,
+                        BASE,
+                    ) and w_start <= mw.start < w_end:
                         parts[mw.start] = mw.performance
                 merged: dict[str, Any] | None = None
                 for part_start, p in sorted(parts.items()):  # a part that cannot be merged is left out, counted
-                    with failures.guard((deployment, model, version), "performance",
-                                        f"{BASE} window at {part_start.isoformat()} into {wide}"):
+                    with failures.guard(
+                        (deployment, model, version),
+                        "performance",
+                        f"{BASE} window at {part_start.isoformat()} into {wide}",
+                    ):
                         merged = merge_performance(merged, p)
                 above[key] = merged
         written += self._set_performance(above, now, {**staged, **{w.key: w for w in written}}, failures)[0]
         return written
 
-    def _detect(self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow],
-                failures: Failures) -> None:
+    def _detect(
+        self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow], failures: Failures
+    ) -> None:
         """Feed each version's concept-drift detector the errors of rows labelled since the last tick,
         in the order their labels arrived; remember where it fired (row id and time)."""
         order = {row[3]: (row[5], row[3]) for row in fresh}
@@ -490,11 +580,18 @@ class Summarizer:
                 by_version.setdefault((r.deployment, r.model, r.version), []).append(r)
         for (deployment, model, version), part in by_version.items():
             with failures.guard((deployment, model, version), "concept drift"):
-                self._detect_version((deployment, model, version), part, name, params, detectors, detections,
-                                     failures)
+                self._detect_version((deployment, model, version), part, name, params, detectors, detections, failures)
 
-    def _detect_version(self, series: Series, part: list[LoggedRow], name: str, params: dict[str, Any],
-                        detectors: dict[str, Any], detections: dict[str, Any], failures: Failures) -> None:
+    def _detect_version(
+        self,
+        series: Series,
+        part: list[LoggedRow],
+        name: str,
+        params: dict[str, Any],
+        detectors: dict[str, Any],
+        detections: dict[str, Any],
+        failures: Failures,
+    ) -> None:
         deployment, model, version = series
         skey = f"{deployment}\x1f{model}\x1f{version}"
         errors = np.minimum(row_errors(part, self.reference(model, version)), DETECTOR_ERROR_MAX)
@@ -517,14 +614,24 @@ class Summarizer:
             if before is not None and after is not None and after <= before:
                 continue  # errors fell back (a recovery): a change, but not the model decaying
             found.append([row.id, row.at.isoformat()])
-            log.warning("concept drift: %s (%s:%s) errors rose at row %s, labelled %s",
-                        deployment, model, version, row.id, row.label_at)
+            log.warning(
+                "concept drift: %s (%s:%s) errors rose at row %s, labelled %s",
+                deployment,
+                model,
+                version,
+                row.id,
+                row.label_at,
+            )
         detections[skey] = found[-COUNT_HISTORY:]
         detectors[skey] = detector.to_state()
 
-    def _set_performance(self, updates: dict[WindowKey, dict[str, Any] | None], now: datetime,
-                         staged: dict[WindowKey, MetricWindow],
-                         failures: Failures) -> tuple[list[MetricWindow], list[WindowKey]]:
+    def _set_performance(
+        self,
+        updates: dict[WindowKey, dict[str, Any] | None],
+        now: datetime,
+        staged: dict[WindowKey, MetricWindow],
+        failures: Failures,
+    ) -> tuple[list[MetricWindow], list[WindowKey]]:
         """The windows with their new performance, and the keys of those not summarised yet."""
         if not updates:
             return [], []
@@ -560,8 +667,10 @@ def _merged(deltas: list[dict[str, Any]]) -> dict[str, Any]:
     """Pairwise, as a balanced tree: the day window's many batch deltas are not merged one by one
     into an ever larger summary."""
     while len(deltas) > 1:
-        deltas = [merge_summary(deltas[i], deltas[i + 1]) if i + 1 < len(deltas) else deltas[i]
-                  for i in range(0, len(deltas), 2)]
+        deltas = [
+            merge_summary(deltas[i], deltas[i + 1]) if i + 1 < len(deltas) else deltas[i]
+            for i in range(0, len(deltas), 2)
+        ]
     return deltas[0]
 
 
@@ -595,8 +704,14 @@ def _between_ids(lo: int, hi: int) -> Callable[[tuple[int, datetime]], bool]:
     return lambda d: lo <= d[0] <= hi
 
 
-def _with_detections(performance: dict[str, Any] | None, state: dict[str, Any], deployment: str, model: str,
-                     version: int, inside: Callable[[tuple[int, datetime]], bool]) -> dict[str, Any] | None:
+def _with_detections(
+    performance: dict[str, Any] | None,
+    state: dict[str, Any],
+    deployment: str,
+    model: str,
+    version: int,
+    inside: Callable[[tuple[int, datetime]], bool],
+) -> dict[str, Any] | None:
     """The window's performance with how many concept-drift detections fell on its rows."""
     if performance is None:
         return None

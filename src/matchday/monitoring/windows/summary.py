@@ -42,8 +42,9 @@ class VersionReference:
     reference_metrics: dict[str, Any] | None = None  # performance on the reference's labelled sample
 
     @classmethod
-    def from_profile(cls, task: str, classes: list[str] | None, features: list[str],
-                     profile: dict[str, Any] | None) -> VersionReference:
+    def from_profile(
+        cls, task: str, classes: list[str] | None, features: list[str], profile: dict[str, Any] | None
+    ) -> VersionReference:
         """With the reference's labelled sample (registered with a target): its performance, and a
         calibrator for the estimate before labels fitted on its probabilities."""
         sample = (profile or {}).get("labelled_sample")
@@ -68,8 +69,9 @@ class VersionReference:
         return cls(task, classes, features, profile, None, RegressionPerformance().update(y, p).metrics())
 
 
-def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None,
-                   texts: Sequence[str] = ()) -> dict[str, Any]:
+def summarize_rows(
+    rows: Sequence[LoggedRow], ref: VersionReference | None, texts: Sequence[str] = ()
+) -> dict[str, Any]:
     """`summarize_columns` of rows read as objects."""
     return summarize_columns(LogColumns.from_rows(rows, *_shape(ref)), ref, texts)
 
@@ -94,17 +96,22 @@ def summarize_columns(cols: LogColumns, ref: VersionReference | None, texts: Seq
     by_name = summarize_table(rest)["columns"]
     by_name.update({name: summarize_sketched(v if every else v.take(answered)) for name, v in cols.numeric.items()})
     summary: dict[str, Any] = {
-        "rows": n, "errors": int(n - answered.size), "requests": requests,
+        "rows": n,
+        "errors": int(n - answered.size),
+        "requests": requests,
         "first_at": to_datetime(cols.at.min()).isoformat() if n else None,
         "last_at": to_datetime(cols.at.max()).isoformat() if n else None,
         "latency": summarize_sketched(cols.latency),
-        "inputs": {"rows": int(answered.size) if cols.inputs.column_names else 0,
-                   "columns": {name: by_name[name] for name in cols.inputs.column_names}},
+        "inputs": {
+            "rows": int(answered.size) if cols.inputs.column_names else 0,
+            "columns": {name: by_name[name] for name in cols.inputs.column_names},
+        },
         "outputs": _outputs(cols, answered, ref),
     }
     if texts:
-        summary["texts"] = {name: _text_lengths(rest.column(name).to_pylist() if name in rest.column_names else [])
-                            for name in texts}
+        summary["texts"] = {
+            name: _text_lengths(rest.column(name).to_pylist() if name in rest.column_names else []) for name in texts
+        }
     return summary
 
 
@@ -119,8 +126,11 @@ def _distinct(keys: np.ndarray) -> int:
 def _text_lengths(values: Sequence[Any]) -> dict[str, float]:
     """Characters and words of a text input (what the text extractor watches), as sums that add up."""
     present = [str(v) for v in values if v is not None]
-    return {"n": float(len(present)), "chars": float(sum(len(v) for v in present)),
-            "words": float(sum(len(v.split()) for v in present))}
+    return {
+        "n": float(len(present)),
+        "chars": float(sum(len(v) for v in present)),
+        "words": float(sum(len(v.split()) for v in present)),
+    }
 
 
 def _shape(ref: VersionReference | None) -> tuple[list[str] | None, int | None]:
@@ -134,14 +144,18 @@ def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
     """The summary of both windows' rows (``a`` may be None: a window not seen before)."""
     if a is None:
         return b
-    out = {"rows": a["rows"] + b["rows"], "errors": a["errors"] + b["errors"],
-           "requests": a["requests"] + b["requests"],
-           "first_at": min(v for v in (a["first_at"], b["first_at"]) if v) if a["first_at"] or b["first_at"] else None,
-           "last_at": max(v for v in (a["last_at"], b["last_at"]) if v) if a["last_at"] or b["last_at"] else None,
-           "latency": merge_summaries({"rows": 0, "columns": {"x": a["latency"]}},
-                                      {"rows": 0, "columns": {"x": b["latency"]}})["columns"]["x"],
-           "inputs": merge_summaries(a["inputs"], b["inputs"]),
-           "outputs": _merge_outputs(a["outputs"], b["outputs"])}
+    out = {
+        "rows": a["rows"] + b["rows"],
+        "errors": a["errors"] + b["errors"],
+        "requests": a["requests"] + b["requests"],
+        "first_at": min(v for v in (a["first_at"], b["first_at"]) if v) if a["first_at"] or b["first_at"] else None,
+        "last_at": max(v for v in (a["last_at"], b["last_at"]) if v) if a["last_at"] or b["last_at"] else None,
+        "latency": merge_summaries(
+            {"rows": 0, "columns": {"x": a["latency"]}}, {"rows": 0, "columns": {"x": b["latency"]}}
+        )["columns"]["x"],
+        "inputs": merge_summaries(a["inputs"], b["inputs"]),
+        "outputs": _merge_outputs(a["outputs"], b["outputs"]),
+    }
     if "texts" in a or "texts" in b:
         texts = {k: dict(v) for k, v in a.get("texts", {}).items()}
         for name, sums in b.get("texts", {}).items():
@@ -201,8 +215,9 @@ def _merge_outputs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         out["cbpe"] = a.get("cbpe") or b.get("cbpe")
     if "values" in a or "values" in b:
         if "values" in a and "values" in b:
-            out["values"] = merge_summaries({"rows": 0, "columns": {"x": a["values"]}},
-                                            {"rows": 0, "columns": {"x": b["values"]}})["columns"]["x"]
+            out["values"] = merge_summaries(
+                {"rows": 0, "columns": {"x": a["values"]}}, {"rows": 0, "columns": {"x": b["values"]}}
+            )["columns"]["x"]
         else:
             out["values"] = a.get("values") or b.get("values")
     return out
@@ -215,15 +230,21 @@ def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> d
     if not labelled:
         return None
     delays = np.asarray([(r.label_at - r.at).total_seconds() for r in labelled if r.label_at is not None])
-    out: dict[str, Any] = {"labelled": len(labelled), "delay_sum": float(np.clip(delays, 0, None).sum()),
-                           "delay_max": float(delays.max(initial=0.0))}
+    out: dict[str, Any] = {
+        "labelled": len(labelled),
+        "delay_sum": float(np.clip(delays, 0, None).sum()),
+        "delay_max": float(delays.max(initial=0.0)),
+    }
     if ref is not None and ref.task == "classification" and ref.classes:
         perf = ClassificationPerformance(ref.classes)
         y_true = np.asarray([label_text(r.label) for r in labelled], dtype=object)
         y_pred = np.asarray([label_text(r.prediction) for r in labelled], dtype=object)
         probas = [r.probabilities for r in labelled]
-        proba = np.asarray(probas, dtype=np.float64) if all(p is not None and len(p) == len(ref.classes)
-                                                             for p in probas) else None
+        proba = (
+            np.asarray(probas, dtype=np.float64)
+            if all(p is not None and len(p) == len(ref.classes) for p in probas)
+            else None
+        )
         perf.update(y_true, y_pred, proba)
         out["classification"] = perf.to_state()
     else:
@@ -236,15 +257,24 @@ def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> d
 def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
     if a is None or b is None:
         return a or b
-    out: dict[str, Any] = {"labelled": a["labelled"] + b["labelled"], "delay_sum": a["delay_sum"] + b["delay_sum"],
-                           "delay_max": max(a["delay_max"], b["delay_max"]),
-                           "detections": a.get("detections", 0) + b.get("detections", 0)}
+    out: dict[str, Any] = {
+        "labelled": a["labelled"] + b["labelled"],
+        "delay_sum": a["delay_sum"] + b["delay_sum"],
+        "delay_max": max(a["delay_max"], b["delay_max"]),
+        "detections": a.get("detections", 0) + b.get("detections", 0),
+    }
     if "classification" in a and "classification" in b:
-        out["classification"] = ClassificationPerformance.from_state(a["classification"]).merge(
-            ClassificationPerformance.from_state(b["classification"])).to_state()
+        out["classification"] = (
+            ClassificationPerformance.from_state(a["classification"])
+            .merge(ClassificationPerformance.from_state(b["classification"]))
+            .to_state()
+        )
     elif "regression" in a and "regression" in b:
-        out["regression"] = RegressionPerformance.from_state(a["regression"]).merge(
-            RegressionPerformance.from_state(b["regression"])).to_state()
+        out["regression"] = (
+            RegressionPerformance.from_state(a["regression"])
+            .merge(RegressionPerformance.from_state(b["regression"]))
+            .to_state()
+        )
     else:  # the version's task changed between windows: keep the newer
         for key in ("classification", "regression"):
             if key in b:

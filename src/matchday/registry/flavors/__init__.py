@@ -14,8 +14,15 @@ from matchday.registry.flavors.sklearn import SklearnFlavor
 
 # Detection order: the most specific recognisers first; callable last (any function qualifies).
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (MlflowFlavor(), OnnxFlavor(), SklearnFlavor(), CallableFlavor())}
-ALIASES = {"lightgbm": "sklearn", "xgboost": "sklearn", "skops": "sklearn", "pickle": "sklearn", "joblib": "sklearn",
-           "pyfunc": "mlflow", "python": "callable"}
+ALIASES = {
+    "lightgbm": "sklearn",
+    "xgboost": "sklearn",
+    "skops": "sklearn",
+    "pickle": "sklearn",
+    "joblib": "sklearn",
+    "pyfunc": "mlflow",
+    "python": "callable",
+}
 
 
 def flavor_named(name: str) -> Flavor:
@@ -25,7 +32,9 @@ def flavor_named(name: str) -> Flavor:
     return FLAVORS[key]
 
 
-def pack_model(model: Any, *, flavor: str | None = None, trust_pickle: bool = False, proba: str | None = None) -> Packed:
+def pack_model(
+    model: Any, *, flavor: str | None = None, trust_pickle: bool = False, proba: str | None = None
+) -> Packed:
     """Recognise ``model`` (an object, a file, a directory or ``module:function``) and pack it."""
     candidates = [flavor_named(flavor)] if flavor else list(FLAVORS.values())
     for candidate in candidates:

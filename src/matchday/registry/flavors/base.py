@@ -112,15 +112,20 @@ def as_matrix(table: pa.Table) -> np.ndarray:
     """Columns side by side: float64 when every column is numeric, object otherwise."""
     cols = [to_numpy(table.column(i)) for i in range(table.num_columns)]
     if all(c.dtype.kind in "biuf" for c in cols):
-        return np.column_stack([c.astype(np.float64, copy=False) for c in cols]) if cols else np.empty((table.num_rows, 0))
+        return (
+            np.column_stack([c.astype(np.float64, copy=False) for c in cols]) if cols else np.empty((table.num_rows, 0))
+        )
     return np.column_stack([c.astype(object) for c in cols])
 
 
 def as_pandas(table: pa.Table) -> Any:
     """The table as a DataFrame; float64 columns go through one 2-D array (a third of Arrow's
     ``to_pandas`` for the one-row tables serving scores)."""
-    if table.num_columns and all(t == pa.float64() for t in table.schema.types) and not any(
-            c.null_count for c in table.columns):
+    if (
+        table.num_columns
+        and all(t == pa.float64() for t in table.schema.types)
+        and not any(c.null_count for c in table.columns)
+    ):
         import pandas as pd
 
         # column-major, as to_pandas lays a float block out: the model sees the same array, to the bit

@@ -20,8 +20,10 @@ from matchday.registry.artifacts import pack_directory, unpack_directory
 from matchday.registry.errors import InvalidModel, UntrustedArtifact
 from matchday.registry.flavors.base import Flavor, Packed, Predictor, as_pandas
 
-_RUNS_CODE = ("loading an MLflow model runs code it contains (mlflow.pyfunc unpickles the model with "
-              "pickle/cloudpickle and imports its code_paths)")
+_RUNS_CODE = (
+    "loading an MLflow model runs code it contains (mlflow.pyfunc unpickles the model with "
+    "pickle/cloudpickle and imports its code_paths)"
+)
 
 
 def _pyfunc() -> Any:

@@ -82,7 +82,9 @@ class OnnxPredictor(Predictor):
         if not per_column:
             if len(self.inputs) != 1:
                 missing = [n for n in names if n not in table.column_names]
-                raise InvalidInput("the ONNX model needs input columns it was not given", [f"{n}: missing" for n in missing])
+                raise InvalidInput(
+                    "the ONNX model needs input columns it was not given", [f"{n}: missing" for n in missing]
+                )
             spec = self.inputs[0]
             return {spec.name: as_matrix(table).astype(_NUMPY_OF.get(spec.type, np.float32))}
         feed = {}
@@ -187,7 +189,7 @@ def _fields(buf: memoryview) -> list[tuple[int, int, int | memoryview]]:
             size, pos = _varint(buf, pos)
             if pos + size > end:
                 raise InvalidModel("not a valid ONNX model: a field runs past the end of the file")
-            out.append((number, wire, buf[pos:pos + size]))
+            out.append((number, wire, buf[pos : pos + size]))
             pos += size
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4

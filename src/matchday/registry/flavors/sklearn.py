@@ -78,16 +78,24 @@ class SklearnPredictor(Predictor):
 # Classifiers whose predict is the class of the largest predict_proba, exactly (ties included): trees
 # and forests take the argmax of the probabilities, the others of a score the probabilities rise with.
 # Not SVC (Platt scaling can disagree with its decision), not a calibrated or voting wrapper.
-_ARGMAX_CLASSIFIERS = frozenset({
-    "sklearn.linear_model._logistic.LogisticRegression", "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.tree._classes.ExtraTreeClassifier", "sklearn.ensemble._forest.RandomForestClassifier",
-    "sklearn.ensemble._forest.ExtraTreesClassifier", "sklearn.ensemble._gb.GradientBoostingClassifier",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.naive_bayes.GaussianNB", "sklearn.naive_bayes.MultinomialNB", "sklearn.naive_bayes.BernoulliNB",
-    "sklearn.naive_bayes.ComplementNB", "sklearn.naive_bayes.CategoricalNB",
-    "sklearn.neighbors._classification.KNeighborsClassifier",
-    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
-})
+_ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.ensemble._gb.GradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.naive_bayes.GaussianNB",
+        "sklearn.naive_bayes.MultinomialNB",
+        "sklearn.naive_bayes.BernoulliNB",
+        "sklearn.naive_bayes.ComplementNB",
+        "sklearn.naive_bayes.CategoricalNB",
+        "sklearn.neighbors._classification.KNeighborsClassifier",
+        "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    }
+)
 
 
 def _predicts_argmax(model: Any) -> bool:
@@ -198,8 +206,9 @@ def _pack_skops_file(path: Path, trust_pickle: bool) -> Packed:
     return _packed(obj, data, options)
 
 
-def _load_skops(data: bytes, untrusted: list[str], origin: str, source: Source, vouched: list[str] | None, *,
-                at_load: bool) -> Any:
+def _load_skops(
+    data: bytes, untrusted: list[str], origin: str, source: Source, vouched: list[str] | None, *, at_load: bool
+) -> Any:
     """The object in a skops artifact (whose untrusted types skops reported), loaded under the
     policy or, when the user vouched for a list of types at registration, under exactly that list."""
     if vouched is not None:
@@ -238,7 +247,6 @@ def _skops_loads(data: bytes, trusted: list[str], origin: str) -> Any:
         return sio.loads(data, trusted=trusted)
     except Exception as exc:
         raise InvalidModel(f"{origin} could not be loaded by skops: {exc}") from exc
-
 
 
 def _pickle_load(data: bytes, origin: str) -> Any:

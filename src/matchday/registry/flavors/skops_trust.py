@@ -49,11 +49,11 @@ REVIEWED: dict[str, str] = {
     "sklearn.utils._bunch.Bunch": "a dict with attribute access; Voting/Stacking keep named_estimators_ in one",
     "functools.partial": "only binds arguments; the function it wraps is a node of its own that must be trusted itself",
     "sklearn.utils.validation.check_array": "validates an array and returns it; HistGradientBoosting's "
-                                            "categorical preprocessor calls it through a partial",
+    "categorical preprocessor calls it through a partial",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer": "MLP's optimizer state (arrays and rates), "
-                                                                   "used only by partial_fit",
+    "used only by partial_fit",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer": "MLP's optimizer state (arrays and rates), "
-                                                                  "used only by partial_fit",
+    "used only by partial_fit",
     "sklearn.calibration._CalibratedClassifier": "CalibratedClassifierCV's holder of a fitted estimator and its calibrators",
     "sklearn.calibration._SigmoidCalibration": "two sigmoid coefficients applied with NumPy",
     "lightgbm.sklearn.LGBMClassifier": "the scikit-learn wrapper: parameters only; its model is the Booster",
@@ -71,11 +71,11 @@ CHECKED: dict[str, str] = {
 # Trusted only in bytes matchday dumped itself from a live, fitted estimator.
 OWN_DUMPS_ONLY: dict[str, str] = {
     "lightgbm.basic.Booster": "LightGBM parses its model string in C++ without bounds checks; a malformed one "
-                              "aborts the process",
+    "aborts the process",
     "xgboost.core.Booster": "XGBoost loads its trees in C++ without checking node indices; a crafted one "
-                            "segfaults at predict",
+    "segfaults at predict",
     "sklearn.neighbors._kd_tree.KDTree": "KNN's index (algorithm='auto' on few features); Cython reads its index "
-                                         "arrays without bounds checks",
+    "arrays without bounds checks",
     "sklearn.neighbors._ball_tree.BallTree": "KNN's index; Cython reads its index arrays without bounds checks",
 }
 
@@ -93,8 +93,10 @@ def refuse_untrusted(untrusted: list[str], origin: str, source: Source, at_load:
 
     def reason(name: str) -> str:
         if name in OWN_DUMPS_ONLY:
-            return (f"trusted only when matchday dumps the fitted estimator itself, not from a file: "
-                    f"{OWN_DUMPS_ONLY[name]}; register the estimator object instead")
+            return (
+                f"trusted only when matchday dumps the fitted estimator itself, not from a file: "
+                f"{OWN_DUMPS_ONLY[name]}; register the estimator object instead"
+            )
         return skops_reasons().get(name, "neither skops' default trusted set nor matchday's reviewed list holds it")
 
     raise UntrustedArtifact(
@@ -119,8 +121,9 @@ def how_to_trust(at_load: bool) -> str:
     return f"Register it with {TRUST_FLAG} only if you trust its source"
 
 
-def refuse_bad_structures(model: Any, untrusted: list[str], origin: str, *, own_dump: bool, at_load: bool,
-                          svm: bool) -> None:
+def refuse_bad_structures(
+    model: Any, untrusted: list[str], origin: str, *, own_dump: bool, at_load: bool, svm: bool
+) -> None:
     """Refuse a model whose trees or SVMs (``svm``: the artifact names a ``sklearn.svm`` class) fail
     `structure_problems`."""
     # skops names every Tree/TreePredictor node among the untrusted types (it trusts neither, under
@@ -131,8 +134,11 @@ def refuse_bad_structures(model: Any, untrusted: list[str], origin: str, *, own_
     problems = structure_problems(model, own_dump=own_dump)
     if not problems:
         return
-    reasons = [f"why skops does not trust {t} itself: {why}" for t, why in skops_reasons().items()
-               if t in CHECKED and t in untrusted]
+    reasons = [
+        f"why skops does not trust {t} itself: {why}"
+        for t, why in skops_reasons().items()
+        if t in CHECKED and t in untrusted
+    ]
     raise UntrustedArtifact(
         f"{origin} holds tree or SVM structures that fail matchday's check, so predicting with them could "
         f"crash the process or read out of bounds. {how_to_trust(at_load)}",

@@ -24,8 +24,22 @@ import numpy as np
 # with an input nobody validated), a TreePredictor only from a checked ``_predictors`` list.
 
 _Edge = tuple[int, str | None]  # (id of the holder, attribute name or None for a container item)
-_NO_WALK = (str, bytes, bytearray, int, float, complex, bool, type(None), np.generic, type, types.ModuleType,
-            types.FunctionType, types.BuiltinFunctionType, np.ufunc)
+_NO_WALK = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    np.generic,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    np.ufunc,
+)
 
 
 def structure_problems(model: Any, *, own_dump: bool) -> list[str]:
@@ -109,8 +123,15 @@ def _width(obj: Any) -> int:
     return int(n)
 
 
-_LIBSVM_ARRAYS = {"support_": ("i", 1), "_n_support": ("i", 1), "support_vectors_": ("f", 2), "_dual_coef_": ("f", 2),
-                  "_intercept_": ("f", 1), "_probA": ("f", 1), "_probB": ("f", 1)}
+_LIBSVM_ARRAYS = {
+    "support_": ("i", 1),
+    "_n_support": ("i", 1),
+    "support_vectors_": ("f", 2),
+    "_dual_coef_": ("f", 2),
+    "_intercept_": ("f", 1),
+    "_probA": ("f", 1),
+    "_probB": ("f", 1),
+}
 
 
 def _libsvm_problems(est: Any, own_dump: bool) -> list[str]:
@@ -140,7 +161,9 @@ def _libsvm_problems(est: Any, own_dump: bool) -> list[str]:
         k = len(classes) if classes is not None else -1
         pairs = k * (k - 1) // 2
         if k < 2 or n_support.shape != (k,) or (n_support < 0).any() or int(n_support.sum()) != n_sv:
-            return [f"{what}: _n_support {n_support.tolist()[:10]} does not split {n_sv} support vectors over {k} classes"]
+            return [
+                f"{what}: _n_support {n_support.tolist()[:10]} does not split {n_sv} support vectors over {k} classes"
+            ]
         shapes = {"_dual_coef_": (dual.shape, (k - 1, n_sv)), "_intercept_": (intercept.shape, (pairs,))}
     else:
         if n_support.shape != (2,) or (n_support < 0).any() or (n_support > n_sv).any():
@@ -153,8 +176,9 @@ def _libsvm_problems(est: Any, own_dump: bool) -> list[str]:
     return problems
 
 
-def _node_problems(what: str, left: np.ndarray, right: np.ndarray, internal: np.ndarray,
-                   feature: np.ndarray, n_features: int) -> list[str]:
+def _node_problems(
+    what: str, left: np.ndarray, right: np.ndarray, internal: np.ndarray, feature: np.ndarray, n_features: int
+) -> list[str]:
     """Children of every split node lie after it and inside the array (so no cycle and no read
     past the end), no node has two parents, and split features index the input's columns."""
     n = len(left)
@@ -218,12 +242,19 @@ def _member_problems(est: Any, tree_type: type) -> list[str]:
         expected = width
         if subsets is not None:
             cols = np.asarray(subsets[i])
-            if cols.ndim != 1 or cols.dtype.kind not in "iu" or cols.size > width or ((cols < 0) | (cols >= width)).any():
+            if (
+                cols.ndim != 1
+                or cols.dtype.kind not in "iu"
+                or cols.size > width
+                or ((cols < 0) | (cols >= width)).any()
+            ):
                 return [f"{type(est).__name__}: estimators_features_[{i}] is not a set of its {width} columns"]
             expected = cols.size
         if vars(member).get("n_features_in_") != expected:
-            return [f"{type(est).__name__}: member {i} takes {vars(member).get('n_features_in_')!r} columns, "
-                    f"but is given {expected}"]
+            return [
+                f"{type(est).__name__}: member {i} takes {vars(member).get('n_features_in_')!r} columns, "
+                f"but is given {expected}"
+            ]
     return []
 
 
@@ -240,7 +271,11 @@ def _gradient_boosting_problems(est: Any, tree_type: type, own_dump: bool) -> li
         if not isinstance(member, tree_type) or vars(member).get("n_features_in_") != width:
             return [f"{what}: a stage is not a tree over the model's {width} columns"]
     init = vars(est).get("init_")
-    if not own_dump and not (isinstance(init, str) and init == "zero") and type(init) not in (DummyClassifier, DummyRegressor):
+    if (
+        not own_dump
+        and not (isinstance(init, str) and init == "zero")
+        and type(init) not in (DummyClassifier, DummyRegressor)
+    ):
         return [f"{what}: its init estimator is a {type(init).__name__}; matchday checks only 'zero' or a Dummy* init"]
     # The trees write column k of what init_ predicts, in Cython: it must have exactly `columns`.
     with warnings.catch_warnings():  # a model fitted on a DataFrame warns about the nameless probe
@@ -269,8 +304,10 @@ def _hist_gradient_boosting_problems(est: Any, predictor_type: type, own_dump: b
         return [f"{what}: _predictors is not a list of lists of n_trees_per_iteration_={columns!r} predictors"], []
     lists = [id(it) for it in iterations]  # its own, whatever is found wrong with them below
     if not own_dump and attrs.get("_preprocessor") is not None:
-        return [f"{what}: its categorical preprocessor decides the predictors' input width, which matchday "
-                "cannot bound from a file"], lists
+        return [
+            f"{what}: its categorical preprocessor decides the predictors' input width, which matchday "
+            "cannot bound from a file"
+        ], lists
     if attrs.get("_in_fit"):
         return [f"{what}: is marked as in the middle of fitting"], lists
     width = _width(est)
@@ -283,17 +320,30 @@ def _hist_gradient_boosting_problems(est: Any, predictor_type: type, own_dump: b
                 return [f"{what}: a predictor is a {type(predictor).__name__}"], lists
             p = vars(predictor)
             nodes, raw, binned = p.get("nodes"), p.get("raw_left_cat_bitsets"), p.get("binned_left_cat_bitsets")
-            if not isinstance(nodes, np.ndarray) or nodes.dtype != PREDICTOR_RECORD_DTYPE or nodes.ndim != 1 or not nodes.size:
+            if (
+                not isinstance(nodes, np.ndarray)
+                or nodes.dtype != PREDICTOR_RECORD_DTYPE
+                or nodes.ndim != 1
+                or not nodes.size
+            ):
                 return [f"{what}: a predictor's nodes are not a non-empty array of its node records"], lists
             if not _is_bitsets(raw, X_BITSET_INNER_DTYPE) or not _is_bitsets(binned, X_BITSET_INNER_DTYPE):
                 return [f"{what}: a predictor's category bitsets are not (n, 8) uint32 arrays"], lists
             internal = nodes["is_leaf"] == 0
             feature = nodes["feature_idx"].astype(np.int64)
-            found = _node_problems(f"{what} predictor", nodes["left"].astype(np.int64), nodes["right"].astype(np.int64),
-                                   internal, feature, width)
+            found = _node_problems(
+                f"{what} predictor",
+                nodes["left"].astype(np.int64),
+                nodes["right"].astype(np.int64),
+                internal,
+                feature,
+                width,
+            )
             if found:
                 return found, lists
             split = internal & (nodes["is_categorical"] != 0)
-            if (nodes["bitset_idx"][split] >= min(raw.shape[0], binned.shape[0])).any() or not categorical[feature[split]].all():
+            if (nodes["bitset_idx"][split] >= min(raw.shape[0], binned.shape[0])).any() or not categorical[
+                feature[split]
+            ].all():
                 return [f"{what}: a categorical split points past its bitsets or at a non-categorical feature"], lists
     return [], lists

@@ -23,9 +23,16 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
     api = APIRouter(default_response_class=ORJSONResponse)
 
     @api.get("/v1/deployments/{name}/metrics")
-    async def deployment_metrics(name: str, window: str = "5m", since: str | None = None, until: str | None = None,
-                                 metric: str | None = None, segment: str = "", version: int | None = None,
-                                 limit: int = 500) -> Any:
+    async def deployment_metrics(
+        name: str,
+        window: str = "5m",
+        since: str | None = None,
+        until: str | None = None,
+        metric: str | None = None,
+        segment: str = "",
+        version: int | None = None,
+        limit: int = 500,
+    ) -> Any:
         await asyncio.to_thread(parts.service.deployments.get, name)  # an unknown deployment is a 404
         monitoring = parts.monitoring
         count = count_width(monitoring.summarizer.config.count_window)
@@ -35,15 +42,34 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
         for m in wanted or []:
             if not known_metric(m):
                 raise BadRequest(f"unknown metric {m!r}", ["see GET /v1/monitors for the metrics monitors use"])
-        windows = await asyncio.to_thread(monitoring.windows.series, name, window, since=_time(since, "since"),
-                                          until=_time(until, "until"), segment=segment, version=version,
-                                          limit=max(1, min(limit, 10_000)))
+        windows = await asyncio.to_thread(
+            monitoring.windows.series,
+            name,
+            window,
+            since=_time(since, "since"),
+            until=_time(until, "until"),
+            segment=segment,
+            version=version,
+            limit=max(1, min(limit, 10_000)),
+        )
         diagnoses = await asyncio.to_thread(lambda: [monitoring.diagnosis(w) for w in windows])  # reads references
-        return {"deployment": name, "window": window, "segment": segment or None,
-                "windows": [{"model": w.model, "version": w.version, "start": w.start.isoformat(),
-                             "end": w.end.isoformat(), "rows": w.rows, "diagnosis": diagnosis,
-                             "metrics": w.metrics if wanted is None else {m: w.metrics.get(m) for m in wanted}}
-                            for w, diagnosis in zip(windows, diagnoses, strict=True)]}
+        return {
+            "deployment": name,
+            "window": window,
+            "segment": segment or None,
+            "windows": [
+                {
+                    "model": w.model,
+                    "version": w.version,
+                    "start": w.start.isoformat(),
+                    "end": w.end.isoformat(),
+                    "rows": w.rows,
+                    "diagnosis": diagnosis,
+                    "metrics": w.metrics if wanted is None else {m: w.metrics.get(m) for m in wanted},
+                }
+                for w, diagnosis in zip(windows, diagnoses, strict=True)
+            ],
+        }
 
     @api.get("/v1/monitors")
     async def list_monitors(deployment: str | None = None) -> Any:
@@ -54,14 +80,24 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
         firing = {(a.monitor, a.deployment) for a in await asyncio.to_thread(parts.alerts.firing)}
         monitoring = parts.monitoring
         declared = {m.name for m in monitoring.monitors}
-        return {"monitors": [{"deployment": n, **m.model_dump(mode="json"), "threshold": m.threshold,
-                              "source": "matchday.yaml" if m.name in declared else "default",
-                              "firing": (m.name, n) in firing}
-                             for n in names for m in monitoring.monitors_of(n)]}
+        return {
+            "monitors": [
+                {
+                    "deployment": n,
+                    **m.model_dump(mode="json"),
+                    "threshold": m.threshold,
+                    "source": "matchday.yaml" if m.name in declared else "default",
+                    "firing": (m.name, n) in firing,
+                }
+                for n in names
+                for m in monitoring.monitors_of(n)
+            ]
+        }
 
     @api.get("/v1/alerts")
-    async def list_alerts(deployment: str | None = None, state_: str | None = Query(None, alias="state"),
-                          limit: int = 200) -> Any:
+    async def list_alerts(
+        deployment: str | None = None, state_: str | None = Query(None, alias="state"), limit: int = 200
+    ) -> Any:
         if state_ not in (None, "firing", "resolved"):
             raise BadRequest(f"unknown alert state {state_!r}; firing or resolved")
         if deployment is not None:

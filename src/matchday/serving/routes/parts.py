@@ -41,8 +41,16 @@ class Parts:
         self.max_body_bytes = max_body_bytes
         self.ready = False  # every deployed version warm: what ``/v2/health/ready`` answers
 
-    def start(self, *, service: PredictionService, rollouts: Rollouts, monitoring: MonitoringLoop,
-              alerts: AlertStore, metrics: ServingMetrics, writer: PredictionLogWriter) -> None:
+    def start(
+        self,
+        *,
+        service: PredictionService,
+        rollouts: Rollouts,
+        monitoring: MonitoringLoop,
+        alerts: AlertStore,
+        metrics: ServingMetrics,
+        writer: PredictionLogWriter,
+    ) -> None:
         """The lifespan's parts, not yet warm."""
         self.service, self.rollouts, self.monitoring = service, rollouts, monitoring
         self.alerts, self.metrics, self.writer = alerts, metrics, writer

@@ -32,12 +32,18 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
     async def rollout_status(name: str) -> Any:
         return (await asyncio.to_thread(parts.rollouts.status, name)).as_dict()
 
-    @api.post("/v1/deployments/{name}/rollout/{action}",
-              openapi_extra=body_schema(RolloutActionBody, bodies, required=False))
+    @api.post(
+        "/v1/deployments/{name}/rollout/{action}", openapi_extra=body_schema(RolloutActionBody, bodies, required=False)
+    )
     async def rollout_action(name: str, action: str, request: Request) -> Any:
         rollouts = parts.rollouts
-        acts = {"promote": rollouts.promote, "rollback": rollouts.rollback, "abort": rollouts.rollback,
-                "pause": rollouts.pause, "resume": rollouts.resume}
+        acts = {
+            "promote": rollouts.promote,
+            "rollback": rollouts.rollback,
+            "abort": rollouts.rollback,
+            "pause": rollouts.pause,
+            "resume": rollouts.resume,
+        }
         if action not in acts:
             raise BadRequest(f"unknown rollout action {action!r}; one of {', '.join(acts)}")
         body: Any = {}

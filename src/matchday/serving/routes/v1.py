@@ -48,8 +48,13 @@ async def answer(parts: Parts, name: str, body: Any) -> dict[str, Any]:
         "model": result.route.model,
         "version": result.route.version,
         "predictions": [
-            {"request_id": p.request_id, "id": p.entity_id, "version": p.version, "prediction": p.prediction,
-             **({"probabilities": p.probabilities} if p.probabilities is not None else {})}
+            {
+                "request_id": p.request_id,
+                "id": p.entity_id,
+                "version": p.version,
+                "prediction": p.prediction,
+                **({"probabilities": p.probabilities} if p.probabilities is not None else {}),
+            }
             for p in result.predictions
         ],
         "input_quality": result.quality,
@@ -64,7 +69,7 @@ def _parse_feedback(body: Any) -> list[tuple[str, str, Any]]:
     problems = []
     for i, item in enumerate(body["labels"]):
         if not isinstance(item, dict) or "label" not in item or ("request_id" in item) == ("id" in item):
-            problems.append(f"labels[{i}]: needs \"label\" and exactly one of \"request_id\" or \"id\"")
+            problems.append(f'labels[{i}]: needs "label" and exactly one of "request_id" or "id"')
             continue
         if isinstance(item["label"], (dict, list)):
             problems.append(f"labels[{i}].label: must be a single value")

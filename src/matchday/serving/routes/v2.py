@@ -73,7 +73,9 @@ async def _model(parts: Parts, name: str, version: str | None) -> dict[str, Any]
     if predictor.has_proba:
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.classes or [])]})
     return {
-        "name": name, "versions": [str(route.version)], "platform": f"matchday/{predictor.flavor}",
+        "name": name,
+        "versions": [str(route.version)],
+        "platform": f"matchday/{predictor.flavor}",
         "inputs": [{"name": c.name, "datatype": v2_datatype(c.type), "shape": [-1, 1]} for c in signature.inputs],
         "outputs": outputs,
         "parameters": {"model": route.model, "model_ref": route.model_ref},
@@ -92,18 +94,27 @@ async def _infer(parts: Parts, name: str, version: str | None, request: Request)
         predictor = await parts.service.predictor(route.ref)
         known = {"predict", "predict_proba"} if predictor.has_proba else {"predict"}
         if wanted - known:
-            raise BadRequest(f"unknown outputs requested: {', '.join(sorted(wanted - known))}; "
-                             f"this model has {', '.join(sorted(known))}")
-    result = await parts.service.predict(name, lambda signature: decode_v2(body, binary, signature),
-                                         version=int(version) if version else None)
+            raise BadRequest(
+                f"unknown outputs requested: {', '.join(sorted(wanted - known))}; "
+                f"this model has {', '.join(sorted(known))}"
+            )
+    result = await parts.service.predict(
+        name, lambda signature: decode_v2(body, binary, signature), version=int(version) if version else None
+    )
     outputs = [v2_tensor("predict", result.scored.predictions)]
     if result.scored.probabilities is not None:
         outputs.append(v2_tensor("predict_proba", result.scored.probabilities))
     if wanted:
         outputs = [o for o in outputs if o["name"] in wanted]
-    answer = {"model_name": name, "model_version": str(result.route.version), "outputs": outputs,
-              "parameters": {"request_ids": [p.request_id for p in result.predictions],
-                             "versions": [p.version for p in result.predictions]}}
+    answer = {
+        "model_name": name,
+        "model_version": str(result.route.version),
+        "outputs": outputs,
+        "parameters": {
+            "request_ids": [p.request_id for p in result.predictions],
+            "versions": [p.version for p in result.predictions],
+        },
+    }
     if isinstance(body, dict) and "id" in body:
         answer["id"] = body["id"]
     return answer

@@ -19,8 +19,19 @@ from matchday.monitoring.drift.concept.base import (
 from matchday.monitoring.drift.concept.ddm import DDM
 from matchday.monitoring.drift.concept.page_hinkley import PageHinkley
 
-__all__ = ["ADWIN", "DDM", "DETECTORS", "STATE_VERSION", "ConceptDriftDetector", "DetectorError", "Mode",
-           "PageHinkley", "detector_from_state", "make_detector", "update_many"]
+__all__ = [
+    "ADWIN",
+    "DDM",
+    "DETECTORS",
+    "STATE_VERSION",
+    "ConceptDriftDetector",
+    "DetectorError",
+    "Mode",
+    "PageHinkley",
+    "detector_from_state",
+    "make_detector",
+    "update_many",
+]
 
 DETECTORS: dict[str, type[ConceptDriftDetector]] = {"adwin": ADWIN, "page_hinkley": PageHinkley, "ddm": DDM}
 

@@ -11,6 +11,7 @@
 >>> len(found), 1000 <= found[0] < 1200  # the error rate went from 10% to 40% at row 1000
 (1, True)
 """
+
 from __future__ import annotations
 
 import math

@@ -33,12 +33,7 @@ def float_param(name: str, value: Any, low: float, high: float, *, low_open: boo
     """A real number in an interval; the message writes the interval the way a reader would."""
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     v = float(value) if ok else math.nan
-    inside = (
-        ok
-        and math.isfinite(v)
-        and (v > low if low_open else v >= low)
-        and (v < high if high_open else v <= high)
-    )
+    inside = ok and math.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
     if not inside:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise DetectorError(f"{name} must be a number in {interval}, got {value!r}")

@@ -11,6 +11,7 @@
 >>> bool(found) and 2000 <= found[0] < 2200  # from 10% to 50% mistakes at row 2000
 True
 """
+
 from __future__ import annotations
 
 import math

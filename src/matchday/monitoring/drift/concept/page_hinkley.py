@@ -11,6 +11,7 @@
 >>> bool(found) and 1000 <= found[0] < 1100  # the mean error doubled at row 1000
 True
 """
+
 from __future__ import annotations
 
 import math

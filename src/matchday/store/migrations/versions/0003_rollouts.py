@@ -46,8 +46,14 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("finished_at", UTCDateTime()),
     )
-    op.create_index("uq_rollouts_one_active", "rollouts", ["deployment"], unique=True,
-                    sqlite_where=_ACTIVE, postgresql_where=_ACTIVE)
+    op.create_index(
+        "uq_rollouts_one_active",
+        "rollouts",
+        ["deployment"],
+        unique=True,
+        sqlite_where=_ACTIVE,
+        postgresql_where=_ACTIVE,
+    )
     op.create_table(
         "events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),

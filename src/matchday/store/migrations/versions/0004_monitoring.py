@@ -39,7 +39,9 @@ def upgrade() -> None:
         sa.Column("performance", sa.JSON),
         sa.Column("metrics", sa.JSON, nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.UniqueConstraint("deployment", "model", "version", "segment", "width", "start", name="uq_metric_windows_key"),
+        sa.UniqueConstraint(
+            "deployment", "model", "version", "segment", "width", "start", name="uq_metric_windows_key"
+        ),
     )
     op.create_index("ix_metric_windows_deployment_width_start", "metric_windows", ["deployment", "width", "start"])
     op.create_table(
@@ -67,8 +69,14 @@ def upgrade() -> None:
         sa.Column("resolved_at", UTCDateTime()),
         sa.Column("data", sa.JSON, nullable=False),
     )
-    op.create_index("uq_alerts_one_firing", "alerts", ["monitor", "deployment", "model", "version", "segment"], unique=True,
-                    sqlite_where=_FIRING, postgresql_where=_FIRING)
+    op.create_index(
+        "uq_alerts_one_firing",
+        "alerts",
+        ["monitor", "deployment", "model", "version", "segment"],
+        unique=True,
+        sqlite_where=_FIRING,
+        postgresql_where=_FIRING,
+    )
     op.create_index("ix_alerts_deployment_opened", "alerts", ["deployment", "opened_at"])
     op.create_table(
         "webhook_deliveries",
@@ -82,7 +90,9 @@ def upgrade() -> None:
         sa.Column("gave_up_at", UTCDateTime()),
         sa.Column("last_error", sa.Text),
     )
-    op.create_index("ix_webhook_deliveries_pending", "webhook_deliveries", ["delivered_at", "gave_up_at", "next_attempt_at"])
+    op.create_index(
+        "ix_webhook_deliveries_pending", "webhook_deliveries", ["delivered_at", "gave_up_at", "next_attempt_at"]
+    )
 
 
 def downgrade() -> None:
