@@ -8,7 +8,7 @@ what feedback and rollouts look rows up by, pointing into its batch by position.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -238,22 +238,27 @@ class PredictionLogStore:
             connection.execute(sa.update(batches).where(batches.c.id == batch_id).values(rows=len(written), data=data))
             return len(written)
 
-    def _payloads(self, s: sa.orm.Session, batch_ids: np.ndarray, positions: np.ndarray) -> pa.Table:
-        """The inputs, probabilities and routing of rows ``(batch_ids[i], positions[i])``, in that order."""
-        wanted = [int(b) for b in np.unique(batch_ids) if b >= 0]
-        decoded: dict[int, pa.Table] = {}
+    @staticmethod
+    def _decoded(s: sa.orm.Session, ids: Sequence[int]) -> Iterator[tuple[int, pa.Table | None]]:
+        """Each stored batch of ``ids`` decoded, or None (logged) where its blob is unreadable."""
         batches = PredictionBatchRow.__table__
-        for start in range(0, len(wanted), _BLOBS_PER_QUERY):
-            chunk = wanted[start : start + _BLOBS_PER_QUERY]
+        for start in range(0, len(ids), _BLOBS_PER_QUERY):
+            chunk = list(ids[start : start + _BLOBS_PER_QUERY])
             for batch_id, data in s.connection().execute(
                 sa.select(batches.c.id, batches.c.data).where(batches.c.id.in_(chunk))
             ):
                 try:
-                    decoded[int(batch_id)] = log_batches.decode(data)
+                    yield int(batch_id), log_batches.decode(data)
                 except log_batches.CorruptLogBatch as exc:  # its rows still count; their inputs read as missing
                     log.error(
                         "prediction log: batch %d is unreadable (%s); its rows' inputs read as missing", batch_id, exc
                     )
+                    yield int(batch_id), None
+
+    def _payloads(self, s: sa.orm.Session, batch_ids: np.ndarray, positions: np.ndarray) -> pa.Table:
+        """The inputs, probabilities and routing of rows ``(batch_ids[i], positions[i])``, in that order."""
+        wanted = [int(b) for b in np.unique(batch_ids) if b >= 0]
+        decoded = {batch_id: table for batch_id, table in self._decoded(s, wanted) if table is not None}
         return log_batches.gather(decoded, batch_ids, positions)
 
     def apply_labels(
@@ -508,24 +513,16 @@ class PredictionLogStore:
 
     def _whole_batches(self, s: sa.orm.Session, ids: list[int]) -> pa.Table:
         tables: dict[int, pa.Table] = {}
-        batches = PredictionBatchRow.__table__
-        for start in range(0, len(ids), _BLOBS_PER_QUERY):
-            chunk = ids[start : start + _BLOBS_PER_QUERY]
-            for batch_id, data in s.connection().execute(
-                sa.select(batches.c.id, batches.c.data).where(batches.c.id.in_(chunk))
-            ):
-                try:
-                    tables[int(batch_id)] = log_batches.logged(log_batches.decode(data))
-                except log_batches.CorruptLogBatch as exc:  # its rows from the index, their inputs missing
-                    log.error(
-                        "prediction log: batch %d is unreadable (%s); its rows' inputs read as missing", batch_id, exc
-                    )
-                    query = (
-                        sa.select(*_batch_columns(self.db.dialect))
-                        .where(PredictionRow.batch_id == batch_id)
-                        .order_by(PredictionRow.id)
-                    )
-                    tables[int(batch_id)] = self._read_index(s, query)
+        for batch_id, table in self._decoded(s, ids):
+            if table is not None:
+                tables[batch_id] = log_batches.logged(table)
+            else:  # its rows from the index, their inputs missing
+                query = (
+                    sa.select(*_batch_columns(self.db.dialect))
+                    .where(PredictionRow.batch_id == batch_id)
+                    .order_by(PredictionRow.id)
+                )
+                tables[batch_id] = self._read_index(s, query)
         if not tables:
             return self._read_index(s, None)
         return log_batches.concat([tables[i] for i in sorted(tables)])
