@@ -62,6 +62,7 @@ class PredictionLogWriter:
         self._submitted = 0  # rows handed to submit()
         self._settled = 0  # rows that reached the database or were set aside as refused
         self._stopping = False
+        self._flushing = 0  # callers waiting in `flush`
         self._written = 0
         self._rejected = 0
         self._db_ok = True
@@ -97,12 +98,16 @@ class PredictionLogWriter:
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._submitted
+            self._flushing += 1  # the writer writes what it holds now, without waiting for more
             self._cond.notify_all()
-            while self._settled < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 0.05))
+            try:
+                while self._settled < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(min(remaining, 0.05))
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float = 30.0) -> None:
@@ -130,8 +135,7 @@ class PredictionLogWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._queue and not self._stopping and not (self.spool.rows and self._retry_due()):
-                    self._cond.wait(self.flush_interval)
+                self._gather()
                 if self._stopping and not self._queue:
                     break
                 batch = [self._queue.popleft()[1] for _ in range(min(self.batch_size, len(self._queue)))]
@@ -149,6 +153,23 @@ class PredictionLogWriter:
                 self._adopt_orphans()
         if self.spool.rows and self._db_ok:
             self._replay_own()
+
+    def _gather(self) -> None:
+        """Wait (holding ``_cond``) until a batch is due: ``batch_size`` rows, or the oldest queued for
+        ``flush_interval``, or a `flush`, a stop, a replay to try, or an idle interval. Rows arriving
+        one by one share a transaction instead of one each (a row a request at one connection)."""
+        while not self._stopping and not self._flushing:
+            if self._queue:
+                age = time.monotonic() - self._queue[0][0]
+                if len(self._queue) >= self.batch_size or age >= self.flush_interval:
+                    return
+                self._cond.wait(self.flush_interval - age)
+            elif self.spool.rows and self._retry_due():
+                return
+            else:
+                self._cond.wait(self.flush_interval)
+                if not self._queue:
+                    return  # idle: a turn for the replay and the orphan checks
 
     def _retry_due(self) -> bool:
         return self._db_ok or time.monotonic() >= self._next_retry
