@@ -23,7 +23,7 @@ from matchday.errors import MatchdayError
 from matchday.monitoring import failure_counts
 from matchday.serving.docs import mount_docs
 from matchday.serving.errors import status_for
-from matchday.serving.fast_predict import FastPredict
+from matchday.serving.fast_predict import FastPredict, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.routes import monitoring, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
@@ -109,8 +109,7 @@ def _handle_errors(app: FastAPI) -> None:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
         if request.url.path.startswith("/v2"):
             return ORJSONResponse({"error": str(exc)}, status_code=status)
-        details = getattr(exc, "problems", None) or exc.details
-        return ORJSONResponse({"error": exc.message, "details": details}, status_code=status)
+        return ORJSONResponse(error_body(exc)[1], status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> Response:
@@ -127,10 +126,10 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path)
-        body: dict[str, Any] = {"error": f"internal error: {type(exc).__name__}: {exc}"}
-        if not request.url.path.startswith("/v2"):
-            body["details"] = []
-        return ORJSONResponse(body, status_code=500)
+        status, body = error_body(exc)
+        if request.url.path.startswith("/v2"):
+            body = {"error": body["error"]}
+        return ORJSONResponse(body, status_code=status)
 
 
 def _declare_bodies(app: FastAPI, bodies: Schemas) -> None:

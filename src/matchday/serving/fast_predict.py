@@ -2,8 +2,8 @@
 
 The one route nearly every request takes skips FastAPI's route table, dependency solving and
 response encoding (its ``jsonable_encoder`` walks every value): the body is read, handed to the
-service, and the answer written with orjson. The same answers, errors and limits as the FastAPI
-route it stands in front of (which still declares it in the OpenAPI document).
+service, and the answer written with orjson. The same body reading (`read_json`), answers, errors
+and limits as the FastAPI route it stands in front of (which still declares it in the OpenAPI document).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from matchday.errors import MatchdayError
-from matchday.serving.codecs import split_binary_body
-from matchday.serving.errors import BadRequest, PayloadTooLarge, status_for
+from matchday.serving.errors import status_for
+from matchday.serving.routes.parts import read_json
 
 log = logging.getLogger("matchday.serving")
 _PREDICT = re.compile(r"/v1/deployments/([^/]+)/predict")
@@ -47,8 +48,10 @@ class FastPredict:
             await self.app(scope, receive, send)
             return
         try:
-            body = await self._body(scope, receive)
+            body, _ = await read_json(Request(scope, receive), self.max_body_bytes)
             status, answer = 200, await self.answer(match.group(1), body)
+        except ClientDisconnect:  # the caller went away before sending the whole body: nobody to answer
+            return
         except Exception as exc:
             status, answer = error_body(exc)
             if status >= 500:
@@ -62,29 +65,3 @@ class FastPredict:
             }
         )
         await send({"type": "http.response.body", "body": data})
-
-    async def _body(self, scope: Scope, receive: Receive) -> Any:
-        for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                raise PayloadTooLarge(f"the body is {int(value):,} bytes; the limit is {self.max_body_bytes:,}")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("the client went away before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"the body is over the limit of {self.max_body_bytes:,} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        header, _ = split_binary_body(
-            raw, next((v.decode() for k, v in scope["headers"] if k == b"inference-header-content-length"), None)
-        )
-        try:
-            return orjson.loads(header)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from exc

@@ -113,7 +113,7 @@ class PredictionService:
         if cached is not None and cached[1] != plan:
             self._forget()
         for route in plan.warm:  # blue-green: load before the switch, keep the old one for the switch back
-            if route == plan.candidate and plan.candidate_share == 0 and plan.shadow_share > 0:
+            if _shadow_only(plan, route):
                 self.shadows.prepare(route.ref)  # a shadow only: loaded in the shadow process, not here
             elif route.ref not in self._predictors:
                 self._spawn(self._preload(route.ref))

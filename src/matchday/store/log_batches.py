@@ -162,13 +162,7 @@ def gather(batches: Mapping[int, pa.Table], batch_ids: np.ndarray, positions: np
     """
     n = int(batch_ids.size)
     if n == 0:
-        return pa.table(
-            {
-                "inputs": pa.array([], type=pa.struct([])),
-                "probabilities": pa.array([], type=PROBABILITIES),
-                "routing": pa.array([], type=pa.struct([])),
-            }
-        )
+        return _empty(0)
     batches = {k: v.select(list(PAYLOAD)) for k, v in batches.items()}
     order = np.lexsort((positions, batch_ids))
     sorted_ids = batch_ids[order]
@@ -197,10 +191,10 @@ def gather(batches: Mapping[int, pa.Table], batch_ids: np.ndarray, positions: np
 
 
 def _empty(n: int) -> pa.Table:
-    empty = pa.array([{}] * n, type=pa.struct([]))
+    """The payload of ``n`` rows whose batch is missing: nulls."""
     return pa.table(
         {
-            "inputs": pa.nulls(n, pa.struct([])) if n else empty,
+            "inputs": pa.nulls(n, pa.struct([])),
             "probabilities": pa.nulls(n, PROBABILITIES),
             "routing": pa.nulls(n, pa.struct([])),
         }
@@ -219,18 +213,14 @@ def _concat_structs(columns: Sequence[pa.ChunkedArray]) -> pa.ChunkedArray:
     for c in chunks:
         present = {f.name for f in c.type}
         for name in names:
-            fields[name].append(_field(c, name) if name in present else pa.nulls(len(c)))
+            # (`struct_field` applies the struct's own nulls; `StructArray.field` would not)
+            fields[name].append(pc.struct_field(c, name) if name in present else pa.nulls(len(c)))
     arrays = [_unify(parts) for parts in fields.values()]
     validity = pa.concat_arrays([c.is_valid() for c in chunks])
     mask = pc.invert(validity)
     if not arrays:
         return pa.chunked_array([pa.StructArray.from_arrays([], fields=[], mask=mask)])
     return pa.chunked_array([pa.StructArray.from_arrays(arrays, names=list(names), mask=mask)])
-
-
-def _field(struct: pa.StructArray, name: str) -> pa.Array:
-    """A struct's child with the struct's own nulls applied (``field`` alone ignores them)."""
-    return pc.struct_field(struct, name)
 
 
 def _unify(parts: list[pa.Array]) -> pa.Array:

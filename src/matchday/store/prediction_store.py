@@ -185,11 +185,6 @@ def _batch_table(rows: Sequence[Sequence[Any]], dialect: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=LOG_BATCH_SCHEMA)
 
 
-def values_with_payload(values: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The index values (times parsed) with each row's inputs, probabilities and routing."""
-    return [v | {k: r.get(k) for k in log_batches.PAYLOAD} for v, r in zip(values, rows)]
-
-
 def _ids(values: Iterable[int | None]) -> np.ndarray:
     return np.fromiter((-1 if v is None else v for v in values), dtype=np.int64)
 
@@ -234,7 +229,7 @@ class PredictionLogStore:
             if not written:  # every row was already logged (a replay): no batch
                 connection.execute(sa.delete(batches).where(batches.c.id == batch_id))
                 return 0
-            data = log_batches.encode(values_with_payload(values, rows), [written.get(v["request_id"]) for v in values])
+            data = log_batches.encode(rows, [written.get(v["request_id"]) for v in values])
             connection.execute(sa.update(batches).where(batches.c.id == batch_id).values(rows=len(written), data=data))
             return len(written)
 
@@ -448,8 +443,9 @@ class PredictionLogStore:
             return self._logged(s, rows, inputs=True)
 
     def batch_after(self, after_id: int, limit: int = 50_000) -> pa.Table:
-        """`rows_after` as columns (`LOG_BATCH_SCHEMA`, then ``inputs`` as a struct and ``probabilities``):
-        the monitoring loop's bulk read, a million rows a tick, no JSON parsed per row."""
+        """`rows_after` as columns (`LOG_BATCH_SCHEMA`, the prediction typed, then ``inputs`` as a struct,
+        ``probabilities`` and ``routing``), each row taken out of its batch: reads by row id (the
+        monitoring loop reads whole batches, `batches_after`)."""
         return self._batch(
             sa.select(*_batch_columns(self.db.dialect))
             .where(PredictionRow.id > after_id)
@@ -482,7 +478,8 @@ class PredictionLogStore:
                     break
                 ids.append(int(batch_id))
                 total += rows
-            return ids, self._whole_batches(s, ids), len(ids) < len(sizes)
+            found, table = self._whole_batches(s, ids)
+            return found, table, len(ids) < len(sizes)
 
     def batch_of_row(self, row_id: int) -> int | None:
         """The batch of the last row with an id up to ``row_id`` (where a row cursor resumes as a batch one)."""
@@ -497,21 +494,10 @@ class PredictionLogStore:
     def batches_in(self, ids: Sequence[int]) -> tuple[list[int], pa.Table]:
         """The batches of these ids that exist now (a gap the cursor passed, committed since)."""
         with self.db.session() as s:
-            found = (
-                [
-                    int(i)
-                    for i in s.scalars(
-                        sa.select(PredictionBatchRow.id)
-                        .where(PredictionBatchRow.id.in_(ids))
-                        .order_by(PredictionBatchRow.id)
-                    )
-                ]
-                if ids
-                else []
-            )
-            return found, self._whole_batches(s, found)
+            return self._whole_batches(s, list(ids))
 
-    def _whole_batches(self, s: sa.orm.Session, ids: list[int]) -> pa.Table:
+    def _whole_batches(self, s: sa.orm.Session, ids: list[int]) -> tuple[list[int], pa.Table]:
+        """The stored batches of ``ids`` (in id order) and their written rows as one table."""
         tables: dict[int, pa.Table] = {}
         for batch_id, table in self._decoded(s, ids):
             if table is not None:
@@ -523,9 +509,10 @@ class PredictionLogStore:
                     .order_by(PredictionRow.id)
                 )
                 tables[batch_id] = self._read_index(s, query)
+        found = sorted(tables)
         if not tables:
-            return self._read_index(s, None)
-        return log_batches.concat([tables[i] for i in sorted(tables)])
+            return found, self._read_index(s, None)
+        return found, log_batches.concat([tables[i] for i in found])
 
     def batch_between(
         self,

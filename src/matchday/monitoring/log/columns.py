@@ -1,7 +1,7 @@
 """One version's logged rows as columns: what summarising its windows needs, parsed once per read.
 
 The log keeps inputs and probabilities as Arrow batches, so a bulk read
-(`PredictionLogStore.batch_after`) arrives as columns: inputs as a struct (one field per feature),
+(`PredictionLogStore.batches_after`) arrives as columns: inputs as a struct (one field per feature),
 probabilities as lists of numbers; only the prediction is JSON text, parsed once per distinct
 value. `LogColumns.from_rows` builds the same columns from `LoggedRow` objects (late labels, tests).
 """
@@ -111,11 +111,12 @@ class LogColumns:
 
     @classmethod
     def from_table(cls, table: pa.Table, features: Sequence[str] | None, classes: int | None) -> LogColumns:
-        """From a `LOG_BATCH_SCHEMA` table (one version's rows); ``features`` None: every key seen."""
+        """From a bulk read of the log (one version's rows; `PredictionLogStore.batches_after` or
+        `batch_after`); ``features`` None: every key seen."""
         at = table.column("at").cast(pa.int64()).to_numpy(zero_copy_only=False)
         inputs = _parse_inputs(table.column("inputs"), features)
         labels, values, codes = _parse_predictions(table.column("prediction"))
-        probabilities, has = _parse_probabilities(table.column("probabilities"), classes)
+        probabilities, has = parse_probabilities(table.column("probabilities"), classes)
         return cls._of(
             table.column("id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
             at,
@@ -220,7 +221,7 @@ def _parse_predictions(column: pa.ChunkedArray) -> tuple[list[str | None], np.nd
     return labels, numbers[codes], codes
 
 
-def _parse_probabilities(column: pa.ChunkedArray, classes: int | None) -> tuple[np.ndarray | None, np.ndarray]:
+def parse_probabilities(column: pa.ChunkedArray, classes: int | None) -> tuple[np.ndarray | None, np.ndarray]:
     """Lists of numbers as a matrix; a row absent or of another width than expected is missing."""
     n = len(column)
     p = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from matchday.monitoring.log.columns import parse_probabilities
 from matchday.store import MIXED_PREDICTIONS, PredictionLogStore, parse_json
 
 FIXED = ("request_id", "entity_id", "logged_at", "model", "version", "source")
@@ -126,26 +127,20 @@ def _export_table(batch: pa.Table, classes_of: ClassesOf) -> pa.Table:
 
 def _probability_columns(batch: pa.Table, classes_of: ClassesOf) -> dict[str, pa.Array]:
     """One ``probability_<class>`` column per class of each version in the chunk (null elsewhere)."""
-    probabilities = batch.column("probabilities").combine_chunks()
+    probabilities = batch.column("probabilities")
     n = batch.num_rows
     models = batch.column("model").to_numpy(zero_copy_only=False)
     versions = batch.column("version").to_numpy()
     out: dict[str, np.ndarray] = {}
-    lengths = pc.list_value_length(probabilities).fill_null(-1).to_numpy(zero_copy_only=False)
     for model, version in {(m, int(v)) for m, v in zip(models, versions)}:
         rows = (models == model) & (versions == version)
         classes = list(classes_of(model, version) or [])
-        width = len(classes)
-        has = rows & (lengths == width)
-        if width == 0 or not has.any():
+        if not classes:
             continue
-        values = (
-            pc.list_flatten(probabilities.filter(pa.array(has)))
-            .cast(pa.float64())
-            .to_numpy(zero_copy_only=False)
-            .reshape(-1, width)
-        )
+        matrix, _ = parse_probabilities(probabilities.filter(pa.array(rows)), len(classes))  # NaN: not of that width
+        if matrix is None:
+            continue
         for j, label in enumerate(classes):
             column = out.setdefault(f"probability_{label}", np.full(n, np.nan))
-            column[has] = values[:, j]
+            column[rows] = matrix[:, j]
     return {name: pa.array(values, mask=np.isnan(values)) for name, values in out.items()}

@@ -77,7 +77,7 @@ def summarize_rows(
 
 
 def columns_of_batch(table: pa.Table, ref: VersionReference | None) -> LogColumns:
-    """A bulk read of one version's rows (`LOG_BATCH_SCHEMA`) parsed against its reference."""
+    """A bulk read of one version's rows (`PredictionLogStore.batches_after`) parsed against its reference."""
     return LogColumns.from_table(table, *_shape(ref))
 
 
