@@ -178,12 +178,13 @@ def test_close_drains_the_queue(db: Database, spool_dir: Path) -> None:
 def test_a_full_queue_spills_to_the_spool_and_loses_nothing(db: Database, spool_dir: Path) -> None:
     store = SlowStore(db, delay=0.005)
     writer = writer_for(store, spool_dir, max_queue=8, batch_size=4)
-    spilled: list[int] = []
+    spilled: list[int] = []  # rows a request thread wrote to the journal itself (the queue was full)
     append = writer.spool.append
 
-    def counting_append(rows: Sequence[dict[str, Any]]) -> None:
-        spilled.append(len(rows))
-        append(rows)
+    def counting_append(rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        if threading.current_thread().name != "matchday-log-journal":
+            spilled.append(len(rows))
+        return append(rows)
 
     writer.spool.append = counting_append  # type: ignore[method-assign]
     rows = make_rows(400)
@@ -362,42 +363,39 @@ def test_a_live_writers_spool_is_not_adopted(db: Database, spool_dir: Path) -> N
 
 
 # -- the spool file itself ----------------------------------------------------------------------------
-def test_spool_append_replay_and_close(tmp_path: Path) -> None:
+def test_spool_offsets_read_ship_and_drop(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     rows = [{"request_id": str(i), "at": T0.isoformat(), "inputs": {"x": i}} for i in range(2500)]
-    spool.append(rows[:1000])
-    spool.append(rows[1000:])
+    first = spool.append(rows[:1000])
+    second = spool.append(rows[1000:])
+    assert first[0] == 0 and first[1] == second[0] and spool.end == second[1]
     assert spool.rows == 2500 and read_rows(spool.path) == rows
+    assert spool.read(*second) == rows[1000:] and spool.read(*first) == rows[:1000]
 
-    chunks: list[int] = []
-
-    def insert(chunk: list[dict[str, Any]]) -> int:
-        chunks.append(len(chunk))
-        return len(chunk)
-
-    assert spool.replay(insert) == 2500
-    assert chunks == [1000, 1000, 500]
-    assert spool.rows == 0 and read_rows(spool.path) == []
-    spool.append(rows[:3])  # appends after the truncation start at the beginning again
-    assert read_rows(spool.path) == rows[:3]
+    spool.shipped(1000)
+    spool.drop_through(first[1])  # the shipped prefix goes; offsets stay valid
+    assert spool.rows == 1500 and read_rows(spool.path) == rows[1000:]
+    assert spool.read(*second) == rows[1000:]
+    with pytest.raises(ValueError, match="dropped"):
+        spool.read(*first)
+    third = spool.append(rows[:3])
+    assert third[0] == second[1] and spool.read(*third) == rows[:3]
+    assert read_rows(spool.path) == rows[1000:] + rows[:3]
     spool.close()
-    assert spool.path.exists()  # not empty: left for adoption
+    assert spool.path.exists()  # rows not shipped: left for adoption
 
 
-def test_a_failed_replay_keeps_every_row(tmp_path: Path) -> None:
+def test_a_spool_whose_rows_all_shipped_is_removed_at_close(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    rows = [{"request_id": str(i)} for i in range(1500)]
-    spool.append(rows)
-
-    def failing(chunk: list[dict[str, Any]]) -> int:
-        raise StoreUnavailable("down")
-
-    with pytest.raises(StoreUnavailable):
-        spool.replay(failing)
-    assert spool.rows == 1500 and read_rows(spool.path) == rows
-    spool.replay(lambda chunk: len(chunk))
+    spool.append([{"request_id": str(i)} for i in range(1500)])
+    spool.shipped(1000)
     spool.close()
-    assert not spool.path.exists()
+    assert spool.path.exists()
+    again = Spool(tmp_path)
+    again.append([{"request_id": "a"}])
+    again.shipped(1)
+    again.close()
+    assert not again.path.exists()
 
 
 def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ class ServingMetrics:
         )
         self.spooled = Gauge(
             "matchday_prediction_log_spooled_rows",
-            "Rows held in a local spool file until the database is back",
+            "Rows in the local journal (spool file) not yet in the database",
             registry=r,
             multiprocess_mode="livesum",
         )

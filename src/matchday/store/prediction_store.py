@@ -657,6 +657,15 @@ class PredictionLogStore:
                 query = query.where(PredictionRow.deployment == deployment)
             return list(s.scalars(query))
 
+    def logged_request_ids(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of ``request_ids`` are logged already (a replayed journal skips them before its insert)."""
+        found: set[str] = set()
+        with self.db.session() as s:
+            for start in range(0, len(request_ids), 500):
+                chunk = list(request_ids[start : start + 500])
+                found.update(s.scalars(sa.select(PredictionRow.request_id).where(PredictionRow.request_id.in_(chunk))))
+        return found
+
     def _logged(self, s: sa.orm.Session, rows: Sequence[Any], *, inputs: bool) -> list[LoggedRow]:
         """`LoggedRow` objects of index rows (`_LOGGED`), their inputs and probabilities from their batches."""
         if not rows:

@@ -1,8 +1,10 @@
-"""An append-only local file that holds logged rows while the database is unreachable.
+"""The writer's journal: an append-only local file every logged row reaches before the database.
 
 Each writer owns one spool file and holds an exclusive lock on it for its life; a file nobody
-holds belongs to a process that died, and the next writer adopts and replays it. Files are
-created under a name the adopters do not look at, locked, and only then renamed into view.
+holds belongs to a process that died, and the next writer adopts and replays it (rows already in
+the database are skipped by the idempotent insert). Files are created under a name the adopters
+do not look at, locked, and only then renamed into view. Offsets are logical (bytes ever
+appended), so they stay valid when the shipped prefix is dropped.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-REPLAY_CHUNK = 1000
+REPLAY_CHUNK = 1000  # rows an adopted file is inserted in
 _PATTERN = "prediction-log-*.jsonl"
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,24 @@ class Spool:
         handle, hidden = _locked_file(self.path)
         os.replace(hidden, self.path)
         self._handle: IO[bytes] = handle
-        self._lock = threading.Lock()  # the request path may spill while the writer replays
+        self._lock = threading.Lock()  # the request path may spill while the writer journals
         self._closed = False
-        self.rows = 0
+        self._base = 0  # the logical offset of the file's first byte (what was dropped before it)
+        self._size = 0  # bytes in the file now
+        self.rows = 0  # rows in the file not yet in the database (see `shipped`)
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Write rows durably (flushed and fsynced) before returning."""
+    @property
+    def end(self) -> int:
+        """The logical offset just past the last row appended."""
+        with self._lock:
+            return self._base + self._size
+
+    @property
+    def held_bytes(self) -> int:
+        return self._size
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Write rows durably (flushed and fsynced) before returning their logical (start, end)."""
         data = b"".join(_line(r) for r in rows)
         with self._lock:
             if self._closed:
@@ -52,36 +66,42 @@ class Spool:
             self._handle.write(data)
             self._handle.flush()
             os.fsync(self._handle.fileno())
+            start = self._base + self._size
+            self._size += len(data)
             self.rows += len(rows)
+            return start, start + len(data)
 
-    def replay(self, insert: Callable[[list[dict[str, Any]]], int]) -> int:
-        """Hand every spooled row to ``insert`` in chunks, then drop them from the file.
-
-        Neither the parse nor the database call holds the lock, so the request path can keep
-        spilling; rows appended meanwhile stay. An error from ``insert`` keeps every row.
-        """
+    def read(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The rows appended between two logical offsets (not yet dropped)."""
         with self._lock:
+            if start < self._base:
+                raise ValueError(f"offset {start} was dropped (the file starts at {self._base})")
             self._handle.flush()
-            size = os.fstat(self._handle.fileno()).st_size
-        rows = list(_rows(self.path, size))  # appends only ever go after ``size``
-        written = sum(insert(rows[i : i + REPLAY_CHUNK]) for i in range(0, len(rows), REPLAY_CHUNK))
-        with self._lock:
-            self._drop_prefix(size)
-            self.rows = max(self.rows - len(rows), 0)
-        return written
+            data = os.pread(self._handle.fileno(), end - start, start - self._base)
+        return list(_parse(data, self.path))
 
-    def _drop_prefix(self, size: int) -> None:
-        """Keep only what follows byte ``size``: a new locked file renamed over the old one."""
-        with open(self.path, "rb") as old:
-            old.seek(size)
-            tail = old.read()
-        handle, hidden = _locked_file(self.path)
-        handle.write(tail)
-        handle.flush()
-        os.fsync(handle.fileno())
-        os.replace(hidden, self.path)
-        previous, self._handle = self._handle, handle
-        previous.close()
+    def shipped(self, rows: int) -> None:
+        """Count rows as in the database: a file whose rows are all shipped is removed at `close`."""
+        with self._lock:
+            self.rows = max(self.rows - rows, 0)
+
+    def drop_through(self, offset: int) -> None:
+        """Forget everything before logical ``offset`` (shipped): a new locked file holding only
+        the tail, renamed over the old one, so an adopter never replays what is long in."""
+        with self._lock:
+            keep = offset - self._base
+            if keep <= 0:
+                return
+            self._handle.flush()
+            tail = os.pread(self._handle.fileno(), self._size - keep, keep)
+            handle, hidden = _locked_file(self.path)
+            handle.write(tail)
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.replace(hidden, self.path)
+            previous, self._handle = self._handle, handle
+            previous.close()
+            self._base, self._size = offset, len(tail)
 
     def close(self) -> None:
         """Release the file; an empty one is removed, a non-empty one waits to be adopted."""
@@ -125,9 +145,7 @@ def _line(row: dict[str, Any]) -> bytes:
     return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str) + b"\n"
 
 
-def _rows(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as handle:
-        data = handle.read() if limit is None else handle.read(limit)
+def _parse(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
     bad = []
     for line in data.splitlines(keepends=True):
         if not line.endswith(b"\n"):  # a torn last line (crash mid-write) was never acknowledged
@@ -144,4 +162,4 @@ def _rows(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    return list(_rows(path))
+    return list(_parse(path.read_bytes(), path))

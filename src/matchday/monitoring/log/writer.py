@@ -1,8 +1,11 @@
-"""The prediction log's writer: the request path only enqueues; one thread writes in batches.
+"""The prediction log's writer: the request path only enqueues; two threads take it from there.
 
-Nothing is lost: rows that cannot reach the database go to a local spool file and are replayed
-when it is back; a full queue spills to the spool instead of growing; `close` drains everything;
-a row the database refuses (not an outage) is set aside in ``rejected-*.jsonl`` with the reason.
+Every row reaches a local journal (the spool file, fsynced) within one flush interval of its
+answer, whatever the database is doing, so a kill -9 loses at most the rows of the last interval;
+a second thread ships journaled rows to the database in batches and the shipped prefix of the
+file is dropped. While the database is away rows wait in the journal and are shipped when it is
+back; a full queue spills to the journal instead of growing; `close` drains everything; a row the
+database refuses (not an outage) is set aside in ``rejected-*.jsonl`` with the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from matchday.store import PredictionLogStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 ORPHAN_RETRY_SECONDS = 30.0
+COMPACT_BYTES = 1 << 18  # drop the journal's shipped prefix once it holds this much
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,17 @@ class WriterStats:
     written_rows: int
     database_available: bool
     rejected_rows: int = 0
+
+
+@dataclass
+class _Journaled:
+    """Rows in the journal between two logical offsets, not yet shipped; ``rows`` is None once
+    they were let go from memory (a long outage) and must be read back from the file."""
+
+    start: int
+    end: int
+    count: int
+    rows: list[dict[str, Any]] | None
 
 
 class PredictionLogWriter:
@@ -58,33 +73,40 @@ class PredictionLogWriter:
         self.retry_seconds = retry_seconds
         self._queue: deque[tuple[float, dict[str, Any]]] = deque()
         self._cond = threading.Condition()
-        self._busy = 0  # rows taken from the queue and not yet written or spooled
+        self._journal_lock = threading.Lock()  # the journal thread and a spilling request, in order
+        self._pending: deque[_Journaled] = deque()  # journaled, not yet shipped, in journal order
+        self._held = 0  # rows of `_pending` still in memory
+        self._busy = 0  # rows taken from the queue and not yet journaled
         self._submitted = 0  # rows handed to submit()
         self._settled = 0  # rows that reached the database or were set aside as refused
         self._stopping = False
+        self._journal_done = False
         self._flushing = 0  # callers waiting in `flush`
         self._written = 0
         self._rejected = 0
         self._db_ok = True
         self._next_orphan_check = 0.0
         self._next_retry = 0.0  # while the database is away: when to try it again
-        self._thread = threading.Thread(target=self._run, name="matchday-prediction-log", daemon=True)
+        self._journal_thread = threading.Thread(target=self._run_journal, name="matchday-log-journal", daemon=True)
+        self._ship_thread = threading.Thread(target=self._run_shipper, name="matchday-log-shipper", daemon=True)
 
     # -- the request side -------------------------------------------------------------------
     def start(self) -> None:
         self._adopt_orphans()
-        self._thread.start()
+        self._journal_thread.start()
+        self._ship_thread.start()
 
     def submit(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Enqueue rows; never waits on the database. A full queue spills to the spool file."""
+        """Enqueue rows; never waits on the database. A full queue spills to the journal."""
         now = time.monotonic()
         with self._cond:
             self._submitted += len(rows)
-            if len(self._queue) + len(rows) > self.max_queue:
-                self.spool.append(rows)  # durable, just not yet in the database
-            else:
+            spill = len(self._queue) + len(rows) > self.max_queue
+            if not spill:
                 self._queue.extend((now, r) for r in rows)
-            self._cond.notify()
+                self._cond.notify_all()
+        if spill:
+            self._journal(list(rows))  # durable, just not yet in the database
 
     def stats(self) -> WriterStats:
         with self._cond:
@@ -98,7 +120,7 @@ class PredictionLogWriter:
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._submitted
-            self._flushing += 1  # the writer writes what it holds now, without waiting for more
+            self._flushing += 1  # the journal takes what it holds now, without waiting for more
             self._cond.notify_all()
             try:
                 while self._settled < target:
@@ -111,18 +133,20 @@ class PredictionLogWriter:
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop after draining: rows go to the database, or to the spool if it is unreachable."""
+        """Stop after draining: rows go to the database, or stay in the journal if it is unreachable."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        with self._cond:  # what the thread did not take goes to the spool
+        for thread in (self._journal_thread, self._ship_thread):
+            if thread.is_alive():
+                thread.join(max(deadline - time.monotonic(), 0.0))
+        with self._cond:  # what the journal thread did not take (it is stuck) goes to the journal now
             leftover = [r for _, r in self._queue]
             self._queue.clear()
         if leftover:
             self.spool.append(leftover)
-        if self._thread.is_alive():  # still busy with a slow database: it will spool its batch itself
+        if self._journal_thread.is_alive() or self._ship_thread.is_alive():
             log.warning(
                 "prediction log: writer still busy after %.0fs; its spool %s stays for the next start",
                 timeout,
@@ -131,8 +155,8 @@ class PredictionLogWriter:
             return
         self.spool.close()
 
-    # -- the writer thread ------------------------------------------------------------------
-    def _run(self) -> None:
+    # -- the journal thread -----------------------------------------------------------------
+    def _run_journal(self) -> None:
         while True:
             with self._cond:
                 self._gather()
@@ -141,115 +165,152 @@ class PredictionLogWriter:
                 batch = [self._queue.popleft()[1] for _ in range(min(self.batch_size, len(self._queue)))]
                 self._busy = len(batch)
             try:
-                self._write(batch)
-            except Exception:  # a bug of ours must not lose rows or stop the writer
-                log.exception("prediction log: unexpected error; the batch goes to the spool")
-                self._spool_or_reject(batch)
+                self._journal(batch)
+            except OSError:  # the disk: keep the rows in memory and try again, loudly
+                log.exception("prediction log: cannot write the journal %s; retrying", self.spool.path)
+                with self._cond:
+                    self._queue.extendleft((time.monotonic(), r) for r in reversed(batch))
+                time.sleep(self.retry_seconds)
             finally:
                 with self._cond:
                     self._busy = 0
                     self._cond.notify_all()
-            if self._db_ok and time.monotonic() >= self._next_orphan_check:
-                self._adopt_orphans()
-        if self.spool.rows and self._db_ok:
-            self._replay_own()
+        with self._cond:
+            self._journal_done = True
+            self._cond.notify_all()
 
     def _gather(self) -> None:
         """Wait (holding ``_cond``) until a batch is due: ``batch_size`` rows, or the oldest queued for
-        ``flush_interval``, or a `flush`, a stop, a replay to try, or an idle interval. Rows arriving
-        one by one share a transaction instead of one each (a row a request at one connection)."""
+        ``flush_interval``, or a `flush` or a stop. Rows arriving one by one share a journal write
+        and a transaction instead of one each (a row a request at one connection)."""
         while not self._stopping and not self._flushing:
             if self._queue:
                 age = time.monotonic() - self._queue[0][0]
                 if len(self._queue) >= self.batch_size or age >= self.flush_interval:
                     return
                 self._cond.wait(self.flush_interval - age)
-            elif self.spool.rows and self._retry_due():
-                return
             else:
-                self._cond.wait(self.flush_interval)
-                if not self._queue:
-                    return  # idle: a turn for the replay and the orphan checks
+                self._cond.wait()
 
-    def _retry_due(self) -> bool:
-        return self._db_ok or time.monotonic() >= self._next_retry
+    def _journal(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows to the journal and hand them to the shipper, in journal order."""
+        if not rows:
+            return
+        with self._journal_lock:
+            try:
+                start, end = self.spool.append(rows)
+            except OSError:
+                raise
+            except Exception:  # a row orjson cannot write even as text: set it aside, keep the rest
+                kept = [row for row in rows if self._writable(row)]
+                if len(kept) == len(rows):
+                    raise
+                self._settle(len(rows) - len(kept))
+                start, end = self.spool.append(kept)
+                rows = kept
+            with self._cond:
+                self._pending.append(_Journaled(start, end, len(rows), rows))
+                self._held += len(rows)
+                for entry in self._pending:  # a long outage: the oldest wait on disk only
+                    if self._held <= self.max_queue:
+                        break
+                    if entry.rows is not None:
+                        entry.rows = None
+                        self._held -= entry.count
+                self._cond.notify_all()
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        """Into the database, or (while it is away) into the spool within one flush interval: a row
-        never waits in memory for a retry, so a kill -9 loses at most the rows of the last interval."""
-        if self.spool.rows and self._retry_due() and not (self._stopping and not self._db_ok):
-            self._replay_own()
-        if not batch:
-            return
-        if self.spool.rows or (self._stopping and not self._db_ok):  # still down: straight to the spool
-            self.spool.append(batch)
-            return
+    def _writable(self, row: dict[str, Any]) -> bool:
         try:
-            self._written += self._insert(batch)
-            self._db_ok = True
+            orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str)
+        except Exception as exc:
+            self._reject(row, exc)
+            return False
+        return True
+
+    # -- the shipper thread -----------------------------------------------------------------
+    def _run_shipper(self) -> None:
+        while True:
+            with self._cond:
+                entries = self._due()
+            if entries is None:
+                break
+            if entries:
+                self._ship(entries)
+            if self._db_ok and time.monotonic() >= self._next_orphan_check:
+                self._adopt_orphans()
+
+    def _due(self) -> list[_Journaled] | None:
+        """Wait (holding ``_cond``) for journaled rows to ship: up to ``batch_size`` of them, or []
+        for a turn of the orphan checks, or None when stopped with nothing more to do."""
+        while True:
+            down_at_stop = self._stopping and not self._db_ok
+            if self._pending and not down_at_stop and (self._db_ok or time.monotonic() >= self._next_retry):
+                taken: list[_Journaled] = []
+                count = 0
+                for entry in self._pending:
+                    if taken and count + entry.count > self.batch_size:
+                        break
+                    taken.append(entry)
+                    count += entry.count
+                return taken
+            if self._journal_done and (not self._pending or down_at_stop):
+                return None
+            if self._pending and not self._db_ok:  # wait for the retry
+                self._cond.wait(max(self._next_retry - time.monotonic(), 0.001))
+            elif not self._cond.wait(1.0) and not self._pending:
+                return []
+
+    def _ship(self, entries: list[_Journaled]) -> None:
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            rows.extend(entry.rows if entry.rows is not None else self.spool.read(entry.start, entry.end))
+        try:
+            written = self._insert(rows)
         except StoreUnavailable as exc:
             if self._db_ok:
-                log.warning("prediction log: database unreachable, spooling to %s (%s)", self.spool.path, exc)
+                log.warning("prediction log: database unreachable, rows wait in %s (%s)", self.spool.path, exc)
             self._unavailable()
-            self.spool.append(batch)
+            return
+        except Exception:  # a bug of ours must not lose rows or stop the shipper: they stay journaled
+            log.exception("prediction log: unexpected error shipping rows; they stay in %s", self.spool.path)
+            self._unavailable()
+            return
+        if not self._db_ok:
+            log.info("prediction log: database back, journaled rows shipped")
+        self._db_ok = True
+        self._written += written
+        with self._cond:
+            for entry in entries:
+                self._pending.popleft()
+                if entry.rows is not None:
+                    self._held -= entry.count
+            caught_up = not self._pending
+        self.spool.shipped(len(rows))
+        self._settle(len(rows))
+        if (caught_up and self.spool.held_bytes >= COMPACT_BYTES) or self.spool.held_bytes >= 64 * COMPACT_BYTES:
+            self.spool.drop_through(entries[-1].end)
 
     def _unavailable(self) -> None:
         self._db_ok = False
         self._next_retry = time.monotonic() + self.retry_seconds
 
-    def _replay_own(self) -> None:
-        handed = 0
-
-        def insert(rows: list[dict[str, Any]]) -> int:
-            nonlocal handed
-            handed += len(rows)
-            return self._insert(rows, settle=False)
-
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        """Insert rows; a row the database refuses (not an outage) is set aside, not retried forever."""
         try:
-            replayed = self.spool.replay(insert)
-        except StoreUnavailable:
-            self._unavailable()
-            return
-        self._written += replayed
-        self._db_ok = True
-        self._settle(handed)  # only now: `flush` returns with the spool and the counts up to date
-        log.info("prediction log: database back, spooled rows replayed (%d new)", replayed)
-
-    def _insert(self, rows: list[dict[str, Any]], settle: bool = True) -> int:
-        """Insert rows; a row the database refuses (not an outage) is set aside, not retried forever.
-
-        ``settle`` counts the rows towards `flush` (not for rows of other, dead writers).
-        """
-        try:
-            written = self.store.insert(rows)
+            return self.store.insert(rows)
         except StoreUnavailable:
             raise
         except Exception as exc:
             if len(rows) == 1:
                 self._reject(rows[0], exc)
-                if settle:
-                    self._settle(1)
                 return 0
-            written = 0
-            for row in rows:  # find the culprit(s); rows already in are skipped by the idempotent insert
-                written += self._insert([row], settle)
-            return written
-        if settle:
-            self._settle(len(rows))
-        return written
+            # find the culprit(s); rows already in are skipped by the idempotent insert
+            return sum(self._insert([row]) for row in rows)
 
     def _settle(self, n: int) -> None:
         with self._cond:
             self._settled += n
             self._cond.notify_all()
-
-    def _spool_or_reject(self, batch: list[dict[str, Any]]) -> None:
-        try:
-            self.spool.append(batch)
-        except Exception as exc:  # not even serialisable: keep what we can say about each row
-            for row in batch:
-                self._reject(row, exc)
-            self._settle(len(batch))
 
     def _reject(self, row: dict[str, Any], exc: BaseException) -> None:
         path = self.spool.directory / f"rejected-{self.spool.path.stem.removeprefix('prediction-log-')}.jsonl"
@@ -269,7 +330,9 @@ class PredictionLogWriter:
             try:
                 rows = read_rows(path)
                 for i in range(0, len(rows), REPLAY_CHUNK):
-                    self._written += self._insert(rows[i : i + REPLAY_CHUNK], settle=False)
+                    chunk = rows[i : i + REPLAY_CHUNK]  # mostly shipped already: only the rest is stored again
+                    known = self.store.logged_request_ids([r["request_id"] for r in chunk])
+                    self._written += self._insert([r for r in chunk if r["request_id"] not in known])
                 if same_file(handle, path):
                     path.unlink()
                 log.info("prediction log: replayed %d rows from %s", len(rows), path.name)
