@@ -34,23 +34,33 @@ from matchday.monitoring.drift.statistics import (
     z_test_proportions,
 )
 from matchday.monitoring.drift.summary import (
+    CategoryCodes,
     CorruptSummary,
     SketchedValues,
+    category_codes,
     column_mean,
     column_std,
     merge_summaries,
     sample_of_summary,
+    settled_column,
+    settled_table,
     sketch_keys,
+    summarize_coded,
     summarize_sketched,
     summarize_table,
 )
 
 __all__ = [
     "MAX_SCALE",
+    "CategoryCodes",
+    "category_codes",
+    "summarize_coded",
     "SketchedValues",
     "is_numeric",
     "sample_of_summary",
     "scale_array",
+    "settled_column",
+    "settled_table",
     "scale_down",
     "scale_for",
     "sketch_keys",

@@ -20,6 +20,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from matchday.monitoring.drift.samples import (
     PSEUDO_SAMPLE_MAX,
@@ -83,23 +84,79 @@ class SketchedValues:
     def take(self, index: np.ndarray) -> SketchedValues:
         return SketchedValues(self.values[index], self.finite[index], self.keys[index], self.zero[index])
 
+    def slice(self, start: int, stop: int) -> SketchedValues:
+        """Rows ``start`` to ``stop`` (views: `take` of a contiguous range, without copying)."""
+        return SketchedValues(
+            self.values[start:stop], self.finite[start:stop], self.keys[start:stop], self.zero[start:stop]
+        )
+
+
+@dataclass(frozen=True)
+class CategoryCodes:
+    """A text column's values as codes into its distinct values, worked out once for a batch of rows:
+    any subset of them is then summarised (`summarize_coded`) by counting codes."""
+
+    codes: np.ndarray  # int32 index into ``labels``, -1 where null
+    labels: list[str]
+
+    def take(self, index: np.ndarray) -> CategoryCodes:
+        return CategoryCodes(self.codes[index], self.labels)
+
+    def slice(self, start: int, stop: int) -> CategoryCodes:
+        return CategoryCodes(self.codes[start:stop], self.labels)
+
+
+def category_codes(column: pa.ChunkedArray | pa.Array) -> CategoryCodes | None:
+    """The codes of a text column (None for any other type: summarised by `summarize_table`)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(array)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return CategoryCodes(codes, encoded.dictionary.to_pylist())
+
+
+def summarize_coded(coded: CategoryCodes, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """A text column's summary, as `summarize_table` makes it (of the ``rows`` only, a mask, if given):
+    the count of every value present (a text's ``str`` is itself), and how many are missing."""
+    codes = coded.codes if rows is None else coded.codes[rows]
+    valid = codes[codes >= 0]
+    counts = np.bincount(valid, minlength=len(coded.labels))
+    return {
+        "kind": "categorical",
+        "count": int(valid.size),
+        "missing": int(codes.size - valid.size),
+        "categories": {coded.labels[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()},
+    }
+
 
 def sketch_keys(values: np.ndarray) -> SketchedValues:
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    magnitude = np.abs(np.where(finite, values, 1.0))
-    zero = finite & (magnitude < _ZERO)
+    magnitude = np.where(finite, values, 1.0)  # the steps below in place: the same numbers, fewer copies
+    np.abs(magnitude, out=magnitude)
+    zero = magnitude < _ZERO  # (not finite: 1.0 here, never zero)
+    np.copyto(magnitude, 1.0, where=zero)
     with np.errstate(divide="ignore", invalid="ignore"):
-        keys = np.ceil(np.log(np.where(zero, 1.0, magnitude)) / _LOG_GAMMA).astype(np.int64)
-    return SketchedValues(values, finite, keys, zero)
+        np.log(magnitude, out=magnitude)
+        np.divide(magnitude, _LOG_GAMMA, out=magnitude)
+        np.ceil(magnitude, out=magnitude)
+    return SketchedValues(values, finite, magnitude.astype(np.int64), zero)
 
 
-def summarize_sketched(sketched: SketchedValues) -> dict[str, Any]:
-    finite_values = sketched.values[sketched.finite]
+def summarize_sketched(
+    sketched: SketchedValues, *, lazy: bool = False, rows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """A numeric column's summary; ``rows`` (a mask): of those rows only, as of ``sketched.take(rows)``
+    without the copy. ``lazy``: its sketch's buckets as `Buckets` (arrays, merged without being listed)
+    until `settled_column` lists them, for summaries merged many times before they are stored."""
+    finite = sketched.finite if rows is None else sketched.finite & rows
+    size = sketched.values.size if rows is None else int(np.count_nonzero(rows))
+    finite_values = sketched.values[finite]
     out: dict[str, Any] = {
         "kind": "numeric",
         "count": int(finite_values.size),
-        "missing": int(sketched.values.size - finite_values.size),
+        "missing": int(size - finite_values.size),
     }
     if finite_values.size:
         lo, hi = float(finite_values.min()), float(finite_values.max())
@@ -107,14 +164,90 @@ def summarize_sketched(sketched: SketchedValues) -> dict[str, Any]:
         out.update(min=lo, max=hi)
     else:
         out["moments"] = NO_VALUES.to_json()
-    counted = sketched.finite & ~sketched.zero
+    zero = sketched.zero if rows is None else sketched.zero & rows
+    counted = finite & ~sketched.zero
+    positive = sketched.keys[counted & (sketched.values > 0)]
+    negative = sketched.keys[counted & (sketched.values < 0)]
     out["sketch"] = {
         "alpha": ALPHA,
-        "zero": int(sketched.zero.sum()),
-        "positive": _bucket_counts(sketched.keys[counted & (sketched.values > 0)]),
-        "negative": _bucket_counts(sketched.keys[counted & (sketched.values < 0)]),
+        "zero": int(zero.sum()),
+        "positive": Buckets.of_keys(positive) if lazy else _bucket_counts(positive),
+        "negative": Buckets.of_keys(negative) if lazy else _bucket_counts(negative),
     }
     return out
+
+
+class Buckets:
+    """A sketch's bucket counts as arrays (keys ascending, their counts): what a lazy summary holds in
+    place of the ``[[key, count], ...]`` list. Merging only collects the parts; they are added once,
+    when the buckets are listed (`to_list`) — the same list `_merge_buckets` builds pair by pair, as
+    the counts are integers (a bucket listed in any part stays listed, as there)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self._parts = parts
+
+    @classmethod
+    def of_keys(cls, keys: np.ndarray) -> Buckets:
+        """The buckets of these values' keys (`_bucket_counts`, as arrays)."""
+        return cls([_bucket_arrays(keys)])
+
+    def merge(self, other: Buckets) -> Buckets:
+        return Buckets(self._parts + other._parts)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys ascending, counts), every part added up (and kept so, for the next call)."""
+        if len(self._parts) > 1:
+            self._parts = [_added(self._parts)]
+        return self._parts[0]
+
+    def to_list(self) -> list[list[int]]:
+        keys, counts = self.arrays()
+        return np.column_stack([keys, counts]).tolist() if keys.size else []
+
+
+def _bucket_arrays(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    empty = np.empty(0, dtype=np.int64)
+    if not keys.size:
+        return empty, empty
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo > 1_000_000:  # not a realistic spread of buckets; sort instead of counting
+        uniques, counts = np.unique(keys, return_counts=True)
+        return uniques.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
+    counts = np.bincount(keys - lo)
+    present = np.flatnonzero(counts)
+    return (present + lo).astype(np.int64, copy=False), counts[present].astype(np.int64, copy=False)
+
+
+def _added(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket arrays added key by key (each part's keys distinct): every key listed in a part, once."""
+    keys = np.concatenate([k for k, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
+    if not keys.size:
+        return keys, counts
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo > 1_000_000:
+        uniques, inverse = np.unique(keys, return_inverse=True)
+        return uniques.astype(np.int64, copy=False), np.bincount(inverse, weights=counts).astype(np.int64)
+    offset = keys - lo
+    total = np.bincount(offset, weights=counts).astype(np.int64)  # exact: counts far below 2**53
+    present = np.flatnonzero(np.bincount(offset))
+    return present + lo, total[present]
+
+
+def settled_column(column: dict[str, Any]) -> dict[str, Any]:
+    """A numeric column's summary with `Buckets` listed (a copy; any other column as it is)."""
+    sketch = column.get("sketch")
+    if not isinstance(sketch, dict) or not any(isinstance(sketch.get(k), Buckets) for k in ("positive", "negative")):
+        return column
+    listed = {k: v.to_list() if isinstance(v, Buckets) else v for k, v in sketch.items()}
+    return {**column, "sketch": listed}
+
+
+def settled_table(summary: dict[str, Any]) -> dict[str, Any]:
+    """`settled_column` of every column of a `summarize_table`-shaped summary (a copy)."""
+    return {**summary, "columns": {name: settled_column(c) for name, c in summary["columns"].items()}}
 
 
 class CorruptSummary(ValueError):
@@ -305,7 +438,11 @@ def merge_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"rows": a["rows"] + b["rows"], "columns": columns}
 
 
-def _merge_buckets(a: list[list[int]], b: list[list[int]]) -> list[list[int]]:
+def _merge_buckets(a: list[list[int]] | Buckets, b: list[list[int]] | Buckets) -> list[list[int]] | Buckets:
+    if isinstance(a, Buckets) and isinstance(b, Buckets):
+        return a.merge(b)
+    a = a.to_list() if isinstance(a, Buckets) else a
+    b = b.to_list() if isinstance(b, Buckets) else b
     if not a or not b:
         return [list(p) for p in (a or b)]
     pairs = np.array(a + b, dtype=np.int64)

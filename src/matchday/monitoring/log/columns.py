@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from matchday.monitoring.drift import SketchedValues, is_numeric, sketch_keys
+from matchday.monitoring.drift import CategoryCodes, SketchedValues, category_codes, is_numeric, sketch_keys
 from matchday.store import MIXED_PREDICTIONS as MIXED
 from matchday.store import LoggedRow
 
@@ -51,6 +51,7 @@ class LogColumns:
     codes: np.ndarray  # int32 index into ``labels`` per row
     probabilities: np.ndarray | None  # (rows, classes) float64, or None when no row has them
     has_probabilities: np.ndarray  # bool: the row's probabilities are present and of the expected width
+    categories: dict[str, CategoryCodes]  # the text inputs' values as codes
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -68,6 +69,24 @@ class LogColumns:
             self.codes[index],
             None if self.probabilities is None else self.probabilities[index],
             self.has_probabilities[index],
+            {name: c.take(index) for name, c in self.categories.items()},
+        )
+
+    def slice(self, start: int, stop: int) -> LogColumns:
+        """Rows ``start`` to ``stop``: `take` of a contiguous range, as views (nothing copied)."""
+        return LogColumns(
+            self.ids[start:stop],
+            self.at[start:stop],
+            self.latency.slice(start, stop),
+            self.failed[start:stop],
+            self.inputs.slice(start, stop - start),
+            {name: v.slice(start, stop) for name, v in self.numeric.items()},
+            self.labels,
+            self.values.slice(start, stop),
+            self.codes[start:stop],
+            None if self.probabilities is None else self.probabilities[start:stop],
+            self.has_probabilities[start:stop],
+            {name: c.slice(start, stop) for name, c in self.categories.items()},
         )
 
     @property
@@ -95,6 +114,11 @@ class LogColumns:
             for name in inputs.column_names
             if is_numeric(inputs.column(name).type)
         }
+        categories = {}
+        for name in inputs.column_names:
+            coded = None if name in numeric else category_codes(inputs.column(name))
+            if coded is not None:
+                categories[name] = coded
         return cls(
             ids,
             at,
@@ -107,6 +131,7 @@ class LogColumns:
             codes,
             probabilities,
             has,
+            categories,
         )
 
     @classmethod

@@ -51,6 +51,7 @@ from matchday.monitoring.windows.summary import (
     merge_performance,
     merge_summary,
     performance_of,
+    settled_summary,
     summarize_columns,
 )
 from matchday.store import (
@@ -184,8 +185,9 @@ class Summarizer:
         mine: dict[WindowKey, dict[str, Any]] = {}
         try:
             cols = columns_of_batch(part, self.reference(model, version))
-            self._add_time_windows(deployment, model, version, cols, state, mine)
-            self._add_count_windows(deployment, model, version, cols, state, mine)
+            deltas = _Deltas(cols, self.reference(model, version), self._configured(self.config.texts, deployment))
+            self._add_time_windows(deployment, model, version, deltas, state, mine)
+            self._add_count_windows(deployment, model, version, deltas, state, mine)
         except BaseException:
             if before is None:
                 state["counts"].pop(skey, None)
@@ -309,18 +311,17 @@ class Summarizer:
         deployment: str,
         model: str,
         version: int,
-        cols: LogColumns,
+        deltas: _Deltas,
         state: dict[str, Any],
         pending: dict[WindowKey, dict[str, Any]],
     ) -> None:
-        ref = self.reference(model, version)
-        texts = self._configured(self.config.texts, deployment)
+        cols = deltas.cols
         base = TIME_WIDTHS[BASE] * 1_000_000
         buckets = cols.at // base
         for segment, rows in self._segment_rows(deployment, cols, state).items():
             for bucket in np.unique(buckets[rows]):
                 part = rows[buckets[rows] == bucket]
-                delta = summarize_columns(part_of(cols, part), ref, texts)
+                delta = deltas.of(part)
                 start = to_datetime(int(bucket) * base)
                 for width, seconds in TIME_WIDTHS.items():
                     w_start = floor_time(start, seconds)
@@ -332,14 +333,13 @@ class Summarizer:
         deployment: str,
         model: str,
         version: int,
-        cols: LogColumns,
+        deltas: _Deltas,
         state: dict[str, Any],
         pending: dict[WindowKey, dict[str, Any]],
     ) -> None:
+        cols = deltas.cols
         n = self.config.count_window
         width = count_width(n)
-        ref = self.reference(model, version)
-        texts = self._configured(self.config.texts, deployment)
         skey = f"{deployment}\x1f{model}\x1f{version}"
         windows = state["counts"].setdefault(skey, [])  # [start iso, rows, lo id, hi id], newest last
         i = 0
@@ -356,9 +356,7 @@ class Summarizer:
             current[2] = min(current[2], int(ids.min()))
             current[3] = max(current[3], int(ids.max()))
             key = (deployment, model, version, "", width, datetime.fromisoformat(current[0]))
-            _add(
-                pending, key, summarize_columns(part_of(cols, take), ref, texts), to_datetime(int(cols.at[take].max()))
-            )
+            _add(pending, key, deltas.of(take), to_datetime(int(cols.at[take].max())))
             i += int(take.size)
         del windows[:-COUNT_HISTORY]
 
@@ -380,7 +378,7 @@ class Summarizer:
         would fail at every tick: it is counted once and the window starts again from these rows. A
         stored performance that cannot be read is dropped the same way (labels landing recompute it)."""
         width, start = key[4], key[5]
-        delta = _merged(item["deltas"])
+        delta = settled_summary(_merged(item["deltas"]))  # the stored form: lists, states
         summary, restarted = delta, False
         if old is not None:
             try:
@@ -739,5 +737,29 @@ def _answers(batch: pa.Table) -> pa.Table:
     return batch if pc.all(answer).as_py() in (True, None) else batch.filter(answer)  # (copies every column)
 
 
+class _Deltas:
+    """Lazy summaries (`summarize_columns`) of parts of one version's rows, each run of rows summarised
+    once: a count window's rows that are also a 5-minute window's (a batch inside one) share its summary
+    (never changed once made: merges build new ones)."""
+
+    def __init__(self, cols: LogColumns, ref: VersionReference | None, texts: Sequence[str]) -> None:
+        self.cols, self.ref, self.texts = cols, ref, texts
+        self._runs: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def of(self, rows: np.ndarray) -> dict[str, Any]:
+        """The summary of the rows at these positions (ascending, distinct)."""
+        if not rows.size or int(rows[-1]) - int(rows[0]) + 1 != rows.size:
+            return summarize_columns(part_of(self.cols, rows), self.ref, self.texts, lazy=True)
+        run = (int(rows[0]), int(rows[-1]) + 1)
+        if run not in self._runs:
+            self._runs[run] = summarize_columns(part_of(self.cols, rows), self.ref, self.texts, lazy=True)
+        return self._runs[run]
+
+
 def part_of(cols: LogColumns, rows: np.ndarray) -> LogColumns:
-    return cols if rows.size == len(cols) and (rows.size == 0 or rows[-1] == rows.size - 1) else cols.take(rows)
+    """The rows at these positions (ascending, distinct): views where they are one run of rows."""
+    if rows.size == len(cols) and (rows.size == 0 or rows[-1] == rows.size - 1):
+        return cols
+    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
+        return cols.slice(int(rows[0]), int(rows[-1]) + 1)
+    return cols.take(rows)

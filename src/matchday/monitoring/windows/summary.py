@@ -17,6 +17,9 @@ import pyarrow as pa
 
 from matchday.monitoring.drift import (
     merge_summaries,
+    settled_column,
+    settled_table,
+    summarize_coded,
     summarize_sketched,
     summarize_table,
 )
@@ -81,9 +84,15 @@ def columns_of_batch(table: pa.Table, ref: VersionReference | None) -> LogColumn
     return LogColumns.from_table(table, *_shape(ref))
 
 
-def summarize_columns(cols: LogColumns, ref: VersionReference | None, texts: Sequence[str] = ()) -> dict[str, Any]:
+def summarize_columns(
+    cols: LogColumns, ref: VersionReference | None, texts: Sequence[str] = (), *, lazy: bool = False
+) -> dict[str, Any]:
     """One pass over rows as logged: counts, latency sketch, inputs, outputs, the CBPE estimate, and
-    for the ``texts`` inputs their length (the text extractor; mergeable sums)."""
+    for the ``texts`` inputs their length (the text extractor; mergeable sums).
+
+    ``lazy``: sketch buckets kept as arrays and the CBPE estimate as an object, for a summary that is
+    merged with others before it is stored; `settled_summary` turns it into the stored form (the same
+    summary as without ``lazy``, and merged the same)."""
     n = len(cols)
     ok = ~cols.failed
     # the rows of one request share its timestamp: a request is a distinct (time, answered) pair
@@ -91,24 +100,31 @@ def summarize_columns(cols: LogColumns, ref: VersionReference | None, texts: Seq
     answered = np.flatnonzero(ok)
     every = answered.size == n
     others = [name for name in cols.inputs.column_names if name not in cols.numeric]
-    rest = cols.inputs.select(others)
-    rest = rest if every else rest.take(pa.array(answered, type=pa.int64()))
-    by_name = summarize_table(rest)["columns"]
-    by_name.update({name: summarize_sketched(v if every else v.take(answered)) for name, v in cols.numeric.items()})
+    plain = [name for name in others if name not in cols.categories]  # neither numbers nor text
+    by_name: dict[str, Any] = {}
+    if plain:
+        table = cols.inputs.select(plain)
+        by_name.update(summarize_table(table if every else table.take(pa.array(answered, type=pa.int64())))["columns"])
+    by_name.update({name: summarize_coded(c, None if every else ok) for name, c in cols.categories.items()})
+    by_name.update(
+        {name: summarize_sketched(v, lazy=lazy, rows=None if every else ok) for name, v in cols.numeric.items()}
+    )
     summary: dict[str, Any] = {
         "rows": n,
         "errors": int(n - answered.size),
         "requests": requests,
         "first_at": to_datetime(cols.at.min()).isoformat() if n else None,
         "last_at": to_datetime(cols.at.max()).isoformat() if n else None,
-        "latency": summarize_sketched(cols.latency),
+        "latency": summarize_sketched(cols.latency, lazy=lazy),
         "inputs": {
             "rows": int(answered.size) if cols.inputs.column_names else 0,
             "columns": {name: by_name[name] for name in cols.inputs.column_names},
         },
-        "outputs": _outputs(cols, answered, ref),
+        "outputs": _outputs(cols, answered, ref, lazy=lazy),
     }
     if texts:
+        rest = cols.inputs.select(others)
+        rest = rest if every else rest.take(pa.array(answered, type=pa.int64()))
         summary["texts"] = {
             name: _text_lengths(rest.column(name).to_pylist() if name in rest.column_names else []) for name in texts
         }
@@ -168,7 +184,7 @@ def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | None) -> dict[str, Any]:
+def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | None, *, lazy: bool) -> dict[str, Any]:
     codes = cols.codes[answered]
     predicted = cols.predicted[answered]
     out: dict[str, Any] = {"rows": int(answered.size), "null": int(answered.size - predicted.sum())}
@@ -192,10 +208,29 @@ def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | Non
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
             texts = np.asarray([label or "" for label in cols.labels], dtype=str)  # fixed-width: compared in C
             estimate.update(texts[codes[predicted]], calibrated)
-            out["cbpe"] = estimate.to_state()
+            out["cbpe"] = estimate if lazy else estimate.to_state()
     else:
-        out["values"] = summarize_sketched(cols.values.take(answered))
+        out["values"] = summarize_sketched(cols.values, lazy=lazy, rows=~cols.failed)
     return out
+
+
+def settled_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A lazy summary (`summarize_columns` with ``lazy``, and merges of such) in its stored form: sketch
+    buckets listed, the CBPE estimate as its state. A copy where anything changes; the stored form as it is."""
+    outputs = summary["outputs"]
+    cbpe = outputs.get("cbpe")
+    if isinstance(cbpe, CBPEEstimate) or "values" in outputs:
+        outputs = dict(outputs)
+        if isinstance(cbpe, CBPEEstimate):
+            outputs["cbpe"] = cbpe.to_state()
+        if "values" in outputs:
+            outputs["values"] = settled_column(outputs["values"])
+    return {
+        **summary,
+        "latency": settled_column(summary["latency"]),
+        "inputs": settled_table(summary["inputs"]),
+        "outputs": outputs,
+    }
 
 
 def _merge_outputs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +245,13 @@ def _merge_outputs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             x, y = a.get(key, {"n": 0, "sum": 0.0}), b.get(key, {"n": 0, "sum": 0.0})
             out[key] = {"n": x["n"] + y["n"], "sum": x["sum"] + y["sum"]}
     if "cbpe" in a and "cbpe" in b:
-        out["cbpe"] = CBPEEstimate.from_state(a["cbpe"]).merge(CBPEEstimate.from_state(b["cbpe"])).to_state()
+        x, y = a["cbpe"], b["cbpe"]
+        if isinstance(x, CBPEEstimate) and isinstance(y, CBPEEstimate):  # lazy: the states round-trip exactly
+            out["cbpe"] = x.merge(y)
+        else:
+            x = x if isinstance(x, CBPEEstimate) else CBPEEstimate.from_state(x)
+            y = y if isinstance(y, CBPEEstimate) else CBPEEstimate.from_state(y)
+            out["cbpe"] = x.merge(y).to_state()
     elif "cbpe" in a or "cbpe" in b:
         out["cbpe"] = a.get("cbpe") or b.get("cbpe")
     if "values" in a or "values" in b:
