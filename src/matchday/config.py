@@ -51,6 +51,10 @@ class Settings(BaseModel):
     database_url: str | None = None
     artifact_url: str | None = None
     controller_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between rollout controller ticks")
+    log_process: bool = Field(
+        default=True,
+        description="write the prediction log from a process beside the server's (off: from threads in it)",
+    )
     shadow_nice: int = Field(
         default=10,
         ge=0,
@@ -86,6 +90,7 @@ _ENV = {
     "artifact_url": "MATCHDAY_ARTIFACT_URL",
     "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL",
     "shadow_nice": "MATCHDAY_SHADOW_NICE",
+    "log_process": "MATCHDAY_LOG_PROCESS",
     "monitor_interval": "MATCHDAY_MONITOR_INTERVAL",
 }
 _FILE_ONLY = ("rollouts", "monitoring", "monitors")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from functools import cached_property
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property, partial
+from pathlib import Path
 from typing import Any
 
 from matchday.config import Settings, load_settings
 from matchday.monitoring import (
     AlertEngine,
     InvalidMonitor,
+    LogProcess,
+    LogWriter,
     MonitoringLoop,
     MonitorSpec,
     PredictionLogWriter,
@@ -85,7 +89,17 @@ class Workspace:
 
     def log_writer(self) -> PredictionLogWriter:
         """A new, not yet started, batched writer to this log, spooling under ``home/spool``: one per process."""
-        return PredictionLogWriter(self.prediction_log, self.settings.home.absolute() / "spool")
+        return PredictionLogWriter(self.prediction_log, self.spool_dir)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.settings.home.absolute() / "spool"
+
+    def server_log_writer(self) -> LogWriter:
+        """The writer a serving process logs through: in a process of its own unless the settings say not."""
+        if not self.settings.log_process:
+            return self.log_writer()
+        return LogProcess(partial(open_log_writer, self.settings), self.spool_dir)
 
     @cached_property
     def alerts(self) -> AlertStore:
@@ -108,6 +122,16 @@ class Workspace:
             self.webhooks.close()
         if "database" in self.__dict__:
             self.database.dispose()
+
+
+@contextmanager
+def open_log_writer(settings: Settings) -> Iterator[PredictionLogWriter]:
+    """A writer over its own workspace, for the log process (`LogProcess`) to run."""
+    workspace = Workspace(settings)
+    try:
+        yield workspace.log_writer()
+    finally:
+        workspace.close()
 
 
 log = logging.getLogger("matchday.monitoring")

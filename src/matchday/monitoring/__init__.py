@@ -44,6 +44,8 @@ from matchday.monitoring.drift.concept import (
 )
 from matchday.monitoring.log import (
     ExportSummary,
+    LogProcess,
+    LogWriter,
     PredictionLogWriter,
     WriterStats,
     export_log,
@@ -125,6 +127,8 @@ __all__ = [
     "CorruptSummary",
     "DriftError",
     "DriftReport",
+    "LogProcess",
+    "LogWriter",
     "PredictionLogWriter",
     "TextFeatures",
     "WriterStats",

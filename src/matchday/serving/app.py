@@ -45,7 +45,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ = ws.database  # migrations run here, before the first request
         log_store = ws.prediction_log
-        writer = ws.log_writer()
+        writer = ws.server_log_writer()
         writer.start()
         metrics = ServingMetrics(writer.stats)
         shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from matchday.monitoring import PredictionLogWriter, json_safe
+from matchday.monitoring import LogWriter, json_safe
 from matchday.registry import OutputSpec, Predictor, Registry, RegistryError, Signature
 from matchday.rollout import Deployments, DeploymentSettings, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
@@ -81,7 +81,7 @@ class PredictionService:
         deployments: Deployments,
         registry: Registry,
         log_store: PredictionLogStore,
-        writer: PredictionLogWriter,
+        writer: LogWriter,
         metrics: ServingMetrics,
         shadows: ShadowWorker,
     ) -> None:

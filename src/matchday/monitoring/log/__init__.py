@@ -8,11 +8,14 @@ from matchday.monitoring.log.columns import (
     to_micros,
 )
 from matchday.monitoring.log.export import ExportSummary, export_log
-from matchday.monitoring.log.writer import PredictionLogWriter, WriterStats, json_safe
+from matchday.monitoring.log.process import LogProcess
+from matchday.monitoring.log.writer import LogWriter, PredictionLogWriter, WriterStats, json_safe
 
 __all__ = [
     "ExportSummary",
     "LogColumns",
+    "LogProcess",
+    "LogWriter",
     "PredictionLogWriter",
     "WriterStats",
     "export_log",

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -39,6 +39,16 @@ class WriterStats:
     written_rows: int
     database_available: bool
     rejected_rows: int = 0
+
+
+class LogWriter(Protocol):
+    """What the server writes the log through: this module's writer, or `LogProcess` in front of one."""
+
+    def start(self) -> None: ...
+    def submit(self, rows: Sequence[dict[str, Any]]) -> None: ...
+    def flush(self, timeout: float = 10.0) -> bool: ...
+    def stats(self) -> WriterStats: ...
+    def close(self, timeout: float = 30.0) -> None: ...
 
 
 @dataclass

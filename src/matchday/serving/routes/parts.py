@@ -8,7 +8,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from matchday.monitoring import MonitoringLoop, PredictionLogWriter
+from matchday.monitoring import LogWriter, MonitoringLoop
 from matchday.rollout import Rollouts
 from matchday.serving.codecs import split_binary_body
 from matchday.serving.errors import BadRequest, PayloadTooLarge
@@ -35,7 +35,7 @@ class Parts:
     monitoring: MonitoringLoop
     alerts: AlertStore
     metrics: ServingMetrics
-    writer: PredictionLogWriter
+    writer: LogWriter
 
     def __init__(self, max_body_bytes: int) -> None:
         self.max_body_bytes = max_body_bytes
@@ -49,7 +49,7 @@ class Parts:
         monitoring: MonitoringLoop,
         alerts: AlertStore,
         metrics: ServingMetrics,
-        writer: PredictionLogWriter,
+        writer: LogWriter,
     ) -> None:
         """The lifespan's parts, not yet warm."""
         self.service, self.rollouts, self.monitoring = service, rollouts, monitoring
