@@ -9,12 +9,12 @@ import time
 from functools import partial
 
 import pytest
+from test_prediction_log import ids, make_rows, spool_files, submit_from_threads, wait_until
 
 from matchday.monitoring import LogProcess
 from matchday.monitoring.log.spool import Spool
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace, open_log_writer
-from test_prediction_log import ids, make_rows, spool_files, submit_from_threads, wait_until
 
 
 def log_process(workspace: Workspace, **options: float) -> LogProcess:
