@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,8 +79,10 @@ def test_ready_only_once_every_deployed_version_has_warmed_up(workspace: Workspa
     workspace.deployments.deploy("broken", "wonky:1")  # listed first: its failure must not hold "warm" back
     workspace.rollouts.start("warm", "warm:2", {"strategy": "canary"}, "test")  # 10 % to the candidate
     calls, gate = tmp_path / "calls.txt", tmp_path / "gate"
-    server = ServerProcess(
-        workspace.settings.home, workspace.settings.database_url, env={CALLS: str(calls), GATE: str(gate)}
+    server = ServerProcess(  # listening at once, so that it can be seen while it warms up
+        workspace.settings.home,
+        workspace.settings.database_url,
+        env={CALLS: str(calls), GATE: str(gate), "MATCHDAY_WARM_BEFORE_LISTEN": "0"},
     )
     starting = threading.Thread(target=server.start, daemon=True)
     starting.start()
@@ -106,6 +109,29 @@ def test_ready_only_once_every_deployed_version_has_warmed_up(workspace: Workspa
             f"{server.url}/v1/deployments/warm/predict", json={"instances": [{"amount": 70.0, "hour": 3}]}
         )
         assert answer.status_code == 200, answer.text
+    finally:
+        gate.touch()
+        server.stop()
+
+
+def test_by_default_a_server_listens_only_once_warm(workspace: Workspace, tmp_path: Path) -> None:
+    """A client (or a benchmark) that starts as soon as the port answers never meets a cold model."""
+    workspace.registry.register("warm", f"{__name__}:champion", reference=_reference(), alias="champion")
+    workspace.deployments.deploy("warm", "warm@champion")
+    calls, gate = tmp_path / "calls.txt", tmp_path / "gate"
+    server = ServerProcess(
+        workspace.settings.home, workspace.settings.database_url, env={CALLS: str(calls), GATE: str(gate)}
+    )
+    starting = threading.Thread(target=server.start, daemon=True)
+    starting.start()
+    try:
+        wait_until(lambda: calls.exists() and calls.read_text(), timeout=60, what="the warm-up call")
+        with pytest.raises(httpx.ConnectError):  # warming: not listening yet
+            http.get(f"{server.url}/v2/health/live")
+        gate.touch()
+        starting.join(60)
+        ready = http.get(f"{server.url}/v2/health/ready")
+        assert (ready.status_code, ready.json()) == (200, {"ready": True})
     finally:
         gate.touch()
         server.stop()

@@ -51,6 +51,13 @@ class Settings(BaseModel):
     database_url: str | None = None
     artifact_url: str | None = None
     controller_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between rollout controller ticks")
+    warm_before_listen: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="seconds a server may spend warming its deployed versions before it listens "
+        "(a longer warm-up goes on while it answers /v2/health/live, not ready)",
+    )
     log_process: bool = Field(
         default=True,
         description="write the prediction log from a process beside the server's (off: from threads in it)",
@@ -91,6 +98,7 @@ _ENV = {
     "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL",
     "shadow_nice": "MATCHDAY_SHADOW_NICE",
     "log_process": "MATCHDAY_LOG_PROCESS",
+    "warm_before_listen": "MATCHDAY_WARM_BEFORE_LISTEN",
     "monitor_interval": "MATCHDAY_MONITOR_INTERVAL",
 }
 _FILE_ONLY = ("rollouts", "monitoring", "monitors")

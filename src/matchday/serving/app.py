@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -61,6 +62,9 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         )
         refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
         warming = asyncio.get_running_loop().create_task(_warm_then_ready(service, parts))
+        # listen once warm, as MLflow and MLServer do, so no client waits on a model load; a warm-up
+        # longer than this goes on in the background while the server answers /v2/health/live
+        await asyncio.wait({warming}, timeout=ws.settings.warm_before_listen)
         try:
             yield
         finally:
@@ -156,6 +160,8 @@ async def _warm_then_ready(service: PredictionService, parts: Parts) -> None:
     except Exception:  # readiness must not hang on a bug in warming
         log.exception("warm-up failed")
         warmed = []
+    gc.collect()
+    gc.freeze()  # what start-up made lives as long as the server: later collections need not walk it
     parts.ready = True
     failed = [w.ref for w in warmed if w.error is not None]
     log.info(
