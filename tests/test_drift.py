@@ -449,6 +449,23 @@ def test_summary_based_drift_is_within_its_documented_bounds() -> None:
         assert rows.drifted_columns == window.drifted_columns
 
 
+def test_a_window_ks_p_value_uses_the_windows_real_size_not_its_pseudo_sample() -> None:
+    """A window's sample is rebuilt from its sketch (fewer points than rows): its KS p-value is the
+    asymptotic one at the real sizes, close to what the rows themselves give."""
+    from matchday.monitoring.drift import compare_summary_to_profile, summarize_table
+
+    rng = np.random.default_rng(5)
+    ref = pa.table({"x": rng.normal(0, 1, 500)})  # small: the profile keeps every value (an exact sample)
+    cur = pa.table({"x": rng.normal(0.06, 1, 8000)})
+    ks = {"x": ColumnTest("ks")}
+    window = compare_summary_to_profile(profile_table(ref), summarize_table(cur), tests=ks).columns["x"]
+    assert window.current_rows == 8000
+    expected = stats.kstwo.sf(window.statistic, round(500 * 8000 / 8500))
+    assert window.p_value == pytest.approx(expected, rel=1e-9)
+    rows = stats.ks_2samp(ref.column("x").to_numpy(), cur.column("x").to_numpy())
+    assert window.p_value == pytest.approx(rows.pvalue, abs=0.02)
+
+
 def test_prediction_drift_against_the_registered_predictions(registry_free_profile: dict) -> None:  # type: ignore[type-arg]
     from matchday.monitoring.drift import prediction_drift
 
