@@ -24,7 +24,7 @@ from matchday.errors import MatchdayError
 from matchday.monitoring import failure_counts
 from matchday.serving.docs import mount_docs
 from matchday.serving.errors import status_for
-from matchday.serving.fast_predict import FastPredict, error_body
+from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.routes import monitoring, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
@@ -80,7 +80,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
 
                 prometheus_multiprocess.mark_process_dead(os.getpid())
 
-    app = FastAPI(
+    app = ServingApp(
         title="matchday",
         version=__version__,
         lifespan=lifespan,
@@ -94,7 +94,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     _handle_errors(app)
 
     app.include_router(v1.router(parts, bodies))
-    app.add_middleware(FastPredict, answer=partial(v1.answer, parts), max_body_bytes=max_body_bytes)
+    app.fast_predict = FastPredict(partial(v1.answer, parts), max_body_bytes)
     app.include_router(rollouts.router(parts, bodies))
     app.include_router(monitoring.router(parts, bodies))
     app.include_router(v2.router(parts, bodies))

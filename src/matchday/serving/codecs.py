@@ -38,11 +38,11 @@ def decode_v1(body: Any, signature: Signature) -> DecodedRequest:
         names = signature.input_names
         if len(instances) == 1:  # most requests: one row, so one list per column without a loop each
             row = instances[0]
-            columns = {name: [row.get(name, MISSING)] for name in names}
+            columns = {name: [row[name]] for name in names if name in row}  # absent: reported as instances[*].name
         else:
             columns = {name: [row.get(name, MISSING) for row in instances] for name in names}
-        for name in [n for n, values in columns.items() if values and all(v is MISSING for v in values)]:
-            del columns[name]  # absent everywhere: reported once, as instances[*].name
+            for name in [n for n, values in columns.items() if values and all(v is MISSING for v in values)]:
+                del columns[name]  # absent everywhere: reported once, as instances[*].name
         return DecodedRequest(columns, len(instances), ids, "instances[{row}].{column}")
     if "columns" in body or "data" in body:
         given, data = body.get("columns"), body.get("data")

@@ -1,9 +1,10 @@
-"""``POST /v1/deployments/{name}/predict`` as a bare ASGI handler in front of the FastAPI app.
+"""``POST /v1/deployments/{name}/predict`` answered before the FastAPI app and its middleware.
 
-The one route nearly every request takes skips FastAPI's route table, dependency solving and
-response encoding (its ``jsonable_encoder`` walks every value): the body is read, handed to the
-service, and the answer written with orjson. The same body reading (`read_json`), answers, errors
-and limits as the FastAPI route it stands in front of (which still declares it in the OpenAPI document).
+The one route nearly every request takes skips FastAPI's middleware stack (error, body-limit and
+telemetry middleware, which read the environment on every request), its route table, dependency
+solving and response encoding (its ``jsonable_encoder`` walks every value): the body is read from
+the ASGI messages, handed to the service, and the answer written with orjson. The same limits,
+answers and errors as the FastAPI route behind it (which declares it in the OpenAPI document).
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from matchday.errors import MatchdayError
-from matchday.serving.errors import status_for
-from matchday.serving.routes.parts import read_json
+from matchday.serving.errors import PayloadTooLarge, status_for
+from matchday.serving.routes.parts import check_length, parse_json
 
 log = logging.getLogger("matchday.serving")
 _PREDICT = re.compile(r"/v1/deployments/([^/]+)/predict")
-_JSON = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
 Answer = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
@@ -35,21 +37,24 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
 
 
 class FastPredict:
-    """Answers the predict route itself (``answer(name, body)``); every other request goes to ``app``."""
+    """Answers the predict route itself (``answer(name, body)``)."""
 
-    def __init__(self, app: ASGIApp, answer: Answer, max_body_bytes: int) -> None:
-        self.app = app
+    def __init__(self, answer: Answer, max_body_bytes: int) -> None:
         self.answer = answer
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PREDICT.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if match is None:
-            await self.app(scope, receive, send)
-            return
+    @staticmethod
+    def deployment(scope: Scope) -> str | None:
+        """The deployment a request predicts with, when it is one this handler answers."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        match = _PREDICT.fullmatch(scope["path"])
+        return match.group(1) if match else None
+
+    async def __call__(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body, _ = await read_json(Request(scope, receive), self.max_body_bytes)
-            status, answer = 200, await self.answer(match.group(1), body)
+            body, _ = parse_json(*await self._body(scope, receive))
+            status, answer = 200, await self.answer(name, body)
         except ClientDisconnect:  # the caller went away before sending the whole body: nobody to answer
             return
         except Exception as exc:
@@ -61,7 +66,43 @@ class FastPredict:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*_JSON, (b"content-length", str(len(data)).encode())],
+                "headers": [_JSON, (b"content-length", b"%d" % len(data))],
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+    async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, str | None]:
+        """The raw body and the binary-extension header, read from the ASGI messages (`read_json`'s limits)."""
+        header: str | None = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                check_length(value.decode("latin-1"), self.max_body_bytes)
+            elif key == b"inference-header-content-length":
+                header = value.decode("latin-1")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"the body is over the limit of {self.max_body_bytes:,} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), header
+
+
+class ServingApp(FastAPI):
+    """The FastAPI app, with `FastPredict` (once set) answering the predict route in front of it."""
+
+    fast_predict: FastPredict | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_predict is not None:
+            name = FastPredict.deployment(scope)
+            if name is not None:
+                await self.fast_predict(name, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Callable
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,6 +34,12 @@ def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+class AnsweredSeries(NamedTuple):
+    requests: Counter
+    rows: Counter
+    latency: Histogram
+
+
 class ServingMetrics:
     def __init__(self, writer_stats: Callable[[], WriterStats]) -> None:
         self.writer_stats = writer_stats
@@ -46,6 +53,7 @@ class ServingMetrics:
         else:
             ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total
             PlatformCollector(registry=self.registry)
+        self._answered: dict[tuple[str, str, str], AnsweredSeries] = {}
         self.requests = Counter("matchday_requests_total", "Prediction requests answered", LABELS, registry=r)
         self.rows = Counter("matchday_predictions_total", "Rows scored", LABELS, registry=r)
         self.errors = Counter(
@@ -155,6 +163,17 @@ class ServingMetrics:
             if multiprocess()
             else None
         )
+
+    def answered(self, deployment: str, model: str, version: str) -> AnsweredSeries:
+        """The requests, rows and latency series of one version, looked up once (``labels`` takes a
+        lock and builds a key at every call; the request path asks at every request)."""
+        key = (deployment, model, version)
+        series = self._answered.get(key)
+        if series is None:
+            series = self._answered[key] = AnsweredSeries(
+                self.requests.labels(*key), self.rows.labels(*key), self.latency.labels(*key)
+            )
+        return series
 
     def refresh(self) -> None:
         """Copy this process's writer state (and, with workers, its memory and CPU) into the gauges."""

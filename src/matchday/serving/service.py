@@ -465,9 +465,10 @@ class PredictionService:
             if answer.error is not None:
                 self.metrics.model_errors.labels(*labels).inc(answer.rows.size)
                 continue
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.rows.labels(*labels).inc(answer.rows.size)
-            self.metrics.latency.labels(*labels).observe(answer.elapsed)
+            series = self.metrics.answered(*labels)
+            series.requests.inc()
+            series.rows.inc(answer.rows.size)
+            series.latency.observe(answer.elapsed)
         labels = (answers[0].route.deployment, answers[0].route.model, str(answers[0].route.version))
         if batch.quality.out_of_range:
             self.metrics.out_of_range.labels(*labels).inc(batch.quality.out_of_range)

@@ -56,19 +56,20 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
     problems: list[dict[str, str]] = []
     quality = Quality()
     typed: dict[str, list[Any]] = {}
-    for spec in signature.inputs:
+    for spec, plain, lo, hi in _checks(signature):
         values = columns.get(spec.name)
         if values is None:
             problems.append(
                 {"field": path.format(row="*", column=spec.name), "problem": "missing: the model needs this input"}
             )
             continue
+        if plain is not None and len(values) == 1 and type(values[0]) is plain and lo <= values[0] <= hi:
+            typed[spec.name] = values  # the common case: one number of its type, within range, as it came
+            continue
         out: list[Any] = []
-        lo, hi = (spec.min, spec.max) if spec.type in ("float", "integer") else (None, None)
-        plain = float if spec.type == "float" else int if spec.type == "integer" else None
         for i, raw in enumerate(values):
-            if plain is not None and lo is not None and hi is not None and type(raw) is plain and lo <= raw <= hi:
-                out.append(raw)  # the common case, decided without a call: a number of its type, within range
+            if plain is not None and type(raw) is plain and lo <= raw <= hi:
+                out.append(raw)  # decided without a call: a number of its type, within range
                 continue
             value, problem = _coerce(raw, spec)
             if problem:
@@ -81,14 +82,44 @@ def validate_columns(columns: dict[str, list[Any]], rows: int, signature: Signat
         typed[spec.name] = out
     if problems:
         raise InvalidRequest(f"{len(problems)} invalid value(s) in the request", problems)
-    types = {spec.name: _ARROW[spec.type] for spec in signature.inputs}
-    names = list(typed)
-    records = (
-        [dict(zip(names, row, strict=True)) for row in zip(*typed.values(), strict=False)]
-        if names
-        else [{} for _ in range(rows)]
-    )
+    types = _types(signature)
+    if rows == 1:
+        records = [{name: values[0] for name, values in typed.items()}]
+    elif typed:
+        names = list(typed)
+        records = [dict(zip(names, row, strict=True)) for row in zip(*typed.values(), strict=False)]
+    else:
+        records = [{} for _ in range(rows)]
     return ValidatedBatch(Columns(typed, types, rows), records, quality)
+
+
+_Check = tuple[ColumnSpec, Any, float, float]  # (spec, float or int or None, low, high)
+_PLANS: dict[int, tuple[Signature, list[_Check], dict[str, pa.DataType]]] = {}
+
+
+def _checks(signature: Signature) -> list[_Check]:
+    """Each input with, for numbers of a known range, the Python type and range a value passes
+    without a call: worked out once per signature (the request path asks at every request)."""
+    return _plan(signature)[1]
+
+
+def _types(signature: Signature) -> dict[str, pa.DataType]:
+    return _plan(signature)[2]
+
+
+def _plan(signature: Signature) -> tuple[Signature, list[_Check], dict[str, pa.DataType]]:
+    plan = _PLANS.get(id(signature))
+    if plan is None or plan[0] is not signature:  # the plan holds its signature: an id is not reused while held
+        checks: list[_Check] = []
+        for spec in signature.inputs:
+            if spec.type in ("float", "integer") and spec.min is not None and spec.max is not None:
+                checks.append((spec, float if spec.type == "float" else int, spec.min, spec.max))
+            else:
+                checks.append((spec, None, 0.0, 0.0))
+        if len(_PLANS) >= 1000:  # versions come and go: a bounded few kept
+            _PLANS.clear()
+        plan = _PLANS[id(signature)] = (signature, checks, {s.name: _ARROW[s.type] for s in signature.inputs})
+    return plan
 
 
 def _coerce(raw: Any, spec: ColumnSpec) -> tuple[Any, str | None]:

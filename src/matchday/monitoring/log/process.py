@@ -134,6 +134,9 @@ class LogProcess:
             self._cond.notify_all()
         if self._sender.is_alive():
             self._sender.join(max(deadline - time.monotonic(), 0.0))
+        if self._sender.is_alive():  # stuck writing to a child that does not read: end it, and the
+            self._kill_child()  # write fails, and what it held is spooled for the next start
+            self._sender.join(5.0)
         self._stop_child(max(deadline - time.monotonic(), 1.0))
         with self._cond:  # what the sender could not hand over: spooled for the next start
             leftover = [item[1] for item in self._queue if isinstance(item, tuple)]
@@ -250,6 +253,12 @@ class LogProcess:
                 self._rows_out.close()
         self._rows_out = None
         self._process = None
+
+    def _kill_child(self) -> None:
+        process = self._process
+        if process is not None and process.is_alive():
+            log.warning("prediction log process (pid %s) does not take rows; stopped", process.pid)
+            process.kill()
 
     def _stop_child(self, timeout: float) -> None:
         process = self._process

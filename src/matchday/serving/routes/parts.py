@@ -63,17 +63,25 @@ async def read_json(request: Request, max_body_bytes: int) -> tuple[Any, bytes]:
     The routes read raw bodies rather than let FastAPI parse them: orjson, the binary tail, and
     errors with the project's messages and field paths.
     """
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_body_bytes:
-        raise PayloadTooLarge(f"the body is {int(length):,} bytes; the limit is {max_body_bytes:,}")
+    check_length(request.headers.get("content-length"), max_body_bytes)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body_bytes:
             raise PayloadTooLarge(f"the body is over the limit of {max_body_bytes:,} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    header, binary = split_binary_body(raw, request.headers.get("inference-header-content-length"))
+    return parse_json(b"".join(chunks), request.headers.get("inference-header-content-length"))
+
+
+def check_length(length: str | None, max_body_bytes: int) -> None:
+    """Refuse a body whose announced length is over the limit before reading any of it."""
+    if length and length.isdigit() and int(length) > max_body_bytes:
+        raise PayloadTooLarge(f"the body is {int(length):,} bytes; the limit is {max_body_bytes:,}")
+
+
+def parse_json(raw: bytes, header_length: str | None) -> tuple[Any, bytes]:
+    """A body's JSON (orjson) and its binary tail, or a 400 saying what is wrong."""
+    header, binary = split_binary_body(raw, header_length)
     try:
         return orjson.loads(header), binary
     except orjson.JSONDecodeError as exc:
