@@ -240,6 +240,7 @@ def run_matchday(home: Path, url: str | None, rows: int, profile: str | None) ->
     import sqlalchemy as sa
 
     from matchday.config import Settings
+    from matchday.monitoring.drift import statistics
     from matchday.store import WindowStore
     from matchday.workspace import Workspace, build_monitoring
 
@@ -248,6 +249,9 @@ def run_matchday(home: Path, url: str | None, rows: int, profile: str | None) ->
         update={"monitoring": ws.settings.monitoring.model_copy(update={"count_window": min(max(rows, 10), 1_000_000)})}
     )
     loop = build_monitoring(ws)
+    # scipy.stats, as the pandas side imports it before its clock starts: a running worker imported it
+    # at its first tick, not at every one (0.4 s of this tick's time otherwise)
+    statistics.scipy_stats()
     with ws.database.session(write=True) as s:  # an earlier repeat's windows and cursor: start afresh
         s.execute(sa.text("DELETE FROM metric_windows"))
         s.execute(sa.text("DELETE FROM monitor_state"))

@@ -485,3 +485,20 @@ def registry_free_profile() -> dict:  # type: ignore[type-arg]
         "rows": 2000,
         "prediction": profile_column(np.r_[np.zeros(1800), np.ones(200)].astype(np.int64)),
     }
+
+
+def test_a_lazily_merged_summary_is_stored_as_the_summary_of_all_its_rows() -> None:
+    """Sketch buckets merged as arrays (the monitoring tick) are written as the listed buckets."""
+    from matchday.monitoring.drift import merge_summaries, summarize_table
+    from matchday.monitoring.drift.summary import sketch_keys, summarize_sketched
+    from matchday.store.database import _json
+
+    rng = np.random.default_rng(9)
+    values = np.r_[rng.lognormal(0, 2, 3000), -rng.lognormal(0, 1, 500), np.zeros(20), [np.nan] * 7]
+    halves = [values[:1700], values[1700:]]
+    lazy = [summarize_sketched(sketch_keys(h), lazy=True) for h in halves]
+    merged = merge_summaries({"rows": 1, "columns": {"x": lazy[0]}}, {"rows": 1, "columns": {"x": lazy[1]}})
+    whole = summarize_table(pa.table({"x": values}))["columns"]["x"]
+    stored = json.loads(_json(merged["columns"]["x"]))
+    assert stored["sketch"] == whole["sketch"]  # the same buckets, listed
+    assert merged["columns"]["x"]["sketch"]["positive"] == whole["sketch"]["positive"]  # and equal in memory

@@ -179,8 +179,16 @@ def _json_loads(value: Any) -> Any:
 
 
 def _json(value: Any) -> str:
-    """JSON columns alike on both backends: NaN and infinities become null (PostgreSQL refuses them)."""
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    """JSON columns alike on both backends: NaN and infinities become null (PostgreSQL refuses them).
+    An object with a ``to_json()`` is written as what that returns (a lazily merged sketch, say)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=_to_json).decode()
+
+
+def _to_json(value: Any) -> Any:
+    to_json = getattr(value, "to_json", None)
+    if to_json is None:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return to_json()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -44,6 +44,7 @@ from matchday.monitoring.windows.failures import (
     SeriesFailure,
 )
 from matchday.monitoring.windows.metrics import window_metrics
+from matchday.monitoring.windows.read_ahead import read_ahead
 from matchday.monitoring.windows.summary import (
     VersionReference,
     columns_of_batch,
@@ -158,7 +159,9 @@ class Summarizer:
         result = TickResult()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
-        for batch in self._read(state, now):  # each batch summarised as it is read: memory stays bounded
+        # each batch summarised as it is read (memory stays bounded), the next read meanwhile; the reader
+        # has set the cursors in ``state`` once the loop is through
+        for batch in read_ahead(self._read(state, now)):
             result.rows += batch.num_rows
             for series, part in self._versions(batch):
                 with failures.guard(series, "summarise", f"{part.num_rows} rows"):
@@ -378,7 +381,7 @@ class Summarizer:
         would fail at every tick: it is counted once and the window starts again from these rows. A
         stored performance that cannot be read is dropped the same way (labels landing recompute it)."""
         width, start = key[4], key[5]
-        delta = settled_summary(_merged(item["deltas"]))  # the stored form: lists, states
+        delta = settled_summary(_merged(item["deltas"]))  # the stored form (sketches stay lazy: written as lists)
         summary, restarted = delta, False
         if old is not None:
             try:

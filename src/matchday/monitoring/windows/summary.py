@@ -17,8 +17,6 @@ import pyarrow as pa
 
 from matchday.monitoring.drift import (
     merge_summaries,
-    settled_column,
-    settled_table,
     summarize_coded,
     summarize_sketched,
     summarize_table,
@@ -215,22 +213,12 @@ def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | Non
 
 
 def settled_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """A lazy summary (`summarize_columns` with ``lazy``, and merges of such) in its stored form: sketch
-    buckets listed, the CBPE estimate as its state. A copy where anything changes; the stored form as it is."""
+    """A lazy summary (`summarize_columns` with ``lazy``, and merges of such) in its stored form: the
+    CBPE estimate as its state. (Sketch buckets stay `Buckets`: the store writes them as lists.)"""
     outputs = summary["outputs"]
-    cbpe = outputs.get("cbpe")
-    if isinstance(cbpe, CBPEEstimate) or "values" in outputs:
-        outputs = dict(outputs)
-        if isinstance(cbpe, CBPEEstimate):
-            outputs["cbpe"] = cbpe.to_state()
-        if "values" in outputs:
-            outputs["values"] = settled_column(outputs["values"])
-    return {
-        **summary,
-        "latency": settled_column(summary["latency"]),
-        "inputs": settled_table(summary["inputs"]),
-        "outputs": outputs,
-    }
+    if isinstance(outputs.get("cbpe"), CBPEEstimate):
+        return {**summary, "outputs": {**outputs, "cbpe": outputs["cbpe"].to_state()}}
+    return summary
 
 
 def _merge_outputs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
