@@ -86,7 +86,8 @@ def run(console: Console, ws: Workspace) -> None:
     with running_server(ws) as url, Client(url) as client:
         console.print(
             f"server up at {url} (own JSON at /v1, Open Inference Protocol at /v2, Prometheus at /metrics); "
-            "its worker (monitoring, rollout controller, webhooks) runs beside it, as `matchday serve` starts one"
+            "its worker (monitoring, rollout controller, webhooks) runs beside it, as `matchday serve` starts one, "
+            "and the prediction log is written by a process of its own"
         )
         one = client.predict("fraud", rows[:1], ids=["tx-0"])
         console.print(f"POST /v1/deployments/fraud/predict → {one['predictions'][0]}")
@@ -121,6 +122,12 @@ def run(console: Console, ws: Workspace) -> None:
         answer = client.feedback("fraud", labels + [{"id": "tx-unknown", "label": 0}])
         console.print(
             f"POST /v1/deployments/fraud/feedback: {answer['joined']} labels joined, unknown: {answer['unknown']}"
+        )
+        metrics = httpx.get(f"{url}/metrics").text
+        console.print(
+            f"prediction log: {_sample(metrics, 'matchday_prediction_log_written_rows'):,.0f} rows shipped to the "
+            f"database by the log process, {_sample(metrics, 'matchday_prediction_log_queue_rows'):,.0f} waiting "
+            "(feedback waits for the rows it labels)"
         )
         refused = httpx.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": [{"id": "tx-1", "label": "yes"}]})
         problem = refused.json()["details"][0]
@@ -202,4 +209,7 @@ def _hostile(console: Console, ws: Workspace, client: Client, url: str, row: dic
 
 
 def _sample(metrics: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name + "{"))
+    """The sum of a metric's samples (every label set, or the one unlabelled sample)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith((name + "{", name + " "))
+    )

@@ -80,14 +80,21 @@ class SketchedValues:
     finite: np.ndarray  # bool
     keys: np.ndarray  # int64 bucket of the magnitude (0 where not finite)
     zero: np.ndarray  # bool: finite and within _ZERO of zero
+    side: np.ndarray  # int8: the sketch side a value counts in, 1 positive, -1 negative, 0 neither (zero, not finite)
 
     def take(self, index: np.ndarray) -> SketchedValues:
-        return SketchedValues(self.values[index], self.finite[index], self.keys[index], self.zero[index])
+        return SketchedValues(
+            self.values[index], self.finite[index], self.keys[index], self.zero[index], self.side[index]
+        )
 
     def slice(self, start: int, stop: int) -> SketchedValues:
         """Rows ``start`` to ``stop`` (views: `take` of a contiguous range, without copying)."""
         return SketchedValues(
-            self.values[start:stop], self.finite[start:stop], self.keys[start:stop], self.zero[start:stop]
+            self.values[start:stop],
+            self.finite[start:stop],
+            self.keys[start:stop],
+            self.zero[start:stop],
+            self.side[start:stop],
         )
 
 
@@ -141,7 +148,11 @@ def sketch_keys(values: np.ndarray) -> SketchedValues:
         np.log(magnitude, out=magnitude)
         np.divide(magnitude, _LOG_GAMMA, out=magnitude)
         np.ceil(magnitude, out=magnitude)
-    return SketchedValues(values, finite, magnitude.astype(np.int64), zero)
+    counted = finite & ~zero
+    side = np.zeros(values.size, dtype=np.int8)
+    side[counted & (values > 0)] = 1
+    side[counted & (values < 0)] = -1
+    return SketchedValues(values, finite, magnitude.astype(np.int64), zero, side)
 
 
 def summarize_sketched(
@@ -150,9 +161,19 @@ def summarize_sketched(
     """A numeric column's summary; ``rows`` (a mask): of those rows only, as of ``sketched.take(rows)``
     without the copy. ``lazy``: its sketch's buckets as `Buckets` (arrays, merged without being listed)
     until they are written (`Buckets.to_json`), for summaries merged many times before they are stored."""
-    finite = sketched.finite if rows is None else sketched.finite & rows
-    size = sketched.values.size if rows is None else int(np.count_nonzero(rows))
-    finite_values = sketched.values[finite]
+    if rows is None:
+        size = sketched.values.size
+        every = bool(sketched.finite.all())  # the common case: no copy of the values
+        finite_values = sketched.values if every else sketched.values[sketched.finite]
+        positive = sketched.keys[sketched.side == 1]
+        negative = sketched.keys[sketched.side == -1]
+        zeros = int(np.count_nonzero(sketched.zero))
+    else:
+        size = int(np.count_nonzero(rows))
+        finite_values = sketched.values[sketched.finite & rows]
+        positive = sketched.keys[(sketched.side == 1) & rows]
+        negative = sketched.keys[(sketched.side == -1) & rows]
+        zeros = int(np.count_nonzero(sketched.zero & rows))
     out: dict[str, Any] = {
         "kind": "numeric",
         "count": int(finite_values.size),
@@ -164,13 +185,9 @@ def summarize_sketched(
         out.update(min=lo, max=hi)
     else:
         out["moments"] = NO_VALUES.to_json()
-    zero = sketched.zero if rows is None else sketched.zero & rows
-    counted = finite & ~sketched.zero
-    positive = sketched.keys[counted & (sketched.values > 0)]
-    negative = sketched.keys[counted & (sketched.values < 0)]
     out["sketch"] = {
         "alpha": ALPHA,
-        "zero": int(zero.sum()),
+        "zero": zeros,
         "positive": Buckets.of_keys(positive) if lazy else _bucket_counts(positive),
         "negative": Buckets.of_keys(negative) if lazy else _bucket_counts(negative),
     }

@@ -77,6 +77,7 @@ class LogProcess:
         self._reader: threading.Thread | None = None
         self._sender = threading.Thread(target=self._run_sender, name="matchday-log-sender", daemon=True)
         self._stopping = False
+        self._closed = False
         self._next_start = 0.0
 
     # -- the request side ---------------------------------------------------------------------
@@ -89,7 +90,7 @@ class LogProcess:
         now = time.monotonic()
         with self._cond:
             self._submitted += len(rows)
-            if self._queued_rows + len(rows) <= self.max_queue:
+            if not self._closed and self._queued_rows + len(rows) <= self.max_queue:
                 self._queue.extend((now, r) for r in rows)
                 self._queued_rows += len(rows)
                 if self._queued_rows >= SEND_ROWS:
@@ -144,6 +145,8 @@ class LogProcess:
             self._queued_rows = 0
             self._cond.notify_all()
         self._spill(leftover)
+        with self._cond:
+            self._closed = True  # a row submitted from now on (a request still in flight) is spooled at once
 
     # -- the sender thread --------------------------------------------------------------------
     def _run_sender(self) -> None:
@@ -182,7 +185,7 @@ class LogProcess:
             self._write_rows(rows)
             rows = []
             if not self._write(_FLUSH + struct.pack("<q", item)):
-                self._answer_flush(item, True)  # what it waited for was spooled: durable, the next child ships it
+                self._answer_flush(item, False)  # what it waited for was spooled: durable, not yet in the database
         self._write_rows(rows)
 
     def _write_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -201,7 +204,11 @@ class LogProcess:
         for _ in range(2):  # a child found dead is replaced once per message at most
             rows_out = self._rows_out
             if rows_out is None:
-                if not self._start_child():
+                try:
+                    if not self._start_child():
+                        return False
+                except Exception:  # no process can be started now: the caller spools, a later message tries again
+                    log.exception("prediction log: cannot start the log process")
                     return False
                 continue
             try:
