@@ -12,12 +12,15 @@ import pytest
 from test_prediction_log import ids, make_rows, spool_files, submit_from_threads, wait_until
 
 from matchday.monitoring import LogProcess
-from matchday.monitoring.log.spool import Spool
+from matchday.monitoring.log.spool import Spool, read_rows
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace, open_log_writer
 
 
-def log_process(workspace: Workspace, **options: float) -> LogProcess:
+def log_process(workspace: Workspace, *, migrate: bool = True, **options: float) -> LogProcess:
+    """A log process for this workspace's database, migrated first (as the server does before it starts one)."""
+    if migrate:
+        _ = workspace.database
     return LogProcess(partial(open_log_writer, workspace.settings), workspace.spool_dir, **options)
 
 
@@ -98,12 +101,11 @@ def test_rows_spooled_by_a_writer_that_died_are_shipped_by_the_next_child(worksp
 def test_rows_no_child_can_take_wait_in_a_spool_file_for_the_next(workspace: Workspace) -> None:
     writer = log_process(workspace)
     writer.start()
-    writer.close()  # no child any more: what comes now cannot be sent
+    writer.close()  # no child any more: what comes now cannot be sent (a request still in flight)
     rows = make_rows(20)
     writer.submit(rows)
     writer.close()
     assert not logged(workspace)
-    assert writer.stats().spooled_rows == 20
     files = spool_files(workspace.spool_dir)
     assert len(files) == 1
     adopter = log_process(workspace)
@@ -113,3 +115,98 @@ def test_rows_no_child_can_take_wait_in_a_spool_file_for_the_next(workspace: Wor
     finally:
         adopter.close()
     assert sorted(logged(workspace)) == sorted(ids(rows))
+
+
+@pytest.mark.slow
+def test_rows_in_the_pipe_when_the_child_dies_are_not_lost(workspace: Workspace) -> None:
+    """Rows the child had not journaled yet (still in the pipe, or read and not yet on disk) are kept
+    by the server until the child says they are journaled, and spooled for the next child."""
+    writer = log_process(workspace)
+    writer.start()
+    try:
+        assert writer.flush(30.0)  # the child is up and reading
+        stuck = child_pid(writer)
+        os.kill(stuck, signal.SIGSTOP)  # it reads nothing from now on
+        rows = make_rows(400)
+        for i in range(0, 400, 20):
+            writer.submit(rows[i : i + 20])
+        wait_until(lambda: writer.stats().queue_depth == 400, timeout=10)  # sent, none journaled
+        os.kill(stuck, signal.SIGKILL)
+        os.kill(stuck, signal.SIGCONT)
+        assert writer.flush(30.0)  # a new child ships what the dead one never journaled
+        assert child_pid(writer) != stuck
+        assert sorted(logged(workspace)) == sorted(ids(rows))
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+def test_a_child_starts_and_journals_while_the_database_is_away(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from test_prediction_log import UNREACHABLE
+
+    from matchday.config import Settings
+
+    away = Workspace(Settings(home=tmp_path / "home", database_url=UNREACHABLE))
+    writer = log_process(away, migrate=False)
+    writer.start()
+    try:
+        first = child_pid(writer)
+        writer.submit(make_rows(30))
+        wait_until(lambda: not writer.stats().database_available, timeout=30)
+        assert writer.stats().spooled_rows == 30  # journaled in the child, waiting for the database
+        assert not writer.flush(1.0)  # not in the database
+        assert child_pid(writer) == first  # no crash, no restart loop
+    finally:
+        writer.close(timeout=5)
+    assert sum(len(read_rows(f)) for f in spool_files(away.spool_dir)) == 30  # left for the next start
+
+
+@pytest.mark.slow
+def test_rows_spooled_in_the_server_are_in_the_database_when_flush_returns(workspace: Workspace) -> None:
+    writer = log_process(workspace, max_queue=10)  # a small queue: most of these spill in the server
+    writer.start()
+    try:
+        rows = make_rows(200)
+        for i in range(0, 200, 25):
+            writer.submit(rows[i : i + 25])
+        assert writer.flush(30.0)
+        assert sorted(logged(workspace)) == sorted(ids(rows))
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+def test_a_row_that_cannot_be_written_is_set_aside_and_the_rest_logged(workspace: Workspace) -> None:
+    rows = make_rows(5)
+    bad = make_rows(1, start=5)[0]
+    bad["inputs"]["self"] = bad  # a row that holds itself: no JSON for it
+    writer = log_process(workspace)
+    writer.start()
+    try:
+        writer.submit([*rows[:2], bad, *rows[2:]])
+        assert writer.flush(30.0)
+        assert sorted(logged(workspace)) == sorted(ids(rows))
+    finally:
+        writer.close()
+    rejected = list(workspace.spool_dir.glob("rejected-server-*.jsonl"))
+    assert len(rejected) == 1 and bad["request_id"] in rejected[0].read_text()
+
+
+@pytest.mark.slow
+def test_a_lone_row_leaves_the_server_within_the_send_interval(workspace: Workspace) -> None:
+    """A row arriving alone is sent once it has waited ``send_interval``, not when something else
+    happens to wake the sender (its kill -9 bound is that interval)."""
+    writer = log_process(workspace, send_interval=0.01)
+    writer.start()
+    try:
+        assert writer.flush(30.0)
+        waits = []
+        for row in make_rows(11):
+            started = time.monotonic()
+            writer.submit([row])
+            wait_until(lambda: writer._queued_rows == 0, timeout=5)  # handed to the pipe
+            waits.append(time.monotonic() - started)
+            time.sleep(0.05)
+        assert sorted(waits)[5] < 0.08, waits  # the median: 10 ms and a thread switch, even on a busy machine
+    finally:
+        writer.close()

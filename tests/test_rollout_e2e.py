@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from server_process import MATCHDAY, ServerProcess, http
+from server_process import MATCHDAY, ServerProcess, http, wait_until
 
 from matchday.demo import transactions
 from matchday.rollout import RolloutError
@@ -308,6 +308,8 @@ def test_a_canary_that_cannot_even_load_is_answered_by_the_baseline_and_rolled_b
 def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
     url = fleet.url
     drive([url], lambda: True, label=False)  # some logged traffic to warm the new version with
+    log = fleet.workspace.prediction_log  # (the log is written after the answers: wait for it)
+    wait_until(lambda: log.count("fraud") >= 10, timeout=30, what="the traffic to be logged")
     start(url, "fraud:2", strategy="bluegreen")
     deadline = time.monotonic() + 20
     while status(url)["phase"] != "switched" and time.monotonic() < deadline:

@@ -514,8 +514,11 @@ def test_a_database_outage_mid_load_loses_nothing(served, workspace, database_ur
     _set_connections(database_url, False)
     try:
         during = _fire(served.url, 200)
-        metrics = http.get(f"{served.url}/metrics").text
-        assert "matchday_prediction_log_database_up 0.0" in metrics
+        wait_until(  # the log process reports the outage once it has tried to ship these rows
+            lambda: "matchday_prediction_log_database_up 0.0" in http.get(f"{served.url}/metrics").text,
+            timeout=10,
+            what="the metrics to show the database down",
+        )
     finally:
         _set_connections(database_url, True)
     assert len(during) == 200  # serving went on while the database was away

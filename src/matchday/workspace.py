@@ -126,12 +126,13 @@ class Workspace:
 
 @contextmanager
 def open_log_writer(settings: Settings) -> Iterator[PredictionLogWriter]:
-    """A writer over its own workspace, for the log process (`LogProcess`) to run."""
-    workspace = Workspace(settings)
+    """A writer for the log process (`LogProcess`) to run. Its database is not migrated (the server did)
+    and not even reached here: the process starts, and journals, while the database is away."""
+    database = Database(settings.resolved_database_url, migrate=False)
     try:
-        yield workspace.log_writer()
+        yield PredictionLogWriter(PredictionLogStore(database), settings.home.absolute() / "spool")
     finally:
-        workspace.close()
+        database.dispose()
 
 
 log = logging.getLogger("matchday.monitoring")

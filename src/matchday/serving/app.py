@@ -46,33 +46,40 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ = ws.database  # migrations run here, before the first request
         log_store = ws.prediction_log
-        writer = ws.server_log_writer()
-        writer.start()
-        metrics = ServingMetrics(writer.stats)
-        shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))
-        service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics, shadows)
         rollouts = ws.rollouts
         monitoring = ws.monitoring  # read by the API (it runs in the worker); a bad monitor stops the start here
         alerts = ws.alerts
-        metrics.registry.register(
-            WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state))
-        )
-        parts.start(
-            service=service, rollouts=rollouts, monitoring=monitoring, alerts=alerts, metrics=metrics, writer=writer
-        )
-        refresher = asyncio.get_running_loop().create_task(_refresh_every_second(metrics))
-        warming = asyncio.get_running_loop().create_task(_warm_then_ready(service, parts))
-        # listen once warm, as MLflow and MLServer do, so no client waits on a model load; a warm-up
-        # longer than this goes on in the background while the server answers /v2/health/live
-        await asyncio.wait({warming}, timeout=ws.settings.warm_before_listen)
-        try:
+        writer = ws.server_log_writer()
+        writer.start()
+        tasks: list[asyncio.Task[None]] = []
+        services: list[PredictionService] = []
+        try:  # from here on, whatever fails (or stops the start) stops what was started
+            metrics = ServingMetrics(writer.stats)
+            shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))
+            service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics, shadows)
+            services.append(service)
+            metrics.registry.register(
+                WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state))
+            )
+            parts.start(
+                service=service, rollouts=rollouts, monitoring=monitoring, alerts=alerts, metrics=metrics, writer=writer
+            )
+            loop = asyncio.get_running_loop()
+            tasks = [
+                loop.create_task(_refresh_every_second(metrics)),
+                loop.create_task(_warm_then_ready(service, parts)),
+            ]
+            # listen once warm, as MLflow and MLServer do, so no client waits on a model load; a warm-up
+            # longer than this goes on in the background while the server answers /v2/health/live
+            await asyncio.wait({tasks[1]}, timeout=ws.settings.warm_before_listen)
             yield
         finally:
-            for task in (warming, refresher):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await service.close()
+            for started in services:
+                await started.close()
             writer.close()
             ws.close()
             if multiprocess():

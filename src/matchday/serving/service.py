@@ -9,6 +9,7 @@ the rows after the answer is ready, through a bounded queue to a separate low-pr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -164,8 +165,13 @@ class PredictionService:
         batchers_in_use = {f"{plan.deployment}/{r.ref}" for plan in plans for r in plan.routes}
         for key in [k for k in self._batchers if k not in batchers_in_use]:
             self._spawn(self._batchers.pop(key).retire())  # requests already queued on it still get answers
-        for ref in [r for r in self._predictors if r not in in_use]:
+        unloaded = [r for r in self._predictors if r not in in_use]
+        for ref in unloaded:
             del self._predictors[ref]
+        if unloaded:  # a model loaded before start-up's `gc.freeze` is only collected once unfrozen
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     def _batcher(self, route: Route, predictor: Predictor, settings: DeploymentSettings) -> MicroBatcher:
         key = f"{route.deployment}/{route.ref}"

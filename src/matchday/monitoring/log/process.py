@@ -3,22 +3,25 @@
 Shipping rows to the database is Python work (SQLAlchemy, Arrow encoding) that, in the serving
 process, took the GIL from the requests: a third of a loaded server's CPU per request. Here the
 server keeps only a queue and one sender thread, which hands the rows, a few milliseconds' worth
-at a time, down a pipe to a child process; the child runs an ordinary `PredictionLogWriter`
-(journal, then database) with all of its guarantees.
+at a time, down a pipe to a child process; the child runs an ordinary `PredictionLogWriter`,
+journals each message as it arrives (fsynced) and acknowledges it, and ships from the journal.
 
 What can be lost: when the server is killed, the rows not yet sent (one send interval, 10 ms by
 default): what is in the pipe still reaches the child, which journals and ships it and exits at
-the pipe's end. When the child dies, what it had not journaled (its own flush interval); the rows
-the server could not hand to it go to a spool file that the next child adopts. A child that dies
-is replaced (not sooner than `RESTART_SECONDS`).
+the pipe's end. When the child dies, nothing: the server keeps every message until the child has
+journaled it, and spools the unacknowledged ones for the next child (a row journaled twice is
+logged once: the insert skips a known request id). A child that dies is replaced (not sooner than
+`RESTART_SECONDS`); rows no child can take wait in a spool file that the next one adopts.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import struct
@@ -33,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from matchday.monitoring.log.spool import Spool
+from matchday.monitoring.log.spool import Spool, set_aside
 from matchday.monitoring.log.writer import PredictionLogWriter, WriterStats
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ PIPE_BYTES = 1 << 20  # asked of the kernel for the rows' pipe (Linux; the defau
 _ROWS, _FLUSH = b"R", b"F"
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 OpenWriter = Callable[[], AbstractContextManager[PredictionLogWriter]]
+Item = tuple[float, dict[str, Any]] | int  # a queued row (with when it came), or a flush mark (its number)
 
 
 class LogProcess:
@@ -65,16 +69,24 @@ class LogProcess:
         self.send_interval = send_interval
         self._context = multiprocessing.get_context("spawn")  # fork would copy the event loop's threads
         self._cond = threading.Condition()
-        self._queue: deque[tuple[float, dict[str, Any]] | int] = deque()  # rows, and flush marks (their number)
+        self._queue: deque[Item] = deque()
         self._queued_rows = 0
-        self._submitted = 0
+        self._unacked: deque[tuple[int, list[dict[str, Any]]]] = deque()  # sent, not yet journaled by the child
+        self._sequence = 0  # messages of rows sent
         self._flushes = 0  # flush marks handed out
-        self._flushed: dict[int, bool] = {}  # the child's answers to flush marks
+        self._awaiting: set[int] = set()  # flush marks the current child has not answered
+        self._flushed: dict[int, bool] = {}  # answers to flush marks
         self._child_stats = WriterStats(0, 0.0, 0, 0, True)
-        self._spilled = 0  # rows the server put in spool files itself (no child to take them)
+        self._written_before = 0  # rows shipped by children before the current one
+        self._generation = 0  # which child the replies come from
+        self._child_died: int | None = None  # the generation of a child found dead by its reply reader
         self._process: Any = None
         self._rows_out: Any = None
-        self._reader: threading.Thread | None = None
+        self._readers: list[threading.Thread] = []
+        self._spill_lock = threading.Lock()
+        self._spill_spool: Spool | None = None  # rows no child took, held until a child can adopt them
+        self._spill_rows = 0
+        self._spilled_since_flush = False
         self._sender = threading.Thread(target=self._run_sender, name="matchday-log-sender", daemon=True)
         self._stopping = False
         self._closed = False
@@ -84,16 +96,19 @@ class LogProcess:
     def start(self) -> None:
         self._start_child()
         self._sender.start()
+        # an exit that skips `close` (a failed start-up): the pipe's end lets the child drain and exit,
+        # before multiprocessing's own exit hook waits for it
+        atexit.register(self._close_pipe)
 
     def submit(self, rows: Sequence[dict[str, Any]]) -> None:
         """Queue rows for the child; never waits. Past ``max_queue`` (no child keeps up) they are spooled."""
         now = time.monotonic()
         with self._cond:
-            self._submitted += len(rows)
             if not self._closed and self._queued_rows + len(rows) <= self.max_queue:
+                first = not self._queue
                 self._queue.extend((now, r) for r in rows)
                 self._queued_rows += len(rows)
-                if self._queued_rows >= SEND_ROWS:
+                if first or self._queued_rows >= SEND_ROWS:  # the sender's interval starts (or is over)
                     self._cond.notify_all()
                 return
         self._spill(list(rows))
@@ -108,7 +123,10 @@ class LogProcess:
             self._cond.notify_all()
             while mark not in self._flushed:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stopping:
+                if remaining <= 0 or self._closed:
+                    self._awaiting.discard(mark)
+                    with contextlib.suppress(ValueError):
+                        self._queue.remove(mark)
                     return False
                 self._cond.wait(min(remaining, 0.05))
             return self._flushed.pop(mark)
@@ -119,10 +137,10 @@ class LogProcess:
             lag = time.monotonic() - first if first is not None else 0.0
             child = self._child_stats
             return WriterStats(
-                self._queued_rows + child.queue_depth,
+                self._queued_rows + sum(len(rows) for _, rows in self._unacked) + child.queue_depth,
                 max(lag, child.lag_seconds),
-                child.spooled_rows + self._spilled,
-                child.written_rows,
+                child.spooled_rows + self._spill_rows,
+                self._written_before + child.written_rows,
                 child.database_available,
                 child.rejected_rows,
             )
@@ -139,31 +157,41 @@ class LogProcess:
             self._kill_child()  # write fails, and what it held is spooled for the next start
             self._sender.join(5.0)
         self._stop_child(max(deadline - time.monotonic(), 1.0))
-        with self._cond:  # what the sender could not hand over: spooled for the next start
+        with self._cond:  # what the sender could not hand over, or the child did not journal
             leftover = [item[1] for item in self._queue if isinstance(item, tuple)]
+            leftover += [row for _, rows in self._unacked for row in rows]
             self._queue.clear()
+            self._unacked.clear()
             self._queued_rows = 0
+            self._closed = True  # a row submitted from now on (a request still in flight) is spooled at once
             self._cond.notify_all()
         self._spill(leftover)
-        with self._cond:
-            self._closed = True  # a row submitted from now on (a request still in flight) is spooled at once
+        self._release_spill()
+        atexit.unregister(self._close_pipe)
 
     # -- the sender thread --------------------------------------------------------------------
     def _run_sender(self) -> None:
         while True:
             with self._cond:
                 self._gather()
-                if self._stopping and not self._queue:
+                died, self._child_died = self._child_died, None
+                if self._stopping and not self._queue and died is None:
                     return
                 items = list(self._queue)
                 self._queue.clear()
                 self._queued_rows = 0
-            self._send(items)
+            if died is not None and died == self._generation:  # (not a child already replaced)
+                self._child_gone()
+            try:
+                self._send(items)
+            except Exception:  # never let the sender die: the rows are spooled, loudly
+                log.exception("prediction log: sending rows to the log process failed; spooling them")
+                self._spill([item[1] for item in items if isinstance(item, tuple)])
 
     def _gather(self) -> None:
-        """Wait (holding ``_cond``) until the queue holds something due: rows queued for
-        ``send_interval``, ``SEND_ROWS`` rows, a flush mark, or a stop."""
-        while not self._stopping:
+        """Wait (holding ``_cond``) until something is due: rows queued for ``send_interval``,
+        ``SEND_ROWS`` rows, a flush mark, a dead child, or a stop."""
+        while not self._stopping and self._child_died is None:
             if self._queue:
                 if self._queued_rows >= SEND_ROWS or any(isinstance(item, int) for item in self._queue):
                     return
@@ -175,57 +203,90 @@ class LogProcess:
             else:
                 self._cond.wait()
 
-    def _send(self, items: list[tuple[float, dict[str, Any]] | int]) -> None:
+    def _send(self, items: list[Item]) -> None:
         """Rows and flush marks down the pipe, in order; a dead child's share is spooled and it is replaced."""
         rows: list[dict[str, Any]] = []
         for item in items:
             if isinstance(item, tuple):
                 rows.append(item[1])
                 continue
-            self._write_rows(rows)
+            self._send_rows(rows)
             rows = []
-            if not self._write(_FLUSH + struct.pack("<q", item)):
-                self._answer_flush(item, False)  # what it waited for was spooled: durable, not yet in the database
-        self._write_rows(rows)
+            self._send_flush(item)
+        self._send_rows(rows)
 
-    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+    def _send_rows(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        try:
-            data = orjson.dumps(rows, option=_DUMP, default=str)
-        except Exception:  # a row orjson cannot write: the spool's own fallback sets it aside
-            self._spill(rows)
+        data = self._dumped(rows)
+        if data is None:
             return
-        if not self._write(_ROWS + data):
-            self._spill(rows)
+        with self._cond:
+            self._sequence += 1
+            sequence = self._sequence
+            self._unacked.append((sequence, rows))  # until the child says it journaled them
+        if not self._write(_ROWS + struct.pack("<q", sequence) + data):
+            self._child_gone()  # spools the unacknowledged rows, these among them
+
+    def _send_flush(self, mark: int) -> None:
+        adopt = self._spilled_since_flush  # rows spooled here since the last mark: the child ships them first
+        if adopt:
+            self._release_spill()
+            self._spilled_since_flush = False
+        with self._cond:
+            self._awaiting.add(mark)
+        if not self._write(_FLUSH + struct.pack("<q?", mark, adopt)):
+            self._child_gone()  # the mark goes to the next child, after what this one did not journal
+
+    def _dumped(self, rows: list[dict[str, Any]]) -> bytes | None:
+        """The rows as one JSON array; a row orjson cannot write (even as text) is set aside, with why."""
+        try:
+            return orjson.dumps(rows, option=_DUMP, default=str)
+        except Exception:
+            kept = self._writable(rows)
+            return orjson.dumps(kept, option=_DUMP, default=str) if kept else None
+
+    def _writable(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows JSON can hold; the others kept in ``rejected-server-<pid>.jsonl`` with the reason."""
+        kept = []
+        for row in rows:
+            try:
+                orjson.dumps(row, option=_DUMP, default=str)
+                kept.append(row)
+            except Exception as exc:
+                self.spool_dir.mkdir(parents=True, exist_ok=True)
+                path = self.spool_dir / f"rejected-server-{os.getpid()}.jsonl"
+                set_aside(path, row, exc)
+                log.error(
+                    "prediction log: row %s cannot be written (%s); kept in %s", row.get("request_id"), exc, path.name
+                )
+        return kept
 
     def _write(self, message: bytes) -> bool:
-        """Send one message to the child (starting one if needed); False when no child took it."""
-        for _ in range(2):  # a child found dead is replaced once per message at most
-            rows_out = self._rows_out
-            if rows_out is None:
-                try:
-                    if not self._start_child():
-                        return False
-                except Exception:  # no process can be started now: the caller spools, a later message tries again
-                    log.exception("prediction log: cannot start the log process")
-                    return False
-                continue
+        """Send one message to the child (starting one if none runs); False when no child took it."""
+        if self._rows_out is None:
+            wait = self._next_start - time.monotonic()
+            if wait > 0 and not self._stopping:  # a child died just now: the next one after the pause
+                time.sleep(min(wait, RESTART_SECONDS))
             try:
-                rows_out.send_bytes(message)
-                return True
-            except (BrokenPipeError, ConnectionResetError, OSError, ValueError):
-                self._child_gone()
-        return False
+                if not self._start_child():
+                    return False
+            except Exception:  # no process can be started now: the caller spools, a later message tries again
+                log.exception("prediction log: cannot start the log process")
+                return False
+        try:
+            self._rows_out.send_bytes(message)
+            return True
+        except (OSError, ValueError, TypeError):  # a dead child (or a pipe closed at exit)
+            return False
 
     # -- the child ----------------------------------------------------------------------------
     def _start_child(self) -> bool:
-        if self._stopping and self._rows_out is None:
-            return False
         now = time.monotonic()
-        if now < self._next_start:
+        if (self._stopping and self._rows_out is None) or now < self._next_start:
             return False
         self._next_start = now + RESTART_SECONDS
+        self._release_spill()  # the new child adopts what was spooled meanwhile
         rows_in, rows_out = self._context.Pipe(duplex=False)
         replies_in, replies_out = self._context.Pipe(duplex=False)
         _widen(rows_out)
@@ -233,33 +294,62 @@ class LogProcess:
             target=run_log_process,
             args=(self.open_writer, rows_in, replies_out),
             name="matchday-log",
-            # daemonic: ended at a normal interpreter exit that skipped `close` (its journal is adopted later);
-            # a server killed outright leaves it running until it has shipped what it was sent
+            # daemonic: multiprocessing's exit hook stops it if `close` was skipped (after `_close_pipe`
+            # let it drain); a server killed outright leaves it running until it has shipped what it was sent
             daemon=True,
         )
         process.start()
         rows_in.close()  # the child holds the only reading end now
         replies_out.close()
-        self._process, self._rows_out = process, rows_out
-        self._reader = threading.Thread(
-            target=self._read_replies, args=(replies_in,), name="matchday-log-replies", daemon=True
+        with self._cond:
+            self._generation += 1
+            self._child_stats = WriterStats(0, 0.0, 0, 0, self._child_stats.database_available)
+            self._process, self._rows_out = process, rows_out
+        reader = threading.Thread(
+            target=self._read_replies,
+            args=(replies_in, self._generation),
+            name="matchday-log-replies",
+            daemon=True,
         )
-        self._reader.start()
+        reader.start()
+        self._readers = [r for r in self._readers if r.is_alive()] + [reader]
         return True
 
     def _child_gone(self) -> None:
+        """The child is dead (or not reading): what it did not journal is spooled, its flush marks
+        answered (not in the database), and the next message starts another."""
         process = self._process
         if process is not None:
             process.join(0.5)
+            if process.is_alive():
+                process.kill()
+                process.join(5.0)
             log.warning("prediction log process (pid %s) exited with code %s", process.pid, process.exitcode)
+        with self._cond:
+            unjournaled = [row for _, rows in self._unacked for row in rows]
+            self._unacked.clear()
+            for mark in sorted(self._awaiting, reverse=True):  # asked again of the next child (after the spool)
+                if self._stopping:
+                    self._flushed[mark] = False
+                else:
+                    self._queue.appendleft(mark)
+            self._awaiting.clear()
+            self._written_before += self._child_stats.written_rows
+            self._child_stats = WriterStats(0, 0.0, 0, 0, self._child_stats.database_available)
+            self._generation += 1  # late replies of the dead child are ignored
+            self._cond.notify_all()
         self._drop_child()
+        self._spill(unjournaled)
 
     def _drop_child(self) -> None:
-        if self._rows_out is not None:
+        rows_out, self._rows_out, self._process = self._rows_out, None, None
+        if rows_out is not None:
             with contextlib.suppress(OSError):
-                self._rows_out.close()
-        self._rows_out = None
-        self._process = None
+                rows_out.close()
+
+    def _close_pipe(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self._rows_out.close()
 
     def _kill_child(self) -> None:
         process = self._process
@@ -269,7 +359,7 @@ class LogProcess:
 
     def _stop_child(self, timeout: float) -> None:
         process = self._process
-        self._drop_child()  # the end of the pipe: the child drains what it holds and exits
+        self._drop_child()  # the end of the pipe: the child journals what it holds, ships it and exits
         if process is None:
             return
         process.join(timeout)
@@ -277,41 +367,66 @@ class LogProcess:
             log.warning("prediction log process did not finish in %.0f s; its spool stays for the next start", timeout)
             process.kill()  # (it ignores SIGTERM: see `run_log_process`)
             process.join(5.0)
-        if self._reader is not None:
-            self._reader.join(5.0)
+        for reader in self._readers:  # its last acknowledgements, read to the pipe's end
+            reader.join(5.0)
 
-    def _read_replies(self, replies: Any) -> None:
-        """The child's reports (its writer's state, answers to flush marks) until its end of the pipe."""
+    def _read_replies(self, replies: Any, generation: int) -> None:
+        """The child's reports (its writer's state, journaled messages, answers to flush marks) until
+        its end of the pipe; there, a child the server did not stop has died."""
         with replies:
             while True:
                 try:
                     kind, *rest = replies.recv()
                 except (EOFError, OSError):
-                    return
+                    break
                 with self._cond:
-                    if kind == "stats":
+                    if generation != self._generation:
+                        continue
+                    if kind == "journaled":
+                        while self._unacked and self._unacked[0][0] <= rest[0]:
+                            self._unacked.popleft()
+                    elif kind == "stats":
                         self._child_stats = WriterStats(*rest[0])
-                    elif kind == "flushed":
+                    elif kind == "flushed" and rest[0] in self._awaiting:
+                        self._awaiting.discard(rest[0])
                         self._flushed[rest[0]] = rest[1]
                     self._cond.notify_all()
-
-    def _answer_flush(self, mark: int, ok: bool) -> None:
         with self._cond:
-            self._flushed[mark] = ok
-            self._cond.notify_all()
+            if generation == self._generation and self._rows_out is not None:
+                self._child_died = generation  # the sender spools what it did not journal and starts another
+                self._cond.notify_all()
 
+    # -- rows no child took -------------------------------------------------------------------
     def _spill(self, rows: list[dict[str, Any]]) -> None:
-        """Rows no child took, in a spool file of their own left for the next child to adopt."""
+        """Rows in a spool file of the server's, released (for a child to adopt) at the next child's
+        start, flush mark or `close`."""
         if not rows:
             return
-        spool = Spool(self.spool_dir)
-        try:
-            spool.append(rows)
-        finally:
-            spool.close()  # released, not removed: its rows wait for an adopter
-        with self._cond:
-            self._spilled += len(rows)
-        log.warning("prediction log: %d row(s) spooled in %s for the next writer", len(rows), spool.path.name)
+        with self._spill_lock:
+            if self._spill_spool is None:
+                self._spill_spool = Spool(self.spool_dir)
+                log.warning("prediction log: rows the log process cannot take go to %s", self._spill_spool.path.name)
+            try:
+                try:
+                    self._spill_spool.append(rows)
+                except OSError:
+                    raise
+                except Exception:  # a row JSON cannot hold: set aside, the others spooled
+                    rows = self._writable(rows)
+                    self._spill_spool.append(rows)
+            except Exception:  # the disk itself: nothing else can keep them
+                log.exception("prediction log: %d row(s) could not be spooled and are lost", len(rows))
+                return
+            self._spill_rows += len(rows)
+            self._spilled_since_flush = True
+        if self._closed:  # no child will ask for it: released at once, for the next server's to adopt
+            self._release_spill()
+
+    def _release_spill(self) -> None:
+        with self._spill_lock:
+            if self._spill_spool is not None:
+                self._spill_spool.close()  # released, not removed: its rows wait for an adopter
+                self._spill_spool, self._spill_rows = None, 0
 
 
 def _widen(connection: Any) -> None:
@@ -322,7 +437,8 @@ def _widen(connection: Any) -> None:
 
 # -- the child process ----------------------------------------------------------------------------
 def run_log_process(open_writer: OpenWriter, rows_in: Any, replies: Any) -> None:
-    """The log process: a writer fed from the pipe until its end (the server closed it, or died).
+    """The log process: each message journaled (fsynced) and acknowledged as it arrives, until the
+    pipe's end (the server closed it, or died); then what is journaled is shipped and it exits.
 
     A signal to the whole group (Ctrl-C, a supervisor's SIGTERM) reaches this process too: the server,
     stopping, closes the pipe after its last rows, and a server that is gone closed it already, so
@@ -338,7 +454,7 @@ def run_log_process(open_writer: OpenWriter, rows_in: Any, replies: Any) -> None
 
     with open_writer() as writer:
         writer.start()
-        flushes: queue.Queue[int | None] = queue.Queue()
+        flushes: queue.Queue[tuple[int, bool] | None] = queue.Queue()
         helpers = [
             threading.Thread(target=_report_stats, args=(writer, reply, stopped), daemon=True),
             threading.Thread(target=_answer_flushes, args=(writer, flushes, reply), daemon=True),
@@ -348,9 +464,10 @@ def run_log_process(open_writer: OpenWriter, rows_in: Any, replies: Any) -> None
         try:
             for kind, payload in _messages(rows_in):
                 if kind == _ROWS:
-                    writer.submit(orjson.loads(payload))
+                    writer.journal(orjson.loads(payload[8:]))
+                    reply("journaled", struct.unpack("<q", payload[:8])[0])
                 elif kind == _FLUSH:
-                    flushes.put(struct.unpack("<q", payload)[0])
+                    flushes.put(struct.unpack("<q?", payload))
         finally:
             flushes.put(None)
             writer.close()
@@ -381,6 +498,11 @@ def _report_stats(writer: PredictionLogWriter, reply: Callable[..., None], stopp
             sent, due = stats, time.monotonic() + STATS_INTERVAL
 
 
-def _answer_flushes(writer: PredictionLogWriter, flushes: queue.Queue[int | None], reply: Callable[..., None]) -> None:
-    while (mark := flushes.get()) is not None:
+def _answer_flushes(
+    writer: PredictionLogWriter, flushes: queue.Queue[tuple[int, bool] | None], reply: Callable[..., None]
+) -> None:
+    while (request := flushes.get()) is not None:
+        mark, adopt = request
+        if adopt:  # rows the server spooled itself: in the database before the answer
+            writer.adopt_orphans()
         reply("flushed", mark, writer.flush(30.0))

@@ -161,5 +161,15 @@ def _parse(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
         log.error("prediction log: %d unreadable line(s) in %s kept in %s", len(bad), path.name, corrupt.name)
 
 
+def set_aside(path: Path, row: dict[str, Any], exc: BaseException) -> None:
+    """Keep a row that cannot be logged, with the reason, in ``path`` (JSON lines) for a human to look at."""
+    try:
+        line = orjson.dumps({"error": str(exc), "row": row}, option=orjson.OPT_SERIALIZE_NUMPY, default=repr)
+    except Exception:
+        line = orjson.dumps({"error": str(exc), "row": repr(row)})
+    with open(path, "ab") as handle:
+        handle.write(line + b"\n")
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     return list(_parse(path.read_bytes(), path))

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from matchday.monitoring.log.spool import REPLAY_CHUNK, Spool, read_rows, same_file
+from matchday.monitoring.log.spool import REPLAY_CHUNK, Spool, read_rows, same_file, set_aside
 from matchday.store import PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,17 @@ class PredictionLogWriter:
                 self._cond.notify_all()
         if spill:
             self._journal(list(rows))  # durable, just not yet in the database
+
+    def journal(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows to the journal now (on disk when this returns) and queue them for the database:
+        for a caller that must know its rows are durable before it lets go of them (`LogProcess`)."""
+        with self._cond:
+            self._submitted += len(rows)
+        self._journal(list(rows))
+
+    def adopt_orphans(self) -> None:
+        """Ship the spool files of writers that are gone now, not at the next periodic look."""
+        self._adopt_orphans()
 
     def stats(self) -> WriterStats:
         with self._cond:
@@ -324,12 +335,7 @@ class PredictionLogWriter:
 
     def _reject(self, row: dict[str, Any], exc: BaseException) -> None:
         path = self.spool.directory / f"rejected-{self.spool.path.stem.removeprefix('prediction-log-')}.jsonl"
-        try:
-            line = orjson.dumps({"error": str(exc), "row": row}, option=orjson.OPT_SERIALIZE_NUMPY, default=repr)
-        except Exception:
-            line = orjson.dumps({"error": str(exc), "row": repr(row)})
-        with open(path, "ab") as handle:
-            handle.write(line + b"\n")
+        set_aside(path, row, exc)
         self._rejected += 1
         log.error("prediction log: the database refused row %s (%s); kept in %s", row.get("request_id"), exc, path.name)
 
