@@ -80,3 +80,39 @@ def test_a_model_without_probabilities_answers_none() -> None:
     labels, proba = predictor.predict_with_proba(X.head(5))
     assert proba is None
     np.testing.assert_array_equal(labels, predictor.predict(X.head(5)))
+
+
+@pytest.mark.parametrize("fitted_on", ["frame", "matrix"])
+def test_float_rows_give_the_answers_of_the_arrow_table_to_the_bit(fitted_on: str) -> None:
+    """A micro-batch of numbers goes to the model as one float matrix (`FloatRows`), not Arrow columns:
+    the same labels and probabilities, exactly, missing values included."""
+    import pyarrow as pa
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from matchday.registry import FloatRows, OutputSpec, Signature
+    from matchday.registry.signature import infer_inputs
+
+    X, y = _data("cancer")
+    X = X.copy()
+    X.iloc[::7, 3] = np.nan  # a column with missing values (the model handles them)
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(
+        X if fitted_on == "frame" else X.to_numpy(), y
+    )
+    predictor = pack_model(model).predictor
+    table = pa.Table.from_pandas(X, preserve_index=False)
+    predictor.signature = Signature(
+        inputs=infer_inputs(table), output=OutputSpec(task="classification", classes=[0, 1])
+    )
+    assert all(s.type == "float" for s in predictor.signature.inputs)
+    rows = X.iloc[:40]
+    table = table.slice(0, 40)
+    matrix = np.array([rows[c].tolist() for c in rows.columns], dtype=np.float64).T  # as serving builds it
+    as_rows = FloatRows(list(rows.columns), matrix)
+    assert predictor._takes_as_is(as_rows)
+    labels, proba = predictor.predict_with_proba(as_rows)
+    expected_labels, expected_proba = predictor.predict_with_proba(table)
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_array_equal(proba, expected_proba)
+    renamed = FloatRows(list(reversed(rows.columns)), matrix[:, ::-1])  # not in the signature's order: prepared
+    assert not predictor._takes_as_is(renamed)
+    np.testing.assert_array_equal(predictor.predict_with_proba(renamed)[1], expected_proba)

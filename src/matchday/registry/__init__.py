@@ -13,7 +13,7 @@ from matchday.registry.errors import (
     UnknownFlavor,
     UntrustedArtifact,
 )
-from matchday.registry.flavors import FLAVORS, Predictor
+from matchday.registry.flavors import FLAVORS, FloatRows, Predictor
 from matchday.registry.refs import ModelRef
 from matchday.registry.registry import Registry
 from matchday.registry.signature import ColumnSpec, OutputSpec, Signature
@@ -28,6 +28,7 @@ __all__ = [
     "ArtifactMissing",
     "ArtifactStore",
     "ColumnSpec",
+    "FloatRows",
     "InvalidInput",
     "InvalidModel",
     "InvalidModelRef",

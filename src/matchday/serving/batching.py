@@ -19,6 +19,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
+from matchday.registry import FloatRows
+
 
 @dataclass
 class Scored:
@@ -47,6 +49,15 @@ class Columns:
             [pa.array(v, type=self.types[n]) for n, v in self.values.items()], names=list(self.values)
         )
 
+    def to_model_input(self) -> pa.Table | FloatRows:
+        """What the model is given: every column a float, one float64 matrix (no Arrow array per
+        column); otherwise the Arrow table."""
+        if self.values and all(t == pa.float64() for t in self.types.values()):
+            # (columns, rows) -> its transpose: (rows, columns), column-major, as `as_pandas` makes it
+            matrix = np.array(list(self.values.values()), dtype=np.float64).reshape(len(self.values), self.num_rows)
+            return FloatRows(list(self.values), matrix.T)
+        return self.to_arrow()
+
     @staticmethod
     def concat(parts: list[Columns]) -> Columns:
         first = parts[0]
@@ -57,12 +68,12 @@ class Columns:
 Rows: TypeAlias = pa.Table | Columns  # a request's rows: typed lists, or a table (batch jobs, tests)
 
 
-def merge(tables: list[Rows]) -> tuple[pa.Table, list[int]]:
-    """One table of all rows, and the offsets where each request's rows start."""
+def merge(tables: list[Rows]) -> tuple[pa.Table | FloatRows, list[int]]:
+    """One table of all rows (or, all numbers, one matrix), and the offsets where each request's rows start."""
     offsets = list(accumulate((t.num_rows for t in tables), initial=0))
     columns = [t for t in tables if isinstance(t, Columns)]
     if len(columns) == len(tables) and all(list(c.values) == list(columns[0].values) for c in columns):
-        return Columns.concat(columns).to_arrow(), offsets
+        return Columns.concat(columns).to_model_input(), offsets
     arrow = [t.to_arrow() if isinstance(t, Columns) else t for t in tables]
     return (arrow[0] if len(arrow) == 1 else pa.concat_tables(arrow)), offsets
 
@@ -93,7 +104,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[pa.Table], Scored],
+        predict: Callable[[pa.Table | FloatRows], Scored],
         *,
         max_batch_size: int = 64,
         max_wait: float = 0.0,

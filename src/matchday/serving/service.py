@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from matchday.monitoring import LogWriter, json_safe
-from matchday.registry import OutputSpec, Predictor, Registry, RegistryError, Signature
+from matchday.registry import FloatRows, OutputSpec, Predictor, Registry, RegistryError, Signature
 from matchday.rollout import Deployments, DeploymentSettings, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
@@ -558,8 +558,8 @@ class PredictionService:
         await asyncio.to_thread(self.shadows.close)
 
 
-def _scorer(predictor: Predictor) -> Callable[[pa.Table], Scored]:
-    def score(table: pa.Table) -> Scored:
+def _scorer(predictor: Predictor) -> Callable[[pa.Table | FloatRows], Scored]:
+    def score(table: pa.Table | FloatRows) -> Scored:
         # NumPy's overflow warnings inside the model are not ours to print: a non-finite answer is
         # judged by `_input_to_blame` (the caller's input, or logged as the version's answer)
         with np.errstate(all="ignore"):

@@ -40,7 +40,7 @@ from matchday.monitoring.log.spool import Spool, set_aside
 from matchday.monitoring.log.writer import PredictionLogWriter, WriterStats
 
 log = logging.getLogger(__name__)
-SEND_INTERVAL = 0.01  # seconds rows gather in the server before they go down the pipe
+SEND_INTERVAL = 0.05  # seconds rows gather in the server before they go down the pipe (the kill -9 bound)
 SEND_ROWS = 2000  # or this many rows, whichever comes first
 STATS_INTERVAL = 0.25  # how often the child reports its writer's state
 RESTART_SECONDS = 1.0  # a child that died is not replaced sooner than this

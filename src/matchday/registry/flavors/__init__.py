@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from matchday.registry.errors import InvalidModel, UnknownFlavor
-from matchday.registry.flavors.base import Flavor, Packed, Predictor
+from matchday.registry.flavors.base import Flavor, FloatRows, Packed, Predictor
 from matchday.registry.flavors.callable import CallableFlavor
 from matchday.registry.flavors.mlflow import MlflowFlavor
 from matchday.registry.flavors.onnx import OnnxFlavor
@@ -64,4 +64,4 @@ def _not_a_model(model: Any, flavor: str | None) -> str:
     return f"a {type(model).__name__} is not a model matchday can register (expected {expected})"
 
 
-__all__ = ["FLAVORS", "Flavor", "Packed", "Predictor", "flavor_named", "load_packed", "pack_model"]
+__all__ = ["FLAVORS", "Flavor", "FloatRows", "Packed", "Predictor", "flavor_named", "load_packed", "pack_model"]

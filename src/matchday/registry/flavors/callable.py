@@ -54,6 +54,7 @@ def import_path_of(fn: Any) -> str | None:
 
 class CallablePredictor(Predictor):
     flavor = "callable"
+    accepts_float_rows = True  # it reads its input through as_pandas / as_matrix
 
     def __init__(self, target: str, proba: str | None = None) -> None:
         super().__init__()

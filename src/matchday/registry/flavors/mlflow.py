@@ -36,6 +36,7 @@ def _pyfunc() -> Any:
 
 class MlflowPredictor(Predictor):
     flavor = "mlflow"
+    accepts_float_rows = True  # it reads its input through as_pandas / as_matrix
 
     def __init__(self, path: Path) -> None:
         super().__init__()

@@ -34,6 +34,7 @@ class SklearnOptions(TypedDict, total=False):
 
 class SklearnPredictor(Predictor):
     flavor = "sklearn"
+    accepts_float_rows = True  # it reads its input through as_pandas / as_matrix
 
     def __init__(self, model: Any, flavor: str = "sklearn") -> None:
         super().__init__()
