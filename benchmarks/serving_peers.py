@@ -200,7 +200,10 @@ def measure(
 ) -> Run:
     proc, ready, url, script = start(server, work, mlflow, mlserver, serve_args)
     try:
-        wait_up(ready, proc)
+        try:
+            wait_up(ready, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{server}: {exc}\n{(work / f'{server}.log').read_text()[-2000:]}") from exc
         before_rows = logged_rows(work / "home") if server == "matchday" else None
         cpu = tree_cpu(proc.pid)
         rps, p50, p99, answered, failed = wrk(url, script, conns, seconds)
