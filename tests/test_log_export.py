@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from cli_in_process import run_in_process
-from server_process import ServerProcess, http
+from server_process import ServerProcess, http, wait_until
 
 import matchday.workspace
 from matchday.workspace import Workspace
@@ -78,6 +78,8 @@ def test_export_writes_a_row_per_prediction_with_inputs_probabilities_and_labels
 def test_export_by_time_and_its_errors(served, workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server, X = served
     http.post(f"{server.url}/v1/deployments/cancer/predict", json={"instances": X.iloc[:5].to_dict(orient="records")})
+    log = workspace.prediction_log  # (written after the answer: wait for it)
+    wait_until(lambda: log.count("cancer") == 5, timeout=30, what="the rows to be logged")
     out = tmp_path / "later.parquet"
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     result = export(workspace, "cancer", str(out), "--since", later)

@@ -454,6 +454,10 @@ def run_log_process(open_writer: OpenWriter, rows_in: Any, replies: Any) -> None
 
     with open_writer() as writer:
         writer.start()
+        try:
+            writer.store.warm()  # the first rows after a start are then as quick as the rest
+        except Exception as exc:  # the database is away: it is tried again when there are rows
+            log.info("prediction log process: the database could not be reached at start (%s)", exc)
         flushes: queue.Queue[tuple[int, bool] | None] = queue.Queue()
         helpers = [
             threading.Thread(target=_report_stats, args=(writer, reply, stopped), daemon=True),
