@@ -60,10 +60,12 @@ def numeric_from_values(values: np.ndarray) -> NumericSample:
     finite = values[np.isfinite(values)]
     finite.sort()
     distinct = int(np.count_nonzero(finite[1:] != finite[:-1])) + 1 if finite.size else 0
+    with np.errstate(over="ignore"):  # values near the float maximum: a spread of inf, not a printed warning
+        std = float(finite.std()) if finite.size else 0.0
     return NumericSample(
         finite,
         int(finite.size),
-        float(finite.std()) if finite.size else 0.0,
+        std,
         int(values.size - finite.size),
         True,
         distinct,

@@ -97,7 +97,8 @@ def wasserstein_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
     widths = np.diff(ticks, prepend=0)
     at_ref = (ticks + m - 1) // m - 1  # the step of Q_ref on (previous tick, tick]
     at_cur = (ticks + n - 1) // n - 1
-    return float(np.dot(widths, np.abs(ref[at_ref] - cur[at_cur])) / (n * m))
+    with np.errstate(over="ignore"):  # values near the float maximum: a distance of inf (drift), not a warning
+        return float(np.dot(widths, np.abs(ref[at_ref] - cur[at_cur])) / (n * m))
 
 
 def wasserstein_normed(ref: np.ndarray, cur: np.ndarray) -> float:
