@@ -422,15 +422,7 @@ def column_std(column: dict[str, Any]) -> float | None:
 
 
 def _bucket_counts(keys: np.ndarray) -> list[list[int]]:
-    if not keys.size:
-        return []
-    lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo > 1_000_000:  # not a realistic spread of buckets; sort instead of counting
-        uniques, counts = np.unique(keys, return_counts=True)
-        return np.column_stack([uniques, counts]).tolist()
-    counts = np.bincount(keys - lo)
-    present = np.flatnonzero(counts)
-    return np.column_stack([present + lo, counts[present]]).tolist()
+    return Buckets.of_keys(keys).to_list()
 
 
 def merge_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -482,15 +474,7 @@ def _merge_buckets(a: list[list[int]] | Buckets, b: list[list[int]] | Buckets) -
         return x.merge(y)
     if not len(a) or not len(b):
         return [list(p) for p in (a or b)]
-    pairs = np.array(a + b, dtype=np.int64)
-    keys = pairs[:, 0]
-    lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo > 1_000_000:  # not a realistic spread of buckets; sort instead of counting
-        uniques, inverse = np.unique(keys, return_inverse=True)
-        return np.column_stack([uniques, np.bincount(inverse, weights=pairs[:, 1]).astype(np.int64)]).tolist()
-    counts = np.bincount(keys - lo, weights=pairs[:, 1]).astype(np.int64)
-    present = np.flatnonzero(np.bincount(keys - lo))  # a bucket stays listed even where its count is 0
-    return np.column_stack([present + lo, counts[present]]).tolist()
+    return Buckets.of_pairs(a).merge(Buckets.of_pairs(b)).to_list()  # added by `_added`, then listed
 
 
 def sample_of_summary(column: dict[str, Any]) -> NumericSample | CategoricalSample:
