@@ -209,15 +209,11 @@ class PredictionLogStore:
         self.db = db
 
     def warm(self) -> None:
-        """Connect and prepare what the first `insert` would (its statement, the batch encoder), so a
-        fresh writer's first rows are not the slow ones. Nothing is written."""
+        """Connect, and load what encoding the first batch loads, so a fresh writer's first rows are not
+        the slow ones. Nothing is written."""
         log_batches.encode([], [])
         with self.db.session() as s:
             s.execute(sa.select(PredictionRow.id).limit(1)).all()
-            dialect = postgresql if self.db.dialect == "postgresql" else sqlite
-            dialect.insert(PredictionRow.__table__).on_conflict_do_nothing(index_elements=["request_id"]).compile(
-                dialect=s.get_bind().dialect
-            )
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert logged rows; a ``request_id`` already present is skipped, so replays are safe.
