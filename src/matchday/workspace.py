@@ -93,7 +93,7 @@ class Workspace:
 
     @property
     def spool_dir(self) -> Path:
-        return self.settings.home.absolute() / "spool"
+        return spool_dir_of(self.settings)
 
     def server_log_writer(self) -> LogWriter:
         """The writer a serving process logs through: in a process of its own unless the settings say not."""
@@ -124,13 +124,18 @@ class Workspace:
             self.database.dispose()
 
 
+def spool_dir_of(settings: Settings) -> Path:
+    """Where the prediction log's writers keep their journals."""
+    return settings.home.absolute() / "spool"
+
+
 @contextmanager
 def open_log_writer(settings: Settings) -> Iterator[PredictionLogWriter]:
     """A writer for the log process (`LogProcess`) to run. Its database is not migrated (the server did)
     and not even reached here: the process starts, and journals, while the database is away."""
     database = Database(settings.resolved_database_url, migrate=False)
     try:
-        yield PredictionLogWriter(PredictionLogStore(database), settings.home.absolute() / "spool")
+        yield PredictionLogWriter(PredictionLogStore(database), spool_dir_of(settings))
     finally:
         database.dispose()
 

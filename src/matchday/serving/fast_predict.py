@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,8 +20,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from matchday.errors import MatchdayError
-from matchday.serving.errors import PayloadTooLarge, status_for
-from matchday.serving.routes.parts import check_length, parse_json
+from matchday.serving.errors import status_for
+from matchday.serving.routes.parts import check_length, parse_json, read_chunks
 
 log = logging.getLogger("matchday.serving")
 _PREDICT = re.compile(r"/v1/deployments/([^/]+)/predict")
@@ -79,19 +79,18 @@ class FastPredict:
                 check_length(value.decode("latin-1"), self.max_body_bytes)
             elif key == b"inference-header-content-length":
                 header = value.decode("latin-1")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"the body is over the limit of {self.max_body_bytes:,} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), header
+        return await read_chunks(_received(receive), self.max_body_bytes), header
+
+
+async def _received(receive: Receive) -> AsyncIterator[bytes]:
+    """The body's chunks from the ASGI messages (Starlette's ``Request.stream``, without a Request)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 class ServingApp(FastAPI):

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from matchday.monitoring.log.spool import Spool, set_aside
+from matchday.monitoring.log.spool import Spool, dumps_rows, encoding_error, set_aside
 from matchday.monitoring.log.writer import PredictionLogWriter, WriterStats
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ STATS_INTERVAL = 0.25  # how often the child reports its writer's state
 RESTART_SECONDS = 1.0  # a child that died is not replaced sooner than this
 PIPE_BYTES = 1 << 20  # asked of the kernel for the rows' pipe (Linux; the default is 64 KiB)
 _ROWS, _FLUSH = b"R", b"F"
-_DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 OpenWriter = Callable[[], AbstractContextManager[PredictionLogWriter]]
 Item = tuple[float, dict[str, Any]] | int  # a queued row (with when it came), or a flush mark (its number)
 
@@ -241,25 +240,25 @@ class LogProcess:
     def _dumped(self, rows: list[dict[str, Any]]) -> bytes | None:
         """The rows as one JSON array; a row orjson cannot write (even as text) is set aside, with why."""
         try:
-            return orjson.dumps(rows, option=_DUMP, default=str)
+            return dumps_rows(rows)
         except Exception:
             kept = self._writable(rows)
-            return orjson.dumps(kept, option=_DUMP, default=str) if kept else None
+            return dumps_rows(kept) if kept else None
 
     def _writable(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows JSON can hold; the others kept in ``rejected-server-<pid>.jsonl`` with the reason."""
         kept = []
         for row in rows:
-            try:
-                orjson.dumps(row, option=_DUMP, default=str)
+            error = encoding_error(row)
+            if error is None:
                 kept.append(row)
-            except Exception as exc:
-                self.spool_dir.mkdir(parents=True, exist_ok=True)
-                path = self.spool_dir / f"rejected-server-{os.getpid()}.jsonl"
-                set_aside(path, row, exc)
-                log.error(
-                    "prediction log: row %s cannot be written (%s); kept in %s", row.get("request_id"), exc, path.name
-                )
+                continue
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            path = self.spool_dir / f"rejected-server-{os.getpid()}.jsonl"
+            set_aside(path, row, error)
+            log.error(
+                "prediction log: row %s cannot be written (%s); kept in %s", row.get("request_id"), error, path.name
+            )
         return kept
 
     def _write(self, message: bytes) -> bool:

@@ -141,8 +141,25 @@ def same_file(handle: IO[bytes], path: Path) -> bool:
         return False
 
 
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # rows as the journal writes them
+
+
 def _line(row: dict[str, Any]) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str) + b"\n"
+    return orjson.dumps(row, option=_OPTIONS, default=str) + b"\n"
+
+
+def dumps_rows(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Rows as one JSON array, encoded as the journal encodes each row."""
+    return orjson.dumps(rows, option=_OPTIONS, default=str)
+
+
+def encoding_error(row: dict[str, Any]) -> Exception | None:
+    """Why ``row`` cannot be written as JSON (even as text: a row that holds itself), or None."""
+    try:
+        _line(row)
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _parse(data: bytes, path: Path) -> Iterator[dict[str, Any]]:

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
-
-from matchday.monitoring.log.spool import REPLAY_CHUNK, Spool, read_rows, same_file, set_aside
+from matchday.monitoring.log.spool import REPLAY_CHUNK, Spool, encoding_error, read_rows, same_file, set_aside
 from matchday.store import PredictionLogStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -241,12 +239,10 @@ class PredictionLogWriter:
                 self._cond.notify_all()
 
     def _writable(self, row: dict[str, Any]) -> bool:
-        try:
-            orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str)
-        except Exception as exc:
-            self._reject(row, exc)
-            return False
-        return True
+        error = encoding_error(row)
+        if error is not None:
+            self._reject(row, error)
+        return error is None
 
     # -- the shipper thread -----------------------------------------------------------------
     def _run_shipper(self) -> None:

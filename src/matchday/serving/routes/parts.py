@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -64,13 +65,19 @@ async def read_json(request: Request, max_body_bytes: int) -> tuple[Any, bytes]:
     errors with the project's messages and field paths.
     """
     check_length(request.headers.get("content-length"), max_body_bytes)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    raw = await read_chunks(request.stream(), max_body_bytes)
+    return parse_json(raw, request.headers.get("inference-header-content-length"))
+
+
+async def read_chunks(chunks: AsyncIterator[bytes], max_body_bytes: int) -> bytes:
+    """A body's chunks joined, refused as soon as they pass ``max_body_bytes``."""
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > max_body_bytes:
             raise PayloadTooLarge(f"the body is over the limit of {max_body_bytes:,} bytes")
-        chunks.append(chunk)
-    return parse_json(b"".join(chunks), request.headers.get("inference-header-content-length"))
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def check_length(length: str | None, max_body_bytes: int) -> None:
