@@ -58,6 +58,26 @@ class Settings(BaseModel):
         description="seconds a server may spend warming its deployed versions before it listens "
         "(a longer warm-up goes on while it answers /v2/health/live, not ready)",
     )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds a server waits for each part of a request body before it answers 408 and "
+        "closes the connection (a client that stalls holds nothing longer)",
+    )
+    model_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description="seconds a model call may take: past it the requests of its micro-batch answer 504",
+    )
+    max_in_flight: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="prediction requests each deployment may have in progress per server process; "
+        "past it 429 with Retry-After instead of a longer queue",
+    )
     log_process: bool = Field(
         default=True,
         description="write the prediction log from a process beside the server's (off: from threads in it)",
@@ -96,6 +116,9 @@ _ENV = {
     "database_url": "MATCHDAY_DATABASE_URL",
     "artifact_url": "MATCHDAY_ARTIFACT_URL",
     "controller_interval": "MATCHDAY_CONTROLLER_INTERVAL",
+    "body_timeout": "MATCHDAY_BODY_TIMEOUT",
+    "model_timeout": "MATCHDAY_MODEL_TIMEOUT",
+    "max_in_flight": "MATCHDAY_MAX_IN_FLIGHT",
     "shadow_nice": "MATCHDAY_SHADOW_NICE",
     "log_process": "MATCHDAY_LOG_PROCESS",
     "warm_before_listen": "MATCHDAY_WARM_BEFORE_LISTEN",

@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from matchday import __version__
 from matchday.errors import MatchdayError
 from matchday.monitoring import failure_counts
+from matchday.serving.body_reader import BodyReader
 from matchday.serving.docs import mount_docs
-from matchday.serving.errors import status_for
+from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.routes import monitoring, rollouts, v1, v2
@@ -40,7 +41,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The serving app over ``workspace`` (the environment's settings by default)."""
     ws = workspace or Workspace()
-    parts = Parts(max_body_bytes)
+    parts = Parts(BodyReader(max_body_bytes, ws.settings.body_timeout))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,7 +57,17 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         try:  # from here on, whatever fails (or stops the start) stops what was started
             metrics = ServingMetrics(writer.stats)
             shadows = ShadowWorker(ws.settings, lambda outcome: service.count_shadow(outcome))
-            service = PredictionService(ws.deployments, ws.registry, log_store, writer, metrics, shadows)
+            service = PredictionService(
+                ws.deployments,
+                ws.registry,
+                log_store,
+                writer,
+                metrics,
+                shadows,
+                model_timeout=ws.settings.model_timeout,
+                max_in_flight=ws.settings.max_in_flight,
+            )
+            parts.body.on_timeout = metrics.body_timeouts.inc
             services.append(service)
             metrics.registry.register(
                 WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state))
@@ -101,7 +112,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     _handle_errors(app)
 
     app.include_router(v1.router(parts, bodies))
-    app.fast_predict = FastPredict(partial(v1.answer, parts), max_body_bytes)
+    app.fast_predict = FastPredict(partial(v1.answer, parts), parts.body)
     app.include_router(rollouts.router(parts, bodies))
     app.include_router(monitoring.router(parts, bodies))
     app.include_router(v2.router(parts, bodies))
@@ -118,9 +129,10 @@ def _handle_errors(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        headers = headers_for(exc)  # Retry-After on a 429, Connection: close on a 408
         if request.url.path.startswith("/v2"):
-            return ORJSONResponse({"error": str(exc)}, status_code=status)
-        return ORJSONResponse(error_body(exc)[1], status_code=status)
+            return ORJSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+        return ORJSONResponse(error_body(exc)[1], status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> Response:

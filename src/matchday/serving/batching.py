@@ -4,7 +4,9 @@ One task owns the queue. While the model is busy, requests pile up; the next cal
 (up to ``max_batch_size`` rows), so batches grow with concurrency and a lone request never waits
 longer than ``max_wait`` (zero by default). Merging and splitting are pure functions. When the
 model fails on a merged call, the batch is scored again in halves, down to the request whose rows
-it fails on: the failure is only theirs, at about log2(n) extra calls per bad request.
+it fails on: the failure is only theirs, at about log2(n) extra calls per bad request. A call that
+times out (`model_calls.py`) fails its whole batch at once: calling a hung model again in halves
+would only hang more threads.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from matchday.registry import FloatRows
+from matchday.serving.errors import ModelTimeout
+from matchday.serving.model_calls import ModelCalls
 
 
 @dataclass
@@ -104,13 +108,14 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[pa.Table | FloatRows], Scored],
+        predict: ModelCalls[pa.Table | FloatRows, Scored] | Callable[[pa.Table | FloatRows], Scored],
         *,
         max_batch_size: int = 64,
         max_wait: float = 0.0,
         observe: Callable[[int], None] | None = None,
     ) -> None:
-        self.predict = predict
+        """``predict``: the model's calls with their timeout, or a plain function (the default timeout)."""
+        self.calls = predict if isinstance(predict, ModelCalls) else ModelCalls(predict)
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.observe = observe
@@ -144,6 +149,7 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        self.calls.close()
 
     async def _run(self) -> None:
         while True:
@@ -182,8 +188,13 @@ class MicroBatcher:
             return
         try:
             table, offsets = merge([b.table for b in batch])
-            scored = await asyncio.get_running_loop().run_in_executor(None, self.predict, table)
+            scored = await self.calls(table)
             parts = split(scored, offsets)
+        except ModelTimeout as exc:  # late (or not called: stuck): no call in halves, every request answered now
+            for b in batch:
+                if not b.future.done():
+                    b.future.set_exception(exc)
+            return
         except Exception as exc:
             if len(batch) > 1:  # whose rows does the model fail on? halves, so one bad request costs ~log2(n) calls
                 middle = len(batch) // 2

@@ -46,6 +46,29 @@ class ModelFailed(ServingError):
     """The model raised (or answered the wrong number of rows) while scoring a request."""
 
 
+class BodyTimeout(ServingError):
+    """The client stopped sending its body: one wait for the next chunk took longer than ``body_timeout``.
+    A 408 that closes the connection, so a stalled client holds nothing for longer than that."""
+
+
+class TooManyRequests(ServingError):
+    """The deployment already has ``max_in_flight`` requests in progress in this process: refused at once
+    (429 with ``Retry-After``) rather than queued behind them."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelTimeout(ServingError):
+    """A model call took longer than ``model_timeout``: the requests of its micro-batch answer 504."""
+
+
+class ModelStuck(ModelTimeout):
+    """The version was not called: earlier calls that timed out are still running on their threads (a
+    Python thread cannot be stopped), as many as it may have. A 503 until one of them returns."""
+
+
 class VersionNotServed(ServingError):
     """A V2 request named a model version the deployment is not serving."""
 
@@ -61,6 +84,10 @@ def status_for(exc: MatchdayError) -> int:
     from matchday.store import Conflict, NotFound, StoreUnavailable
 
     table: list[tuple[type[MatchdayError], int]] = [
+        (ModelStuck, 503),
+        (ModelTimeout, 504),
+        (BodyTimeout, 408),
+        (TooManyRequests, 429),
         (ModelLoadFailed, 500),
         (ModelFailed, 500),
         (PayloadTooLarge, 413),
@@ -81,3 +108,12 @@ def status_for(exc: MatchdayError) -> int:
         if isinstance(exc, kind):
             return status
     return 500
+
+
+def headers_for(exc: BaseException) -> dict[str, str] | None:
+    """The headers an error's answer carries besides its body: when to retry, or that the connection ends."""
+    if isinstance(exc, TooManyRequests):
+        return {"retry-after": str(exc.retry_after)}
+    if isinstance(exc, BodyTimeout):  # the rest of the body may still come: no next request on this connection
+        return {"connection": "close"}
+    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,8 +20,9 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from matchday.errors import MatchdayError
-from matchday.serving.errors import status_for
-from matchday.serving.routes.parts import check_length, parse_json, read_chunks
+from matchday.serving.body_reader import BodyReader
+from matchday.serving.errors import headers_for, status_for
+from matchday.serving.routes.parts import parse_json
 
 log = logging.getLogger("matchday.serving")
 _PREDICT = re.compile(r"/v1/deployments/([^/]+)/predict")
@@ -39,9 +40,9 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
 class FastPredict:
     """Answers the predict route itself (``answer(name, body)``)."""
 
-    def __init__(self, answer: Answer, max_body_bytes: int) -> None:
+    def __init__(self, answer: Answer, body: BodyReader) -> None:
         self.answer = answer
-        self.max_body_bytes = max_body_bytes
+        self.body = body
 
     @staticmethod
     def deployment(scope: Scope) -> str | None:
@@ -52,6 +53,7 @@ class FastPredict:
         return match.group(1) if match else None
 
     async def __call__(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        extra: dict[str, str] | None = None
         try:
             body, _ = parse_json(*await self._body(scope, receive))
             status, answer = 200, await self.answer(name, body)
@@ -59,38 +61,26 @@ class FastPredict:
             return
         except Exception as exc:
             status, answer = error_body(exc)
+            extra = headers_for(exc)  # Retry-After on a 429, Connection: close on a 408
             if status >= 500:
                 log.error("POST %s failed: %s", scope["path"], exc, exc_info=not isinstance(exc, MatchdayError))
         data = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [_JSON, (b"content-length", b"%d" % len(data))],
-            }
-        )
+        headers = [_JSON, (b"content-length", b"%d" % len(data))]
+        if extra:
+            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
     async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, str | None]:
         """The raw body and the binary-extension header, read from the ASGI messages (`read_json`'s limits)."""
+        length: str | None = None
         header: str | None = None
         for key, value in scope["headers"]:
             if key == b"content-length":
-                check_length(value.decode("latin-1"), self.max_body_bytes)
+                length = value.decode("latin-1")
             elif key == b"inference-header-content-length":
                 header = value.decode("latin-1")
-        return await read_chunks(_received(receive), self.max_body_bytes), header
-
-
-async def _received(receive: Receive) -> AsyncIterator[bytes]:
-    """The body's chunks from the ASGI messages (Starlette's ``Request.stream``, without a Request)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
+        return await self.body.read(receive, length), header
 
 
 class ServingApp(FastAPI):

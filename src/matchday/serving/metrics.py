@@ -95,6 +95,30 @@ class ServingMetrics:
             registry=r,
         )
         self.model_errors = Counter("matchday_model_errors_total", "Rows a model failed to score", LABELS, registry=r)
+        self.model_timeouts = Counter(
+            "matchday_model_timeouts_total",
+            "Model calls that took longer than the model timeout (their requests answered 504)",
+            LABELS,
+            registry=r,
+        )
+        self.model_stuck = Gauge(
+            "matchday_model_stuck_calls",
+            "Model calls still running past the model timeout (a thread cannot be stopped)",
+            LABELS,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.over_limit = Counter(
+            "matchday_requests_over_limit_total",
+            "Prediction requests refused with 429: the deployment had max_in_flight requests in progress",
+            ("deployment",),
+            registry=r,
+        )
+        self.body_timeouts = Counter(
+            "matchday_body_timeouts_total",
+            "Requests whose body stalled past the body timeout (answered 408)",
+            registry=r,
+        )
         self.fallback = Counter(
             "matchday_fallback_rows_total",
             "Rows a candidate failed and its baseline answered instead",

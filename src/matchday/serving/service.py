@@ -3,7 +3,9 @@
 Plain Python: it knows nothing of HTTP; the endpoints parse and answer around it. Which version
 answers each row is the deployment's `TrafficPlan` (from `rollout/`); a shadow gets a copy of
 the rows after the answer is ready, through a bounded queue to a separate low-priority process
-(`shadow_worker.py`), and is dropped rather than waited for.
+(`shadow_worker.py`), and is dropped rather than waited for. Each deployment has at most
+``max_in_flight`` requests in progress here (`in_flight.py`), and each model call at most
+``model_timeout`` seconds (`model_calls.py`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ from matchday.serving.errors import (
     InputOutOfRange,
     ModelFailed,
     ModelLoadFailed,
+    ModelTimeout,
     PayloadTooLarge,
+    TooManyRequests,
     VersionNotServed,
 )
+from matchday.serving.in_flight import DEFAULT_MAX_IN_FLIGHT, RETRY_AFTER_SECONDS, InFlight
 from matchday.serving.labels import check_labels
 from matchday.serving.metrics import ServingMetrics
+from matchday.serving.model_calls import DEFAULT_TIMEOUT_SECONDS, ModelCalls
 from matchday.serving.request_ids import RequestIds
 from matchday.serving.shadow_worker import ShadowJob, ShadowOutcome, ShadowWorker
 from matchday.serving.validation import ValidatedBatch, validate_columns
@@ -73,6 +79,7 @@ class _Answer:
     elapsed: float
     error: str | None = None
     failed_over: bool = False
+    cause: Exception | None = None  # what the version raised (a timeout answers 504, not 500)
 
 
 class PredictionService:
@@ -84,7 +91,12 @@ class PredictionService:
         writer: LogWriter,
         metrics: ServingMetrics,
         shadows: ShadowWorker,
+        *,
+        model_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        self.model_timeout = model_timeout
+        self.in_flight = InFlight(max_in_flight)
         self.deployments = deployments
         self.registry = registry
         self.log_store = log_store
@@ -177,8 +189,15 @@ class PredictionService:
             if batcher is not None:  # redeployed with new settings: the old one answers what it holds
                 self._spawn(batcher.retire())
             labels = (route.deployment, route.model, str(route.version))
-            batcher = MicroBatcher(
+            calls = ModelCalls(
                 _scorer(predictor),
+                timeout=self.model_timeout,
+                name=f"deployment {route.deployment!r}: {route.ref}",
+                on_timeout=self.metrics.model_timeouts.labels(*labels).inc,
+                on_stuck=self.metrics.model_stuck.labels(*labels).inc,
+            )
+            batcher = MicroBatcher(
+                calls,
                 max_batch_size=settings.max_batch_size,
                 max_wait=wait,
                 observe=self.metrics.batch_size.labels(*labels).observe,
@@ -226,7 +245,11 @@ class PredictionService:
             predictor = await self.predictor(ref)
             assert predictor.signature is not None
             row = warm_row(predictor.signature)
-            await asyncio.to_thread(_scorer(predictor), predictor.prepare([row]))
+            calls = ModelCalls(_scorer(predictor), timeout=self.model_timeout, name=f"{ref} (warming up)")
+            try:  # a hung model must not hold readiness, nor (on asyncio's executor) the server's exit
+                await calls(predictor.prepare([row]))
+            finally:
+                calls.close()
         except Exception as exc:  # this version answers its requests with the same error, or loads later
             log.warning("could not warm %s up: %s: %s", ref, type(exc).__name__, exc)
             return Warmed(ref, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
@@ -237,6 +260,22 @@ class PredictionService:
     # -- predicting ----------------------------------------------------------------------------
     async def predict(
         self, deployment: str, decode: Callable[[Signature], DecodedRequest], version: int | None = None
+    ) -> PredictionResult:
+        """The answer to one request; 429 at once when ``deployment`` already has ``max_in_flight``."""
+        if not self.in_flight.enter(deployment):
+            self.metrics.over_limit.labels(deployment).inc()
+            raise TooManyRequests(
+                f"deployment {deployment!r} already has {self.in_flight.limit} requests in progress on this "
+                f"server (MATCHDAY_MAX_IN_FLIGHT); retry after {RETRY_AFTER_SECONDS} s",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+        try:
+            return await self._predict(deployment, decode, version)
+        finally:
+            self.in_flight.leave(deployment)
+
+    async def _predict(
+        self, deployment: str, decode: Callable[[Signature], DecodedRequest], version: int | None
     ) -> PredictionResult:
         started = time.perf_counter()
         plan, settings = await self.route(deployment)  # one read of the plan for the whole request
@@ -268,6 +307,8 @@ class PredictionService:
         if failure is not None:  # nothing is answered; only the failure is logged
             self.writer.submit(log_rows)
             self.metrics.errors.labels(deployment).inc()
+            if isinstance(failure.cause, ModelTimeout):  # 504 (or 503 while the version's calls are stuck)
+                raise type(failure.cause)(failure.cause.message)
             raise ModelFailed(f"{failure.route.ref} failed to score {len(failure.rows)} row(s): {failure.error}")
         served = [a for a in answers if a.error is None]
         predictions: list[Prediction | None] = [None] * decoded.rows
@@ -345,9 +386,8 @@ class PredictionService:
             raise
         except Exception as exc:  # the version's own failure (to load or to score): logged, a 500 or a fallback
             log.warning("%s failed on %d row(s): %s: %s", route.ref, rows.size, type(exc).__name__, exc)
-            return _Answer(
-                route, predictor, rows, None, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}"[:1000]
-            )
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            return _Answer(route, predictor, rows, None, time.perf_counter() - started, error=error, cause=exc)
         return _Answer(route, predictor, rows, scored, time.perf_counter() - started)
 
     async def _fall_back(
@@ -573,8 +613,10 @@ def _shadow_only(plan: TrafficPlan, route: Route) -> bool:
 def _input_to_blame(answer: _Answer, batch: ValidatedBatch) -> bool:
     """Whether a version could not score rows of its answer that hold values far outside the reference
     range: it raised on them, or answered NaN or infinity for them (docs/serving.md, "Bad input"). A
-    version that did not even load is never the input's fault."""
-    if not batch.quality.far or answer.predictor is None or not batch.quality.far_problems(answer.rows):
+    version that did not even load, or did not answer in time, is never the input's fault."""
+    if not batch.quality.far or answer.predictor is None or isinstance(answer.cause, ModelTimeout):
+        return False
+    if not batch.quality.far_problems(answer.rows):
         return False
     if answer.error is not None or answer.scored is None:
         return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -11,8 +10,9 @@ from fastapi.responses import JSONResponse
 
 from matchday.monitoring import LogWriter, MonitoringLoop
 from matchday.rollout import Rollouts
+from matchday.serving.body_reader import BodyReader
 from matchday.serving.codecs import split_binary_body
-from matchday.serving.errors import BadRequest, PayloadTooLarge
+from matchday.serving.errors import BadRequest
 from matchday.serving.metrics import ServingMetrics
 from matchday.serving.service import PredictionService
 from matchday.store import AlertStore
@@ -38,8 +38,8 @@ class Parts:
     metrics: ServingMetrics
     writer: LogWriter
 
-    def __init__(self, max_body_bytes: int) -> None:
-        self.max_body_bytes = max_body_bytes
+    def __init__(self, body: BodyReader) -> None:
+        self.body = body  # the bodies' limits: size, and how long a client may stall sending one
         self.ready = False  # every deployed version warm: what ``/v2/health/ready`` answers
 
     def start(
@@ -58,32 +58,15 @@ class Parts:
         self.ready = False
 
 
-async def read_json(request: Request, max_body_bytes: int) -> tuple[Any, bytes]:
-    """The body's JSON and its binary tail (the V2 binary tensor extension), refused past ``max_body_bytes``.
+async def read_json(request: Request, body: BodyReader) -> tuple[Any, bytes]:
+    """The body's JSON and its binary tail (the V2 binary tensor extension), read within ``body``'s limits
+    (413 past its size, 408 when the client stalls).
 
-    The routes read raw bodies rather than let FastAPI parse them: orjson, the binary tail, and
-    errors with the project's messages and field paths.
+    The routes read raw bodies rather than let FastAPI parse them: orjson, the binary tail, the limits,
+    and errors with the project's messages and field paths.
     """
-    check_length(request.headers.get("content-length"), max_body_bytes)
-    raw = await read_chunks(request.stream(), max_body_bytes)
+    raw = await body.read(request.receive, request.headers.get("content-length"))
     return parse_json(raw, request.headers.get("inference-header-content-length"))
-
-
-async def read_chunks(chunks: AsyncIterator[bytes], max_body_bytes: int) -> bytes:
-    """A body's chunks joined, refused as soon as they pass ``max_body_bytes``."""
-    parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > max_body_bytes:
-            raise PayloadTooLarge(f"the body is over the limit of {max_body_bytes:,} bytes")
-        parts.append(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def check_length(length: str | None, max_body_bytes: int) -> None:
-    """Refuse a body whose announced length is over the limit before reading any of it."""
-    if length and length.isdigit() and int(length) > max_body_bytes:
-        raise PayloadTooLarge(f"the body is {int(length):,} bytes; the limit is {max_body_bytes:,}")
 
 
 def parse_json(raw: bytes, header_length: str | None) -> tuple[Any, bytes]:

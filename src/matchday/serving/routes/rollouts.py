@@ -19,7 +19,7 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
 
     @api.post("/v1/deployments/{name}/rollout", status_code=201, openapi_extra=body_schema(RolloutStartBody, bodies))
     async def start_rollout(name: str, request: Request) -> Any:
-        body, _ = await read_json(request, parts.max_body_bytes)
+        body, _ = await read_json(request, parts.body)
         if not isinstance(body, dict) or not isinstance(body.get("candidate"), str):
             raise BadRequest('the body must be {"candidate": "MODEL:VERSION", "strategy": ..., ...plan options}')
         options = {k: v for k, v in body.items() if k != "candidate"}
@@ -48,7 +48,7 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
             raise BadRequest(f"unknown rollout action {action!r}; one of {', '.join(acts)}")
         body: Any = {}
         if int(request.headers.get("content-length") or 0):
-            body, _ = await read_json(request, parts.max_body_bytes)
+            body, _ = await read_json(request, parts.body)
         reason = body.get("reason") if isinstance(body, dict) else None
         if reason is not None and not isinstance(reason, str):
             raise BadRequest('"reason" must be a string')

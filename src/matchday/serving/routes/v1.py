@@ -26,12 +26,12 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
     # a mount of this app under another, where the ASGI path it sees is not this one)
     @api.post("/v1/deployments/{name}/predict", openapi_extra=body_schema(PredictBody, bodies))
     async def predict(name: str, request: Request) -> Any:
-        body, _ = await read_json(request, parts.max_body_bytes)
+        body, _ = await read_json(request, parts.body)
         return ORJSONResponse(await answer(parts, name, body))
 
     @api.post("/v1/deployments/{name}/feedback", openapi_extra=body_schema(FeedbackBody, bodies))
     async def feedback(name: str, request: Request) -> Any:
-        body, _ = await read_json(request, parts.max_body_bytes)
+        body, _ = await read_json(request, parts.body)
         labels = _parse_feedback(body)
         outcomes = await parts.service.feedback(name, labels)
         unknown = [{o.kind if o.kind == "request_id" else "id": o.key} for o in outcomes if o.request_id is None]

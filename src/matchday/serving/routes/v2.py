@@ -84,7 +84,7 @@ async def _model(parts: Parts, name: str, version: str | None) -> dict[str, Any]
 
 async def _infer(parts: Parts, name: str, version: str | None, request: Request) -> dict[str, Any]:
     """An inference request, checked whole before anything is scored (so nothing is logged in vain)."""
-    body, binary = await read_json(request, parts.max_body_bytes)
+    body, binary = await read_json(request, parts.body)
     if version is not None and not (version.isascii() and version.isdigit()):
         raise BadRequest(f"model version {version!r} is not a number")
     route, _ = await parts.service.served_route(name, version)  # an unknown deployment is a 404 whatever the body
