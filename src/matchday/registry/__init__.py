@@ -13,8 +13,8 @@ from matchday.registry.errors import (
     UnknownFlavor,
     UntrustedArtifact,
 )
-from matchday.registry.flavors import FLAVORS, FloatRows, Predictor
-from matchday.registry.refs import ModelRef
+from matchday.registry.flavors import FLAVORS, FloatRows, Predictor, pack_model
+from matchday.registry.refs import ModelRef, check_name
 from matchday.registry.registry import Registry
 from matchday.registry.signature import ColumnSpec, OutputSpec, Signature
 from matchday.registry.tabular import read_table_file, to_table
@@ -43,6 +43,8 @@ __all__ = [
     "UnknownFlavor",
     "UntrustedArtifact",
     "VersionNotFound",
+    "check_name",
+    "pack_model",
     "read_table_file",
     "to_table",
 ]

@@ -1,4 +1,4 @@
-"""The request bodies of the API's POST routes, as Pydantic models: what the OpenAPI document declares.
+"""The request bodies of the API's POST and PUT routes, as Pydantic models: what the OpenAPI document declares.
 
 The endpoints still read the raw body themselves (orjson, the V2 binary tensor extension, a field
 path in every error) and check it at least as strictly as these models say; the models give
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from matchday.rollout import RolloutPlan
+from matchday.rollout import DeploymentSettings, RolloutPlan
 from matchday.serving.codecs import V2Datatype
 
 Scalar = str | int | float | bool | None
@@ -74,6 +74,48 @@ class RolloutActionBody(BaseModel):
     reason: str | None = Field(default=None, description="kept with the event, for the audit trail")
 
 
+class ModelUploadBody(BaseModel):
+    """``POST /v1/models/{name}/versions``, as ``multipart/form-data`` with the artifact's sha256 in the
+    ``X-Matchday-Sha256`` header: a new version, from a training job on another machine."""
+
+    artifact: bytes = Field(
+        description="the model file: .skops, .onnx, .pkl/.joblib (with trust_pickle), or a .tar of an MLflow "
+        "model directory (with trust_pickle); its file name says which unless flavor does"
+    )
+    reference: bytes | None = Field(
+        default=None, description="reference data as a Parquet file (the signature and the drift baseline)"
+    )
+    flavor: str | None = Field(default=None, description="force a flavor instead of reading the file name's")
+    target: str | None = Field(default=None, description="the label column in the reference (profiled, not an input)")
+    alias: str | None = Field(default=None, description="point this alias at the new version")
+    description: str | None = None
+    metrics: str | None = Field(default=None, description='a JSON object of numbers: {"auc": 0.97}')
+    tags: str | None = Field(default=None, description='a JSON object of strings: {"commit": "3f2a1c"}')
+    signature: str | None = Field(default=None, description="the signature as JSON, for a version without reference")
+    trust_pickle: bool = Field(
+        default=False, description="allow a file that can run code when loaded (needs the admin role)"
+    )
+
+
+class AliasBody(BaseModel):
+    """``PUT /v1/models/{name}/aliases/{alias}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the version the alias points at from now on")
+    reason: str | None = Field(default=None, description="kept in the alias history and the event")
+
+
+class DeployBody(BaseModel):
+    """``PUT /v1/deployments/{name}``: create the deployment or repoint it (`matchday deploy`)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_ref: str = Field(description="MODEL@ALIAS (follows the alias) or MODEL:VERSION")
+    settings: DeploymentSettings | None = Field(default=None, description="serving settings (defaults if absent)")
+    reason: str | None = Field(default=None, description="kept with the event, for the audit trail")
+
+
 class V2Parameters(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -104,8 +146,15 @@ class V2InferBody(BaseModel):
     outputs: list[V2Output] | None = None
 
 
-def body_schema(model: type[BaseModel], components: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` declaring ``model`` as the JSON body; its nested models go to ``components``."""
+def body_schema(
+    model: type[BaseModel],
+    components: dict[str, Any],
+    *,
+    required: bool = True,
+    media_type: str = "application/json",
+) -> dict[str, Any]:
+    """``openapi_extra`` declaring ``model`` as the body (JSON unless ``media_type`` says); its nested
+    models go to ``components``."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(schema.pop("$defs", {}))
     name = model.__name__
@@ -113,6 +162,6 @@ def body_schema(model: type[BaseModel], components: dict[str, Any], *, required:
     return {
         "requestBody": {
             "required": required,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+            "content": {media_type: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
     }
