@@ -90,10 +90,10 @@ def pages(ws: Workspace) -> DashboardPages:
 
 
 @pytest.fixture(scope="module")
-def client(pages: DashboardPages) -> Iterator[TestClient]:
+def client(pages: DashboardPages, ws: Workspace) -> Iterator[TestClient]:
     app = FastAPI()
-    mount_dashboard(app, lambda: pages)
-    with TestClient(app) as c:
+    mount_dashboard(app, lambda: pages, lambda: ws.access)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -253,8 +253,8 @@ def test_an_empty_store_and_a_deployment_without_traffic_render(tmp_path: Path) 
     try:
         pages = DashboardPages.from_workspace(ws)
         app = FastAPI()
-        mount_dashboard(app, lambda: pages)
-        with TestClient(app) as client:
+        mount_dashboard(app, lambda: pages, lambda: ws.access)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             assert "No deployment yet" in client.get("/").text
             X, _ = cancer_frame()
             ws.registry.register("cancer", fitted("base")[0], reference=X.head(60), alias="champion")
@@ -292,8 +292,8 @@ def test_a_feature_whose_name_holds_a_slash_has_its_drill_down(tmp_path: Path) -
         ws.deployments.deploy("slashes", "slashes:1")
         app = FastAPI()
         pages = DashboardPages.from_workspace(ws)
-        mount_dashboard(app, lambda: pages)
-        with TestClient(app) as client:
+        mount_dashboard(app, lambda: pages, lambda: ws.access)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             answer = client.get("/deployments/slashes/drift/ratio%2Ftotal")
             assert answer.status_code == 200 and "ratio/total" in html.unescape(answer.text), answer.text[:500]
     finally:

@@ -23,7 +23,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The whole server's app (API and dashboard), without its lifespan: the pages need no database."""
     home = tmp_path_factory.mktemp("docs")
     ws = Workspace(Settings(home=home, database_url=f"sqlite:///{home / 'matchday.db'}"))
-    yield TestClient(create_server(ws))
+    yield TestClient(create_server(ws), base_url="http://127.0.0.1")
     ws.close()
 
 

@@ -41,11 +41,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def server(workspace: Workspace, database_url: str) -> Iterator[ServerProcess]:
+    """Served with access control on: the fuzzer calls with an operator's token (issue 15)."""
     model, reference = fitted("base")  # a scaled logistic regression: huge inputs overflow inside it
     workspace.registry.register("cancer", model, reference=reference)
     workspace.deployments.deploy("cancer", "cancer:1")
+    token, _ = workspace.access.create_token(["operator"], name="fuzzer", created_by="test")
     with ServerProcess(workspace.settings.home, database_url) as running:
+        running.token = token  # type: ignore[attr-defined]
         yield running
+
+
+def bearer(server: ServerProcess) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.token}"}  # type: ignore[attr-defined]
 
 
 def narrowed(document: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,7 +80,7 @@ def narrowed(document: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str
     return out
 
 
-def fuzz(document: dict[str, Any], url: str) -> list[str]:
+def fuzz(document: dict[str, Any], url: str, headers: dict[str, str]) -> list[str]:
     """Every 5xx the fuzzed operations answer, as ``METHOD path: status body``."""
     schema = schemathesis.openapi.from_dict(document)
     found: list[str] = []
@@ -94,7 +101,7 @@ def fuzz(document: dict[str, Any], url: str) -> list[str]:
             )
             @hypothesis.given(case=strategy)
             def check(case: Any) -> None:
-                response = case.call(base_url=url, timeout=30)
+                response = case.call(base_url=url, timeout=30, headers=headers)
                 if response.status_code >= 500:
                     found.append(
                         f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]} "
@@ -106,7 +113,7 @@ def fuzz(document: dict[str, Any], url: str) -> list[str]:
 
 
 def test_the_openapi_document_declares_every_post_body(server: ServerProcess) -> None:
-    document = http.get(f"{server.url}/openapi.json").json()
+    document = http.get(f"{server.url}/openapi.json", headers=bearer(server)).json()
     posts = {path: op["post"] for path, op in document["paths"].items() if "post" in op}
     assert set(FUZZED) <= set(posts)
     for path, op in posts.items():
@@ -115,9 +122,11 @@ def test_the_openapi_document_declares_every_post_body(server: ServerProcess) ->
 
 
 def test_fuzzed_bodies_never_get_a_server_error(server: ServerProcess) -> None:
-    document = http.get(f"{server.url}/openapi.json").json()
-    inputs = http.get(f"{server.url}/v2/models/cancer", timeout=60).json()["inputs"]  # loads the model (busy CI: s)
+    document = http.get(f"{server.url}/openapi.json", headers=bearer(server)).json()
+    inputs = http.get(f"{server.url}/v2/models/cancer", timeout=60, headers=bearer(server)).json()["inputs"]
     signature = [{"name": i["name"], "type": "float"} for i in inputs]
-    errors = fuzz(document, server.url) + fuzz(narrowed(document, signature), server.url)
+    errors = fuzz(document, server.url, bearer(server)) + fuzz(
+        narrowed(document, signature), server.url, bearer(server)
+    )
     assert not errors, "\n".join(errors[:20])
     assert http.get(f"{server.url}/v2/health/ready").json() == {"ready": True}  # and the server is still up

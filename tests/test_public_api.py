@@ -12,6 +12,7 @@ PARTS = [
     "matchday.registry",
     "matchday.monitoring",
     "matchday.rollout",
+    "matchday.auth",
     "matchday.serving",
     "matchday.dashboard",
     "matchday.demo",
@@ -36,6 +37,22 @@ def test_store_imports_nothing_of_ours_but_errors() -> None:
         for line in path.read_text().splitlines():
             if line.startswith(("from matchday", "import matchday")):
                 assert line.startswith(("from matchday.store", "from matchday.errors")), f"{path}: {line}"
+
+
+def test_auth_imports_only_the_store_and_errors() -> None:
+    """DESIGN.md: `auth` sits on `store`; serving and the dashboard ask it, never the other way."""
+    import pathlib
+
+    import matchday.auth
+
+    root = pathlib.Path(matchday.auth.__file__).parent
+    for path in root.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("from matchday", "import matchday")):
+                module = line.split()[1]
+                assert module.startswith("matchday.auth") or module in ("matchday.store", "matchday.errors"), (
+                    f"{path}: {line}"
+                )
 
 
 def test_register_and_load_through_the_top_level(tmp_path, monkeypatch, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -419,7 +419,8 @@ def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) 
     assert post("fraud/rollout", json={"candidate": "fraud:2", "interval": "soon"}).status_code == 400
     assert post("fraud/rollout", json={"candidate": "fraud:2", "colour": "blue"}).status_code == 400
     assert post("fraud/rollout", json={"strategy": "canary"}).status_code == 400
-    assert post("fraud/rollout", content=b"{nope").status_code == 400
+    assert post("fraud/rollout", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
+    assert post("fraud/rollout", content=b'{"candidate": "fraud:2"}').status_code == 415  # what a form can send
     assert post("nowhere/rollout", json={"candidate": "fraud:2"}).status_code == 404
     nothing = post("fraud/rollout/promote")
     assert nothing.status_code == 409 and "no rollout in progress" in nothing.json()["error"]

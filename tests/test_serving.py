@@ -168,8 +168,9 @@ def test_open_inference_protocol_with_tritonclient(shared_server, fraud_model) -
 
 
 def _post(url: str, body: object | bytes, path: str = "/v1/deployments/fraud/predict", **kw: object) -> httpx.Response:
-    if isinstance(body, (bytes, str)):
-        return http.post(url + path, content=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
+    if isinstance(body, (bytes, str)):  # sent as a JSON client sends it (another type is a 415: test_auth)
+        headers = {"Content-Type": "application/json", **kw.pop("headers", {})}  # type: ignore[dict-item]
+        return http.post(url + path, content=body, headers=headers, **{"timeout": 30, **kw})  # type: ignore[arg-type]
     return http.post(url + path, json=body, **{"timeout": 30, **kw})  # type: ignore[arg-type]
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from matchday.cli_access import local_actor, tokens_app, users_app
 from matchday.errors import MatchdayError
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ models_app = typer.Typer(help="Register, inspect, alias and delete model version
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 out = Console()
 err = Console(stderr=True)
@@ -308,9 +311,13 @@ def serve(
         bool,
         typer.Option("--access-log/--no-access-log", help="log a line per request (off: it costs the request path)"),
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="listen beyond loopback although no user or token exists (anyone may act)"),
+    ] = False,
 ) -> None:
     """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
-    from matchday.serving.listen import check_listen
+    from matchday.serving.listen import check_listen, is_loopback
 
     check_listen(host, port)  # a taken port is said (with who holds it) before anything starts or prints
     import uvicorn
@@ -319,6 +326,18 @@ def serve(
 
     ws = default_workspace()
     ws.database.upgrade()  # once, before the workers start
+    if not is_loopback(host) and not ws.access.enforced():
+        if not insecure:
+            raise MatchdayError(
+                f"refusing to listen on {host}: no user or token exists, so anyone who reaches the port could "
+                "deploy, roll back and read everything. Create one first (matchday users add NAME --role admin, "
+                "or matchday tokens create --role predictor --name ...), set MATCHDAY_AUTH=required, or pass "
+                "--insecure to listen anyway"
+            )
+        import os
+
+        err.print(f"[yellow]warning:[/] --insecure: listening on {host} with no credential: anyone may act")
+        os.environ.setdefault("MATCHDAY_ALLOWED_HOSTS", "*")
     _ = ws.monitoring  # a monitor that cannot be checked stops here, with every reason, before anything starts
     if workers > 1:  # every worker writes its metrics here; /metrics sums them
         import os
@@ -422,7 +441,7 @@ def rollout_start(
         "gates": gates or None,
     }
     ws = default_workspace()
-    record = ws.rollouts.start(deployment, candidate, options, actor="cli")
+    record = ws.rollouts.start(deployment, candidate, options, actor=local_actor())
     out.print(
         f"started [bold]{record.strategy}[/] rollout {record.id} on [bold]{deployment}[/]: "
         f"{record.baseline} -> {record.candidate}; candidate share now {record.weight:g}%"
@@ -499,7 +518,7 @@ def _num(value: float | None) -> str:
 
 def _rollout_action(action: str, deployment: str, reason: str | None) -> None:
     ws = default_workspace()
-    record = getattr(ws.rollouts, action)(deployment, "cli", reason)
+    record = getattr(ws.rollouts, action)(deployment, local_actor(), reason)
     out.print(
         f"rollout {record.id} on [bold]{deployment}[/]: {record.state}{f' ({record.reason})' if record.reason else ''}"
     )
@@ -549,6 +568,18 @@ def rollout_history(deployment: str, limit: int = 20) -> None:
             f"{r.finished_at:%H:%M:%S}" if r.finished_at else "",
             r.reason or "",
         )
+    out.print(table)
+
+
+@app.command("events")
+def events(
+    deployment: Annotated[str | None, typer.Argument(help="one deployment's events (default: all)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """The audit trail, newest first: rollout decisions, tokens and users made and revoked, and who did each."""
+    table = Table("at (UTC)", "deployment", "kind", "actor", "reason")
+    for e in default_workspace().rollouts.list_events(deployment, limit):
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.deployment or "", e.kind, e.actor, e.reason)
     out.print(table)
 
 

@@ -1,9 +1,18 @@
-"""A small Python client for a matchday server: ``Client(url).predict(...)`` and ``.feedback(...)``."""
+"""A small Python client for a matchday server: ``Client(url).predict(...)`` and ``.feedback(...)``, and
+for a training job on another machine ``.register_model(...)``, ``.set_alias(...)``, ``.deploy(...)``
+and ``.start_rollout(...)`` (with an operator's token)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -20,10 +29,16 @@ class ServerError(MatchdayError):
 
 
 class Client:
-    """Talks to one server; use as a context manager or call `close`."""
+    """Talks to one server; use as a context manager or call `close`.
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+    ``token`` (default: the ``MATCHDAY_TOKEN`` environment variable) is sent as ``Authorization:
+    Bearer``; a server with users or tokens answers 401 without one.
+    """
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 30.0) -> None:
+        token = token if token is not None else os.environ.get("MATCHDAY_TOKEN") or None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
 
     def predict(self, deployment: str, data: Any, *, ids: Sequence[Any] | None = None) -> dict[str, Any]:
         """Score rows: a list of dicts, a dict of columns, or a DataFrame; ``ids`` are entity keys."""
@@ -39,8 +54,98 @@ class Client:
     def deployments(self) -> list[dict[str, Any]]:
         return self._get("/v1/deployments")["deployments"]
 
+    # -- the registry and deployments (an operator's token) ------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        """Every registered model with its latest version and aliases."""
+        return self._get("/v1/models")["models"]
+
+    def model(self, name: str) -> dict[str, Any]:
+        """A model's versions, aliases and alias history."""
+        return self._get(f"/v1/models/{_segment(name)}")
+
+    def register_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        reference: Any = None,
+        target: str | None = None,
+        signature: Any = None,
+        flavor: str | None = None,
+        trust_pickle: bool = False,
+        description: str | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+        alias: str | None = None,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]:
+        """Upload the next version of ``name`` to the server; the arguments are `matchday.register_model`'s.
+
+        ``model`` is a model file (``.skops``, ``.onnx``, ``.pkl``/``.joblib`` with ``trust_pickle``), an
+        MLflow model directory, or a fitted estimator or ``onnx.ModelProto``, which is saved here the way
+        the registry saves one (skops). ``reference`` (a DataFrame, Table, dict of columns, or a CSV or
+        Parquet file) is sent as Parquet. The artifact's sha256 goes with it and the server checks the
+        bytes against it on arrival. The server registers from the file it received, so a file's trust
+        rules apply (docs/registry.md); ``trust_pickle`` needs the admin role. Returns the new version
+        (``version``, ``ref``, ``artifact_sha256``, ``signature``...); `ServerError` says why not.
+        """
+        with tempfile.TemporaryDirectory(prefix="matchday-upload-") as folder, ExitStack() as opened:
+            artifact, flavor = _artifact_file(model, flavor, trust_pickle, Path(folder))
+            files: dict[str, Any] = {"artifact": (artifact.name, opened.enter_context(artifact.open("rb")))}
+            if reference is not None:
+                table = _reference_file(reference, Path(folder))
+                files["reference"] = (table.name, opened.enter_context(table.open("rb")))
+            fields = {
+                "flavor": flavor,
+                "target": target,
+                "alias": alias,
+                "description": description,
+                "metrics": json.dumps(metrics) if metrics is not None else None,
+                "tags": json.dumps(tags) if tags is not None else None,
+                "signature": _signature_json(signature),
+                "trust_pickle": "true" if trust_pickle else None,
+            }
+            path = f"/v1/models/{_segment(name)}/versions"
+            try:
+                response = self._http.post(
+                    path,
+                    data={k: v for k, v in fields.items() if v is not None},
+                    files=files,
+                    headers={"X-Matchday-Sha256": _sha256_of(artifact)},
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=timeout, write=timeout, pool=timeout),
+                )
+            except (httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                raise MatchdayError(
+                    f"the server closed the connection while {artifact.name} was being uploaded ({exc}): "
+                    "is the upload over its MATCHDAY_MAX_UPLOAD_BYTES?"
+                ) from exc
+        return _answer(response)
+
+    def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None) -> dict[str, Any]:
+        """Point ``name@alias`` at ``version`` (deployments that follow the alias move with it)."""
+        return self._put(
+            f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}", {"version": version, "reason": reason}
+        )
+
+    def deploy(self, name: str, model_ref: str, *, reason: str | None = None, **settings: Any) -> dict[str, Any]:
+        """Create deployment ``name`` serving ``model_ref`` (``MODEL@ALIAS`` or ``MODEL:VERSION``), or
+        repoint it, as ``matchday deploy`` does; ``settings``: ``max_batch_size``, ``max_wait_ms``,
+        ``max_rows``. The answer's ``previous`` is what it served before (None: it is new)."""
+        body: dict[str, Any] = {"model_ref": model_ref, "reason": reason}
+        if settings:
+            body["settings"] = settings
+        return self._put(f"/v1/deployments/{_segment(name)}", body)
+
+    def start_rollout(self, deployment: str, candidate: str, **plan: Any) -> dict[str, Any]:
+        """Start moving ``deployment`` to ``candidate`` (``MODEL:VERSION`` or ``MODEL@ALIAS``) under a plan:
+        ``strategy="canary"``, ``steps=[...]``, ``gates={...}``... (docs/rollouts.md). Returns its status."""
+        return self._post(f"/v1/deployments/{_segment(deployment)}/rollout", {"candidate": candidate, **plan})
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return _answer(self._http.post(path, json=body))
+
+    def _put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _answer(self._http.put(path, json=body))
 
     def _get(self, path: str) -> dict[str, Any]:
         return _answer(self._http.get(path))
@@ -74,3 +179,64 @@ def _records(data: Any) -> list[dict[str, Any]]:
         keys = list(data)
         return [dict(zip(keys, row)) for row in zip(*(list(v) for v in data.values()))]
     return list(data)
+
+
+def _segment(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _artifact_file(model: Any, flavor: str | None, trust_pickle: bool, folder: Path) -> tuple[Path, str | None]:
+    """The file to upload and its flavor: a model file as it is; anything else (an estimator, an ONNX
+    model, an MLflow directory) packed by the registry's own code, as `matchday.register_model` packs it."""
+    if isinstance(model, (str, Path)) and Path(model).is_file():
+        return Path(model), flavor
+    from matchday.registry import InvalidModel, pack_model
+
+    packed = pack_model(model, flavor=flavor, trust_pickle=trust_pickle)
+    if packed.flavor == "callable":
+        raise InvalidModel(
+            "a Python callable is registered by its import path on the server itself "
+            "(`matchday models register NAME module:function` there), not uploaded"
+        )
+    if packed.flavor == "mlflow":
+        suffix = ".tar"
+    elif packed.flavor == "onnx":
+        suffix = ".onnx"
+    else:  # scikit-learn, LightGBM, XGBoost
+        suffix = ".joblib" if packed.options.get("format") == "joblib" else ".skops"
+    path = folder / f"model{suffix}"
+    path.write_bytes(packed.data)
+    return path, packed.flavor
+
+
+def _reference_file(reference: Any, folder: Path) -> Path:
+    """The reference data as a Parquet file (a Parquet file is sent as it is)."""
+    if isinstance(reference, (str, Path)) and Path(reference).suffix.lower() in (".parquet", ".pq"):
+        if not Path(reference).is_file():
+            from matchday.registry import InvalidReference
+
+            raise InvalidReference(f"{reference}: no such file")
+        return Path(reference)
+    import pyarrow.parquet as pq
+
+    from matchday.registry import to_table
+
+    path = folder / "reference.parquet"
+    pq.write_table(to_table(reference), path)
+    return path
+
+
+def _signature_json(signature: Any) -> str | None:
+    if signature is None:
+        return None
+    if hasattr(signature, "model_dump_json"):
+        return str(signature.model_dump_json())
+    return json.dumps(signature)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

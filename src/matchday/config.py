@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -78,6 +78,13 @@ class Settings(BaseModel):
         description="prediction requests each deployment may have in progress per server process; "
         "past it 429 with Retry-After instead of a longer queue",
     )
+    max_upload_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        le=64 * 1024**3,
+        description="bytes a model upload (POST /v1/models/{name}/versions: the artifact, its reference and "
+        "fields) may have; it is written to a file under the home folder as it arrives, never held in memory",
+    )
     log_process: bool = Field(
         default=True,
         description="write the prediction log from a process beside the server's (off: from threads in it)",
@@ -88,6 +95,19 @@ class Settings(BaseModel):
         le=19,
         description="CPU niceness of the process that scores shadows: "
         "higher yields more to the answers clients wait for, and drops more copies when busy",
+    )
+    auth: Literal["auto", "required"] = Field(
+        default="auto",
+        description="ask callers for a credential: 'auto' as soon as one user or token exists, "
+        "'required' always (a server with no credential yet then answers only its open routes)",
+    )
+    open_metrics: bool = Field(
+        default=True, description="let /metrics and /healthz answer without a credential (Prometheus scrapes)"
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="comma-separated Host names the server answers browsers for (besides loopback names); "
+        "'*' for any. A browser's request for another Host is refused (DNS rebinding)",
     )
     monitor_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds between monitoring loop ticks")
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
@@ -119,10 +139,14 @@ _ENV = {
     "body_timeout": "MATCHDAY_BODY_TIMEOUT",
     "model_timeout": "MATCHDAY_MODEL_TIMEOUT",
     "max_in_flight": "MATCHDAY_MAX_IN_FLIGHT",
+    "max_upload_bytes": "MATCHDAY_MAX_UPLOAD_BYTES",
     "shadow_nice": "MATCHDAY_SHADOW_NICE",
     "log_process": "MATCHDAY_LOG_PROCESS",
     "warm_before_listen": "MATCHDAY_WARM_BEFORE_LISTEN",
     "monitor_interval": "MATCHDAY_MONITOR_INTERVAL",
+    "auth": "MATCHDAY_AUTH",
+    "open_metrics": "MATCHDAY_OPEN_METRICS",
+    "allowed_hosts": "MATCHDAY_ALLOWED_HOSTS",
 }
 _FILE_ONLY = ("rollouts", "monitoring", "monitors")
 

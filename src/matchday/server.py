@@ -19,14 +19,16 @@ from matchday.workspace import Workspace
 def create_server(workspace: Workspace | None = None, **options: Any) -> FastAPI:
     """The serving app over ``workspace`` with the dashboard; ``options`` go to `create_app`."""
     app = create_app(workspace, **options)
-    mount_dashboard(app, pages_of(app.state.workspace))
+    ws = app.state.workspace
+    mount_dashboard(app, pages_of(ws), lambda: ws.access)
     return app
 
 
 def create_server_from_env() -> FastAPI:
     """The factory `matchday serve` hands to uvicorn (each worker builds its own)."""
     app = create_app_from_env()
-    mount_dashboard(app, pages_of(app.state.workspace))
+    ws = app.state.workspace
+    mount_dashboard(app, pages_of(ws), lambda: ws.access)
     return app
 
 

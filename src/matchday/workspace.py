@@ -10,6 +10,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
+from matchday.auth import Access
 from matchday.config import Settings, load_settings
 from matchday.monitoring import (
     AlertEngine,
@@ -38,6 +39,7 @@ from matchday.store import (
     MonitorStateStore,
     NotFound,
     PredictionLogStore,
+    PrincipalStore,
     RolloutStore,
     WebhookOutbox,
     WindowStore,
@@ -61,6 +63,11 @@ class Workspace:
             ArtifactStore(self.settings.resolved_artifact_url),
             cache_dir=(self.settings.home / "cache").absolute(),
         )
+
+    @cached_property
+    def access(self) -> Access:
+        """Users, tokens and sessions: who may do what (the server keeps the tokens in memory)."""
+        return Access(PrincipalStore(self.database), EventStore(self.database), self.settings.auth)
 
     @cached_property
     def deployments(self) -> Deployments:
@@ -120,6 +127,8 @@ class Workspace:
     def close(self) -> None:
         if "webhooks" in self.__dict__ and self.webhooks.running:
             self.webhooks.close()
+        if "access" in self.__dict__:
+            self.access.close()
         if "database" in self.__dict__:
             self.database.dispose()
 

@@ -19,10 +19,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from matchday.auth import Access
 from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound
+from matchday.dashboard.login import login_router
 from matchday.dashboard.pages import DashboardPages
 from matchday.dashboard.timerange import PRESETS, parse_range
 from matchday.errors import MatchdayError
+from matchday.serving import actor_of, principal_of
 from matchday.store import Conflict, NotFound, StoreUnavailable
 
 REFRESH_SECONDS = 10
@@ -41,14 +44,23 @@ def templates() -> Environment:
     return env
 
 
-def mount_dashboard(app: FastAPI, pages: Callable[[], DashboardPages]) -> None:
+def mount_dashboard(app: FastAPI, pages: Callable[[], DashboardPages], access: Callable[[], Access]) -> None:
     """Serve the pages at ``/`` and their static files (uPlot, our script and styles) at ``/static/dashboard``.
 
-    ``pages`` is called per request: the app builds its parts in its lifespan, after this runs.
+    ``pages`` and ``access`` are called per request: the app builds its parts in its lifespan, after this runs.
     """
     static = resources.files("matchday.dashboard") / "static"
     app.mount(STATIC_PATH, StaticFiles(directory=str(static)), name="dashboard-static")
     app.include_router(dashboard_router(pages))
+    app.include_router(login_router(access, templates()))
+
+
+def _who(request: Request) -> dict[str, Any]:
+    """The signed-in user and the CSRF token the page's forms carry (none on a server without users)."""
+    principal = principal_of(request.scope)
+    if principal is None or principal.kind != "user":
+        return {"user": None, "csrf": ""}
+    return {"user": principal.name, "csrf": principal.csrf or ""}
 
 
 def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
@@ -70,6 +82,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
                 refresh=_refresh(request, refresh),
                 query=dict(request.query_params),
                 rendered=datetime.now(UTC),
+                **_who(request),
                 **data,
             )
         )
@@ -84,6 +97,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             title=title,
             message=exc.message,
             details=exc.details,
+            **_who(request),
         )
         return HTMLResponse(body, status_code=status)
 
@@ -191,8 +205,7 @@ def _same_origin(request: Request) -> bool:
 
 
 def _actor(request: Request) -> str:
-    named = request.headers.get("x-matchday-actor", "").strip()[:100]
-    return named or f"dashboard:{request.client.host if request.client else 'unknown'}"
+    return actor_of(request.scope, f"dashboard:{request.client.host if request.client else 'unknown'}")
 
 
 def _num(value: Any, digits: int = 3) -> str:

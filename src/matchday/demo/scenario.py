@@ -147,7 +147,12 @@ def run(console: Console, workspace: Workspace | None = None, *, serve: bool = T
     console.rule("$ matchday models show demo-fraud@champion")
     models_show("demo-fraud@champion", as_json=False)
 
-    console.rule("8. the dashboard")
+    console.rule("8. who may do what: tokens, roles, a dashboard login, the audit trail")
+    from matchday.demo import access
+
+    access.run(console, ws, champion_model, challenger_train if champion_model is challenger else fraud_train)
+
+    console.rule("9. the dashboard")
     if not serve:
         console.print("not serving the dashboard (--no-serve); `matchday serve` serves it at http://127.0.0.1:8000/")
         return

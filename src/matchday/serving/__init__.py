@@ -2,11 +2,16 @@
 micro-batching, feedback intake and /metrics."""
 
 from matchday.serving.app import create_app, create_app_from_env
+from matchday.serving.auth_gate import CSRF_FIELD, SESSION_COOKIE, actor_of, principal_of
 from matchday.serving.batching import MicroBatcher, merge, split
 from matchday.serving.errors import BadRequest, InvalidRequest, PayloadTooLarge, ServingError, status_for
 from matchday.serving.service import PredictionService
 
 __all__ = [
+    "CSRF_FIELD",
+    "SESSION_COOKIE",
+    "actor_of",
+    "principal_of",
     "BadRequest",
     "InvalidRequest",
     "MicroBatcher",

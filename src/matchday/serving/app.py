@@ -22,12 +22,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from matchday import __version__
 from matchday.errors import MatchdayError
 from matchday.monitoring import failure_counts
+from matchday.serving.auth_gate import AuthGate
 from matchday.serving.body_reader import BodyReader
 from matchday.serving.docs import mount_docs
 from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
-from matchday.serving.routes import monitoring, rollouts, v1, v2
+from matchday.serving.routes import monitoring, registry, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
@@ -46,6 +47,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ = ws.database  # migrations run here, before the first request
+        ws.access.start()  # the tokens in memory before the first request asks
         log_store = ws.prediction_log
         rollouts = ws.rollouts
         monitoring = ws.monitoring  # read by the API (it runs in the worker); a bad monitor stops the start here
@@ -116,7 +118,16 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     app.include_router(rollouts.router(parts, bodies))
     app.include_router(monitoring.router(parts, bodies))
     app.include_router(v2.router(parts, bodies))
+    app.include_router(
+        registry.router(
+            parts,
+            bodies,
+            max_upload_bytes=ws.settings.max_upload_bytes,
+            spool_dir=(ws.settings.home / "uploads").absolute(),
+        )
+    )
 
+    app.gate = AuthGate(lambda: ws.access, ws.settings.allowed_hosts, ws.settings.open_metrics)
     app.state.workspace = ws  # for what is mounted above the API (the dashboard, `matchday.server`)
     return app
 

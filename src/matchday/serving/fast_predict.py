@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from matchday.errors import MatchdayError
+from matchday.serving.auth_gate import AuthGate
 from matchday.serving.body_reader import BodyReader
 from matchday.serving.errors import headers_for, status_for
 from matchday.serving.routes.parts import parse_json
@@ -84,11 +85,17 @@ class FastPredict:
 
 
 class ServingApp(FastAPI):
-    """The FastAPI app, with `FastPredict` (once set) answering the predict route in front of it."""
+    """The FastAPI app, behind its `AuthGate`, with `FastPredict` (once set) answering the predict route."""
 
     fast_predict: FastPredict | None = None
+    gate: AuthGate | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.gate is not None and scope["type"] == "http":
+            admitted = await self.gate.admit(scope, receive, send)
+            if admitted is None:
+                return
+            receive = admitted
         if self.fast_predict is not None:
             name = FastPredict.deployment(scope)
             if name is not None:

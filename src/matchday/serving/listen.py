@@ -9,6 +9,7 @@ released for uvicorn; on Linux the holder is looked up in ``/proc`` (best effort
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass
@@ -29,6 +30,20 @@ class Holder:
 
     def __str__(self) -> str:
         return f"pid {self.pid} ({self.command})" if self.command else f"pid {self.pid}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost).
+
+    >>> [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "10.1.2.3")]
+    [True, True, True, False, False]
+    """
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_listen(host: str, port: int, proc: Path = Path("/proc")) -> None:

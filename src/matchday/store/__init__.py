@@ -30,6 +30,7 @@ from matchday.store.monitoring_store import (
     WindowStore,
 )
 from matchday.store.prediction_store import LOG_BATCH_SCHEMA, ArmRow, LoggedRow, PredictionLogStore, ShadowPair
+from matchday.store.principal_store import PrincipalNotFound, PrincipalStore
 from matchday.store.records import (
     AliasMove,
     DeploymentRecord,
@@ -39,6 +40,9 @@ from matchday.store.records import (
     ModelVersionRecord,
     PredictionRecord,
     RolloutRecord,
+    SessionRecord,
+    TokenRecord,
+    UserRecord,
 )
 from matchday.store.rollout_store import (
     EventStore,
@@ -83,6 +87,11 @@ __all__ = [
     "LabelOutcome",
     "PredictionLogStore",
     "PredictionRecord",
+    "PrincipalNotFound",
+    "PrincipalStore",
+    "SessionRecord",
+    "TokenRecord",
+    "UserRecord",
     "ModelNotFound",
     "ModelRecord",
     "ModelStore",

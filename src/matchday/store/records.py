@@ -120,3 +120,44 @@ class EventRecord:
     actor: str
     reason: str
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A dashboard user; ``password_hash`` is the stored KDF string, never the password."""
+
+    id: int
+    name: str
+    roles: tuple[str, ...]
+    password_hash: str
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: its public key and salted digest, never the secret."""
+
+    id: int
+    key: str
+    digest: str
+    name: str
+    roles: tuple[str, ...]
+    deployments: tuple[str, ...] | None  # None: every deployment
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A dashboard login, with the user it belongs to."""
+
+    id: str
+    user: UserRecord
+    csrf: str
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from matchday.rollout import event_dict
+from matchday.serving.auth_gate import actor_of
 from matchday.serving.bodies import RolloutActionBody, RolloutStartBody, body_schema
 from matchday.serving.errors import BadRequest
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas, read_json
@@ -64,6 +65,6 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
 
 
 def _actor(request: Request) -> str:
-    """Who asked: the ``X-Matchday-Actor`` header (a name for the audit trail), else the client address."""
-    named = request.headers.get("x-matchday-actor", "").strip()[:100]
-    return named or f"api:{request.client.host if request.client else 'unknown'}"
+    """Who asked: the caller's user or token; on a server without credentials the ``X-Matchday-Actor``
+    header (a name for the audit trail), else the client address."""
+    return actor_of(request.scope, f"api:{request.client.host if request.client else 'unknown'}")
