@@ -19,7 +19,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench_processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "bench"
@@ -106,17 +107,8 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> 
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """The whole process group, as the shared script stops it: TERM, then KILL after 10 s."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """As the shared script stops it: TERM, then KILL after 10 s."""
+    stop_group(proc, 10.0)
 
 
 def wrk(url: str, script: Path, conns: int, seconds: int) -> tuple[float, float, float, int, int]:

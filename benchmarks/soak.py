@@ -58,18 +58,17 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from bench_processes import create_database, drop_database, stop_group
 
 VENV = Path(sys.executable).parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -82,28 +81,6 @@ REQUEST_ID = re.compile(rb'"request_id"\s*:\s*"([^"]+)"')
 
 
 # -- setup ---------------------------------------------------------------------------------------
-def create_database(admin_url: str) -> str:
-    """A fresh database beside ``admin_url`` (as benchmarks/window_summary.py makes it); its URL."""
-    import sqlalchemy as sa
-
-    name = f"matchday_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    import sqlalchemy as sa
-
-    name = sa.make_url(url).database
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def environment(home: Path, url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHDAY_")}
     env["MATCHDAY_HOME"] = str(home)
@@ -163,17 +140,8 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> 
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """The server's process group: TERM (it flushes its log and stops its worker), KILL after 60 s."""
-    for sig, wait in ((signal.SIGTERM, 60.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """TERM (the server flushes its log and stops its worker), KILL after 60 s."""
+    stop_group(proc, 60.0)
 
 
 # -- the server's processes ----------------------------------------------------------------------

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from bench_processes import create_database, drop_database
 
 NUMERIC = [f"x{i}" for i in range(20)]
 CATEGORICAL = [f"c{i}" for i in range(5)]
@@ -141,27 +142,6 @@ def train(frame: pd.DataFrame, y: np.ndarray):  # type: ignore[no-untyped-def]
 
 
 # -- setup: register and log (not measured) ------------------------------------------------------
-def create_database(admin_url: str) -> str:
-    import sqlalchemy as sa
-
-    name = f"matchday_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    import sqlalchemy as sa
-
-    name = sa.make_url(url).database
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def setup(home: Path, url: str | None, rows: int, seed: int = 0) -> int:
     """Register the model with its reference and log ``rows`` rows; returns the version."""
     from matchday.config import Settings

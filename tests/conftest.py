@@ -7,6 +7,7 @@ and the server cannot be reached the tests fail; they never skip silently.
 from __future__ import annotations
 
 import os
+import shutil
 
 # One OpenMP (and OpenBLAS) thread per process, set before NumPy or scikit-learn load them: the suite
 # runs three xdist workers, their servers and CLI processes on two cores, and OpenMP threads that
@@ -18,6 +19,7 @@ import contextlib  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -69,6 +71,13 @@ def fresh_database(backend: str, folder: Path) -> Iterator[str]:
 def new_database() -> Callable[[str, Path], contextlib.AbstractContextManager[str]]:
     """`fresh_database`, for fixtures of a wider scope than one test."""
     return fresh_database
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One database for a whole module, on each backend (for a server or data that takes seconds to make)."""
+    with fresh_database(request.param, tmp_path_factory.mktemp("module-db")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -131,3 +140,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     from xdist.scheduler import WorkStealingScheduling
 
     return WorkStealingScheduling(config, log)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright's driver (no browser download), one per test module."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not on PATH: `make install` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
+        yield launched
+        launched.close()

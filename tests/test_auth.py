@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,29 @@ import pytest
 from rollout_support import fitted
 from server_process import MATCHDAY, ServerProcess, free_port, http, wait_until
 
-from matchday.auth import ROLES, RULES, InvalidPrincipal, RouteTable, TooManyAttempts, Unauthenticated
-from matchday.auth.credentials import new_token, password_matches, token_matches
+from matchday.auth import ROLES, RULES, Access, InvalidPrincipal, RouteTable, TooManyAttempts, Unauthenticated
+from matchday.auth.credentials import NewToken, new_token, password_matches, token_matches
 from matchday.auth.login_limits import LoginLimits
 from matchday.config import Settings
 from matchday.store import Conflict
 from matchday.workspace import Workspace
 
 DEPLOYMENT = "cancer"
+
+
+def viewer_token_expiring(access: Access, after: timedelta) -> NewToken:
+    """A viewer's token stored as running out ``after`` from now (in the past, when negative)."""
+    made = new_token()
+    access.store.add_token(
+        key=made.key,
+        digest=made.digest,
+        name=f"expiring {after}",
+        roles=["viewer"],
+        deployments=None,
+        created_by="test",
+        expires_at=datetime.now(UTC) + after,
+    )
+    return made
 
 
 # -- the logic --------------------------------------------------------------------------------------
@@ -51,16 +65,7 @@ def test_unknown_revoked_and_expired_tokens_are_refused_saying_why(workspace: Wo
         access.bearer("Bearer nonsense")
     with pytest.raises(Unauthenticated, match="unknown token"):
         access.bearer(token[:-4] + "0000" if not token.endswith("0000") else token[:-4] + "1111")
-    made = new_token()
-    access.store.add_token(
-        key=made.key,
-        digest=made.digest,
-        name="old",
-        roles=["viewer"],
-        deployments=None,
-        created_by="test",
-        expires_at=datetime.now(UTC) - timedelta(seconds=1),
-    )
+    made = viewer_token_expiring(access, timedelta(seconds=-1))
     access.tokens.refresh()
     with pytest.raises(Unauthenticated, match="expired"):
         access.bearer(made.token)
@@ -153,16 +158,6 @@ def test_every_route_of_the_app_has_an_entry_in_the_table(tmp_path: Path) -> Non
 
 
 # -- through the real server --------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def store_url(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    new_database: Callable[[str, Path], AbstractContextManager[str]],
-) -> Iterator[str]:
-    with new_database(request.param, tmp_path_factory.mktemp("auth-db")) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def shared(
     store_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -266,16 +261,7 @@ def test_a_revoked_token_is_refused_by_every_replica_at_once(
         answer = http.get(f"{replica.url}/v1/deployments", headers=headers)
         assert answer.json()["error"] == "the token was revoked"
         assert answer.headers["www-authenticate"].startswith("Bearer")
-        made = new_token()  # one that runs out in a second, made elsewhere
-        served_workspace.access.store.add_token(
-            key=made.key,
-            digest=made.digest,
-            name="short-lived",
-            roles=["viewer"],
-            deployments=None,
-            created_by="test",
-            expires_at=datetime.now(UTC) + timedelta(seconds=1.5),
-        )
+        made = viewer_token_expiring(served_workspace.access, timedelta(seconds=1.5))  # made elsewhere
         short = {"Authorization": f"Bearer {made.token}"}
         wait_until(lambda: http.get(f"{replica.url}/v1/deployments", headers=short).status_code == 200, 5)
         wait_until(lambda: http.get(f"{replica.url}/v1/deployments", headers=short).status_code == 401, 5)

@@ -10,7 +10,6 @@ pages post forms to matchday while the browser holds a session: nothing changes.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from matchday.config import Settings
 from matchday.workspace import Workspace
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # names a page would run if it put them into its HTML unescaped: each sets window.__pwned
 NUMBER = "<img src=x onerror=window.__pwned=1>"  # an input (column) name
@@ -147,18 +144,6 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     finally:
         server.stop()
         ws.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not on PATH: `make install` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 class OtherSite:

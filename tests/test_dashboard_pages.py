@@ -4,8 +4,7 @@ what each page shows, 404s and 400s as pages, and no page reading the prediction
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,17 +31,6 @@ MONITORS = [
         "deployment": "cancer",
     }
 ]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def store_url(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    new_database: Callable[[str, Path], AbstractContextManager[str]],
-) -> Iterator[str]:
-    """One database for the module, on each backend (the pages read JSON columns both store)."""
-    with new_database(request.param, tmp_path_factory.mktemp("dashboard-db")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

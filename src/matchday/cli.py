@@ -17,7 +17,6 @@ from matchday.errors import MatchdayError
 
 if TYPE_CHECKING:
     from matchday.monitoring import ColumnTest
-    from matchday.store import ModelVersionRecord
     from matchday.workspace import Workspace
 
 
@@ -138,7 +137,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A model's versions and alias history (NAME), or one version in detail (NAME:VERSION, NAME@ALIAS)."""
     registry = default_workspace().registry
-    from matchday.registry import ModelRef
+    from matchday.registry import ModelRef, move_json, version_json
 
     parsed = ModelRef.parse(ref)
     if parsed.version is None and parsed.alias is None:
@@ -148,8 +147,8 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
             out.print_json(
                 data={
                     "name": parsed.name,
-                    "versions": [_version_json(v) for v in versions],
-                    "alias_history": [_move_json(m) for m in history],
+                    "versions": [version_json(v) for v in versions],
+                    "alias_history": [move_json(m) for m in history],
                 }
             )
             return
@@ -180,7 +179,7 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     record = registry.get_version(parsed)
     profile = registry.get_profile(parsed)
     if as_json:
-        out.print_json(data={**_version_json(record), "signature": record.signature, "profile": profile})
+        out.print_json(data={**version_json(record), "signature": record.signature, "profile": profile})
         return
     out.print(
         f"[bold]{record.ref}[/]  flavor {record.flavor}  aliases {', '.join('@' + a for a in record.aliases) or '-'}"
@@ -930,32 +929,6 @@ def demo(
     from matchday.demo import run
 
     run(out, serve=serve, port=port)
-
-
-def _version_json(v: ModelVersionRecord) -> dict[str, Any]:
-    return {
-        "name": v.name,
-        "version": v.version,
-        "flavor": v.flavor,
-        "aliases": list(v.aliases),
-        "artifact_sha256": v.artifact_sha256,
-        "artifact_size": v.artifact_size,
-        "task": v.signature["output"]["task"],
-        "metrics": v.metrics,
-        "tags": v.tags,
-        "description": v.description,
-        "created_at": v.created_at.isoformat(),
-    }
-
-
-def _move_json(m: Any) -> dict[str, Any]:
-    return {
-        "alias": m.alias,
-        "from_version": m.from_version,
-        "to_version": m.to_version,
-        "reason": m.reason,
-        "at": m.at.isoformat(),
-    }
 
 
 def _short(values: list[Any] | None, limit: int = 6) -> str:

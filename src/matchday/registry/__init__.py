@@ -1,6 +1,7 @@
 """The model registry: versions, flavors, artifacts, signatures, reference profiles, aliases."""
 
 from matchday.registry.artifacts import ArtifactStore
+from matchday.registry.as_json import model_json, move_json, version_json
 from matchday.registry.errors import (
     ArtifactCorrupt,
     ArtifactError,
@@ -21,6 +22,9 @@ from matchday.registry.tabular import read_table_file, to_table
 from matchday.store import AliasNotFound, ModelNotFound, VersionNotFound
 
 __all__ = [
+    "model_json",
+    "move_json",
+    "version_json",
     "FLAVORS",
     "AliasNotFound",
     "ArtifactCorrupt",

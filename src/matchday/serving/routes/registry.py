@@ -33,6 +33,9 @@ from matchday.registry import (
     Signature,
     UnknownFlavor,
     check_name,
+    model_json,
+    move_json,
+    version_json,
 )
 from matchday.serving.auth_gate import actor_of, principal_of
 from matchday.serving.bodies import AliasBody, DeployBody, ModelUploadBody, body_schema
@@ -433,43 +436,3 @@ def _event(
         parts.rollouts.events.add(kind, actor, reason, data, deployment=deployment)
     except Exception:
         log.exception("could not record the %s event (%s by %s)", kind, reason, actor)
-
-
-def model_json(m: ModelRecord) -> dict[str, Any]:
-    return {
-        "name": m.name,
-        "description": m.description,
-        "latest_version": m.latest_version,
-        "aliases": m.aliases,
-        "created_at": m.created_at.isoformat(),
-    }
-
-
-def version_json(v: ModelVersionRecord, *, signature: bool = False) -> dict[str, Any]:
-    out = {
-        "name": v.name,
-        "version": v.version,
-        "ref": v.ref,
-        "flavor": v.flavor,
-        "aliases": list(v.aliases),
-        "artifact_sha256": v.artifact_sha256,
-        "artifact_size": v.artifact_size,
-        "task": v.signature["output"]["task"],
-        "metrics": v.metrics,
-        "tags": v.tags,
-        "description": v.description,
-        "created_at": v.created_at.isoformat(),
-    }
-    if signature:
-        out["signature"] = v.signature
-    return out
-
-
-def move_json(m: AliasMove) -> dict[str, Any]:
-    return {
-        "alias": m.alias,
-        "from_version": m.from_version,
-        "to_version": m.to_version,
-        "reason": m.reason,
-        "at": m.at.isoformat(),
-    }
