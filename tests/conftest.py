@@ -130,7 +130,7 @@ def cancer_pipeline(cancer):  # type: ignore[no-untyped-def]
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """`make test` runs `pytest -n 3`, which distributes with xdist's `load` scheduler: it queues
+    """`make test` runs `pytest -n 4`, which distributes with xdist's `load` scheduler: it queues
     tests on each worker and never takes them back, so one worker ran the end-to-end rollout tests
     one after another for 130 s while another sat idle for the last 108 s of the run. With
     `worksteal`, an idle worker takes half of the tests still queued on the busiest one. An explicit

@@ -25,6 +25,7 @@ from matchday.monitoring import failure_counts
 from matchday.serving.auth_gate import AuthGate
 from matchday.serving.body_reader import BodyReader
 from matchday.serving.docs import mount_docs
+from matchday.serving.error_responses import declare_error_responses
 from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
@@ -168,13 +169,14 @@ def _handle_errors(app: FastAPI) -> None:
 
 def _declare_bodies(app: FastAPI, bodies: Schemas) -> None:
     """The OpenAPI document with the request bodies' schemas (the routes read raw bodies, so FastAPI
-    does not see them itself)."""
+    does not see them itself) and every operation's error answers."""
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = plain()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(bodies)
+            declare_error_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
