@@ -423,3 +423,14 @@ def test_the_cli_makes_lists_and_revokes_tokens_and_users(tmp_path: Path, monkey
     assert "cli:" in trail.stdout
     user = Workspace(Settings(home=tmp_path)).access.store.user("alice")
     assert user is not None and password_matches("a long enough secret", user.password_hash)
+
+
+def test_metrics_and_healthz_need_a_viewer_when_open_metrics_is_off() -> None:
+    from matchday.serving.auth_gate import AuthGate
+    from matchday.serving.body_reader import BodyReader
+
+    def roles(open_metrics: bool) -> list[str]:
+        gate = AuthGate(lambda: None, BodyReader(1024, 1.0), open_metrics=open_metrics)  # type: ignore[arg-type,return-value]
+        return [gate.table.match("GET", path)[0].role for path in ("/metrics", "/healthz")]  # type: ignore[index]
+
+    assert roles(True) == ["open", "open"] and roles(False) == ["viewer", "viewer"]

@@ -17,8 +17,7 @@ OPEN = "open"
 @dataclass(frozen=True)
 class RouteRule:
     """``role``: the role a caller needs (or `OPEN`); ``deployment``: the path parameter naming the
-    deployment the call acts on, for tokens limited to some; ``cookie_csrf``: a state change that a
-    browser session may make only with its CSRF token (every unsafe method)."""
+    deployment the call acts on, for tokens limited to some."""
 
     method: str
     template: str

@@ -128,7 +128,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         )
     )
 
-    app.gate = AuthGate(lambda: ws.access, ws.settings.allowed_hosts, ws.settings.open_metrics)
+    app.gate = AuthGate(lambda: ws.access, parts.body, ws.settings.allowed_hosts, ws.settings.open_metrics)
     app.state.workspace = ws  # for what is mounted above the API (the dashboard, `matchday.server`)
     return app
 

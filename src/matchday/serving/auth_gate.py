@@ -19,11 +19,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
-from matchday.auth import Access, Principal, RouteRule, RouteTable, Unauthenticated, local_admin
+from matchday.auth import OPEN, RULES, Access, Principal, RouteRule, RouteTable, Unauthenticated, local_admin
 from matchday.errors import MatchdayError
+from matchday.serving.body_reader import BodyReader
+from matchday.serving.errors import headers_for, status_for
+from matchday.serving.raw_answers import send_json
 
 log = logging.getLogger("matchday.auth")
 SESSION_COOKIE = "matchday_session"
@@ -31,21 +34,23 @@ CSRF_HEADER = b"x-csrf-token"
 CSRF_FIELD = "csrf_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_FORM_LIMIT = 64 * 1024  # a dashboard form's body, read here for its CSRF token
 _JSON_TYPES = (b"application/json",)
 _V2_TYPES = (b"application/json", b"application/octet-stream")  # the binary tensor extension
 UPLOAD_HEADER, UPLOAD_NAME = b"x-matchday-sha256", "X-Matchday-Sha256"  # the artifact's hash, sent with each upload
 
 
 class AuthGate:
-    """``access`` is called per request (the workspace opens it in the app's lifespan)."""
+    """``access`` is called per request (the workspace opens it in the app's lifespan); ``body`` reads
+    a dashboard form's body, for its CSRF token, within the app's size limit and body timeout."""
 
-    def __init__(self, access: Callable[[], Access], allowed_hosts: str = "", open_metrics: bool = True) -> None:
+    def __init__(
+        self, access: Callable[[], Access], body: BodyReader, allowed_hosts: str = "", open_metrics: bool = True
+    ) -> None:
         self.access = access
-        self.table = RouteTable()
+        self.body = body
+        self.table = RouteTable(RULES if open_metrics else tuple(_closed_metrics(r) for r in RULES))
         self.any_host = allowed_hosts.strip() == "*"
         self.hosts = LOOPBACK_HOSTS | {h.strip().lower() for h in allowed_hosts.split(",") if h.strip()}
-        self.open_metrics = open_metrics
 
     async def admit(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """The ``receive`` to go on with (the body replayed when a form was read here), or None when
@@ -74,11 +79,9 @@ class AuthGate:
                 return None
             client = scope.get("client")
             principal = local_admin(client[0] if client else "unknown")
-        if rule is not None and rule.role == "open" and rule.template in ("/metrics", "/healthz"):
-            rule = rule if self.open_metrics else RouteRule(rule.method, rule.template, "viewer")
-        if rule is None or rule.role != "open":
+        if rule is None or rule.role != OPEN:
             if principal is None:
-                if _wants_page(method, path, headers):
+                if _wants_page(method, path):
                     await _redirect(send, "/login?next=" + quote(_target(scope), safe=""))
                     return None
                 await _refuse(
@@ -98,13 +101,37 @@ class AuthGate:
                 # logging in (again) acts with no session's authority, it starts a new one, and the login
                 # page has no session to take a token from: its Origin is checked, not a CSRF token
                 if problem is None and not (rule is not None and rule.template == "/login"):
-                    receive, problem = await _csrf_problem(principal, headers, receive)
+                    try:
+                        receive, problem = await self._csrf_problem(principal, headers, receive)
+                    except ClientDisconnect:  # gone before sending its form: nobody to answer
+                        return None
+                    except MatchdayError as exc:  # the form over the size limit, or stalled (408)
+                        await _refuse(send, path, status_for(exc), exc.message, headers=headers_for(exc))
+                        return None
             if problem is not None:
                 status = 415 if problem.startswith("the body") else 403
                 await _refuse(send, path, status, problem)
                 return None
         scope.setdefault("state", {})["principal"] = principal
         return receive
+
+    async def _csrf_problem(
+        self, principal: Principal, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[Receive, str | None]:
+        """The session's CSRF token, from the ``X-CSRF-Token`` header or a form's ``csrf_token`` field
+        (the form is read here and handed on unchanged)."""
+        given = headers.get(CSRF_HEADER, b"").decode("latin-1")
+        if not given and _content_type(headers) == b"application/x-www-form-urlencoded":
+            length = headers.get(b"content-length")
+            body = await self.body.read(receive, length.decode("latin-1") if length else None)
+            given = (parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD) or [""])[0]
+            receive = _replay({"type": "http.request", "body": body, "more_body": False}, receive)
+        if not principal.csrf or not given or not hmac.compare_digest(given.encode(), principal.csrf.encode()):
+            return (
+                receive,
+                "the form is stale or came from another site: its CSRF token is missing or wrong (reload the page)",
+            )
+        return receive, None
 
     async def _principal(
         self, access: Access, headers: dict[bytes, bytes], enforced: bool
@@ -115,7 +142,7 @@ class AuthGate:
             scheme, _, credential = authorization.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not credential.strip():
                 raise Unauthenticated("send the token as Authorization: Bearer <token>")
-            if not enforced and not access.tokens.any_credential():
+            if not enforced:  # no credential exists: the token cannot be one, and none is asked for
                 return None, False
             return access.bearer(credential.strip()), False
         secret = _cookie(headers, SESSION_COOKIE)
@@ -170,7 +197,18 @@ def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
     return None
 
 
-def _wants_page(method: str, path: str, headers: dict[bytes, bytes]) -> bool:
+def _closed_metrics(rule: RouteRule) -> RouteRule:
+    """With ``open_metrics`` off, /metrics and /healthz need a viewer like the rest."""
+    if rule.role == OPEN and rule.template in ("/metrics", "/healthz"):
+        return RouteRule(rule.method, rule.template, "viewer")
+    return rule
+
+
+def _content_type(headers: dict[bytes, bytes]) -> bytes:
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+
+
+def _wants_page(method: str, path: str) -> bool:
     return method in ("GET", "HEAD") and not path.startswith(("/v1", "/v2", "/metrics", "/healthz", "/openapi.json"))
 
 
@@ -192,7 +230,7 @@ def _content_type_problem(path: str, headers: dict[bytes, bytes], rule: RouteRul
         return None
     if headers.get(b"content-length", b"0") in (b"0", b"") and b"transfer-encoding" not in headers:
         return None  # no body (a rollout action without a reason)
-    kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    kind = _content_type(headers)
     if path.startswith("/v2/") and (not kind or b"inference-header-content-length" in headers):
         return None  # tritonclient names no type; V2 only scores (a form or text/plain is still refused)
     if rule is not None and rule.upload:  # a file upload (the registry's): any page can send a multipart form,
@@ -224,57 +262,26 @@ def _origin_problem(scope: Scope, headers: dict[bytes, bytes], hosts: frozenset[
     return None
 
 
-async def _csrf_problem(
-    principal: Principal, headers: dict[bytes, bytes], receive: Receive
-) -> tuple[Receive, str | None]:
-    """The session's CSRF token, from the ``X-CSRF-Token`` header or a form's ``csrf_token`` field
-    (the form is read here and handed on unchanged)."""
-    given = headers.get(CSRF_HEADER, b"").decode("latin-1")
-    kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    if not given and kind == b"application/x-www-form-urlencoded":
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if message["type"] != "http.request" or not message.get("more_body") or size > _FORM_LIMIT:
-                break
-        body = b"".join(m.get("body", b"") for m in messages)
-        given = (parse_qs(body[:_FORM_LIMIT].decode("utf-8", "replace")).get(CSRF_FIELD) or [""])[0]
-        receive = _replay(messages, receive)
-    if not principal.csrf or not given or not _same(given, principal.csrf):
-        return (
-            receive,
-            "the form is stale or came from another site: its CSRF token is missing or wrong (reload the page)",
-        )
-    return receive, None
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    queue = list(messages)
+def _replay(message: Message, receive: Receive) -> Receive:
+    """``receive`` with the body already read handed out first."""
+    pending = [message]
 
     async def replayed() -> Message:
-        if queue:
-            return queue.pop(0)
-        return await receive()
+        return pending.pop() if pending else await receive()
 
     return replayed
 
 
-async def _refuse(send: Send, path: str, status: int, message: str, *, bearer: bool = False) -> None:
+async def _refuse(
+    send: Send, path: str, status: int, message: str, *, bearer: bool = False, headers: dict[str, str] | None = None
+) -> None:
     body: dict[str, Any] = {"error": message}
     if not path.startswith("/v2"):
         body["details"] = []
-    data = orjson.dumps(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    extra = dict(headers or {})
     if bearer:
-        headers.append((b"www-authenticate", b'Bearer realm="matchday"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+        extra["www-authenticate"] = 'Bearer realm="matchday"'
+    await send_json(send, status, body, extra)
 
 
 async def _redirect(send: Send, location: str) -> None:

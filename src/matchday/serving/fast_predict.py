@@ -14,7 +14,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
@@ -23,11 +22,11 @@ from matchday.errors import MatchdayError
 from matchday.serving.auth_gate import AuthGate
 from matchday.serving.body_reader import BodyReader
 from matchday.serving.errors import headers_for, status_for
+from matchday.serving.raw_answers import send_json
 from matchday.serving.routes.parts import parse_json
 
 log = logging.getLogger("matchday.serving")
 _PREDICT = re.compile(r"/v1/deployments/([^/]+)/predict")
-_JSON = (b"content-type", b"application/json")
 Answer = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
@@ -65,12 +64,7 @@ class FastPredict:
             extra = headers_for(exc)  # Retry-After on a 429, Connection: close on a 408
             if status >= 500:
                 log.error("POST %s failed: %s", scope["path"], exc, exc_info=not isinstance(exc, MatchdayError))
-        data = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-        headers = [_JSON, (b"content-length", b"%d" % len(data))]
-        if extra:
-            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, answer, extra)
 
     async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, str | None]:
         """The raw body and the binary-extension header, read from the ASGI messages (`read_json`'s limits)."""
