@@ -502,3 +502,36 @@ def test_a_lazily_merged_summary_is_stored_as_the_summary_of_all_its_rows() -> N
     stored = json.loads(_json(merged["columns"]["x"]))
     assert stored["sketch"] == whole["sketch"]  # the same buckets, listed
     assert merged["columns"]["x"]["sketch"]["positive"] == whole["sketch"]["positive"]  # and equal in memory
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sketch_buckets_counted_from_codes_match_a_count_per_side(seed: int) -> None:
+    """Both sides' buckets come from one count of each value's code (bucket and sign); the oracle
+    counts each side's keys on its own with np.unique, for every row and for a subset of rows."""
+    from matchday.monitoring.drift.summary import ALPHA, sketch_keys, summarize_sketched
+
+    rng = np.random.default_rng(seed)
+    values = np.r_[
+        rng.lognormal(0, 3, 2000),
+        -rng.lognormal(0, 1, 700),
+        np.zeros(30),
+        [1e-13, -1e-14, 1e300, -1e300, 5e-324],
+        [np.nan] * 5,
+        [np.inf, -np.inf],
+    ]
+    rng.shuffle(values)
+    rows = rng.random(values.size) < 0.4
+    log_gamma = np.log((1 + ALPHA) / (1 - ALPHA))
+
+    def side(v: np.ndarray) -> list[list[int]]:
+        keys, counts = np.unique(np.ceil(np.log(np.abs(v)) / log_gamma).astype(np.int64), return_counts=True)
+        return np.column_stack([keys, counts]).tolist() if keys.size else []
+
+    sketched = sketch_keys(values)
+    for mask in (None, rows):
+        v = values if mask is None else values[mask]
+        counted = np.isfinite(v) & (np.abs(v) >= 1e-12)
+        sketch = summarize_sketched(sketched, rows=mask)["sketch"]
+        assert sketch["positive"] == side(v[counted & (v > 0)])
+        assert sketch["negative"] == side(v[counted & (v < 0)])
+        assert sketch["zero"] == int(np.count_nonzero(np.isfinite(v) & (np.abs(v) < 1e-12)))

@@ -533,9 +533,11 @@ class PredictionLogStore:
             return found, self._read_index(s, None)
         ordered = [tables[i] for i in found]
         first = ordered[0].schema
+        # one chunk per column: every compute over the rows after this then runs once, not once per stored
+        # batch (the 100 chunks of a read cost the monitoring loop more than this copy)
         if len(ordered) > 1 and all(t.schema.equals(first) for t in ordered):  # concat's usual case, without
-            return found, pa.concat_tables(ordered)  # hashing every schema
-        return found, log_batches.concat(ordered)
+            return found, pa.concat_tables(ordered).combine_chunks()  # hashing every schema
+        return found, log_batches.concat(ordered).combine_chunks()
 
     def batch_between(
         self,

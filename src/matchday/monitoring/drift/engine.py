@@ -391,23 +391,30 @@ def compare_summary_to_profile(
     columns: list[str] | None = None,
     tests: dict[str, ColumnTest] | None = None,
     share_threshold: float = 0.5,
+    reference_samples: dict[str, Sample] | None = None,
 ) -> DriftReport:
-    """Drift of a window summary (see `summarize_table`) against a stored reference profile."""
+    """Drift of a window summary (see `summarize_table`) against a stored reference profile.
+    ``reference_samples``: the profile's columns as samples, filled here as they are rebuilt, for a
+    caller that compares many windows with one profile (rebuilt once, not once per window)."""
     from matchday.monitoring.drift.summary import sample_of_summary
 
     names = columns or list(profile["columns"])
     _check_columns(names, list(profile["columns"]), list(summary["columns"]))
     if summary["rows"] == 0:
         raise DriftError("nothing to compare: the window has no rows")
-    results = {
-        name: column_drift(
-            name,
-            sample_of_profile(profile["columns"][name]),
-            sample_of_summary(summary["columns"][name]),
-            (tests or {}).get(name),
+    results = {}
+    for name in names:
+        ref = reference_samples.get(name) if reference_samples is not None else None
+        if ref is None:
+            ref = sample_of_profile(profile["columns"][name])
+            if reference_samples is not None:
+                reference_samples[name] = ref
+        # both rebuilt quantile functions: the window's taken at as many points as the reference's, so
+        # the distance between them is one difference of the two, not a merge of two grids
+        size = ref.values.size if isinstance(ref, NumericSample) and not ref.exact else None
+        results[name] = column_drift(
+            name, ref, sample_of_summary(summary["columns"][name], size), (tests or {}).get(name)
         )
-        for name in names
-    }
     return _dataset(results, share_threshold, int(profile["rows"]), int(summary["rows"]))
 
 

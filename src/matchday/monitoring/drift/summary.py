@@ -78,23 +78,17 @@ class SketchedValues:
 
     values: np.ndarray  # float64, NaN and inf as logged
     finite: np.ndarray  # bool
-    keys: np.ndarray  # int64 bucket of the magnitude (0 where not finite)
+    codes: np.ndarray  # int64: 2 * bucket key + 1 if negative, for a value a sketch side counts; else ``none``
     zero: np.ndarray  # bool: finite and within _ZERO of zero
-    side: np.ndarray  # int8: the sketch side a value counts in, 1 positive, -1 negative, 0 neither (zero, not finite)
+    none: int  # the code of a value neither side counts (zero, not finite): below every other code
 
     def take(self, index: np.ndarray) -> SketchedValues:
-        return SketchedValues(
-            self.values[index], self.finite[index], self.keys[index], self.zero[index], self.side[index]
-        )
+        return SketchedValues(self.values[index], self.finite[index], self.codes[index], self.zero[index], self.none)
 
     def slice(self, start: int, stop: int) -> SketchedValues:
         """Rows ``start`` to ``stop`` (views: `take` of a contiguous range, without copying)."""
         return SketchedValues(
-            self.values[start:stop],
-            self.finite[start:stop],
-            self.keys[start:stop],
-            self.zero[start:stop],
-            self.side[start:stop],
+            self.values[start:stop], self.finite[start:stop], self.codes[start:stop], self.zero[start:stop], self.none
         )
 
 
@@ -138,6 +132,8 @@ def summarize_coded(coded: CategoryCodes, rows: np.ndarray | None = None) -> dic
 
 
 def sketch_keys(values: np.ndarray) -> SketchedValues:
+    """Each value's sketch bucket and side as one code, so a subset's buckets on both sides are one
+    count of its codes (`summarize_sketched`)."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     magnitude = np.where(finite, values, 1.0)  # the steps below in place: the same numbers, fewer copies
@@ -148,11 +144,37 @@ def sketch_keys(values: np.ndarray) -> SketchedValues:
         np.log(magnitude, out=magnitude)
         np.divide(magnitude, _LOG_GAMMA, out=magnitude)
         np.ceil(magnitude, out=magnitude)
+    codes = magnitude.astype(np.int64)
+    codes *= 2
+    codes += values < 0
     counted = finite & ~zero
-    side = np.zeros(values.size, dtype=np.int8)
-    side[counted & (values > 0)] = 1
-    side[counted & (values < 0)] = -1
-    return SketchedValues(values, finite, magnitude.astype(np.int64), zero, side)
+    every = bool(counted.all())
+    lowest = int(codes.min(initial=0)) if every else int(np.min(codes, where=counted, initial=0))
+    if not every:
+        codes[~counted] = lowest - 1
+    return SketchedValues(values, finite, codes, zero, lowest - 1)
+
+
+def _side_buckets(codes: np.ndarray, none: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The (keys ascending, counts) of the positive and of the negative side, from values' codes."""
+    empty = np.empty(0, dtype=np.int64)
+    if not codes.size:
+        return (empty, empty), (empty, empty)
+    lo, hi = int(codes.min()), int(codes.max())
+    if hi - lo > 2_000_000:  # not a realistic spread of buckets; sort instead of counting
+        present, counts = np.unique(codes, return_counts=True)
+        counts = counts.astype(np.int64, copy=False)
+    else:
+        per_code = np.bincount(codes - lo)
+        present = np.flatnonzero(per_code)
+        counts = per_code[present]
+        present = present + lo
+    counted = present != none
+    present, counts = present[counted], counts[counted]
+    negative = (present & 1).astype(bool)
+    keys = present >> 1
+    positive = ~negative
+    return (keys[positive], counts[positive]), (keys[negative], counts[negative])
 
 
 def summarize_sketched(
@@ -165,15 +187,14 @@ def summarize_sketched(
         size = sketched.values.size
         every = bool(sketched.finite.all())  # the common case: no copy of the values
         finite_values = sketched.values if every else sketched.values[sketched.finite]
-        positive = sketched.keys[sketched.side == 1]
-        negative = sketched.keys[sketched.side == -1]
+        codes = sketched.codes
         zeros = int(np.count_nonzero(sketched.zero))
     else:
         size = int(np.count_nonzero(rows))
         finite_values = sketched.values[sketched.finite & rows]
-        positive = sketched.keys[(sketched.side == 1) & rows]
-        negative = sketched.keys[(sketched.side == -1) & rows]
+        codes = sketched.codes[rows]
         zeros = int(np.count_nonzero(sketched.zero & rows))
+    positive, negative = _side_buckets(codes, sketched.none)
     out: dict[str, Any] = {
         "kind": "numeric",
         "count": int(finite_values.size),
@@ -188,8 +209,8 @@ def summarize_sketched(
     out["sketch"] = {
         "alpha": ALPHA,
         "zero": zeros,
-        "positive": Buckets.of_keys(positive) if lazy else _bucket_counts(positive),
-        "negative": Buckets.of_keys(negative) if lazy else _bucket_counts(negative),
+        "positive": Buckets([positive]) if lazy else Buckets([positive]).to_list(),
+        "negative": Buckets([negative]) if lazy else Buckets([negative]).to_list(),
     }
     return out
 
@@ -204,11 +225,6 @@ class Buckets:
 
     def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
         self._parts = parts
-
-    @classmethod
-    def of_keys(cls, keys: np.ndarray) -> Buckets:
-        """The buckets of these values' keys (`_bucket_counts`, as arrays)."""
-        return cls([_bucket_arrays(keys)])
 
     def merge(self, other: Buckets) -> Buckets:
         return Buckets(self._parts + other._parts)
@@ -256,19 +272,6 @@ def bucket_pairs(buckets: Any) -> np.ndarray:
     if isinstance(buckets, Buckets):
         return buckets.to_json()
     return np.asarray(buckets, dtype=np.int64).reshape(-1, 2)
-
-
-def _bucket_arrays(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    empty = np.empty(0, dtype=np.int64)
-    if not keys.size:
-        return empty, empty
-    lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo > 1_000_000:  # not a realistic spread of buckets; sort instead of counting
-        uniques, counts = np.unique(keys, return_counts=True)
-        return uniques.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
-    counts = np.bincount(keys - lo)
-    present = np.flatnonzero(counts)
-    return (present + lo).astype(np.int64, copy=False), counts[present].astype(np.int64, copy=False)
 
 
 def _added(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -421,10 +424,6 @@ def column_std(column: dict[str, Any]) -> float | None:
     return moments(column).value_std
 
 
-def _bucket_counts(keys: np.ndarray) -> list[list[int]]:
-    return Buckets.of_keys(keys).to_list()
-
-
 def merge_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """The summary of both windows' rows together (exact for counts, min, max and buckets; the moments
     to rounding). A numeric column stored without usable sums is repaired from its sketch (`moments`)."""
@@ -477,8 +476,9 @@ def _merge_buckets(a: list[list[int]] | Buckets, b: list[list[int]] | Buckets) -
     return Buckets.of_pairs(a).merge(Buckets.of_pairs(b)).to_list()  # added by `_added`, then listed
 
 
-def sample_of_summary(column: dict[str, Any]) -> NumericSample | CategoricalSample:
-    """A (pseudo-)sample for the drift tests, rebuilt from one column's summary."""
+def sample_of_summary(column: dict[str, Any], size: int | None = None) -> NumericSample | CategoricalSample:
+    """A (pseudo-)sample for the drift tests, rebuilt from one column's summary: of at most ``size``
+    points (`PSEUDO_SAMPLE_MAX` if not given), fewer if the column has fewer values."""
     if column["kind"] == "categorical":
         return CategoricalSample(
             {str(k): int(v) for k, v in column["categories"].items()}, column["count"], column["missing"]
@@ -487,7 +487,7 @@ def sample_of_summary(column: dict[str, Any]) -> NumericSample | CategoricalSamp
     if n == 0:
         return NumericSample(np.empty(0), 0, 0.0, int(column["missing"]), False, 0)
     v, c = _sketch_points(column)
-    size = min(n, PSEUDO_SAMPLE_MAX)
+    size = min(n, size or PSEUDO_SAMPLE_MAX)
     positions = (np.arange(size) + 0.5) / size * n
     pseudo = v[np.searchsorted(np.cumsum(c), positions, side="right").clip(0, len(v) - 1)]
     return NumericSample(pseudo, n, column_std(column) or 0.0, int(column["missing"]), False, int(len(v)))

@@ -91,7 +91,7 @@ def _inputs(summary: dict[str, Any], ref: VersionReference | None) -> dict[str, 
     if not names:
         return out
     try:
-        report = compare_summary_to_profile(ref.profile, inputs, columns=names)
+        report = compare_summary_to_profile(ref.profile, inputs, columns=names, reference_samples=ref.drift_samples)
     except DriftError:
         return out
     for name, drift in report.columns.items():

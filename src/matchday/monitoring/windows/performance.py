@@ -290,19 +290,23 @@ class CBPEEstimate:
         self.mass = np.zeros((k, self.bins), dtype=np.float64)  # sum of P(class) over those rows
 
     def update(self, y_pred: np.ndarray, proba: np.ndarray) -> CBPEEstimate:
+        return self.update_indexed(label_indices(y_pred, self.classes), proba)
+
+    def update_indexed(self, pred: np.ndarray, proba: np.ndarray) -> CBPEEstimate:
+        """`update` with each predicted label given as its index in ``classes`` (``len(classes)``: not
+        one of them), for a caller that has mapped its few distinct labels once, not every row's."""
         k = len(self.classes)
-        pred = label_indices(y_pred, self.classes)
         p = _proba_matrix(proba, k, pred.size)
         finite = np.isfinite(p).all(axis=1)
-        p, pred = np.clip(p[finite], 0.0, 1.0), pred[finite]  # a model's "probability" of 1e300 adds at most 1
+        if not finite.all():
+            p, pred = p[finite], pred[finite]
+        p = np.clip(p, 0.0, 1.0)  # a model's "probability" of 1e300 adds at most 1
         self.n += int(pred.size)
-        for j in range(k + 1):
-            self.expected[:, j] += p[pred == j].sum(axis=0)
+        for c in range(k):  # expected[c, j]: the sum of P(c) over the rows predicted j
+            self.expected[c] += np.bincount(pred, weights=p[:, c], minlength=k + 1)
         flat = (_bin_indices(p, self.bins) + np.arange(k) * self.bins).ravel()
         self.rows += np.bincount(flat, minlength=k * self.bins).reshape(k, self.bins)
-        self.mass += np.bincount(flat, weights=np.clip(p, 0.0, 1.0).ravel(), minlength=k * self.bins).reshape(
-            k, self.bins
-        )
+        self.mass += np.bincount(flat, weights=p.ravel(), minlength=k * self.bins).reshape(k, self.bins)
         return self
 
     def merge(self, other: CBPEEstimate) -> CBPEEstimate:

@@ -82,6 +82,9 @@ DETECTOR_ERROR_MAX = 1e100  # errors fed to a detector are capped: its window su
 # variance), and a label of 1e200 would make that inf, stored as null, and the detector unloadable
 
 
+Parsed = LogColumns | Exception  # a version's rows of a batch as columns, or why they could not be read
+
+
 @dataclass
 class SummarizerConfig:
     count_window: int = 1000  # rows per window by count
@@ -161,11 +164,11 @@ class Summarizer:
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
         # each batch summarised as it is read (memory stays bounded), the next read meanwhile; the reader
         # has set the cursors in ``state`` once the loop is through
-        for batch in read_ahead(self._read(state, now)):
+        for batch, parts in read_ahead(self._parsed(read_ahead(self._read(state, now)))):
             result.rows += batch.num_rows
-            for series, part in self._versions(batch):
+            for series, part, cols in parts:
                 with failures.guard(series, "summarise", f"{part.num_rows} rows"):
-                    self._summarise(series, part, state, pending)
+                    self._summarise(series, cols, state, pending)
         staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now, failures)}
         relabelled = self._relabel(state, now, staged, failures)
         result.labelled_windows = len(relabelled)
@@ -176,18 +179,34 @@ class Summarizer:
         self.windows.put_many(result.windows, state={STATE_KEY: state, **failures.to_state()})
         return result
 
+    def _parsed(self, batches: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, list[tuple[Series, pa.Table, Parsed]]]]:
+        """Each batch split by version and parsed into columns (or the error that stopped it, raised
+        where that version is summarised): run in the reading thread, as most of it is Arrow and NumPy
+        work outside the GIL, beside the summaries of the batch before."""
+        for batch in batches:
+            parts: list[tuple[Series, pa.Table, Parsed]] = []
+            for series, part in self._versions(batch):
+                try:
+                    parsed: Parsed = columns_of_batch(part, self.reference(series[1], series[2]))
+                except Exception as exc:
+                    parsed = exc
+                parts.append((series, part, parsed))
+            yield batch, parts
+
     def _summarise(
-        self, series: Series, part: pa.Table, state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]]
+        self, series: Series, parsed: Parsed, state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]]
     ) -> None:
         """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
         ``pending`` nor the version's count windows in ``state`` hold a part of them."""
         deployment, model, version = series
+        if isinstance(parsed, Exception):
+            raise parsed
+        cols = parsed
         skey = f"{deployment}\x1f{model}\x1f{version}"
         counts = state["counts"].get(skey)
         before = [list(w) for w in counts] if counts is not None else None
         mine: dict[WindowKey, dict[str, Any]] = {}
         try:
-            cols = columns_of_batch(part, self.reference(model, version))
             deltas = _Deltas(cols, self.reference(model, version), self._configured(self.config.texts, deployment))
             self._add_time_windows(deployment, model, version, deltas, state, mine)
             self._add_count_windows(deployment, model, version, deltas, state, mine)

@@ -9,7 +9,7 @@ be corrected).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from matchday.monitoring.windows.performance import (
     CBPEEstimate,
     ClassificationPerformance,
     RegressionPerformance,
+    label_indices,
 )
 from matchday.store import LoggedRow
 
@@ -41,6 +42,9 @@ class VersionReference:
     profile: dict[str, Any] | None
     calibrator: Calibrator | None = None
     reference_metrics: dict[str, Any] | None = None  # performance on the reference's labelled sample
+    drift_samples: dict[str, Any] = field(
+        default_factory=dict, compare=False, repr=False
+    )  # the profile's columns as drift samples, once
 
     @classmethod
     def from_profile(
@@ -204,8 +208,9 @@ def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | Non
             assert ref is not None and ref.classes is not None
             estimate = CBPEEstimate(ref.classes)
             calibrated = ref.calibrator.transform(proba) if ref.calibrator is not None else proba
-            texts = np.asarray([label or "" for label in cols.labels], dtype=str)  # fixed-width: compared in C
-            estimate.update(texts[codes[predicted]], calibrated)
+            # each distinct prediction's class index, found once: the rows only look theirs up
+            index = label_indices(np.asarray([label or "" for label in cols.labels], dtype=str), ref.classes)
+            estimate.update_indexed(index[codes[predicted]], calibrated)
             out["cbpe"] = estimate if lazy else estimate.to_state()
     else:
         out["values"] = summarize_sketched(cols.values, lazy=lazy, rows=~cols.failed)
