@@ -13,6 +13,7 @@ PARTS = [
     "matchday.monitoring",
     "matchday.rollout",
     "matchday.auth",
+    "matchday.review",
     "matchday.serving",
     "matchday.dashboard",
     "matchday.demo",
@@ -53,6 +54,21 @@ def test_auth_imports_only_the_store_and_errors() -> None:
                 assert module.startswith("matchday.auth") or module in ("matchday.store", "matchday.errors"), (
                     f"{path}: {line}"
                 )
+
+
+def test_review_imports_only_the_faces_below_it() -> None:
+    """DESIGN.md: `review` sits on store, registry and monitoring (their faces); serving asks it, never back."""
+    import pathlib
+
+    import matchday.review
+
+    allowed = ("matchday.store", "matchday.registry", "matchday.monitoring", "matchday.errors")
+    root = pathlib.Path(matchday.review.__file__).parent
+    for path in root.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("from matchday", "import matchday")):
+                module = line.split()[1]
+                assert module.startswith("matchday.review") or module in allowed, f"{path}: {line}"
 
 
 def test_register_and_load_through_the_top_level(tmp_path, monkeypatch, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,18 @@ from rich.console import Console
 from rich.table import Table
 
 from matchday.cli_access import local_actor, tokens_app, users_app
+from matchday.cli_review import (
+    AuditOption,
+    BlindOption,
+    DeadlineOption,
+    FallbackOption,
+    LevelOption,
+    ReviewsOption,
+    RuleOption,
+    automation_app,
+    policy_options,
+    review_app,
+)
 from matchday.errors import MatchdayError
 
 if TYPE_CHECKING:
@@ -39,6 +51,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(review_app, name="review")
+app.add_typer(automation_app, name="automation")
 
 out = Console()
 err = Console(stderr=True)
@@ -256,13 +270,31 @@ def deploy(
     max_batch_size: Annotated[int, typer.Option(help="rows merged into one model call at most")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="how long a batch may wait for more requests")] = 0.0,
     max_rows: Annotated[int, typer.Option(help="rows accepted in one request")] = 10_000,
+    automation: LevelOption = None,
+    review_rule: RuleOption = None,
+    review_deadline: DeadlineOption = None,
+    audit_rate: AuditOption = None,
+    reviews_required: ReviewsOption = None,
+    deadline_fallback: FallbackOption = None,
+    blind: BlindOption = None,
+    reason: Annotated[str | None, typer.Option(help="why (kept with an automation change)")] = None,
 ) -> None:
-    """Create or update deployment NAME to serve MODEL."""
+    """Create or update deployment NAME to serve MODEL (and, with --automation, who decides its answers)."""
+    from matchday.registry import Signature
+    from matchday.review import check_policy
 
     ws = default_workspace()
-    record, previous = ws.deployments.deploy(
-        name, model, {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_rows": max_rows}
+    settings: dict[str, Any] = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_rows": max_rows}
+    policy = policy_options(
+        automation, review_rule, review_deadline, audit_rate, reviews_required, deadline_fallback, blind
     )
+    if policy and automation is None:
+        raise MatchdayError("--review-rule, --audit-rate and the other review options need --automation LEVEL")
+    if policy:  # checked against the version it will serve before anything is written
+        signature = Signature.model_validate(ws.registry.get_version(model).signature)
+        classes = signature.output.classes
+        check_policy(policy, signature, [str(c) for c in classes] if classes else None)
+    record, previous = ws.deployments.deploy(name, model, settings)
     change = (
         f"(was {previous})"
         if previous and previous != record.model_ref
@@ -271,6 +303,10 @@ def deploy(
         else "(unchanged)"
     )
     out.print(f"deployment [bold]{record.name}[/] serves {record.model_ref} {change}")
+    if policy:
+        moved = ws.automation.set(name, policy, local_actor(), reason or f"deployed with --automation {automation}")
+        level = moved.after.level.value if moved.after else "-"
+        out.print(f"deployment [bold]{name}[/] decides at [bold]{level}[/]")
 
 
 @deployments_app.command("list")

@@ -24,7 +24,7 @@ from typing import Any
 
 from matchday.registry import Registry
 from matchday.rollout import RolloutController
-from matchday.store import MONITOR_LOCK_KEY, LeaderLock
+from matchday.store import MONITOR_LOCK_KEY, REVIEW_LOCK_KEY, LeaderLock
 from matchday.workspace import Workspace
 
 log = logging.getLogger("matchday.worker")
@@ -67,6 +67,7 @@ class Worker:
                 monitoring.run(LeaderLock(db, MONITOR_LOCK_KEY, "monitor"), ws.settings.monitor_interval, ws.webhooks)
             ),
         ]
+        tasks.append(asyncio.ensure_future(review_loop(ws, LeaderLock(db, REVIEW_LOCK_KEY, "review"))))
         parent = os.environ.get(PARENT_ENV)
         if parent and parent.isdigit():
             tasks.append(asyncio.ensure_future(_exit_with(int(parent))))
@@ -80,6 +81,25 @@ class Worker:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def review_loop(ws: Workspace, leader: LeaderLock, interval: float = 1.0) -> None:
+    """The review queue's round (deadlines' fallbacks, labels to join, decisions to announce) every
+    ``interval`` seconds while this worker leads it; a failed round is logged and tried again."""
+    try:
+        while True:
+            try:
+                if await asyncio.to_thread(leader.acquire):
+                    result = await asyncio.to_thread(ws.review.tick)
+                    if result.expired or result.escalated:
+                        log.info(
+                            "review: %d past their deadline settled, %d escalated", result.expired, result.escalated
+                        )
+            except Exception:
+                log.exception("review round failed; trying again in %.1fs", interval)
+            await asyncio.sleep(interval)
+    finally:
+        await asyncio.to_thread(leader.release)
 
 
 async def _exit_with(pid: int) -> None:

@@ -27,7 +27,8 @@ from matchday.monitoring import (
     known_metric,
     parse_monitors,
 )
-from matchday.registry import ArtifactStore, Registry
+from matchday.registry import ArtifactStore, Registry, Signature
+from matchday.review import Automation, ReviewQueue
 from matchday.rollout import Deployments, NothingToDo, Rollouts
 from matchday.store import (
     AlertRecord,
@@ -40,6 +41,7 @@ from matchday.store import (
     NotFound,
     PredictionLogStore,
     PrincipalStore,
+    ReviewStore,
     RolloutStore,
     WebhookOutbox,
     WindowStore,
@@ -119,6 +121,38 @@ class Workspace:
     @cached_property
     def monitor_state(self) -> MonitorStateStore:
         return MonitorStateStore(self.database)
+
+    @cached_property
+    def review(self) -> ReviewQueue:
+        """The review queue: people's decisions on queued answers, joined to the log as labels."""
+        return ReviewQueue(ReviewStore(self.database), self.prediction_log, self.registry, self.webhooks.enqueue)
+
+    @cached_property
+    def automation(self) -> Automation:
+        """Each deployment's automation level and review policy: set (an event), checked, suggested."""
+
+        def served(name: str) -> tuple[Signature, list[str] | None]:
+            primary = self.deployments.route(name).primary
+            version = self.registry.get_version(f"{primary.model}:{primary.version}")
+            signature = Signature.model_validate(version.signature)
+            classes = signature.output.classes
+            return signature, [str(c) for c in classes] if classes else None
+
+        def record(deployment: str, kind: str, actor: str, reason: str, data: dict[str, Any]) -> None:
+            self.events.add(kind, actor, reason, data, deployment=deployment)
+
+        return Automation(
+            read=lambda name: dict(self.deployments.get(name).settings.get("automation") or {}),
+            write=lambda name, policy: self.deployments.update_settings(name, {"automation": policy}),
+            served=served,
+            record=record,
+            store=ReviewStore(self.database),
+            critical_alerts=lambda name: [a.message for a in self.alerts.firing(name) if a.severity == "critical"],
+        )
+
+    @cached_property
+    def events(self) -> EventStore:
+        return EventStore(self.database)
 
     @cached_property
     def webhooks(self) -> WebhookSender:

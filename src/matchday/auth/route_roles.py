@@ -43,6 +43,17 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/models/{name}/versions", "operator"),  # an upload; trust_pickle=true needs admin (the route says)
     ("PUT", "/v1/models/{name}/aliases/{alias}", "operator"),
     ("PUT", "/v1/deployments/{name}", "operator"),
+    # people in the loop: a client reads its held answers' decisions; reviewers work the queue
+    ("GET", "/v1/deployments/{name}/decisions/{request_id}", "predictor"),
+    ("GET", "/v1/deployments/{name}/automation", "viewer"),
+    ("PUT", "/v1/deployments/{name}/automation", "operator"),
+    ("GET", "/v1/deployments/{name}/automation/suggest", "viewer"),
+    ("GET", "/v1/deployments/{name}/review/stats", "viewer"),
+    ("GET", "/v1/review/items", "reviewer"),
+    ("POST", "/v1/review/next", "reviewer"),
+    ("GET", "/v1/review/items/{review_id}", "reviewer"),
+    ("POST", "/v1/review/items/{review_id}/decide", "reviewer"),
+    ("POST", "/v1/review/items/{review_id}/release", "reviewer"),
     # monitoring
     ("GET", "/v1/deployments/{name}/metrics", "viewer"),
     ("GET", "/v1/monitors", "viewer"),
@@ -80,7 +91,12 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/models/{name}", "viewer"),
     ("GET", "/alerts", "viewer"),
 )
-_PREDICTOR_SCOPED = ("/v1/deployments/{name}/predict", "/v1/deployments/{name}/feedback", "/v2/")
+_PREDICTOR_SCOPED = (
+    "/v1/deployments/{name}/predict",
+    "/v1/deployments/{name}/feedback",
+    "/v1/deployments/{name}/decisions/",
+    "/v2/",
+)
 _UPLOADS = frozenset({("POST", "/v1/models/{name}/versions")})
 
 

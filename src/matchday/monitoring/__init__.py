@@ -50,6 +50,7 @@ from matchday.monitoring.log import (
     WriterStats,
     export_log,
     json_safe,
+    label_text,
 )
 from matchday.monitoring.loop import LoopResult, MonitoringLoop
 from matchday.monitoring.windows import (
@@ -140,6 +141,7 @@ __all__ = [
     "compare_to_profile",
     "image_features",
     "json_safe",
+    "label_text",
     "merge_summaries",
     "prediction_drift",
     "render_html",

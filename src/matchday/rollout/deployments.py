@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from matchday.registry import ModelRef, Registry
 from matchday.rollout.errors import RolloutError
 from matchday.rollout.traffic import Route, TrafficPlan
-from matchday.store import DeploymentRecord, DeploymentStore, RolloutRecord, RolloutStore
+from matchday.store import DeploymentRecord, DeploymentStore, NotFound, RolloutRecord, RolloutStore
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}\Z")
 
@@ -28,6 +28,9 @@ class DeploymentSettings(BaseModel):
     max_batch_size: int = Field(default=64, ge=1, le=100_000, description="rows merged into one model call at most")
     max_wait_ms: float = Field(default=0.0, ge=0, le=1000, description="how long a batch waits for more requests")
     max_rows: int = Field(default=10_000, ge=1, le=1_000_000, description="rows accepted in one request")
+    automation: dict[str, Any] = Field(
+        default_factory=dict, description="who decides its answers (the review part's policy; none: the model alone)"
+    )
 
 
 class Deployments:
@@ -44,8 +47,14 @@ class Deployments:
             raise RolloutError(f"invalid deployment name {name!r}: lowercase letters, digits, '_' or '-' (up to 100)")
         ref = ModelRef.parse(model_ref)
         self.registry.get_version(ref)  # raises ModelNotFound / VersionNotFound / AliasNotFound
+        settings = dict(settings or {})
+        if "automation" not in settings:  # a redeploy keeps who decides its answers unless it says otherwise
+            try:
+                settings["automation"] = self.store.get(name).settings.get("automation") or {}
+            except NotFound:
+                pass
         try:
-            parsed = DeploymentSettings(**(settings or {}))
+            parsed = DeploymentSettings(**settings)
         except ValidationError as exc:
             raise RolloutError(
                 "invalid deployment settings", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
@@ -75,6 +84,18 @@ class Deployments:
                 f"({active.baseline} -> {active.candidate}); it cannot be {what} until that rollout "
                 "is promoted or rolled back"
             )
+
+    def update_settings(self, name: str, changes: dict[str, Any]) -> DeploymentRecord:
+        """Change some of the deployment's settings (allowed during a rollout: where it points stays)."""
+        record = self.store.get(name)
+        try:
+            parsed = DeploymentSettings(**{**record.settings, **changes})
+        except ValidationError as exc:
+            raise RolloutError(
+                "invalid deployment settings", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            ) from exc
+        updated, _ = self.store.upsert(name, record.model_ref, parsed.model_dump())
+        return updated
 
     def settings(self, record: DeploymentRecord) -> DeploymentSettings:
         return DeploymentSettings(**record.settings)

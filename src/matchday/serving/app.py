@@ -29,7 +29,7 @@ from matchday.serving.error_responses import declare_error_responses
 from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
-from matchday.serving.routes import monitoring, registry, rollouts, v1, v2
+from matchday.serving.routes import monitoring, registry, review, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
@@ -76,7 +76,14 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                 WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state))
             )
             parts.start(
-                service=service, rollouts=rollouts, monitoring=monitoring, alerts=alerts, metrics=metrics, writer=writer
+                service=service,
+                rollouts=rollouts,
+                monitoring=monitoring,
+                alerts=alerts,
+                metrics=metrics,
+                writer=writer,
+                review=ws.review,
+                automation=ws.automation,
             )
             loop = asyncio.get_running_loop()
             tasks = [
@@ -118,6 +125,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     app.fast_predict = FastPredict(partial(v1.answer, parts), parts.body)
     app.include_router(rollouts.router(parts, bodies))
     app.include_router(monitoring.router(parts, bodies))
+    app.include_router(review.router(parts, bodies))
     app.include_router(v2.router(parts, bodies))
     app.include_router(
         registry.router(

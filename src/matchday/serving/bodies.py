@@ -7,10 +7,11 @@ clients, generated SDKs and fuzzers the shape, which an undeclared body hides fr
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from matchday.review import AutomationLevel
 from matchday.rollout import DeploymentSettings, RolloutPlan
 from matchday.serving.codecs import V2Datatype
 
@@ -165,3 +166,57 @@ def body_schema(
             "content": {media_type: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
     }
+
+
+class ReviewNextBody(BaseModel):
+    """``POST /v1/review/next``: claim the next item of a deployment's queue under a lease."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deployment: str = Field(description="whose queue")
+    lease_seconds: float | None = Field(
+        default=None, ge=5, le=86400, description="how long the item is held (the deployment's policy if absent)"
+    )
+    reviewer: str | None = Field(
+        default=None, max_length=100, description="on a server without credentials only: who is reviewing"
+    )
+
+
+class ReviewDecideBody(BaseModel):
+    """``POST /v1/review/items/{review_id}/decide``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["approve", "override", "skip"] = Field(description="approve the model's answer, override it, skip")
+    label: Label | None = Field(default=None, description="override: " + LABEL)
+    saw_suggestion: bool | None = Field(default=None, description="whether the model's answer was shown")
+    reviewer: str | None = Field(
+        default=None, max_length=100, description="on a server without credentials only: who is reviewing"
+    )
+
+
+class AutomationBody(BaseModel):
+    """``PUT /v1/deployments/{name}/automation``: the deployment's automation policy (an event)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: AutomationLevel | None = Field(default=None, description="none: no policy (the model alone, nothing queued)")
+    review_rule: str | None = Field(default=None, description='machine_led_human_governed: e.g. prediction == "fraud"')
+    review_deadline: str | float | None = Field(default=None, description="4h, 30m, or seconds")
+    deadline_fallback: Literal["approve", "reject", "escalate"] | None = None
+    audit_rate: float | None = Field(default=None, ge=0, le=1)
+    reviews_required: int | None = Field(default=None, ge=1, le=3)
+    blind: bool | None = None
+    lease_seconds: float | None = Field(default=None, ge=5, le=86400)
+    decision_webhook: str | None = None
+    reason: str = Field(min_length=1, description="why: kept with the event, for the audit trail")
+
+
+class ReviewReleaseBody(BaseModel):
+    """``POST /v1/review/items/{review_id}/release`` (the body is optional): give a claimed item back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str | None = Field(
+        default=None, max_length=100, description="on a server without credentials only: who held it"
+    )

@@ -60,6 +60,8 @@ def statuses_of(method: str, path: str, has_body: bool, table: RouteTable | None
         out |= {"400", "409"}
     if "/versions/{version}" in path:
         out.add("404")
+    if path.startswith("/v1/review") or "/automation" in path or "/decisions/" in path:
+        out |= {"400", "404", "409"}  # no such item or answer; a decision on an item settled or claimed by another
     return out
 
 

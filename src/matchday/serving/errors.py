@@ -80,6 +80,7 @@ class PortUnavailable(ServingError):
 def status_for(exc: MatchdayError) -> int:
     """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours."""
     from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
+    from matchday.review import ReviewError
     from matchday.rollout import NothingToDo, RolloutError
     from matchday.store import Conflict, NotFound, StoreUnavailable
 
@@ -103,6 +104,7 @@ def status_for(exc: MatchdayError) -> int:
         (ArtifactError, 500),
         (RolloutError, 400),
         (RegistryError, 400),
+        (ReviewError, 400),
     ]
     for kind, status in table:
         if isinstance(exc, kind):

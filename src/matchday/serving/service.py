@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from matchday.monitoring import LogWriter, json_safe
 from matchday.registry import FloatRows, OutputSpec, Predictor, Registry, RegistryError, Signature
+from matchday.review import Triage, policy_of
 from matchday.rollout import Deployments, DeploymentSettings, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
@@ -59,6 +60,8 @@ class Prediction:
     prediction: Any
     probabilities: dict[str, float] | None
     version: int
+    decision: str = "final"  # or "pending": a person decides (the review queue)
+    review_id: str | None = None
 
 
 @dataclass
@@ -108,6 +111,7 @@ class PredictionService:
         self._loading: dict[str, asyncio.Lock] = {}
         self._load_failed: dict[str, tuple[float, Exception]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._triage: dict[tuple[str, str, str], Triage] = {}
         self.shadows = shadows
 
     # -- routing and loading -----------------------------------------------------------------
@@ -314,7 +318,8 @@ class PredictionService:
         predictions: list[Prediction | None] = [None] * decoded.rows
         for answer in served:
             assert answer.scored is not None
-            log_rows += self._answer_rows(deployment, answer, batch, decoded, request_ids, predictions, now)
+            triage = self._triage_for(deployment, settings, answer)
+            log_rows += self._answer_rows(deployment, answer, batch, decoded, request_ids, predictions, now, triage)
         self.writer.submit(log_rows)  # after the answer is ready; never waits on the database
         mirrored = plan.mirror(keys) if fixed is None else np.zeros(0, dtype=bool)
         if mirrored.any():
@@ -412,6 +417,7 @@ class PredictionService:
         request_ids: list[str],
         predictions: list[Prediction | None],
         now: datetime,
+        triage: Triage | None = None,
     ) -> list[dict[str, Any]]:
         assert answer.scored is not None and answer.predictor is not None
         classes = [str(c) for c in answer.predictor.classes or []]
@@ -424,21 +430,49 @@ class PredictionService:
                 if probas is not None and len(classes) == len(probas[j])
                 else None
             )
-            predictions[i] = Prediction(request_ids[i], decoded.entity_ids[i], values[j], proba, answer.route.version)
-            rows.append(
-                self._log_row(
-                    deployment,
-                    answer.route,
-                    request_ids[i],
-                    decoded.entity_ids[i],
-                    batch.records[i],
-                    values[j],
-                    probas[j] if probas is not None else None,
-                    answer.elapsed,
-                    now,
-                )
+            row = self._log_row(
+                deployment,
+                answer.route,
+                request_ids[i],
+                decoded.entity_ids[i],
+                batch.records[i],
+                values[j],
+                probas[j] if probas is not None else None,
+                answer.elapsed,
+                now,
             )
+            prediction = Prediction(request_ids[i], decoded.entity_ids[i], values[j], proba, answer.route.version)
+            if triage is not None:
+                verdict = triage.judge(deployment, request_ids[i], values[j], proba, batch.records[i], now)
+                prediction.decision, prediction.review_id = verdict.decision, verdict.review_id
+                if verdict.review is not None:
+                    row["review"] = verdict.review  # queued with the row, in the log's transaction
+            predictions[i] = prediction
+            rows.append(row)
         return rows
+
+    def _triage_for(self, deployment: str, settings: DeploymentSettings, answer: _Answer) -> Triage | None:
+        """The deployment's automation policy for the version that answered (None: the model alone)."""
+        if not settings.automation or answer.predictor is None:
+            return None
+        key = (deployment, answer.route.ref, repr(sorted(settings.automation.items())))
+        triage = self._triage.get(key)
+        if triage is None:
+            predictor = answer.predictor
+            classes = [str(c) for c in predictor.classes] if predictor.classes is not None else None
+            try:
+                triage = Triage(policy_of(settings.automation), predictor.signature, classes)
+            except Exception as exc:  # e.g. a rule naming an input the version now serving lacks
+                log.error(
+                    "deployment %s: its review policy does not fit %s (%s); every answer is held for a person",
+                    deployment,
+                    answer.route.ref,
+                    exc,
+                )
+                policy = policy_of({k: v for k, v in settings.automation.items() if k not in ("level", "review_rule")})
+                triage = Triage.holding_all(policy, str(exc))
+            self._triage[key] = triage
+        return None if triage.quiet else triage
 
     def _error_rows(
         self,

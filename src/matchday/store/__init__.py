@@ -14,7 +14,7 @@ from matchday.store.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
-from matchday.store.leader import MONITOR_LOCK_KEY, LeaderLock
+from matchday.store.leader import MONITOR_LOCK_KEY, REVIEW_LOCK_KEY, LeaderLock
 from matchday.store.log_batches import MIXED as MIXED_PREDICTIONS
 from matchday.store.log_batches import CorruptLogBatch, parse_json
 from matchday.store.model_store import ModelStore
@@ -44,6 +44,13 @@ from matchday.store.records import (
     TokenRecord,
     UserRecord,
 )
+from matchday.store.review_store import (
+    ReviewDecisionRecord,
+    ReviewItemNotFound,
+    ReviewItemRecord,
+    ReviewStore,
+    Settlement,
+)
 from matchday.store.rollout_store import (
     EventStore,
     RolloutAlreadyActive,
@@ -72,6 +79,12 @@ __all__ = [
     "EventStore",
     "LeaderLock",
     "MONITOR_LOCK_KEY",
+    "REVIEW_LOCK_KEY",
+    "ReviewDecisionRecord",
+    "ReviewItemNotFound",
+    "ReviewItemRecord",
+    "ReviewStore",
+    "Settlement",
     "RolloutAlreadyActive",
     "RolloutNotFound",
     "RolloutRecord",

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from matchday.store import log_batches
 from matchday.store.database import Database
 from matchday.store.records import LabelOutcome, PredictionRecord
+from matchday.store.review_store import insert_items
 from matchday.store.schema import PredictionBatchRow, PredictionRow, utcnow
 
 _FIELDS = (
@@ -253,6 +254,25 @@ class PredictionLogStore:
                 return 0
             data = log_batches.encode(rows, [written.get(v["request_id"]) for v in values])
             connection.execute(sa.update(batches).where(batches.c.id == batch_id).values(rows=len(written), data=data))
+            # rows a person is to review are queued with them: a logged row and its review item land together
+            insert_items(
+                connection,
+                [
+                    {
+                        **row["review"],
+                        "request_id": row["request_id"],
+                        "deployment": row["deployment"],
+                        "model": row["model"],
+                        "version": row["version"],
+                        "created_at": v["at"],
+                        "inputs": row.get("inputs") or {},
+                        "suggestion": row.get("prediction"),
+                        "probabilities": row.get("probabilities"),
+                    }
+                    for row, v in zip(rows, values, strict=True)
+                    if row.get("review") and v["request_id"] in written
+                ],
+            )
             return len(written)
 
     @staticmethod
@@ -738,6 +758,7 @@ class PredictionLogStore:
                 role=r.role,
                 error=r.error,
                 shadow_of=r.shadow_of,
+                label_source=r.label_source,
             )
             for r, i, p, rt in zip(rows, inputs, probabilities, routing)
         ]

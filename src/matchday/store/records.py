@@ -73,6 +73,7 @@ class PredictionRecord:
     role: str = "served"
     error: str | None = None
     shadow_of: str | None = None
+    label_source: str | None = None  # who gave the label: feedback, human (a reviewer's decision)
 
 
 @dataclass(frozen=True)

@@ -366,3 +366,60 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewItemRow(Base):
+    """A logged prediction a person is asked to look at: written with the log's batch (one transaction),
+    claimed under a lease, decided by one to three reviewers, its final label joined to the log."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        Index("ix_review_items_queue", "deployment", "status", "priority", "created_at"),
+        Index("ix_review_items_due", "status", "deadline"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    deployment: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(20))  # all | rule | audit
+    rule: Mapped[str | None] = mapped_column(Text)
+    level: Mapped[str] = mapped_column(String(40))
+    pending: Mapped[bool]  # the answer said "pending": a decision (or the deadline's fallback) settles it
+    blind: Mapped[bool]
+    inclusion: Mapped[float] = mapped_column(Float)  # the chance this row had of being queued
+    required: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer)
+    deadline: Mapped[datetime | None]
+    fallback: Mapped[str | None] = mapped_column(String(20))
+    inputs: Mapped[dict[str, Any]]
+    suggestion: Mapped[Any] = mapped_column(JSON)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    probabilities: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))  # open | escalated | decided | expired
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    label: Mapped[Any] = mapped_column(JSON)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[list[str] | None] = mapped_column(JSON)
+    label_applied_at: Mapped[datetime | None]
+    webhook: Mapped[str | None] = mapped_column(Text)  # where the decision is announced
+    announced_at: Mapped[datetime | None]
+
+
+class ReviewDecisionRow(Base):
+    """One reviewer's say on one item (a skip included): who, when, what, and whether they saw the model's answer."""
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer", name="uq_review_decisions_item_reviewer"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))  # approve | override | skip
+    label: Mapped[Any] = mapped_column(JSON)
+    saw_suggestion: Mapped[bool]
+    at: Mapped[datetime]

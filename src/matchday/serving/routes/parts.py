@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from matchday.monitoring import LogWriter, MonitoringLoop
+from matchday.review import Automation, ReviewQueue
 from matchday.rollout import Rollouts
 from matchday.serving.body_reader import BodyReader
 from matchday.serving.codecs import split_binary_body
@@ -37,6 +38,8 @@ class Parts:
     alerts: AlertStore
     metrics: ServingMetrics
     writer: LogWriter
+    review: ReviewQueue
+    automation: Automation
 
     def __init__(self, body: BodyReader) -> None:
         self.body = body  # the bodies' limits: size, and how long a client may stall sending one
@@ -51,10 +54,13 @@ class Parts:
         alerts: AlertStore,
         metrics: ServingMetrics,
         writer: LogWriter,
+        review: ReviewQueue,
+        automation: Automation,
     ) -> None:
         """The lifespan's parts, not yet warm."""
         self.service, self.rollouts, self.monitoring = service, rollouts, monitoring
         self.alerts, self.metrics, self.writer = alerts, metrics, writer
+        self.review, self.automation = review, automation
         self.ready = False
 
 

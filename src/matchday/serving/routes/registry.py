@@ -37,6 +37,7 @@ from matchday.registry import (
     move_json,
     version_json,
 )
+from matchday.review import check_policy
 from matchday.serving.auth_gate import actor_of, principal_of
 from matchday.serving.bodies import AliasBody, DeployBody, ModelUploadBody, body_schema
 from matchday.serving.errors import BadRequest, InvalidRequest
@@ -225,6 +226,11 @@ def router(parts: Parts, bodies: Schemas, *, max_upload_bytes: int, spool_dir: P
                 '"settings" must be an object: {"max_batch_size": 64, "max_wait_ms": 0, "max_rows": 10000}'
             )
         reason = _text(body, "reason")
+        if settings and settings.get("automation"):  # its review rule must fit the version it will serve
+            settings = {
+                **settings,
+                "automation": await asyncio.to_thread(_automation, parts, model_ref, settings["automation"]),
+            }
         record, previous = await asyncio.to_thread(parts.service.deployments.deploy, name, model_ref, settings)
         change = "new" if previous is None else ("unchanged" if previous == record.model_ref else f"was {previous}")
         _event(
@@ -425,6 +431,16 @@ def _text(body: dict[str, Any], key: str) -> str | None:
 
 def _actor(request: Request) -> str:
     return actor_of(request.scope, f"api:{request.client.host if request.client else 'unknown'}")
+
+
+def _automation(parts: Parts, model_ref: str, automation: Any) -> dict[str, Any]:
+    """A deploy's automation policy, checked against the version ``model_ref`` names."""
+    if not isinstance(automation, dict):
+        raise BadRequest('"settings.automation" must be an object: {"level": ..., "review_rule": ...}')
+    version = parts.service.registry.get_version(model_ref)
+    signature = Signature.model_validate(version.signature)
+    classes = signature.output.classes
+    return check_policy(automation, signature, [str(c) for c in classes] if classes else None).stored()
 
 
 def _event(

@@ -54,6 +54,8 @@ async def answer(parts: Parts, name: str, body: Any) -> dict[str, Any]:
                 "version": p.version,
                 "prediction": p.prediction,
                 **({"probabilities": p.probabilities} if p.probabilities is not None else {}),
+                "decision": p.decision,
+                **({"review_id": p.review_id} if p.review_id is not None else {}),
             }
             for p in result.predictions
         ],

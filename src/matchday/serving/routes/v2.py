@@ -113,6 +113,8 @@ async def _infer(parts: Parts, name: str, version: str | None, request: Request)
         "parameters": {
             "request_ids": [p.request_id for p in result.predictions],
             "versions": [p.version for p in result.predictions],
+            "decisions": [p.decision for p in result.predictions],
+            "review_ids": [p.review_id for p in result.predictions],
         },
     }
     if isinstance(body, dict) and "id" in body:

@@ -1,0 +1,56 @@
+"""Humans in the loop: the five automation levels, which answers go to people (triage), the review
+queue (leases, multi-review agreement, deadlines), and decisions that become labels."""
+
+from matchday.review.agreement import settle
+from matchday.review.automation import Automation, AutomationChange, check_policy
+from matchday.review.errors import InvalidPolicy, InvalidRule, ReviewError
+from matchday.review.estimates import (
+    AccuracyEstimate,
+    Agreement,
+    Suggestion,
+    agreement,
+    estimate_accuracy,
+    suggest,
+    wilson_interval,
+    wilson_lower_bound,
+)
+from matchday.review.levels import ORDER as LEVELS
+from matchday.review.levels import AutomationLevel
+from matchday.review.policy import AutomationPolicy, parse_duration, policy_of
+from matchday.review.queue import ACTIONS, HUMAN, ReviewQueue, TickResult, decision_json, item_json
+from matchday.review.rules import ReviewRule
+from matchday.review.triage import FINAL, Triage, Verdict, audit_draw
+
+__all__ = [
+    "ACTIONS",
+    "FINAL",
+    "HUMAN",
+    "LEVELS",
+    "AccuracyEstimate",
+    "Agreement",
+    "Automation",
+    "AutomationChange",
+    "AutomationLevel",
+    "AutomationPolicy",
+    "InvalidPolicy",
+    "InvalidRule",
+    "ReviewError",
+    "ReviewQueue",
+    "ReviewRule",
+    "Suggestion",
+    "TickResult",
+    "Triage",
+    "Verdict",
+    "agreement",
+    "audit_draw",
+    "check_policy",
+    "decision_json",
+    "estimate_accuracy",
+    "item_json",
+    "parse_duration",
+    "policy_of",
+    "settle",
+    "suggest",
+    "wilson_interval",
+    "wilson_lower_bound",
+]

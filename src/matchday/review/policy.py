@@ -1,0 +1,91 @@
+"""A deployment's automation policy: its level and how rows reach people (stored in its settings).
+
+>>> AutomationPolicy.model_validate({"level": "machine_led_human_governed", "review_rule": "confidence < 0.7",
+...     "review_deadline": "4h"}).review_deadline_seconds
+14400.0
+>>> parse_duration("90m")
+5400.0
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from matchday.review.errors import InvalidPolicy
+from matchday.review.levels import AutomationLevel
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?\Z")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+Fallback = Literal["approve", "reject", "escalate"]
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``30s``, ``15m``, ``4h``, ``2d`` or a number of seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(str(text).strip())
+        if not match:
+            raise ValueError(f"{text!r} is not a duration: write 30s, 15m, 4h or 2d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a duration must be longer than zero")
+    return seconds
+
+
+class AutomationPolicy(BaseModel):
+    """Who decides a deployment's answers; stored as the ``automation`` of its settings."""
+
+    level: AutomationLevel = AutomationLevel.MACHINE_CONTROLLED
+    review_rule: str | None = Field(default=None, description="machine_led_human_governed: rows held for a person")
+    review_deadline_seconds: float = Field(default=4 * 3600.0, gt=0, le=90 * 86400.0, alias="review_deadline")
+    deadline_fallback: Fallback = "escalate"
+    audit_rate: float | None = Field(default=None, ge=0.0, le=1.0, description="the level's default if not set")
+    reviews_required: int = Field(default=1, ge=1, le=3, description="independent reviews an item needs")
+    blind: bool | None = Field(default=None, description="hide the model's answer from reviewers (human_led: yes)")
+    lease_seconds: float = Field(default=300.0, ge=5.0, le=86400.0, description="how long a claimed item is held")
+    decision_webhook: str | None = Field(default=None, description="POSTed each settled decision")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("review_deadline_seconds", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _rule_fits_level(self) -> AutomationPolicy:
+        if self.level is AutomationLevel.MACHINE_LED_HUMAN_GOVERNED and not self.review_rule:
+            raise ValueError("machine_led_human_governed holds the rows a review rule matches: give --review-rule")
+        if self.review_rule and self.level is not AutomationLevel.MACHINE_LED_HUMAN_GOVERNED:
+            raise ValueError(
+                f"a review rule applies at machine_led_human_governed only, not {self.level.value} "
+                "(the other levels queue every row or an audit sample)"
+            )
+        return self
+
+    @property
+    def effective_audit_rate(self) -> float:
+        return self.level.default_audit_rate if self.audit_rate is None else self.audit_rate
+
+    @property
+    def effective_blind(self) -> bool:
+        return self.level.blind_by_default if self.blind is None else self.blind
+
+    def stored(self) -> dict[str, Any]:
+        """The form kept in the deployment's settings (explicit values only, by their field names)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def policy_of(settings: dict[str, Any] | None) -> AutomationPolicy:
+    """A stored policy (the ``automation`` of a deployment's settings), or the default: the model alone."""
+    try:
+        return AutomationPolicy.model_validate(settings or {})
+    except ValidationError as exc:
+        raise InvalidPolicy(
+            "invalid automation policy",
+            [f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors()],
+        ) from exc
