@@ -462,3 +462,25 @@ def test_setting_the_level_is_an_event_and_a_rule_must_fit_the_served_version(qu
     assert "new fraud model" in events[-1].reason
     signature = Signature.model_validate(queued.registry.get_version(f"{DEPLOYMENT}:1").signature)
     assert "mean radius" in [c.name for c in signature.inputs]
+
+
+def test_a_critical_alert_with_the_review_action_steps_down_a_deployment_that_asks_for_it(queued: Workspace) -> None:
+    from matchday.store import AlertRecord
+
+    queued.automation.set(DEPLOYMENT, {"level": "machine_controlled", "step_down_on_critical": True}, "alice", "go")
+    alert = AlertRecord(
+        id=7, monitor="accuracy", deployment=DEPLOYMENT, model=DEPLOYMENT, version=1, segment="", severity="warning",
+        state="firing", metric="accuracy", value=0.7, threshold=0.8, message="accuracy 0.7 < 0.8", opened_at=NOW,
+        last_seen_at=NOW, resolved_at=None, data={},
+    )  # fmt: skip
+    review_hook = queued.monitoring.engine.hooks["review"]
+    review_hook(DEPLOYMENT, alert)  # a warning: recorded, nothing moves
+    assert queued.automation.policy(DEPLOYMENT).level is AutomationLevel.MACHINE_CONTROLLED
+    review_hook(DEPLOYMENT, AlertRecord(**{**alert.__dict__, "severity": "critical"}))
+    policy = queued.automation.policy(DEPLOYMENT)
+    assert policy.level is AutomationLevel.MACHINE_LED_HUMAN_SUPPORTED and policy.step_down_on_critical
+    moved = queued.events.list(DEPLOYMENT, kinds=("automation_changed",))[0]
+    assert moved.actor == "monitor" and "accuracy 0.7 < 0.8" in moved.reason
+    queued.automation.set(DEPLOYMENT, {"level": "machine_controlled"}, "alice", "without the step down")
+    review_hook(DEPLOYMENT, AlertRecord(**{**alert.__dict__, "severity": "critical"}))
+    assert queued.automation.policy(DEPLOYMENT).level is AutomationLevel.MACHINE_CONTROLLED

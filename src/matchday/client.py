@@ -141,6 +141,42 @@ class Client:
         ``strategy="canary"``, ``steps=[...]``, ``gates={...}``... (docs/rollouts.md). Returns its status."""
         return self._post(f"/v1/deployments/{_segment(deployment)}/rollout", {"candidate": candidate, **plan})
 
+    def decision(self, deployment: str, request_id: str) -> dict[str, Any]:
+        """What became of an answer: ``decision`` is ``pending`` while a person reviews it, then ``final``
+        with its ``outcome`` and ``label`` (docs/review.md)."""
+        return self._get(f"/v1/deployments/{_segment(deployment)}/decisions/{_segment(request_id)}")
+
+    def set_automation(self, deployment: str, level: str | None, *, reason: str, **policy: Any) -> dict[str, Any]:
+        """Who decides ``deployment``'s answers: a level (None: no policy) and its review options
+        (``review_rule``, ``review_deadline``, ``audit_rate``, ``reviews_required``...); an event with ``reason``."""
+        return self._put(
+            f"/v1/deployments/{_segment(deployment)}/automation", {"level": level, **policy, "reason": reason}
+        )
+
+    def next_review(self, deployment: str, *, reviewer: str | None = None) -> dict[str, Any] | None:
+        """Claim the next item of ``deployment``'s review queue (held under a lease); None when nothing waits.
+        ``reviewer`` names who reviews on a server without credentials (else the token says)."""
+        body: dict[str, Any] = {"deployment": deployment}
+        if reviewer is not None:
+            body["reviewer"] = reviewer
+        item: dict[str, Any] | None = self._post("/v1/review/next", body)["item"]
+        return item
+
+    def decide(self, review_id: str, action: str, *, label: Any = None, reviewer: str | None = None) -> dict[str, Any]:
+        """``approve`` the model's answer, ``override`` it with ``label``, or ``skip`` the item."""
+        body: dict[str, Any] = {"action": action}
+        if label is not None:
+            body["label"] = label
+        if reviewer is not None:
+            body["reviewer"] = reviewer
+        return self._post(f"/v1/review/items/{_segment(review_id)}/decide", body)
+
+    def review_stats(self, deployment: str) -> dict[str, Any]:
+        return self._get(f"/v1/deployments/{_segment(deployment)}/review/stats")
+
+    def suggest_automation(self, deployment: str) -> dict[str, Any]:
+        return self._get(f"/v1/deployments/{_segment(deployment)}/automation/suggest")
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return _answer(self._http.post(path, json=body))
 

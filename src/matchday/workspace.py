@@ -260,11 +260,18 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
     def record(deployment: str, kind: str, reason: str, data: dict[str, Any]) -> None:
         events.add(kind, "monitor", reason, data, deployment=deployment)
 
+    def review(deployment: str, alert: AlertRecord) -> None:
+        """Recorded; and a deployment whose policy says so moves one level toward people on a critical alert."""
+        hook("review")(deployment, alert)
+        policy = ws.automation.policy(deployment)
+        if policy is not None and policy.step_down_on_critical and alert.severity == "critical":
+            ws.automation.step_down_on_alert(deployment, f"alert {alert.id}: {alert.message}")
+
     engine = AlertEngine(
         ws.alerts,
         ws.monitor_state,
         enqueue_webhook=ws.webhooks.enqueue,
-        hooks={"rollback": rollback, "review": hook("review"), "retrain": hook("retrain")},
+        hooks={"rollback": rollback, "review": review, "retrain": hook("retrain")},
         record_event=record,
     )
     monitors = parse_monitors(ws.settings.monitors, count_window=config.count_window)

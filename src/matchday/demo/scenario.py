@@ -152,7 +152,12 @@ def run(console: Console, workspace: Workspace | None = None, *, serve: bool = T
 
     access.run(console, ws, champion_model, challenger_train if champion_model is challenger else fraud_train)
 
-    console.rule("9. the dashboard")
+    console.rule("9. people in the loop: held declines, reviewers, decisions that become labels")
+    from matchday.demo import review
+
+    review.run(console, ws)
+
+    console.rule("10. the dashboard")
     if not serve:
         console.print("not serving the dashboard (--no-serve); `matchday serve` serves it at http://127.0.0.1:8000/")
         return

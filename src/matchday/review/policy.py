@@ -48,6 +48,9 @@ class AutomationPolicy(BaseModel):
     blind: bool | None = Field(default=None, description="hide the model's answer from reviewers (human_led: yes)")
     lease_seconds: float = Field(default=300.0, ge=5.0, le=86400.0, description="how long a claimed item is held")
     decision_webhook: str | None = Field(default=None, description="POSTed each settled decision")
+    step_down_on_critical: bool = Field(
+        default=False, description="a critical alert of a monitor with the review action moves it one level down"
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -76,8 +79,9 @@ class AutomationPolicy(BaseModel):
         return self.level.blind_by_default if self.blind is None else self.blind
 
     def stored(self) -> dict[str, Any]:
-        """The form kept in the deployment's settings (explicit values only, by their field names)."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """The form kept in the deployment's settings: the level always (an empty policy is no policy),
+        the rest where it differs from the defaults, by their field names."""
+        return {"level": self.level.value, **self.model_dump(mode="json", exclude_defaults=True)}
 
 
 def policy_of(settings: dict[str, Any] | None) -> AutomationPolicy:

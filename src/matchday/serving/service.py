@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from matchday.store import LabelOutcome, NotFound, PredictionLogStore, StoreUnav
 log = logging.getLogger("matchday.serving")
 REQUEST_IDS = RequestIds()
 ROUTE_TTL_SECONDS = 1.0  # how soon an alias move, a redeploy or a rollout step reaches every process
+RECENTLY_QUEUED = 10_000  # queued answers remembered until the log has them (far more than one flush's)
 LOAD_RETRY_SECONDS = 10.0  # a version that failed to load is not tried again (per request) sooner
 
 
@@ -112,6 +114,9 @@ class PredictionService:
         self._load_failed: dict[str, tuple[float, Exception]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._triage: dict[tuple[str, str, str], Triage] = {}
+        # answers queued for review by this process, until the log (and the queue with it) has them:
+        # a client asking for a decision right after its answer hears "pending", not "unknown"
+        self.recently_queued: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.shadows = shadows
 
     # -- routing and loading -----------------------------------------------------------------
@@ -447,9 +452,24 @@ class PredictionService:
                 prediction.decision, prediction.review_id = verdict.decision, verdict.review_id
                 if verdict.review is not None:
                     row["review"] = verdict.review  # queued with the row, in the log's transaction
+                    self._remember(deployment, request_ids[i], values[j], verdict.review)
             predictions[i] = prediction
             rows.append(row)
         return rows
+
+    def _remember(self, deployment: str, request_id: str, prediction: Any, review: dict[str, Any]) -> None:
+        self.recently_queued[request_id] = {
+            "request_id": request_id,
+            "deployment": deployment,
+            "review_id": review["id"],
+            "decision": "pending" if review["pending"] else "final",
+            "status": "open",
+            "reason": review["reason"],
+            "model_answer": prediction,
+            **({"deadline": review["deadline"].isoformat()} if review["deadline"] is not None else {}),
+        }
+        while len(self.recently_queued) > RECENTLY_QUEUED:
+            self.recently_queued.popitem(last=False)
 
     def _triage_for(self, deployment: str, settings: DeploymentSettings, answer: _Answer) -> Triage | None:
         """The deployment's automation policy for the version that answered (None: the model alone)."""

@@ -28,6 +28,9 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
         found = await asyncio.to_thread(parts.review.decision, name, request_id)
         if found is not None:
             return found
+        recent = parts.service.recently_queued.get(request_id)
+        if recent is not None and recent["deployment"] == name:  # answered here, not yet in the log
+            return recent
         logged = await asyncio.to_thread(parts.service.log_store.get, request_id)
         if logged is None or logged.deployment != name:
             raise NotFound(
