@@ -484,3 +484,27 @@ def test_a_critical_alert_with_the_review_action_steps_down_a_deployment_that_as
     queued.automation.set(DEPLOYMENT, {"level": "machine_controlled"}, "alice", "without the step down")
     review_hook(DEPLOYMENT, AlertRecord(**{**alert.__dict__, "severity": "critical"}))
     assert queued.automation.policy(DEPLOYMENT).level is AutomationLevel.MACHINE_CONTROLLED
+
+
+def test_the_default_review_monitors_alert_on_missed_deadlines_and_low_agreement(queued: Workspace) -> None:
+    queued.automation.set(DEPLOYMENT, {"level": "machine_led_human_supported", "agreement_floor": 0.9}, "a", "b")
+    monitors = queued.review_monitors
+    _queue_rows(queued, 1, fallback="approve")
+    assert monitors.check(now=NOW) == []  # nothing missed yet
+    queued.review.tick(now=NOW + timedelta(hours=1, minutes=1))  # the deadline passes: approved by the fallback
+    opened = monitors.check(now=NOW + timedelta(hours=1, minutes=2))
+    assert [(c.monitor, c.change) for c in opened] == [("review-deadline-misses", "opened")]
+    assert monitors.check(now=NOW + timedelta(hours=1, minutes=3)) == []  # still firing: not opened twice
+    firing = [a for a in queued.alerts.firing(DEPLOYMENT) if a.monitor == "review-deadline-misses"]
+    assert len(firing) == 1 and firing[0].value == 1 and "missed their review deadline" in firing[0].message
+    resolved = monitors.check(now=NOW + timedelta(hours=3))
+    assert [(c.monitor, c.change) for c in resolved] == [("review-deadline-misses", "resolved")]
+    # people overriding the model on most audited rows: agreement falls under the floor
+    _queue_rows(queued, 40, reason="audit", pending=False, deadline=None, fallback=None, inclusion=0.05, priority=2)
+    for k in range(40):
+        item = queued.review.next(DEPLOYMENT, f"r{k}")
+        assert item is not None
+        queued.review.decide(item.id, f"r{k}", "override" if k % 4 else "approve", 0 if k % 4 else None)
+    low = monitors.check()
+    assert [(c.monitor, c.change) for c in low] == [("review-agreement", "opened")]
+    assert "under the floor of 90%" in low[0].message

@@ -251,6 +251,16 @@ def test_the_worker_settles_a_missed_deadline_by_the_policys_fallback(
     row = ws.prediction_log.get(answer["request_id"])
     assert row is not None and row.label is None  # nobody judged it: no ground truth
 
+    def alerted() -> list[dict[str, Any]]:
+        alerts = http.get(f"{server.url}/v1/alerts", headers=_as(tokens["viewer"])).json()["alerts"]
+        return [a for a in alerts if a["monitor"] == "review-deadline-misses" and a["deployment"] == "quick"]
+
+    (alert,) = wait_until(alerted, 15, "the deadline-miss alert")
+    assert alert["state"] == "firing" and "missed their review deadline" in alert["message"]
+    scraped = http.get(f"{server.url}/metrics").text
+    assert 'matchday_review_outcomes_total{deployment="quick",outcome="deadline_approved"}' in scraped
+    assert 'matchday_review_items{deployment="governed",status=' in scraped
+
 
 def test_bad_review_and_automation_requests_get_clear_errors(
     served: tuple[ServerProcess, Workspace, dict[str, str], Hook],

@@ -95,6 +95,8 @@ async def review_loop(ws: Workspace, leader: LeaderLock, interval: float = 1.0) 
                         log.info(
                             "review: %d past their deadline settled, %d escalated", result.expired, result.escalated
                         )
+                    for change in await asyncio.to_thread(ws.review_monitors.check):
+                        log.warning("review alert %s on %s: %s", change.change, change.deployment, change.message)
             except Exception:
                 log.exception("review round failed; trying again in %.1fs", interval)
             await asyncio.sleep(interval)

@@ -28,7 +28,7 @@ from matchday.monitoring import (
     parse_monitors,
 )
 from matchday.registry import ArtifactStore, Registry, Signature
-from matchday.review import Automation, ReviewQueue
+from matchday.review import Automation, AutomationPolicy, ReviewMonitors, ReviewQueue, policy_of
 from matchday.rollout import Deployments, NothingToDo, Rollouts
 from matchday.store import (
     AlertRecord,
@@ -126,6 +126,20 @@ class Workspace:
     def review(self) -> ReviewQueue:
         """The review queue: people's decisions on queued answers, joined to the log as labels."""
         return ReviewQueue(ReviewStore(self.database), self.prediction_log, self.registry, self.webhooks.enqueue)
+
+    @cached_property
+    def review_monitors(self) -> ReviewMonitors:
+        """Deadline misses and falling agreement, for every deployment with a review policy."""
+
+        def policies() -> list[tuple[str, AutomationPolicy]]:
+            found = []
+            for d in self.deployments.list():
+                stored = d.settings.get("automation")
+                if stored:
+                    found.append((d.name, policy_of(stored)))
+            return found
+
+        return ReviewMonitors(ReviewStore(self.database), self.alerts, policies)
 
     @cached_property
     def automation(self) -> Automation:

@@ -16,6 +16,7 @@ from matchday.review.estimates import (
 )
 from matchday.review.levels import ORDER as LEVELS
 from matchday.review.levels import AutomationLevel
+from matchday.review.monitors import ReviewMonitors
 from matchday.review.policy import AutomationPolicy, parse_duration, policy_of
 from matchday.review.queue import ACTIONS, HUMAN, ReviewQueue, TickResult, decision_json, item_json
 from matchday.review.rules import ReviewRule
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidPolicy",
     "InvalidRule",
     "ReviewError",
+    "ReviewMonitors",
     "ReviewQueue",
     "ReviewRule",
     "Suggestion",

@@ -48,6 +48,9 @@ class AutomationPolicy(BaseModel):
     blind: bool | None = Field(default=None, description="hide the model's answer from reviewers (human_led: yes)")
     lease_seconds: float = Field(default=300.0, ge=5.0, le=86400.0, description="how long a claimed item is held")
     decision_webhook: str | None = Field(default=None, description="POSTed each settled decision")
+    agreement_floor: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="alert when people agree with the model less often than this"
+    )
     step_down_on_critical: bool = Field(
         default=False, description="a critical alert of a monitor with the review action moves it one level down"
     )

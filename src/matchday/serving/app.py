@@ -29,6 +29,7 @@ from matchday.serving.error_responses import declare_error_responses
 from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
+from matchday.serving.review_gauges import ReviewGauges
 from matchday.serving.routes import monitoring, registry, review, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
 from matchday.serving.service import PredictionService
@@ -75,6 +76,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
             metrics.registry.register(
                 WindowGauges(ws.windows.latest, alerts.firing, partial(failure_counts, ws.monitor_state))
             )
+            metrics.registry.register(ReviewGauges(ws.review.store.tally))
             parts.start(
                 service=service,
                 rollouts=rollouts,

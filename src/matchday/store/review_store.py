@@ -185,6 +185,36 @@ class ReviewStore:
                     out[f"outcome.{outcome}"] = out.get(f"outcome.{outcome}", 0) + int(n)
         return out
 
+    def tally(self) -> list[tuple[str, str, str | None, int]]:
+        """(deployment, status, outcome, items) over every deployment: what the gauges show."""
+        query = sa.select(ReviewItemRow.deployment, ReviewItemRow.status, ReviewItemRow.outcome, sa.func.count())
+        with self.db.session() as s:
+            rows = s.execute(
+                query.group_by(ReviewItemRow.deployment, ReviewItemRow.status, ReviewItemRow.outcome)
+            ).all()
+            return [(d, st, o, int(n)) for d, st, o, n in rows]
+
+    def missed_since(self, deployment: str, since: datetime) -> int:
+        """Held answers whose deadline passed (since ``since``) before a person decided them."""
+        query = sa.select(sa.func.count()).where(
+            ReviewItemRow.deployment == deployment,
+            ReviewItemRow.outcome.like("deadline_%"),
+            ReviewItemRow.deadline >= since,
+        )
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
+
+    def latest(self, deployment: str) -> ReviewItemRecord | None:
+        query = (
+            sa.select(ReviewItemRow)
+            .where(ReviewItemRow.deployment == deployment)
+            .order_by(ReviewItemRow.created_at.desc())
+            .limit(1)
+        )
+        with self.db.session() as s:
+            row = s.scalars(query).first()
+            return None if row is None else _record(row)
+
     # -- claiming and deciding -------------------------------------------------------------------
     def claim(
         self, deployment: str, reviewer: str, lease_seconds: float, now: datetime | None = None
