@@ -90,6 +90,9 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/models", "viewer"),
     ("GET", "/models/{name}", "viewer"),
     ("GET", "/alerts", "viewer"),
+    ("GET", "/review", "reviewer"),
+    ("GET", "/review/{name}", "reviewer"),  # claims the next item for the reviewer
+    ("POST", "/review/{name}/{review_id}/decide", "reviewer"),
 )
 _PREDICTOR_SCOPED = (
     "/v1/deployments/{name}/predict",

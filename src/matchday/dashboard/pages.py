@@ -7,6 +7,7 @@ with a thousand. Nothing here knows HTTP: `routes` renders what these methods re
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,11 +29,14 @@ from matchday.monitoring import (
     MonitoringLoop,
     MonitorSpec,
     compare_summary_to_profile,
+    label_text,
     merge_summaries,
 )
 from matchday.registry import Registry
+from matchday.review import ACTIONS as REVIEW_ACTIONS
+from matchday.review import Automation, ReviewError, ReviewQueue, item_json
 from matchday.rollout import Deployments, NothingToDo, Rollouts
-from matchday.store import AlertRecord, AlertStore, MetricWindow, NotFound, RolloutNotFound
+from matchday.store import AlertRecord, AlertStore, MetricWindow, NotFound, ReviewItemRecord, RolloutNotFound
 from matchday.workspace import Workspace
 
 ACTIONS = ("promote", "rollback", "pause", "resume")
@@ -57,10 +61,12 @@ class DashboardPages:
     registry: Registry
     monitoring: MonitoringLoop
     alert_store: AlertStore
+    review: ReviewQueue | None = None  # the review queue pages need both; built from a workspace, they have them
+    automation: Automation | None = None
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> DashboardPages:
-        return cls(ws.deployments, ws.rollouts, ws.registry, ws.monitoring, ws.alerts)
+        return cls(ws.deployments, ws.rollouts, ws.registry, ws.monitoring, ws.alerts, ws.review, ws.automation)
 
     # -- overview ------------------------------------------------------------------------------
     def overview(self, now: datetime | None = None) -> dict[str, Any]:
@@ -415,6 +421,145 @@ class DashboardPages:
             "deployments": [d.name for d in self.deployments.list()],
         }
 
+    # -- the review queue ------------------------------------------------------------------------
+    def _people(self) -> tuple[ReviewQueue, Automation]:
+        if self.review is None or self.automation is None:
+            raise PageNotFound("this dashboard was built without the review queue")
+        return self.review, self.automation
+
+    def review_queues(self) -> dict[str, Any]:
+        """Each deployment with a review policy: its level, how many items wait (open and escalated),
+        and its reviewers' numbers so far."""
+        review, automation = self._people()
+        rows: list[dict[str, Any]] = []
+        for d in self.deployments.list():
+            try:
+                policy = automation.policy(d.name)
+            except ReviewError as exc:  # a stored policy that no longer reads: say so, do not hide the queue
+                rows.append({"name": d.name, "level": None, "problem": exc.message, "stats": review.stats(d.name)})
+                continue
+            if policy is None:
+                continue
+            rows.append(
+                {
+                    "name": d.name,
+                    "level": policy.level.value,
+                    "blind": policy.effective_blind,
+                    "problem": None,
+                    "stats": review.stats(d.name),
+                }
+            )
+        return {"queues": rows}
+
+    def review_item(self, name: str, reviewer: str, reveal: bool = False, decided: str | None = None) -> dict[str, Any]:
+        """The next item of ``name``'s queue for ``reviewer``, claimed under the policy's lease (the item
+        they hold already, if any), shown as a reviewer sees it; and what ``decided`` became, if given."""
+        review, automation = self._people()
+        self._deployment(name)
+        try:
+            policy = automation.policy(name)
+        except ReviewError:
+            policy = None  # a policy that no longer reads: the items queued under it can still be decided
+        item = review.next(name, reviewer, policy.lease_seconds) if policy is not None else review.next(name, reviewer)
+        out: dict[str, Any] = {
+            "deployment": name,
+            "policy": policy,
+            "level": policy.level.value if policy is not None else None,
+            "just": self._just_decided(review, name, reviewer, decided),
+            "depth": review.stats(name)["queue_depth"],
+            "item": None,
+        }
+        if item is None:
+            return out
+        shown = reveal or not item.blind
+        view = item_json(item, reveal=reveal)
+        field = self._label_field(item)
+        inputs = [(k, view["inputs"][k]) for k in field.pop("order") if k in view["inputs"]]
+        inputs += [(k, v) for k, v in view["inputs"].items() if k not in dict(inputs)]
+        out.update(
+            item=view,
+            record=item,
+            shown=shown,
+            revealed=reveal and item.blind,
+            inputs=inputs,
+            probabilities=_class_shares(field.get("classes"), view["probabilities"]),
+            field=field,
+        )
+        return out
+
+    def _label_field(self, item: ReviewItemRecord) -> dict[str, Any]:
+        """How the override label is asked for: a choice of the version's classes, or a number."""
+        try:
+            signature = self.registry.get_signature(f"{item.model}:{item.version}")
+        except NotFound:
+            return {"kind": "text", "classes": None, "order": []}
+        order = list(signature.input_names)
+        if signature.output.task == "regression":
+            return {"kind": "number", "classes": None, "order": order}
+        classes = signature.output.classes
+        if classes:
+            return {"kind": "select", "classes": [label_text(c) for c in classes], "order": order}
+        return {"kind": "text", "classes": None, "order": order}
+
+    def _just_decided(
+        self, review: ReviewQueue, name: str, reviewer: str, item_id: str | None
+    ) -> dict[str, Any] | None:
+        """What became of the item ``reviewer`` just decided (the page after a decision says it)."""
+        if not item_id:
+            return None
+        try:
+            item = review.get(item_id)
+        except NotFound:
+            return None
+        if item.deployment != name:
+            return None
+        mine = next((d for d in reversed(item.decisions) if d.reviewer == reviewer), None)
+        if mine is None:
+            return None
+        return {
+            "id": item.id,
+            "action": mine.action,
+            "label": item.suggestion if mine.action == "approve" and not item.blind else mine.label,
+            "status": item.status,
+            "outcome": item.outcome,
+        }
+
+    def review_decide(
+        self, name: str, item_id: str, reviewer: str, action: str, label: str = "", revealed: bool = False
+    ) -> ReviewItemRecord:
+        """``reviewer``'s decision on an item of ``name``'s queue, from the page's form: the label typed
+        or chosen is read as the version's class (or a number for a regression)."""
+        review, _ = self._people()
+        item = review.get(item_id)
+        if item.deployment != name:
+            raise PageNotFound(f"review item {item_id!r} is not in the queue of {name!r}")
+        if action not in REVIEW_ACTIONS:
+            raise ReviewError(f"{action!r} is not a decision: approve, override or skip")
+        value: Any = None
+        if action == "override":
+            value = self._label_value(item, label.strip())
+        return review.decide(item_id, reviewer, action, value, saw_suggestion=(not item.blind) or revealed)
+
+    def _label_value(self, item: ReviewItemRecord, text: str) -> Any:
+        if not text:
+            raise ReviewError("override needs the right label: choose or type it")
+        try:
+            signature = self.registry.get_signature(f"{item.model}:{item.version}")
+        except NotFound:
+            return text
+        if signature.output.task == "regression":
+            try:
+                number = float(text)
+            except ValueError:
+                raise ReviewError(f"{text!r} is not a label for {item.model}:{item.version}: a number") from None
+            if not math.isfinite(number):
+                raise ReviewError(f"{text!r} is not a label for {item.model}:{item.version}: a finite number")
+            return number
+        for c in signature.output.classes or []:
+            if label_text(c) == text:
+                return c  # the class as the model gives it (0, not "0")
+        return text  # not a class: the queue refuses it, naming the classes
+
 
 def _health(windows: list[MetricWindow], alerts: list[Any]) -> str:
     """critical / warning from firing alerts, else ok while windows are coming in, else idle."""
@@ -423,6 +568,16 @@ def _health(windows: list[MetricWindow], alerts: list[Any]) -> str:
     if alerts:
         return "warning"
     return "ok" if windows else "idle"
+
+
+def _class_shares(classes: list[str] | None, probabilities: Any) -> list[tuple[str, float]] | None:
+    """The model's probabilities by class, when they line up with the version's classes."""
+    if isinstance(probabilities, dict):
+        return [(str(k), float(v)) for k, v in probabilities.items() if isinstance(v, int | float)]
+    if classes and isinstance(probabilities, list) and len(probabilities) == len(classes):
+        if all(isinstance(p, int | float) and not isinstance(p, bool) for p in probabilities):
+            return list(zip(classes, (float(p) for p in probabilities), strict=True))
+    return None
 
 
 def _merged_inputs(windows: list[MetricWindow], feature: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from matchday.dashboard.login import login_router
 from matchday.dashboard.pages import DashboardPages
 from matchday.dashboard.timerange import PRESETS, parse_range
 from matchday.errors import MatchdayError
+from matchday.review import ReviewError
 from matchday.serving import actor_of, principal_of
 from matchday.store import Conflict, NotFound, StoreUnavailable
 
@@ -87,7 +88,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             )
         )
 
-    def error(request: Request, status: int, title: str, exc: MatchdayError) -> Response:
+    def error(request: Request, status: int, title: str, exc: MatchdayError, back: str | None = None) -> Response:
         body = env.get_template("error.html").render(
             request=request,
             refresh=0,
@@ -97,6 +98,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             title=title,
             message=exc.message,
             details=exc.details,
+            back=back,
             **_who(request),
         )
         return HTMLResponse(body, status_code=status)
@@ -172,6 +174,47 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         except MatchdayError as exc:  # nothing to do (already promoted), a rollout rule
             return error(request, 409, f"Could not {action}", exc)
         return RedirectResponse(f"/deployments/{quote(name)}/rollout?done={quote(done)}", status_code=303)
+
+    @router.get("/review", response_class=HTMLResponse)
+    def review_queues(request: Request) -> Response:
+        return page(request, "review_list.html", lambda: pages().review_queues())
+
+    @router.get("/review/{name}", response_class=HTMLResponse)
+    def review(request: Request, name: str, reveal: str | None = None, decided: str | None = None) -> Response:
+        # no refresh: the page holds a claimed item and a form half filled in
+        return page(
+            request,
+            "review.html",
+            lambda: pages().review_item(name, _actor(request), reveal == "1", decided or None),
+            refresh=False,
+        )
+
+    @router.post("/review/{name}/{review_id}/decide")
+    async def decide(request: Request, name: str, review_id: str) -> Response:
+        if not _same_origin(request):
+            return error(
+                request,
+                403,
+                "Forbidden",
+                DashboardError(
+                    "a review decision must come from the dashboard's own pages (the Origin header names another site)"
+                ),
+            )
+        form = parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))
+        action = (form.get("action") or [""])[0]
+        label = (form.get("label") or [""])[0][:500]
+        revealed = (form.get("revealed") or [""])[0] == "1"
+        try:
+            await asyncio.to_thread(pages().review_decide, name, review_id, _actor(request), action, label, revealed)
+        except (PageNotFound, NotFound) as exc:
+            return error(request, 404, "Not found", exc)
+        except Conflict as exc:  # someone else holds it, it is settled, or this reviewer decided it before
+            return error(request, 409, "Conflict", exc, back=f"/review/{quote(name)}")
+        except ReviewError as exc:  # not a decision, or a label the version does not have
+            return error(request, 400, "Bad request", exc, back=f"/review/{quote(name)}")
+        except StoreUnavailable as exc:
+            return error(request, 503, "The database is unavailable", exc)
+        return RedirectResponse(f"/review/{quote(name)}?decided={quote(review_id)}", status_code=303)
 
     @router.get("/models", response_class=HTMLResponse)
     def models(request: Request) -> Response:

@@ -1,5 +1,6 @@
 // matchday dashboard: draws each .chart from its data-chart JSON with uPlot, marks events on the
-// time axis, and refreshes the page's #content every data-refresh seconds without a reload.
+// time axis, and refreshes the page's #content every data-refresh seconds without a reload. On the
+// review queue's page, keys decide: a approves, o goes to the override label (Enter sends it), s skips.
 (function () {
   "use strict";
   const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -115,7 +116,55 @@
     }, seconds * 1000);
   }
 
+  function typing(el) {
+    if (!el || el === document.body) return false;
+    const tag = el.tagName;
+    return tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA" || el.isContentEditable;
+  }
+
+  function reviewKeys() {
+    const item = document.getElementById("review-item");
+    if (!item) return;
+    let sent = false;
+    function send(form) {  // one decision per page: a key held down or pressed twice sends it once
+      if (sent || !form) return;
+      sent = true;
+      item.dataset.sending = "true";
+      if (form.requestSubmit) form.requestSubmit(); else form.submit();
+    }
+    window.addEventListener("pageshow", function (e) {  // back to this page from the history: keys work again
+      if (e.persisted) { sent = false; delete item.dataset.sending; }
+    });
+    const label = document.getElementById("override-label");
+    if (label) {
+      label.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" && label.tagName === "SELECT") {  // a select does not send its form on Enter
+          e.preventDefault();
+          if (label.value) send(label.form); else label.reportValidity();
+        } else if (e.key === "Escape") {
+          label.blur();
+        }
+      });
+      label.form.addEventListener("submit", function () { sent = true; });  // its button, or Enter in a number
+    }
+    document.addEventListener("keydown", function (e) {
+      if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+      if (typing(e.target) || typing(document.activeElement)) return;
+      if (e.key === "a") {
+        e.preventDefault();
+        send(document.getElementById("approve-form"));
+      } else if (e.key === "s") {
+        e.preventDefault();
+        send(document.getElementById("skip-form"));
+      } else if (e.key === "o" && label) {
+        e.preventDefault();  // the key goes to the page, not into the field it focuses
+        label.focus();
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    reviewKeys();
     renderCharts(document);
     startRefresh();
     let resizing = null;  // charts are drawn to their panel's width: redraw when it changes
