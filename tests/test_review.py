@@ -337,7 +337,7 @@ def test_a_decision_becomes_a_label_through_the_feedback_path(queued: Workspace)
     rows = {r: queued.prediction_log.get(r) for r in ids}
     labels = {r: (row.label if row else None) for r, row in rows.items()}
     assert sorted(labels.values(), key=str) == [0, 1]
-    assert {row.label_source for row in rows.values() if row is not None} == {"human"}
+    assert {row.label_source for row in rows.values() if row is not None} == {"human_rule"}  # rule-queued
     assert all(i.label_applied_at is not None for i in review.items(DEPLOYMENT, ("decided",)))
     answer = review.decision(DEPLOYMENT, ids[0])
     assert answer is not None and answer["decision"] == "final" and answer["outcome"] in ("approved", "overridden")
@@ -508,3 +508,67 @@ def test_the_default_review_monitors_alert_on_missed_deadlines_and_low_agreement
     low = monitors.check()
     assert [(c.monitor, c.change) for c in low] == [("review-agreement", "opened")]
     assert "under the floor of 90%" in low[0].message
+
+
+def test_the_review_and_automation_commands(queued: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`matchday deploy --automation`, `automation show|set|suggest` and `review list|next|decide|stats`, in
+    this process (tests/cli_in_process.py), on the same workspace."""
+    import json
+
+    from cli_in_process import run_in_process
+
+    import matchday.workspace
+
+    def forget() -> None:
+        with matchday.workspace._lock:
+            if matchday.workspace._default is not None:
+                matchday.workspace._default.close()
+                matchday.workspace._default = None
+
+    env = {
+        "MATCHDAY_HOME": str(queued.settings.home),
+        "MATCHDAY_DATABASE_URL": queued.settings.resolved_database_url,
+        "COLUMNS": "200",
+    }
+
+    def run(*argv: str) -> Any:
+        return run_in_process(list(argv), env=env, after=forget)
+
+    bad = run(
+        "deploy",
+        DEPLOYMENT,
+        f"{DEPLOYMENT}:1",
+        "--automation",
+        "machine_led_human_governed",
+        "--review-rule",
+        "amount > 1",
+    )
+    assert bad.returncode == 1 and "not a name a rule knows" in bad.stderr
+    assert run("deploy", DEPLOYMENT, f"{DEPLOYMENT}:1", "--review-rule", "x > 1").returncode == 1  # needs --automation
+    done = run(
+        "deploy", DEPLOYMENT, f"{DEPLOYMENT}:1", "--automation", "machine_led_human_governed",
+        "--review-rule", "confidence < 0.9", "--review-deadline", "2h", "--reason", "launch",
+    )  # fmt: skip
+    assert done.returncode == 0 and "decides at machine_led_human_governed" in done.stdout
+    shown = json.loads(run("automation", "show", DEPLOYMENT, "--json").stdout)
+    assert shown["automation"]["review_deadline_seconds"] == 7200.0
+    _queue_rows(queued, 2)
+    listed = json.loads(run("review", "list", DEPLOYMENT, "--json").stdout)["items"]
+    assert len(listed) == 2 and all(i["status"] == "open" for i in listed)
+    claimed = json.loads(run("review", "next", DEPLOYMENT, "--reviewer", "alice", "--json").stdout)["item"]
+    assert claimed["lease_owner"] == "alice" and claimed["suggestion"] == 1
+    refused = run("review", "decide", claimed["review_id"], "override", "--label", "maybe", "--reviewer", "alice")
+    assert refused.returncode == 1 and "one of the classes" in refused.stderr
+    decided = run("review", "decide", claimed["review_id"], "override", "--label", "0", "--reviewer", "alice")
+    assert decided.returncode == 0 and "overridden, label 0 (by alice)" in decided.stdout
+    other = run("review", "decide", claimed["review_id"], "approve", "--reviewer", "bob")
+    assert other.returncode == 1 and "decided already" in other.stderr
+    stats = json.loads(run("review", "stats", DEPLOYMENT, "--window", "30d", "--json").stdout)
+    assert stats["decided"] == 1 and stats["override_rate"] == 1.0 and stats["queue_depth"] == 1
+    assert run("review", "stats", DEPLOYMENT, "--window", "soon").returncode == 1
+    moved = run("automation", "set", DEPLOYMENT, "machine_controlled", "--audit-rate", "0.02", "--reason", "trusted")
+    assert moved.returncode == 0 and "machine_led_human_governed -> machine_controlled" in moved.stdout
+    suggestion = json.loads(run("automation", "suggest", DEPLOYMENT, "--json").stdout)
+    assert suggestion["move"] == "stay" and suggestion["level"] == "machine_controlled"
+    assert run("automation", "set", DEPLOYMENT, "none", "--reason", "off").returncode == 0
+    assert "no automation policy" in run("automation", "show", DEPLOYMENT).stdout

@@ -195,13 +195,17 @@ def test_reviewers_decide_over_http_and_decisions_become_labels_and_webhooks(
         )
         assert state["decided_by"] == [f"token:{tokens['alice'].split('_')[1]} (alice)"]
         row = ws.prediction_log.get(by_request[review_id])
-        assert row is not None and row.label_source == "human"
+        assert row is not None and row.label_source == "human_rule"  # held by the rule: not a random sample
         assert row.label == (1 if action == "override" else 0)
     wait_until(lambda: {b["review_id"] for b in hook.bodies} >= mine, 20, "the decisions' webhooks")
     sent = {b["review_id"]: b for b in hook.bodies}
     assert all(sent[r]["kind"] == "review_decision" and sent[r]["decision"] == "final" for r in mine)
-    stats = http.get(f"{server.url}/v1/deployments/governed/review/stats", headers=_as(tokens["viewer"])).json()
-    assert stats["decided"] >= 2 and 0 < stats["override_rate"] <= 1
+    stats = http.get(
+        f"{server.url}/v1/deployments/governed/review/stats?window=1h", headers=_as(tokens["viewer"])
+    ).json()
+    assert stats["decided"] >= 2 and 0 < stats["override_rate"] <= 1 and stats["window"] == "1h"
+    bad = http.get(f"{server.url}/v1/deployments/governed/review/stats?window=soon", headers=_as(tokens["viewer"]))
+    assert bad.status_code == 400 and "not a duration" in bad.json()["error"]
 
 
 def _exists(ws: Workspace, review_id: str) -> bool:

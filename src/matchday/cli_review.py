@@ -170,14 +170,25 @@ def review_decide(
 @review_app.command("stats")
 def review_stats(
     deployment: Annotated[str, typer.Argument(help="whose queue")],
+    window: Annotated[str | None, typer.Option(help="items created in the last 1h, 1d, 7d... (all if absent)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue depth, review latency, deadline misses, override rate, agreement, estimated accuracy."""
+    from datetime import UTC, datetime, timedelta
+
+    from matchday.errors import MatchdayError
+    from matchday.review import parse_duration
     from matchday.workspace import default_workspace
 
+    since = None
+    if window:
+        try:
+            since = datetime.now(UTC) - timedelta(seconds=parse_duration(window))
+        except ValueError as exc:
+            raise MatchdayError(f"--window {window}: {exc}") from exc
     ws = default_workspace()
     ws.deployments.get(deployment)
-    stats = ws.review.stats(deployment)
+    stats = ws.review.stats(deployment, since)
     if as_json:
         _print_json(stats)
         return

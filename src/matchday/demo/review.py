@@ -78,11 +78,11 @@ def run(console: Console, ws: Workspace) -> None:
             f"accuracy of every answer, estimated from the reviewed ones (weighted by their chance of review): "
             f"{stats['estimated_accuracy']:.3f} [{low:.3f}, {high:.3f}]; true: {true_accuracy:.3f}"
         )
-        labelled = sum(
-            1 for a in answers if (row := ws.prediction_log.get(a["request_id"])) and row.label_source == "human"
-        )
+        sources = [row.label_source for a in answers if (row := ws.prediction_log.get(a["request_id"]))]
         console.print(
-            f"{labelled} logged predictions now carry a label with source: human (windows and monitors see them)"
+            f"{sources.count('human') + sources.count('human_rule')} logged predictions now carry a person's label "
+            f"({sources.count('human_rule')} with source human_rule, held by the rule; {sources.count('human')} human, "
+            "audited): windows and monitors see them"
         )
         suggestion = client.suggest_automation(DEPLOYMENT)
         console.print(

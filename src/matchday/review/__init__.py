@@ -18,7 +18,7 @@ from matchday.review.levels import ORDER as LEVELS
 from matchday.review.levels import AutomationLevel
 from matchday.review.monitors import ReviewMonitors
 from matchday.review.policy import AutomationPolicy, parse_duration, policy_of
-from matchday.review.queue import ACTIONS, HUMAN, ReviewQueue, TickResult, decision_json, item_json
+from matchday.review.queue import ACTIONS, HUMAN, HUMAN_RULE, ReviewQueue, TickResult, decision_json, item_json
 from matchday.review.rules import ReviewRule
 from matchday.review.triage import FINAL, Triage, Verdict, audit_draw
 
@@ -26,6 +26,7 @@ __all__ = [
     "ACTIONS",
     "FINAL",
     "HUMAN",
+    "HUMAN_RULE",
     "LEVELS",
     "AccuracyEstimate",
     "Agreement",

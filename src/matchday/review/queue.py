@@ -25,7 +25,8 @@ from matchday.store import PredictionLogStore, ReviewItemRecord, ReviewStore, St
 log = logging.getLogger("matchday.review")
 Action = Literal["approve", "override", "skip"]
 ACTIONS = ("approve", "override", "skip")
-HUMAN = "human"  # the label source of a reviewer's decision
+HUMAN = "human"  # the label source of a reviewer's decision on a row queued at random (audit) or with all rows
+HUMAN_RULE = "human_rule"  # ... on a row a review rule picked: not a random sample of the stream (docs/review.md)
 DEFAULT_LEASE_SECONDS = 300.0
 
 
@@ -131,13 +132,14 @@ class ReviewQueue:
         return TickResult(expired, escalated, labelled, announced)
 
     def _label(self, items: list[ReviewItemRecord]) -> int:
-        by_deployment: dict[str, list[ReviewItemRecord]] = {}
+        groups: dict[tuple[str, str], list[ReviewItemRecord]] = {}
         for item in items:
-            by_deployment.setdefault(item.deployment, []).append(item)
+            source = HUMAN_RULE if item.reason == "rule" else HUMAN
+            groups.setdefault((item.deployment, source), []).append(item)
         done = 0
-        for deployment, mine in by_deployment.items():
+        for (deployment, source), mine in groups.items():
             try:
-                self.log_store.apply_labels(deployment, [("request_id", i.request_id, i.label) for i in mine], HUMAN)
+                self.log_store.apply_labels(deployment, [("request_id", i.request_id, i.label) for i in mine], source)
                 self.store.mark_labelled([i.id for i in mine])
                 done += len(mine)
             except StoreError as exc:  # the decision is recorded; the worker joins its label later

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from matchday.review import ACTIONS, ReviewError, decision_json, item_json
+from matchday.review import ACTIONS, ReviewError, decision_json, item_json, parse_duration
 from matchday.serving.auth_gate import actor_of, principal_of
 from matchday.serving.bodies import AutomationBody, ReviewDecideBody, ReviewNextBody, ReviewReleaseBody, body_schema
 from matchday.serving.errors import BadRequest
@@ -70,9 +71,17 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
         return out
 
     @api.get("/v1/deployments/{name}/review/stats")
-    async def stats(name: str) -> Any:
+    async def stats(name: str, window: str | None = None) -> Any:
+        """The queue's numbers over the items created in the last ``window`` (``1h``, ``1d``; all if absent)."""
         await asyncio.to_thread(parts.service.deployments.get, name)  # 404 for a deployment that does not exist
-        return {"deployment": name, **await asyncio.to_thread(parts.review.stats, name)}
+        since = None
+        if window:
+            try:
+                since = datetime.now(UTC) - timedelta(seconds=parse_duration(window))
+            except ValueError as exc:
+                raise BadRequest(f"window={window!r}: {exc}") from exc
+        found = await asyncio.to_thread(parts.review.stats, name, since)
+        return {"deployment": name, "window": window, **found}
 
     @api.get("/v1/review/items")
     async def list_items(deployment: str | None = None, status: str | None = None, limit: int = 100) -> Any:
