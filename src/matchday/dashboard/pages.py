@@ -436,7 +436,7 @@ class DashboardPages:
             try:
                 policy = automation.policy(d.name)
             except ReviewError as exc:  # a stored policy that no longer reads: say so, do not hide the queue
-                rows.append({"name": d.name, "level": None, "problem": exc.message, "stats": review.stats(d.name)})
+                rows.append({"name": d.name, "level": None, "problem": exc.message, "stats": self._day(review, d.name)})
                 continue
             if policy is None:
                 continue
@@ -446,10 +446,16 @@ class DashboardPages:
                     "level": policy.level.value,
                     "blind": policy.effective_blind,
                     "problem": None,
-                    "stats": review.stats(d.name),
+                    "stats": self._day(review, d.name),
                 }
             )
         return {"queues": rows}
+
+    @staticmethod
+    def _day(review: ReviewQueue, name: str) -> dict[str, Any]:
+        """A queue's numbers over the last day's items (its whole history would be read otherwise), with
+        the depth of every item still waiting, however old."""
+        return {**review.stats(name, datetime.now(UTC) - timedelta(days=1)), "queue_depth": review.depth(name)}
 
     def review_item(self, name: str, reviewer: str, reveal: bool = False, decided: str | None = None) -> dict[str, Any]:
         """The next item of ``name``'s queue for ``reviewer``, claimed under the policy's lease (the item
@@ -466,7 +472,7 @@ class DashboardPages:
             "policy": policy,
             "level": policy.level.value if policy is not None else None,
             "just": self._just_decided(review, name, reviewer, decided),
-            "depth": review.stats(name)["queue_depth"],
+            "depth": review.depth(name),
             "item": None,
         }
         if item is None:

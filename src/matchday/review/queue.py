@@ -162,6 +162,11 @@ class ReviewQueue:
         return len(sent)
 
     # -- numbers ---------------------------------------------------------------------------------
+    def depth(self, deployment: str) -> int:
+        """Items waiting for a person (open and escalated): a count, without reading the items."""
+        counts = self.store.counts(deployment)
+        return counts.get("status.open", 0) + counts.get("status.escalated", 0)
+
     def stats(self, deployment: str, since: datetime | None = None) -> dict[str, Any]:
         """Queue depth, review latency, deadline misses, override rate, agreement and the estimated
         accuracy (of items created since ``since``)."""
