@@ -1,9 +1,13 @@
 """`matchday log export`: predictions served by a real server, labelled through the API, exported to
-Parquet with one row per prediction, an input per column, a probability per class and the label."""
+Parquet with one row per prediction, an input per column, a probability per class and the label.
+
+One server per database for the module; each test exports a deployment of its own.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from cli_in_process import run_in_process
 from server_process import ServerProcess, http, wait_until
 
 import matchday.workspace
+from matchday.config import Settings
 from matchday.workspace import Workspace
 
 
@@ -34,29 +39,43 @@ def export(workspace: Workspace, *args: str) -> Any:
     return run_in_process(["log", "export", *args], env, after=_forget_default_workspace)
 
 
-@pytest.fixture
-def served(workspace: Workspace, cancer, cancer_pipeline) -> Any:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def shared(store_url: str, tmp_path_factory: pytest.TempPathFactory, cancer, cancer_pipeline) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     X, y = cancer
-    workspace.registry.register(
-        "cancer", cancer_pipeline, reference=X.assign(target=y), target="target", alias="champion"
-    )
-    workspace.deployments.deploy("cancer", "cancer@champion")
-    with ServerProcess(workspace.settings.home, workspace.settings.database_url) as server:
-        yield server, X
+    ws = Workspace(Settings(home=tmp_path_factory.mktemp("export-home"), database_url=store_url))
+    ws.registry.register("cancer", cancer_pipeline, reference=X.assign(target=y), target="target", alias="champion")
+    ws.deployments.deploy("cancer", "cancer@champion")  # loaded before the server is ready; the tests' own share it
+    try:
+        with ServerProcess(ws.settings.home, store_url) as server:
+            yield server, X, ws
+    finally:
+        ws.close()
 
 
-def test_export_writes_a_row_per_prediction_with_inputs_probabilities_and_labels(served, workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    server, X = served
+@pytest.fixture
+def workspace(shared: Any) -> Workspace:
+    return shared[2]  # type: ignore[no-any-return]
+
+
+def served_as(shared: Any, deployment: str) -> Any:
+    """The shared server, with cancer@champion deployed as ``deployment`` (a test's own rows to export)."""
+    server, X, ws = shared
+    ws.deployments.deploy(deployment, "cancer@champion")
+    return server, X
+
+
+def test_export_writes_a_row_per_prediction_with_inputs_probabilities_and_labels(shared, workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server, X = served_as(shared, "labelled")
     rows = X.iloc[:30]
     answer = http.post(
-        f"{server.url}/v1/deployments/cancer/predict",
+        f"{server.url}/v1/deployments/labelled/predict",
         json={"instances": rows.to_dict(orient="records"), "ids": [f"p{i}" for i in range(30)]},
     ).json()
     predictions = answer["predictions"]
     labels = [{"request_id": p["request_id"], "label": int(p["prediction"])} for p in predictions[:10]]
-    assert http.post(f"{server.url}/v1/deployments/cancer/feedback", json={"labels": labels}).status_code == 200
+    assert http.post(f"{server.url}/v1/deployments/labelled/feedback", json={"labels": labels}).status_code == 200
     out = tmp_path / "log.parquet"
-    result = export(workspace, "cancer", str(out))
+    result = export(workspace, "labelled", str(out))
     assert result.returncode == 0, result.stderr
     assert "wrote 30 rows" in result.stdout
     table = pq.read_table(out)
@@ -75,20 +94,20 @@ def test_export_writes_a_row_per_prediction_with_inputs_probabilities_and_labels
         assert (r["label"], r["label_source"]) == ((p["prediction"], "feedback") if i < 10 else (None, None))
 
 
-def test_export_by_time_and_its_errors(served, workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    server, X = served
-    http.post(f"{server.url}/v1/deployments/cancer/predict", json={"instances": X.iloc[:5].to_dict(orient="records")})
+def test_export_by_time_and_its_errors(shared, workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server, X = served_as(shared, "timed")
+    http.post(f"{server.url}/v1/deployments/timed/predict", json={"instances": X.iloc[:5].to_dict(orient="records")})
     log = workspace.prediction_log  # (written after the answer: wait for it)
-    wait_until(lambda: log.count("cancer") == 5, timeout=30, what="the rows to be logged")
+    wait_until(lambda: log.count("timed") == 5, timeout=30, what="the rows to be logged")
     out = tmp_path / "later.parquet"
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    result = export(workspace, "cancer", str(out), "--since", later)
+    result = export(workspace, "timed", str(out), "--since", later)
     assert result.returncode == 0 and pq.read_table(out).num_rows == 0
-    result = export(workspace, "cancer", str(out), "--until", later)
+    result = export(workspace, "timed", str(out), "--until", later)
     assert result.returncode == 0 and pq.read_table(out).num_rows == 5
-    bad = export(workspace, "cancer", str(out), "--since", "yesterday")
+    bad = export(workspace, "timed", str(out), "--since", "yesterday")
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr
-    nowhere = export(workspace, "cancer", str(tmp_path / "missing" / "x.parquet"))
+    nowhere = export(workspace, "timed", str(tmp_path / "missing" / "x.parquet"))
     assert nowhere.returncode == 2 and "not a directory" in nowhere.stderr
     unknown = export(workspace, "nope", str(out))
     assert unknown.returncode == 1 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr

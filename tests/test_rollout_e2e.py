@@ -5,10 +5,15 @@ steps and small request minimums so a whole canary runs in a few seconds. The sh
 the server's priority (``MATCHDAY_SHADOW_NICE=0``): at niceness 10, with the other test workers
 keeping both cores busy, it waited for CPU (the crashing-shadow test took 39 s instead of 10 s
 against two busy loops); test_shadow_worker checks the default niceness.
+
+The tests of a `fleet` share one server per database (starting one takes seconds): each registers
+and deploys a model of its own (``fleet.name``), so its versions, rollout and log rows are its own.
+Tests that restart a server or start two get their own.
 """
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +26,7 @@ import numpy as np
 import pytest
 from server_process import MATCHDAY, ServerProcess, http, wait_until
 
+from matchday.config import Settings
 from matchday.demo import transactions
 from matchday.rollout import RolloutError
 from matchday.store import PredictionLogStore
@@ -57,34 +63,49 @@ def models() -> dict[str, Any]:
 class Fleet:
     workspace: Workspace
     server: ServerProcess
+    name: str  # the test's own model and deployment
 
     @property
     def url(self) -> str:
         return self.server.url
 
 
-def register_versions(ws: Workspace, models: dict[str, Any]) -> None:
-    """fraud:1 weak (champion), fraud:2 better, fraud:3 flags everything, fraud:4 crashes."""
+def register_versions(ws: Workspace, models: dict[str, Any], name: str = "fraud") -> None:
+    """NAME:1 weak (champion), NAME:2 better, NAME:3 flags everything, NAME:4 crashes; deployed as NAME."""
     registry = ws.registry
-    registry.register("fraud", models["weak"], reference=models["reference"], target="is_fraud", alias="champion")
-    registry.register("fraud", models["strong"], reference=models["reference"], target="is_fraud")
-    signature = registry.get_signature("fraud:1")
+    registry.register(name, models["weak"], reference=models["reference"], target="is_fraud", alias="champion")
+    registry.register(name, models["strong"], reference=models["reference"], target="is_fraud")
+    signature = registry.get_signature(f"{name}:1")
     registry.register(
-        "fraud",
+        name,
         "matchday.demo.broken:flag_everything",
         signature=signature,
         proba="matchday.demo.broken:flag_everything_proba",
     )
-    registry.register("fraud", "matchday.demo.broken:crash", signature=signature)
-    ws.deployments.deploy("fraud", "fraud@champion")
+    registry.register(name, "matchday.demo.broken:crash", signature=signature)
+    ws.deployments.deploy(name, f"{name}@champion")
+
+
+@pytest.fixture(scope="module")
+def shared_fleet(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, ServerProcess]]:
+    ws = Workspace(Settings(home=tmp_path_factory.mktemp("fleet-home"), database_url=store_url))
+    try:
+        with ServerProcess(ws.settings.home, store_url, env=FAST_CONTROLLER, worker=True) as server:
+            yield ws, server
+    finally:
+        ws.close()
+
+
+_fleets = itertools.count(1)
 
 
 @pytest.fixture
-def fleet(workspace: Workspace, models: dict[str, Any], database_url: str) -> Iterator[Fleet]:
-    register_versions(workspace, models)
-    server = ServerProcess(workspace.settings.home, database_url, env=FAST_CONTROLLER, worker=True).start()
-    yield Fleet(workspace, server)
-    server.stop()
+def fleet(shared_fleet: tuple[Workspace, ServerProcess], models: dict[str, Any]) -> Fleet:
+    """The shared server, with versions 1 to 4 of a model of the test's own deployed under its name."""
+    workspace, server = shared_fleet
+    name = f"fraud-{next(_fleets)}"
+    register_versions(workspace, models, name)
+    return Fleet(workspace, server, name)
 
 
 TRAFFIC = transactions(6000, seed=77)
@@ -92,14 +113,14 @@ ROWS = TRAFFIC.drop_columns(["is_fraud"]).to_pylist()
 TRUTH = TRAFFIC["is_fraud"].to_pylist()
 
 
-def status(url: str) -> dict[str, Any]:
-    answer = http.get(f"{url}/v1/deployments/fraud/rollout", timeout=10)
+def status(url: str, deployment: str = "fraud") -> dict[str, Any]:
+    answer = http.get(f"{url}/v1/deployments/{deployment}/rollout", timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
-def start(url: str, candidate: str, **plan: Any) -> dict[str, Any]:
-    answer = http.post(f"{url}/v1/deployments/fraud/rollout", json={"candidate": candidate, **plan}, timeout=10)
+def start(url: str, candidate: str, deployment: str = "fraud", **plan: Any) -> dict[str, Any]:
+    answer = http.post(f"{url}/v1/deployments/{deployment}/rollout", json={"candidate": candidate, **plan}, timeout=10)
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -112,6 +133,7 @@ def drive(
     batch: int = 10,
     timeout: float = 90.0,
     offset: int = 0,
+    deployment: str = "fraud",
 ) -> list[dict[str, Any]]:
     """Send traffic (and its ground truth) round-robin to ``urls`` until ``until()`` holds."""
     answers = []
@@ -125,7 +147,7 @@ def drive(
                     "instances": ROWS[start_at : start_at + batch],
                     "ids": [f"c{start_at + k}" for k in range(batch)],
                 }
-                answer = client.post(f"{url}/v1/deployments/fraud/predict", json=body)
+                answer = client.post(f"{url}/v1/deployments/{deployment}/predict", json=body)
                 assert answer.status_code == 200, answer.text
                 predictions = answer.json()["predictions"]
                 answers += predictions
@@ -134,12 +156,13 @@ def drive(
                         {"request_id": p["request_id"], "label": TRUTH[start_at + k]} for k, p in enumerate(predictions)
                     ]
                     assert (
-                        client.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": labels}).status_code == 200
+                        client.post(f"{url}/v1/deployments/{deployment}/feedback", json={"labels": labels}).status_code
+                        == 200
                     )
                 i += batch
             if until():
                 return answers
-        raise AssertionError(f"condition not reached in {timeout}s; rollout: {status(urls[0])}")
+        raise AssertionError(f"condition not reached in {timeout}s; rollout: {status(urls[0], deployment)}")
 
 
 def kinds(state: dict[str, Any]) -> list[str]:
@@ -147,18 +170,19 @@ def kinds(state: dict[str, Any]) -> list[str]:
 
 
 def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet: Fleet) -> None:
-    url = fleet.url
+    url, name = fleet.url, fleet.name
     started = start(
         url,
-        "fraud:3",
+        f"{name}:3",
+        deployment=name,
         steps=[20, 50, 100],
         interval="1s",
         min_requests=30,
         gates={"labels": "required", "min_labels": 20},
     )
-    assert started["state"] == "running" and started["weight"] == 20 and started["baseline"] == "fraud:1"
-    answers = drive([url], lambda: status(url)["state"] != "running")
-    final = status(url)
+    assert started["state"] == "running" and started["weight"] == 20 and started["baseline"] == f"{name}:1"
+    answers = drive([url], lambda: status(url, name)["state"] != "running", deployment=name)
+    final = status(url, name)
     assert final["state"] == "rolled_back", final
     assert kinds(final) == ["started", "rolled_back"]
     rolled = final["events"][0]
@@ -166,42 +190,43 @@ def test_a_worse_canary_rolls_back_by_itself_and_a_better_one_is_promoted(fleet:
     failed = {g["name"] for g in rolled["data"]["analysis"]["gates"] if g["outcome"] == "fail"}
     assert {"accuracy", "prediction_divergence"} <= failed
     assert {a["version"] for a in answers} == {1, 3}  # the canary did answer its share before the rollback
-    after = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    after = http.post(f"{url}/v1/deployments/{name}/predict", json={"instances": ROWS[:50]}).json()
     time.sleep(1.2)  # every process re-reads the plan within a second
-    after = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    after = http.post(f"{url}/v1/deployments/{name}/predict", json={"instances": ROWS[:50]}).json()
     assert {p["version"] for p in after["predictions"]} == {1}
-    assert fleet.workspace.registry.resolve("fraud@champion").version == 1
+    assert fleet.workspace.registry.resolve(f"{name}@champion").version == 1
 
     start(
         url,
-        "fraud:2",
+        f"{name}:2",
+        deployment=name,
         steps=[20, 50, 100],
         interval="1s",
         min_requests=30,
         gates={"labels": "required", "min_labels": 60, "latency_slack_seconds": 0.5},
     )
-    drive([url], lambda: status(url)["state"] != "running", offset=3000)
-    final = status(url)
+    drive([url], lambda: status(url, name)["state"] != "running", offset=3000, deployment=name)
+    final = status(url, name)
     assert final["state"] == "promoted", final["reason"]
     assert kinds(final) == ["started", "step_passed", "promoted"]
     assert all(e["actor"] == "controller" for e in final["events"][:2])
-    assert fleet.workspace.registry.resolve("fraud@champion").version == 2
-    move = fleet.workspace.registry.alias_history("fraud", "champion")[-1]
+    assert fleet.workspace.registry.resolve(f"{name}@champion").version == 2
+    move = fleet.workspace.registry.alias_history(name, "champion")[-1]
     assert (move.from_version, move.to_version) == (1, 2) and "rollout" in (move.reason or "")
     time.sleep(1.2)
-    after = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:50]}).json()
+    after = http.post(f"{url}/v1/deployments/{name}/predict", json={"instances": ROWS[:50]}).json()
     assert {p["version"] for p in after["predictions"]} == {2}
 
 
 def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: dict[str, Any]) -> None:
-    url = fleet.url
-    start(url, "fraud:4", strategy="shadow")
+    url, name = fleet.url, fleet.name
+    start(url, f"{name}:4", deployment=name, strategy="shadow")
     frame = TRAFFIC.to_pandas()[FEATURES]
     expected = models["weak"].predict(frame).tolist()
     with httpx.Client(timeout=30) as client:
         for i in range(0, 400, 20):
             answer = client.post(
-                f"{url}/v1/deployments/fraud/predict",
+                f"{url}/v1/deployments/{name}/predict",
                 json={"instances": ROWS[i : i + 20], "ids": [f"s{i + k}" for k in range(20)]},
             )
             assert answer.status_code == 200, answer.text
@@ -211,34 +236,35 @@ def test_a_crashing_shadow_leaves_the_primary_untouched(fleet: Fleet, models: di
     report: dict[str, Any] = {}
     deadline = time.monotonic() + 120  # the shadow process runs at a low priority on a busy test machine
     while time.monotonic() < deadline:
-        report = status(url)["report"]
+        report = status(url, name)["report"]
         if report["requests"] >= 400:
             break
         time.sleep(0.2)
     assert report["requests"] == 400 and report["errors"] == 400 and report["error_rate"] == 1.0
     store = PredictionLogStore(fleet.workspace.database)
-    assert store.count("fraud") == 400  # what clients got; the shadow's rows are apart
-    assert store.count("fraud", roles=("shadow",), errors=True) == 400
+    assert store.count(name) == 400  # what clients got; the shadow's rows are apart
+    assert store.count(name, roles=("shadow",), errors=True) == 400
 
-    assert http.post(f"{url}/v1/deployments/fraud/rollout/rollback").json()["state"] == "rolled_back"
-    start(url, "fraud:2", strategy="shadow", share=50)
-    drive([url], lambda: (status(url)["report"] or {}).get("labelled", 0) >= 40, timeout=120)
-    report = status(url)["report"]
+    assert http.post(f"{url}/v1/deployments/{name}/rollout/rollback").json()["state"] == "rolled_back"
+    start(url, f"{name}:2", deployment=name, strategy="shadow", share=50)
+    drive([url], lambda: (status(url, name)["report"] or {}).get("labelled", 0) >= 40, timeout=120, deployment=name)
+    report = status(url, name)["report"]
     assert report["errors"] == 0 and 0 < report["compared"] <= report["requests"]
     assert report["agreement"] is not None and 0.5 < report["agreement"] <= 1.0
     assert report["shadow_metric"] is not None and report["primary_metric"] is not None
     metrics = http.get(f"{url}/metrics").text
-    assert 'matchday_shadow_predictions_total{deployment="fraud",model="fraud",version="2"}' in metrics
+    assert f'matchday_shadow_predictions_total{{deployment="{name}",model="{name}",version="2"}}' in metrics
 
 
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # same code on both; saves a server
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # same code on both; saves a server
+OWN_SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # (tests with their own servers)
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @SQLITE_ONLY
 def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> None:
-    url = fleet.url
-    start(url, "fraud:2", strategy="ab", share=30)
+    url, name = fleet.url, fleet.name
+    start(url, f"{name}:2", deployment=name, strategy="ab", share=30)
     keys = [f"customer-{i}" for i in range(4000)]
     rows = [ROWS[i % len(ROWS)] for i in range(len(keys))]
 
@@ -247,7 +273,7 @@ def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> N
         with httpx.Client(timeout=30) as client:
             for i in range(0, len(keys), 200):
                 body = client.post(
-                    f"{url}/v1/deployments/fraud/predict",
+                    f"{url}/v1/deployments/{name}/predict",
                     json={"instances": rows[i : i + 200], "ids": keys[i : i + 200]},
                 ).json()
                 seen.update({p["id"]: p["version"] for p in body["predictions"]})
@@ -259,7 +285,7 @@ def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> N
     assert abs(share - 0.30) < 4 * np.sqrt(0.3 * 0.7 / len(first))
     report: dict[str, Any] = {}
     for _ in range(50):
-        report = status(url)["report"]
+        report = status(url, name)["report"]
         if report["baseline"]["requests"] + report["candidate"]["requests"] >= 2 * len(keys):
             break
         time.sleep(0.2)
@@ -269,17 +295,17 @@ def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> N
 
 @SQLITE_ONLY
 def test_a_crashing_canary_with_fallback_never_reaches_clients(fleet: Fleet) -> None:
-    url = fleet.url
-    start(url, "fraud:4", steps=[50, 100], interval="30s", min_requests=20, fallback=True)
-    answers = drive([url], lambda: status(url)["state"] != "running", label=False, timeout=30)
-    final = status(url)
+    url, name = fleet.url, fleet.name
+    start(url, f"{name}:4", deployment=name, steps=[50, 100], interval="30s", min_requests=20, fallback=True)
+    answers = drive([url], lambda: status(url, name)["state"] != "running", label=False, timeout=30, deployment=name)
+    final = status(url, name)
     assert final["state"] == "rolled_back" and "error_rate" in final["reason"]  # early: before the 30 s step
     assert {a["version"] for a in answers} == {1}  # every failed row was answered by the baseline
     store = PredictionLogStore(fleet.workspace.database)
     time.sleep(0.5)
-    assert store.count("fraud", roles=("failed_over",), errors=True) >= 20
+    assert store.count(name, roles=("failed_over",), errors=True) >= 20
     metrics = http.get(f"{url}/metrics").text
-    assert 'matchday_fallback_rows_total{deployment="fraud",model="fraud",version="4"}' in metrics
+    assert f'matchday_fallback_rows_total{{deployment="{name}",model="{name}",version="4"}}' in metrics
 
 
 @SQLITE_ONLY
@@ -291,45 +317,45 @@ def test_a_canary_that_cannot_even_load_is_answered_by_the_baseline_and_rolled_b
         "import numpy as np\n\ndef score(frame):\n    return np.zeros(len(frame), dtype=np.int64)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    url, name = fleet.url, fleet.name
     registry = fleet.workspace.registry
-    version = registry.register("fraud", "only_on_the_laptop:score", signature=registry.get_signature("fraud:1"))
-    url = fleet.url
-    start(url, version.ref, steps=[50, 100], interval="30s", min_requests=20, fallback=True)
-    answers = drive([url], lambda: status(url)["state"] != "running", label=False, timeout=30)
-    final = status(url)
+    version = registry.register(name, "only_on_the_laptop:score", signature=registry.get_signature(f"{name}:1"))
+    start(url, version.ref, deployment=name, steps=[50, 100], interval="30s", min_requests=20, fallback=True)
+    answers = drive([url], lambda: status(url, name)["state"] != "running", label=False, timeout=30, deployment=name)
+    final = status(url, name)
     assert final["state"] == "rolled_back" and "error_rate" in final["reason"], final["reason"]
     assert {a["version"] for a in answers} == {1}
     time.sleep(0.5)
-    failed = PredictionLogStore(fleet.workspace.database).recent("fraud", 2000, roles=("failed_over",), errors=True)
+    failed = PredictionLogStore(fleet.workspace.database).recent(name, 2000, roles=("failed_over",), errors=True)
     assert failed and all("cannot be loaded" in (r.error or "") for r in failed)
 
 
 @SQLITE_ONLY
 def test_blue_green_switches_at_once_and_back(fleet: Fleet) -> None:
-    url = fleet.url
-    drive([url], lambda: True, label=False)  # some logged traffic to warm the new version with
+    url, name = fleet.url, fleet.name
+    drive([url], lambda: True, label=False, deployment=name)  # some logged traffic to warm the new version with
     log = fleet.workspace.prediction_log  # (the log is written after the answers: wait for it)
-    wait_until(lambda: log.count("fraud") >= 10, timeout=30, what="the traffic to be logged")
-    start(url, "fraud:2", strategy="bluegreen")
+    wait_until(lambda: log.count(name) >= 10, timeout=30, what="the traffic to be logged")
+    start(url, f"{name}:2", deployment=name, strategy="bluegreen")
     deadline = time.monotonic() + 20
-    while status(url)["phase"] != "switched" and time.monotonic() < deadline:
+    while status(url, name)["phase"] != "switched" and time.monotonic() < deadline:
         time.sleep(0.2)
-    state = status(url)
+    state = status(url, name)
     assert state["phase"] == "switched" and state["weight"] == 100
     switched = state["events"][0]
     assert switched["kind"] == "switched" and switched["data"]["warm_rows"] > 0
     time.sleep(1.2)
-    body = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
+    body = http.post(f"{url}/v1/deployments/{name}/predict", json={"instances": ROWS[:100]}).json()
     assert {p["version"] for p in body["predictions"]} == {2}
-    assert http.get(f"{url}/v2/models/fraud").json()["versions"] == ["2"]  # what answers, not the baseline
-    assert http.post(f"{url}/v1/deployments/fraud/rollout/rollback").status_code == 200
+    assert http.get(f"{url}/v2/models/{name}").json()["versions"] == ["2"]  # what answers, not the baseline
+    assert http.post(f"{url}/v1/deployments/{name}/rollout/rollback").status_code == 200
     time.sleep(1.2)
-    body = http.post(f"{url}/v1/deployments/fraud/predict", json={"instances": ROWS[:100]}).json()
+    body = http.post(f"{url}/v1/deployments/{name}/predict", json={"instances": ROWS[:100]}).json()
     assert {p["version"] for p in body["predictions"]} == {1}
 
 
 @pytest.mark.slow
-@SQLITE_ONLY
+@OWN_SQLITE_ONLY
 def test_a_restart_mid_canary_resumes_at_the_same_step(
     workspace: Workspace, models: dict[str, Any], database_url: str
 ) -> None:
@@ -408,54 +434,56 @@ def test_two_servers_on_postgresql_route_by_one_plan(
 
 
 @SQLITE_ONLY
-def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, database_url: str) -> None:
-    url = fleet.url
+def test_bad_rollout_requests_get_clear_errors(fleet: Fleet, store_url: str) -> None:
+    url, name = fleet.url, fleet.name
     post = lambda path, **kw: http.post(f"{url}/v1/deployments/{path}", **kw)  # noqa: E731
-    missing = post("fraud/rollout", json={"candidate": "fraud:99"})
+    missing = post(f"{name}/rollout", json={"candidate": f"{name}:99"})
     assert missing.status_code == 404 and "no version 99" in missing.json()["error"]
-    steps = post("fraud/rollout", json={"candidate": "fraud:2", "steps": "10,50"})
+    steps = post(f"{name}/rollout", json={"candidate": f"{name}:2", "steps": "10,50"})
     assert steps.status_code == 400 and any("100" in d for d in steps.json()["details"])
-    assert post("fraud/rollout", json={"candidate": "fraud:1"}).status_code == 400  # already serves it
-    assert post("fraud/rollout", json={"candidate": "fraud:2", "interval": "soon"}).status_code == 400
-    assert post("fraud/rollout", json={"candidate": "fraud:2", "colour": "blue"}).status_code == 400
-    assert post("fraud/rollout", json={"strategy": "canary"}).status_code == 400
-    assert post("fraud/rollout", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
-    assert post("fraud/rollout", content=b'{"candidate": "fraud:2"}').status_code == 415  # what a form can send
-    assert post("nowhere/rollout", json={"candidate": "fraud:2"}).status_code == 404
-    nothing = post("fraud/rollout/promote")
+    assert post(f"{name}/rollout", json={"candidate": f"{name}:1"}).status_code == 400  # already serves it
+    assert post(f"{name}/rollout", json={"candidate": f"{name}:2", "interval": "soon"}).status_code == 400
+    assert post(f"{name}/rollout", json={"candidate": f"{name}:2", "colour": "blue"}).status_code == 400
+    assert post(f"{name}/rollout", json={"strategy": "canary"}).status_code == 400
+    assert post(f"{name}/rollout", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
+    assert (
+        post(f"{name}/rollout", content=f'{{"candidate": "{name}:2"}}'.encode()).status_code == 415
+    )  # what a form can send
+    assert post("nowhere/rollout", json={"candidate": f"{name}:2"}).status_code == 404
+    nothing = post(f"{name}/rollout/promote")
     assert nothing.status_code == 409 and "no rollout in progress" in nothing.json()["error"]
-    assert http.get(f"{url}/v1/deployments/fraud/rollout").status_code == 404  # never had one
+    assert http.get(f"{url}/v1/deployments/{name}/rollout").status_code == 404  # never had one
 
-    start(url, "fraud:2", interval="1h")
-    second = post("fraud/rollout", json={"candidate": "fraud:3"})
+    start(url, f"{name}:2", deployment=name, interval="1h")
+    second = post(f"{name}/rollout", json={"candidate": f"{name}:3"})
     assert second.status_code == 400 and "already has a canary rollout" in second.json()["error"]
     with pytest.raises(RolloutError, match="cannot be repointed"):
-        fleet.workspace.deployments.deploy("fraud", "fraud:3")
+        fleet.workspace.deployments.deploy(name, f"{name}:3")
     with pytest.raises(RolloutError, match="cannot be deleted"):
-        fleet.workspace.deployments.delete("fraud")
-    assert post("fraud/rollout/launch").status_code == 400
-    assert post("fraud/rollout/resume").status_code == 409  # not paused
+        fleet.workspace.deployments.delete(name)
+    assert post(f"{name}/rollout/launch").status_code == 400
+    assert post(f"{name}/rollout/resume").status_code == 409  # not paused
     paused = post(
-        "fraud/rollout/pause", json={"reason": "checking the dashboards"}, headers={"X-Matchday-Actor": "alice"}
+        f"{name}/rollout/pause", json={"reason": "checking the dashboards"}, headers={"X-Matchday-Actor": "alice"}
     ).json()
     assert paused["state"] == "paused" and paused["events"][0]["actor"] == "alice"
     assert paused["events"][0]["reason"] == "checking the dashboards"
-    assert post("fraud/rollout/resume").json()["state"] == "running"
-    assert post("fraud/rollout/rollback", json={"reason": 5}).status_code == 400
-    events = http.get(f"{url}/v1/deployments/fraud/events").json()["events"]
+    assert post(f"{name}/rollout/resume").json()["state"] == "running"
+    assert post(f"{name}/rollout/rollback", json={"reason": 5}).status_code == 400
+    events = http.get(f"{url}/v1/deployments/{name}/events").json()["events"]
     assert [e["kind"] for e in events][:3] == ["resumed", "paused", "started"]
 
     env = {
         "MATCHDAY_HOME": str(fleet.workspace.settings.home),
-        "MATCHDAY_DATABASE_URL": database_url,
+        "MATCHDAY_DATABASE_URL": store_url,
         "PATH": str(Path(MATCHDAY).parent),
     }
-    cli = subprocess.run([MATCHDAY, "rollout", "start", "fraud", "fraud:2"], capture_output=True, text=True, env=env)
+    cli = subprocess.run([MATCHDAY, "rollout", "start", name, f"{name}:2"], capture_output=True, text=True, env=env)
     assert cli.returncode == 1 and "already has a canary rollout" in cli.stderr
-    shown = subprocess.run([MATCHDAY, "rollout", "status", "fraud"], capture_output=True, text=True, env=env)
-    assert shown.returncode == 0 and "fraud:1 -> fraud:2" in shown.stdout and "traffic" in shown.stdout
+    shown = subprocess.run([MATCHDAY, "rollout", "status", name], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and f"{name}:1 -> {name}:2" in shown.stdout and "traffic" in shown.stdout
     done = subprocess.run(
-        [MATCHDAY, "rollout", "promote", "fraud", "--reason", "looks good"], capture_output=True, text=True, env=env
+        [MATCHDAY, "rollout", "promote", name, "--reason", "looks good"], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0 and "promoted" in done.stdout
-    assert fleet.workspace.registry.resolve("fraud@champion").version == 2
+    assert fleet.workspace.registry.resolve(f"{name}@champion").version == 2

@@ -1,8 +1,11 @@
 """Online serving end to end: a real server on 127.0.0.1, on SQLite and on PostgreSQL.
 
 Tests that only add to what the server holds share one server per database (`shared_server`):
-starting one, and loading its model on the first request, takes seconds. Tests that stop or
-restart the server, or count everything it logged or counted, get their own (`served`).
+starting one, and loading its model on the first request, takes seconds. A test that counts what
+was logged or counted does it under a deployment of its own (`own_deployment`), and waits for a
+row answered after everything it counts to be in the log (the writer ships rows in the order they
+were answered) instead of stopping the server. Tests that stop, restart or kill the server get
+their own (`served`).
 """
 
 from __future__ import annotations
@@ -64,13 +67,11 @@ def served(workspace: Workspace, fraud_model, tmp_path: Path, database_url: str)
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_workspace(request: pytest.FixtureRequest, new_database, tmp_path_factory) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
-    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
-    with new_database(request.param, folder) as url:
-        ws = Workspace(Settings(home=folder / "home", database_url=url))
-        yield ws
-        ws.close()
+@pytest.fixture(scope="module")
+def shared_workspace(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    ws = Workspace(Settings(home=tmp_path_factory.mktemp("shared-home"), database_url=store_url))
+    yield ws
+    ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,20 @@ def shared_server(shared_workspace: Workspace, fraud_model) -> Iterator[ServerPr
 
 def logged(workspace: Workspace) -> PredictionLogStore:
     return PredictionLogStore(workspace.database)
+
+
+def own_deployment(workspace: Workspace, name: str) -> str:
+    """fraud@champion deployed as ``name`` too (as "fraud" is): a test's own log rows and counters on a shared server."""
+    workspace.deployments.deploy(name, "fraud@champion", {"max_rows": 500})
+    return name
+
+
+def wait_logged(workspace: Workspace, answer: httpx.Response) -> None:
+    """Wait until the rows of ``answer`` (a 200) are in the log: so is every row answered before it."""
+    assert answer.status_code == 200, answer.text
+    store = logged(workspace)
+    ids = [p["request_id"] for p in answer.json()["predictions"]]
+    wait_until(lambda: all(store.get(rid) for rid in ids), 30, "the answered rows to be logged")
 
 
 def test_predictions_equal_the_models_own(shared_server, fraud_model, shared_workspace) -> None:
@@ -197,9 +212,10 @@ BAD_INPUTS = [
 ]
 
 
-def test_bad_input_is_a_4xx_listing_every_problem(served, workspace) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_a_4xx_listing_every_problem(shared_server, shared_workspace) -> None:  # type: ignore[no-untyped-def]
+    path = f"/v1/deployments/{own_deployment(shared_workspace, 'bad-input')}/predict"
     for body, status, field, problem in BAD_INPUTS:  # one server for every case: starting one takes seconds
-        response = _post(served.url, body)
+        response = _post(shared_server.url, body, path=path)
         assert response.status_code == status, (body, response.text)
         answer = response.json()
         assert set(answer) == {"error", "details"}
@@ -208,9 +224,10 @@ def test_bad_input_is_a_4xx_listing_every_problem(served, workspace) -> None:  #
         ), answer
         if field:
             assert field in [d["field"] for d in answer["details"]], answer
-    assert _post(served.url, {"instances": [GOOD]}).status_code == 200
-    served.stop()
-    assert logged(workspace).count("fraud") == 1  # refused requests are not logged
+    good = _post(shared_server.url, {"instances": [GOOD]}, path=path)
+    assert good.status_code == 200
+    wait_logged(shared_workspace, good)  # and with it anything answered before
+    assert logged(shared_workspace).count("bad-input") == 1  # refused requests are not logged
 
 
 def test_every_problem_is_listed_at_once(shared_server) -> None:
@@ -232,21 +249,24 @@ def test_several_deployments_in_one_server(shared_server, shared_workspace, canc
         fraud = client.predict("fraud", [GOOD])
     assert [p["prediction"] for p in answer["predictions"]] == cancer_pipeline.predict(X.head(20)).tolist()
     assert answer["model"] == "cancer" and fraud["model"] == "fraud"
-    assert {d["name"] for d in Client(shared_server.url).deployments()} == {"fraud", "screening"}
+    listed = {d["name"] for d in Client(shared_server.url).deployments()}  # (other tests deploy their own too)
+    assert listed == {d.name for d in shared_workspace.deployments.list()} and {"fraud", "screening"} <= listed
     not_found = http.get(f"{shared_server.url}/no/such/path")
     assert not_found.status_code == 404 and not_found.json() == {"error": "Not Found", "details": []}
 
 
-def test_nan_predictions_are_logged_as_null_on_both_databases(served, workspace, mixed_frame) -> None:  # type: ignore[no-untyped-def]
+def test_nan_predictions_are_logged_as_null_on_both_databases(shared_server, shared_workspace, mixed_frame) -> None:  # type: ignore[no-untyped-def]
+    workspace = shared_workspace
     workspace.registry.register("halves", "flavor_callables:sometimes_nan", reference=mixed_frame.drop(columns="label"))
     workspace.deployments.deploy("halves", "halves:1")
     rows = [
         {"amount": 10.0, "hour": 1, "merchant": "food", "online": False},
         {"amount": 500.0, "hour": 1, "merchant": "food", "online": False},
     ]
-    answer = _post(served.url, {"instances": rows}, path="/v1/deployments/halves/predict").json()
+    response = _post(shared_server.url, {"instances": rows}, path="/v1/deployments/halves/predict")
+    answer = response.json()
     assert [p["prediction"] for p in answer["predictions"]] == [5.0, None]
-    served.stop()  # flushes the log
+    wait_logged(workspace, response)
     stored = {r.request_id: r.prediction for r in logged(workspace).recent("halves")}
     assert stored == {p["request_id"]: p["prediction"] for p in answer["predictions"]}
 
@@ -313,19 +333,20 @@ V2_BAD = [
 ]
 
 
-def test_v2_bad_requests(served, workspace) -> None:  # type: ignore[no-untyped-def]
+def test_v2_bad_requests(shared_server, shared_workspace) -> None:  # type: ignore[no-untyped-def]
+    url, name = shared_server.url, own_deployment(shared_workspace, "v2-bad")
     for body, problem in V2_BAD:
-        response = _post(served.url, body, path="/v2/models/fraud/infer")
+        response = _post(url, body, path=f"/v2/models/{name}/infer")
         assert response.status_code == 400 and problem in response.json()["error"], (body, response.text)
         assert set(response.json()) == {"error"}
     braces = {"inputs": [{"name": "{x}", "shape": [1, 5], "datatype": "BYTES", "data": ["a", "b", "c", "d", "e"]}]}
-    response = _post(served.url, braces, path="/v2/models/fraud/infer")
+    response = _post(url, braces, path=f"/v2/models/{name}/infer")
     assert response.status_code == 422 and "{x}[0][amount]" in response.json()["error"], response.text
     assert (
         _post(
-            served.url,
+            url,
             {"inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
-            path="/v2/models/fraud/versions/%C2%B2/infer",
+            path=f"/v2/models/{name}/versions/%C2%B2/infer",
         ).status_code
         == 400
     )
@@ -340,21 +361,22 @@ def test_v2_bad_requests(served, workspace) -> None:  # type: ignore[no-untyped-
         ]
     ]
     unknown_output = _post(
-        served.url, {"inputs": columns, "outputs": [{"name": "embedding"}]}, path="/v2/models/fraud/infer"
+        url, {"inputs": columns, "outputs": [{"name": "embedding"}]}, path=f"/v2/models/{name}/infer"
     )
     assert unknown_output.status_code == 400 and "unknown outputs" in unknown_output.json()["error"]
-    nul = _post(served.url, {"instances": [{**GOOD, "id": "e\u0000"}]})
+    nul = _post(url, {"instances": [{**GOOD, "id": "e\u0000"}]}, path=f"/v1/deployments/{name}/predict")
     assert nul.status_code == 400 and "NUL" in nul.json()["error"]
-    nul_label = _post(served.url, {"labels": [{"id": "a\u0000", "label": 1}]}, path="/v1/deployments/fraud/feedback")
+    nul_label = _post(url, {"labels": [{"id": "a\u0000", "label": 1}]}, path=f"/v1/deployments/{name}/feedback")
     assert nul_label.status_code == 400
-    served.stop()
-    assert logged(workspace).count("fraud") == 0  # nothing refused was scored and logged
+    wait_logged(shared_workspace, _post(url, {"instances": [GOOD]}))  # answered after all of them, by "fraud"
+    assert logged(shared_workspace).count(name) == 0  # nothing refused was scored and logged
 
 
-def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:
+def test_out_of_range_and_unseen_values_are_scored_and_counted(shared_server, shared_workspace) -> None:  # type: ignore[no-untyped-def]
     from prometheus_client.parser import text_string_to_metric_families
 
-    answer = _post(served.url, {"instances": [{**GOOD, "amount": 1e9, "merchant": "casino"}]}).json()
+    path = f"/v1/deployments/{own_deployment(shared_workspace, 'quality')}/predict"
+    answer = _post(shared_server.url, {"instances": [{**GOOD, "amount": 1e9, "merchant": "casino"}]}, path=path).json()
     assert answer["input_quality"] == {
         "out_of_range": 1,
         "unseen_category": 1,
@@ -362,11 +384,11 @@ def test_out_of_range_and_unseen_values_are_scored_and_counted(served) -> None:
     }
     samples = {
         (s.name, s.labels.get("deployment")): s.value
-        for f in text_string_to_metric_families(http.get(f"{served.url}/metrics").text)
+        for f in text_string_to_metric_families(http.get(f"{shared_server.url}/metrics").text)
         for s in f.samples
     }
-    assert samples[("matchday_input_out_of_range_total", "fraud")] == 1
-    assert samples[("matchday_input_unseen_category_total", "fraud")] == 1
+    assert samples[("matchday_input_out_of_range_total", "quality")] == 1
+    assert samples[("matchday_input_unseen_category_total", "quality")] == 1
 
 
 def test_feedback_joins_by_request_id_and_entity_key(shared_server, shared_workspace) -> None:
@@ -394,14 +416,15 @@ def test_feedback_joins_by_request_id_and_entity_key(shared_server, shared_works
     assert store.get(ids[0]).label_at is not None
 
 
-def test_metrics_parse_and_count(served) -> None:
+def test_metrics_parse_and_count(shared_server, shared_workspace) -> None:  # type: ignore[no-untyped-def]
     from prometheus_client.parser import text_string_to_metric_families
 
+    path = f"/v1/deployments/{own_deployment(shared_workspace, 'counted')}/predict"
     for _ in range(3):
-        _post(served.url, {"instances": [GOOD, GOOD]})
-    _post(served.url, {"instances": [{**GOOD, "hour": "x"}]})
-    families = {f.name: f for f in text_string_to_metric_families(http.get(f"{served.url}/metrics").text)}
-    labels = {"deployment": "fraud", "model": "fraud", "version": "1"}
+        _post(shared_server.url, {"instances": [GOOD, GOOD]}, path=path)
+    _post(shared_server.url, {"instances": [{**GOOD, "hour": "x"}]}, path=path)
+    families = {f.name: f for f in text_string_to_metric_families(http.get(f"{shared_server.url}/metrics").text)}
+    labels = {"deployment": "counted", "model": "fraud", "version": "1"}
 
     def value(family: str, sample: str, **extra: str) -> float:
         return next(s.value for s in families[family].samples if s.name == sample and s.labels == {**labels, **extra})
@@ -410,7 +433,8 @@ def test_metrics_parse_and_count(served) -> None:
     assert value("matchday_predictions", "matchday_predictions_total") == 6
     assert value("matchday_request_duration_seconds", "matchday_request_duration_seconds_count") == 3
     assert value("matchday_batch_size_rows", "matchday_batch_size_rows_sum") == 6
-    assert next(s.value for s in families["matchday_invalid_requests"].samples) == 1
+    invalid = families["matchday_invalid_requests"].samples
+    assert next(s.value for s in invalid if s.name.endswith("_total") and s.labels == {"deployment": "counted"}) == 1
     for name in (
         "matchday_prediction_log_queue_rows",
         "matchday_prediction_log_lag_seconds",
