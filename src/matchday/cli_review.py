@@ -174,18 +174,14 @@ def review_stats(
     as_json: JsonOption = False,
 ) -> None:
     """Queue depth, review latency, deadline misses, override rate, agreement, estimated accuracy."""
-    from datetime import UTC, datetime, timedelta
-
     from matchday.errors import MatchdayError
-    from matchday.review import parse_duration
+    from matchday.review import window_start
     from matchday.workspace import default_workspace
 
-    since = None
-    if window:
-        try:
-            since = datetime.now(UTC) - timedelta(seconds=parse_duration(window))
-        except ValueError as exc:
-            raise MatchdayError(f"--window {window}: {exc}") from exc
+    try:
+        since = window_start(window)
+    except ValueError as exc:
+        raise MatchdayError(f"--window {window}: {exc}") from exc
     ws = default_workspace()
     ws.deployments.get(deployment)
     stats = ws.review.stats(deployment, since)

@@ -103,6 +103,11 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         )
         return HTMLResponse(body, status_code=status)
 
+    def foreign(request: Request, what: str) -> Response:
+        """The 403 page of a form posted from another site's page."""
+        message = f"{what} must come from the dashboard's own pages (the Origin header names another site)"
+        return error(request, 403, "Forbidden", DashboardError(message))
+
     @router.get("/", response_class=HTMLResponse)
     def overview(request: Request) -> Response:
         return page(request, "overview.html", lambda: pages().overview())
@@ -155,14 +160,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
     @router.post("/deployments/{name}/rollout/{action}")
     async def act(request: Request, name: str, action: str) -> Response:
         if not _same_origin(request):
-            return error(
-                request,
-                403,
-                "Forbidden",
-                DashboardError(
-                    "a rollout action must come from the dashboard's own pages (the Origin header names another site)"
-                ),
-            )
+            return foreign(request, "a rollout action")
         form = parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))  # the confirmation form
         reason = (form.get("reason") or [""])[0].strip()[:500]
         try:
@@ -192,14 +190,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
     @router.post("/review/{name}/{review_id}/decide")
     async def decide(request: Request, name: str, review_id: str) -> Response:
         if not _same_origin(request):
-            return error(
-                request,
-                403,
-                "Forbidden",
-                DashboardError(
-                    "a review decision must come from the dashboard's own pages (the Origin header names another site)"
-                ),
-            )
+            return foreign(request, "a review decision")
         form = parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))
         action = (form.get("action") or [""])[0]
         label = (form.get("label") or [""])[0][:500]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,6 +35,13 @@ def parse_duration(text: str | float | int) -> float:
     if seconds <= 0:
         raise ValueError(f"{text!r}: a duration must be longer than zero")
     return seconds
+
+
+def window_start(window: str | None, now: datetime | None = None) -> datetime | None:
+    """When a window of the last ``window`` (``1h``, ``7d``) began; None for no window (every item)."""
+    if not window:
+        return None
+    return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(window))
 
 
 class AutomationPolicy(BaseModel):

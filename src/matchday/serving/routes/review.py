@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from matchday.review import ACTIONS, ReviewError, decision_json, item_json, parse_duration
+from matchday.review import ACTIONS, ReviewError, decision_json, item_json, window_start
 from matchday.serving.auth_gate import actor_of, principal_of
 from matchday.serving.bodies import AutomationBody, ReviewDecideBody, ReviewNextBody, ReviewReleaseBody, body_schema
 from matchday.serving.errors import BadRequest
@@ -74,12 +73,10 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
     async def stats(name: str, window: str | None = None) -> Any:
         """The queue's numbers over the items created in the last ``window`` (``1h``, ``1d``; all if absent)."""
         await asyncio.to_thread(parts.service.deployments.get, name)  # 404 for a deployment that does not exist
-        since = None
-        if window:
-            try:
-                since = datetime.now(UTC) - timedelta(seconds=parse_duration(window))
-            except ValueError as exc:
-                raise BadRequest(f"window={window!r}: {exc}") from exc
+        try:
+            since = window_start(window)
+        except ValueError as exc:
+            raise BadRequest(f"window={window!r}: {exc}") from exc
         found = await asyncio.to_thread(parts.review.stats, name, since)
         return {"deployment": name, "window": window, **found}
 
