@@ -20,6 +20,7 @@ PAGES = (
     "/deployments/fraud/rollout",
     "/models/demo-fraud",
     "/alerts",
+    "/review",
 )
 
 

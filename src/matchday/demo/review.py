@@ -84,6 +84,12 @@ def run(console: Console, ws: Workspace) -> None:
             f"({sources.count('human_rule')} with source human_rule, held by the rule; {sources.count('human')} human, "
             "audited): windows and monitors see them"
         )
+        later = client.predict(DEPLOYMENT, transactions(300, seed=32).drop_columns(["is_fraud"]).to_pylist())
+        waiting = sum(a["decision"] == "pending" for a in later["predictions"])
+        console.print(
+            f"{waiting} declines of a later batch wait for you: the dashboard's review page (/review/{DEPLOYMENT}, "
+            "keys a, o, s) or `matchday review next fraud-review --reviewer you`"
+        )
         suggestion = client.suggest_automation(DEPLOYMENT)
         console.print(
             f"$ matchday automation suggest {DEPLOYMENT}: {suggestion['move']}"
