@@ -307,3 +307,50 @@ def test_bad_review_and_automation_requests_get_clear_errors(
     assert suggestion["move"] == "stay" and suggestion["level"] == "machine_led_human_supported"
     unknown = http.get(f"{server.url}/v1/deployments/plain/decisions/nope", headers=op)
     assert unknown.status_code == 404 and "no answer with request id" in unknown.json()["error"]
+
+
+def test_concurrent_reviewers_over_http_never_take_the_same_item(
+    served: tuple[ServerProcess, Workspace, dict[str, str], Hook],
+) -> None:
+    """Three reviewers race for one queue over HTTP, each with a token of their own: every item is decided
+    exactly once, and no reviewer is handed an item another holds."""
+    server, ws, tokens, _ = served
+    carol, _ = ws.access.create_token(["reviewer"], name="carol", created_by="test")
+    answers = _predict(server, "audited", tokens["operator"], _rows(6, 6))
+    mine = {a["review_id"] for a in answers}
+    wait_until(lambda: all(_exists(ws, r) for r in mine), 15, "the audit items")
+    taken: dict[str, list[str]] = {}
+    errors: list[str] = []
+
+    def review(name: str, token: str) -> None:
+        while True:
+            claimed = http.post(f"{server.url}/v1/review/next", json={"deployment": "audited"}, headers=_as(token))
+            if claimed.status_code != 200:
+                errors.append(f"{name}: next {claimed.status_code} {claimed.text}")
+                return
+            item = claimed.json()["item"]
+            if item is None:
+                return
+            taken.setdefault(name, []).append(item["review_id"])
+            done = http.post(
+                f"{server.url}/v1/review/items/{item['review_id']}/decide",
+                json={"action": "approve"},
+                headers=_as(token),
+            )
+            if done.status_code != 200:
+                errors.append(f"{name}: decide {done.status_code} {done.text}")
+                return
+
+    threads = [
+        threading.Thread(target=review, args=(name, token))
+        for name, token in (("alice", tokens["alice"]), ("bob", tokens["bob"]), ("carol", carol))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    every = [i for ids in taken.values() for i in ids]
+    assert len(every) == len(set(every))  # nobody was handed an item twice, no item went to two reviewers
+    assert mine <= set(every)
+    assert all(ws.review.get(r).status == "decided" for r in mine)
