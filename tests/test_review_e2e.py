@@ -316,6 +316,9 @@ def test_concurrent_reviewers_over_http_never_take_the_same_item(
     exactly once, and no reviewer is handed an item another holds."""
     server, ws, tokens, _ = served
     carol, _ = ws.access.create_token(["reviewer"], name="carol", created_by="test")
+    wait_until(  # the server reloads its tokens twice a second
+        lambda: http.get(f"{server.url}/v1/review/items", headers=_as(carol)).status_code == 200, 5, "carol's token"
+    )
     answers = _predict(server, "audited", tokens["operator"], _rows(6, 6))
     mine = {a["review_id"] for a in answers}
     wait_until(lambda: all(_exists(ws, r) for r in mine), 15, "the audit items")
