@@ -572,3 +572,54 @@ def test_the_review_and_automation_commands(queued: Workspace, monkeypatch: pyte
     assert suggestion["move"] == "stay" and suggestion["level"] == "machine_controlled"
     assert run("automation", "set", DEPLOYMENT, "none", "--reason", "off").returncode == 0
     assert "no automation policy" in run("automation", "show", DEPLOYMENT).stdout
+
+
+def test_a_disagreement_escalated_item_still_meets_its_deadline_and_a_miss_stays_counted(queued: Workspace) -> None:
+    split = _queue_rows(queued, 1, required=2, fallback="approve")
+    late = _queue_rows(queued, 1, fallback="escalate")
+    review = queued.review
+    (item,) = [i for i in review.items(DEPLOYMENT) if i.request_id == split[0]]
+    review.decide(item.id, "alice", "approve")
+    assert review.decide(item.id, "bob", "override", 0).status == "escalated"
+    review.tick(now=NOW + timedelta(hours=2))  # both deadlines pass
+    settled = review.decision(DEPLOYMENT, split[0])
+    assert settled["decision"] == "final" and settled["outcome"] == "deadline_approved" and settled["deadline_missed"]
+    waiting = review.decision(DEPLOYMENT, late[0])
+    assert waiting["decision"] == "pending" and waiting["escalated"] and waiting["deadline_missed"]
+    (held,) = [i for i in review.items(DEPLOYMENT, ("escalated",)) if i.request_id == late[0]]
+    review.decide(held.id, "carol", "approve")  # decided after its deadline
+    after = review.decision(DEPLOYMENT, late[0])
+    assert after["outcome"] == "approved" and after["deadline_missed"]
+    assert review.stats(DEPLOYMENT)["deadline_misses"] == 2  # the later decision does not erase the miss
+    assert review.tick(now=NOW + timedelta(hours=3)) == review.tick(now=NOW + timedelta(hours=3))  # nothing twice
+    rows = {(d, st, o): (n, m) for d, st, o, n, m in review.store.tally()}
+    assert rows[(DEPLOYMENT, "expired", "deadline_approved")] == (1, 1)
+    assert rows[(DEPLOYMENT, "decided", "approved")] == (1, 1)
+
+
+def test_hostile_rules_webhooks_and_answers_are_refused_or_held_never_a_crash() -> None:
+    for deep in ("-" * 1990 + "1 == 1", "not " * 400 + "drifted"):
+        with pytest.raises(InvalidRule, match="nests deeper"):
+            ReviewRule.parse(deep, features=[], classes=None)
+    with pytest.raises(InvalidPolicy, match="decision_webhook"):
+        policy_of({"level": "human_led", "decision_webhook": "hooks.example.com/x"})
+    triage = _triage("machine_led_human_governed", review_rule="confidence < 0.7", audit_rate=0.0)
+    nan = triage.judge(DEPLOYMENT, "r", 1, {"0": None, "1": 0.4}, {"mean radius": 14.0}, NOW)  # NaN logged as null
+    assert nan.decision == "pending" and nan.review["confidence"] == 0.4
+
+    class Broken(dict):  # inputs that fail when read: the row is held, saying why, not a 500
+        def get(self, *args: Any) -> Any:
+            raise RuntimeError("unreadable")
+
+    drift = _triage("machine_led_human_governed", review_rule="drifted", audit_rate=0.0)
+    held = drift.judge(DEPLOYMENT, "r2", 1, {"0": 0.1, "1": 0.9}, Broken(), NOW)
+    assert held.decision == "pending" and "failed on this row: unreadable" in held.review["rule"]
+
+
+def test_a_blind_items_answer_is_not_told_in_an_error(queued: Workspace) -> None:
+    _queue_rows(queued, 1, blind=True)
+    item = queued.review.next(DEPLOYMENT, "alice")
+    assert item is not None and item.blind
+    with pytest.raises(ReviewError) as refused:
+        queued.review.decide(item.id, "alice", "approve", 0)
+    assert "override instead" in str(refused.value) and "1" not in str(refused.value).split("give")[0]

@@ -11,6 +11,7 @@ from matchday.monitoring.alerts import (
     alert_body,
     default_monitors,
     parse_monitors,
+    validate_webhook_url,
 )
 from matchday.monitoring.drift import (
     ColumnDrift,
@@ -114,6 +115,7 @@ __all__ = [
     "known_metric",
     "make_detector",
     "parse_monitors",
+    "validate_webhook_url",
     "update_many",
     "window_metrics",
     "ArmComparison",

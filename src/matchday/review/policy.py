@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from matchday.monitoring import validate_webhook_url
 from matchday.review.errors import InvalidPolicy
 from matchday.review.levels import AutomationLevel
 
@@ -69,6 +70,13 @@ class AutomationPolicy(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("decision_webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_webhook_url(value)  # (an InvalidWebhook is a ValueError: reported with the field)
+        return value
 
     @model_validator(mode="after")
     def _rule_fits_level(self) -> AutomationPolicy:

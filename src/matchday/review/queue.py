@@ -81,10 +81,11 @@ class ReviewQueue:
             if label is None:
                 raise ReviewError("override needs the right label (--label)")
             self._check_label(item, label)
+        elif action == "approve" and item.suggestion is None:
+            raise ReviewError("the model gave no answer to approve (a null prediction): override with the label")
         elif label is not None and action == "approve" and label_text(label) != label_text(item.suggestion):
-            raise ReviewError(
-                f"approve keeps the model's answer {item.suggestion!r}; to give {label!r}, override instead"
-            )
+            answer = "the model's answer" if item.blind else f"the model's answer {item.suggestion!r}"  # blind: unsaid
+            raise ReviewError(f"approve keeps {answer}; to give {label!r}, override instead")
         seen = (not item.blind) if saw_suggestion is None else saw_suggestion
         decided = self.store.decide(item_id, reviewer, action, label if action == "override" else None, seen, settle)
         if decided.status == "decided":
@@ -120,12 +121,12 @@ class ReviewQueue:
         for item in self.store.due(now):
             if item.fallback == "escalate":
                 # nobody decided in time: to the front of the queue, flagged; the answer stays pending
-                if self.store.close(item.id, "escalated", "deadline_missed", [], priority=ESCALATED_PRIORITY):
+                if self.store.miss_deadline(item.id, "escalated", None, [], priority=ESCALATED_PRIORITY, at=now):
                     escalated += 1
                 continue
             outcome = "deadline_approved" if item.fallback == "approve" else "deadline_rejected"
             # a fallback is not a person's judgement: the item settles, but no label comes of it
-            if self.store.close(item.id, "expired", outcome, [f"deadline:{item.fallback}"]):
+            if self.store.miss_deadline(item.id, "expired", outcome, [f"deadline:{item.fallback}"], at=now):
                 expired += 1
         labelled = self._label(self.store.unlabelled())
         announced = self._announce(self.store.unannounced())
@@ -154,9 +155,11 @@ class ReviewQueue:
             if item.webhook:
                 try:
                     self.announce(item.webhook, {"kind": "review_decision", **decision_json(item)})
-                except (StoreError, ValueError) as exc:
+                except StoreError as exc:  # the outbox is away: the next round tries again
                     log.warning("review: the decision on %s is not announced yet: %s", item.id, exc)
                     continue
+                except ValueError as exc:  # a URL no webhook can go to: given up, not retried every second
+                    log.error("review: the decision on %s cannot be announced to its webhook: %s", item.id, exc)
             sent.append(item.id)
         self.store.mark_announced(sent)
         return len(sent)
@@ -176,7 +179,7 @@ class ReviewQueue:
         seen = agreement(decided)
         audited = [i for i in decided if i.reason == "audit"]
         estimate: AccuracyEstimate = estimate_accuracy(decided)
-        misses = sum(v for k, v in counts.items() if k.startswith("outcome.deadline_"))  # missed, and its fallbacks
+        misses = counts.get("missed", 0)  # each held answer whose deadline passed undecided, once
         return {
             "queue_depth": counts.get("status.open", 0) + counts.get("status.escalated", 0),
             "decided": len(decided),
@@ -223,6 +226,8 @@ def decision_json(item: ReviewItemRecord) -> dict[str, Any]:
         out["label"] = item.label
     if item.status == "escalated":
         out["escalated"] = True
+    if item.deadline_missed_at is not None:
+        out["deadline_missed"] = True
     return out
 
 

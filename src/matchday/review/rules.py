@@ -45,6 +45,17 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
 }
 _BUILTIN_NAMES = ("prediction", "confidence", "drifted")
 MAX_RULE_LENGTH = 2000
+MAX_RULE_DEPTH = 50  # nested operators: far more than a rule needs, far fewer than Python's stack
+
+
+def _depth(node: ast.AST) -> int:
+    """How deeply ``node``'s expressions nest (iteratively: a deep tree does not exhaust the stack here)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -62,10 +73,14 @@ class ReviewRule:
             raise InvalidRule(f"the review rule is {len(text)} characters long; at most {MAX_RULE_LENGTH}")
         try:
             tree = ast.parse(text.strip(), mode="eval")
+            if _depth(tree.body) > MAX_RULE_DEPTH:
+                raise InvalidRule(f"the review rule nests deeper than {MAX_RULE_DEPTH} levels")
+            compiler = _Compiler(list(features), list(classes) if classes is not None else None)
+            test = compiler.node(tree.body)
         except SyntaxError as exc:
             raise InvalidRule(f"the review rule does not parse: {exc.msg} at column {exc.offset}", [text]) from exc
-        compiler = _Compiler(list(features), list(classes) if classes is not None else None)
-        test = compiler.node(tree.body)
+        except (RecursionError, MemoryError) as exc:
+            raise InvalidRule(f"the review rule is too deeply nested to use ({type(exc).__name__})") from exc
         if compiler.problems:
             raise InvalidRule(f"the review rule {text!r} cannot be used", compiler.problems)
         return cls(text.strip(), compiler.uses_drift, test)
@@ -73,7 +88,7 @@ class ReviewRule:
     def matches(self, row: Row) -> bool:
         try:
             return bool(self._test(row))
-        except TypeError:  # a comparison of values of unlike types (text with a number): not a match
+        except (TypeError, ValueError):  # a comparison of values of unlike types (text with a number): not a match
             return False
 
 

@@ -9,6 +9,7 @@ the reviewed rows can be weighted back to the whole stream.
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,7 +83,24 @@ class Triage:
         inputs: dict[str, Any],
         at: datetime,
     ) -> Verdict:
-        confidence = max(probabilities.values()) if probabilities else None
+        """Never raises: a row the policy cannot be applied to is held for a person, saying why (a model
+        answer is not lost to a 500 because of its review)."""
+        try:
+            return self._judge(deployment, request_id, prediction, probabilities, inputs, at)
+        except Exception as exc:
+            return self._queued("rule", True, 1.0, f"the review policy failed on this row: {exc}", None, at)
+
+    def _judge(
+        self,
+        deployment: str,
+        request_id: str,
+        prediction: Any,
+        probabilities: dict[str, float] | None,
+        inputs: dict[str, Any],
+        at: datetime,
+    ) -> Verdict:
+        finite = [p for p in (probabilities or {}).values() if isinstance(p, int | float) and math.isfinite(p)]
+        confidence = max(finite) if finite else None  # (a NaN probability is logged as null)
         if self.level.person_decides:
             return self._queued("all", True, 1.0, None, confidence, at)
         if self.rule is not None:

@@ -1,7 +1,7 @@
 """Prometheus figures of the review queue, read from the database at scrape time (every replica
 reports the same): items by status (the queue's depth is open + escalated) and settled items by
-outcome (the override rate is overridden over approved + overridden; deadline misses are the
-``deadline_*`` outcomes)."""
+outcome (the override rate is overridden over approved + overridden; set once per item, so they
+only grow), and the held answers whose deadline passed before a person decided them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("matchday.serving")
-Tally = list[tuple[str, str, str | None, int]]  # (deployment, status, outcome, items)
+Tally = list[tuple[str, str, str | None, int, int]]  # (deployment, status, outcome, items, missed deadlines)
 
 
 class ReviewGauges(Collector):
@@ -27,8 +27,13 @@ class ReviewGauges(Collector):
         )
         outcomes = CounterMetricFamily(
             "matchday_review_outcomes",
-            "Settled review items by outcome: approved, overridden, deadline_approved, deadline_rejected, deadline_missed",
+            "Settled review items by outcome: approved, overridden, deadline_approved, deadline_rejected",
             labels=["deployment", "outcome"],
+        )
+        misses = CounterMetricFamily(
+            "matchday_review_deadline_misses",
+            "Held answers whose review deadline passed before a person decided them",
+            labels=["deployment"],
         )
         try:
             rows = self.tally()
@@ -37,7 +42,9 @@ class ReviewGauges(Collector):
             return
         by_status: dict[tuple[str, str], int] = {}
         by_outcome: dict[tuple[str, str], int] = {}
-        for deployment, status, outcome, n in rows:
+        missed: dict[str, int] = {}
+        for deployment, status, outcome, n, m in rows:
+            missed[deployment] = missed.get(deployment, 0) + m
             by_status[(deployment, status)] = by_status.get((deployment, status), 0) + n
             if outcome:
                 by_outcome[(deployment, outcome)] = by_outcome.get((deployment, outcome), 0) + n
@@ -45,5 +52,8 @@ class ReviewGauges(Collector):
             items.add_metric(list(key), n)
         for key, n in sorted(by_outcome.items()):
             outcomes.add_metric(list(key), n)
+        for deployment, m in sorted(missed.items()):
+            misses.add_metric([deployment], m)
         yield items
         yield outcomes
+        yield misses

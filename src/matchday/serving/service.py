@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from matchday.monitoring import LogWriter, json_safe
 from matchday.registry import FloatRows, OutputSpec, Predictor, Registry, RegistryError, Signature
-from matchday.review import Triage, policy_of
+from matchday.review import AutomationPolicy, Triage, policy_of
 from matchday.rollout import Deployments, DeploymentSettings, Route, TrafficPlan
 from matchday.serving.batching import Columns, MicroBatcher, Scored
 from matchday.serving.codecs import DecodedRequest
@@ -489,8 +489,13 @@ class PredictionService:
                     answer.route.ref,
                     exc,
                 )
-                policy = policy_of({k: v for k, v in settings.automation.items() if k not in ("level", "review_rule")})
-                triage = Triage.holding_all(policy, str(exc))
+                try:  # its deadline, reviews and webhook, if they still read
+                    rest = policy_of(
+                        {k: v for k, v in settings.automation.items() if k not in ("level", "review_rule")}
+                    )
+                except Exception:
+                    rest = AutomationPolicy()
+                triage = Triage.holding_all(rest, str(exc))
             self._triage[key] = triage
         return None if triage.quiet else triage
 

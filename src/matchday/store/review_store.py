@@ -92,6 +92,7 @@ class ReviewItemRecord:
     decided_by: list[str] | None
     label_applied_at: datetime | None
     webhook: str | None
+    deadline_missed_at: datetime | None = None
     decisions: tuple[ReviewDecisionRecord, ...] = ()
 
 
@@ -177,29 +178,37 @@ class ReviewStore:
         )
         if since is not None:
             query = query.where(ReviewItemRow.created_at >= since)
+        missed = sa.select(sa.func.count()).where(
+            ReviewItemRow.deployment == deployment, ReviewItemRow.deadline_missed_at.is_not(None)
+        )
+        if since is not None:
+            missed = missed.where(ReviewItemRow.created_at >= since)
         out: dict[str, int] = {}
         with self.db.session() as s:
             for status, outcome, n in s.execute(query.group_by(ReviewItemRow.status, ReviewItemRow.outcome)):
                 out[f"status.{status}"] = out.get(f"status.{status}", 0) + int(n)
                 if outcome:
                     out[f"outcome.{outcome}"] = out.get(f"outcome.{outcome}", 0) + int(n)
+            out["missed"] = int(s.scalar(missed) or 0)
         return out
 
-    def tally(self) -> list[tuple[str, str, str | None, int]]:
-        """(deployment, status, outcome, items) over every deployment: what the gauges show."""
-        query = sa.select(ReviewItemRow.deployment, ReviewItemRow.status, ReviewItemRow.outcome, sa.func.count())
+    def tally(self) -> list[tuple[str, str, str | None, int, int]]:
+        """(deployment, status, outcome, items, of those whose deadline was missed) over every deployment:
+        what the gauges show."""
+        missed = sa.func.count(ReviewItemRow.deadline_missed_at)
+        query = sa.select(
+            ReviewItemRow.deployment, ReviewItemRow.status, ReviewItemRow.outcome, sa.func.count(), missed
+        )
         with self.db.session() as s:
             rows = s.execute(
                 query.group_by(ReviewItemRow.deployment, ReviewItemRow.status, ReviewItemRow.outcome)
             ).all()
-            return [(d, st, o, int(n)) for d, st, o, n in rows]
+            return [(d, st, o, int(n), int(m)) for d, st, o, n, m in rows]
 
     def missed_since(self, deployment: str, since: datetime) -> int:
-        """Held answers whose deadline passed (since ``since``) before a person decided them."""
+        """Held answers whose deadline passed (found since ``since``) before a person decided them."""
         query = sa.select(sa.func.count()).where(
-            ReviewItemRow.deployment == deployment,
-            ReviewItemRow.outcome.like("deadline_%"),
-            ReviewItemRow.deadline >= since,
+            ReviewItemRow.deployment == deployment, ReviewItemRow.deadline_missed_at >= since
         )
         with self.db.session() as s:
             return int(s.scalar(query) or 0)
@@ -324,14 +333,15 @@ class ReviewStore:
 
     # -- deadlines, labels, announcements (the worker) -------------------------------------------
     def due(self, now: datetime, limit: int = 500) -> list[ReviewItemRecord]:
-        """Pending items whose deadline has passed, not yet settled."""
+        """Pending items whose deadline has passed, not yet settled nor handled by their fallback."""
         query = (
             sa.select(ReviewItemRow)
             .where(
-                ReviewItemRow.status == "open",
+                ReviewItemRow.status.in_(OPEN),  # escalated by a disagreement too: its deadline still holds
                 ReviewItemRow.pending.is_(True),
                 ReviewItemRow.deadline.is_not(None),
                 ReviewItemRow.deadline <= now,
+                ReviewItemRow.deadline_missed_at.is_(None),
             )
             .order_by(ReviewItemRow.deadline)
             .limit(limit)
@@ -339,19 +349,35 @@ class ReviewStore:
         with self.db.session() as s:
             return [_record(r) for r in s.scalars(query)]
 
-    def close(
-        self, item_id: str, status: str, outcome: str, decided_by: list[str], *, priority: int | None = None
+    def miss_deadline(
+        self,
+        item_id: str,
+        status: str,
+        outcome: str | None,
+        decided_by: list[str],
+        *,
+        priority: int | None = None,
+        at: datetime | None = None,
     ) -> bool:
-        """Settle an open item without a person (the deadline's fallback); False if it moved meanwhile."""
-        values: dict[str, Any] = {"status": status, "outcome": outcome}
-        if status != "escalated":
-            values.update(decided_at=utcnow(), decided_by=decided_by, lease_owner=None, lease_expires=None)
+        """An item whose deadline passed without a decision: the miss recorded (once, and kept whatever
+        happens to the item later), and the fallback's ``status`` and ``outcome`` (an escalation keeps the
+        item waiting, ahead of the rest). False if it was decided or handled meanwhile."""
+        now = at or utcnow()
+        values: dict[str, Any] = {"status": status, "deadline_missed_at": now}
+        if outcome is not None:
+            values["outcome"] = outcome
+        if status not in OPEN:
+            values.update(decided_at=now, decided_by=decided_by, lease_owner=None, lease_expires=None)
         if priority is not None:
             values["priority"] = priority
         with self.db.session(write=True) as s:
             result = s.execute(
                 sa.update(ReviewItemRow)
-                .where(ReviewItemRow.id == item_id, ReviewItemRow.status == "open")
+                .where(
+                    ReviewItemRow.id == item_id,
+                    ReviewItemRow.status.in_(OPEN),
+                    ReviewItemRow.deadline_missed_at.is_(None),
+                )
                 .values(**values)
             )
             return rowcount(result) > 0
@@ -434,5 +460,6 @@ def _record(row: ReviewItemRow, decisions: Sequence[ReviewDecisionRecord] = ()) 
         decided_at=row.decided_at,
         decided_by=cast(list[str] | None, row.decided_by),
         label_applied_at=row.label_applied_at,
+        deadline_missed_at=row.deadline_missed_at,
         decisions=tuple(decisions),
     )

@@ -408,6 +408,7 @@ class ReviewItemRow(Base):
     label_applied_at: Mapped[datetime | None]
     webhook: Mapped[str | None] = mapped_column(Text)  # where the decision is announced
     announced_at: Mapped[datetime | None]
+    deadline_missed_at: Mapped[datetime | None]  # set once, when the deadline passed undecided
 
 
 class ReviewDecisionRow(Base):

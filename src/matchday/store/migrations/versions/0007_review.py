@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("label_applied_at", UTCDateTime()),
         sa.Column("webhook", sa.Text),
         sa.Column("announced_at", UTCDateTime()),
+        sa.Column("deadline_missed_at", UTCDateTime()),
     )
     op.create_index("ix_review_items_queue", "review_items", ["deployment", "status", "priority", "created_at"])
     op.create_index("ix_review_items_due", "review_items", ["status", "deadline"])
