@@ -432,6 +432,8 @@ def test_the_suggestion_steps_up_on_evidence_and_down_on_a_critical_alert() -> N
     weak_class = many + [_decided(1, 0, 0.05, "audit") for _ in range(40)]  # class 1 often wrong
     held = suggest(DEPLOYMENT, level, weak_class)
     assert held.move == "stay" and any("class 1" in r for r in held.reasons)
+    unseen = suggest(DEPLOYMENT, level, [_decided(0, 0, 0.05, "audit") for _ in range(400)], classes=["0", "1"])
+    assert unseen.move == "stay" and "class 1: 0 audited rows" in " ".join(unseen.reasons)  # a rule holds all 1s
     down = suggest(DEPLOYMENT, level, many, ["accuracy fell below 0.8"])
     assert down.move == "down" and down.to is AutomationLevel.HUMAN_LED_MACHINE_SUPPORTED
 
@@ -623,3 +625,19 @@ def test_a_blind_items_answer_is_not_told_in_an_error(queued: Workspace) -> None
     with pytest.raises(ReviewError) as refused:
         queued.review.decide(item.id, "alice", "approve", 0)
     assert "override instead" in str(refused.value) and "1" not in str(refused.value).split("give")[0]
+
+
+def test_a_partly_reviewed_audit_sample_still_stands_for_all_its_rows() -> None:
+    """1,000 rows held by a rule (60 % right), all decided; 9,000 final rows (98 % right) audited at 1 %:
+    90 queued, only 9 decided yet. Weighting the audit stratum by the 9 decided would make it stand for
+    900 rows, not 9,000; by the 90 queued, the estimate is the stream's."""
+    rng = np.random.default_rng(5)
+    rule = [_decided(1, int(rng.random() < 0.6), 1.0, "rule") for _ in range(1000)]
+    audit = [_decided(1, 1, 0.01, "audit") for _ in range(9)]
+    true = (1000 * 0.6 + 9000 * 0.98) / 10_000
+    partial = estimate_accuracy(rule + audit)
+    weighted = estimate_accuracy(rule + audit, {1.0: 1000, 0.01: 90})
+    assert abs(partial.accuracy - true) > 0.1
+    assert weighted.accuracy == pytest.approx(true, abs=0.03) and weighted.represented == pytest.approx(10_000)
+    assert weighted.low < weighted.accuracy < weighted.high  # every audited row agreed: still not a zero width
+    assert weighted.low <= true <= weighted.high

@@ -301,6 +301,22 @@ def test_bad_review_and_automation_requests_get_clear_errors(
     assert moved.status_code == 200 and moved.json()["to"] == "machine_controlled"
     events = http.get(f"{server.url}/v1/deployments/plain/events", headers=op).json()["events"]
     assert any(e["kind"] == "automation_changed" and e["reason"] == "trusted" for e in events)
+    deploy = f"{server.url}/v1/deployments/deployed-governed"
+    refused = http.put(
+        deploy,
+        json={"model_ref": f"{MODEL}:1", "settings": {"automation": {"level": "machine_led_human_governed"}}},
+        headers=op,
+    )
+    assert refused.status_code == 400 and "review-rule" in json.dumps(refused.json())
+    assert http.get(f"{server.url}/v1/deployments/deployed-governed/automation", headers=op).status_code == 404
+    policy = {"level": "machine_led_human_governed", "review_rule": "prediction == 0"}
+    deployed = http.put(
+        deploy, json={"model_ref": f"{MODEL}:1", "settings": {"automation": policy}, "reason": "new lane"}, headers=op
+    )
+    assert deployed.status_code == 201 and deployed.json()["settings"]["automation"]["level"] == policy["level"]
+    trail = http.get(f"{deploy}/events", headers=op).json()["events"]
+    changed = [e for e in trail if e["kind"] == "automation_changed"]
+    assert changed and changed[0]["reason"] == "new lane" and changed[0]["actor"].startswith("token:")
     suggestion = http.get(
         f"{server.url}/v1/deployments/audited/automation/suggest", headers=_as(tokens["viewer"])
     ).json()

@@ -85,7 +85,9 @@ class Worker:
 
 async def review_loop(ws: Workspace, leader: LeaderLock, interval: float = 1.0) -> None:
     """The review queue's round (deadlines' fallbacks, labels to join, decisions to announce) every
-    ``interval`` seconds while this worker leads it; a failed round is logged and tried again."""
+    ``interval`` seconds while this worker leads it, and its monitors at the monitoring loop's interval
+    (they read a day of decisions); a failed round is logged and tried again."""
+    judged = float("-inf")
     try:
         while True:
             try:
@@ -95,8 +97,10 @@ async def review_loop(ws: Workspace, leader: LeaderLock, interval: float = 1.0) 
                         log.info(
                             "review: %d past their deadline settled, %d escalated", result.expired, result.escalated
                         )
-                    for change in await asyncio.to_thread(ws.review_monitors.check):
-                        log.warning("review alert %s on %s: %s", change.change, change.deployment, change.message)
+                    if time.monotonic() - judged >= ws.settings.monitor_interval:
+                        judged = time.monotonic()
+                        for change in await asyncio.to_thread(ws.review_monitors.check):
+                            log.warning("review alert %s on %s: %s", change.change, change.deployment, change.message)
             except Exception:
                 log.exception("review round failed; trying again in %.1fs", interval)
             await asyncio.sleep(interval)

@@ -80,7 +80,10 @@ class Automation:
         policy = self.policy(deployment)
         level = policy.level if policy else AutomationLevel.MACHINE_CONTROLLED
         audited = [i for i in self.store.settled_since(deployment) if i.reason in ("audit", "all")]
-        return suggest(deployment, level, audited, list(self.critical_alerts(deployment)), **limits)
+        _, classes = self._served(deployment)
+        return suggest(
+            deployment, level, audited, list(self.critical_alerts(deployment)), classes=classes or (), **limits
+        )
 
     def step_down_on_alert(self, deployment: str, alert: str, actor: str = "monitor") -> AutomationChange | None:
         """The optional policy: a critical alert moves the deployment one level toward people, at once.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +56,13 @@ def agrees(item: ReviewItemRecord) -> bool:
     return label_text(item.label) == label_text(item.suggestion)
 
 
-def estimate_accuracy(items: Sequence[ReviewItemRecord], z: float = Z95) -> AccuracyEstimate:
-    """The model's accuracy over the stream, from decided items (any reason), each weighted by 1/inclusion."""
+def estimate_accuracy(
+    items: Sequence[ReviewItemRecord], queued: Mapping[float, int] | None = None, z: float = Z95
+) -> AccuracyEstimate:
+    """The model's accuracy over the stream, from decided items (any reason), each stratum of equal
+    chance of review (``inclusion``) weighted by the rows it stands for: the items ``queued`` in it (all
+    of them, decided or not; the decided ones if not given) over their chance. An audit stratum only
+    partly reviewed still stands for all the rows it was drawn from."""
     strata: dict[float, list[bool]] = defaultdict(list)
     for item in items:
         if item.inclusion > 0:
@@ -65,18 +70,19 @@ def estimate_accuracy(items: Sequence[ReviewItemRecord], z: float = Z95) -> Accu
     n = sum(len(v) for v in strata.values())
     if n == 0:
         return AccuracyEstimate(None, None, None, 0, 0.0)
+    size = {i: max(len(h), (queued or {}).get(i, 0)) / i for i, h in strata.items()}  # stream rows per stratum
     if len(strata) == 1:  # one sampling rate: a simple random sample of its rows
         ((inclusion, hits),) = strata.items()
         low, high = wilson_interval(sum(hits), len(hits), z)
-        return AccuracyEstimate(sum(hits) / len(hits), low, high, n, len(hits) / inclusion)
-    weights = {inclusion: len(hits) / inclusion for inclusion, hits in strata.items()}  # rows each stratum stands for
-    total = sum(weights.values())
-    accuracy = sum(weights[i] * sum(h) / len(h) for i, h in strata.items()) / total
+        return AccuracyEstimate(sum(hits) / len(hits), low, high, n, size[inclusion])
+    total = sum(size.values())
+    accuracy = sum(size[i] * sum(h) / len(h) for i, h in strata.items()) / total
     variance = 0.0
     for inclusion, hits in strata.items():
-        share, p = weights[inclusion] / total, sum(hits) / len(hits)
-        finite = max(0.0, 1 - inclusion)  # a stratum reviewed in full has no sampling error
-        variance += share * share * finite * p * (1 - p) / max(len(hits) - 1, 1)
+        share, reviewed = size[inclusion] / total, len(hits)
+        finite = max(0.0, 1 - reviewed / size[inclusion])  # a stratum reviewed in full has no sampling error
+        adjusted = (sum(hits) + 2) / (reviewed + 4)  # Agresti-Coull: no zero width when every row agreed
+        variance += share * share * finite * adjusted * (1 - adjusted) / (reviewed + 4)
     half = z * math.sqrt(variance)
     return AccuracyEstimate(accuracy, max(0.0, accuracy - half), min(1.0, accuracy + half), n, total)
 
@@ -124,13 +130,14 @@ def suggest(
     audited: Sequence[ReviewItemRecord],
     critical_alerts: Sequence[str] = (),
     *,
+    classes: Sequence[str] = (),
     target: float = 0.95,
     min_rows: int = 200,
     min_rows_per_class: int = 30,
 ) -> Suggestion:
     """One level down after a critical alert; one level up when people agreed with the model on at least
     ``min_rows`` audited rows with a Wilson lower bound of ``target`` or more, and on every class it
-    answered (``min_rows_per_class`` rows each); else stay, saying what is missing."""
+    answered and every one of ``classes`` (``min_rows_per_class`` rows each); else stay, saying what is missing."""
     seen = agreement(audited)
     evidence: dict[str, Any] = {
         "audited_rows": seen.rows,
@@ -154,6 +161,9 @@ def suggest(
         missing.append(
             f"agreement {seen.rate:.3f} on {seen.rows} rows, lower bound {seen.lower_bound:.3f} < target {target}"
         )
+    for name in classes:  # a class never audited (a rule holds all its answers) has shown nothing yet
+        if name not in seen.by_class:
+            missing.append(f"class {name}: 0 audited rows; at least {min_rows_per_class} are needed")
     for name, (n, agreed, lb) in seen.by_class.items():
         if n < min_rows_per_class:
             missing.append(f"class {name}: {n} audited rows; at least {min_rows_per_class} are needed")

@@ -172,13 +172,13 @@ class ReviewQueue:
 
     def stats(self, deployment: str, since: datetime | None = None) -> dict[str, Any]:
         """Queue depth, review latency, deadline misses, override rate, agreement and the estimated
-        accuracy (of items created since ``since``)."""
+        accuracy, of the items created since ``since`` (every one if None)."""
         counts = self.store.counts(deployment, since)
-        decided = self.store.settled_since(deployment, since)
+        decided = [i for i in self.store.settled_since(deployment, since) if since is None or i.created_at >= since]
         latencies = sorted((i.decided_at - i.created_at).total_seconds() for i in decided if i.decided_at)
         seen = agreement(decided)
         audited = [i for i in decided if i.reason == "audit"]
-        estimate: AccuracyEstimate = estimate_accuracy(decided)
+        estimate: AccuracyEstimate = estimate_accuracy(decided, self.store.queued_by_inclusion(deployment, since))
         misses = counts.get("missed", 0)  # each held answer whose deadline passed undecided, once
         return {
             "queue_depth": counts.get("status.open", 0) + counts.get("status.escalated", 0),

@@ -87,15 +87,15 @@ class Deployments:
 
     def update_settings(self, name: str, changes: dict[str, Any]) -> DeploymentRecord:
         """Change some of the deployment's settings (allowed during a rollout: where it points stays)."""
-        record = self.store.get(name)
-        try:
-            parsed = DeploymentSettings(**{**record.settings, **changes})
-        except ValidationError as exc:
-            raise RolloutError(
-                "invalid deployment settings", [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            ) from exc
-        updated, _ = self.store.upsert(name, record.model_ref, parsed.model_dump())
-        return updated
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return DeploymentSettings(**{**current, **changes}).model_dump()
+            except ValidationError as exc:
+                problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+                raise RolloutError("invalid deployment settings", problems) from exc
+
+        return self.store.change_settings(name, change)
 
     def settings(self, record: DeploymentRecord) -> DeploymentSettings:
         return DeploymentSettings(**record.settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,17 @@ class DeploymentStore:
                 row.model_ref, row.settings, row.updated_at = model_ref, settings, now
             s.flush()
             return _record(row), previous
+
+    def change_settings(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> DeploymentRecord:
+        """The deployment's settings replaced by ``change(current settings)`` in one locked read and write:
+        where it points is not read and written back (a promotion meanwhile is kept)."""
+        with self.db.session(write=True) as s:
+            row = s.scalar(sa.select(DeploymentRow).where(DeploymentRow.name == name).with_for_update())
+            if row is None:
+                raise DeploymentNotFound(name)
+            row.settings, row.updated_at = change(dict(row.settings)), utcnow()
+            s.flush()
+            return _record(row)
 
     def get(self, name: str) -> DeploymentRecord:
         with self.db.session() as s:

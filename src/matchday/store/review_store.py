@@ -192,6 +192,15 @@ class ReviewStore:
             out["missed"] = int(s.scalar(missed) or 0)
         return out
 
+    def queued_by_inclusion(self, deployment: str, since: datetime | None = None) -> dict[float, int]:
+        """Items queued (whatever became of them) by their chance of being queued: the strata of a
+        weighted estimate."""
+        query = sa.select(ReviewItemRow.inclusion, sa.func.count()).where(ReviewItemRow.deployment == deployment)
+        if since is not None:
+            query = query.where(ReviewItemRow.created_at >= since)
+        with self.db.session() as s:
+            return {float(i): int(n) for i, n in s.execute(query.group_by(ReviewItemRow.inclusion))}
+
     def tally(self) -> list[tuple[str, str, str | None, int, int]]:
         """(deployment, status, outcome, items, of those whose deadline was missed) over every deployment:
         what the gauges show."""

@@ -226,12 +226,16 @@ def router(parts: Parts, bodies: Schemas, *, max_upload_bytes: int, spool_dir: P
                 '"settings" must be an object: {"max_batch_size": 64, "max_wait_ms": 0, "max_rows": 10000}'
             )
         reason = _text(body, "reason")
-        if settings and settings.get("automation"):  # its review rule must fit the version it will serve
-            settings = {
-                **settings,
-                "automation": await asyncio.to_thread(_automation, parts, model_ref, settings["automation"]),
-            }
+        automation: dict[str, Any] | None = None
+        if settings is not None and "automation" in settings:  # who decides: checked against the version it
+            automation = settings.pop("automation")  # will serve first, then set as its own event (below)
+            if automation:
+                automation = await asyncio.to_thread(_automation, parts, model_ref, automation)
         record, previous = await asyncio.to_thread(parts.service.deployments.deploy, name, model_ref, settings)
+        if automation is not None:
+            why = reason or f"deployed {record.model_ref} with settings.automation"
+            await asyncio.to_thread(parts.automation.set, name, automation or None, _actor(request), why)
+            record = await asyncio.to_thread(parts.service.deployments.get, name)
         change = "new" if previous is None else ("unchanged" if previous == record.model_ref else f"was {previous}")
         _event(
             parts,
