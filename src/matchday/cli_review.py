@@ -111,8 +111,7 @@ def review_next(
 
     ws = default_workspace()
     ws.deployments.get(deployment)
-    policy = ws.automation.policy(deployment)
-    item = ws.review.next(deployment, reviewer, lease or (policy.lease_seconds if policy else 300.0))
+    item = ws.review.next(deployment, reviewer, lease or ws.automation.lease_seconds(deployment))
     if as_json:
         _print_json({"item": item_json(item, reveal=reveal) if item is not None else None})
         return

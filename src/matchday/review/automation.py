@@ -16,7 +16,7 @@ from matchday.registry import Signature
 from matchday.review.errors import InvalidPolicy
 from matchday.review.estimates import Suggestion, suggest
 from matchday.review.levels import AutomationLevel
-from matchday.review.policy import AutomationPolicy, policy_of
+from matchday.review.policy import DEFAULT_LEASE_SECONDS, AutomationPolicy, policy_of
 from matchday.review.rules import ReviewRule
 from matchday.store import ReviewStore
 
@@ -50,6 +50,11 @@ class Automation:
         """The deployment's policy; None when it has none (the model alone, nothing queued)."""
         stored = self._read(deployment)
         return policy_of(stored) if stored else None
+
+    def lease_seconds(self, deployment: str) -> float:
+        """How long a claim on ``deployment``'s queue holds an item: its policy's, or the default."""
+        policy = self.policy(deployment)
+        return policy.lease_seconds if policy is not None else DEFAULT_LEASE_SECONDS
 
     def check(self, deployment: str, settings: dict[str, Any]) -> AutomationPolicy:
         """``settings`` as a policy for what ``deployment`` serves now (its rule's names must exist)."""

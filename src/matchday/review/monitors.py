@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from matchday.review.estimates import agrees, wilson_interval
+from matchday.review.estimates import agreement, wilson_interval
 from matchday.review.policy import AutomationPolicy
 from matchday.store import AlertAlreadyFiring, AlertStore, ReviewStore
 
@@ -53,17 +53,17 @@ class ReviewMonitors:
             reviewed = [
                 i for i in self.store.settled_since(deployment, now - timedelta(days=1)) if i.reason in ("audit", "all")
             ]
-            if len(reviewed) >= MIN_ROWS:
-                agreed = sum(agrees(i) for i in reviewed)
-                _, high = wilson_interval(agreed, len(reviewed))
-                rate = agreed / len(reviewed)
+            seen = agreement(reviewed)
+            if seen.rows >= MIN_ROWS:
+                _, high = wilson_interval(seen.agreed, seen.rows)
+                rate = seen.agreed / seen.rows
                 changes += self._judge(
                     AGREEMENT,
                     deployment,
                     high < policy.agreement_floor,
                     rate,
                     policy.agreement_floor,
-                    f"reviewers agreed with {deployment}'s model on {rate:.1%} of {len(reviewed)} rows in the last "
+                    f"reviewers agreed with {deployment}'s model on {rate:.1%} of {seen.rows} rows in the last "
                     f"day (at most {high:.1%} at 95 %), under the floor of {policy.agreement_floor:.0%}",
                     now,
                 )

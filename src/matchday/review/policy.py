@@ -22,6 +22,7 @@ from matchday.review.levels import AutomationLevel
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?\Z")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 Fallback = Literal["approve", "reject", "escalate"]
+DEFAULT_LEASE_SECONDS = 300.0  # how long a claimed item is held when neither the caller nor the policy says
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -55,7 +56,9 @@ class AutomationPolicy(BaseModel):
     audit_rate: float | None = Field(default=None, ge=0.0, le=1.0, description="the level's default if not set")
     reviews_required: int = Field(default=1, ge=1, le=3, description="independent reviews an item needs")
     blind: bool | None = Field(default=None, description="hide the model's answer from reviewers (human_led: yes)")
-    lease_seconds: float = Field(default=300.0, ge=5.0, le=86400.0, description="how long a claimed item is held")
+    lease_seconds: float = Field(
+        default=DEFAULT_LEASE_SECONDS, ge=5.0, le=86400.0, description="how long a claimed item is held"
+    )
     decision_webhook: str | None = Field(default=None, description="POSTed each settled decision")
     agreement_floor: float = Field(
         default=0.9, ge=0.0, le=1.0, description="alert when people agree with the model less often than this"

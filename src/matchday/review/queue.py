@@ -20,6 +20,7 @@ from matchday.registry import ModelRef, Registry, Signature
 from matchday.review.agreement import ESCALATED_PRIORITY, settle
 from matchday.review.errors import ReviewError
 from matchday.review.estimates import AccuracyEstimate, agreement, estimate_accuracy
+from matchday.review.policy import DEFAULT_LEASE_SECONDS
 from matchday.store import PredictionLogStore, ReviewItemRecord, ReviewStore, StoreError
 
 log = logging.getLogger("matchday.review")
@@ -27,7 +28,6 @@ Action = Literal["approve", "override", "skip"]
 ACTIONS = ("approve", "override", "skip")
 HUMAN = "human"  # the label source of a reviewer's decision on a row queued at random (audit) or with all rows
 HUMAN_RULE = "human_rule"  # ... on a row a review rule picked: not a random sample of the stream (docs/review.md)
-DEFAULT_LEASE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)

@@ -86,36 +86,25 @@ class Triage:
         """Never raises: a row the policy cannot be applied to is held for a person, saying why (a model
         answer is not lost to a 500 because of its review)."""
         try:
-            return self._judge(deployment, request_id, prediction, probabilities, inputs, at)
+            finite = [p for p in (probabilities or {}).values() if isinstance(p, int | float) and math.isfinite(p)]
+            confidence = max(finite) if finite else None  # (a NaN probability is logged as null)
+            if self.level.person_decides:
+                return self._queued("all", True, 1.0, None, confidence, at)
+            if self.rule is not None:
+                row = {
+                    "prediction": prediction,
+                    "confidence": confidence,
+                    "probability": probabilities or {},
+                    "inputs": inputs,
+                    "drifted": self._drifted(inputs) if self.rule.uses_drift else False,
+                }
+                if self.rule.matches(row):
+                    return self._queued("rule", True, 1.0, self.rule.text, confidence, at)
+            if self.audit_rate > 0 and audit_draw(deployment, request_id) < self.audit_rate:
+                return self._queued("audit", False, self.audit_rate, None, confidence, at)
+            return FINAL
         except Exception as exc:
             return self._queued("rule", True, 1.0, f"the review policy failed on this row: {exc}", None, at)
-
-    def _judge(
-        self,
-        deployment: str,
-        request_id: str,
-        prediction: Any,
-        probabilities: dict[str, float] | None,
-        inputs: dict[str, Any],
-        at: datetime,
-    ) -> Verdict:
-        finite = [p for p in (probabilities or {}).values() if isinstance(p, int | float) and math.isfinite(p)]
-        confidence = max(finite) if finite else None  # (a NaN probability is logged as null)
-        if self.level.person_decides:
-            return self._queued("all", True, 1.0, None, confidence, at)
-        if self.rule is not None:
-            row = {
-                "prediction": prediction,
-                "confidence": confidence,
-                "probability": probabilities or {},
-                "inputs": inputs,
-                "drifted": self._drifted(inputs) if self.rule.uses_drift else False,
-            }
-            if self.rule.matches(row):
-                return self._queued("rule", True, 1.0, self.rule.text, confidence, at)
-        if self.audit_rate > 0 and audit_draw(deployment, request_id) < self.audit_rate:
-            return self._queued("audit", False, self.audit_rate, None, confidence, at)
-        return FINAL
 
     def _queued(
         self, reason: str, pending: bool, inclusion: float, rule: str | None, confidence: float | None, at: datetime

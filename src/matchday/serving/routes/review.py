@@ -100,8 +100,7 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
         ):
             raise BadRequest('"lease_seconds" must be a number of seconds from 5 to 86400')
         name = body["deployment"]
-        policy = await asyncio.to_thread(parts.automation.policy, name)
-        seconds = float(lease) if lease is not None else (policy.lease_seconds if policy else 300.0)
+        seconds = float(lease) if lease is not None else await asyncio.to_thread(parts.automation.lease_seconds, name)
         item = await asyncio.to_thread(parts.review.next, name, _reviewer(request, body), seconds)
         return {"item": item_json(item) if item is not None else None}
 
