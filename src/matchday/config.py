@@ -115,6 +115,16 @@ class Settings(BaseModel):
     rollouts: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per deployment: the rollout plan `rollout start` uses"
     )
+    retrain: list[dict[str, Any]] = Field(
+        default_factory=list, description="retraining policies, one per deployment (see docs/retraining.md)"
+    )
+    retrain_engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="where the worker runs a trainer: 'local' in a child process, 'ray' as a Ray task",
+    )
+    ray_address: str | None = Field(
+        default=None, description="the Ray cluster to run trainers on (`ray.init(address=...)`); none: a local one"
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -147,8 +157,10 @@ _ENV = {
     "auth": "MATCHDAY_AUTH",
     "open_metrics": "MATCHDAY_OPEN_METRICS",
     "allowed_hosts": "MATCHDAY_ALLOWED_HOSTS",
+    "retrain_engine": "MATCHDAY_RETRAIN_ENGINE",
+    "ray_address": "MATCHDAY_RAY_ADDRESS",
 }
-_FILE_ONLY = ("rollouts", "monitoring", "monitors")
+_FILE_ONLY = ("rollouts", "monitoring", "monitors", "retrain")
 
 
 def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:

@@ -24,7 +24,7 @@ from typing import Any
 
 from matchday.registry import Registry
 from matchday.rollout import RolloutController
-from matchday.store import MONITOR_LOCK_KEY, REVIEW_LOCK_KEY, LeaderLock
+from matchday.store import MONITOR_LOCK_KEY, RETRAIN_LOCK_KEY, REVIEW_LOCK_KEY, LeaderLock
 from matchday.workspace import Workspace
 
 log = logging.getLogger("matchday.worker")
@@ -58,6 +58,7 @@ class Worker:
         ws = self.ws
         db = ws.database  # migrations, before anything else
         monitoring = ws.monitoring  # a monitor that cannot be checked stops the worker here, with every reason
+        retraining = ws.retraining  # and so does a retraining policy
         controller = RolloutController(
             ws.rollouts, LeaderLock(db), warm=warm_with(ws.registry), interval=ws.settings.controller_interval
         )
@@ -68,6 +69,9 @@ class Worker:
             ),
         ]
         tasks.append(asyncio.ensure_future(review_loop(ws, LeaderLock(db, REVIEW_LOCK_KEY, "review"))))
+        if retraining.policies:
+            lock = LeaderLock(db, RETRAIN_LOCK_KEY, "retrain")
+            tasks.append(asyncio.ensure_future(retrain_loop(ws, lock, ws.settings.controller_interval)))
         parent = os.environ.get(PARENT_ENV)
         if parent and parent.isdigit():
             tasks.append(asyncio.ensure_future(_exit_with(int(parent))))
@@ -103,6 +107,28 @@ async def review_loop(ws: Workspace, leader: LeaderLock, interval: float = 1.0) 
                             log.warning("review alert %s on %s: %s", change.change, change.deployment, change.message)
             except Exception:
                 log.exception("review round failed; trying again in %.1fs", interval)
+            await asyncio.sleep(interval)
+    finally:
+        await asyncio.to_thread(leader.release)
+
+
+async def retrain_loop(ws: Workspace, leader: LeaderLock, interval: float = 1.0) -> None:
+    """Retraining's round every ``interval`` seconds while this worker leads it: triggers, then each active
+    run one step (a training step holds this loop, and only this loop, until its trainer returns)."""
+    try:
+        while True:
+            try:
+                if await asyncio.to_thread(leader.acquire):
+                    ticking = asyncio.ensure_future(asyncio.to_thread(ws.retraining.tick))
+                    try:
+                        for run_id, outcome in await asyncio.shield(ticking):
+                            if outcome not in ("waiting", "rolling_out", "backing_off"):
+                                log.info("retraining run %d: %s", run_id, outcome)
+                    except asyncio.CancelledError:  # shutting down: let the step in flight write its state
+                        await asyncio.wait([ticking])
+                        raise
+            except Exception:
+                log.exception("retraining round failed; trying again in %.1fs", interval)
             await asyncio.sleep(interval)
     finally:
         await asyncio.to_thread(leader.release)

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from matchday.monitoring import (
     parse_monitors,
 )
 from matchday.registry import ArtifactStore, Registry, Signature
-from matchday.review import Automation, AutomationPolicy, ReviewMonitors, ReviewQueue, policy_of
+from matchday.retrain import Retraining, RetrainPolicy, RunParts, Simulation, engine_named, parse_policies, simulate
+from matchday.review import Automation, AutomationLevel, AutomationPolicy, ReviewMonitors, ReviewQueue, policy_of
 from matchday.rollout import Deployments, NothingToDo, Rollouts
 from matchday.store import (
     AlertRecord,
@@ -41,6 +43,7 @@ from matchday.store import (
     NotFound,
     PredictionLogStore,
     PrincipalStore,
+    RetrainStore,
     ReviewStore,
     RolloutStore,
     WebhookOutbox,
@@ -165,6 +168,55 @@ class Workspace:
         )
 
     @cached_property
+    def retrain_policies(self) -> dict[str, RetrainPolicy]:
+        """matchday.yaml's ``retrain:`` policies, every bad field reported at once (names checked against
+        the monitors that watch each deployment)."""
+        return parse_policies(self.settings.retrain, lambda name: [m.name for m in self.monitoring.monitors_of(name)])
+
+    @cached_property
+    def retraining(self) -> Retraining:
+        """Retraining runs: triggered by alerts or a schedule, trained, judged, rolled out (the worker's round)."""
+        parts = RunParts(
+            store=RetrainStore(self.database),
+            registry=self.registry,
+            deployments=self.deployments,
+            rollouts=self.rollouts,
+            log=self.prediction_log,
+            engine=engine_named(self.settings.retrain_engine, self.settings.ray_address),
+            home=self.settings.home.absolute(),
+            human_governed=self._human_governed,
+        )
+        return Retraining(self.retrain_policies, parts, self.alerts.firing, self.events)
+
+    def _human_governed(self, deployment: str) -> bool:
+        """Whether people govern the deployment's answers (then a retrained candidate waits for one, too)."""
+        policy = self.automation.policy(deployment)
+        return policy is not None and policy.level in HUMAN_GOVERNED
+
+    def simulate_retraining(self, deployment: str, since: datetime, until: datetime | None = None) -> Simulation:
+        """`matchday retrain simulate`: the policy replayed over the deployment's stored windows."""
+        policy = self.retraining.policy(deployment)
+        monitors = {m.name: m for m in self.monitoring.monitors_of(deployment)}
+
+        def verdicts(name: str, start: datetime) -> list[tuple[datetime, bool | None, float | None]]:
+            monitor = monitors[name]
+            out: list[tuple[datetime, bool | None, float | None]] = []
+            for window in self.windows.series(deployment, monitor.window, since=start, segment=""):
+                verdict = self.monitoring.verdict(monitor, window)
+                out.append((window.end, verdict.breached, verdict.compared))
+            return out
+
+        return simulate(
+            deployment,
+            policy,
+            {name: monitors[name].breaches for name in policy.triggers.monitors},
+            verdicts,
+            lambda *a, **k: self.prediction_log.count_labelled(*a, **k),
+            since,
+            until or datetime.now(UTC),
+        )
+
+    @cached_property
     def events(self) -> EventStore:
         return EventStore(self.database)
 
@@ -197,6 +249,11 @@ def open_log_writer(settings: Settings) -> Iterator[PredictionLogWriter]:
         database.dispose()
 
 
+HUMAN_GOVERNED = (
+    AutomationLevel.HUMAN_LED,
+    AutomationLevel.HUMAN_LED_MACHINE_SUPPORTED,
+    AutomationLevel.MACHINE_LED_HUMAN_GOVERNED,
+)
 log = logging.getLogger("matchday.monitoring")
 _default: Workspace | None = None
 _lock = threading.Lock()
@@ -281,11 +338,17 @@ def build_monitoring(ws: Workspace) -> MonitoringLoop:
         if policy is not None and policy.step_down_on_critical and alert.severity == "critical":
             ws.automation.step_down_on_alert(deployment, f"alert {alert.id}: {alert.message}")
 
+    def retrain(deployment: str, alert: AlertRecord) -> None:
+        """A run of the deployment's retraining policy, if the guards allow it now; recorded either way."""
+        hook("retrain")(deployment, alert)
+        if deployment in ws.retrain_policies:
+            ws.retraining.on_alert(deployment, alert)
+
     engine = AlertEngine(
         ws.alerts,
         ws.monitor_state,
         enqueue_webhook=ws.webhooks.enqueue,
-        hooks={"rollback": rollback, "review": review, "retrain": hook("retrain")},
+        hooks={"rollback": rollback, "review": review, "retrain": retrain},
         record_event=record,
     )
     monitors = parse_monitors(ws.settings.monitors, count_window=config.count_window)

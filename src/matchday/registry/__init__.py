@@ -14,7 +14,7 @@ from matchday.registry.errors import (
     UnknownFlavor,
     UntrustedArtifact,
 )
-from matchday.registry.flavors import FLAVORS, FloatRows, Predictor, pack_model
+from matchday.registry.flavors import FLAVORS, FloatRows, Predictor, load_packed, pack_model
 from matchday.registry.refs import ModelRef, check_name
 from matchday.registry.registry import Registry
 from matchday.registry.signature import ColumnSpec, OutputSpec, Signature
@@ -48,6 +48,7 @@ __all__ = [
     "UntrustedArtifact",
     "VersionNotFound",
     "check_name",
+    "load_packed",
     "pack_model",
     "read_table_file",
     "to_table",

@@ -32,6 +32,7 @@ def version_json(v: ModelVersionRecord, *, signature: bool = False) -> dict[str,
         "tags": v.tags,
         "description": v.description,
         "created_at": v.created_at.isoformat(),
+        "lineage": v.lineage,
     }
     if signature:
         out["signature"] = v.signature

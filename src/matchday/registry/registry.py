@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from matchday.registry.artifacts import ArtifactStore
 from matchday.registry.errors import InvalidInput, InvalidReference, RegistryError
@@ -52,8 +53,12 @@ class Registry:
         metrics: dict[str, float] | None = None,
         tags: dict[str, str] | None = None,
         alias: str | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> ModelVersionRecord:
-        """Store a new version of ``name``; see `matchday.register_model` for the arguments."""
+        """Store a new version of ``name``; see `matchday.register_model` for the arguments.
+
+        ``lineage``: where a retrained version came from (parent, trigger, data snapshot, trainer, run).
+        """
         check_name(name)
         if alias is not None:
             check_alias(alias)
@@ -87,6 +92,10 @@ class Registry:
             if labels is not None:
                 profile["target"] = profile_column(_profilable(labels))
                 profile["labelled_sample"] = _labelled_sample(predictor, sample, predictions, labels)
+            # the rows themselves, so a retraining run can learn from them again (a profile cannot)
+            kept = inputs if labels is None else inputs.append_column(str(target), _profilable(labels))
+            reference_sha, _ = self.artifacts.put(_parquet_bytes(kept))
+            profile["reference_data"] = {"sha256": reference_sha, "rows": kept.num_rows, "target": target}
         else:
             assert given is not None
             final = given
@@ -104,6 +113,7 @@ class Registry:
                 tags,
                 description,
                 alias,
+                lineage,
             )
         except Exception:
             if written and self._unused(sha):
@@ -130,6 +140,7 @@ class Registry:
         tags: dict[str, str] | None,
         description: str | None,
         alias: str | None,
+        lineage: dict[str, Any] | None = None,
     ) -> ModelVersionRecord:
         record = self.store.create_version(
             name,
@@ -142,6 +153,7 @@ class Registry:
             metrics=dict(metrics or {}),
             tags=dict(tags or {}),
             description=description,
+            lineage=lineage,
         )
         if alias is not None:
             self.store.set_alias(name, alias, record.version, reason="set at registration")
@@ -170,6 +182,43 @@ class Registry:
         r = self.resolve(ref)
         assert r.version is not None
         return self.store.get_profile(r.name, r.version)
+
+    def reference_table(self, ref: str | ModelRef) -> pa.Table | None:
+        """The reference rows the version was registered with (inputs, and the target when one was named);
+        None for a version registered before they were kept, or with a signature and no reference."""
+        stored = (self.get_profile(ref) or {}).get("reference_data")
+        if not stored:
+            return None
+        return pq.read_table(pa.BufferReader(self.artifacts.get(stored["sha256"])))
+
+    def target_of(self, ref: str | ModelRef) -> str | None:
+        """The name of the label column the version's reference held, if one was named."""
+        stored = (self.get_profile(ref) or {}).get("reference_data") or {}
+        target = stored.get("target")
+        return str(target) if target else None
+
+    def add_lineage(self, ref: str | ModelRef, changes: dict[str, Any]) -> ModelVersionRecord:
+        """Add to a version's lineage: a retrained version's evaluation and rollout come after it is registered."""
+        r = self.resolve(ref)
+        assert r.version is not None
+        return self.store.add_lineage(r.name, r.version, changes)
+
+    def versions_of_run(self, name: str, run_id: int) -> list[ModelVersionRecord]:
+        """The versions of ``name`` that retraining run ``run_id`` registered."""
+        return self.store.versions_of_run(name, run_id)
+
+    def lineage_chain(self, ref: str | ModelRef, limit: int = 20) -> list[ModelVersionRecord]:
+        """The version, its parent, the parent's parent... while each was retrained from the one before."""
+        chain = [self.get_version(ref)]
+        while len(chain) < limit:
+            parent = (chain[-1].lineage or {}).get("parent")
+            if not parent:
+                break
+            try:
+                chain.append(self.get_version(parent))
+            except StoreError:
+                break
+        return chain
 
     def load(self, ref: str | ModelRef) -> Predictor:
         """The version's artifact, checked against its sha256, loaded into a `Predictor`."""
@@ -279,6 +328,12 @@ def _score(predictor: Predictor, sample: pa.Table) -> np.ndarray:
             "expected one prediction per row"
         )
     return predictions
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _profilable(values: np.ndarray) -> pa.Array:

@@ -14,7 +14,7 @@ from matchday.store.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
-from matchday.store.leader import MONITOR_LOCK_KEY, REVIEW_LOCK_KEY, LeaderLock
+from matchday.store.leader import MONITOR_LOCK_KEY, RETRAIN_LOCK_KEY, REVIEW_LOCK_KEY, LeaderLock
 from matchday.store.log_batches import MIXED as MIXED_PREDICTIONS
 from matchday.store.log_batches import CorruptLogBatch, parse_json
 from matchday.store.model_store import ModelStore
@@ -39,11 +39,13 @@ from matchday.store.records import (
     ModelRecord,
     ModelVersionRecord,
     PredictionRecord,
+    RetrainRunRecord,
     RolloutRecord,
     SessionRecord,
     TokenRecord,
     UserRecord,
 )
+from matchday.store.retrain_store import RetrainAlreadyActive, RetrainRunNotFound, RetrainStore, StaleRetrainRun
 from matchday.store.review_store import (
     ReviewDecisionRecord,
     ReviewItemNotFound,
@@ -80,6 +82,12 @@ __all__ = [
     "LeaderLock",
     "MONITOR_LOCK_KEY",
     "REVIEW_LOCK_KEY",
+    "RETRAIN_LOCK_KEY",
+    "RetrainAlreadyActive",
+    "RetrainRunNotFound",
+    "RetrainRunRecord",
+    "RetrainStore",
+    "StaleRetrainRun",
     "ReviewDecisionRecord",
     "ReviewItemNotFound",
     "ReviewItemRecord",

@@ -17,6 +17,7 @@ from matchday.store.database import Database
 _CONTROLLER_LOCK_KEY = 0x6D61746368 + 1
 MONITOR_LOCK_KEY = 0x6D61746368 + 2  # the monitoring loop's leader, apart from the rollout controller's
 REVIEW_LOCK_KEY = 0x6D61746368 + 3  # the review queue's deadlines, labels and announcements
+RETRAIN_LOCK_KEY = 0x6D61746368 + 4  # retraining: triggers, and the runs' steps
 _HOLDS = sa.text(
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
     "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"

@@ -35,6 +35,7 @@ class ModelStore:
         metrics: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
         description: str | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> ModelVersionRecord:
         """Add the next version of ``name`` (creating the model on first use), profile included."""
         for attempt in range(_RETRIES):
@@ -60,6 +61,7 @@ class ModelStore:
                         tags=tags or {},
                         description=description,
                         created_at=utcnow(),
+                        lineage=lineage,
                     )
                     s.add(row)
                     s.flush()
@@ -70,6 +72,19 @@ class ModelStore:
                 if attempt == _RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def add_lineage(self, name: str, version: int, changes: dict[str, Any]) -> ModelVersionRecord:
+        """Merge ``changes`` into a version's lineage (its evaluation and rollout come after registration)."""
+        with self.db.session(write=True) as s:
+            model = _model(s, name)
+            row = _version_row(s, model, version)
+            row.lineage = {**(row.lineage or {}), **changes}
+            s.flush()
+            return _version_record(name, row, _aliases_of(s, model.id, version))
+
+    def versions_of_run(self, name: str, run_id: int) -> list[ModelVersionRecord]:
+        """The versions of ``name`` a retraining run registered (its resumed step finds its own work)."""
+        return [v for v in self.list_versions(name) if (v.lineage or {}).get("run") == run_id]
 
     def get_version(self, name: str, version: int) -> ModelVersionRecord:
         with self.db.session() as s:
@@ -277,6 +292,7 @@ def _version_record(name: str, r: ModelVersionRow, aliases: tuple[str, ...]) -> 
         description=r.description,
         created_at=r.created_at,
         aliases=aliases,
+        lineage=dict(r.lineage) if r.lineage else None,
     )
 
 

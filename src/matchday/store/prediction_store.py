@@ -579,6 +579,54 @@ class PredictionLogStore:
             export=True,
         )
 
+    def labelled_between(self, deployment: str, since: datetime, until: datetime, limit: int) -> pa.Table:
+        """The newest ``limit`` labelled answers of ``deployment`` predicted in [since, until), oldest first,
+        as `batch_between` reads them (with the label's JSON text and its source): what retraining learns from."""
+        where: tuple[Any, ...] = (
+            PredictionRow.deployment == deployment,
+            PredictionRow.at >= since,
+            PredictionRow.at < until,
+            PredictionRow.label_at.isnot(None),
+            PredictionRow.role.in_(ANSWER_ROLES),
+            PredictionRow.error.is_(None),
+        )
+        with self.db.session() as s:
+            floor = s.scalar(
+                sa.select(PredictionRow.id).where(*where).order_by(PredictionRow.id.desc()).offset(limit - 1).limit(1)
+            )
+        if floor is not None:
+            where = (*where, PredictionRow.id >= floor)
+        return self._batch(
+            sa.select(*_batch_columns(self.db.dialect, _EXPORT)).where(*where).order_by(PredictionRow.id), export=True
+        )
+
+    def count_labelled(
+        self,
+        deployment: str,
+        *,
+        labelled_since: datetime | None = None,
+        labelled_until: datetime | None = None,
+        predicted_since: datetime | None = None,
+        predicted_until: datetime | None = None,
+    ) -> int:
+        """Answers of ``deployment`` with a label, optionally one that arrived in [labelled_since,
+        labelled_until) on a row predicted in [predicted_since, predicted_until)."""
+        query = sa.select(sa.func.count()).where(
+            PredictionRow.deployment == deployment,
+            PredictionRow.label_at.isnot(None),
+            PredictionRow.role.in_(ANSWER_ROLES),
+        )
+        for column, low, high in (
+            (PredictionRow.label_at, labelled_since, labelled_until),
+            (PredictionRow.at, predicted_since, predicted_until),
+        ):
+            if low is not None:
+                query = query.where(column >= low)
+            if high is not None:
+                query = query.where(column < high)
+        with self.db.session() as s:
+            return s.scalar(query) or 0
+
     def _batch(self, query: sa.Select[Any] | None, *, export: bool = False) -> pa.Table:
         with self.db.session() as s:
             rows = self._fetch(s, query)

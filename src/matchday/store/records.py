@@ -30,6 +30,7 @@ class ModelVersionRecord:
     description: str | None
     created_at: datetime
     aliases: tuple[str, ...] = ()
+    lineage: dict[str, Any] | None = None  # a retrained version: parent, trigger, data snapshot, trainer, run
 
     @property
     def ref(self) -> str:
@@ -162,3 +163,35 @@ class SessionRecord:
     created_at: datetime
     expires_at: datetime
     last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class RetrainRunRecord:
+    """A retraining run as stored; ``steps`` is its trail (state, when, what, numbers)."""
+
+    id: int
+    deployment: str
+    state: str
+    trigger: dict[str, Any]
+    actor: str
+    policy: dict[str, Any]
+    parent: str | None
+    candidate: str | None
+    snapshot: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+    rollout_id: int | None
+    steps: list[dict[str, Any]]
+    reason: str | None
+    error: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    owner: str | None
+    heartbeat_at: datetime | None
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.finished_at is None

@@ -76,6 +76,7 @@ class ModelVersionRow(Base):
     tags: Mapped[dict[str, Any]]
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a retrained version: parent, trigger, data, ...
 
 
 class ReferenceProfileRow(Base):
@@ -424,3 +425,51 @@ class ReviewDecisionRow(Base):
     label: Mapped[Any] = mapped_column(JSON)
     saw_suggestion: Mapped[bool]
     at: Mapped[datetime]
+
+
+ACTIVE_RETRAIN_STATES = ("queued", "training", "evaluating", "awaiting_approval", "rolling_out")
+
+
+class RetrainRunRow(Base):
+    """One retraining run of a deployment, from its trigger to promoted, rejected, failed or cancelled.
+
+    One active run per deployment is a unique index (like rollouts); ``revision`` guards every update,
+    so a worker that resumed a run and an operator who cancelled it never overwrite each other.
+    """
+
+    __tablename__ = "retrain_runs"
+    __table_args__ = (
+        Index(
+            "uq_retrain_runs_one_active",
+            "deployment",
+            unique=True,
+            sqlite_where=sa_text("state IN ('queued', 'training', 'evaluating', 'awaiting_approval', 'rolling_out')"),
+            postgresql_where=sa_text(
+                "state IN ('queued', 'training', 'evaluating', 'awaiting_approval', 'rolling_out')"
+            ),
+        ),
+        Index("ix_retrain_runs_deployment_created", "deployment", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[dict[str, Any]]
+    actor: Mapped[str] = mapped_column(String(100))
+    policy: Mapped[dict[str, Any]]
+    parent: Mapped[str | None] = mapped_column(String(300))
+    candidate: Mapped[str | None] = mapped_column(String(300))
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    rollout_id: Mapped[int | None] = mapped_column(Integer)
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

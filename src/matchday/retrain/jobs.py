@@ -1,0 +1,384 @@
+"""A run's steps: gather the data, train, evaluate, (wait for approval), roll out, and end.
+
+`RunSteps.advance` takes a run one state forward and writes it, so a worker that dies between two
+steps leaves a run a new worker resumes where it stood. Each step finds its own earlier work first
+(the data's manifest, a version registered by this run, a rollout of its candidate) and does not
+do it twice. The trainer's own failures end the run; the machinery's are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matchday.registry import InvalidModel, InvalidReference, Registry, RegistryError, Signature
+from matchday.retrain.data import (
+    ChampionArtifact,
+    production_part,
+    read_parts,
+    reference_part,
+    split_holdout,
+    write_parts,
+)
+from matchday.retrain.engines import Cancelled, Engine
+from matchday.retrain.errors import NotEnoughData, RetrainError, TrainerFailed
+from matchday.retrain.evaluation import evaluate
+from matchday.retrain.policy import RetrainPolicy
+from matchday.rollout import Deployments, RolloutError, Rollouts
+from matchday.store import (
+    PredictionLogStore,
+    RetrainRunRecord,
+    RetrainStore,
+    StaleRetrainRun,
+)
+
+log = logging.getLogger("matchday.retrain")
+RETRY_BACKOFF = (5.0, 30.0, 120.0, 600.0)  # seconds before each retry of a step the machinery failed
+MAX_ATTEMPTS = len(RETRY_BACKOFF) + 1
+FINISHED = ("promoted", "rejected", "failed", "cancelled")
+
+
+@dataclass
+class RunParts:
+    """The other parts a run's steps use, given by the workspace."""
+
+    store: RetrainStore
+    registry: Registry
+    deployments: Deployments
+    rollouts: Rollouts
+    log: PredictionLogStore
+    engine: Engine
+    home: Path
+    human_governed: Callable[[str], bool]
+
+
+class RunSteps:
+    def __init__(self, parts: RunParts) -> None:
+        self.parts = parts
+        self.owner = f"worker-{uuid.uuid4().hex[:8]}"
+
+    # -- one step -----------------------------------------------------------------------------
+    def advance(self, run: RetrainRunRecord, policy: RetrainPolicy | None, now: datetime | None = None) -> str:
+        """Move ``run`` one step on; returns what happened (for the log and tests)."""
+        now = now or datetime.now(UTC)
+        if run.finished_at is not None:
+            return "finished"
+        if run.next_attempt_at is not None and run.next_attempt_at > now:
+            return "backing_off"
+        if policy is None:
+            self._end(run, "failed", "the deployment's retraining policy was removed from matchday.yaml", {})
+            return "failed"
+        try:
+            if run.state in ("queued", "training"):
+                return self._train(run, policy)
+            if run.state == "evaluating":
+                return self._evaluate(run, policy)
+            if run.state == "rolling_out":
+                return self._roll_out(run, policy)
+            return "waiting"  # awaiting_approval
+        except StaleRetrainRun:
+            return "stale"  # someone (an operator) acted meanwhile: read it again next tick
+        except Cancelled:
+            return "cancelled"
+        except (TrainerFailed, NotEnoughData, InvalidModel, InvalidReference) as exc:
+            self._end(run, "failed", str(exc), {"error": type(exc).__name__})
+            return "failed"
+        except Exception as exc:  # the database, the file system, a killed child: try again later
+            return self._retry(run, exc, now)
+
+    def _retry(self, run: RetrainRunRecord, exc: Exception, now: datetime) -> str:
+        attempts = run.attempts + 1
+        what = f"{type(exc).__name__}: {exc}"
+        if attempts >= MAX_ATTEMPTS:
+            log.exception("retraining run %d failed %d times; giving up", run.id, attempts)
+            try:
+                self._end(run, "failed", f"gave up after {attempts} attempts: {what}", {"attempts": attempts})
+            except Exception:
+                log.exception("could not record the failure of retraining run %d", run.id)
+            return "failed"
+        delay = RETRY_BACKOFF[attempts - 1]
+        log.warning("retraining run %d: %s; retrying in %.0fs", run.id, what, delay)
+        try:
+            self.parts.store.update(
+                self._fresh(run),
+                {"attempts": attempts, "error": what, "next_attempt_at": now + timedelta(seconds=delay)},
+                (f"attempt {attempts} failed ({what}); retrying in {delay:.0f}s", {"attempt": attempts}),
+                ("retrain_retry", "retrain", f"attempt {attempts} failed: {what}", {"attempt": attempts}),
+            )
+        except Exception:
+            log.exception("could not record the retry of retraining run %d", run.id)
+        return "retrying"
+
+    def _fresh(self, run: RetrainRunRecord) -> RetrainRunRecord:
+        return self.parts.store.get(run.id)
+
+    # -- training ------------------------------------------------------------------------------
+    def _train(self, run: RetrainRunRecord, policy: RetrainPolicy) -> str:
+        p = self.parts
+        if run.state == "queued":
+            run = p.store.update(
+                run,
+                {"state": "training", "owner": self.owner, "heartbeat_at": datetime.now(UTC)},
+                ("gathering the data and training", {"engine": p.engine.name}),
+            )
+        parent = run.parent
+        assert parent is not None
+        model_name = parent.partition(":")[0]
+        mine = p.registry.versions_of_run(model_name, run.id)
+        if mine:  # registered before a restart: the training is done
+            candidate = mine[-1].ref
+        else:
+            snapshot, new = self._snapshot(run, policy)
+            if new:
+                run = p.store.update(
+                    run,
+                    {"snapshot": snapshot},
+                    (
+                        f"data gathered: {snapshot['rows'].get('production', 0)} labelled production rows to train "
+                        f"on, {snapshot['rows'].get('holdout', 0)} held out, "
+                        f"{snapshot['rows'].get('reference', 0)} reference rows",
+                        {"rows": snapshot["rows"], "labels_by_source": snapshot["labels_by_source"]},
+                    ),
+                    (
+                        "retrain_data",
+                        "retrain",
+                        f"run {run.id}: {snapshot['rows']}",
+                        {"rows": snapshot["rows"], "sha256": snapshot["sha256"]},
+                    ),
+                )
+            started = datetime.now(UTC)
+
+            def beat() -> bool:
+                p.store.heartbeat(run.id, self.owner)
+                return p.store.get(run.id).state != "cancelled"
+
+            model = p.engine.train(
+                policy.trainer, snapshot, self._champion_artifact(parent), policy.timeout, beat, run.attempts
+            )
+            seconds = (datetime.now(UTC) - started).total_seconds()
+            candidate = self._register(run, policy, snapshot, model, seconds)
+        p.store.update(
+            self._fresh(run),
+            {"state": "evaluating", "candidate": candidate, "attempts": 0, "error": None, "next_attempt_at": None},
+            (f"trained and registered {candidate}", {"candidate": candidate}),
+            ("retrain_trained", "retrain", f"run {run.id} registered {candidate}", {"candidate": candidate}),
+        )
+        return "trained"
+
+    def _snapshot(self, run: RetrainRunRecord, policy: RetrainPolicy) -> tuple[dict[str, Any], bool]:
+        """The run's data: found again in its folder, or gathered from the log and written there."""
+        if run.snapshot and read_parts(run.snapshot) is not None:
+            return run.snapshot, False
+        p = self.parts
+        assert run.parent is not None
+        signature = p.registry.get_signature(run.parent)
+        inputs = list(signature.input_names)
+        target = p.registry.target_of(run.parent) or "label"
+        reference = p.registry.reference_table(run.parent) if policy.data.reference else None
+        if reference is not None and target not in reference.column_names:
+            reference = None  # registered without its labels: nothing to learn from
+        label_type = reference.schema.field(target).type if reference is not None else None
+        until = datetime.now(UTC)
+        since = until - timedelta(seconds=policy.data.production.window)
+        batch = p.log.labelled_between(run.deployment, since, until, policy.data.production.max_rows)
+        production = production_part(batch, inputs, target, label_type)
+        train, holdout = split_holdout(production, policy.holdout.newest, policy.holdout.min_rows)
+        parts = {
+            "reference": reference_part(reference, inputs, target) if reference is not None else None,
+            "production": train,
+            "holdout": holdout,
+        }
+        about = {
+            "run": run.id,
+            "deployment": run.deployment,
+            "champion": run.parent,
+            "target": target,
+            "inputs": inputs,
+            "task": signature.output.task,
+            "classes": list(signature.output.classes) if signature.output.classes else None,
+            "window": {"since": since.isoformat(), "until": until.isoformat()},
+        }
+        return write_parts(p.home / "retrain" / f"run-{run.id}", parts, about), True
+
+    def _champion_artifact(self, ref: str) -> ChampionArtifact:
+        version = self.parts.registry.get_version(ref)
+        data = self.parts.registry.artifacts.get(version.artifact_sha256)
+        return ChampionArtifact(ref, version.flavor, data, dict(version.flavor_options), dict(version.signature))
+
+    def _register(
+        self, run: RetrainRunRecord, policy: RetrainPolicy, snapshot: dict[str, Any], model: Any, seconds: float
+    ) -> str:
+        """The trained model as the next version of the champion's model, its lineage with it; its reference
+        is the holdout (recent rows it never saw, so its reference accuracy is not an in-sample one)."""
+        p = self.parts
+        assert run.parent is not None
+        parts = read_parts(snapshot)
+        if parts is None:
+            raise RuntimeError(f"the run's data in {snapshot['folder']} is gone or changed")
+        holdout = parts["holdout"]
+        reference = holdout.select([*snapshot["inputs"], snapshot["target"]])
+        signature = p.registry.get_signature(run.parent)
+        lineage = {
+            "run": run.id,
+            "parent": run.parent,
+            "deployment": run.deployment,
+            "trigger": run.trigger,
+            "trainer": policy.trainer,
+            "engine": p.engine.name,
+            "training_seconds": round(seconds, 3),
+            "data": {k: snapshot[k] for k in ("rows", "log_ids", "labels_by_source", "sha256", "window")},
+        }
+        try:
+            version = p.registry.register(
+                run.parent.partition(":")[0],
+                model,
+                reference=reference,
+                target=snapshot["target"],
+                signature=Signature(inputs=signature.inputs, output=signature.output),
+                description=f"retrained by run {run.id} of {run.deployment} from {run.parent}",
+                tags={"retrain_run": str(run.id)},
+                lineage=lineage,
+            )
+        except RegistryError as exc:
+            raise TrainerFailed(f"the trainer's model cannot be registered: {exc}") from exc
+        return version.ref
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _evaluate(self, run: RetrainRunRecord, policy: RetrainPolicy) -> str:
+        p = self.parts
+        assert run.parent is not None and run.candidate is not None and run.snapshot is not None
+        parts = read_parts(run.snapshot)
+        if parts is None:
+            raise NotEnoughData(f"the run's data in {run.snapshot['folder']} is gone or changed; start a new run")
+        holdout = parts["holdout"]
+        rows = holdout.select(run.snapshot["inputs"])
+        champion = np.asarray(p.registry.load(run.parent).predict(rows))
+        candidate = np.asarray(p.registry.load(run.candidate).predict(rows))
+        task = run.snapshot["task"]
+        metric = policy.accept.metric or ("mae" if task == "regression" else "accuracy")
+        result = evaluate(
+            metric,
+            champion,
+            candidate,
+            holdout,
+            run.snapshot["target"],
+            min_gain=policy.accept.min_gain,
+            segments=policy.accept.no_worse_segments,
+            confidence=policy.accept.confidence,
+            resamples=policy.accept.resamples,
+            min_segment_rows=policy.accept.min_segment_rows,
+            seed=run.id,
+        )
+        report = result.to_json()
+        p.registry.add_lineage(run.candidate, {"evaluation": report})
+        summary = (
+            f"{metric} {result.candidate:.4f} vs champion {result.champion:.4f} on {result.rows} held-out rows "
+            f"(gain {result.gain:+.4f}, {result.confidence:.0%} interval {result.interval.low:+.4f} "
+            f"to {result.interval.high:+.4f})"
+        )
+        if not result.accepted:
+            self._end(
+                run,
+                "rejected",
+                f"{run.candidate} rejected before any traffic: {'; '.join(result.reasons)}",
+                {"evaluation": report},
+                changes={"evaluation": report},
+            )
+            return "rejected"
+        approval = policy.guards.approval == "before_rollout" or p.human_governed(run.deployment)
+        state = "awaiting_approval" if approval else "rolling_out"
+        why = "; waiting for an operator's approval (`matchday retrain approve`)" if approval else ""
+        p.store.update(
+            run,
+            {"state": state, "evaluation": report},
+            (f"accepted: {summary}{why}", {"evaluation": report}),
+            ("retrain_evaluated", "retrain", f"run {run.id}: {run.candidate} accepted: {summary}", report),
+        )
+        return state
+
+    # -- rollout -------------------------------------------------------------------------------
+    def _roll_out(self, run: RetrainRunRecord, policy: RetrainPolicy) -> str:
+        p = self.parts
+        assert run.candidate is not None
+        if run.rollout_id is None:
+            active = p.rollouts.store.active(run.deployment)
+            if active is not None and active.candidate == run.candidate:
+                record = active  # started before a restart
+            elif active is not None:
+                return "waiting"  # someone else's rollout: ours starts when it ends
+            else:
+                try:
+                    record = p.rollouts.start(
+                        run.deployment, run.candidate, policy.plan().model_dump(), actor=f"retrain run {run.id}"
+                    )
+                except RolloutError as exc:
+                    self._end(run, "failed", f"the rollout of {run.candidate} could not start: {exc}", {})
+                    return "failed"
+            plan = record.plan
+            p.store.update(
+                run,
+                {"rollout_id": record.id},
+                (
+                    f"rollout {record.id} started: {record.strategy}"
+                    + (f", shadow first for {plan.get('shadow_first'):g}s" if plan.get("shadow_first") else "")
+                    + f", steps {plan.get('steps')}",
+                    {"rollout": record.id, "plan": plan},
+                ),
+                ("retrain_rolling_out", "retrain", f"run {run.id}: rollout {record.id} of {run.candidate}", {}),
+            )
+            return "rollout_started"
+        record = p.rollouts.store.get(run.rollout_id)
+        if record.state == "promoted":
+            where = self._champion(run, record.reason or "")
+            p.registry.add_lineage(run.candidate, {"rollout": {"id": record.id, "state": "promoted"}})
+            self._end(run, "promoted", f"{run.candidate} promoted after rollout {record.id}; {where}", {})
+            return "promoted"
+        if record.state == "rolled_back":
+            p.registry.add_lineage(
+                run.candidate, {"rollout": {"id": record.id, "state": "rolled_back", "reason": record.reason}}
+            )
+            self._end(run, "rejected", f"rollout {record.id} rolled back: {record.reason}", {"rollout": record.id})
+            return "rejected"
+        return "rolling_out"
+
+    def _champion(self, run: RetrainRunRecord, reason: str) -> str:
+        """After promotion, the ``champion`` alias names the candidate (the rollout moved it if it was followed)."""
+        p = self.parts
+        assert run.candidate is not None
+        name, _, version = run.candidate.partition(":")
+        current = p.registry.get_version(run.candidate)
+        if "champion" in current.aliases:
+            return f"{name}@champion is {run.candidate}"
+        p.registry.set_alias(name, int(version), "champion", f"retrain run {run.id} promoted: {reason}")
+        return f"{name}@champion moved to {run.candidate}"
+
+    # -- ending --------------------------------------------------------------------------------
+    def _end(
+        self,
+        run: RetrainRunRecord,
+        state: str,
+        reason: str,
+        data: dict[str, Any],
+        changes: dict[str, Any] | None = None,
+    ) -> RetrainRunRecord:
+        fresh = self._fresh(run)
+        if fresh.finished_at is not None:
+            return fresh
+        ended = self.parts.store.update(
+            fresh,
+            {**(changes or {}), "state": state, "reason": reason, "finished_at": datetime.now(UTC)},
+            (reason, data),
+            (f"retrain_{state}", "retrain", f"run {run.id}: {reason}", data),
+        )
+        (log.info if state == "promoted" else log.warning)("retraining run %d %s: %s", run.id, state, reason)
+        return ended
+
+
+__all__ = ["FINISHED", "MAX_ATTEMPTS", "RETRY_BACKOFF", "RetrainError", "RunParts", "RunSteps"]

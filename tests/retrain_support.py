@@ -1,0 +1,68 @@
+"""Trainers for the retraining tests (imported by name, `retrain_support:train`, in the worker's child
+process), and a stream whose concept changes: the same inputs, other outcomes."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rollout_support import cancer_frame, fitted
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from matchday.retrain import TrainingData
+
+
+def train(data: TrainingData) -> Any:
+    """Fit on the production rows only (the world changed: the reference's labels are the old concept)."""
+    frame = data.frame("production")
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+        frame[data.inputs], frame[data.target].astype(int)
+    )
+
+
+def train_with_reference(data: TrainingData) -> Any:
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+        data.features(), data.labels().astype(int)
+    )
+
+
+def train_worse(data: TrainingData) -> Any:
+    """A model that learns from shuffled labels: worse than the champion on any holdout."""
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(data.labels("production").astype(int))
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(data.features("production"), labels)
+
+
+def train_slowly(data: TrainingData) -> Any:
+    """Waits while the file named by MATCHDAY_TEST_HOLD exists (a test kills the worker meanwhile)."""
+    hold = os.environ.get("MATCHDAY_TEST_HOLD")
+    started = time.monotonic()
+    while hold and os.path.exists(hold) and time.monotonic() - started < 120:
+        time.sleep(0.2)
+    return train(data)
+
+
+def train_raises(data: TrainingData) -> Any:
+    raise ValueError("the trainer's own bug")
+
+
+def flipped_stream(n: int, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of the breast-cancer data whose labels follow a new concept: the outcome flips on mean radius
+    above its median (the champion, trained on the old labels, is wrong on half the rows)."""
+    X, y = cancer_frame()
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(X), n)
+    frame = X.iloc[picks].reset_index(drop=True)
+    labels = y.iloc[picks].to_numpy().copy()
+    big = frame["mean radius"].to_numpy() > float(X["mean radius"].median())
+    labels[big] = 1 - labels[big]
+    return frame, labels
+
+
+def champion_model() -> Any:
+    return fitted("base")[0]
