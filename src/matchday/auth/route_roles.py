@@ -93,6 +93,9 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/review", "reviewer"),
     ("GET", "/review/{name}", "reviewer"),  # claims the next item for the reviewer
     ("POST", "/review/{name}/{review_id}/decide", "reviewer"),
+    ("GET", "/retrain", "viewer"),
+    ("GET", "/retrain/{run_id}", "viewer"),
+    ("POST", "/retrain/{run_id}/{action}", "operator"),  # approve or cancel a run, as a rollout action
 )
 _PREDICTOR_SCOPED = (
     "/v1/deployments/{name}/predict",

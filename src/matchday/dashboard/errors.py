@@ -15,3 +15,7 @@ class PageNotFound(DashboardError):
 
 class BadTimeRange(DashboardError):
     """The time range or window width cannot be read, or ends before it starts (a 400)."""
+
+
+class PageUnavailable(DashboardError):
+    """A part the page reads cannot be built now (a retraining policy that does not read): a 503 saying why."""

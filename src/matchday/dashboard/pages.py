@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
@@ -21,7 +22,16 @@ from matchday.dashboard.charts import (
     series_chart,
     version_of,
 )
-from matchday.dashboard.errors import BadTimeRange, PageNotFound
+from matchday.dashboard.errors import BadTimeRange, PageNotFound, PageUnavailable
+from matchday.dashboard.retraining import (
+    RUN_ACTIONS,
+    lineage_rows,
+    model_link,
+    policy_row,
+    run_row,
+    snapshot_window,
+    step_rows,
+)
 from matchday.dashboard.timerange import TimeRange
 from matchday.monitoring import (
     TIME_WIDTHS,
@@ -33,6 +43,7 @@ from matchday.monitoring import (
     merge_summaries,
 )
 from matchday.registry import Registry
+from matchday.retrain import InvalidPolicy, Retraining, RetrainRunRecord
 from matchday.review import ACTIONS as REVIEW_ACTIONS
 from matchday.review import Automation, ReviewError, ReviewQueue, item_json
 from matchday.rollout import Deployments, NothingToDo, Rollouts
@@ -63,10 +74,21 @@ class DashboardPages:
     alert_store: AlertStore
     review: ReviewQueue | None = None  # the review queue pages need both; built from a workspace, they have them
     automation: Automation | None = None
+    # built on the first retraining page: a policy that does not read is that page's problem, not every page's
+    retraining: Callable[[], Retraining] | None = None
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> DashboardPages:
-        return cls(ws.deployments, ws.rollouts, ws.registry, ws.monitoring, ws.alerts, ws.review, ws.automation)
+        return cls(
+            ws.deployments,
+            ws.rollouts,
+            ws.registry,
+            ws.monitoring,
+            ws.alerts,
+            ws.review,
+            ws.automation,
+            lambda: ws.retraining,
+        )
 
     # -- overview ------------------------------------------------------------------------------
     def overview(self, now: datetime | None = None) -> dict[str, Any]:
@@ -398,7 +420,78 @@ class DashboardPages:
             "versions": list(reversed(versions)),
             "metric_names": metric_names,
             "aliases": list(reversed(self.registry.alias_history(name))),
+            "lineage": lineage_rows(versions),
         }
+
+    # -- retraining ----------------------------------------------------------------------------
+    def _retraining(self) -> Retraining:
+        if self.retraining is None:
+            raise PageNotFound("this dashboard was built without retraining")
+        try:
+            return self.retraining()
+        except InvalidPolicy as exc:
+            raise PageUnavailable(
+                f"the retraining policies in matchday.yaml do not read: {exc.message}", exc.details
+            ) from exc
+
+    def retrain_runs(self, deployment: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """The runs, newest first (of one deployment if given), and the policies in force, each saying
+        whether its deployment has a run going on."""
+        retraining = self._retraining()
+        known = [d.name for d in self.deployments.list()]
+        if deployment and deployment not in known and deployment not in retraining.policies:
+            raise PageNotFound(f"there is no deployment {deployment!r}")
+        runs = retraining.runs(deployment or None, limit=limit)
+        policies = []
+        for name, policy in sorted(retraining.policies.items()):
+            latest = retraining.runs(name, limit=1)
+            policies.append(policy_row(policy, latest[0] if latest else None))
+        return {
+            "runs": [run_row(r) for r in runs],
+            "limit": limit,
+            "policies": policies,
+            "deployment": deployment,
+            "deployments": sorted({*known, *retraining.policies}),
+        }
+
+    def retrain_run(self, run_id: int) -> dict[str, Any]:
+        """One run: its steps, the evaluation report, the data it was given, its rollout and candidate."""
+        run = self._retraining().get(run_id)
+        rollout = None
+        if run.rollout_id is not None:
+            rollout = next((r for r in self.rollouts.history(run.deployment, 50) if r.id == run.rollout_id), None)
+        candidate = None
+        if run.candidate:
+            try:
+                candidate = self.registry.get_version(run.candidate)
+            except NotFound:
+                candidate = None  # registered and then deleted: the run still names it
+        return {
+            "run": run,
+            "row": run_row(run),
+            "steps": step_rows(run),
+            "evaluation": run.evaluation,
+            "snapshot": run.snapshot,
+            "window": snapshot_window(run.snapshot),
+            "rollout": rollout,
+            "rollout_id": run.rollout_id,
+            "candidate_version": candidate,
+            "parent_model": model_link(run.parent),
+            "candidate_model": model_link(run.candidate),
+            "actions": _run_actions(run),
+            "refresh": run.finished_at is None,  # a finished run changes no more
+        }
+
+    def retrain_act(self, run_id: int, action: str, actor: str, reason: str | None = None) -> str:
+        """Approve a run that waits for it, or cancel one still going on; says what happened."""
+        retraining = self._retraining()
+        if action == "approve":
+            run = retraining.approve(run_id, actor, reason or None)
+        elif action == "cancel":
+            run = retraining.cancel(run_id, actor, reason or None)
+        else:
+            raise PageNotFound(f"there is no retraining action {action!r}; one of {', '.join(RUN_ACTIONS)}")
+        return f"run {run.id} of {run.deployment}: {run.state.replace('_', ' ')}"
 
     # -- alerts --------------------------------------------------------------------------------
     def alerts(self, state: str | None = None, deployment: str | None = None) -> dict[str, Any]:
@@ -565,6 +658,13 @@ class DashboardPages:
             if label_text(c) == text:
                 return c  # the class as the model gives it (0, not "0")
         return text  # not a class: the queue refuses it, naming the classes
+
+
+def _run_actions(run: RetrainRunRecord) -> list[str]:
+    """What an operator may do to a run now: approve one that waits for it; cancel any still going on."""
+    if run.finished_at is not None:
+        return []
+    return ["approve", "cancel"] if run.state == "awaiting_approval" else ["cancel"]
 
 
 def _health(windows: list[MetricWindow], alerts: list[Any]) -> str:

@@ -1,7 +1,8 @@
 """The dashboard's HTTP face: thin routes that parse a page's query, ask `DashboardPages`, render HTML.
 
-Bad input is a page, not a traceback: an unknown deployment, feature or model is a 404 saying so, a bad
-time range a 400. Rollout actions are POSTs behind a confirmation page, refused from another origin.
+Bad input is a page, not a traceback: an unknown deployment, feature, model or retraining run is a 404
+saying so, a bad time range a 400. Rollout actions are POSTs behind a confirmation page, a retraining
+run's approval or cancellation a POST from its page; both are refused from another origin.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from matchday.auth import Access
-from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound
+from matchday.auth import Access, RouteTable
+from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound, PageUnavailable
 from matchday.dashboard.login import login_router
 from matchday.dashboard.pages import DashboardPages
 from matchday.dashboard.timerange import PRESETS, parse_range
@@ -31,6 +32,8 @@ from matchday.store import Conflict, NotFound, StoreUnavailable
 
 REFRESH_SECONDS = 10
 STATIC_PATH = "/static/dashboard"
+RETRAIN_ACTION = ("POST", "/retrain/{run_id}/{action}")
+_ROUTES = RouteTable()
 
 
 def templates() -> Environment:
@@ -40,7 +43,7 @@ def templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=_num, pct=_pct, when=_when, secs=_secs)
+    env.filters.update(num=_num, pct=_pct, when=_when, secs=_secs, signed=_signed)
     env.globals.update(presets=list(PRESETS), static=STATIC_PATH, quote=quote)
     return env
 
@@ -77,10 +80,12 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             return error(request, 400, "Bad request", exc)
         except StoreUnavailable as exc:
             return error(request, 503, "The database is unavailable", exc)
+        except PageUnavailable as exc:
+            return error(request, 503, "Unavailable", exc)
         return HTMLResponse(
             env.get_template(template).render(
                 request=request,
-                refresh=_refresh(request, refresh),
+                refresh=_refresh(request, refresh and bool(data.pop("refresh", True))),
                 query=dict(request.query_params),
                 rendered=datetime.now(UTC),
                 **_who(request),
@@ -207,6 +212,37 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             return error(request, 503, "The database is unavailable", exc)
         return RedirectResponse(f"/review/{quote(name)}?decided={quote(review_id)}", status_code=303)
 
+    @router.get("/retrain", response_class=HTMLResponse)
+    def retrain_runs(request: Request, deployment: str | None = None) -> Response:
+        return page(request, "retrain_list.html", lambda: pages().retrain_runs(deployment or None))
+
+    @router.get("/retrain/{run_id}", response_class=HTMLResponse)
+    def retrain_run(request: Request, run_id: str, done: str | None = None) -> Response:
+        def build() -> dict[str, Any]:
+            data = pages().retrain_run(_run_id(run_id))
+            return {**data, "done": done, "may_act": _may(request, *RETRAIN_ACTION)}
+
+        return page(request, "retrain_run.html", build)
+
+    @router.post("/retrain/{run_id}/{action}")
+    async def retrain_act(request: Request, run_id: str, action: str) -> Response:
+        if not _same_origin(request):
+            return foreign(request, "a retraining action")
+        form = parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))
+        reason = (form.get("reason") or [""])[0].strip()[:500]
+        back = f"/retrain/{quote(run_id)}"
+        try:
+            done = await asyncio.to_thread(pages().retrain_act, _run_id(run_id), action, _actor(request), reason)
+        except (PageNotFound, NotFound) as exc:
+            return error(request, 404, "Not found", exc)
+        except PageUnavailable as exc:
+            return error(request, 503, "Unavailable", exc)
+        except StoreUnavailable as exc:
+            return error(request, 503, "The database is unavailable", exc)
+        except MatchdayError as exc:  # not awaiting approval, already ended, changed meanwhile
+            return error(request, 409, f"Could not {action}", exc, back=back)
+        return RedirectResponse(f"{back}?done={quote(done)}", status_code=303)
+
     @router.get("/models", response_class=HTMLResponse)
     def models(request: Request) -> Response:
         return page(request, "models.html", lambda: pages().models(), refresh=False)  # changes by hand only
@@ -238,6 +274,23 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
+def _run_id(text: str) -> int:
+    """A run's id from its address; anything but a number names no run (a 404, not a 422)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise PageNotFound(f"there is no retraining run {text!r}")
+    return int(text)
+
+
+def _may(request: Request, method: str, template: str) -> bool:
+    """Whether the viewer's role may call a route (its buttons are shown only then); a dashboard
+    mounted without the gate in front has nobody to ask, and shows them."""
+    principal = principal_of(request.scope)
+    rule = _ROUTES.rule_for(method, template)
+    if principal is None:
+        return True
+    return rule is not None and principal.may(rule, {})
+
+
 def _actor(request: Request) -> str:
     return actor_of(request.scope, f"dashboard:{request.client.host if request.client else 'unknown'}")
 
@@ -251,6 +304,13 @@ def _num(value: Any, digits: int = 3) -> str:
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e9):
         return f"{int(value):,}"
     return f"{value:.{digits}g}"
+
+
+def _signed(value: Any) -> str:
+    """A gain with its sign, to four decimals (``+0.1234``); a dash for none or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "–"
+    return f"{value:+.4f}"
 
 
 def _pct(value: Any) -> str:
