@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from matchday.monitoring.windows.arm_comparison import (
     prediction_divergence,
     summarize_shadow,
 )
-from matchday.rollout import Analysis, GateResult, Gates, analyse
+from matchday.rollout import Analysis, GateResult, Gates, analyse, analyse_shadow
 from matchday.store import ArmRow, ShadowPair
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -268,6 +269,89 @@ def test_labels_off_never_judges_accuracy() -> None:
 def test_labels_must_be_enough_on_both_sides() -> None:
     lopsided = compare(arm(1, labelled=500, metric_value=0.95), arm(2, labelled=49, metric_value=0.5))
     assert gate(analyse(lopsided, Gates(labels="required", min_labels=50), 200), "accuracy").outcome == "inconclusive"
+
+
+def bernoulli_std(p: float, n: int) -> float:
+    """The sample standard deviation of n rows that are right (1) a share p of the time."""
+    return float(np.sqrt(p * (1 - p) * n / (n - 1)))
+
+
+def accuracy_arm(version: int, accuracy: float, labelled: int) -> ArmStats:
+    return replace(arm(version, labelled=labelled, metric_value=accuracy), metric_std=bernoulli_std(accuracy, labelled))
+
+
+# 0.085 worse on 83 labelled rows a side: past the 0.02 limit, inside its ±0.10 margin (99%, one-sided)
+UNSURE = compare(accuracy_arm(1, 0.950, 83), accuracy_arm(2, 0.865, 83))
+
+
+def test_a_drop_past_the_limit_that_is_not_yet_significant_holds_even_when_labels_are_optional() -> None:
+    """Enough labels to judge, too few to be sure: the step holds for more, it does not pass silently."""
+    for labels in ("optional", "required"):
+        analysis = analyse(UNSURE, Gates(labels=labels), 200)
+        accuracy = gate(analysis, "accuracy")
+        assert (analysis.outcome, accuracy.outcome) == ("inconclusive", "inconclusive"), labels
+        assert accuracy.value == pytest.approx(0.085) and accuracy.limit == 0.02
+        assert "on 83 and 83 labelled rows (worse by +0.085 ± 0.10" in accuracy.detail
+        assert "not yet significant: waiting for more labels" in accuracy.detail
+        assert [r.split(":")[0] for r in analysis.reasons] == ["accuracy"]
+    # the same drop on many more rows is significant: it fails, whether labels are optional or required
+    sure = compare(accuracy_arm(1, 0.950, 2000), accuracy_arm(2, 0.865, 2000))
+    assert gate(analyse(sure, Gates(labels="optional"), 200), "accuracy").outcome == "fail"
+    # below min_labels, optional still skips the gate (nothing to judge yet)
+    assert gate(analyse(UNSURE, Gates(labels="optional", min_labels=84), 200), "accuracy").outcome == "skipped"
+    assert analyse(UNSURE, Gates(labels="off"), 200).outcome == "pass"
+
+
+# -- judged_only: no gate skipped ------------------------------------------------------------------
+
+
+def test_judged_only_makes_too_few_labels_inconclusive_whatever_labels_says() -> None:
+    for labels in ("optional", "required"):
+        analysis = analyse(FEW_LABELS, Gates(labels=labels, min_labels=50), 200, judged_only=True)
+        accuracy = gate(analysis, "accuracy")
+        assert (analysis.outcome, accuracy.outcome) == ("inconclusive", "inconclusive"), labels
+        assert "50 needed" in accuracy.detail
+    assert (
+        "(judged_only: labels are required)"
+        in gate(analyse(FEW_LABELS, Gates(labels="optional"), 200, judged_only=True), "accuracy").detail
+    )
+    no_labels = compare(arm(1), arm(2))  # nothing labelled at all: without judged_only this passes
+    assert analyse(no_labels, Gates(), 200).outcome == "pass"
+    assert analyse(no_labels, Gates(), 200, judged_only=True).outcome == "inconclusive"
+
+
+def test_judged_only_passes_only_when_every_gate_was_judged_and_passed() -> None:
+    analysis = analyse(GOOD, Gates(), 200, judged_only=True)
+    assert analysis.outcome == "pass"
+    assert {g.outcome for g in analysis.gates} == {"pass"}
+    assert len(analysis.gates) == 5
+    for case in (UNSURE, FEW_LABELS, WORSE_LABELLED, compare(arm(1), arm(2, requests=50))):
+        outcomes = {g.outcome for g in analyse(case, Gates(), 200, judged_only=True).gates}
+        assert "skipped" not in outcomes
+
+
+# -- a canary's shadow phase -----------------------------------------------------------------------
+
+
+def test_the_shadow_phase_is_judged_on_traffic_errors_and_divergence() -> None:
+    """Not latency (scored in batches, at a lower priority) nor accuracy (labels join the answered rows)."""
+    slow_unlabelled = compare(arm(1, labelled=500, metric_value=0.9), arm(2, p99=5.0))
+    analysis = analyse_shadow(slow_unlabelled, Gates(labels="required"), 200)
+    assert [g.name for g in analysis.gates] == ["traffic", "error_rate", "prediction_divergence"]
+    assert analysis.outcome == "pass" and analysis.reasons == []
+    assert gate(analysis, "traffic").detail == "baseline 1000 and shadow 1000 rows"
+
+
+def test_a_crashing_or_divergent_shadow_fails_and_too_few_rows_are_inconclusive() -> None:
+    crashing = analyse_shadow(compare(arm(1), arm(2, errors=1000, p99=None), divergence=None), Gates(), 200)
+    assert crashing.outcome == "fail" and crashing.failed("error_rate")
+    assert gate(crashing, "error_rate").detail.startswith("shadow 100.00% vs baseline 0.00% of calls")
+    divergent = analyse_shadow(compare(arm(1), arm(2), divergence=0.5), Gates(), 200)
+    assert divergent.outcome == "fail" and divergent.failed("prediction_divergence")
+    few = analyse_shadow(compare(arm(1), arm(2, requests=20)), Gates(), 200)
+    assert few.outcome == "inconclusive" and few.reasons == [
+        "traffic: baseline 1000 and shadow 20 rows; each needs 200"
+    ]
 
 
 # -- arm statistics --------------------------------------------------------------------------------

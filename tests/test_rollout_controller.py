@@ -5,15 +5,19 @@ No server and no leader lock: `RolloutController.tick()` is called directly, on 
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_in_process import run_in_process
 from rollout_support import deployed
 
 import matchday.rollout.controller as controller_module
-from matchday.rollout import RolloutController
+import matchday.workspace
+from matchday.rollout import InvalidPlan, RolloutController, RolloutPlan
 from matchday.store import EventRecord, PredictionLogStore, RolloutRecord
 from matchday.workspace import Workspace
 
@@ -31,8 +35,11 @@ def log(
     labels: list[int] | None = None,
     model: str = "cancer",
     role: str = "served",
+    shadow_of: list[str] | None = None,
 ) -> list[str]:
-    """Log ``n`` rows answered by ``model:version`` now (the first ``errors`` of them failed); returns their ids."""
+    """Log ``n`` rows answered by ``model:version`` now (the first ``errors`` of them failed); returns their ids.
+
+    ``shadow_of``: the request ids of the answers these rows mirror (with ``role="shadow"``)."""
     predictions = predictions or [i % 2 for i in range(n)]
     now = datetime.now(UTC)
     rows = []
@@ -53,7 +60,7 @@ def log(
                 "routing": {"plan": "canary"},
                 "role": role,
                 "error": "RuntimeError: model file is missing a tensor" if failed else None,
-                "shadow_of": None,
+                "shadow_of": shadow_of[i] if shadow_of else None,
             }
         )
     PredictionLogStore(ws.database).insert(rows)
@@ -228,6 +235,182 @@ def test_a_tick_judges_every_running_rollout(ws: Workspace) -> None:
     rollout = start(ws)
     traffic(ws)
     assert sorted(RolloutController(ws.rollouts).tick()) == sorted([(eu.id, "holding"), (rollout.id, "next_step")])
+
+
+# -- gates that hold when unsure -------------------------------------------------------------------
+
+
+def test_an_accuracy_drop_not_yet_significant_holds_the_step_then_pauses_at_its_deadline(ws: Workspace) -> None:
+    """Labels optional, 83 labelled rows a side, the candidate 0.084 less accurate (limit 0.02, margin
+    ±0.10): not a pass, not yet a failure. The step holds for more labels, then waits for a person."""
+    rollout = start(ws, gates={"labels": "optional"}, deadline="1h")
+    controller = RolloutController(ws.rollouts)
+    predictions = [i % 2 for i in range(83)]
+    wrong = {1: set(range(4)), 2: set(range(11))}  # 79 of 83 right against 72 of 83
+    for version in (1, 2):
+        labels = [1 - p if i in wrong[version] else p for i, p in enumerate(predictions)]
+        log(ws, version, 83, predictions=predictions, labels=labels)
+    assert controller.tick() == [(rollout.id, "waiting")]  # the interval (0) is over: held, not passed
+    held = current(ws, rollout)
+    assert (held.state, held.step, held.weight) == ("running", 0, 10.0)
+    ws.rollouts.store.update(held, {"plan": {**rollout.plan, "deadline": 0.0}})
+    assert controller.tick() == [(rollout.id, "paused")]
+    paused = current(ws, rollout)
+    assert paused.reason is not None and "step 1 of 4 (10%) still inconclusive" in paused.reason
+    assert "accuracy: accuracy 0.867 vs baseline 0.952 on 83 and 83 labelled rows (worse by +0.084 ± 0.10" in (
+        paused.reason
+    )
+    accuracy = gate(trail(ws, rollout)[-1].data["analysis"], "accuracy")
+    assert (accuracy["outcome"], accuracy["limit"]) == ("inconclusive", 0.02)
+    assert ws.registry.resolve("cancer@champion").version == 1
+
+
+# -- judged_only -----------------------------------------------------------------------------------
+
+
+def test_judged_only_promotes_only_once_every_gate_was_judged(ws: Workspace) -> None:
+    """Unlabelled traffic passes an ordinary canary (accuracy skipped); with judged_only it waits for labels."""
+    ordinary = start(ws, steps=[50, 100], gates={"labels": "optional", "min_labels": 10})
+    traffic(ws)
+    assert RolloutController(ws.rollouts).tick() == [(ordinary.id, "promoted")]
+    ws.registry.set_alias("cancer", 1, "champion")
+
+    rollout = start(ws, steps=[50, 100], judged_only=True, gates={"labels": "optional", "min_labels": 10})
+    assert RolloutPlan(**rollout.plan).judged_only
+    controller = RolloutController(ws.rollouts)
+    traffic(ws)
+    assert controller.tick() == [(rollout.id, "waiting")]
+    accuracy = gate(ws.rollouts.status(DEPLOYMENT).report or {}, "accuracy")
+    assert accuracy["outcome"] == "inconclusive" and "judged_only" in accuracy["detail"]
+    labels = [i % 2 for i in range(40)]
+    for version in (1, 2):
+        log(ws, version, 40, labels=labels)
+    assert controller.tick() == [(rollout.id, "promoted")]
+    promoted = trail(ws, rollout)[-1]
+    assert {g["outcome"] for g in promoted.data["analysis"]["gates"]} == {"pass"}
+    assert ws.registry.resolve("cancer@champion").version == 2
+
+
+def test_judged_only_with_labels_off_is_refused_before_anything_moves(ws: Workspace) -> None:
+    with pytest.raises(InvalidPlan) as caught:
+        start(ws, judged_only=True)  # start() turns labels off
+    assert any("cannot be 'off'" in d for d in caught.value.details)
+    assert ws.rollouts.store.active(DEPLOYMENT) is None
+
+
+# -- a canary that shadows first -------------------------------------------------------------------
+
+
+def test_a_canary_with_shadow_first_mirrors_then_steps_then_is_promoted(ws: Workspace) -> None:
+    rollout = start(ws, shadow_first="1h", steps=[25, 50, 100])
+    assert (rollout.phase, rollout.step, rollout.weight) == ("shadow", 0, 0.0)
+    route = ws.deployments.route(DEPLOYMENT)
+    assert route.candidate is not None and route.candidate.arm == "shadow"
+    assert (route.candidate_share, route.shadow_share) == (0.0, 1.0)  # every row mirrored, none answered
+    assert "shadows all traffic for 3600s" in trail(ws, rollout)[0].reason
+    controller = RolloutController(ws.rollouts)
+
+    answered = log(ws, 1, 40)
+    log(ws, 2, 40, role="shadow", shadow_of=answered)
+    log(ws, 2, 40, errors=40)  # answers of another kind than mirrored ones: not the shadow's rows
+    assert controller.tick() == [(rollout.id, "waiting")]  # held for shadow_first
+    report = ws.rollouts.status(DEPLOYMENT).report or {}
+    assert [g["name"] for g in report["gates"]] == ["traffic", "error_rate", "prediction_divergence"]
+    assert report["outcome"] == "pass" and report["shadow"]["compared"] == 40
+
+    ws.rollouts.store.update(current(ws, rollout), {"plan": {**rollout.plan, "shadow_first": 0.001}})
+    assert controller.tick() == [(rollout.id, "shadow_passed")]
+    stepped = current(ws, rollout)
+    assert (stepped.state, stepped.phase, stepped.step, stepped.weight) == ("running", "step", 0, 25.0)
+    assert stepped.step_started_at > rollout.step_started_at
+    route = ws.deployments.route(DEPLOYMENT)
+    assert route.candidate is not None and route.candidate.arm == "candidate"
+    assert (route.candidate_share, route.shadow_share) == (0.25, 0.0)
+    passed = trail(ws, rollout)[-1]
+    assert (passed.kind, passed.actor) == ("shadow_passed", "controller")
+    assert passed.reason.startswith("the shadow cancer:2 passed its analysis after ")
+    assert "on 40 mirrored rows (error rate 0.00% vs baseline 0.00%, prediction divergence 0.000" in passed.reason
+    assert passed.reason.endswith("agreement 100.0% on 40 rows); the candidate now answers 25%")
+    assert (passed.data["phase"], passed.data["weight"]) == ("shadow", 0.0)
+    assert passed.data["analysis"]["outcome"] == "pass" and passed.data["analysis"]["candidate"]["requests"] == 40
+    assert passed.data["shadow"]["agreement"] == 1.0
+
+    assert controller.tick() == [(rollout.id, "waiting")]  # the first step's window starts empty
+    for expected in ("next_step", "promoted"):
+        traffic(ws)
+        assert controller.tick() == [(rollout.id, expected)]
+    assert [e.kind for e in trail(ws, rollout)] == ["started", "shadow_passed", "step_passed", "promoted"]
+    assert ws.registry.resolve("cancer@champion").version == 2
+
+
+def test_rollout_status_shows_the_shadow_phase_and_its_gates(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start(ws, shadow_first="30m", steps=[10, 50, 100])
+    answered = log(ws, 1, 40)
+    log(ws, 2, 40, role="shadow", shadow_of=answered)
+    monkeypatch.chdir(tmp_path)  # no matchday.yaml
+    env = {
+        **os.environ,
+        "MATCHDAY_HOME": str(ws.settings.home),
+        "MATCHDAY_DATABASE_URL": ws.settings.resolved_database_url,
+        "COLUMNS": "200",
+    }
+    _forget_default_workspace()
+    shown = run_in_process(["rollout", "status", DEPLOYMENT], env, after=_forget_default_workspace)
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "state running (shadow), shadowing 1800s before step 1/3, candidate share 0%" in text
+    assert "prediction_divergence" in text and "latency_p99" not in text
+    assert "shadow cancer:2: 40 rows mirrored, error rate 0.0%" in text and "agreement with the primary 100.0%" in text
+
+
+def _forget_default_workspace() -> None:
+    with matchday.workspace._lock:
+        if matchday.workspace._default is not None:
+            matchday.workspace._default.close()
+            matchday.workspace._default = None
+
+
+def test_a_crashing_shadow_is_rolled_back_before_it_answers_anyone(ws: Workspace) -> None:
+    rollout = start(ws, shadow_first="1h")
+    answered = log(ws, 1, 40)
+    log(ws, 2, 40, role="shadow", shadow_of=answered, errors=40)
+    assert RolloutController(ws.rollouts).tick() == [(rollout.id, "rolled_back")]  # errors do not wait
+    done = current(ws, rollout)
+    assert (done.state, done.phase, done.weight) == ("rolled_back", "done", 0.0)
+    event = trail(ws, rollout)[-1]
+    assert (event.kind, event.actor) == ("rolled_back", "controller")
+    assert event.reason.startswith("analysis failed in the shadow phase: error_rate: shadow 100.00% vs baseline 0.00%")
+    assert event.data["phase"] == "shadow" and event.data["shadow"]["errors"] == 40
+    assert ws.deployments.route(DEPLOYMENT).candidate is None
+
+
+def test_a_divergent_shadow_is_rolled_back_once_its_time_is_up(ws: Workspace) -> None:
+    rollout = start(ws, shadow_first="1h")
+    controller = RolloutController(ws.rollouts)
+    answered = log(ws, 1, 40)
+    log(ws, 2, 40, role="shadow", shadow_of=answered, predictions=[1] * 40)
+    assert controller.tick() == [(rollout.id, "waiting")]
+    ws.rollouts.store.update(current(ws, rollout), {"plan": {**rollout.plan, "shadow_first": 0.001}})
+    assert controller.tick() == [(rollout.id, "rolled_back")]
+    reason = current(ws, rollout).reason or ""
+    assert reason.startswith("analysis failed in the shadow phase: prediction_divergence: ")
+
+
+def test_a_shadow_without_enough_rows_holds_then_pauses_at_its_deadline(ws: Workspace) -> None:
+    rollout = start(ws, shadow_first=0.001, deadline="1h")
+    controller = RolloutController(ws.rollouts)
+    answered = log(ws, 1, 40)
+    log(ws, 2, 5, role="shadow", shadow_of=answered[:5])
+    assert controller.tick() == [(rollout.id, "waiting")]
+    ws.rollouts.store.update(current(ws, rollout), {"plan": {**rollout.plan, "deadline": 0.0}})
+    assert controller.tick() == [(rollout.id, "paused")]
+    paused = current(ws, rollout)
+    assert (paused.state, paused.phase, paused.weight) == ("paused", "shadow", 0.0)
+    assert paused.reason is not None and paused.reason.startswith("the shadow phase still inconclusive after ")
+    assert "traffic: baseline 40 and shadow 5 rows; each needs 20" in paused.reason
+    assert ws.deployments.route(DEPLOYMENT).shadow_share == 1.0  # paused: still mirroring, still answering nothing
 
 
 # -- blue-green ------------------------------------------------------------------------------------

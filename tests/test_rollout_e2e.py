@@ -262,6 +262,61 @@ POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 
 @SQLITE_ONLY
+def test_a_canary_that_shadows_first_mirrors_then_steps_then_is_promoted(fleet: Fleet) -> None:
+    """shadow_first: the candidate sees a copy of every request and answers none; judged against the
+    baseline on the same requests, it then answers its first step's share; judged_only promotes it only
+    on gates that were all judged (labels included)."""
+    url, name = fleet.url, fleet.name
+    started = start(
+        url,
+        f"{name}:2",
+        deployment=name,
+        shadow_first="2s",
+        steps=[50, 100],
+        interval="1s",
+        min_requests=30,
+        judged_only=True,
+        gates={"min_labels": 40, "latency_slack_seconds": 0.5},
+    )
+    assert (started["phase"], started["weight"], started["plan"]["shadow_first"]) == ("shadow", 0, 2.0)
+    shadowing: list[dict[str, Any]] = []
+
+    def stepped() -> bool:
+        state = status(url, name)
+        if state["phase"] == "shadow":
+            shadowing.append(state)
+        return state["phase"] != "shadow"
+
+    answers = drive([url], stepped, deployment=name)
+    # only the baseline answered while the candidate shadowed (the last request may have met the first step)
+    assert {a["version"] for a in answers[:-10]} == {1}
+    report = shadowing[-1]["report"]
+    assert [g["name"] for g in report["gates"]] == ["traffic", "error_rate", "prediction_divergence"]
+    assert report["shadow"]["model"] == name and report["shadow"]["version"] == 2
+    log = fleet.workspace.prediction_log
+    wait_until(lambda: log.count(name, roles=("shadow",)) >= 30, timeout=30, what="the mirrored rows")
+    mirrored = log.recent(name, 5, roles=("shadow",))
+    assert {(r.version, r.role) for r in mirrored} == {(2, "shadow")}
+
+    state = status(url, name)
+    assert state["state"] == "running" and state["weight"] == 50 and state["step"] == 0
+    passed = next(e for e in state["events"] if e["kind"] == "shadow_passed")
+    assert passed["actor"] == "controller" and "the candidate now answers 50%" in passed["reason"]
+    numbers = passed["data"]["analysis"]
+    assert numbers["outcome"] == "pass" and numbers["candidate"]["requests"] >= 30
+    assert numbers["baseline"]["version"] == 1 and numbers["candidate"]["version"] == 2
+    assert passed["data"]["shadow"]["compared"] >= 30
+
+    answers = drive([url], lambda: status(url, name)["state"] != "running", offset=3000, deployment=name)
+    final = status(url, name)
+    assert final["state"] == "promoted", final["reason"]
+    assert kinds(final) == ["started", "shadow_passed", "promoted"]
+    assert {g["outcome"] for g in final["events"][0]["data"]["analysis"]["gates"]} == {"pass"}  # none skipped
+    assert {a["version"] for a in answers} == {1, 2}  # the step: both answered
+    assert fleet.workspace.registry.resolve(f"{name}@champion").version == 2
+
+
+@SQLITE_ONLY
 def test_ab_split_is_sticky_per_entity_with_the_planned_share(fleet: Fleet) -> None:
     url, name = fleet.url, fleet.name
     start(url, f"{name}:2", deployment=name, strategy="ab", share=30)

@@ -297,3 +297,55 @@ def test_defaults_are_not_modified() -> None:
     defaults = {"steps": [5, 100], "gates": {"labels": "off"}}
     build_plan({"gates": {"min_labels": 3}}, defaults)
     assert defaults == {"steps": [5, 100], "gates": {"labels": "off"}}
+
+
+# -- shadow_first and judged_only ------------------------------------------------------------------
+
+
+def test_shadow_first_is_a_duration_that_starts_a_canary_mirroring() -> None:
+    plan = build_plan({"shadow_first": "30m", "steps": [10, 50, 100], "interval": "5m"})
+    assert plan.shadow_first == 1800.0
+    assert (plan.initial_phase(), plan.initial_weight()) == ("shadow", 0.0)  # answers nothing yet
+    assert RolloutPlan(**plan.model_dump()) == plan
+    plain = build_plan({})
+    assert plain.shadow_first is None and (plain.initial_phase(), plain.initial_weight()) == ("step", 10)
+    assert build_plan({"shadow_first": 0}).shadow_first is None  # 0: no shadow phase
+    assert build_plan({"shadow_first": "0s"}).initial_phase() == "step"
+    assert details(invalid({"shadow_first": "later"})).startswith("shadow_first: ")
+    assert "negative" in details(invalid({"shadow_first": -5}))
+
+
+def test_shadow_first_applies_to_a_canary_only() -> None:
+    for strategy in ("shadow", "bluegreen", "ab"):
+        assert "shadow_first applies to canary only" in details(
+            invalid({"strategy": strategy, "shadow_first": "5m"})
+        ), strategy
+    assert [build_plan({"strategy": s}).initial_phase() for s in ("shadow", "bluegreen", "ab")] == [
+        "mirroring",
+        "warming",
+        "split",
+    ]
+
+
+def test_judged_only() -> None:
+    assert build_plan({}).judged_only is False
+    plan = build_plan({"judged_only": True})
+    assert plan.judged_only and plan.gates.labels == "optional"  # the analysis treats labels as required
+    assert RolloutPlan(**plan.model_dump()) == plan
+    assert build_plan({"judged_only": True, "gates": {"labels": "required"}}).judged_only
+
+
+def test_judged_only_refuses_what_would_skip_a_gate_or_has_no_controller() -> None:
+    error = details(invalid({"judged_only": True, "gates": {"labels": "off"}}))
+    assert "judged_only needs the accuracy gate judged, so gates.labels cannot be 'off'" in error
+    # the file's labels: off meets the option's judged_only
+    assert "cannot be 'off'" in details(invalid({"judged_only": True}, {"gates": {"labels": "off"}}))
+    assert "judged_only applies to canary only" in details(invalid({"strategy": "shadow", "judged_only": True}))
+
+
+def test_a_different_strategy_than_the_files_drops_its_canary_only_options() -> None:
+    defaults = {"strategy": "canary", "shadow_first": "30m", "judged_only": True}
+    plan = build_plan({"strategy": "shadow"}, defaults)
+    assert plan.strategy == "shadow" and plan.shadow_first is None and not plan.judged_only
+    kept = build_plan({"interval": "1m"}, defaults)
+    assert kept.shadow_first == 1800.0 and kept.judged_only

@@ -498,6 +498,8 @@ def rollout_status(
     r, plan = status.rollout, status.plan
     out.print(f"rollout {r.id} on [bold]{r.deployment}[/]: {r.strategy} {r.baseline} -> {r.candidate}")
     where = f"step {r.step + 1}/{len(plan.steps)}, " if r.strategy == "canary" else ""
+    if r.phase == "shadow":  # a canary's shadow_first: mirrored, answering nothing yet
+        where = f"shadowing {plan.shadow_first or 0:g}s before step 1/{len(plan.steps)}, "
     out.print(
         f"state [bold]{r.state}[/] ({r.phase}), {where}candidate share {r.weight:g}%, "
         f"failed analyses {r.failures}/{plan.failure_limit + 1}"
@@ -511,6 +513,8 @@ def rollout_status(
         for g in report["gates"]:
             table.add_row(g["name"], f"[{colour[g['outcome']]}]{g['outcome']}[/]", g["detail"])
         out.print(table)
+        if report.get("shadow"):
+            out.print(_shadow_line(report["shadow"]))
     elif "baseline" in report:
         table = Table("version", "rows", "error rate", "p50 ms", "p99 ms", "labelled", report["baseline"]["metric"])
         for arm in (report["baseline"], report["candidate"]):
@@ -525,18 +529,22 @@ def rollout_status(
             )
         out.print(table)
     elif "agreement" in report:
-        out.print(
-            f"shadow {report['model']}:{report['version']}: {report['requests']} rows mirrored, error rate "
-            f"{_pct(report['error_rate'])}, p99 {_ms(report['latency_p99_seconds'])} ms, agreement with the "
-            f"primary {_pct(report['agreement'])} on {report['compared']} rows; {report['metric']} "
-            f"{_num(report['shadow_metric'])} vs primary {_num(report['primary_metric'])} on "
-            f"{report['labelled']} labelled rows"
-        )
+        out.print(_shadow_line(report))
     if status.events:
         table = Table("at (UTC)", "event", "by", "reason", title="events")
         for e in status.events:
             table.add_row(f"{e.at:%H:%M:%S}", e.kind, e.actor, e.reason)
         out.print(table)
+
+
+def _shadow_line(report: dict[str, Any]) -> str:
+    return (
+        f"shadow {report['model']}:{report['version']}: {report['requests']} rows mirrored, error rate "
+        f"{_pct(report['error_rate'])}, p99 {_ms(report['latency_p99_seconds'])} ms, agreement with the "
+        f"primary {_pct(report['agreement'])} on {report['compared']} rows; {report['metric']} "
+        f"{_num(report['shadow_metric'])} vs primary {_num(report['primary_metric'])} on "
+        f"{report['labelled']} labelled rows"
+    )
 
 
 def _pct(value: float | None) -> str:

@@ -1,7 +1,7 @@
 """Rollout: deployments, their traffic plans (single, shadow, canary, blue-green, A/B), the
 controller that promotes and rolls back, and the trail of events behind every decision."""
 
-from matchday.rollout.analysis import Analysis, GateResult, analyse
+from matchday.rollout.analysis import Analysis, GateResult, analyse, analyse_shadow
 from matchday.rollout.controller import RolloutController
 from matchday.rollout.deployments import Deployments, DeploymentSettings, traffic_plan
 from matchday.rollout.errors import IncompatibleCandidate, InvalidPlan, NothingToDo, RolloutError
@@ -31,6 +31,7 @@ __all__ = [
     "StaleRollout",
     "TrafficPlan",
     "analyse",
+    "analyse_shadow",
     "bucket",
     "build_plan",
     "event_dict",

@@ -1,8 +1,17 @@
 """Canary analysis: the plan's gates applied to two versions' numbers from the same window.
 
-Each gate passes, fails or is inconclusive (too little evidence). The analysis fails if any gate
-fails, is inconclusive if any is, and passes only when every gate passed: like Argo Rollouts,
-too little traffic or too few labels is never a pass.
+Each gate passes, fails or is inconclusive (too little evidence), or is skipped (labels the plan
+does not ask for). The analysis fails if any gate fails, is inconclusive if any is, and passes only
+when every gate passed or was skipped: too little traffic is never a pass, nor too few labels
+when the plan requires them.
+
+Argo Rollouts ends each AnalysisRun Successful, Failed or Inconclusive, and the rollout continues,
+aborts or pauses for a person accordingly (an inconclusive background run never promotes, fixed in
+v1.8.2). We do the same with one difference: our window keeps growing, so an inconclusive step first
+holds for more rows, and pauses for a person only at its deadline. ``labels: optional`` skips the
+accuracy gate only while labels are too few; with enough of them a drop past the limit that is not
+yet significant is inconclusive like any other gate (the step holds), never a silent pass. A plan
+with ``judged_only`` skips nothing: labels are required, and a pass means every gate was judged.
 
 Error rate and accuracy are proportions from a few hundred rows, so noise alone moves them by
 more than a typical tolerance. Those gates fail only when the candidate is worse than tolerated
@@ -57,104 +66,135 @@ class Analysis:
         return {"outcome": self.outcome, "gates": [g.as_dict() for g in self.gates], **self.comparison.as_dict()}
 
 
-def analyse(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analysis:
+def analyse(comparison: ArmComparison, gates: Gates, min_requests: int, *, judged_only: bool = False) -> Analysis:
+    """A canary step's analysis: every gate of the plan, the candidate's answers against the baseline's.
+
+    ``judged_only`` (the plan's field): no gate may be skipped, so labels are required whatever
+    ``gates.labels`` says, and a pass means every gate was judged and passed.
+    """
+    results = [
+        _traffic_gate(comparison, min_requests),
+        _error_rate_gate(comparison, gates),
+        _latency_gate(comparison, gates),
+        _divergence_gate(comparison, gates),
+        _metric_gate(comparison, gates, judged_only),
+    ]
+    return _verdict(results, comparison)
+
+
+def analyse_shadow(comparison: ArmComparison, gates: Gates, min_requests: int) -> Analysis:
+    """A canary's shadow phase: the candidate's mirrored answers against the baseline's, same requests.
+
+    Judged on traffic, error rate and prediction divergence, with the step's gates and margins. Not
+    latency: a shadow is scored in batches by a process of lower priority, so its time is not what a
+    client would wait. Not accuracy: labels join the rows clients got, not their mirrored copies (the
+    shadow report shows both versions' accuracy on the labelled requests; the steps judge it).
+    """
+    results = [
+        _traffic_gate(comparison, min_requests, who="shadow"),
+        _error_rate_gate(comparison, gates, who="shadow"),
+        _divergence_gate(comparison, gates),
+    ]
+    return _verdict(results, comparison)
+
+
+def _verdict(results: list[GateResult], comparison: ArmComparison) -> Analysis:
+    outcomes = {r.outcome for r in results}
+    outcome: Outcome = "fail" if "fail" in outcomes else "inconclusive" if "inconclusive" in outcomes else "pass"
+    return Analysis(outcome, tuple(results), comparison)
+
+
+def _traffic_gate(comparison: ArmComparison, min_requests: int, who: str = "candidate") -> GateResult:
     b, c = comparison.baseline, comparison.candidate
-    results: list[GateResult] = []
     enough = min(b.requests, c.requests) >= min_requests
-    traffic = GateResult(
+    return GateResult(
         "traffic",
         "pass" if enough else "inconclusive",
         float(min(b.requests, c.requests)),
         float(min_requests),
-        f"baseline {b.requests} and candidate {c.requests} rows" + ("" if enough else f"; each needs {min_requests}"),
+        f"baseline {b.requests} and {who} {c.requests} rows" + ("" if enough else f"; each needs {min_requests}"),
     )
-    results.append(traffic)
 
+
+def _error_rate_gate(comparison: ArmComparison, gates: Gates, who: str = "candidate") -> GateResult:
+    b, c = comparison.baseline, comparison.candidate
     if c.error_rate is None or b.error_rate is None:
-        results.append(GateResult("error_rate", "inconclusive", None, gates.max_error_rate_increase, "no rows yet"))
-    else:
-        # judged by request: the rows of one request (one batch) fail together
-        c_n, c_x = (c.calls, c.failed_calls) if c.calls else (c.requests, c.errors)
-        b_n, b_x = (b.calls, b.failed_calls) if b.calls else (b.requests, b.errors)
-        c_rate, b_rate = c_x / max(c_n, 1), b_x / max(b_n, 1)
-        increase = c_rate - b_rate
-        margin = Z_FAIL * proportion_difference_se(c_x, c_n, b_x, b_n)
-        outcome: Outcome = _judge(increase, margin, gates.max_error_rate_increase)
-        results.append(
-            GateResult(
-                "error_rate",
-                outcome,
-                increase,
-                gates.max_error_rate_increase,
-                f"candidate {c_rate:.2%} vs baseline {b_rate:.2%} of requests failed "
-                f"({c_x} of {c_n} and {b_x} of {b_n}; increase {increase:+.2%} ± {margin:.2%})",
-            )
-        )
+        return GateResult("error_rate", "inconclusive", None, gates.max_error_rate_increase, "no rows yet")
+    # judged by request: the rows of one request (one batch) fail together. A shadow's unit is its
+    # batch of mirrored requests, scored (and failed) together: fewer units, so a wider margin.
+    c_n, c_x = (c.calls, c.failed_calls) if c.calls else (c.requests, c.errors)
+    b_n, b_x = (b.calls, b.failed_calls) if b.calls else (b.requests, b.errors)
+    c_rate, b_rate = c_x / max(c_n, 1), b_x / max(b_n, 1)
+    increase = c_rate - b_rate
+    margin = Z_FAIL * proportion_difference_se(c_x, c_n, b_x, b_n)
+    unit = "requests" if who == "candidate" else "calls (a shadow's call is a batch of mirrored requests)"
+    return GateResult(
+        "error_rate",
+        _judge(increase, margin, gates.max_error_rate_increase),
+        increase,
+        gates.max_error_rate_increase,
+        f"{who} {c_rate:.2%} vs baseline {b_rate:.2%} of {unit} failed "
+        f"({c_x} of {c_n} and {b_x} of {b_n}; increase {increase:+.2%} ± {margin:.2%})",
+    )
 
+
+def _latency_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
+    b, c = comparison.baseline, comparison.candidate
     if c.latency_p99_seconds is None or b.latency_p99_seconds is None:
-        results.append(GateResult("latency_p99", "inconclusive", None, None, "no successful rows on one side"))
-    else:
-        limit = b.latency_p99_seconds * gates.max_latency_p99_ratio + gates.latency_slack_seconds
-        p = comparison.latency_slower_pvalue
-        over = c.latency_p99_seconds > limit
-        # a p99 from a few hundred rows is nearly their maximum: one stall moves it. Over the limit fails
-        # only if the candidate's latencies are also significantly slower overall (Mann-Whitney, 99%).
-        outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
-        significance = "" if p is None else f"; slower overall p={p:.3g}"
-        results.append(
-            GateResult(
-                "latency_p99",
-                outcome,
-                c.latency_p99_seconds,
-                limit,
-                f"candidate p99 {c.latency_p99_seconds * 1000:.1f} ms vs baseline "
-                f"{b.latency_p99_seconds * 1000:.1f} ms (limit {limit * 1000:.1f} ms{significance})",
-            )
-        )
+        return GateResult("latency_p99", "inconclusive", None, None, "no successful rows on one side")
+    limit = b.latency_p99_seconds * gates.max_latency_p99_ratio + gates.latency_slack_seconds
+    p = comparison.latency_slower_pvalue
+    over = c.latency_p99_seconds > limit
+    # a p99 from a few hundred rows is nearly their maximum: one stall moves it. Over the limit fails
+    # only if the candidate's latencies are also significantly slower overall (Mann-Whitney, 99%).
+    outcome: Outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
+    significance = "" if p is None else f"; slower overall p={p:.3g}"
+    return GateResult(
+        "latency_p99",
+        outcome,
+        c.latency_p99_seconds,
+        limit,
+        f"candidate p99 {c.latency_p99_seconds * 1000:.1f} ms vs baseline "
+        f"{b.latency_p99_seconds * 1000:.1f} ms (limit {limit * 1000:.1f} ms{significance})",
+    )
 
+
+def _divergence_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
     divergence = comparison.prediction_divergence
     if divergence is None:
-        results.append(
-            GateResult(
-                "prediction_divergence",
-                "inconclusive",
-                None,
-                gates.max_prediction_divergence,
-                "no predictions on one side",
-            )
+        return GateResult(
+            "prediction_divergence", "inconclusive", None, gates.max_prediction_divergence, "no predictions on one side"
         )
-    else:
-        p = comparison.divergence_pvalue
-        over = divergence > gates.max_prediction_divergence
-        # few rows over many classes or bins diverge by chance: over the limit fails only if random
-        # splits of the same predictions rarely diverge as much (permutation test, 99%)
-        outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
-        chance = "" if p is None else f"; by chance p={p:.3g}"
-        results.append(
-            GateResult(
-                "prediction_divergence",
-                outcome,
-                divergence,
-                gates.max_prediction_divergence,
-                f"Jensen-Shannon distance {divergence:.3f} between the two prediction distributions{chance}",
-            )
-        )
-
-    results.append(_metric_gate(comparison, gates))
-    outcomes = {r.outcome for r in results}
-    outcome = "fail" if "fail" in outcomes else "inconclusive" if "inconclusive" in outcomes else "pass"
-    return Analysis(outcome, tuple(results), comparison)
+    p = comparison.divergence_pvalue
+    over = divergence > gates.max_prediction_divergence
+    # few rows over many classes or bins diverge by chance: over the limit fails only if random
+    # splits of the same predictions rarely diverge as much (permutation test, 99%)
+    outcome: Outcome = "pass" if not over else "fail" if p is None or p < 1 - 0.99 else "inconclusive"
+    chance = "" if p is None else f"; by chance p={p:.3g}"
+    return GateResult(
+        "prediction_divergence",
+        outcome,
+        divergence,
+        gates.max_prediction_divergence,
+        f"Jensen-Shannon distance {divergence:.3f} between the two prediction distributions{chance}",
+    )
 
 
-def _metric_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
+def _metric_gate(comparison: ArmComparison, gates: Gates, judged_only: bool = False) -> GateResult:
+    """Accuracy (or MAE) on labelled rows. ``labels: optional`` skips it only while labels are too few:
+    with enough of them, a drop past the limit that is not yet significant is inconclusive (the step
+    holds for more labels), never a silent pass."""
     b, c = comparison.baseline, comparison.candidate
     name = b.metric
-    if gates.labels == "off":
+    labels = "required" if judged_only else gates.labels
+    if labels == "off":
         return GateResult(name, "skipped", None, None, "labels are not judged in this plan")
     have = min(b.labelled, c.labelled)
     if have < gates.min_labels or b.metric_value is None or c.metric_value is None:
         detail = f"{c.labelled} labelled rows on the candidate, {b.labelled} on the baseline; {gates.min_labels} needed"
-        return GateResult(name, "inconclusive" if gates.labels == "required" else "skipped", None, None, detail)
+        if judged_only and gates.labels != "required":
+            detail += " (judged_only: labels are required)"
+        return GateResult(name, "inconclusive" if labels == "required" else "skipped", None, None, detail)
     if name == "accuracy":
         drop = b.metric_value - c.metric_value
         what = f"accuracy {c.metric_value:.3f} vs baseline {b.metric_value:.3f}"
@@ -162,15 +202,14 @@ def _metric_gate(comparison: ArmComparison, gates: Gates) -> GateResult:
         drop = c.metric_value - b.metric_value
         what = f"MAE {c.metric_value:.4g} vs baseline {b.metric_value:.4g}"
     margin = Z_FAIL * mean_difference_se(b.metric_std, b.labelled, c.metric_std, c.labelled)
-    outcome: Outcome | Literal["skipped"] = _judge(drop, margin, gates.max_metric_drop)
-    if outcome == "inconclusive" and gates.labels == "optional":
-        outcome = "skipped"
+    outcome = _judge(drop, margin, gates.max_metric_drop)
+    waiting = "; past the limit, not yet significant: waiting for more labels" if outcome == "inconclusive" else ""
     return GateResult(
         name,
         outcome,
         drop,
         gates.max_metric_drop,
-        f"{what} on {c.labelled} and {b.labelled} labelled rows (worse by {drop:+.3f} ± {margin:.3f})",
+        f"{what} on {c.labelled} and {b.labelled} labelled rows (worse by {drop:+.3f} ± {margin:.3f}{waiting})",
     )
 
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from matchday.monitoring import compare_arms
-from matchday.rollout.analysis import analyse
+from matchday.monitoring import ArmComparison, compare_arms, shadow_report
+from matchday.rollout.analysis import analyse, analyse_shadow
 from matchday.rollout.plan import RolloutPlan
-from matchday.rollout.rollouts import Rollouts, _pair
+from matchday.rollout.rollouts import SHADOW_ROLES, Rollouts, _pair
 from matchday.store import LeaderLock, RolloutRecord, StaleRollout
 
 log = logging.getLogger("matchday.rollout")
@@ -78,8 +78,16 @@ class RolloutController:
         return "holding"  # shadow, ab, and a switched blue-green wait for a person
 
     def _canary(self, record: RolloutRecord, plan: RolloutPlan) -> str:
+        """One look at a canary: its shadow phase (with ``shadow_first``) or its current step.
+
+        Each is held for its time (``shadow_first``, or the step's ``interval``) and until both sides have
+        ``min_requests`` rows, then judged: a pass moves on, a fail rolls back (past ``failure_limit``),
+        an inconclusive verdict holds for more rows until the deadline and then pauses for a person.
+        A failing error rate acts as soon as there are enough rows, without waiting for the hold.
+        """
         now = _now()
         elapsed = (now - record.step_started_at).total_seconds()
+        shadow = record.phase == "shadow"
         comparison = compare_arms(
             self.rollouts.log_store,
             record.deployment,
@@ -87,18 +95,29 @@ class RolloutController:
             _pair(record.candidate),
             record.step_started_at,
             self.rollouts.task(record.candidate),
+            candidate_roles=SHADOW_ROLES if shadow else None,
         )
-        analysis = analyse(comparison, plan.gates, plan.min_requests)
+        if shadow:
+            analysis = analyse_shadow(comparison, plan.gates, plan.min_requests)
+            held = elapsed >= (plan.shadow_first or 0.0)
+            where, at = "the shadow phase", "in the shadow phase"
+        else:
+            analysis = analyse(comparison, plan.gates, plan.min_requests, judged_only=plan.judged_only)
+            held = elapsed >= plan.interval
+            where = f"step {record.step + 1} of {len(plan.steps)} ({record.weight:g}%)"
+            at = f"at {where}"
         numbers = analysis.as_dict()
-        data = {"step": record.step, "weight": record.weight, "analysis": numbers}
+        data: dict[str, Any] = {"step": record.step, "weight": record.weight, "analysis": numbers}
+        if shadow:
+            data = {"phase": "shadow", **data}
         enough = min(comparison.baseline.requests, comparison.candidate.requests) >= plan.min_requests
-        held = elapsed >= plan.interval
-        where = f"step {record.step + 1} of {len(plan.steps)} ({record.weight:g}%)"
         if enough and analysis.outcome == "fail" and (held or analysis.failed("error_rate")):
             failures = record.failures + 1
             reasons = "; ".join(g for g in analysis.reasons if not g.startswith("traffic"))
+            if shadow:
+                data["shadow"] = self._shadow_numbers(record)
             if failures > plan.failure_limit:
-                why = f"analysis failed at {where}: {reasons}"
+                why = f"analysis failed {at}: {reasons}"
                 self.rollouts.rollback(record.deployment, "controller", why, data, numbers, failures, expected=record)
                 log.warning(
                     "rollout %d of %r rolled back to %s: %s", record.id, record.deployment, record.baseline, why
@@ -110,12 +129,13 @@ class RolloutController:
                 (
                     "analysis_failed",
                     "controller",
-                    f"analysis failed at {where} ({failures} of {plan.failure_limit + 1} "
-                    f"allowed before rollback): {reasons}",
+                    f"analysis failed {at} ({failures} of {plan.failure_limit + 1} allowed before rollback): {reasons}",
                     data,
                 ),
             )
             return "failed"
+        if held and analysis.outcome == "pass" and shadow:
+            return self._shadow_passed(record, plan, comparison, data, elapsed, now)
         if held and analysis.outcome == "pass":
             following = record.step + 1
             if following >= len(plan.steps) - 1:
@@ -146,10 +166,53 @@ class RolloutController:
                 f"{where} still inconclusive after {elapsed:.0f}s ({reasons}); "
                 "waiting for a person to resume, promote or roll back"
             )
+            if shadow:
+                data["shadow"] = self._shadow_numbers(record)
             self.rollouts.pause(record.deployment, "controller", why, data, numbers, expected=record)
             log.warning("rollout %d of %r paused: %s", record.id, record.deployment, why)
             return "paused"
         return "waiting"
+
+    def _shadow_passed(
+        self,
+        record: RolloutRecord,
+        plan: RolloutPlan,
+        comparison: ArmComparison,
+        data: dict[str, Any],
+        elapsed: float,
+        now: datetime,
+    ) -> str:
+        """The shadow matched the baseline: the candidate starts answering at the first step."""
+        b, c = comparison.baseline, comparison.candidate
+        weight = plan.steps[0]
+        mirrored = self._shadow_numbers(record)
+        agreement = mirrored.get("agreement")
+        agreed = "" if agreement is None else f", agreement {agreement:.1%} on {mirrored['compared']} rows"
+        self.rollouts.store.update(
+            record,
+            {"phase": "step", "step": 0, "weight": weight, "step_started_at": now, "analysis": data["analysis"]},
+            (
+                "shadow_passed",
+                "controller",
+                f"the shadow {record.candidate} passed its analysis after {elapsed:.0f}s on {c.requests} mirrored "
+                f"rows (error rate {c.error_rate or 0:.2%} vs baseline {b.error_rate or 0:.2%}, prediction "
+                f"divergence {comparison.prediction_divergence or 0:.3f}{agreed}); "
+                f"the candidate now answers {weight:g}%",
+                {**data, "shadow": mirrored},
+            ),
+        )
+        return "shadow_passed"
+
+    def _shadow_numbers(self, record: RolloutRecord) -> dict[str, Any]:
+        """The shadow report of the phase's window (agreement, both accuracies on labelled requests)."""
+        name, version = _pair(record.candidate)
+        return shadow_report(
+            self.rollouts.log_store,
+            record.deployment,
+            (name, version),
+            record.step_started_at,
+            self.rollouts.task(record.candidate),
+        ).as_dict()
 
     def _bluegreen(self, record: RolloutRecord, plan: RolloutPlan) -> str:
         if record.id not in self._warmed:

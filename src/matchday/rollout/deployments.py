@@ -137,18 +137,20 @@ def traffic_plan(rollout: RolloutRecord) -> TrafficPlan:
         rollout_id=rollout.id,
         step=rollout.step,
     )
+    # a shadow rollout mirrors throughout; a canary with shadow_first mirrors (all rows) until its first step
+    mirroring = rollout.strategy == "shadow" or (rollout.strategy == "canary" and rollout.phase == "shadow")
     other = Route(
         rollout.deployment,
         candidate.name,
         candidate.version,
         rollout.candidate,
-        arm="shadow" if rollout.strategy == "shadow" else "candidate",
+        arm="shadow" if mirroring else "candidate",
         plan=rollout.strategy,
         rollout_id=rollout.id,
         step=rollout.step,
     )
     plan = rollout.plan
-    shadow_share = (plan.get("share") or 100.0) / 100 if rollout.strategy == "shadow" else 0.0
+    shadow_share = (plan.get("share") or 100.0) / 100 if mirroring else 0.0
     # every process loads the candidate as soon as it sees the plan, so no request pays for the load
     # (and a canary's latency is not its cold start); blue-green also keeps the old version for the switch back
     warm: tuple[Route, ...] = (other, primary) if rollout.strategy == "bluegreen" else (other,)

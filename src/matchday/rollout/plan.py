@@ -2,6 +2,11 @@
 
 Durations read like ``30s``, ``5m``, ``1h`` (or plain seconds). Gate defaults are deliberately
 tolerant: a failed analysis rolls back, so a gate must fail for a reason, not for noise.
+
+Two canary options are for rollouts nobody watches (a retrained candidate, say): ``shadow_first``
+mirrors all traffic to the candidate for that long, answering nothing, and judges it before its
+first step; ``judged_only`` lets the controller promote only on analyses whose every gate was
+judged and passed (none skipped, so labels are required).
 """
 
 from __future__ import annotations
@@ -87,12 +92,30 @@ class RolloutPlan(BaseModel):
     warmup_rows: int = Field(
         default=16, ge=0, description="bluegreen: rows scored on the new version before the switch"
     )
+    shadow_first: float | None = Field(
+        default=None,
+        description="canary: mirror all traffic to the candidate this long (e.g. '30m'), answering nothing, "
+        "and judge it against the baseline before the first step (0 or unset: no shadow phase)",
+    )
+    judged_only: bool = Field(
+        default=False,
+        description="canary: promote only on gates that were all judged and passed; no gate is skipped, "
+        "so too few labels is inconclusive, never a pass (labels may not be 'off')",
+    )
     gates: Gates = Field(default_factory=Gates)
 
     @field_validator("interval", "deadline", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return value if value is None else parse_duration(value)
+
+    @field_validator("shadow_first", mode="before")
+    @classmethod
+    def _shadow_first(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        return seconds or None  # 0: no shadow phase, one way to say it once stored
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -124,6 +147,21 @@ class RolloutPlan(BaseModel):
             raise ValueError("share applies to shadow (percent mirrored) and ab (percent to the candidate) only")
         if self.fallback and self.strategy not in ("canary", "ab"):
             raise ValueError("fallback applies to canary and ab only")
+        if self.shadow_first is not None and self.strategy != "canary":
+            raise ValueError(
+                "shadow_first applies to canary only (a shadow rollout mirrors throughout; use --strategy shadow)"
+            )
+        if self.judged_only:
+            if self.strategy != "canary":
+                raise ValueError(
+                    "judged_only applies to canary only: the other strategies end by a person's decision, "
+                    "not the controller's"
+                )
+            if self.gates.labels == "off":
+                raise ValueError(
+                    "judged_only needs the accuracy gate judged, so gates.labels cannot be 'off' "
+                    "(leave it unset or use 'required')"
+                )
         return self
 
     @property
@@ -133,13 +171,20 @@ class RolloutPlan(BaseModel):
     def initial_weight(self) -> float:
         """The candidate's traffic share when the rollout starts, in percent."""
         if self.strategy == "canary":
-            return self.steps[0]
+            return 0.0 if self.shadow_first else self.steps[0]
         if self.strategy == "ab":
             return self.share if self.share is not None else 50.0
         return 0.0
 
+    def initial_phase(self) -> str:
+        """Where the rollout starts: a canary's first step (or its shadow phase), a shadow's mirror, ..."""
+        if self.strategy == "canary":
+            return "shadow" if self.shadow_first else "step"
+        return {"shadow": "mirroring", "bluegreen": "warming", "ab": "split"}[self.strategy]
+
     @property
     def shadow_share(self) -> float:
+        """Percent mirrored to the candidate by a shadow rollout (a canary's shadow phase mirrors 100)."""
         return (self.share if self.share is not None else 100.0) if self.strategy == "shadow" else 0.0
 
 
@@ -157,7 +202,7 @@ def build_plan(options: dict[str, Any], defaults: dict[str, Any] | None = None) 
     if chosen is not None and chosen != (defaults or {}).get("strategy", "canary"):
         # a different strategy than the file's (canary unless it names one): its strategy-specific
         # numbers do not carry over. An option left unset (None, as the CLI passes it) changes nothing.
-        for key in ("steps", "share", "fallback"):
+        for key in ("steps", "share", "fallback", "shadow_first", "judged_only"):
             if key not in options or options[key] is None:
                 merged.pop(key, None)
     try:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from matchday.monitoring import compare_arms, shadow_report
 from matchday.registry import ModelRef, Registry, Signature
-from matchday.rollout.analysis import analyse
+from matchday.rollout.analysis import analyse, analyse_shadow
 from matchday.rollout.deployments import Deployments
 from matchday.rollout.errors import IncompatibleCandidate, NothingToDo, RolloutError
 from matchday.rollout.plan import RolloutPlan, build_plan
@@ -26,6 +26,7 @@ from matchday.store import (
 )
 
 T = TypeVar("T")
+SHADOW_ROLES = ("shadow",)  # how mirrored rows are logged
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,10 @@ class Rollouts:
                 f"(rollout {existing.id}, {existing.baseline} -> {existing.candidate}); "
                 "promote or roll it back first"
             )
-        phase = {"canary": "step", "shadow": "mirroring", "bluegreen": "warming", "ab": "split"}[plan.strategy]
+        phase = plan.initial_phase()
         reason = f"{plan.strategy} rollout of {candidate_ref} started on {deployment!r} (baseline {baseline_ref})"
+        if phase == "shadow":
+            reason += f"; the candidate shadows all traffic for {plan.shadow_first:g}s before its first step"
         return self.store.create(
             deployment,
             plan.strategy,
@@ -154,7 +157,8 @@ class Rollouts:
         )
 
     def report(self, record: RolloutRecord, plan: RolloutPlan | None = None) -> dict[str, Any] | None:
-        """The live numbers: the canary's analysis of its current step, a shadow report, per-arm numbers."""
+        """The live numbers: the canary's analysis of its current step (of its shadow phase, with the
+        shadow report beside it), a shadow report, per-arm numbers."""
         plan = plan or RolloutPlan(**record.plan)
         task = self.task(record.candidate)
         since = record.step_started_at if record.strategy in ("canary", "bluegreen") else record.started_at
@@ -164,11 +168,24 @@ class Rollouts:
             return shadow_report(
                 self.log_store, record.deployment, (shadow.name, shadow.version), since, task
             ).as_dict()
+        if record.strategy == "canary" and record.active and record.phase == "shadow":
+            mirrored = compare_arms(
+                self.log_store,
+                record.deployment,
+                _pair(record.baseline),
+                _pair(record.candidate),
+                since,
+                task,
+                candidate_roles=SHADOW_ROLES,
+            )
+            report = analyse_shadow(mirrored, plan.gates, plan.min_requests).as_dict()
+            mirror = shadow_report(self.log_store, record.deployment, _pair(record.candidate), since, task)
+            return {**report, "shadow": mirror.as_dict()}
         comparison = compare_arms(
             self.log_store, record.deployment, _pair(record.baseline), _pair(record.candidate), since, task
         )
         if record.strategy == "canary" and record.active:
-            return analyse(comparison, plan.gates, plan.min_requests).as_dict()
+            return analyse(comparison, plan.gates, plan.min_requests, judged_only=plan.judged_only).as_dict()
         return comparison.as_dict()
 
     def task(self, ref: str) -> Any:

@@ -133,10 +133,17 @@ def compare_arms(
     candidate: tuple[str, int],
     since: datetime,
     task: Task,
+    *,
+    candidate_roles: tuple[str, ...] | None = None,
 ) -> ArmComparison:
-    """Read both versions' rows since ``since`` and set their numbers side by side."""
+    """Read both versions' rows since ``since`` and set their numbers side by side.
+
+    ``candidate_roles``: the log roles of the candidate's rows, when they are not answers (a shadow's
+    mirrored rows, ``("shadow",)``: the baseline's answers to the same requests stand beside them).
+    """
+    c_roles: dict[str, Any] = {} if candidate_roles is None else {"roles": candidate_roles}
     b_total, b_failed, b_rows = store.arm_window(deployment, baseline[0], baseline[1], since)
-    c_total, c_failed, c_rows = store.arm_window(deployment, candidate[0], candidate[1], since)
+    c_total, c_failed, c_rows = store.arm_window(deployment, candidate[0], candidate[1], since, **c_roles)
     b_predictions = [r.prediction for r in b_rows if r.error is None]
     c_predictions = [r.prediction for r in c_rows if r.error is None]
     divergence = prediction_divergence(b_predictions, c_predictions, task)
@@ -146,7 +153,7 @@ def compare_arms(
     )
     c_stats = _with_calls(
         arm_stats(*candidate, c_total, c_failed, c_rows, task),
-        store.arm_calls(deployment, candidate[0], candidate[1], since),
+        store.arm_calls(deployment, candidate[0], candidate[1], since, **c_roles),
     )
     return ArmComparison(
         b_stats,
