@@ -71,7 +71,9 @@ def log_labelled(ws: Workspace, n: int, *, start: datetime | None = None) -> Non
             }
         )
     ws.prediction_log.insert(rows)
-    ws.prediction_log.apply_labels("cancer", [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)])
+    ws.prediction_log.apply_labels(
+        "cancer", [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
+    )
 
 
 def test_a_manual_run_gathers_trains_in_a_child_and_is_accepted(ws: Workspace) -> None:
@@ -101,16 +103,16 @@ def test_a_policy_with_bad_fields_says_each(tmp_path: Path) -> None:
     ws = Workspace(Settings(home=tmp_path, retrain=[bad, bad2]))
     try:
         with pytest.raises(InvalidPolicy) as caught:
-            ws.retrain_policies
+            _ = ws.retrain_policies
         text = str(caught.value)
         assert "holdout.newest" in text and "window" in text and "'soon'" in text
         ws2 = Workspace(Settings(home=tmp_path, retrain=[policy(trainer="nowhere_module:train")]))
         with pytest.raises(InvalidPolicy) as caught2:
-            ws2.retrain_policies
+            _ = ws2.retrain_policies
         assert "nowhere_module" in str(caught2.value) and "cannot be imported" in str(caught2.value)
         ws3 = Workspace(Settings(home=tmp_path, retrain=[policy(triggers={"monitors": ["nope"]})]))
         with pytest.raises(InvalidPolicy, match="unknown monitor 'nope'"):
-            ws3.retrain_policies
+            _ = ws3.retrain_policies
     finally:
         ws.close()
 
@@ -134,3 +136,166 @@ def test_scipy_paired_bootstrap_agrees() -> None:
     theirs = stats.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=5000, method="percentile", rng=3)
     assert abs(ours.low - theirs.confidence_interval.low) < 0.006
     assert abs(ours.high - theirs.confidence_interval.high) < 0.006
+
+
+# -- guards ------------------------------------------------------------------------------------------
+def _at(minutes: float) -> datetime:
+    return datetime(2026, 12, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+
+
+def test_guards_cooldown_daily_cap_and_rejection_streak() -> None:
+    from matchday.retrain import PastRun, blocked
+    from matchday.retrain.policy import Guards
+
+    guards = Guards(cooldown="30m", max_per_day=2, stop_after_rejections=2)
+    assert blocked(guards, [], _at(0)) is None
+    ended = [PastRun("promoted", _at(0), _at(10))]
+    assert "cooldown" in (blocked(guards, ended, _at(20)) or "")
+    assert blocked(guards, ended, _at(41)) is None
+    two = [PastRun("promoted", _at(100), _at(110)), PastRun("failed", _at(0), _at(10))]
+    assert "max_per_day" in (blocked(guards, two, _at(200)) or "")
+    assert blocked(guards, two, _at(24 * 60 + 1)) is None  # the first run is a day old
+    rejected = [PastRun("rejected", _at(3000), _at(3010)), PastRun("rejected", _at(2000), _at(2010))]
+    assert "stop_after_rejections" in (blocked(guards, rejected, _at(5000)) or "")
+    # a promotion, or a run started by hand, between them breaks the streak
+    broken = [rejected[0], PastRun("promoted", _at(2500), _at(2510)), rejected[1]]
+    assert blocked(guards, broken, _at(5000)) is None
+    by_hand = [PastRun("failed", _at(3500), _at(3510), manual=True), *rejected]
+    assert blocked(guards, by_hand, _at(5000)) is None
+    assert "in progress" in (blocked(guards, [PastRun("training", _at(0), None)], _at(100)) or "")
+
+
+def test_a_schedule_trigger_waits_for_new_labels_then_the_cooldown(ws: Workspace) -> None:
+    retraining = Retraining(
+        {"cancer": ws.retraining.policy("cancer").model_copy(update={"triggers": _triggers(schedule=1, labels=300)})},
+        ws.retraining.parts,
+        ws.alerts.firing,
+        ws.events,
+    )
+    log_labelled(ws, 200)
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert retraining.tick(later) == []
+    [said] = ws.events.list("cancer", kinds=("retrain_suppressed",))
+    assert "min_new_labels: 200 labels since the last run, 300 needed" in said.reason
+    log_labelled(ws, 200)
+    [(run_id, outcome)] = retraining.tick(later)
+    assert outcome == "trained"
+    retraining.cancel(run_id, "tester", "enough")
+    assert retraining.tick(later + timedelta(seconds=5)) == []  # cooldown 1h after the cancelled run
+    assert "cooldown" in ws.events.list("cancer", kinds=("retrain_suppressed",))[0].reason
+
+
+def _triggers(schedule: float, labels: int) -> Any:
+    from matchday.retrain.policy import Triggers
+
+    return Triggers(schedule=schedule, min_new_labels=labels)
+
+
+def test_an_alert_of_a_named_monitor_triggers_once(ws: Workspace) -> None:
+    log_labelled(ws, 400)
+    alert = ws.alerts.open(
+        monitor="accuracy-drop",
+        deployment="cancer",
+        model="cancer",
+        version=1,
+        segment="",
+        severity="critical",
+        metric="accuracy",
+        value=0.5,
+        threshold=-0.05,
+        message="accuracy dropped",
+        data={},
+    )
+    [(run_id, _)] = ws.retraining.tick()
+    run = ws.retraining.get(run_id)
+    assert run.trigger["kind"] == "monitor" and run.trigger["alert"] == alert.id
+    ws.retraining.cancel(run_id, "tester")
+    assert ws.retraining.tick() == []  # the same alert does not start a second run
+
+
+def test_approval_before_rollout_waits_for_an_operator(ws: Workspace) -> None:
+    from matchday.retrain import RetrainConflict
+    from matchday.retrain.policy import Guards
+
+    policy_ = ws.retraining.policy("cancer")
+    ws.retraining.policies["cancer"] = policy_.model_copy(update={"guards": Guards(approval="before_rollout")})
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["trained"]
+    assert [o for _, o in ws.retraining.tick()] == ["awaiting_approval"]
+    assert [o for _, o in ws.retraining.tick()] == ["waiting"]
+    approved = ws.retraining.approve(run.id, "operator", "looks right")
+    assert approved.state == "rolling_out" and approved.steps[-1]["message"] == "approved by operator: looks right"
+    with pytest.raises(RetrainConflict, match="not awaiting approval"):
+        ws.retraining.approve(run.id, "tester")
+    assert [o for _, o in ws.retraining.tick()] == ["rollout_started"]
+    rollout = ws.rollouts.active("cancer")
+    assert rollout.candidate == ws.retraining.get(run.id).candidate and rollout.plan["judged_only"]
+    ws.retraining.cancel(run.id, "tester", "changed my mind")
+    assert ws.rollouts.store.get(rollout.id).state == "rolled_back"
+    assert ws.deployments.route("cancer").primary.version == 1
+
+
+def test_a_human_governed_deployment_waits_for_approval_too(ws: Workspace) -> None:
+    ws.automation.set("cancer", {"level": "human_led"}, "tester", "people decide")
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    ws.retraining.tick()
+    assert [o for _, o in ws.retraining.tick()] == ["awaiting_approval"]
+    assert ws.retraining.get(run.id).state == "awaiting_approval"
+
+
+def test_the_trainers_own_failure_fails_the_run_without_retry(ws: Workspace) -> None:
+    ws.retraining.policies["cancer"] = ws.retraining.policy("cancer").model_copy(
+        update={"trainer": "retrain_support:train_raises"}
+    )
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["failed"]
+    done = ws.retraining.get(run.id)
+    assert done.attempts == 0 and "the trainer's own bug" in (done.reason or "")
+    assert "ValueError" in (done.reason or "")
+
+
+def test_a_numeric_segment_is_judged_by_quintile() -> None:
+    import pyarrow as pa
+
+    from matchday.retrain import evaluate
+
+    rng = np.random.default_rng(0)
+    amount = rng.uniform(0, 1000, 1000)
+    labels = rng.integers(0, 2, 1000)
+    champion = labels.copy()
+    candidate = labels.copy()
+    worse = amount >= np.quantile(amount, 0.8)  # the candidate is wrong on every amount of the top quintile
+    candidate[worse] = 1 - candidate[worse]
+    holdout = pa.table({"amount": amount, "label": labels})
+    result = evaluate("accuracy", champion, candidate, holdout, "label", min_gain=-1.0, segments=["amount"])
+    assert len(result.segments) == 5 and not result.accepted
+    [bad] = [s for s in result.segments if s.verdict == "worse"]
+    assert bad.value.startswith("[8") and bad.rows == int(worse.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_ray_engine_trains_as_a_task_on_a_local_cluster(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from matchday.retrain import RayEngine
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", tests)  # the task's worker imports the trainer by name, as a cluster would
+    ws.retraining.parts.engine = RayEngine()
+    ws.retraining.steps.parts.engine = ws.retraining.parts.engine
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    try:
+        assert [o for _, o in ws.retraining.tick()] == ["trained"]
+    finally:
+        ray.shutdown()
+    done = ws.retraining.get(run.id)
+    assert done.steps[1]["data"] == {"engine": "ray"}
+    version = ws.registry.get_version(done.candidate or "")
+    assert version.lineage is not None and version.lineage["engine"] == "ray"
+    assert [o for _, o in ws.retraining.tick()] == ["rolling_out"]

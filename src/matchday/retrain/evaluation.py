@@ -115,7 +115,7 @@ def evaluate(
         if name not in holdout.column_names:
             reasons.append(f"segment {name!r} is not a column of the holdout")
             continue
-        values = _text(np.asarray(holdout.column(name).to_numpy(zero_copy_only=False)))
+        values = _segment_values(np.asarray(holdout.column(name).to_numpy(zero_copy_only=False)))
         kinds, counts = np.unique(values, return_counts=True)
         for value in kinds[np.argsort(-counts, kind="stable")][:MAX_SEGMENT_VALUES]:
             mask = values == value
@@ -156,6 +156,21 @@ def evaluate(
         segments=results,
         reasons=reasons,
     )
+
+
+SEGMENT_BINS = 5  # a numeric segment column with more values than MAX_SEGMENT_VALUES: judged by quintile
+
+
+def _segment_values(values: np.ndarray) -> np.ndarray:
+    """A segment's value per row: itself for a category, its quantile bin ("[a, b)") for a numeric column
+    with more distinct values than are judged (each exact amount its own segment is noise, not a segment)."""
+    if values.dtype.kind in "iuf" and len(np.unique(values)) > MAX_SEGMENT_VALUES:
+        numbers = values.astype(np.float64)
+        edges = np.unique(np.nanquantile(numbers, np.linspace(0, 1, SEGMENT_BINS + 1)))
+        bins = np.clip(np.searchsorted(edges, numbers, side="right") - 1, 0, len(edges) - 2)
+        names = np.array([f"[{edges[i]:.4g}, {edges[i + 1]:.4g})" for i in range(len(edges) - 1)])
+        return names[bins]
+    return _text(values)
 
 
 def _text(values: np.ndarray) -> np.ndarray:
