@@ -1,9 +1,21 @@
 """The monitoring loop the server runs (one leader among replicas): summarise, judge, alert.
 
-A window is judged once it is complete (a time window after it closes, a window by count when it
-holds its rows) and again whenever late labels change it; a series is never judged on a window
-older than the last one it was judged on. A monitor that cannot be judged on a window is logged,
-counted against its series (`matchday.monitoring.windows.failures`) and passed over; the others go on.
+What a monitor is judged on, by its window:
+
+- a time window (``5m``, ``1h``, ``1d``): once it has closed, and again whenever late labels change it;
+- the count window, on a metric of the rows themselves (drift, confidence, errors, latency): the
+  **sliding window**, the latest ``count_window`` rows, at every tick that brought rows (so at least
+  every ``slide_rows`` rows at a tick per step), once it holds ``min_rows``. ``breaches`` counts
+  consecutive steps; its p-value tests are held to ``SLIDING_ALPHA`` (the same rows are looked at
+  again and again);
+- the count window, on a metric of labels (performance, ``labelled``, ``concept_drift``): the window by
+  count that holds the labelled rows, in progress as soon as it has ``min_rows`` labelled rows
+  (``min_rows`` rows for the others), complete, and again whenever late labels change it. A window
+  judged again as it grows counts as one breach.
+
+A series is never judged on a window older than the last one it was judged on. A monitor that cannot
+be judged on a window is logged, counted against its series (`matchday.monitoring.windows.failures`)
+and passed over; the others go on.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from matchday.monitoring.log import label_text
 from matchday.monitoring.windows import (
     CLASSIFICATION,
     FAILURES_KEY,
+    LABELS,
     REGRESSION,
     TIME_WIDTHS,
     Failures,
@@ -42,6 +55,7 @@ from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowSt
 log = logging.getLogger("matchday.monitoring")
 CLOSE_GRACE = timedelta(seconds=10)  # rows logged just before a window closed have reached the store
 PERFORMANCE = (*CLASSIFICATION, *REGRESSION)
+LABELLED = (*PERFORMANCE, *LABELS)  # metrics of labels: judged on the window by count that holds them
 
 
 @dataclass
@@ -51,6 +65,7 @@ class LoopResult:
     judged: int = 0
     changes: list[AlertChange] = field(default_factory=list)
     failures: list[SeriesFailure] = field(default_factory=list)  # the summarizer's and the judging's, this tick
+    sliding: list[MetricWindow] = field(default_factory=list)  # each version's latest rows, judged this tick
 
 
 class MonitoringLoop:
@@ -104,8 +119,9 @@ class MonitoringLoop:
     def tick(self, now: datetime | None = None) -> LoopResult:
         now = now or datetime.now(UTC)
         summary = self.summarizer.tick(now)
-        result = LoopResult(rows=summary.rows, windows=len(summary.windows))
+        result = LoopResult(rows=summary.rows, windows=len(summary.windows), sliding=summary.sliding)
         candidates = {w.key: w for w in summary.windows}
+        sliding = {w.key: w for w in summary.sliding}
         for deployment in {w.deployment for w in summary.windows} | set(self._watched()):
             for width in {m.window for m in self.monitors_of(deployment)} & TIME_WIDTHS.keys():
                 since = now - timedelta(seconds=2 * TIME_WIDTHS[width]) - CLOSE_GRACE
@@ -113,23 +129,27 @@ class MonitoringLoop:
                     candidates.setdefault(w.key, w)
         watched = self._watched()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
-        for window in sorted(candidates.values(), key=lambda w: w.start):
+        judged = [(w, False) for w in candidates.values()] + [(w, True) for w in sliding.values()]
+        for window, slides in sorted(judged, key=lambda item: (item[0].start, item[1])):
             watched.add(window.deployment)
-            if not self._complete(window, now):
-                continue
+            if window.width in TIME_WIDTHS and now < window.end + CLOSE_GRACE:
+                continue  # a time window is judged once it has closed (rows logged just before are in)
             for monitor in self.monitors_of(window.deployment):
                 if not self._applies(monitor, window):
                     continue
+                if window.width not in TIME_WIDTHS and slides == (monitor.metric in LABELLED):
+                    continue  # by count: labels on the windows that hold them, the rest on the sliding one
                 with failures.guard(
                     (window.deployment, window.model, window.version),
                     "judge",
-                    f"{monitor.name} on the {describe(window.key)}",
+                    f"{monitor.name} on the {'sliding ' if slides else ''}{describe(window.key)}",
                 ):
                     verdict = self._judge(monitor, window)
                     if verdict.breached is None or not self._advance(monitor, window):
                         continue  # inconclusive (e.g. labels not in yet) never moves the series on
                     result.judged += 1
-                    change = self.engine.observe(window, verdict, now)
+                    step = window.summary.get("step") if slides else None
+                    change = self.engine.observe(window, verdict, now, step=step)
                     if change is not None:
                         result.changes.append(change)
         result.failures = summary.failures + failures.new
@@ -138,11 +158,6 @@ class MonitoringLoop:
 
     def _watched(self) -> set[str]:
         return set((self.state.get("loop\x1fdeployments") or {}).get("names", []))
-
-    def _complete(self, window: MetricWindow, now: datetime) -> bool:
-        if window.width in TIME_WIDTHS:
-            return now >= window.end + CLOSE_GRACE
-        return window.rows >= self.summarizer.config.count_window
 
     @staticmethod
     def _applies(monitor: MonitorSpec, window: MetricWindow) -> bool:
@@ -160,6 +175,10 @@ class MonitoringLoop:
             return False
         self.state.put({key: {"start": window.start.isoformat()}})
         return True
+
+    def verdict(self, monitor: MonitorSpec, window: MetricWindow) -> Verdict:
+        """``monitor`` judged on a stored window, as the loop judges it (the retraining dry run replays these)."""
+        return self._judge(monitor, window)
 
     def _judge(self, monitor: MonitorSpec, window: MetricWindow) -> Verdict:
         metrics = dict(window.metrics)

@@ -49,15 +49,19 @@ class AlertEngine:
         self.hooks = hooks or {}
         self.record_event = record_event  # (deployment, kind, reason, data)
 
-    def observe(self, window: MetricWindow, verdict: Verdict, now: datetime | None = None) -> AlertChange | None:
-        """Count a breach or a recovery of ``verdict.monitor`` on ``window``'s series; open or resolve."""
+    def observe(
+        self, window: MetricWindow, verdict: Verdict, now: datetime | None = None, *, step: str | None = None
+    ) -> AlertChange | None:
+        """Count a breach or a recovery of ``verdict.monitor`` on ``window``'s series; open or resolve.
+        ``step``: which step of a sliding window this is (the start of its newest pane): each step counts
+        as a window of its own, while a window judged again as it grows counts once."""
         now = now or datetime.now(UTC)
         monitor = verdict.monitor
         if verdict.breached is None:
             return None
         key = f"monitor\x1f{monitor.name}\x1f{window.deployment}\x1f{window.model}:{window.version}\x1f{window.segment}"
         state = self.state.get(key) or {"breaches": 0, "last_window": None, "alert": None, "resolved_at": None}
-        window_id = f"{window.model}:{window.version}@{window.start.isoformat()}"
+        window_id = f"{window.model}:{window.version}@{window.start.isoformat()}" + (f"/{step}" if step else "")
         change: AlertChange | None = None
         if verdict.breached:
             if state["last_window"] != window_id:  # one window counts once, however often it is updated
@@ -67,7 +71,7 @@ class AlertEngine:
                 and state["breaches"] >= monitor.breaches
                 and not self._cooling(state, monitor, now)
             ):
-                alert = self._open(window, verdict, now)
+                alert = self._open(window, verdict, now, step)
                 if alert is not None:
                     state["alert"] = alert.id
                     change = AlertChange("opened", alert)
@@ -91,15 +95,19 @@ class AlertEngine:
             return False
         return (now - datetime.fromisoformat(state["resolved_at"])).total_seconds() < monitor.cooldown
 
-    def _open(self, window: MetricWindow, verdict: Verdict, now: datetime) -> AlertRecord | None:
+    def _open(self, window: MetricWindow, verdict: Verdict, now: datetime, step: str | None) -> AlertRecord | None:
         monitor = verdict.monitor
         segment = f" [{window.segment}]" if window.segment else ""
         message = (
             f"{monitor.name} on {window.deployment}{segment} ({window.model}:{window.version}, "
-            f"{monitor.window} window from {window.start:%Y-%m-%d %H:%M:%S}): {verdict.reason}"
+            f"{'sliding ' if step else ''}{monitor.window} window from {window.start:%Y-%m-%d %H:%M:%S}): "
+            f"{verdict.reason}"
         )
+        shape: dict[str, Any] = {"width": window.width, "start": window.start.isoformat(), "rows": window.rows}
+        if step:
+            shape.update(sliding=True, step=step)  # the latest rows: from start to the newest pane's
         data = {
-            "window": {"width": window.width, "start": window.start.isoformat(), "rows": window.rows},
+            "window": shape,
             "breaches": monitor.breaches,
             "condition": monitor.when,
             "relative_to": monitor.relative_to,

@@ -99,8 +99,12 @@ class DriftReport:
 Sample = NumericSample | CategoricalSample
 
 
-def column_drift(name: str, ref: Sample, cur: Sample, override: ColumnTest | None = None) -> ColumnDrift:
-    """Drift of one column; ``ref`` and ``cur`` are the same kind of sample."""
+def column_drift(
+    name: str, ref: Sample, cur: Sample, override: ColumnTest | None = None, *, alpha: float | None = None
+) -> ColumnDrift:
+    """Drift of one column; ``ref`` and ``cur`` are the same kind of sample. ``alpha``: the level of a
+    p-value test (KS, chi-square, z) when no override sets one, instead of 0.05; a distance keeps its
+    threshold (an effect size, which does not shrink as the same data is tested again)."""
     override = override or ColumnTest()
     kind: Literal["numeric", "categorical"] = "numeric" if isinstance(ref, NumericSample) else "categorical"
     if type(ref) is not type(cur):
@@ -114,6 +118,8 @@ def column_drift(name: str, ref: Sample, cur: Sample, override: ColumnTest | Non
             f"test {test!r} does not apply to {kind} column {name!r}; use one of {', '.join(sorted(allowed))}"
         )
     threshold = override.threshold if override.threshold is not None else DEFAULT_THRESHOLDS[test]
+    if override.threshold is None and alpha is not None and test in P_VALUE_TESTS:
+        threshold = alpha
     missing_share = cur.missing / max(cur.n + cur.missing, 1)
     if cur.n == 0:  # every current value missing: nothing to compare, but certainly worth a look
         return ColumnDrift(name, kind, test, float("nan"), None, threshold, True, ref.n, 0, missing_share)
@@ -392,10 +398,12 @@ def compare_summary_to_profile(
     tests: dict[str, ColumnTest] | None = None,
     share_threshold: float = 0.5,
     reference_samples: dict[str, Sample] | None = None,
+    alpha: float | None = None,
 ) -> DriftReport:
     """Drift of a window summary (see `summarize_table`) against a stored reference profile.
     ``reference_samples``: the profile's columns as samples, filled here as they are rebuilt, for a
-    caller that compares many windows with one profile (rebuilt once, not once per window)."""
+    caller that compares many windows with one profile (rebuilt once, not once per window).
+    ``alpha``: the p-value tests' level (see `column_drift`)."""
     from matchday.monitoring.drift.summary import sample_of_summary
 
     names = columns or list(profile["columns"])
@@ -413,7 +421,7 @@ def compare_summary_to_profile(
         # the distance between them is one difference of the two, not a merge of two grids
         size = ref.values.size if isinstance(ref, NumericSample) and not ref.exact else None
         results[name] = column_drift(
-            name, ref, sample_of_summary(summary["columns"][name], size), (tests or {}).get(name)
+            name, ref, sample_of_summary(summary["columns"][name], size), (tests or {}).get(name), alpha=alpha
         )
     return _dataset(results, share_threshold, int(profile["rows"]), int(summary["rows"]))
 

@@ -19,6 +19,7 @@ from matchday.monitoring.windows.failures import (
 )
 from matchday.monitoring.windows.metrics import (
     CLASSIFICATION,
+    LABELS,
     REGRESSION,
     diagnose,
     known_metric,
@@ -51,6 +52,7 @@ __all__ = [
     "Calibrator",
     "ClassificationPerformance",
     "FailureCount",
+    "LABELS",
     "Failures",
     "RegressionPerformance",
     "SeriesFailure",

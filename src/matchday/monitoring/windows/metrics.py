@@ -44,11 +44,14 @@ def window_metrics(
     *,
     reuse_drift: dict[str, Any] | None = None,
     images: Sequence[str] = (),
+    alpha: float | None = None,
 ) -> dict[str, float | None]:
     """Every metric of one window; ``seconds`` is the time the window covers so far (for throughput).
 
     ``reuse_drift``: earlier metrics of the same window whose drift numbers still stand (the drift tests
     are the costly part; a label landing, or a day window growing by a few rows, does not redo them).
+    ``alpha``: the level of the p-value drift tests (default 0.05, Evidently's), stricter for a window
+    that is tested again at every step (`matchday.monitoring.windows.summarizer.SLIDING_ALPHA`).
     """
     out: dict[str, float | None] = {}
     rows = int(summary["rows"])
@@ -61,8 +64,8 @@ def window_metrics(
     if reuse_drift is not None:
         out.update({k: v for k, v in reuse_drift.items() if _is_drift(k)})
     else:
-        out.update(_inputs(summary, ref))
-    out.update(_outputs(summary["outputs"], ref, drift=reuse_drift is None))
+        out.update(_inputs(summary, ref, alpha))
+    out.update(_outputs(summary["outputs"], ref, drift=reuse_drift is None, alpha=alpha))
     if reuse_drift is not None:
         out["prediction_drift"] = reuse_drift.get("prediction_drift")
         out["prediction_drift_detected"] = reuse_drift.get("prediction_drift_detected")
@@ -79,7 +82,7 @@ def quantile(column: dict[str, Any], q: float) -> float | None:
     return float(np.quantile(sample.values, q))  # type: ignore[union-attr]
 
 
-def _inputs(summary: dict[str, Any], ref: VersionReference | None) -> dict[str, float | None]:
+def _inputs(summary: dict[str, Any], ref: VersionReference | None, alpha: float | None) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     inputs = summary["inputs"]
     for name, column in inputs["columns"].items():
@@ -91,7 +94,9 @@ def _inputs(summary: dict[str, Any], ref: VersionReference | None) -> dict[str, 
     if not names:
         return out
     try:
-        report = compare_summary_to_profile(ref.profile, inputs, columns=names, reference_samples=ref.drift_samples)
+        report = compare_summary_to_profile(
+            ref.profile, inputs, columns=names, reference_samples=ref.drift_samples, alpha=alpha
+        )
     except DriftError:
         return out
     for name, drift in report.columns.items():
@@ -110,7 +115,9 @@ def _is_drift(name: str) -> bool:
     return name in DATASET or name.partition(".")[0] in PER_FEATURE
 
 
-def _outputs(outputs: dict[str, Any], ref: VersionReference | None, *, drift: bool = True) -> dict[str, float | None]:
+def _outputs(
+    outputs: dict[str, Any], ref: VersionReference | None, *, drift: bool = True, alpha: float | None = None
+) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     rows = outputs["rows"]
     out["null_share"] = outputs["null"] / rows if rows else None
@@ -125,13 +132,15 @@ def _outputs(outputs: dict[str, Any], ref: VersionReference | None, *, drift: bo
             if name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
                 out[f"estimated_{name}"] = None if value is None else float(value)
     if drift:
-        result = _prediction_drift(outputs, ref)
+        result = _prediction_drift(outputs, ref, alpha)
         out["prediction_drift"] = result[0] if result else None
         out["prediction_drift_detected"] = result[1] if result else None
     return out
 
 
-def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> tuple[float, float] | None:
+def _prediction_drift(
+    outputs: dict[str, Any], ref: VersionReference | None, alpha: float | None = None
+) -> tuple[float, float] | None:
     """(score, 1 if drifted else 0) of the predictions against the reference's predictions."""
     if ref is None or ref.profile is None or "prediction" not in ref.profile:
         return None
@@ -154,7 +163,9 @@ def _prediction_drift(outputs: dict[str, Any], ref: VersionReference | None) -> 
         return None
     profile = {"rows": ref.profile.get("rows", 0), "columns": {"prediction": reference}}
     try:
-        report = compare_summary_to_profile(profile, {"rows": column["count"], "columns": {"prediction": column}})
+        report = compare_summary_to_profile(
+            profile, {"rows": column["count"], "columns": {"prediction": column}}, alpha=alpha
+        )
     except DriftError:
         return None
     drift = report.columns["prediction"]

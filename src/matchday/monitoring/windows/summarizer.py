@@ -11,6 +11,12 @@ PostgreSQL a lower id can commit after a higher one, so ids the cursor passed wi
 kept as gaps and looked for again for ``GAP_SECONDS``. (A state from before the columnar log kept a
 row id; rows up to it are not summarised again.)
 
+Beside the windows by count, each version keeps the **sliding window**: the latest ``count_window``
+rows, as panes of ``slide_rows`` rows (a twentieth of the window by default) whose summaries merge into
+it (panes, not a reread: each row is still summarised once). The tick returns it, measured, for the
+monitors to judge (`matchday.monitoring.loop`); it is not stored as a window. Its pane at a
+window-by-count boundary is that window's last one, so at each boundary it holds the same rows.
+
 One series' trouble is its own (`matchday.monitoring.windows.failures`): a version whose rows cannot be
 summarised, a window that cannot be merged or measured, a label that cannot be scored, is logged,
 counted and passed over; the cursor moves on and every other series' windows are written. A stored
@@ -78,6 +84,9 @@ STATE_KEY = "summarizer"
 WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
 DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
+PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (f"panes\x1f{deployment}\x1f...")
+SLIDING_ALPHA = 0.001  # the p-value tests' level in the sliding window, judged again at every step: at
+# Evidently's 0.05, hundreds of looks at dozens of features find a third of them "drifted" by chance
 DETECTOR_ERROR_MAX = 1e100  # errors fed to a detector are capped: its window sums their squares (ADWIN's
 # variance), and a label of 1e200 would make that inf, stored as null, and the detector unloadable
 
@@ -88,6 +97,7 @@ Parsed = LogColumns | Exception  # a version's rows of a batch as columns, or wh
 @dataclass
 class SummarizerConfig:
     count_window: int = 1000  # rows per window by count
+    slide_rows: int | None = None  # the sliding window's step (its panes' rows); None: a twentieth of count_window
     segments: dict[str, list[str]] = field(default_factory=dict)  # deployment (or "*") -> features to slice by
     max_segment_values: int = 20  # distinct values per feature with a series of their own; the rest pool
     batch_rows: int = 50_000  # rows read per query
@@ -102,6 +112,9 @@ class TickResult:
     rows: int = 0
     labelled_windows: int = 0
     windows: list[MetricWindow] = field(default_factory=list)  # every window written this tick
+    sliding: list[MetricWindow] = field(default_factory=list)  # the latest count_window rows of each version
+    # that had rows this tick (width of the count window, start of its oldest pane, ``summary["step"]`` the
+    # start of its newest; not stored)
     failures: list[SeriesFailure] = field(default_factory=list)  # series passed over this tick (also counted)
 
 
@@ -129,6 +142,7 @@ class Summarizer:
         self.reference_of = reference
         self.config = config or SummarizerConfig()
         self._references: dict[tuple[str, int], VersionReference | None] = {}
+        self._full_panes: dict[str, _TwoStacks] = {}  # version key -> its sliding window's full panes, merged
 
     def reference(self, model: str, version: int) -> VersionReference | None:
         key = (model, version)
@@ -140,6 +154,12 @@ class Summarizer:
                 self._references[key] = None
             # anything else (the database away) propagates: the tick fails and is retried, nothing cached
         return self._references[key]
+
+    @property
+    def slide_rows(self) -> int:
+        """The sliding window's step: rows per pane (at most the window, at least one)."""
+        n = self.config.count_window
+        return min(n, max(1, self.config.slide_rows or n // 20))
 
     # -- one tick ----------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> TickResult:
@@ -162,21 +182,30 @@ class Summarizer:
         result = TickResult()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
+        panes: dict[str, list[list[Any]]] = {}  # version key -> its sliding window's panes, as changed this tick
         # each batch summarised as it is read (memory stays bounded), the next read meanwhile; the reader
         # has set the cursors in ``state`` once the loop is through
         for batch, parts in read_ahead(self._parsed(read_ahead(self._read(state, now)))):
             result.rows += batch.num_rows
             for series, part, cols in parts:
                 with failures.guard(series, "summarise", f"{part.num_rows} rows"):
-                    self._summarise(series, cols, state, pending)
+                    self._summarise(series, cols, state, pending, panes)
         staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now, failures)}
+        result.sliding = self._sliding(panes, now, failures)
         relabelled = self._relabel(state, now, staged, failures)
         result.labelled_windows = len(relabelled)
         staged.update({w.key: w for w in relabelled})
         result.windows = list(staged.values())
         result.failures = failures.new
-        # one transaction for the windows and the cursor: a crash in between neither loses nor repeats rows
-        self.windows.put_many(result.windows, state={STATE_KEY: state, **failures.to_state()})
+        # one transaction for the windows, the panes and the cursor: a crash in between neither loses nor repeats rows
+        self.windows.put_many(
+            result.windows,
+            state={
+                STATE_KEY: state,
+                **failures.to_state(),
+                **{f"{PANES_KEY}\x1f{skey}": {"panes": kept} for skey, kept in panes.items()},
+            },
+        )
         return result
 
     def _parsed(self, batches: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, list[tuple[Series, pa.Table, Parsed]]]]:
@@ -194,7 +223,12 @@ class Summarizer:
             yield batch, parts
 
     def _summarise(
-        self, series: Series, parsed: Parsed, state: dict[str, Any], pending: dict[WindowKey, dict[str, Any]]
+        self,
+        series: Series,
+        parsed: Parsed,
+        state: dict[str, Any],
+        pending: dict[WindowKey, dict[str, Any]],
+        panes: dict[str, list[list[Any]]],
     ) -> None:
         """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
         ``pending`` nor the version's count windows in ``state`` hold a part of them."""
@@ -210,6 +244,7 @@ class Summarizer:
             deltas = _Deltas(cols, self.reference(model, version), self._configured(self.config.texts, deployment))
             self._add_time_windows(deployment, model, version, deltas, state, mine)
             self._add_count_windows(deployment, model, version, deltas, state, mine)
+            slid = self._slide(self._panes(skey, panes), deltas)
         except BaseException:
             if before is None:
                 state["counts"].pop(skey, None)
@@ -219,6 +254,61 @@ class Summarizer:
         for key, item in mine.items():
             for delta in item["deltas"]:
                 _add(pending, key, delta, item["end"])
+        panes[skey] = slid
+
+    def _panes(self, skey: str, panes: dict[str, list[list[Any]]]) -> list[list[Any]]:
+        """A version's panes as this tick left them, else as stored: [start iso, rows, summary], oldest first."""
+        if skey in panes:
+            return panes[skey]
+        stored = self.state.get(f"{PANES_KEY}\x1f{skey}") or {}
+        return [list(p) for p in stored.get("panes", [])]
+
+    def _slide(self, panes: list[list[Any]], deltas: _Deltas) -> list[list[Any]]:
+        """The panes with these rows added (a new list; ``panes`` is left as it was): the newest pane
+        filled up to ``slide_rows``, then new ones; only the panes of the latest ``count_window`` rows
+        are kept, and only their rows are summarised."""
+        cols, step = deltas.cols, self.slide_rows
+        keep = -(-self.config.count_window // step)
+        out = [list(p) for p in panes]
+        parts: list[tuple[int, np.ndarray]] = []  # (index in out, row positions) of each pane's new rows
+        i = 0
+        while i < len(cols):
+            if not out or out[-1][1] >= step:
+                start = to_datetime(int(cols.at[i]))
+                if out and datetime.fromisoformat(out[-1][0]) >= start:
+                    start = datetime.fromisoformat(out[-1][0]) + timedelta(microseconds=1)
+                out.append([start.isoformat(), 0, None])
+            take = np.arange(i, min(len(cols), i + step - out[-1][1]))
+            out[-1][1] += int(take.size)
+            parts.append((len(out) - 1, take))
+            i += int(take.size)
+        first = max(0, len(out) - keep)
+        for index, take in parts:
+            if index < first:
+                continue  # pushed out of the window by later rows of the same batch: never summarised
+            delta = settled_summary(deltas.of(take))
+            old = out[index][2]
+            out[index][2] = delta if old is None else merge_summary(old, delta)
+        return out[first:]
+
+    def _sliding(self, panes: dict[str, list[list[Any]]], now: datetime, failures: Failures) -> list[MetricWindow]:
+        """Each version's sliding window (the latest ``count_window`` rows), measured, for those with new rows.
+        The p-value tests are held to ``SLIDING_ALPHA``: the same rows are tested again at every step."""
+        out = []
+        width = count_width(self.config.count_window)
+        for skey, kept in panes.items():
+            if not kept:
+                continue
+            deployment, model, version = skey.split("\x1f")
+            series = (deployment, model, int(version))
+            with failures.guard(series, "sliding window", f"{width} at {kept[0][0]}"):
+                full = self._full_panes.setdefault(skey, _TwoStacks()).merged([(p[0], p[2]) for p in kept[:-1]])
+                merged = kept[-1][2] if full is None else merge_summary(full, kept[-1][2])
+                summary = dict(merged, step=kept[-1][0])  # the newest pane's start: which step this is
+                key = (deployment, model, int(version), "", width, datetime.fromisoformat(kept[0][0]))
+                end = datetime.fromisoformat(summary["last_at"]) if summary.get("last_at") else now
+                out.append(self._window(key, end, summary, None, now, alpha=SLIDING_ALPHA))
+        return out
 
     def _read(self, state: dict[str, Any], now: datetime) -> Iterator[pa.Table]:
         """Whole batches of the log past the cursor (first any that filled an earlier gap), answer roles only."""
@@ -443,6 +533,7 @@ class Summarizer:
         performance: dict[str, Any] | None,
         now: datetime,
         reuse_drift: dict[str, Any] | None = None,
+        alpha: float | None = None,
     ) -> MetricWindow:
         deployment, model, version, segment, width, start = key
         if width in TIME_WIDTHS:
@@ -459,6 +550,7 @@ class Summarizer:
             seconds,
             reuse_drift=reuse_drift,
             images=self.image_columns(deployment, model, version),
+            alpha=alpha,
         )
         return MetricWindow(
             deployment, model, version, segment, width, start, end, int(summary["rows"]), summary, performance, metrics
@@ -692,6 +784,45 @@ def _merged(deltas: list[dict[str, Any]]) -> dict[str, Any]:
             for i in range(0, len(deltas), 2)
         ]
     return deltas[0]
+
+
+class _TwoStacks:
+    """The merged summary of a sliding window's full panes, each pane merged about twice over its life
+    instead of once per tick (the two-stacks sliding-window aggregation): panes leave from the front,
+    which holds for each pane the merge of it and the front's later panes; they arrive at the back,
+    merged as they come; when the front runs out, the back becomes it."""
+
+    def __init__(self) -> None:
+        self.front: list[tuple[str, dict[str, Any]]] = []  # (pane start, merge of it and the later front panes)
+        self.back: list[str] = []
+        self.back_summary: dict[str, Any] | None = None
+
+    def merged(self, panes: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+        """The merge of ``panes`` ((start, summary), oldest first), which are the last call's panes
+        without some of its oldest and with new ones after (else it starts over)."""
+        if not panes:
+            return None
+        starts = [start for start, _ in panes]
+        inside = set(starts)
+        while self.front and self.front[0][0] not in inside:
+            self.front.pop(0)
+        if not self.front and self.back and self.back[0] not in inside:
+            self.back, self.back_summary = [], None  # the whole back left too: start over below
+        held = [start for start, _ in self.front] + self.back
+        if starts[: len(held)] != held or not held:
+            self.front, self.back, self.back_summary = [], [], None
+            held = []
+        for start, summary in panes[len(held) :]:
+            self.back.append(start)
+            self.back_summary = summary if self.back_summary is None else merge_summary(self.back_summary, summary)
+        if not self.front:  # the back becomes the front: each pane's merge with the ones after it
+            by_start = dict(panes)
+            suffix: dict[str, Any] | None = None
+            for start in reversed(self.back):
+                suffix = by_start[start] if suffix is None else merge_summary(by_start[start], suffix)
+                self.front.insert(0, (start, suffix))
+            self.back, self.back_summary = [], None
+        return self.front[0][1] if self.back_summary is None else merge_summary(self.front[0][1], self.back_summary)
 
 
 def _above(batch: pa.Table, floor: int) -> pa.Table:
