@@ -14,6 +14,7 @@ PARTS = [
     "matchday.rollout",
     "matchday.auth",
     "matchday.review",
+    "matchday.retrain",
     "matchday.serving",
     "matchday.dashboard",
     "matchday.demo",
@@ -69,6 +70,21 @@ def test_review_imports_only_the_faces_below_it() -> None:
             if line.startswith(("from matchday", "import matchday")):
                 module = line.split()[1]
                 assert module.startswith("matchday.review") or module in allowed, f"{path}: {line}"
+
+
+def test_retrain_imports_only_the_faces_below_it() -> None:
+    """DESIGN.md: `retrain` hands candidates to `rollout`; serving, the worker and the CLI ask it, never back."""
+    import pathlib
+
+    import matchday.retrain
+
+    allowed = ("matchday.store", "matchday.registry", "matchday.rollout", "matchday.monitoring", "matchday.errors")
+    root = pathlib.Path(matchday.retrain.__file__).parent
+    for path in root.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith(("from matchday", "import matchday")):
+                module = line.split()[1]
+                assert module.startswith("matchday.retrain") or module in allowed, f"{path}: {line}"
 
 
 def test_register_and_load_through_the_top_level(tmp_path, monkeypatch, cancer, cancer_pipeline) -> None:  # type: ignore[no-untyped-def]

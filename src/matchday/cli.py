@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from matchday.cli_access import local_actor, tokens_app, users_app
+from matchday.cli_retrain import retrain_app
 from matchday.cli_review import (
     AuditOption,
     BlindOption,
@@ -53,6 +55,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(review_app, name="review")
 app.add_typer(automation_app, name="automation")
+app.add_typer(retrain_app, name="retrain")
 
 out = Console()
 err = Console(stderr=True)
@@ -192,8 +195,16 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         return
     record = registry.get_version(parsed)
     profile = registry.get_profile(parsed)
+    chain = registry.lineage_chain(record.ref) if record.lineage else []
     if as_json:
-        out.print_json(data={**version_json(record), "signature": record.signature, "profile": profile})
+        out.print_json(
+            data={
+                **version_json(record),
+                "signature": record.signature,
+                "profile": profile,
+                "lineage_chain": [_lineage_link(v) for v in chain],
+            }
+        )
         return
     out.print(
         f"[bold]{record.ref}[/]  flavor {record.flavor}  aliases {', '.join('@' + a for a in record.aliases) or '-'}"
@@ -214,6 +225,41 @@ def models_show(ref: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         )
         table.add_row(c["name"], c["type"], "yes" if c["nullable"] else "no", span, summary)
     out.print(table)
+    if chain:
+        lineage = Table("version", "parent", "trigger", "run", "gain", "rollout", "created (UTC)", title="lineage")
+        for link in (_lineage_link(v) for v in chain):
+            rollout = link["rollout"] or {}
+            lineage.add_row(
+                link["ref"],
+                link["parent"] or "-",
+                escape(link["trigger"] or "-"),
+                str(link["run"]) if link["run"] is not None else "-",
+                f"{link['gain']:+.4f}" if link["gain"] is not None else "-",
+                f"{rollout['id']} ({rollout.get('state', '-')})" if rollout.get("id") is not None else "-",
+                link["created_at"][:19].replace("T", " "),
+            )
+        out.print(lineage)
+
+
+def _lineage_link(version: Any) -> dict[str, Any]:
+    """One version of a lineage chain: where it came from (its parent, the run and what triggered it), how it
+    did against its parent (the evaluation's gain) and the rollout it went through; an original version has
+    none of these."""
+    from matchday.retrain import trigger_text
+
+    lineage = version.lineage or {}
+    evaluation = lineage.get("evaluation") or {}
+    trigger = lineage.get("trigger")
+    return {
+        "ref": version.ref,
+        "parent": lineage.get("parent"),
+        "run": lineage.get("run"),
+        "trigger": trigger_text(trigger) if isinstance(trigger, dict) else None,
+        "gain": evaluation.get("gain"),
+        "accepted": evaluation.get("accepted"),
+        "rollout": lineage.get("rollout"),
+        "created_at": version.created_at.isoformat(),
+    }
 
 
 @models_app.command("alias")
@@ -374,6 +420,7 @@ def serve(
         err.print(f"[yellow]warning:[/] --insecure: listening on {host} with no credential: anyone may act")
         os.environ.setdefault("MATCHDAY_ALLOWED_HOSTS", "*")
     _ = ws.monitoring  # a monitor that cannot be checked stops here, with every reason, before anything starts
+    _ = ws.retrain_policies  # and so does a retraining policy with a bad field
     if workers > 1:  # every worker writes its metrics here; /metrics sums them
         import os
         import shutil
@@ -405,8 +452,17 @@ def serve(
 
 
 @app.command("worker")
-def worker_command() -> None:
-    """Run the monitoring loop, the rollout controller and the webhook sender until stopped (SIGTERM, Ctrl-C).
+def worker_command(
+    engine: Annotated[
+        str | None,
+        typer.Option(help="where trainers run: local (a child process) or ray (a Ray task); matchday.yaml's if absent"),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="the Ray cluster for --engine ray (ray.init(address=...)); a local one if absent")
+    ] = None,
+) -> None:
+    """Run the monitoring loop, the rollout controller, the webhook sender and retraining until stopped
+    (SIGTERM, Ctrl-C).
 
     `matchday serve` starts one itself; run this beside `matchday serve --no-worker` replicas (one is enough:
     each loop runs under a leader lock, so more workers stand by).
@@ -416,11 +472,24 @@ def worker_command() -> None:
 
     from matchday.worker import run_worker
 
+    if engine is not None:
+        if engine not in ("local", "ray"):
+            raise typer.BadParameter(f"{engine!r}: local or ray", param_hint="--engine")
+        os.environ["MATCHDAY_RETRAIN_ENGINE"] = engine  # the settings of this process (and its trainers' children)
+    if ray_address is not None:
+        os.environ["MATCHDAY_RAY_ADDRESS"] = ray_address
+    ws = default_workspace()
+    if ws.settings.retrain_engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise MatchdayError("--engine ray needs Ray in this environment: pip install 'matchday[ray]'")
+    _ = ws.retrain_policies  # a bad retraining policy stops the worker here, with every bad field
     logging.basicConfig(
         level=os.environ.get("MATCHDAY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    run_worker(default_workspace())
+    run_worker(ws)
 
 
 rollout_app = typer.Typer(

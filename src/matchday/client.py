@@ -1,6 +1,7 @@
 """A small Python client for a matchday server: ``Client(url).predict(...)`` and ``.feedback(...)``, and
 for a training job on another machine ``.register_model(...)``, ``.set_alias(...)``, ``.deploy(...)``
-and ``.start_rollout(...)`` (with an operator's token)."""
+and ``.start_rollout(...)`` (with an operator's token); for operators, retraining's runs (``.retrain_runs()``,
+``.retrain(...)``, ``.approve_retrain(...)``...)."""
 
 from __future__ import annotations
 
@@ -177,14 +178,50 @@ class Client:
     def suggest_automation(self, deployment: str) -> dict[str, Any]:
         return self._get(f"/v1/deployments/{_segment(deployment)}/automation/suggest")
 
+    # -- retraining (reading: a viewer's token; run, approve, cancel: an operator's) ----------------------
+    def retrain_runs(self, deployment: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Retraining runs, newest first (of ``deployment`` only, if given)."""
+        params: dict[str, Any] = {"limit": limit}
+        if deployment is not None:
+            params["deployment"] = deployment
+        runs: list[dict[str, Any]] = self._get("/v1/retrain/runs", params)["runs"]
+        return runs
+
+    def retrain_run(self, run_id: int) -> dict[str, Any]:
+        """One run in full: trigger, steps, data snapshot, evaluation, rollout (docs/retraining.md)."""
+        return self._get(f"/v1/retrain/runs/{int(run_id)}")
+
+    def retrain(self, deployment: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Queue a retraining run of ``deployment``'s policy now; `ServerError` 409 while one is in progress."""
+        return self._post(f"/v1/deployments/{_segment(deployment)}/retrain", {"reason": reason})
+
+    def approve_retrain(self, run_id: int, *, reason: str | None = None) -> dict[str, Any]:
+        """Let a run awaiting approval roll its candidate out."""
+        return self._post(f"/v1/retrain/runs/{int(run_id)}/approve", {"reason": reason})
+
+    def cancel_retrain(self, run_id: int, *, reason: str | None = None) -> dict[str, Any]:
+        """End a run (a rollout it started is rolled back)."""
+        return self._post(f"/v1/retrain/runs/{int(run_id)}/cancel", {"reason": reason})
+
+    def retrain_policy(self, deployment: str) -> dict[str, Any]:
+        """``deployment``'s effective retraining policy, defaults filled in (durations in seconds)."""
+        policy: dict[str, Any] = self._get(f"/v1/deployments/{_segment(deployment)}/retrain/policy")["policy"]
+        return policy
+
+    def simulate_retraining(self, deployment: str, *, since: str = "30d", until: str | None = None) -> dict[str, Any]:
+        """The dry run: when the policy would have fired since ``since`` (``30d`` or an ISO time), what its
+        guards would have stopped, and the labelled rows each run would have had."""
+        params = {"since": since, **({"until": until} if until is not None else {})}
+        return self._get(f"/v1/deployments/{_segment(deployment)}/retrain/simulate", params)
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return _answer(self._http.post(path, json=body))
 
     def _put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return _answer(self._http.put(path, json=body))
 
-    def _get(self, path: str) -> dict[str, Any]:
-        return _answer(self._http.get(path))
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _answer(self._http.get(path, params=params))
 
     def close(self) -> None:
         self._http.close()

@@ -54,6 +54,14 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v1/review/items/{review_id}", "reviewer"),
     ("POST", "/v1/review/items/{review_id}/decide", "reviewer"),
     ("POST", "/v1/review/items/{review_id}/release", "reviewer"),
+    # retraining: reading its runs and policies is a viewer's, acting on them an operator's (as rollouts)
+    ("GET", "/v1/retrain/runs", "viewer"),
+    ("GET", "/v1/retrain/runs/{run_id}", "viewer"),
+    ("POST", "/v1/deployments/{name}/retrain", "operator"),
+    ("POST", "/v1/retrain/runs/{run_id}/approve", "operator"),
+    ("POST", "/v1/retrain/runs/{run_id}/cancel", "operator"),
+    ("GET", "/v1/deployments/{name}/retrain/policy", "viewer"),
+    ("GET", "/v1/deployments/{name}/retrain/simulate", "viewer"),
     # monitoring
     ("GET", "/v1/deployments/{name}/metrics", "viewer"),
     ("GET", "/v1/monitors", "viewer"),

@@ -1,6 +1,7 @@
 """Retraining: policies, triggers, the training contract (`TrainingData`), runs with resumable steps,
 evaluation against the champion, and the hand-over of an accepted candidate to `rollout`."""
 
+from matchday.retrain.as_json import RunJson, policy_json, run_json, trigger_text
 from matchday.retrain.data import ChampionArtifact, TrainingData
 from matchday.retrain.engines import Engine, LocalEngine, RayEngine, engine_named
 from matchday.retrain.errors import (
@@ -16,7 +17,7 @@ from matchday.retrain.guards import PastRun, blocked, rejections_in_a_row
 from matchday.retrain.jobs import FINISHED, RunParts, RunSteps
 from matchday.retrain.policy import RetrainPolicy, parse_policies
 from matchday.retrain.retraining import Retraining
-from matchday.retrain.simulate import Simulation, simulate
+from matchday.retrain.simulate import Simulation, period_start, simulate
 from matchday.store import RetrainAlreadyActive, RetrainRunNotFound, RetrainRunRecord
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "RetrainRunNotFound",
     "RetrainRunRecord",
     "Retraining",
+    "RunJson",
     "RunParts",
     "RunSteps",
     "Simulation",
@@ -47,7 +49,11 @@ __all__ = [
     "evaluate",
     "paired_interval",
     "parse_policies",
+    "period_start",
+    "policy_json",
     "rejections_in_a_row",
     "row_scores",
+    "run_json",
     "simulate",
+    "trigger_text",
 ]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from matchday.retrain.guards import PastRun, blocked
 from matchday.retrain.policy import RetrainPolicy
+from matchday.rollout import parse_duration
 
+MAX_PERIOD_DAYS = 3660  # a dry run looks back at most ten years
 Verdicts = Callable[[str, datetime], list[tuple[datetime, bool | None, float | None]]]  # (monitor, since)
 CountLabels = Callable[..., int]
 
@@ -52,6 +54,33 @@ class Simulation:
         for t in out["triggers"]:
             t["at"] = t["at"].isoformat()
         return out
+
+
+def period_start(since: str, now: datetime) -> datetime:
+    """When a dry run starts: ``since`` is a duration back from ``now`` (``30d``, ``12h``) or an ISO 8601 time
+    (UTC when it names no zone). A ValueError says what is wrong.
+
+    >>> period_start("30d", datetime(2026, 3, 31, tzinfo=UTC)).isoformat()
+    '2026-03-01T00:00:00+00:00'
+    >>> period_start("2026-03-01T12:00", datetime(2026, 3, 31, tzinfo=UTC)).isoformat()
+    '2026-03-01T12:00:00+00:00'
+    """
+    text = since.strip()
+    try:
+        start = now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{since!r} is neither a duration (30d, 12h) nor an ISO 8601 time") from None
+        start = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{since!r} reaches back more than {MAX_PERIOD_DAYS} days") from None
+    if start >= now:
+        raise ValueError(f"{since!r} is not in the past")
+    if now - start > timedelta(days=MAX_PERIOD_DAYS):
+        raise ValueError(f"{since!r} reaches back more than {MAX_PERIOD_DAYS} days")
+    return start
 
 
 def simulate(

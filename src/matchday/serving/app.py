@@ -30,7 +30,7 @@ from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.review_gauges import ReviewGauges
-from matchday.serving.routes import monitoring, registry, review, rollouts, v1, v2
+from matchday.serving.routes import monitoring, registry, retrain, review, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
@@ -53,6 +53,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
         log_store = ws.prediction_log
         rollouts = ws.rollouts
         monitoring = ws.monitoring  # read by the API (it runs in the worker); a bad monitor stops the start here
+        retraining = ws.retraining  # and so does a bad retraining policy, with every bad field
         alerts = ws.alerts
         writer = ws.server_log_writer()
         writer.start()
@@ -86,6 +87,8 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
                 writer=writer,
                 review=ws.review,
                 automation=ws.automation,
+                retraining=retraining,
+                simulate_retraining=ws.simulate_retraining,
             )
             loop = asyncio.get_running_loop()
             tasks = [
@@ -128,6 +131,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     app.include_router(rollouts.router(parts, bodies))
     app.include_router(monitoring.router(parts, bodies))
     app.include_router(review.router(parts, bodies))
+    app.include_router(retrain.router(parts, bodies))
     app.include_router(v2.router(parts, bodies))
     app.include_router(
         registry.router(

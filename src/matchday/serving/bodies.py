@@ -220,3 +220,12 @@ class ReviewReleaseBody(BaseModel):
     reviewer: str | None = Field(
         default=None, max_length=100, description="on a server without credentials only: who held it"
     )
+
+
+class RetrainBody(BaseModel):
+    """``POST /v1/deployments/{name}/retrain`` and ``POST /v1/retrain/runs/{run_id}/approve|cancel`` (the
+    body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000, description="kept with the run and its event")

@@ -24,9 +24,10 @@ _WHY = {
     "400": "the body is not what the route reads (not JSON, wrong shape)",
     "401": "no credential, or an unknown, expired or revoked one",
     "403": "the caller lacks the role or the deployment; or a browser's request from another site",
-    "404": "no such deployment, model, version or rollout",
+    "404": "no such deployment, model, version, rollout or retraining run; or no retraining policy",
     "408": "the body stalled past the body timeout",
-    "409": "the state does not allow it (no rollout in progress, already serving that version)",
+    "409": "the state does not allow it (no rollout in progress, already serving that version, a retraining "
+    "run already in progress or not awaiting approval)",
     "413": "the body or its rows are over the limit",
     "415": "a body type another site's page could send unasked",
     "422": "values that do not fit the signature, or labels the model could never predict",
@@ -62,6 +63,8 @@ def statuses_of(method: str, path: str, has_body: bool, table: RouteTable | None
         out.add("404")
     if path.startswith("/v1/review") or "/automation" in path or "/decisions/" in path:
         out |= {"400", "404", "409"}  # no such item or answer; a decision on an item settled or claimed by another
+    if "/retrain" in path:
+        out |= {"400", "404", "409"}  # a bad ?since=; no such run or policy; a run in progress, not awaiting approval
     return out
 
 

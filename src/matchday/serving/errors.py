@@ -80,6 +80,7 @@ class PortUnavailable(ServingError):
 def status_for(exc: MatchdayError) -> int:
     """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours."""
     from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
+    from matchday.retrain import InvalidPolicy, NoPolicy, RetrainConflict, RetrainError
     from matchday.review import ReviewError
     from matchday.rollout import NothingToDo, RolloutError
     from matchday.store import Conflict, NotFound, StoreUnavailable
@@ -98,9 +99,13 @@ def status_for(exc: MatchdayError) -> int:
         (BadRequest, 400),
         (InvalidModelRef, 400),
         (NotFound, 404),
+        (NoPolicy, 404),
         (StoreUnavailable, 503),
         (Conflict, 409),
         (NothingToDo, 409),
+        (RetrainConflict, 409),
+        (InvalidPolicy, 400),
+        (RetrainError, 400),
         (ArtifactError, 500),
         (RolloutError, 400),
         (RegistryError, 400),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -9,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from matchday.monitoring import LogWriter, MonitoringLoop
+from matchday.retrain import Retraining, Simulation
 from matchday.review import Automation, ReviewQueue
 from matchday.rollout import Rollouts
 from matchday.serving.body_reader import BodyReader
@@ -18,6 +21,7 @@ from matchday.serving.metrics import ServingMetrics
 from matchday.serving.service import PredictionService
 from matchday.store import AlertStore
 
+SimulateRetraining = Callable[[str, datetime, datetime | None], Simulation]  # deployment, since, until
 Schemas = dict[str, Any]  # the request bodies' JSON schemas by name, for the OpenAPI document's components
 
 
@@ -40,6 +44,8 @@ class Parts:
     writer: LogWriter
     review: ReviewQueue
     automation: Automation
+    retraining: Retraining
+    simulate_retraining: SimulateRetraining
 
     def __init__(self, body: BodyReader) -> None:
         self.body = body  # the bodies' limits: size, and how long a client may stall sending one
@@ -56,11 +62,14 @@ class Parts:
         writer: LogWriter,
         review: ReviewQueue,
         automation: Automation,
+        retraining: Retraining,
+        simulate_retraining: SimulateRetraining,
     ) -> None:
         """The lifespan's parts, not yet warm."""
         self.service, self.rollouts, self.monitoring = service, rollouts, monitoring
         self.alerts, self.metrics, self.writer = alerts, metrics, writer
         self.review, self.automation = review, automation
+        self.retraining, self.simulate_retraining = retraining, simulate_retraining
         self.ready = False
 
 

@@ -1,0 +1,79 @@
+"""What the tests of retraining's surfaces (CLI, HTTP) share: a policy that runs in seconds, matchday.yaml
+holding it, the champion deployed, and labelled answers of the new concept in the log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from retrain_support import champion_model, flipped_stream
+from rollout_support import cancer_frame
+
+from matchday.workspace import Workspace
+
+
+def policy(deployment: str = "cancer", **over: Any) -> dict[str, Any]:
+    """A policy these tests can run in seconds: the schedule's ticks give the dry run something to replay."""
+    base: dict[str, Any] = {
+        "deployment": deployment,
+        "trainer": "retrain_support:train",
+        "triggers": {"monitors": ["accuracy-drop"], "schedule": "6h"},
+        "data": {"reference": False, "production": {"window": "1d"}},
+        "holdout": {"newest": 0.25, "min_rows": 40},
+        "rollout": {"steps": [50, 100], "interval": "1s", "min_requests": 20, "gates": {"min_labels": 20}},
+        "guards": {"approval": "before_rollout"},
+    }
+    return {**base, **over}
+
+
+def write_config(folder: Path, *policies: dict[str, Any]) -> Path:
+    path = folder / "matchday.yaml"
+    path.write_text(yaml.safe_dump({"retrain": list(policies)}, sort_keys=False))
+    return path
+
+
+def set_up(ws: Workspace, deployment: str = "cancer") -> None:
+    """The champion (cancer:1, trained on the old concept) deployed as ``deployment``."""
+    if not ws.registry.list_models():
+        X, y = cancer_frame()
+        ws.registry.register(
+            "cancer",
+            champion_model(),
+            reference=X.head(200).assign(label=y.head(200)),
+            target="label",
+            alias="champion",
+        )
+    ws.deployments.deploy(deployment, "cancer@champion")
+
+
+def log_labelled(ws: Workspace, deployment: str, n: int) -> None:
+    """``n`` answers of the champion, logged half an hour ago, each labelled by the new concept."""
+    frame, labels = flipped_stream(n)
+    predictions = champion_model().predict(frame)
+    at = datetime.now(UTC) - timedelta(minutes=30)
+    rows = [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": None,
+            "deployment": deployment,
+            "model": "cancer",
+            "version": 1,
+            "at": at + timedelta(milliseconds=100 * i),
+            "inputs": record,
+            "prediction": int(predictions[i]),
+            "probabilities": None,
+            "latency_seconds": 0.01,
+            "routing": {"plan": "single"},
+            "role": "served",
+            "error": None,
+            "shadow_of": None,
+        }
+        for i, record in enumerate(frame.to_dict("records"))
+    ]
+    ws.prediction_log.insert(rows)
+    ws.prediction_log.apply_labels(
+        deployment, [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
+    )
