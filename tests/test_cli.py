@@ -183,7 +183,8 @@ def test_errors_are_one_line_and_exit_1(env, files, tmp_path) -> None:  # type: 
     expect_error(run(env, "models", "show", "m@prod"), "has no alias 'prod'")
     expect_error(run(env, "models", "show", "m:x"), "not a model reference")
 
-    blob = next(p for p in (tmp_path / "artifacts").rglob("*") if p.is_file())
+    model_sha = json.loads(run(env, "models", "show", "m:1", "--json").stdout)["artifact_sha256"]
+    blob = next(p for p in (tmp_path / "artifacts").rglob(model_sha) if p.is_file())  # not the reference rows' blob
     blob.write_bytes(blob.read_bytes() + b"tampered")
     expect_error(run(env, "models", "verify", "m:1"), "was changed after registration")
 
