@@ -29,7 +29,16 @@ from matchday.monitoring import (
     parse_monitors,
 )
 from matchday.registry import ArtifactStore, Registry, Signature
-from matchday.retrain import Retraining, RetrainPolicy, RunParts, Simulation, engine_named, parse_policies, simulate
+from matchday.retrain import (
+    Retraining,
+    RetrainPolicy,
+    RunParts,
+    Simulation,
+    engine_named,
+    parse_policies,
+    past_run,
+    simulate,
+)
 from matchday.review import Automation, AutomationLevel, AutomationPolicy, ReviewMonitors, ReviewQueue, policy_of
 from matchday.rollout import Deployments, NothingToDo, Rollouts
 from matchday.store import (
@@ -214,6 +223,7 @@ class Workspace:
             lambda *a, **k: self.prediction_log.count_labelled(*a, **k),
             since,
             until or datetime.now(UTC),
+            [past_run(r) for r in self.retraining.runs(deployment, limit=50)],
         )
 
     @cached_property

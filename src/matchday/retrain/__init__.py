@@ -13,7 +13,7 @@ from matchday.retrain.errors import (
     TrainerFailed,
 )
 from matchday.retrain.evaluation import Evaluation, evaluate, paired_interval, row_scores
-from matchday.retrain.guards import PastRun, blocked, rejections_in_a_row
+from matchday.retrain.guards import PastRun, blocked, past_run, rejections_in_a_row
 from matchday.retrain.jobs import FINISHED, RunParts, RunSteps
 from matchday.retrain.policy import RetrainPolicy, parse_policies
 from matchday.retrain.retraining import Retraining
@@ -48,6 +48,7 @@ __all__ = [
     "engine_named",
     "evaluate",
     "paired_interval",
+    "past_run",
     "parse_policies",
     "period_start",
     "policy_json",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from matchday.retrain.policy import Guards
+from matchday.store import RetrainRunRecord
 
 FINISHED = ("promoted", "rejected", "failed", "cancelled")
 
@@ -22,6 +23,10 @@ class PastRun:
     created_at: datetime
     finished_at: datetime | None
     manual: bool = False
+
+
+def past_run(run: RetrainRunRecord) -> PastRun:
+    return PastRun(run.state, run.created_at, run.finished_at, manual=run.trigger.get("kind") == "manual")
 
 
 def blocked(guards: Guards, past: list[PastRun], now: datetime) -> str | None:

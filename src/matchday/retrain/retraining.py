@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from matchday.retrain.errors import NoPolicy, RetrainConflict
-from matchday.retrain.guards import PastRun, blocked
+from matchday.retrain.guards import blocked, past_run
 from matchday.retrain.jobs import RunParts, RunSteps
 from matchday.retrain.policy import RetrainPolicy
 from matchday.store import AlertRecord, EventStore, RetrainRunRecord, RolloutNotFound
@@ -122,7 +122,7 @@ class Retraining:
         trigger = given or self._due(deployment, policy, last, now)
         if trigger is None:
             return None
-        why_not = blocked(policy.guards, [_past(r) for r in past], now)
+        why_not = blocked(policy.guards, [past_run(r) for r in past], now)
         if why_not is None and policy.triggers.min_new_labels:
             fresh = self.parts.log.count_labelled(
                 deployment, labelled_since=last.created_at if last is not None else None
@@ -184,10 +184,6 @@ def _alert_trigger(alert: AlertRecord) -> dict[str, Any]:
         "value": alert.value,
         "message": alert.message,
     }
-
-
-def _past(run: RetrainRunRecord) -> PastRun:
-    return PastRun(run.state, run.created_at, run.finished_at, manual=run.trigger.get("kind") == "manual")
 
 
 def _describe(trigger: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from matchday.rollout import parse_duration
 MAX_PERIOD_DAYS = 3660  # a dry run looks back at most ten years
 Verdicts = Callable[[str, datetime], list[tuple[datetime, bool | None, float | None]]]  # (monitor, since)
 CountLabels = Callable[..., int]
+MAX_MOMENTS = 2000  # triggers replayed at most (each costs two counts): a 1s schedule over a year is not
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,11 @@ def simulate(
     count_labels: CountLabels,
     since: datetime,
     until: datetime,
+    history: list[PastRun] | None = None,
 ) -> Simulation:
     """``breaches``: each trigger monitor's breaches in a row to open an alert; ``verdicts(monitor, since)``
-    its verdicts on the stored windows: (window end, breached or None when it could not judge, value)."""
+    its verdicts on the stored windows: (window end, breached or None when it could not judge, value);
+    ``history``: the deployment's real runs that began before ``since`` (the guards start from them)."""
     report = Simulation(deployment, since, until)
     moments: list[tuple[datetime, str]] = []
     for name in policy.triggers.monitors:
@@ -113,11 +116,15 @@ def simulate(
                 streak, open_ = 0, False
     if policy.triggers.schedule is not None:
         tick = since + timedelta(seconds=policy.triggers.schedule)
-        while tick <= until:
+        while tick <= until and len(moments) < MAX_MOMENTS:
             moments.append((tick, "schedule"))
             tick += timedelta(seconds=policy.triggers.schedule)
-    past: list[PastRun] = []
-    last_run: datetime | None = None
+        if tick <= until:
+            report.notes.append(
+                f"the schedule ticks more than {MAX_MOMENTS} times in this period: replayed up to {tick:%Y-%m-%d %H:%M}"
+            )
+    past: list[PastRun] = [r for r in (history or []) if r.created_at < since]
+    last_run: datetime | None = max((r.created_at for r in past), default=None)
     window = timedelta(seconds=policy.data.production.window)
     for at, what in sorted(moments):
         labelled = min(
