@@ -141,43 +141,17 @@ class Traffic:
         self._thread.join(60)
 
 
-_workspaces: dict[str, Workspace] = {}
-
-
 def runs(url: str) -> list[dict[str, Any]]:
-    """The runs, newest first, as the worker wrote them (read from the database the server uses)."""
-    ws = _workspaces[url]
-    return [
-        {
-            "id": r.id,
-            "state": r.state,
-            "trigger": r.trigger,
-            "candidate": r.candidate,
-            "reason": r.reason,
-            "steps": r.steps,
-            "evaluation": r.evaluation,
-            "snapshot": r.snapshot,
-            "rollout_id": r.rollout_id,
-        }
-        for r in ws.retraining.runs()
-    ]
+    """The runs, newest first, as the API answers them."""
+    answer = http.get(f"{url}/v1/retrain/runs", timeout=10)
+    answer.raise_for_status()
+    return list(answer.json()["runs"])
 
 
 class server(ServerProcess):  # noqa: N801 - used as `with server(...) as srv`
     def __init__(self, home: Path, database_url: str, **kw: Any) -> None:
         env = {"MATCHDAY_MONITOR_INTERVAL": "0.5", "MATCHDAY_CONTROLLER_INTERVAL": "0.5", **kw.pop("env", {})}
         super().__init__(home, database_url, env=env, **kw)
-
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        started = super().start(timeout)
-        _workspaces[self.url] = Workspace(_settings(self.home, self.database_url))
-        return started
-
-    def stop(self, graceful: bool = True, timeout: float = 60.0) -> int | None:
-        ws = _workspaces.pop(self.url, None)
-        if ws is not None:
-            ws.close()
-        return super().stop(graceful, timeout)
 
 
 def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
@@ -201,7 +175,7 @@ def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
             wait_until(lambda: traffic.sent >= traffic_after + 400, timeout=120, what="traffic after promotion")
         finally:
             traffic.stop()
-        detail = next(r for r in runs(srv.url) if r["id"] == done["id"])
+        detail = http.get(f"{srv.url}/v1/retrain/runs/{done['id']}", timeout=10).json()
     states = [s["state"] for s in detail["steps"]]
     assert states[0] == "queued" and "evaluating" in states and states[-1] == "promoted"
     assert detail["evaluation"]["accepted"] and detail["evaluation"]["gain"] > 0.2
