@@ -21,11 +21,15 @@ PAGES = (
     "/models/demo-fraud",
     "/alerts",
     "/review",
+    "/retrain",
 )
 
 
 def serve(console: Console, ws: Workspace, port: int = 8000) -> None:
-    """Serve until Ctrl-C, with the payments monitors the alerts came from (so each alert shows its monitor)."""
+    """Serve until Ctrl-C, with the payments monitors the alerts came from (so each alert shows its monitor).
+
+    Without the checkout's retraining policy: /retrain lists step 10's run, but this server's worker does
+    not retrain (an alert the lockdown left firing would start a run on an empty window an hour later)."""
     settings: dict[str, Any] = {"monitors": demo_monitors(), "monitoring": MonitoringSettings(count_window=WINDOW)}
     with running_server(ws, port=port, **settings) as url:
         console.print("the pages read the windows the monitoring loop stored; they refresh every 10 s:")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rich.console import Console
 
-from matchday.demo.fraud import transactions
+from matchday.demo.fraud import fraud_pipeline, transactions
 from matchday.registry import ModelNotFound
 from matchday.workspace import Workspace, default_workspace
 
@@ -22,20 +22,10 @@ DEMO_MODELS = ("demo-fraud", "demo-digits")
 
 def train_fraud_model(seed: int = 0) -> tuple[Pipeline, pd.DataFrame, float]:
     """A scikit-learn pipeline (one-hot + gradient boosting) on synthetic transactions."""
-    from sklearn.compose import make_column_transformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
     data = transactions(20_000, seed=seed).to_pandas()
     train, test = data.iloc[:15_000], data.iloc[15_000:]
     features = ["amount", "hour", "merchant", "country", "card_present"]
-    model = make_pipeline(
-        make_column_transformer(
-            (OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]), remainder="passthrough"
-        ),
-        HistGradientBoostingClassifier(max_iter=100, random_state=seed),
-    ).fit(train[features], train["is_fraud"])
+    model = fraud_pipeline(seed=seed).fit(train[features], train["is_fraud"])
     accuracy = float((model.predict(test[features]) == test["is_fraud"]).mean())
     return model, train, accuracy
 
@@ -157,7 +147,12 @@ def run(console: Console, workspace: Workspace | None = None, *, serve: bool = T
 
     review.run(console, ws)
 
-    console.rule("10. the dashboard")
+    console.rule("10. close the loop: a lockdown, the accuracy alert, retraining unattended, a promotion")
+    from matchday.demo import retraining
+
+    retraining.run(console, ws)
+
+    console.rule("11. the dashboard")
     if not serve:
         console.print("not serving the dashboard (--no-serve); `matchday serve` serves it at http://127.0.0.1:8000/")
         return
