@@ -108,8 +108,8 @@ def stage(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     second = retraining.run("cancer", actor="user:tess")
     assert [retraining.tick()[0][1] for _ in range(2)] == ["trained", "awaiting_approval"]
     assert retraining.get(second.id).parent == "cancer:2"
-    for name, role in (("olga", "operator"), ("vera", "viewer")):
-        ws.access.add_user(name, PASSWORD, [role], "test")
+    for name, roles in (("olga", ["operator", "reviewer"]), ("vera", ["viewer"])):  # olga also reviews
+        ws.access.add_user(name, PASSWORD, roles, "test")
     yield Stage(ws, first.id, second.id)  # the app's lifespan closes the workspace
 
 
@@ -210,8 +210,11 @@ def test_an_operator_approves_and_cancels_a_viewer_may_not(client: TestClient, s
     refused = client.post(f"{path}/approve", data={"csrf_token": csrf_of(page)}, headers={"Origin": ORIGIN})
     assert refused.status_code == 403 and "needs the operator role" in refused.text
     assert ws.retraining.get(run_id).state == "awaiting_approval"
-    # an operator: the buttons; a form without the session's token, or from another site, changes nothing
+    # an operator: the review page lists it among what waits for people; the run page has the buttons;
+    # a form without the session's token, or from another site, changes nothing
     log_in(client, "olga")
+    queues = client.get("/review").text
+    assert f'data-run="{run_id}"' in queues and f'href="/retrain/{run_id}"' in queues
     page = client.get(path).text
     assert 'id="approve"' in page and 'id="cancel"' in page
     csrf = csrf_of(page.split('id="actions"')[1])
@@ -242,6 +245,9 @@ def test_an_operator_approves_and_cancels_a_viewer_may_not(client: TestClient, s
     assert answer.status_code == 303
     cancelled = ws.retraining.get(run_id)
     assert cancelled.state == "cancelled" and cancelled.reason == "cancelled by user:olga"
+    assert (
+        f'data-run="{run_id}"' not in client.get("/review").text and 'id="no-candidates"' in client.get("/review").text
+    )
     assert client.post(f"{path}/cancel", data={"csrf_token": csrf}, headers={"Origin": ORIGIN}).status_code == 409
     assert client.post(f"{path}/explode", data={"csrf_token": csrf}, headers={"Origin": ORIGIN}).status_code == 404
     assert (

@@ -542,7 +542,17 @@ class DashboardPages:
                     "stats": self._day(review, d.name),
                 }
             )
-        return {"queues": rows}
+        return {"queues": rows, "candidates": self._awaiting_approval()}
+
+    def _awaiting_approval(self) -> list[dict[str, Any]]:
+        """Retrained candidates an operator must approve before their rollout: people's other queue."""
+        if self.retraining is None:
+            return []
+        try:
+            runs = self.retraining().awaiting_approval()
+        except InvalidPolicy:
+            return []  # the retraining pages say why
+        return [run_row(r) for r in runs]
 
     @staticmethod
     def _day(review: ReviewQueue, name: str) -> dict[str, Any]:

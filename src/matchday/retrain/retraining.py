@@ -54,6 +54,10 @@ class Retraining:
     def get(self, run_id: int) -> RetrainRunRecord:
         return self.parts.store.get(run_id)
 
+    def awaiting_approval(self) -> list[RetrainRunRecord]:
+        """Runs whose candidate waits for an operator before its rollout (the review page lists them)."""
+        return [r for r in self.parts.store.all_active() if r.state == "awaiting_approval"]
+
     # -- acting --------------------------------------------------------------------------------
     def run(self, deployment: str, actor: str, reason: str | None = None) -> RetrainRunRecord:
         """Start a run now, by hand: guards other than one run at a time do not apply (and it restarts triggers
