@@ -165,6 +165,15 @@ def test_guards_cooldown_daily_cap_and_rejection_streak() -> None:
     assert "in progress" in (blocked(guards, [PastRun("training", _at(0), None)], _at(100)) or "")
 
 
+def test_a_policy_that_sets_the_divergence_limit_keeps_it() -> None:
+    from matchday.retrain import RetrainPolicy
+
+    plan = RetrainPolicy.model_validate(
+        policy(rollout={"steps": [50, 100], "gates": {"max_prediction_divergence": 0.3}})
+    )
+    assert plan.plan().gates.max_prediction_divergence == 0.3 and plan.plan().judged_only
+
+
 def test_a_schedule_trigger_waits_for_new_labels_then_the_cooldown(ws: Workspace) -> None:
     retraining = Retraining(
         {"cancer": ws.retraining.policy("cancer").model_copy(update={"triggers": _triggers(schedule=1, labels=300)})},
@@ -182,7 +191,9 @@ def test_a_schedule_trigger_waits_for_new_labels_then_the_cooldown(ws: Workspace
     assert outcome == "trained"
     retraining.cancel(run_id, "tester", "enough")
     assert retraining.tick(later + timedelta(seconds=5)) == []  # cooldown 1h after the cancelled run
-    assert "cooldown" in ws.events.list("cancer", kinds=("retrain_suppressed",))[0].reason
+    assert retraining.tick(later + timedelta(seconds=6)) == []
+    said = ws.events.list("cancer", kinds=("retrain_suppressed",))
+    assert "cooldown" in said[0].reason and not any("cooldown" in e.reason for e in said[1:])  # said once
 
 
 def _triggers(schedule: float, labels: int) -> Any:
@@ -231,6 +242,8 @@ def test_approval_before_rollout_waits_for_an_operator(ws: Workspace) -> None:
     assert [o for _, o in ws.retraining.tick()] == ["rollout_started"]
     rollout = ws.rollouts.active("cancer")
     assert rollout.candidate == ws.retraining.get(run.id).candidate and rollout.plan["judged_only"]
+    assert rollout.plan["gates"]["max_prediction_divergence"] == 1.0  # a new concept answers differently
+    assert rollout.plan["gates"]["min_labels"] == 20  # the policy's own gates kept
     ws.retraining.cancel(run.id, "tester", "changed my mind")
     assert ws.rollouts.store.get(rollout.id).state == "rolled_back"
     assert ws.deployments.route("cancer").primary.version == 1

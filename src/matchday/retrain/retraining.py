@@ -134,7 +134,7 @@ class Retraining:
             if fresh < policy.triggers.min_new_labels:
                 why_not = f"min_new_labels: {fresh} labels since the last run, {policy.triggers.min_new_labels} needed"
         if why_not is not None:
-            said = f"{trigger.get('alert') or trigger['kind']}: {why_not.partition(';')[0]}"
+            said = f"{trigger.get('alert') or trigger['kind']}: {why_not.partition(':')[0]}"  # the guard, not its countdown
             if self._said.get(deployment) != said:
                 self._said[deployment] = said
                 self.events.add(
