@@ -90,6 +90,22 @@ def setup_champion(home: Path, database_url: str) -> float:
         ws.close()
 
 
+def labelled_after(home: Path, database_url: str, candidate: str) -> tuple[int, float]:
+    """Labelled rows, and how many of them were right, in the promoted version's count windows."""
+    ws = Workspace(_settings(home, database_url))
+    try:
+        number = int(candidate.partition(":")[2])
+        after = [
+            w
+            for w in ws.windows.series("cancer", f"{COUNT}rows", segment="", version=number, model="cancer")
+            if w.metrics.get("labelled") and w.metrics.get("accuracy") is not None
+        ]
+        labelled = sum(w.metrics["labelled"] for w in after)
+        return labelled, sum(w.metrics["accuracy"] * w.metrics["labelled"] for w in after)
+    finally:
+        ws.close()
+
+
 def _settings(home: Path, database_url: str) -> Any:
     from matchday.config import load_settings
 
@@ -170,9 +186,12 @@ def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
                 what="the run to end",
             )
             assert done["state"] == "promoted", done
-            traffic_after = traffic.sent
             candidate = done["candidate"]
-            wait_until(lambda: traffic.sent >= traffic_after + 400, timeout=120, what="traffic after promotion")
+            wait_until(
+                lambda: labelled_after(tmp_path, database_url, candidate)[0] >= 300,
+                timeout=180,
+                what="300 labelled rows of the promoted version in its windows",
+            )
         finally:
             traffic.stop()
         detail = http.get(f"{srv.url}/v1/retrain/runs/{done['id']}", timeout=10).json()
@@ -193,15 +212,7 @@ def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
         analysis_gates = {g["name"]: g["outcome"] for g in (rollout.analysis or {}).get("gates", [])}
         assert analysis_gates and all(o == "pass" for o in analysis_gates.values()), analysis_gates
         # accuracy in the windows after promotion: back within 2 points of the reference
-        number = int(candidate.partition(":")[2])
-        after = [
-            w
-            for w in ws.windows.series("cancer", f"{COUNT}rows", segment="", version=number, model="cancer")
-            if w.metrics.get("labelled")
-        ]
-        labelled = sum(w.metrics["labelled"] for w in after)
-        correct = sum(w.metrics["accuracy"] * w.metrics["labelled"] for w in after)
-        assert labelled >= 300, labelled
+        labelled, correct = labelled_after(tmp_path, database_url, candidate)
         assert abs(correct / labelled - reference_accuracy) <= 0.02, (correct / labelled, reference_accuracy)
     finally:
         ws.close()
