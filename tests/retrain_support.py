@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from matchday.retrain import TrainingData
+
+if TYPE_CHECKING:
+    from matchday.workspace import Workspace
 
 
 def train(data: TrainingData) -> Any:
@@ -66,3 +71,34 @@ def flipped_stream(n: int, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
 
 def champion_model() -> Any:
     return fitted("base")[0]
+
+
+def log_labelled(ws: Workspace, n: int, *, deployment: str = "cancer", start: datetime | None = None) -> None:
+    """``n`` answers of cancer:1 logged (half an hour ago unless ``start``), each labelled by feedback in the
+    new concept of `flipped_stream`."""
+    frame, labels = flipped_stream(n)
+    predictions = champion_model().predict(frame)
+    at = start or datetime.now(UTC) - timedelta(minutes=30)
+    rows = [
+        {
+            "request_id": str(uuid.uuid4()),
+            "entity_id": None,
+            "deployment": deployment,
+            "model": "cancer",
+            "version": 1,
+            "at": at + timedelta(milliseconds=100 * i),
+            "inputs": record,
+            "prediction": int(predictions[i]),
+            "probabilities": None,
+            "latency_seconds": 0.01,
+            "routing": {"plan": "single"},
+            "role": "served",
+            "error": None,
+            "shadow_of": None,
+        }
+        for i, record in enumerate(frame.to_dict("records"))
+    ]
+    ws.prediction_log.insert(rows)
+    ws.prediction_log.apply_labels(
+        deployment, [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
+    )

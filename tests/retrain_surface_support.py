@@ -3,13 +3,11 @@ holding it, the champion deployed, and labelled answers of the new concept in th
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from retrain_support import champion_model, flipped_stream
+from retrain_support import champion_model
 from rollout_support import cancer_frame
 
 from matchday.workspace import Workspace
@@ -47,33 +45,3 @@ def set_up(ws: Workspace, deployment: str = "cancer") -> None:
             alias="champion",
         )
     ws.deployments.deploy(deployment, "cancer@champion")
-
-
-def log_labelled(ws: Workspace, deployment: str, n: int) -> None:
-    """``n`` answers of the champion, logged half an hour ago, each labelled by the new concept."""
-    frame, labels = flipped_stream(n)
-    predictions = champion_model().predict(frame)
-    at = datetime.now(UTC) - timedelta(minutes=30)
-    rows = [
-        {
-            "request_id": str(uuid.uuid4()),
-            "entity_id": None,
-            "deployment": deployment,
-            "model": "cancer",
-            "version": 1,
-            "at": at + timedelta(milliseconds=100 * i),
-            "inputs": record,
-            "prediction": int(predictions[i]),
-            "probabilities": None,
-            "latency_seconds": 0.01,
-            "routing": {"plan": "single"},
-            "role": "served",
-            "error": None,
-            "shadow_of": None,
-        }
-        for i, record in enumerate(frame.to_dict("records"))
-    ]
-    ws.prediction_log.insert(rows)
-    ws.prediction_log.apply_labels(
-        deployment, [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
-    )

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_in_process import run_in_process
-from retrain_surface_support import log_labelled, policy, set_up, write_config
+from retrain_support import log_labelled
+from retrain_surface_support import policy, set_up, write_config
 from server_process import MATCHDAY, free_port
 
 import matchday.workspace
@@ -112,7 +113,7 @@ def test_policy_run_list_show_cancel_and_their_errors(env: dict[str, str], ws: W
 
 
 def test_a_trained_run_is_shown_approved_and_kept_in_the_lineage(env: dict[str, str], ws: Workspace) -> None:
-    log_labelled(ws, "cancer", 400)
+    log_labelled(ws, 400)
     assert run(env, "retrain", "run", "cancer").returncode == 0
     assert [outcome for _, outcome in ws.retraining.tick()] == ["trained"]  # in a child process, as the worker does
     assert [outcome for _, outcome in ws.retraining.tick()] == ["awaiting_approval"]  # approval: before_rollout
@@ -157,7 +158,7 @@ def test_a_trained_run_is_shown_approved_and_kept_in_the_lineage(env: dict[str, 
 
 
 def test_simulate_replays_the_policy_over_the_stored_windows(env: dict[str, str], ws: Workspace) -> None:
-    log_labelled(ws, "cancer", 200)
+    log_labelled(ws, 200)
     result = run(env, "retrain", "simulate", "cancer", "--since", "1d")
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from retrain_support import champion_model, flipped_stream
+from retrain_support import champion_model, log_labelled
 from rollout_support import cancer_frame
 
 from matchday.config import Settings
@@ -43,37 +42,6 @@ def ws(tmp_path: Path, database_url: str) -> Workspace:
     workspace.deployments.deploy("cancer", "cancer@champion")
     yield workspace
     workspace.close()
-
-
-def log_labelled(ws: Workspace, n: int, *, start: datetime | None = None) -> None:
-    frame, labels = flipped_stream(n)
-    model = champion_model()
-    predictions = model.predict(frame)
-    at = start or datetime.now(UTC) - timedelta(minutes=30)
-    rows = []
-    for i, record in enumerate(frame.to_dict("records")):
-        rows.append(
-            {
-                "request_id": str(uuid.uuid4()),
-                "entity_id": None,
-                "deployment": "cancer",
-                "model": "cancer",
-                "version": 1,
-                "at": at + timedelta(milliseconds=100 * i),
-                "inputs": record,
-                "prediction": int(predictions[i]),
-                "probabilities": None,
-                "latency_seconds": 0.01,
-                "routing": {"plan": "single"},
-                "role": "served",
-                "error": None,
-                "shadow_of": None,
-            }
-        )
-    ws.prediction_log.insert(rows)
-    ws.prediction_log.apply_labels(
-        "cancer", [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
-    )
 
 
 def test_a_manual_run_gathers_trains_in_a_child_and_is_accepted(ws: Workspace) -> None:

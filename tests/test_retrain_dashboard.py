@@ -12,17 +12,15 @@ from __future__ import annotations
 import html
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from retrain_support import champion_model, flipped_stream
+from retrain_support import champion_model, log_labelled
 from rollout_support import cancer_frame
 
 from matchday.config import Settings
@@ -49,36 +47,6 @@ def policy(**over: Any) -> dict[str, Any]:
     }
     base.update(over)
     return base
-
-
-def log_labelled(ws: Workspace, n: int) -> None:
-    """``n`` answers of cancer:1 logged half an hour ago, each labelled by feedback in the new concept."""
-    frame, labels = flipped_stream(n)
-    predictions = champion_model().predict(frame)
-    at = datetime.now(UTC) - timedelta(minutes=30)
-    rows = [
-        {
-            "request_id": str(uuid.uuid4()),
-            "entity_id": None,
-            "deployment": "cancer",
-            "model": "cancer",
-            "version": 1,
-            "at": at + timedelta(milliseconds=100 * i),
-            "inputs": record,
-            "prediction": int(predictions[i]),
-            "probabilities": None,
-            "latency_seconds": 0.01,
-            "routing": {"plan": "single"},
-            "role": "served",
-            "error": None,
-            "shadow_of": None,
-        }
-        for i, record in enumerate(frame.to_dict("records"))
-    ]
-    ws.prediction_log.insert(rows)
-    ws.prediction_log.apply_labels(
-        "cancer", [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
-    )
 
 
 @dataclass
