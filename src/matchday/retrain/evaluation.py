@@ -53,7 +53,18 @@ class Evaluation:
     reasons: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As stored (a NaN is no JSON: PostgreSQL refuses it), so a number that is not finite is None."""
+        return dict(_finite(asdict(self)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def row_scores(metric: str, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -97,6 +108,9 @@ def evaluate(
     labels = np.asarray(holdout.column(target).to_numpy(zero_copy_only=False))
     champion_scores = row_scores(metric, champion_predictions, labels)
     candidate_scores = row_scores(metric, candidate_predictions, labels)
+    unscored = _unscored(champion_scores, candidate_scores, labels)
+    if unscored:
+        return _refused(metric, len(labels), min_gain, confidence, unscored)
     differences = candidate_scores - champion_scores
     rng = np.random.default_rng(seed)
     interval = paired_interval(differences, confidence, resamples, rng)
@@ -104,7 +118,7 @@ def evaluate(
     champion, candidate = sign * float(champion_scores.mean()), sign * float(candidate_scores.mean())
     gain = float(differences.mean())
     reasons: list[str] = []
-    if gain < min_gain:
+    if not gain >= min_gain:
         reasons.append(
             f"{metric} gain {gain:+.4f} (candidate {candidate:.4f} vs champion {champion:.4f} on {len(labels)} "
             f"held-out rows, {confidence:.0%} interval {interval.low:+.4f} to {interval.high:+.4f}) "
@@ -154,6 +168,35 @@ def evaluate(
         min_gain=min_gain,
         confidence=confidence,
         segments=results,
+        reasons=reasons,
+    )
+
+
+def _unscored(champion: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> list[str]:
+    """Why some rows cannot be scored (NaN or infinite predictions or labels): a candidate is never judged
+    on the rows that are left, and never accepted on a NaN gain."""
+    if len(labels) == 0:
+        return ["the holdout has no rows"]
+    out = []
+    for who, scores in (("the candidate", candidate), ("the champion", champion)):
+        bad = int((~np.isfinite(scores)).sum())
+        if bad:
+            out.append(f"{who}'s predictions or the labels are not finite numbers (NaN or inf) on {bad} held-out rows")
+    return out
+
+
+def _refused(metric: str, rows: int, min_gain: float, confidence: float, reasons: list[str]) -> Evaluation:
+    nan = float("nan")
+    return Evaluation(
+        accepted=False,
+        metric=metric,
+        rows=rows,
+        champion=nan,
+        candidate=nan,
+        gain=nan,
+        interval=Interval(nan, nan),
+        min_gain=min_gain,
+        confidence=confidence,
         reasons=reasons,
     )
 

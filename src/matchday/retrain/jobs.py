@@ -33,7 +33,9 @@ from matchday.retrain.evaluation import evaluate
 from matchday.retrain.policy import RetrainPolicy
 from matchday.rollout import Deployments, RolloutError, Rollouts
 from matchday.store import (
+    NotFound,
     PredictionLogStore,
+    RetrainRunNotFound,
     RetrainRunRecord,
     RetrainStore,
     StaleRetrainRun,
@@ -73,7 +75,9 @@ class RunSteps:
         if run.next_attempt_at is not None and run.next_attempt_at > now:
             return "backing_off"
         if policy is None:
-            self._end(run, "failed", "the deployment's retraining policy was removed from matchday.yaml", {})
+            why = "the deployment's retraining policy was removed from matchday.yaml"
+            self._stop_rollout(run, why)
+            self._end(run, "failed", why, {})
             return "failed"
         try:
             if run.state in ("queued", "training"):
@@ -90,12 +94,22 @@ class RunSteps:
         except (TrainerFailed, NotEnoughData, InvalidModel, InvalidReference) as exc:
             self._end(run, "failed", str(exc), {"error": type(exc).__name__})
             return "failed"
+        except RetrainRunNotFound:
+            return "gone"
+        except NotFound as exc:  # the deployment or the champion was deleted meanwhile: no retry brings it back
+            self._end(run, "failed", f"{exc} (deleted while the run was in progress)", {"error": type(exc).__name__})
+            return "failed"
         except Exception as exc:  # the database, the file system, a killed child: try again later
             return self._retry(run, exc, now)
 
     def _retry(self, run: RetrainRunRecord, exc: Exception, now: datetime) -> str:
         attempts = run.attempts + 1
         what = f"{type(exc).__name__}: {exc}"
+        try:
+            if self._fresh(run).finished_at is not None:
+                return "finished"  # ended meanwhile (cancelled): nothing to retry
+        except Exception:
+            pass
         if attempts >= MAX_ATTEMPTS:
             log.exception("retraining run %d failed %d times; giving up", run.id, attempts)
             try:
@@ -164,8 +178,11 @@ class RunSteps:
             )
             seconds = (datetime.now(UTC) - started).total_seconds()
             candidate = self._register(run, policy, snapshot, model, seconds)
+        current = self._fresh(run)
+        if current.state != "training":  # cancelled after the last heartbeat: it stays cancelled
+            return "cancelled" if current.state == "cancelled" else "stale"
         p.store.update(
-            self._fresh(run),
+            current,
             {"state": "evaluating", "candidate": candidate, "attempts": 0, "error": None, "next_attempt_at": None},
             (f"trained and registered {candidate}", {"candidate": candidate}),
             ("retrain_trained", "retrain", f"run {run.id} registered {candidate}", {"candidate": candidate}),
@@ -322,17 +339,23 @@ class RunSteps:
                     self._end(run, "failed", f"the rollout of {run.candidate} could not start: {exc}", {})
                     return "failed"
             plan = record.plan
-            p.store.update(
-                run,
-                {"rollout_id": record.id},
-                (
-                    f"rollout {record.id} started: {record.strategy}"
-                    + (f", shadow first for {plan.get('shadow_first'):g}s" if plan.get("shadow_first") else "")
-                    + f", steps {plan.get('steps')}",
-                    {"rollout": record.id, "plan": plan},
-                ),
-                ("retrain_rolling_out", "retrain", f"run {run.id}: rollout {record.id} of {run.candidate}", {}),
-            )
+            try:
+                p.store.update(
+                    run,
+                    {"rollout_id": record.id},
+                    (
+                        f"rollout {record.id} started: {record.strategy}"
+                        + (f", shadow first for {plan.get('shadow_first'):g}s" if plan.get("shadow_first") else "")
+                        + f", steps {plan.get('steps')}",
+                        {"rollout": record.id, "plan": plan},
+                    ),
+                    ("retrain_rolling_out", "retrain", f"run {run.id}: rollout {record.id} of {run.candidate}", {}),
+                )
+            except StaleRetrainRun:
+                if self._fresh(run).finished_at is not None:  # cancelled while its rollout started: undo it
+                    self._stop_rollout(run, "the run ended while its rollout was starting")
+                    return "cancelled"
+                raise
             return "rollout_started"
         record = p.rollouts.store.get(run.rollout_id)
         if record.state == "promoted":
@@ -347,6 +370,14 @@ class RunSteps:
             self._end(run, "rejected", f"rollout {record.id} rolled back: {record.reason}", {"rollout": record.id})
             return "rejected"
         return "rolling_out"
+
+    def _stop_rollout(self, run: RetrainRunRecord, why: str) -> None:
+        """Roll back the rollout of the run's candidate, if one is in progress (the champion keeps serving)."""
+        if run.candidate is None:
+            return
+        active = self.parts.rollouts.store.active(run.deployment)
+        if active is not None and active.candidate == run.candidate:
+            self.parts.rollouts.rollback(run.deployment, f"retrain run {run.id}", why)
 
     def _champion(self, run: RetrainRunRecord, reason: str) -> str:
         """After promotion, the ``champion`` alias names the candidate (the rollout moved it if it was followed)."""

@@ -17,7 +17,7 @@ from matchday.retrain.errors import NoPolicy, RetrainConflict
 from matchday.retrain.guards import blocked, past_run
 from matchday.retrain.jobs import RunParts, RunSteps
 from matchday.retrain.policy import RetrainPolicy
-from matchday.store import AlertRecord, EventStore, RetrainRunRecord, RolloutNotFound
+from matchday.store import AlertRecord, EventStore, RetrainRunRecord
 
 log = logging.getLogger("matchday.retrain")
 FiringAlerts = Callable[[str], list[AlertRecord]]
@@ -84,13 +84,12 @@ class Retraining:
         if run.finished_at is not None:
             raise RetrainConflict(f"run {run_id} has already ended ({run.state})")
         why = f"cancelled by {actor}" + (f": {reason}" if reason else "")
-        if run.rollout_id is not None:
-            try:
-                active = self.parts.rollouts.active(run.deployment)
-                if active.id == run.rollout_id:
-                    self.parts.rollouts.rollback(run.deployment, actor, f"retrain run {run_id} {why}")
-            except RolloutNotFound:
-                pass
+        active = self.parts.rollouts.store.active(run.deployment) if run.candidate is not None else None
+        # its own rollout, or one the worker started and had not yet recorded (none: it ended meanwhile)
+        if active is not None and (
+            active.id == run.rollout_id or (run.rollout_id is None and active.candidate == run.candidate)
+        ):
+            self.parts.rollouts.rollback(run.deployment, actor, f"retrain run {run_id} {why}")
         return self.parts.store.update(
             run,
             {"state": "cancelled", "reason": why, "finished_at": datetime.now(UTC)},
