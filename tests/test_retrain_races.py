@@ -1,5 +1,6 @@
-"""Retraining runs when someone acts at the same time: a cancel that lands between the worker's reads, a
-policy removed mid-rollout, a champion deleted mid-run; and a candidate whose predictions are not numbers."""
+"""Retraining runs when someone acts at the same time (a cancel that lands between the worker's reads, a
+policy removed mid-rollout, a champion deleted mid-run), and runs given bad input: a candidate whose
+predictions are not numbers, a model with other classes, labels of another type than the reference's."""
 
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ class QuickEngine:
 
     def __init__(self) -> None:
         self.during: Any = None
+        self.model: Any = None
 
     def train(
         self, trainer: str, snapshot: dict[str, Any], champion: ChampionArtifact | None, *_: Any, **__: Any
     ) -> Any:
         if self.during is not None:
             self.during()
-        return champion_model()
+        return champion_model() if self.model is None else self.model
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def ws(tmp_path: Path, database_url: str) -> Iterator[Workspace]:
     workspace.close()
 
 
-def _log_labelled(ws: Workspace, n: int) -> None:
+def _log_labelled(ws: Workspace, n: int, label: Any = int) -> None:
     frame, labels = flipped_stream(n)
     predictions = champion_model().predict(frame)
     at = datetime.now(UTC) - timedelta(minutes=30)
@@ -86,7 +88,7 @@ def _log_labelled(ws: Workspace, n: int) -> None:
     ]
     ws.prediction_log.insert(rows)
     ws.prediction_log.apply_labels(
-        "cancer", [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
+        "cancer", [("request_id", r["request_id"], label(labels[i])) for i, r in enumerate(rows)]
     )
 
 
@@ -185,3 +187,59 @@ def test_a_candidate_predicting_nan_is_rejected_not_accepted(bad: float) -> None
     assert "candidate's predictions" in result.reasons[0] and "50 held-out rows" in result.reasons[0]
     report = result.to_json()
     assert report["gain"] is None  # storable as JSON (PostgreSQL refuses NaN)
+
+
+def test_a_model_with_other_classes_fails_the_run_before_it_is_registered(ws: Workspace) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = cancer_frame()
+    _engine(ws).model = DecisionTreeClassifier(max_depth=2).fit(X, np.arange(len(y)) % 3)
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["failed"]
+    reason = ws.retraining.get(run.id).reason or ""
+    assert "classes are ['0', '1', '2'], not the champion's ['0', '1']" in reason
+    assert [v.version for v in ws.registry.list_versions("cancer")] == [1]
+
+
+def test_a_model_answering_other_classes_is_rejected_before_any_traffic(ws: Workspace) -> None:
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, y = cancer_frame()
+    _engine(ws).model = DecisionTreeRegressor(random_state=0).fit(X, 3 * y)  # no classes_: it answers 0 or 3
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["trained"]
+    assert [o for _, o in ws.retraining.tick()] == ["rejected"]
+    reason = ws.retraining.get(run.id).reason or ""
+    assert "answers with 1 classes ['3']" in reason and ws.rollouts.store.active("cancer") is None
+
+
+def test_labels_of_another_type_than_the_references_fail_the_run_saying_so(ws: Workspace) -> None:
+    from matchday.retrain import RetrainPolicy
+
+    ws.retraining.policies["cancer"] = RetrainPolicy.model_validate(
+        {**POLICY, "data": {"reference": True, "production": {"window": "1d"}}}
+    )
+    _log_labelled(ws, 200, label=lambda v: "yes" if v else "no")  # beside the fixture's 0/1 labels
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["failed"]  # at once, not after five retries
+    assert "labels in the log mix types (int, str)" in (ws.retraining.get(run.id).reason or "")
+
+
+def test_string_labels_against_integer_reference_labels_are_refused_by_name() -> None:
+    from matchday.retrain import NotEnoughData
+    from matchday.retrain.data import production_part
+
+    batch = pa.table(
+        {
+            "inputs": pa.array([{"a": 1.0}, {"a": 2.0}]),
+            "label": ['"yes"', '"no"'],
+            "at": pa.array([None, None], pa.timestamp("us", tz="UTC")),
+            "role": ["served", "served"],
+            "label_source": ["feedback", "feedback"],
+            "id": [1, 2],
+        }
+    )
+    with pytest.raises(NotEnoughData, match=r"labels in the log \(string.*reference labels \(int64\)"):
+        production_part(batch, ["a"], "label", pa.int64())
+    as_text = batch.set_column(1, "label", pa.array(["1", "0.0"]))
+    assert production_part(as_text, ["a"], "label", pa.int64()).column("label").to_pylist() == [1, 0]

@@ -111,6 +111,13 @@ def production_part(log_batch: pa.Table, inputs: list[str], target: str, label_t
     columns: dict[str, Any] = {name: pc.struct_field(structs, name) for name in inputs}
     labels = [None if text is None else json.loads(text) for text in log_batch.column("label").to_pylist()]
     columns[target] = _typed(labels, label_type)
+    if label_type is not None and columns[target].type != label_type:
+        examples = sorted({repr(v) for v in labels if v is not None}, key=len)[:3]
+        raise NotEnoughData(
+            f"the labels in the log ({columns[target].type}, e.g. {', '.join(examples)}) are not of the type of "
+            f"the champion's reference labels ({label_type}): the two cannot be trained on together (send labels "
+            "of the reference's type, or set data.reference: false in the policy)"
+        )
     columns["logged_at"] = log_batch.column("at")
     columns["source"] = log_batch.column("role")
     columns["label_source"] = log_batch.column("label_source")
@@ -206,7 +213,14 @@ def training_data(
 
 
 def _typed(values: list[Any], label_type: pa.DataType | None) -> pa.Array:
-    array = pa.array(values)
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        kinds = sorted({type(v).__name__ for v in values if v is not None})
+        raise NotEnoughData(
+            f"the labels in the log mix types ({', '.join(kinds)}): {exc}; every label of a deployment must be "
+            "of one type (the champion's)"
+        ) from None
     if label_type is not None and array.type != label_type:
         try:
             return array.cast(label_type)

@@ -29,7 +29,7 @@ from matchday.retrain.data import (
 )
 from matchday.retrain.engines import Cancelled, Engine
 from matchday.retrain.errors import NotEnoughData, RetrainError, TrainerFailed
-from matchday.retrain.evaluation import evaluate
+from matchday.retrain.evaluation import _text, evaluate
 from matchday.retrain.policy import RetrainPolicy
 from matchday.rollout import Deployments, RolloutError, Rollouts
 from matchday.store import (
@@ -242,6 +242,7 @@ class RunSteps:
         holdout = parts["holdout"]
         reference = holdout.select([*snapshot["inputs"], snapshot["target"]])
         signature = p.registry.get_signature(run.parent)
+        _check_classes(model, signature.output.classes, policy.trainer)
         lineage = {
             "run": run.id,
             "parent": run.parent,
@@ -280,6 +281,15 @@ class RunSteps:
         candidate = np.asarray(p.registry.load(run.candidate).predict(rows))
         task = run.snapshot["task"]
         metric = policy.accept.metric or ("mae" if task == "regression" else "accuracy")
+        unknown = _other_classes(candidate, run.snapshot.get("classes"))
+        if unknown:
+            why = (
+                f"{run.candidate} rejected before any traffic: it answers with {len(unknown)} classes "
+                f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''} that the champion "
+                f"does not have ({run.snapshot['classes']}); a retrained model must answer with the same classes"
+            )
+            self._end(run, "rejected", why, {"classes": unknown[:20]})
+            return "rejected"
         result = evaluate(
             metric,
             champion,
@@ -410,6 +420,31 @@ class RunSteps:
         )
         (log.info if state == "promoted" else log.warning)("retraining run %d %s: %s", run.id, state, reason)
         return ended
+
+
+def _classes_text(values: Any) -> list[str]:
+    return sorted(set(_text(np.asarray(values)).tolist()))
+
+
+def _other_classes(predictions: np.ndarray, classes: list[Any] | None) -> list[str]:
+    """The classes a candidate predicted that the champion's signature does not name."""
+    if not classes or not len(predictions):
+        return []
+    return sorted(set(_classes_text(predictions)) - set(_classes_text(classes)))
+
+
+def _check_classes(model: Any, classes: list[Any] | None, trainer: str) -> None:
+    """A model that names its classes (scikit-learn's ``classes_``) must name the champion's: it is registered
+    with the champion's signature, and its probabilities are read in that order."""
+    native = getattr(model, "classes_", None)
+    if not classes or native is None:
+        return
+    theirs, ours = _classes_text(native), _classes_text(classes)
+    if theirs != ours:
+        raise TrainerFailed(
+            f"the trainer {trainer} returned a model whose classes are {theirs}, not the champion's {ours} "
+            "(labels of another type, or classes missing from the training rows?)"
+        )
 
 
 __all__ = ["FINISHED", "MAX_ATTEMPTS", "RETRY_BACKOFF", "RetrainError", "RunParts", "RunSteps"]
