@@ -151,6 +151,24 @@ def test_the_sliding_window_is_the_latest_count_window_rows_and_the_count_window
 
 
 @SQLITE_ONLY
+def test_a_count_window_past_the_sliding_limit_is_judged_whole(workspace: Workspace) -> None:
+    from matchday.monitoring.windows.summarizer import SLIDING_MAX_ROWS
+
+    frame, _ = sample(np.random.default_rng(6), 300)
+    stream = Stream(workspace, count_window=SLIDING_MAX_ROWS + 1)
+    stream.run(frame, every=100)
+    assert stream.last.sliding == [] and stream.loop.summarizer.sliding is False  # no panes summarised twice
+    assert not any(k.startswith("panes") for k in _state_keys(workspace))
+
+
+def _state_keys(workspace: Workspace) -> list[str]:
+    import sqlalchemy as sa
+
+    with workspace.database.session() as s:
+        return [str(k) for (k,) in s.execute(sa.text("SELECT key FROM monitor_state"))]
+
+
+@SQLITE_ONLY
 def test_a_label_monitor_judges_the_window_in_progress_once_it_has_enough_labelled_rows(
     workspace: Workspace,
 ) -> None:

@@ -84,6 +84,7 @@ STATE_KEY = "summarizer"
 WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
 DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
+SLIDING_MAX_ROWS = 100_000  # a count window larger than this is judged when complete, without a sliding window
 PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (f"panes\x1f{deployment}\x1f...")
 SLIDING_ALPHA = 0.001  # the p-value tests' level in the sliding window, judged again at every step: at
 # Evidently's 0.05, hundreds of looks at dozens of features find a third of them "drifted" by chance
@@ -154,6 +155,11 @@ class Summarizer:
                 self._references[key] = None
             # anything else (the database away) propagates: the tick fails and is retried, nothing cached
         return self._references[key]
+
+    @property
+    def sliding(self) -> bool:
+        """Whether the loop keeps a sliding window of the latest ``count_window`` rows (not past SLIDING_MAX_ROWS)."""
+        return self.config.count_window <= SLIDING_MAX_ROWS
 
     @property
     def slide_rows(self) -> int:
@@ -244,7 +250,10 @@ class Summarizer:
             deltas = _Deltas(cols, self.reference(model, version), self._configured(self.config.texts, deployment))
             self._add_time_windows(deployment, model, version, deltas, state, mine)
             self._add_count_windows(deployment, model, version, deltas, state, mine)
-            slid = self._slide(self._panes(skey, panes), deltas)
+            # the panes summarise each row a second time: worth it to see a shift within a few hundred rows
+            # of a window of a thousand; a window of a million rows is its own quick detector, and doubling
+            # its summaries would cost the loop a second per million rows
+            slid = self._slide(self._panes(skey, panes), deltas) if self.sliding else None
         except BaseException:
             if before is None:
                 state["counts"].pop(skey, None)
@@ -254,7 +263,8 @@ class Summarizer:
         for key, item in mine.items():
             for delta in item["deltas"]:
                 _add(pending, key, delta, item["end"])
-        panes[skey] = slid
+        if slid is not None:
+            panes[skey] = slid
 
     def _panes(self, skey: str, panes: dict[str, list[list[Any]]]) -> list[list[Any]]:
         """A version's panes as this tick left them, else as stored: [start iso, rows, summary], oldest first."""
