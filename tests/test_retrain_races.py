@@ -164,6 +164,21 @@ def test_a_policy_removed_mid_rollout_rolls_the_candidate_back(ws: Workspace) ->
     assert "policy was removed" in (ws.retraining.get(run_id).reason or "")
 
 
+def test_a_policy_removed_while_the_rollback_fails_is_retried_not_raised(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = _to_rollout(ws)
+    assert [o for _, o in ws.retraining.tick()] == ["rollout_started"]
+    del ws.retraining.policies["cancer"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(ws.retraining.parts.rollouts, "rollback", broken)
+    assert ws.retraining.tick() == [(run_id, "retrying")]
+    assert ws.retraining.get(run_id).error == "RuntimeError: the database went away"
+
+
 def test_a_champion_deleted_mid_run_fails_the_run_at_once(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from matchday.store import VersionNotFound
 

@@ -74,12 +74,12 @@ class RunSteps:
             return "finished"
         if run.next_attempt_at is not None and run.next_attempt_at > now:
             return "backing_off"
-        if policy is None:
-            why = "the deployment's retraining policy was removed from matchday.yaml"
-            self._stop_rollout(run, why)
-            self._end(run, "failed", why, {})
-            return "failed"
         try:
+            if policy is None:
+                why = "the deployment's retraining policy was removed from matchday.yaml"
+                self._stop_rollout(run, why)
+                self._end(run, "failed", why, {})
+                return "failed"
             if run.state in ("queued", "training"):
                 return self._train(run, policy)
             if run.state == "evaluating":

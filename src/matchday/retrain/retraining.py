@@ -108,7 +108,11 @@ class Retraining:
                 log.exception("retraining triggers of %r could not be checked", deployment)
         done = []
         for run in self.parts.store.all_active():
-            done.append((run.id, self.steps.advance(run, self.policies.get(run.deployment), now)))
+            try:
+                done.append((run.id, self.steps.advance(run, self.policies.get(run.deployment), now)))
+            except Exception:  # one run's trouble (even in recording its failure) holds up no other run
+                log.exception("retraining run %d could not be moved on", run.id)
+                done.append((run.id, "error"))
         return done
 
     def on_alert(self, deployment: str, alert: AlertRecord) -> RetrainRunRecord | None:
