@@ -179,6 +179,19 @@ def test_a_policy_removed_while_the_rollback_fails_is_retried_not_raised(
     assert ws.retraining.get(run_id).error == "RuntimeError: the database went away"
 
 
+def test_a_candidate_judged_against_a_champion_since_replaced_is_not_rolled_out(ws: Workspace) -> None:
+    run_id = _to_rollout(ws)  # accepted; imagine it waited for an approval meanwhile
+    X, y = cancer_frame()
+    other = ws.registry.register(
+        "cancer", champion_model(), reference=X.head(200).assign(label=y.head(200)), target="label"
+    )
+    ws.registry.set_alias("cancer", other.version, "champion", "replaced by hand")
+    assert ws.deployments.route("cancer").primary.version == other.version
+    assert [o for _, o in ws.retraining.tick()] == ["failed"]
+    assert f"now serves cancer:{other.version}, not cancer:1" in (ws.retraining.get(run_id).reason or "")
+    assert ws.rollouts.store.active("cancer") is None
+
+
 def test_a_champion_deleted_mid_run_fails_the_run_at_once(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from matchday.store import VersionNotFound
 

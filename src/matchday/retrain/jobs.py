@@ -341,6 +341,15 @@ class RunSteps:
             elif active is not None:
                 return "waiting"  # someone else's rollout: ours starts when it ends
             else:
+                primary = p.deployments.route(run.deployment).primary
+                serving = f"{primary.model}:{primary.version}"
+                if serving != run.parent:  # the champion moved on while the candidate waited (an approval)
+                    why = (
+                        f"{run.deployment!r} now serves {serving}, not {run.parent} that {run.candidate} was judged "
+                        "against; its evaluation no longer holds (start a new run)"
+                    )
+                    self._end(run, "failed", why, {"serving": serving})
+                    return "failed"
                 try:
                     record = p.rollouts.start(
                         run.deployment, run.candidate, policy.plan().model_dump(), actor=f"retrain run {run.id}"
