@@ -280,3 +280,40 @@ def test_the_ray_engine_trains_as_a_task_on_a_local_cluster(ws: Workspace, monke
     version = ws.registry.get_version(done.candidate or "")
     assert version.lineage is not None and version.lineage["engine"] == "ray"
     assert [o for _, o in ws.retraining.tick()] == ["rolling_out"]
+
+
+def test_a_large_holdouts_interval_is_the_normal_one_and_agrees_with_the_bootstrap() -> None:
+    from matchday.retrain import paired_interval
+    from matchday.retrain.evaluation import NORMAL_ABOVE
+
+    rng = np.random.default_rng(4)
+    d = rng.choice([-1.0, 0.0, 0.0, 0.0, 1.0, 1.0], NORMAL_ABOVE + 1)
+    normal = paired_interval(d, 0.95, 200, np.random.default_rng(5))
+    small = paired_interval(d[:NORMAL_ABOVE], 0.95, 2000, np.random.default_rng(5))  # bootstrapped
+    assert abs(normal.low - small.low) < 0.002 and abs(normal.high - small.high) < 0.002
+
+
+def test_a_run_another_worker_still_trains_is_left_to_it(ws: Workspace) -> None:
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    store = ws.retraining.parts.store
+    run = store.update(run, {"state": "training", "owner": "worker-other", "heartbeat_at": datetime.now(UTC)})
+    assert [o for _, o in ws.retraining.tick()] == ["held_elsewhere"]
+    store.update(store.get(run.id), {"heartbeat_at": datetime.now(UTC) - timedelta(seconds=60)})
+    assert [o for _, o in ws.retraining.tick()] == ["trained"]  # its worker went quiet: resumed here
+    assert len(ws.registry.versions_of_run("cancer", run.id)) == 1
+
+
+def test_a_paused_rollout_is_said_once_and_the_run_follows_it(ws: Workspace) -> None:
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["trained"]
+    assert [o for _, o in ws.retraining.tick()] == ["rolling_out"]
+    assert [o for _, o in ws.retraining.tick()] == ["rollout_started"]
+    ws.rollouts.pause("cancer", "controller", "still inconclusive after 600s")
+    assert [o for _, o in ws.retraining.tick()] == ["paused"]
+    assert [o for _, o in ws.retraining.tick()] == ["rolling_out"]  # said once
+    steps = ws.retraining.get(run.id).steps
+    assert sum("paused" in s["message"] for s in steps) == 1 and "still inconclusive" in steps[-1]["message"]
+    ws.rollouts.rollback("cancer", "user", "not this one")
+    assert [o for _, o in ws.retraining.tick()] == ["rejected"]

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from scipy import stats
 
+NORMAL_ABOVE = 50_000  # rows past which an interval is the normal approximation, not a bootstrap
 MAX_SEGMENT_VALUES = 20  # values of a segment feature judged, the most frequent first
 
 
@@ -79,6 +81,11 @@ def paired_interval(differences: np.ndarray, confidence: float, resamples: int, 
     n = len(differences)
     if n == 0:
         return Interval(float("nan"), float("nan"))
+    if n > NORMAL_ABOVE:  # the bootstrap's distribution of a mean of this many rows is the normal one, to
+        # well within its own resampling noise, and costs seconds per interval (12 s at 1M rows)
+        half = float(stats.norm.ppf(1 - (1 - confidence) / 2)) * float(differences.std(ddof=1)) / np.sqrt(n)
+        mean = float(differences.mean())
+        return Interval(mean - half, mean + half)
     means = np.empty(resamples)
     chunk = max(1, 4_000_000 // n)  # bounded memory: at most ~32 MB of indices at a time
     for start in range(0, resamples, chunk):

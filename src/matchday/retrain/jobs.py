@@ -44,6 +44,7 @@ from matchday.store import (
 log = logging.getLogger("matchday.retrain")
 RETRY_BACKOFF = (5.0, 30.0, 120.0, 600.0)  # seconds before each retry of a step the machinery failed
 MAX_ATTEMPTS = len(RETRY_BACKOFF) + 1
+HEARTBEAT_STALE_SECONDS = 20.0  # a training run whose owner beat more recently than this is another worker's
 FINISHED = ("promoted", "rejected", "failed", "cancelled")
 
 
@@ -80,6 +81,8 @@ class RunSteps:
                 self._stop_rollout(run, why)
                 self._end(run, "failed", why, {})
                 return "failed"
+            if run.state == "training" and self._held_elsewhere(run, now):
+                return "held_elsewhere"
             if run.state in ("queued", "training"):
                 return self._train(run, policy)
             if run.state == "evaluating":
@@ -101,6 +104,13 @@ class RunSteps:
             return "failed"
         except Exception as exc:  # the database, the file system, a killed child: try again later
             return self._retry(run, exc, now)
+
+    def _held_elsewhere(self, run: RetrainRunRecord, now: datetime) -> bool:
+        """Whether another worker still trains ``run`` (its heartbeat is fresh): a worker that lost the leader
+        lock mid-training goes on, and the new leader must not train the same run a second time."""
+        if run.owner is None or run.owner == self.owner or run.heartbeat_at is None:
+            return False
+        return now - run.heartbeat_at < timedelta(seconds=HEARTBEAT_STALE_SECONDS)
 
     def _retry(self, run: RetrainRunRecord, exc: Exception, now: datetime) -> str:
         attempts = run.attempts + 1
@@ -136,6 +146,8 @@ class RunSteps:
     # -- training ------------------------------------------------------------------------------
     def _train(self, run: RetrainRunRecord, policy: RetrainPolicy) -> str:
         p = self.parts
+        if run.state == "training" and run.owner != self.owner:
+            p.store.heartbeat(run.id, self.owner)  # resumed here: ours now, so no other worker takes it too
         if run.state == "queued":
             run = p.store.update(
                 run,
@@ -388,6 +400,18 @@ class RunSteps:
             )
             self._end(run, "rejected", f"rollout {record.id} rolled back: {record.reason}", {"rollout": record.id})
             return "rejected"
+        if record.state == "paused" and not run.steps[-1]["message"].startswith(f"rollout {record.id} paused"):
+            p.store.update(
+                run,
+                {},
+                (
+                    f"rollout {record.id} paused: {record.reason}; the run follows it when a person resumes, "
+                    "promotes or rolls it back (or cancels this run)",
+                    {"rollout": record.id},
+                ),
+                ("retrain_rollout_paused", "retrain", f"run {run.id}: rollout {record.id} paused", {}),
+            )
+            return "paused"
         return "rolling_out"
 
     def _stop_rollout(self, run: RetrainRunRecord, why: str) -> None:
