@@ -115,38 +115,48 @@ def _settings(home: Path, database_url: str) -> Any:
 
 
 class Traffic:
-    """Scores rows of the new concept through the API and sends their labels ``delay`` seconds later."""
+    """Scores rows through the API and sends their labels ``delay`` seconds later (late: after the
+    monitoring loop has summarised their rows). ``concept``: ``new`` throughout, ``old`` throughout
+    (the diagnosis, which the champion learned), or ``switch`` at row ``switch_at``."""
 
-    def __init__(self, url: str, seed: int = 11, delay: float = 0.5, concept: str = "new") -> None:
+    def __init__(self, url: str, seed: int = 11, delay: float = 0.0, concept: str = "new", switch_at: int = 0) -> None:
         self.url, self.delay = url, delay
         self.frame, old = rows(20_000, seed)
-        self.truth = new_concept(self.frame) if concept == "new" else old
+        new = new_concept(self.frame)
+        if concept == "switch":
+            self.truth = np.where(np.arange(len(old)) < switch_at, old, new)
+        else:
+            self.truth = new if concept == "new" else old
         self.sent = 0
-        self.by_version: dict[str, list[bool]] = {}
+        self.late: list[tuple[float, list[dict[str, Any]]]] = []  # (when due, labels)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def send(self, n: int, label: bool = True) -> None:
+    def send(self, n: int) -> None:
         for start in range(self.sent, self.sent + n, 20):
             part = self.frame.iloc[start : start + 20]
             answer = http.post(
                 f"{self.url}/v1/deployments/cancer/predict", json={"instances": part.to_dict("records")}, timeout=30
             )
             answer.raise_for_status()
-            predictions = answer.json()["predictions"]
-            labels = []
-            for p, i in zip(predictions, range(start, start + len(part))):
-                self.by_version.setdefault(str(p.get("version")), []).append(int(p["prediction"]) == self.truth[i])
-                labels.append({"request_id": p["request_id"], "label": int(self.truth[i])})
-            if label:
-                time.sleep(self.delay / 10)
-                http.post(f"{self.url}/v1/deployments/cancer/feedback", json={"labels": labels}, timeout=30)
+            labels = [
+                {"request_id": p["request_id"], "label": int(self.truth[i])}
+                for p, i in zip(answer.json()["predictions"], range(start, start + len(part)))
+            ]
+            self.late.append((time.monotonic() + self.delay, labels))
+            self.flush()
         self.sent += n
+
+    def flush(self, everything: bool = False) -> None:
+        while self.late and (everything or self.late[0][0] <= time.monotonic()):
+            _, labels = self.late.pop(0)
+            http.post(f"{self.url}/v1/deployments/cancer/feedback", json={"labels": labels}, timeout=30)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.send(20)
             time.sleep(0.05)
+        self.flush(everything=True)
 
     def start(self) -> Traffic:
         self._thread.start()
@@ -176,7 +186,7 @@ def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
     configure(tmp_path, policy())
     reference_accuracy = setup_champion(tmp_path, database_url)
     with server(tmp_path, database_url, worker=True) as srv:
-        traffic = Traffic(srv.url).start()
+        traffic = Traffic(srv.url, delay=2.0).start()  # labels come 2 s after their answers
         try:
             run = wait_until(lambda: next(iter(runs(srv.url)), None), timeout=120, what="a retraining run")
             assert run["trigger"]["kind"] == "monitor" and run["trigger"]["monitor"] == "accuracy-drop"
