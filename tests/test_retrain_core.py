@@ -15,6 +15,10 @@ from matchday.config import Settings
 from matchday.retrain import InvalidPolicy, Retraining
 from matchday.workspace import Workspace
 
+SQLITE_ONLY = pytest.mark.parametrize(
+    "database_url", ["sqlite"], indirect=True
+)  # the logic, not the store: one backend
+
 
 def policy(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
@@ -85,6 +89,7 @@ def test_a_policy_with_bad_fields_says_each(tmp_path: Path) -> None:
         ws.close()
 
 
+@SQLITE_ONLY
 def test_too_few_labels_fails_the_run_saying_how_many(ws: Workspace) -> None:
     log_labelled(ws, 60)
     run = ws.retraining.run("cancer", actor="tester")
@@ -217,6 +222,7 @@ def test_approval_before_rollout_waits_for_an_operator(ws: Workspace) -> None:
     assert ws.deployments.route("cancer").primary.version == 1
 
 
+@SQLITE_ONLY
 def test_a_human_governed_deployment_waits_for_approval_too(ws: Workspace) -> None:
     ws.automation.set("cancer", {"level": "human_led"}, "tester", "people decide")
     log_labelled(ws, 400)
@@ -226,6 +232,7 @@ def test_a_human_governed_deployment_waits_for_approval_too(ws: Workspace) -> No
     assert ws.retraining.get(run.id).state == "awaiting_approval"
 
 
+@SQLITE_ONLY
 def test_the_trainers_own_failure_fails_the_run_without_retry(ws: Workspace) -> None:
     ws.retraining.policies["cancer"] = ws.retraining.policy("cancer").model_copy(
         update={"trainer": "retrain_support:train_raises"}
@@ -293,6 +300,7 @@ def test_a_large_holdouts_interval_is_the_normal_one_and_agrees_with_the_bootstr
     assert abs(normal.low - small.low) < 0.002 and abs(normal.high - small.high) < 0.002
 
 
+@SQLITE_ONLY
 def test_a_run_another_worker_still_trains_is_left_to_it(ws: Workspace) -> None:
     log_labelled(ws, 400)
     run = ws.retraining.run("cancer", actor="tester")
@@ -304,6 +312,7 @@ def test_a_run_another_worker_still_trains_is_left_to_it(ws: Workspace) -> None:
     assert len(ws.registry.versions_of_run("cancer", run.id)) == 1
 
 
+@SQLITE_ONLY
 def test_a_paused_rollout_is_said_once_and_the_run_follows_it(ws: Workspace) -> None:
     log_labelled(ws, 400)
     run = ws.retraining.run("cancer", actor="tester")
@@ -317,3 +326,29 @@ def test_a_paused_rollout_is_said_once_and_the_run_follows_it(ws: Workspace) -> 
     assert sum("paused" in s["message"] for s in steps) == 1 and "still inconclusive" in steps[-1]["message"]
     ws.rollouts.rollback("cancer", "user", "not this one")
     assert [o for _, o in ws.retraining.tick()] == ["rejected"]
+
+
+@pytest.mark.parametrize(
+    ("ended", "guard"),
+    [(["promoted", "failed", "promoted"], "max_per_day"), (["rejected", "rejected"], "stop_after_rejections")],
+)
+@SQLITE_ONLY
+def test_the_workers_round_holds_a_trigger_at_the_daily_cap_and_after_rejections(
+    ws: Workspace, ended: list[str], guard: str
+) -> None:
+    store = ws.retraining.parts.store
+    for state in ended:  # earlier runs today, ended long enough ago for the cooldown (1h) to have passed
+        run = store.create("cancer", {"kind": "schedule"}, "retrain", {}, "cancer:1", ("retrain_queued", "t", "", {}))
+        store.update(run, {"state": state, "finished_at": datetime.now(UTC) - timedelta(hours=2)})
+    retraining = Retraining(
+        {"cancer": ws.retraining.policy("cancer").model_copy(update={"triggers": _triggers(schedule=1, labels=0)})},
+        ws.retraining.parts,
+        ws.alerts.firing,
+        ws.events,
+    )
+    assert retraining.tick(datetime.now(UTC) + timedelta(seconds=5)) == []
+    [said] = ws.events.list("cancer", kinds=("retrain_suppressed",))
+    assert f"but {guard}:" in said.reason
+    assert len(store.list("cancer")) == len(ended)  # no run started
+    run = retraining.run("cancer", actor="tester")  # by hand: only one-at-a-time applies
+    assert run.state == "queued"

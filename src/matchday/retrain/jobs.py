@@ -44,7 +44,7 @@ from matchday.store import (
 log = logging.getLogger("matchday.retrain")
 RETRY_BACKOFF = (5.0, 30.0, 120.0, 600.0)  # seconds before each retry of a step the machinery failed
 MAX_ATTEMPTS = len(RETRY_BACKOFF) + 1
-HEARTBEAT_STALE_SECONDS = 20.0  # a training run whose owner beat more recently than this is another worker's
+HEARTBEAT_STALE_SECONDS = 10.0  # a training run whose owner beat more recently than this is another worker's
 FINISHED = ("promoted", "rejected", "failed", "cancelled")
 
 
