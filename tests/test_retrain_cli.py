@@ -112,6 +112,7 @@ def test_policy_run_list_show_cancel_and_their_errors(env: dict[str, str], ws: W
     assert run(env, "retrain", "show", "x").returncode == 2  # a usage error, not a traceback
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the CLI's output, not the store's
 def test_a_trained_run_is_shown_approved_and_kept_in_the_lineage(env: dict[str, str], ws: Workspace) -> None:
     log_labelled(ws, 400)
     assert run(env, "retrain", "run", "cancer").returncode == 0

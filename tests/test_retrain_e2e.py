@@ -198,9 +198,9 @@ def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
             assert done["state"] == "promoted", done
             candidate = done["candidate"]
             wait_until(
-                lambda: labelled_after(tmp_path, database_url, candidate)[0] >= 300,
+                lambda: labelled_after(tmp_path, database_url, candidate)[0] >= 200,
                 timeout=180,
-                what="300 labelled rows of the promoted version in its windows",
+                what="200 labelled rows of the promoted version in its windows",
             )
         finally:
             traffic.stop()
@@ -228,6 +228,7 @@ def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
         ws.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the loop on both: the first test
 def test_a_worse_candidate_is_rejected_and_the_cooldown_holds_the_next_trigger(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -265,6 +266,7 @@ def test_a_worse_candidate_is_rejected_and_the_cooldown_holds_the_next_trigger(
             ws.close()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # its leader lock dies with the session
 def test_a_worker_killed_while_training_leaves_a_run_the_next_worker_finishes(
     tmp_path: Path, database_url: str
 ) -> None:
