@@ -57,6 +57,12 @@ class Stage:
 
 
 @pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLite only: the pages read through the parts, whose stores are tested on both backends."""
+    return f"sqlite:///{tmp_path_factory.mktemp('retrain-dashboard') / 'matchday.db'}"
+
+
+@pytest.fixture(scope="module")
 def stage(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     home = tmp_path_factory.mktemp("retrain-dashboard")
     ws = Workspace(Settings(home=home, database_url=store_url, retrain=[policy()]))

@@ -50,6 +50,13 @@ class QuickEngine:
 
 
 @pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: these races are of the run's revision guard, which the store tests hold on both backends
+    (test_retrain_core's manual run, the end-to-end loop); the suite's ten minutes are spent elsewhere."""
+    return f"sqlite:///{tmp_path / 'matchday.db'}"
+
+
+@pytest.fixture
 def ws(tmp_path: Path, database_url: str) -> Iterator[Workspace]:
     workspace = Workspace(Settings(home=tmp_path, database_url=database_url, retrain=[POLICY]))
     X, y = cancer_frame()
