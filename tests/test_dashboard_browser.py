@@ -120,6 +120,16 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             stage.sent += _send(client, transactions(300, seed=11), "a")
             stage.sent += _send(client, transactions(200, seed=12, amount_scale=3.0, abroad=0.5), "b")
+            # the drift is judged on the latest rows the loop has seen: let it see these before normal rows
+            # follow (one tick over all of them on a busy machine would judge only the normal ones)
+            wait_until(
+                lambda: any(
+                    a["monitor"] == "inputs-drifted"
+                    for a in client.get("/v1/alerts", params={"deployment": "payments"}).json()["alerts"]
+                ),
+                60,
+                "the drift alert",
+            )
             stage.sent += _send(client, transactions(200, seed=13), "c")
             started = client.post(
                 "/v1/deployments/payments/rollout",
