@@ -73,9 +73,11 @@ def champion_model() -> Any:
     return fitted("base")[0]
 
 
-def log_labelled(ws: Workspace, n: int, *, deployment: str = "cancer", start: datetime | None = None) -> None:
+def log_labelled(
+    ws: Workspace, n: int, *, deployment: str = "cancer", start: datetime | None = None, label: Any = int
+) -> None:
     """``n`` answers of cancer:1 logged (half an hour ago unless ``start``), each labelled by feedback in the
-    new concept of `flipped_stream`."""
+    new concept of `flipped_stream` (each label as ``label`` makes it: a test of mistyped labels passes str)."""
     frame, labels = flipped_stream(n)
     predictions = champion_model().predict(frame)
     at = start or datetime.now(UTC) - timedelta(minutes=30)
@@ -100,5 +102,5 @@ def log_labelled(ws: Workspace, n: int, *, deployment: str = "cancer", start: da
     ]
     ws.prediction_log.insert(rows)
     ws.prediction_log.apply_labels(
-        deployment, [("request_id", r["request_id"], int(labels[i])) for i, r in enumerate(rows)]
+        deployment, [("request_id", r["request_id"], label(labels[i])) for i, r in enumerate(rows)]
     )

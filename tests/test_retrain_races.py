@@ -4,16 +4,14 @@ predictions are not numbers, a model with other classes, labels of another type 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from retrain_support import champion_model, flipped_stream
+from retrain_support import champion_model, log_labelled
 from rollout_support import cancer_frame
 
 from matchday.config import Settings
@@ -65,38 +63,9 @@ def ws(tmp_path: Path, database_url: str) -> Iterator[Workspace]:
     )
     workspace.deployments.deploy("cancer", "cancer@champion")
     workspace.retraining.parts.engine = QuickEngine()
-    _log_labelled(workspace, 200)
+    log_labelled(workspace, 200)
     yield workspace
     workspace.close()
-
-
-def _log_labelled(ws: Workspace, n: int, label: Any = int) -> None:
-    frame, labels = flipped_stream(n)
-    predictions = champion_model().predict(frame)
-    at = datetime.now(UTC) - timedelta(minutes=30)
-    rows = [
-        {
-            "request_id": str(uuid.uuid4()),
-            "entity_id": None,
-            "deployment": "cancer",
-            "model": "cancer",
-            "version": 1,
-            "at": at + timedelta(milliseconds=100 * i),
-            "inputs": record,
-            "prediction": int(predictions[i]),
-            "probabilities": None,
-            "latency_seconds": 0.01,
-            "routing": {"plan": "single"},
-            "role": "served",
-            "error": None,
-            "shadow_of": None,
-        }
-        for i, record in enumerate(frame.to_dict("records"))
-    ]
-    ws.prediction_log.insert(rows)
-    ws.prediction_log.apply_labels(
-        "cancer", [("request_id", r["request_id"], label(labels[i])) for i, r in enumerate(rows)]
-    )
 
 
 def _engine(ws: Workspace) -> QuickEngine:
@@ -254,7 +223,7 @@ def test_labels_of_another_type_than_the_references_fail_the_run_saying_so(ws: W
     ws.retraining.policies["cancer"] = RetrainPolicy.model_validate(
         {**POLICY, "data": {"reference": True, "production": {"window": "1d"}}}
     )
-    _log_labelled(ws, 200, label=lambda v: "yes" if v else "no")  # beside the fixture's 0/1 labels
+    log_labelled(ws, 200, label=lambda v: "yes" if v else "no")  # beside the fixture's 0/1 labels
     run = ws.retraining.run("cancer", actor="tester")
     assert [o for _, o in ws.retraining.tick()] == ["failed"]  # at once, not after five retries
     assert "labels in the log mix types (int, str)" in (ws.retraining.get(run.id).reason or "")

@@ -196,6 +196,14 @@ def read_parts(snapshot: dict[str, Any]) -> dict[str, pa.Table] | None:
     return out
 
 
+def stored_parts(snapshot: dict[str, Any]) -> dict[str, pa.Table]:
+    """`read_parts`, for a step that cannot go on without them (retried: the folder may be back)."""
+    parts = read_parts(snapshot)
+    if parts is None:
+        raise RuntimeError(f"the run's data in {snapshot['folder']} is gone or changed")
+    return parts
+
+
 def training_data(
     snapshot: dict[str, Any], parts: dict[str, pa.Table], champion: ChampionArtifact | None
 ) -> TrainingData:

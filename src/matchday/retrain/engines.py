@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from matchday.retrain.data import ChampionArtifact, read_parts, training_data
+from matchday.retrain.data import ChampionArtifact, stored_parts, training_data
 from matchday.retrain.errors import TrainerFailed
 
 Heartbeat = Callable[[], bool]  # called about every second while training; False: stop (the run was cancelled)
@@ -126,9 +126,7 @@ def _child(
 
     threading.Thread(target=orphaned, daemon=True).start()
     try:
-        parts = read_parts(snapshot)
-        if parts is None:
-            raise RuntimeError(f"the run's data in {snapshot['folder']} is gone or changed")
+        parts = stored_parts(snapshot)
         model = call_trainer(trainer, training_data(snapshot, parts, champion))
     except BaseException as exc:  # the trainer's own failure: said in full, once
         Path(failure).write_text(
@@ -180,9 +178,7 @@ class RayEngine:
         attempt: int,
     ) -> Any:
         ray = self._ray()
-        parts = read_parts(snapshot)
-        if parts is None:
-            raise RuntimeError(f"the run's data in {snapshot['folder']} is gone or changed")
+        parts = stored_parts(snapshot)
         data = training_data(snapshot, parts, champion)
         task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_ray_task)
         ref = task.remote(trainer, data)

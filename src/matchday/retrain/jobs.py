@@ -25,6 +25,7 @@ from matchday.retrain.data import (
     read_parts,
     reference_part,
     split_holdout,
+    stored_parts,
     write_parts,
 )
 from matchday.retrain.engines import Cancelled, Engine
@@ -248,9 +249,7 @@ class RunSteps:
         is the holdout (recent rows it never saw, so its reference accuracy is not an in-sample one)."""
         p = self.parts
         assert run.parent is not None
-        parts = read_parts(snapshot)
-        if parts is None:
-            raise RuntimeError(f"the run's data in {snapshot['folder']} is gone or changed")
+        parts = stored_parts(snapshot)
         holdout = parts["holdout"]
         reference = holdout.select([*snapshot["inputs"], snapshot["target"]])
         signature = p.registry.get_signature(run.parent)
