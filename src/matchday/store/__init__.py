@@ -5,6 +5,7 @@ Nothing outside this folder touches a table; other parts call these classes.
 
 from matchday.store.database import Database, head_revision, redact
 from matchday.store.deployment_store import DeploymentNotFound, DeploymentStore
+from matchday.store.edge_store import EdgeDeviceExists, EdgeDeviceNotFound, EdgeDeviceRecord, EdgeDeviceStore
 from matchday.store.errors import (
     AliasNotFound,
     Conflict,
@@ -105,6 +106,10 @@ __all__ = [
     "DeploymentNotFound",
     "DeploymentRecord",
     "DeploymentStore",
+    "EdgeDeviceExists",
+    "EdgeDeviceNotFound",
+    "EdgeDeviceRecord",
+    "EdgeDeviceStore",
     "LabelOutcome",
     "PredictionLogStore",
     "PredictionRecord",

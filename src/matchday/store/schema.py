@@ -473,3 +473,22 @@ class RetrainRunRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class EdgeDeviceRow(Base):
+    """A device registered to send a deployment its telemetry: its API token (by key) and what it has sent.
+
+    ``rows_received`` and ``labels_received`` count what was written, not replays of a lost acknowledgement.
+    """
+
+    __tablename__ = "edge_devices"
+
+    device: Mapped[str] = mapped_column(String(100), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(200), index=True)
+    token_key: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    last_sync_at: Mapped[datetime | None]
+    last_model_ref: Mapped[str | None] = mapped_column(String(300))  # the bundle it ran at its last sync
+    rows_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    labels_received: Mapped[int] = mapped_column(BigInteger, default=0)
