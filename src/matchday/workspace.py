@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from matchday.auth import Access
+from matchday.batch import BatchScoring
 from matchday.config import Settings, load_settings
 from matchday.monitoring import (
     AlertEngine,
@@ -121,6 +122,11 @@ class Workspace:
         if not self.settings.log_process:
             return self.log_writer()
         return LogProcess(partial(open_log_writer, self.settings), self.spool_dir)
+
+    @cached_property
+    def batch(self) -> BatchScoring:
+        """Batch scoring of files with this registry's versions, feeding this log when asked (``--deployment``)."""
+        return BatchScoring(self.registry, self.prediction_log, self.deployments.get)
 
     @cached_property
     def alerts(self) -> AlertStore:
