@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matchday.auth import Access
 from matchday.batch import BatchScoring
@@ -47,6 +47,7 @@ from matchday.store import (
     AlertStore,
     Database,
     DeploymentStore,
+    EdgeDeviceStore,
     EventStore,
     ModelStore,
     MonitorStateStore,
@@ -59,6 +60,9 @@ from matchday.store import (
     WebhookOutbox,
     WindowStore,
 )
+
+if TYPE_CHECKING:
+    from matchday.edge import EdgeTelemetry
 
 
 class Workspace:
@@ -235,6 +239,20 @@ class Workspace:
     @cached_property
     def events(self) -> EventStore:
         return EventStore(self.database)
+
+    @cached_property
+    def edge_telemetry(self) -> EdgeTelemetry:
+        """Edge devices (each with a token) and their telemetry syncs into the prediction log."""
+        from matchday.edge import EdgeTelemetry  # the edge part (its ONNX export too) only where it is used
+
+        return EdgeTelemetry(
+            EdgeDeviceStore(self.database),
+            DeploymentStore(self.database),
+            self.registry,
+            self.prediction_log,
+            self.access,
+            self.events,
+        )
 
     @cached_property
     def webhooks(self) -> WebhookSender:

@@ -62,6 +62,9 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/retrain/runs/{run_id}/cancel", "operator"),
     ("GET", "/v1/deployments/{name}/retrain/policy", "viewer"),
     ("GET", "/v1/deployments/{name}/retrain/simulate", "viewer"),
+    # edge devices: a device's own token sends its telemetry (the route checks the binding)
+    ("POST", "/v1/edge/devices/{device}/telemetry", "predictor"),
+    ("GET", "/v1/edge/devices", "viewer"),
     # monitoring
     ("GET", "/v1/deployments/{name}/metrics", "viewer"),
     ("GET", "/v1/monitors", "viewer"),
@@ -101,6 +104,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", "/review", "reviewer"),
     ("GET", "/review/{name}", "reviewer"),  # claims the next item for the reviewer
     ("POST", "/review/{name}/{review_id}/decide", "reviewer"),
+    ("GET", "/edge/devices", "viewer"),
     ("GET", "/retrain", "viewer"),
     ("GET", "/retrain/{run_id}", "viewer"),
     ("POST", "/retrain/{run_id}/{action}", "operator"),  # approve or cancel a run, as a rollout action

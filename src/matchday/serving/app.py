@@ -30,7 +30,7 @@ from matchday.serving.errors import headers_for, status_for
 from matchday.serving.fast_predict import FastPredict, ServingApp, error_body
 from matchday.serving.metrics import ServingMetrics, multiprocess
 from matchday.serving.review_gauges import ReviewGauges
-from matchday.serving.routes import monitoring, registry, retrain, review, rollouts, v1, v2
+from matchday.serving.routes import edge, monitoring, registry, retrain, review, rollouts, v1, v2
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
 from matchday.serving.service import PredictionService
 from matchday.serving.shadow_worker import ShadowWorker
@@ -132,6 +132,7 @@ def create_app(workspace: Workspace | None = None, *, max_body_bytes: int = MAX_
     app.include_router(monitoring.router(parts, bodies))
     app.include_router(review.router(parts, bodies))
     app.include_router(retrain.router(parts, bodies))
+    app.include_router(edge.router(parts, bodies, lambda: ws.edge_telemetry))
     app.include_router(v2.router(parts, bodies))
     app.include_router(
         registry.router(

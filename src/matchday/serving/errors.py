@@ -79,6 +79,7 @@ class PortUnavailable(ServingError):
 
 def status_for(exc: MatchdayError) -> int:
     """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours."""
+    from matchday.edge import DeviceNotBound, InvalidTelemetry, TelemetryError, TooMuchTelemetry, WrongDeployment
     from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
     from matchday.retrain import InvalidPolicy, NoPolicy, RetrainConflict, RetrainError
     from matchday.review import ReviewError
@@ -93,6 +94,10 @@ def status_for(exc: MatchdayError) -> int:
         (ModelLoadFailed, 500),
         (ModelFailed, 500),
         (PayloadTooLarge, 413),
+        (TooMuchTelemetry, 413),
+        (InvalidTelemetry, 422),
+        (DeviceNotBound, 403),
+        (WrongDeployment, 409),
         (VersionNotServed, 404),
         (InvalidRequest, 422),
         (InvalidInput, 422),
@@ -110,6 +115,7 @@ def status_for(exc: MatchdayError) -> int:
         (RolloutError, 400),
         (RegistryError, 400),
         (ReviewError, 400),
+        (TelemetryError, 400),
     ]
     for kind, status in table:
         if isinstance(exc, kind):
