@@ -1,0 +1,345 @@
+"""The device's telemetry buffer: every prediction and label, kept in SQLite until the server has them.
+
+SQLite in WAL mode (an append does not wait on a reader; ``synchronous=NORMAL`` by default: a power cut
+may lose the last appends, never corrupt the file; ``durable=True`` syncs every append). Bounded by a
+row count, a byte count (the rows' stored sizes, not the file's) and an age. When an append would pass
+a bound, the policy decides: ``drop_oldest`` makes room (the oldest *predictions* first; labels, which
+are scarcer and say more, only when no prediction is left) and counts what it dropped; ``refuse_new``
+raises `BufferFull` and keeps every row it has.
+
+Ids are AUTOINCREMENT, never reused, so an acknowledgement names rows unambiguously; the buffer's
+``epoch`` (random, created with the file) keeps the request ids of a recreated buffer distinct.
+One process owns a buffer file at a time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from matchday_edge.errors import BufferError, BufferFull
+
+OnFull = Literal["drop_oldest", "refuse_new"]
+ON_FULL_POLICIES: tuple[OnFull, ...] = ("drop_oldest", "refuse_new")
+_ROW_OVERHEAD = 48  # bytes counted per row beside its text: ids, times, SQLite's record header
+_EXPIRE_EVERY = 1.0  # seconds between checks for rows past the age bound
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, at_epoch REAL NOT NULL,
+    model TEXT NOT NULL, version INTEGER NOT NULL,
+    payload TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS predictions_at ON predictions (at_epoch);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL, at_epoch REAL NOT NULL,
+    label TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS labels_at ON labels (at_epoch);
+"""
+
+
+@dataclass(frozen=True)
+class PendingPrediction:
+    seq: int
+    at: str
+    model: str
+    version: int
+    payload: str  # JSON: inputs, prediction, probabilities, latency_seconds
+
+
+@dataclass(frozen=True)
+class PendingLabel:
+    id: int
+    seq: int
+    at: str
+    label: str  # JSON
+
+
+@dataclass(frozen=True)
+class BufferStats:
+    predictions: int
+    labels: int
+    bytes: int
+    dropped_predictions: int
+    dropped_labels: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    """A row to append: its time (ISO and epoch seconds), the bundle's model and version, its JSON payload."""
+
+    at: str
+    at_epoch: float
+    model: str
+    version: int
+    payload: str
+
+
+class TelemetryBuffer:
+    """Predictions and labels awaiting the server, bounded, in one SQLite file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str,
+        max_rows: int = 1_000_000,
+        max_bytes: int = 256 * 2**20,
+        max_age_seconds: float = 30 * 86400,
+        on_full: OnFull = "drop_oldest",
+        durable: bool = False,
+    ) -> None:
+        if on_full not in ON_FULL_POLICIES:
+            raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}, not {on_full!r}")
+        if max_rows < 1 or max_bytes < 1 or max_age_seconds <= 0:
+            raise ValueError("max_rows, max_bytes and max_age_seconds must be positive")
+        if not device or not isinstance(device, str):
+            raise ValueError("a device id is needed: the name it was registered with (matchday edge devices add)")
+        self.path = Path(path)
+        self.max_rows, self.max_bytes, self.max_age_seconds = max_rows, max_bytes, max_age_seconds
+        self.on_full: OnFull = on_full
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        with self._transaction():
+            for statement in _statements(_SCHEMA):
+                self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (secrets.token_hex(16),))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('device', ?)", (device,))
+            for key in ("dropped_predictions", "dropped_labels", "expired"):
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", (key,))
+            owner = self._meta("device")
+        if owner != device:
+            self._db.close()
+            raise BufferError(
+                f"{self.path} is the telemetry buffer of device {owner!r}, not {device!r}: "
+                "give each device id its own buffer file"
+            )
+        self.device = device
+        self.epoch = self._meta("epoch")
+        self._rows, self._bytes = 0, 0
+        self._recount()
+        self._last_expiry = 0.0
+
+    # -- appending --------------------------------------------------------------------------
+    def append_predictions(self, rows: Sequence[NewPrediction]) -> list[int]:
+        """Append ``rows`` in one transaction; their sequence numbers, in order."""
+        sizes = [len(r.payload) + len(r.at) + _ROW_OVERHEAD for r in rows]
+        with self._lock, self._transaction():
+            self._expire_if_due()
+            self._make_room(len(rows), sum(sizes))
+            seqs = []
+            for row, size in zip(rows, sizes):
+                cursor = self._db.execute(
+                    "INSERT INTO predictions (at, at_epoch, model, version, payload, size) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row.at, row.at_epoch, row.model, row.version, row.payload, size),
+                )
+                seqs.append(int(cursor.lastrowid or 0))
+            self._rows += len(rows)
+            self._bytes += sum(sizes)
+        return seqs
+
+    def append_label(self, seq: int, label_json: str, at: str, at_epoch: float) -> int:
+        """Record ground truth for prediction ``seq`` (it need not be buffered any more: it may be synced)."""
+        size = len(label_json) + len(at) + _ROW_OVERHEAD
+        with self._lock, self._transaction():
+            if not 1 <= seq <= self._last_seq():
+                raise BufferError(f"no prediction {seq} was made on this buffer (its last is {self._last_seq()})")
+            self._expire_if_due()
+            self._make_room(1, size)
+            cursor = self._db.execute(
+                "INSERT INTO labels (seq, at, at_epoch, label, size) VALUES (?, ?, ?, ?, ?)",
+                (seq, at, at_epoch, label_json, size),
+            )
+            self._rows += 1
+            self._bytes += size
+        return int(cursor.lastrowid or 0)
+
+    def _make_room(self, rows: int, size: int) -> None:
+        """Within the transaction: drop the oldest rows (predictions first) so ``rows``/``size`` fit, or refuse."""
+        if rows > self.max_rows or size > self.max_bytes:
+            raise BufferError(
+                f"{rows} rows of {size} bytes cannot fit a buffer bounded at {self.max_rows} rows and "
+                f"{self.max_bytes} bytes: append fewer at a time"
+            )
+        excess_rows = self._rows + rows - self.max_rows
+        excess_bytes = self._bytes + size - self.max_bytes
+        if excess_rows <= 0 and excess_bytes <= 0:
+            return
+        if self.on_full == "refuse_new":
+            raise BufferFull(
+                f"the telemetry buffer is full ({self._rows} rows, {self._bytes} bytes; bounds {self.max_rows} rows, "
+                f"{self.max_bytes} bytes) and its policy is refuse_new: sync it to the server to make room"
+            )
+        for table, key, counter in (("predictions", "seq", "dropped_predictions"), ("labels", "id", "dropped_labels")):
+            dropped_rows = dropped_bytes = 0
+            last = None
+            for ident, row_size in self._db.execute(f"SELECT {key}, size FROM {table} ORDER BY {key}"):
+                if dropped_rows >= excess_rows and dropped_bytes >= excess_bytes:
+                    break
+                dropped_rows += 1
+                dropped_bytes += row_size
+                last = ident
+            if last is not None:
+                self._db.execute(f"DELETE FROM {table} WHERE {key} <= ?", (last,))
+                self._add_meta(counter, dropped_rows)
+                self._rows -= dropped_rows
+                self._bytes -= dropped_bytes
+                excess_rows -= dropped_rows
+                excess_bytes -= dropped_bytes
+            if excess_rows <= 0 and excess_bytes <= 0:
+                return
+
+    # -- age --------------------------------------------------------------------------------
+    def expire(self, now: float | None = None) -> int:
+        """Delete rows older than the age bound; how many went."""
+        with self._lock, self._transaction():
+            return self._expire(time.time() if now is None else now)
+
+    def _expire_if_due(self) -> None:
+        now = time.time()
+        if now - self._last_expiry >= _EXPIRE_EVERY:
+            self._expire(now)
+
+    def _expire(self, now: float) -> int:
+        self._last_expiry = now
+        cutoff = now - self.max_age_seconds
+        gone = 0
+        for table in ("predictions", "labels"):
+            count, size = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE at_epoch < ?", (cutoff,)
+            ).fetchone()
+            if count:
+                self._db.execute(f"DELETE FROM {table} WHERE at_epoch < ?", (cutoff,))
+                self._rows -= count
+                self._bytes -= size
+                gone += count
+        if gone:
+            self._add_meta("expired", gone)
+        return gone
+
+    # -- syncing ----------------------------------------------------------------------------
+    def marks(self) -> tuple[int, int]:
+        """The last prediction seq and label id assigned so far: a sync sends nothing newer than these."""
+        with self._lock:
+            return self._last_seq(), self._last_id("labels")
+
+    def pending(
+        self, limit: int, after_seq: int = 0, after_label: int = 0, upto: tuple[int, int] | None = None
+    ) -> tuple[list[PendingPrediction], list[PendingLabel]]:
+        """The oldest ``limit`` predictions and ``limit`` labels past the given ids (and up to ``upto``'s marks)."""
+        top_seq, top_label = upto or (2**63 - 1, 2**63 - 1)
+        with self._lock:
+            predictions = [
+                PendingPrediction(*row)
+                for row in self._db.execute(
+                    "SELECT seq, at, model, version, payload FROM predictions WHERE seq > ? AND seq <= ? "
+                    "ORDER BY seq LIMIT ?",
+                    (after_seq, top_seq, limit),
+                )
+            ]
+            labels = [
+                PendingLabel(*row)
+                for row in self._db.execute(
+                    "SELECT id, seq, at, label FROM labels WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    (after_label, top_label, limit),
+                )
+            ]
+        return predictions, labels
+
+    def acknowledge(self, seqs: Iterable[int], label_ids: Iterable[int]) -> tuple[int, int]:
+        """Delete exactly these rows (the server holds them now); how many of each were deleted."""
+        deleted = []
+        with self._lock, self._transaction():
+            for table, key, ids in (("predictions", "seq", list(seqs)), ("labels", "id", list(label_ids))):
+                count = 0
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    (size,) = self._db.execute(
+                        f"SELECT COALESCE(SUM(size), 0) FROM {table} WHERE {key} IN ({marks})", chunk
+                    ).fetchone()
+                    cursor = self._db.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk)
+                    count += cursor.rowcount
+                    self._bytes -= size
+                self._rows -= count
+                deleted.append(count)
+        return deleted[0], deleted[1]
+
+    # -- reading ----------------------------------------------------------------------------
+    def stats(self) -> BufferStats:
+        with self._lock:
+            (predictions,) = self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()
+            (labels,) = self._db.execute("SELECT COUNT(*) FROM labels").fetchone()
+            return BufferStats(
+                predictions=int(predictions),
+                labels=int(labels),
+                bytes=self._bytes,
+                dropped_predictions=int(self._meta("dropped_predictions")),
+                dropped_labels=int(self._meta("dropped_labels")),
+                expired=int(self._meta("expired")),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self._recount)
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def _add_meta(self, key: str, amount: int) -> None:
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = ?", (amount, key))
+
+    def _last_seq(self) -> int:
+        return self._last_id("predictions")
+
+    def _last_id(self, table: str) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _recount(self) -> None:
+        """The running totals from the tables (on open, and after a rolled-back transaction moved them)."""
+        rows = size = 0
+        for table in ("predictions", "labels"):
+            count, total = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table}").fetchone()
+            rows += count
+            size += total
+        self._rows, self._bytes = rows, size
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on an exception (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection, on_rollback: Callable[[], None]) -> None:
+        self.db = db
+        self.on_rollback = on_rollback
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is None:
+            self.db.execute("COMMIT")
+            return
+        self.db.execute("ROLLBACK")
+        self.on_rollback()
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
