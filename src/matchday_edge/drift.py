@@ -8,7 +8,7 @@ line; the server's drift engine stays the judge of record (it sees every device'
 >>> sketch = sketch_numeric(np.arange(100.0), bins=4)
 >>> sketch["edges"], sketch["frequencies"]
 ([24.75, 49.5, 74.25], [0.25, 0.25, 0.25, 0.25])
->>> round(psi(sketch["frequencies"], bin_shares(sketch, np.arange(100.0))), 6)
+>>> round(psi(reference_shares(sketch), bin_shares(sketch, np.arange(100.0))), 6)
 0.0
 """
 
