@@ -7,7 +7,7 @@ can say "no data in this range" instead of drawing an empty frame (and a test ca
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +79,54 @@ def series_chart(
         "series": series,
         "events": list(events),
         "points": _points(series, threshold is not None),
+    }
+
+
+def source_chart(
+    chart_id: str,
+    whole: Sequence[MetricWindow],
+    by_source: Mapping[str, Sequence[MetricWindow]],
+    *,
+    events: Sequence[dict[str, Any]] = (),
+) -> Chart:
+    """Rows per window by where they came from: every row, each source's (batch jobs, edge devices), and
+    online traffic as the rest (online rows carry no source), all versions added up.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 11, 27, tzinfo=UTC)
+    >>> w = lambda rows, segment="": MetricWindow("d", "m", 1, segment, "5m", t, t, rows, {}, None, {})
+    >>> c = source_chart("s", [w(10)], {"edge": [w(3, "@source=edge")], "batch": []})
+    >>> [(s["label"], s["values"]) for s in c["series"]]
+    [('all', [10.0]), ('online', [7.0]), ('edge', [3.0])]
+    """
+    starts = sorted({w.start for w in whole})
+    index = {s: i for i, s in enumerate(starts)}
+
+    def rows(windows: Sequence[MetricWindow]) -> list[float | None]:
+        values: list[float | None] = [None] * len(starts)
+        for w in windows:
+            if w.start in index:
+                i = index[w.start]
+                values[i] = (values[i] or 0.0) + float(w.rows)
+        return values
+
+    total = rows(whole)
+    sources = {name: rows(windows) for name, windows in by_source.items()}
+    online = [
+        None if t is None else max(t - sum(v[i] or 0.0 for v in sources.values()), 0.0) for i, t in enumerate(total)
+    ]
+    series = [{"label": "all", "values": total}, {"label": "online", "values": online}]
+    series += [{"label": name, "values": v} for name, v in sources.items() if any(x is not None for x in v)]
+    series = [s for s in series if any(x is not None for x in s["values"])]
+    return {
+        "id": chart_id,
+        "title": "Traffic by source: rows per window",
+        "unit": "rows",
+        "kind": "time",
+        "x": [epoch(s) for s in starts],
+        "series": series,
+        "events": list(events),
+        "points": _points(series, False),
     }
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from matchday.dashboard.charts import (
     chart_events,
@@ -20,6 +20,7 @@ from matchday.dashboard.charts import (
     drift_heatmap,
     histogram_chart,
     series_chart,
+    source_chart,
     version_of,
 )
 from matchday.dashboard.errors import BadTimeRange, PageNotFound, PageUnavailable
@@ -34,6 +35,8 @@ from matchday.dashboard.retraining import (
 )
 from matchday.dashboard.timerange import TimeRange
 from matchday.monitoring import (
+    DEVICE_SEGMENT,
+    SOURCE_SEGMENT,
     TIME_WIDTHS,
     DriftError,
     MonitoringLoop,
@@ -49,6 +52,9 @@ from matchday.review import Automation, ReviewError, ReviewQueue, item_json
 from matchday.rollout import Deployments, NothingToDo, Rollouts
 from matchday.store import AlertRecord, AlertStore, MetricWindow, NotFound, ReviewItemRecord, RolloutNotFound
 from matchday.workspace import Workspace
+
+if TYPE_CHECKING:
+    from matchday.edge import EdgeTelemetry
 
 ACTIONS = ("promote", "rollback", "pause", "resume")
 RECENT = timedelta(minutes=15)  # a deployment with no window ending since then is idle
@@ -76,6 +82,7 @@ class DashboardPages:
     automation: Automation | None = None
     # built on the first retraining page: a policy that does not read is that page's problem, not every page's
     retraining: Callable[[], Retraining] | None = None
+    edge: Callable[[], EdgeTelemetry] | None = None  # registered edge devices (the devices page, the device filter)
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> DashboardPages:
@@ -88,6 +95,7 @@ class DashboardPages:
             ws.review,
             ws.automation,
             lambda: ws.retraining,
+            lambda: ws.edge_telemetry,
         )
 
     # -- overview ------------------------------------------------------------------------------
@@ -145,14 +153,23 @@ class DashboardPages:
         ], None
 
     # -- one deployment ------------------------------------------------------------------------
-    def deployment(self, name: str, span: TimeRange, width: str | None = None) -> dict[str, Any]:
-        """Time series of the deployment's windows in ``span``, with events marked on the time axis."""
+    def deployment(
+        self, name: str, span: TimeRange, width: str | None = None, device: str | None = None
+    ) -> dict[str, Any]:
+        """Time series of the deployment's windows in ``span``, with events marked on the time axis; with
+        ``device``, of that edge device's rows only (its windows by time)."""
         record = self._deployment(name)
-        width, windows = self._windows(name, span, width)
+        if device is not None:
+            if width is not None and width not in TIME_WIDTHS:
+                raise BadTimeRange(f"a device's rows have windows by time only: {', '.join(TIME_WIDTHS)}")
+            width = width or span.width()
+        segment = "" if device is None else f"{DEVICE_SEGMENT}={device}"
+        width, windows = self._windows(name, span, width, segment)
         alerts = self.alert_store.list(name, limit=200)
         events = chart_events(self.rollouts.list_events(name, 500), alerts, span.since, span.until)
         classes = class_metrics(windows)
-        charts = [
+        charts = [] if device is not None else [self._sources(name, span, width, events)]
+        charts += [
             series_chart("throughput", "Throughput", windows, [("throughput", "rows/s")], unit="rows/s", events=events),
             series_chart(
                 "latency",
@@ -206,15 +223,45 @@ class DashboardPages:
             "events": list(reversed(events)),
             "firing": [a for a in alerts if a.state == "firing"],
             "windows": len(windows),
+            "device": device,
+            "devices": self._devices_of(name),
         }
 
-    def _windows(self, name: str, span: TimeRange, width: str | None) -> tuple[str, list[MetricWindow]]:
-        """The chosen width's whole-traffic windows; by default the range's time width, or the count
-        width when that has more windows (a short burst of traffic fills count windows, not 5-minute ones)."""
+    def _sources(self, name: str, span: TimeRange, width: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rows per window by source (online, batch, edge), on the range's time windows: sources are
+        segments of windows by time (a window by count holds rows in the order they came, of every source)."""
+        chosen = width if width in TIME_WIDTHS else span.width()
+
+        def series(segment: str) -> list[MetricWindow]:
+            return self.monitoring.windows.series(
+                name, chosen, since=span.since, until=span.until, segment=segment, limit=MAX_WINDOWS
+            )
+
+        by_source = {source: series(f"{SOURCE_SEGMENT}={source}") for source in ("batch", "edge")}
+        return source_chart("sources", series(""), by_source, events=events)
+
+    def _devices_of(self, name: str) -> list[str]:
+        return [d.device for d in self.edge().registered(name)] if self.edge is not None else []
+
+    # -- edge devices ----------------------------------------------------------------------------
+    def devices(self, deployment: str | None = None) -> dict[str, Any]:
+        """Every registered edge device: its deployment, last sync, the bundle it ran, rows and labels received."""
+        if self.edge is None:
+            raise PageUnavailable("this dashboard was built without the edge part")
+        return {"devices": self.edge().registered(deployment), "deployment": deployment}
+
+    def _windows(
+        self, name: str, span: TimeRange, width: str | None, segment: str = ""
+    ) -> tuple[str, list[MetricWindow]]:
+        """The chosen width's windows of ``segment`` (whole traffic by default); by default the range's time
+        width, or the count width when that has more windows (a short burst of traffic fills count windows,
+        not 5-minute ones)."""
         if width is not None and width not in TIME_WIDTHS and not COUNT_WIDTH.match(width):
             raise BadTimeRange(f"unknown window {width!r}; one of {', '.join(self._widths())}")
         chosen = width or span.width()
-        windows = self.monitoring.windows.series(name, chosen, since=span.since, until=span.until, limit=MAX_WINDOWS)
+        windows = self.monitoring.windows.series(
+            name, chosen, since=span.since, until=span.until, segment=segment, limit=MAX_WINDOWS
+        )
         if width is None and len({w.start for w in windows}) < 3:
             counted = self.monitoring.windows.series(
                 name, self._widths()[-1], since=span.since, until=span.until, limit=MAX_WINDOWS

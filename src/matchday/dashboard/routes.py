@@ -125,12 +125,17 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         since: str | None = None,  # noqa: A002
         until: str | None = None,
         window: str | None = None,
+        device: str | None = None,
     ) -> Response:
         return page(
             request,
             "deployment.html",
-            lambda: pages().deployment(name, parse_range(range, since, until), window or None),
+            lambda: pages().deployment(name, parse_range(range, since, until), window or None, device or None),
         )
+
+    @router.get("/edge/devices", response_class=HTMLResponse)
+    def devices(request: Request, deployment: str | None = None) -> Response:
+        return page(request, "devices.html", lambda: pages().devices(deployment or None))
 
     @router.get("/deployments/{name}/drift/{feature:path}", response_class=HTMLResponse)  # a name may hold "/"
     def drift(

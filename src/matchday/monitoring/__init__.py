@@ -54,6 +54,8 @@ from matchday.monitoring.log import (
     label_text,
 )
 from matchday.monitoring.loop import LoopResult, MonitoringLoop
+from matchday.monitoring.windows import DEVICE as DEVICE_SEGMENT
+from matchday.monitoring.windows import SOURCE as SOURCE_SEGMENT
 from matchday.monitoring.windows import (
     TIME_WIDTHS,
     ArmComparison,
@@ -80,6 +82,8 @@ from matchday.monitoring.windows import (
 )
 
 __all__ = [
+    "DEVICE_SEGMENT",
+    "SOURCE_SEGMENT",
     "ADWIN",
     "DDM",
     "DETECTORS",

@@ -33,6 +33,8 @@ from matchday.monitoring.windows.performance import (
     RegressionPerformance,
 )
 from matchday.monitoring.windows.summarizer import (
+    DEVICE,
+    SOURCE,
     TIME_WIDTHS,
     Summarizer,
     SummarizerConfig,
@@ -42,6 +44,8 @@ from matchday.monitoring.windows.summarizer import (
 from matchday.monitoring.windows.summary import VersionReference
 
 __all__ = [
+    "DEVICE",
+    "SOURCE",
     "CLASSIFICATION",
     "FAILURES_KEY",
     "REGRESSION",

@@ -84,6 +84,8 @@ STATE_KEY = "summarizer"
 WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
 DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
+SOURCE, DEVICE = "@source", "@device"  # origin segments: where rows came from (`origin_rows`), batch or edge
+MAX_DEVICES = 1000  # edge devices per deployment with windows of their own; the rest pool into __other__
 SLIDING_MAX_ROWS = 100_000  # a count window larger than this is judged when complete, without a sliding window
 PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (f"panes\x1f{deployment}\x1f...")
 SLIDING_ALPHA = 0.001  # the p-value tests' level in the sliding window, judged again at every step: at
@@ -195,7 +197,7 @@ class Summarizer:
             result.rows += batch.num_rows
             for series, part, cols in parts:
                 with failures.guard(series, "summarise", f"{part.num_rows} rows"):
-                    self._summarise(series, cols, state, pending, panes)
+                    self._summarise(series, cols, state, pending, panes, origin_rows(part))
         staged: dict[WindowKey, MetricWindow] = {w.key: w for w in self._write(pending, now, failures)}
         result.sliding = self._sliding(panes, now, failures)
         relabelled = self._relabel(state, now, staged, failures)
@@ -235,9 +237,11 @@ class Summarizer:
         state: dict[str, Any],
         pending: dict[WindowKey, dict[str, Any]],
         panes: dict[str, list[list[Any]]],
+        origins: dict[str, np.ndarray] | None = None,
     ) -> None:
         """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
-        ``pending`` nor the version's count windows in ``state`` hold a part of them."""
+        ``pending`` nor the version's count windows in ``state`` hold a part of them. ``origins``: the rows
+        of batch jobs and edge devices by origin segment (`origin_rows`)."""
         deployment, model, version = series
         if isinstance(parsed, Exception):
             raise parsed
@@ -248,7 +252,7 @@ class Summarizer:
         mine: dict[WindowKey, dict[str, Any]] = {}
         try:
             deltas = _Deltas(cols, self.reference(model, version), self._configured(self.config.texts, deployment))
-            self._add_time_windows(deployment, model, version, deltas, state, mine)
+            self._add_time_windows(deployment, model, version, deltas, state, mine, origins or {})
             self._add_count_windows(deployment, model, version, deltas, state, mine)
             # the panes summarise each row a second time: worth it to see a shift within a few hundred rows
             # of a window of a thousand; a window of a million rows is its own quick detector, and doubling
@@ -390,14 +394,17 @@ class Summarizer:
     def _segmented(self, deployment: str) -> bool:
         return bool(self._configured(self.config.segments, deployment))
 
-    def _segment(self, deployment: str, feature: str, value: Any, state: dict[str, Any]) -> str | None:
-        """``feature=value``, the value pooled into ``__other__`` past the first ``max_segment_values``."""
+    def _segment(
+        self, deployment: str, feature: str, value: Any, state: dict[str, Any], limit: int | None = None
+    ) -> str | None:
+        """``feature=value``, the value pooled into ``__other__`` past the first ``max_segment_values``
+        (or ``limit``)."""
         if value is None:
             return None
         text = str(value)
         values = state["segment_values"].setdefault(deployment, {}).setdefault(feature, [])
         if text not in values:
-            if len(values) >= self.config.max_segment_values:
+            if len(values) >= (limit or self.config.max_segment_values):
                 text = OTHER
             else:
                 values.append(text)
@@ -436,11 +443,19 @@ class Summarizer:
         deltas: _Deltas,
         state: dict[str, Any],
         pending: dict[WindowKey, dict[str, Any]],
+        origins: dict[str, np.ndarray],
     ) -> None:
+        """Each row into the windows of its own time (a device's rows synced hours later too)."""
         cols = deltas.cols
         base = TIME_WIDTHS[BASE] * 1_000_000
         buckets = cols.at // base
-        for segment, rows in self._segment_rows(deployment, cols, state).items():
+        segments = self._segment_rows(deployment, cols, state)
+        for segment, rows in origins.items():  # a device past MAX_DEVICES pools into @device=__other__
+            name, _, value = segment.partition("=")
+            pooled = self._segment(deployment, name, value, state, MAX_DEVICES if name == DEVICE else None)
+            if pooled is not None:
+                segments[pooled] = np.union1d(segments[pooled], rows) if pooled in segments else rows
+        for segment, rows in segments.items():
             for bucket in np.unique(buckets[rows]):
                 part = rows[buckets[rows] == bucket]
                 delta = deltas.of(part)
@@ -768,6 +783,32 @@ class Summarizer:
             with failures.guard(key[:3], "performance", describe(key)):
                 out.append(self._window(key, old.end, old.summary, performance, now, reuse_drift=old.metrics))
         return out, waiting
+
+
+def origin_rows(batch: pa.Table) -> dict[str, np.ndarray]:
+    """The positions of a batch's rows from batch jobs and edge devices, by origin segment: ``@source=batch``,
+    ``@source=edge``, ``@device=<id>`` (the ``@`` keeps them apart from segments by an input feature). Online
+    rows carry no source in their routing and have none: whole-traffic windows hold every row, so online
+    traffic is the rest, and a log of online rows only costs this one look at the routing's fields."""
+    if "routing" not in batch.column_names or not batch.num_rows:
+        return {}
+    routing = batch.column("routing")
+    kind = routing.type
+    if not pa.types.is_struct(kind) or kind.get_field_index("source") < 0:
+        return {}
+    struct = routing.combine_chunks() if routing.num_chunks != 1 else routing.chunk(0)
+    out: dict[str, np.ndarray] = {}
+    for name, segment in (("source", SOURCE), ("device", DEVICE)):
+        if kind.get_field_index(name) < 0:
+            continue
+        encoded = pc.dictionary_encode(pc.struct_field(struct, name).cast(pa.string()))
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+        for code, value in enumerate(encoded.dictionary.to_pylist()):
+            rows = np.flatnonzero(valid & (codes == code))
+            if rows.size and value:
+                out[f"{segment}={value}"] = rows
+    return out
 
 
 def describe(key: WindowKey) -> str:
