@@ -15,6 +15,7 @@ from rich.table import Table
 
 from matchday.cli_access import local_actor, tokens_app, users_app
 from matchday.cli_batch import batch_app
+from matchday.cli_edge import edge_app
 from matchday.cli_retrain import retrain_app
 from matchday.cli_review import (
     AuditOption,
@@ -57,6 +58,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(review_app, name="review")
 app.add_typer(automation_app, name="automation")
 app.add_typer(retrain_app, name="retrain")
+app.add_typer(edge_app, name="edge")
 app.add_typer(batch_app, name="batch")
 
 out = Console()

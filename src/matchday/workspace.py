@@ -62,7 +62,7 @@ from matchday.store import (
 )
 
 if TYPE_CHECKING:
-    from matchday.edge import EdgeTelemetry
+    from matchday.edge import BundleSigner, EdgeTelemetry
 
 
 class Workspace:
@@ -253,6 +253,13 @@ class Workspace:
             self.access,
             self.events,
         )
+
+    @cached_property
+    def edge_signer(self) -> BundleSigner:
+        """The Ed25519 key edge bundles are signed with (made 0600 under home on first use); devices pin its public half."""
+        from matchday.edge import BundleSigner
+
+        return BundleSigner(self.settings.home.absolute() / "keys" / "edge-signing.pem")
 
     @cached_property
     def webhooks(self) -> WebhookSender:
