@@ -22,7 +22,7 @@ from matchday.batch.monitor_feed import MonitorFeed
 from matchday.batch.ray_engine import ModelPayload, RayEngine
 from matchday.batch.scoring import BatchScorer, OutputLayout
 from matchday.batch.sink import Folder, PartSink
-from matchday.batch.source import BatchInput, Part, open_input
+from matchday.batch.source import PART_ROWS, BatchInput, Part, open_input
 from matchday.batch.validation import check_schema
 from matchday.registry import Registry, Signature
 from matchday.store import ModelVersionRecord, PredictionLogStore
@@ -43,6 +43,7 @@ class BatchOptions:
     resume: bool = False
     deployment: str | None = None  # whose log the rows go to (marked source: batch)
     batch_size: int = BATCH_SIZE
+    part_rows: int = PART_ROWS  # a big Parquet file is cut into parts of about this many rows (whole row groups)
 
     def check(self) -> None:
         problems = []
@@ -250,7 +251,7 @@ class BatchScoring:
         if options.deployment is not None:
             self._parts.check_deployment(options.deployment)
         text = [*signature.input_names] + ([options.id_column] if options.id_column else [])
-        source = open_input(input, text)
+        source = open_input(input, text, part_rows=options.part_rows)
         for path, schema in source.schemas.items():
             check_schema(schema, signature, path, options.id_column)
         out = _folder(output, "OUTPUT")

@@ -131,7 +131,7 @@ def open_input(uri: str, text_columns: Sequence[str] = (), *, part_rows: int = P
 
 def _files(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> list[str]:
     if any(c in path for c in "*?["):
-        files = [f for f in fs.glob(path) if fs.isfile(f)]
+        files = [f for f in fs.glob(path) if not _hidden(f.rsplit("/", 1)[-1]) and fs.isfile(f)]
         what = f"no file matches {uri}"
     elif fs.isdir(path):
         files = [f for f in fs.find(path) if not _hidden(f[len(path.rstrip("/")) :])]

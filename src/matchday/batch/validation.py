@@ -37,12 +37,12 @@ def check_schema(schema: pa.Schema, signature: Signature, where: str, id_column:
     input's mistake, said before any row is scored, not a million rejects."""
     have = set(schema.names)
     missing = [n for n in signature.input_names if n not in have]
-    problems = [f"missing column {n!r} (a {signature.column(n).type} input of the model)" for n in missing]
+    problems = [f"missing column {n!r} ({_article(signature.column(n).type)} input of the model)" for n in missing]
     if id_column is not None and id_column not in have:
         problems.append(f"missing the id column {id_column!r}")
     for spec in signature.inputs:
         if spec.name in have and not _castable(schema.field(spec.name).type):
-            problems.append(f"column {spec.name!r} is {schema.field(spec.name).type}, not a {spec.type}")
+            problems.append(f"column {spec.name!r} is {schema.field(spec.name).type}, not {_article(spec.type)}")
     if problems:
         raise BatchInputError(
             f"{where} cannot be scored by the model", [*problems, f"its columns: {', '.join(schema.names)}"]
@@ -61,7 +61,7 @@ def check_batch(batch: pa.RecordBatch, signature: Signature) -> Checked:
         if not spec.nullable:
             missing = typed.is_null()
             if pa.types.is_floating(typed.type):
-                missing = pc.or_(missing, pc.is_nan(typed))
+                missing = pc.or_(missing, pc.fill_null(pc.is_nan(typed), False))
             if pc.any(missing).as_py():
                 for i in np.flatnonzero(missing.to_numpy(zero_copy_only=False)):
                     if column[int(i)].is_valid and not typed[int(i)].is_valid:
@@ -150,3 +150,7 @@ def _castable(dtype: pa.DataType) -> bool:
         or pa.types.is_large_string(dtype)
         or pa.types.is_null(dtype)
     )
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
