@@ -321,3 +321,94 @@ def test_a_database_that_goes_away_acknowledges_nothing(workspace: Workspace, tm
     assert edge.device(device).last_sync_at is None
     with workspace.database.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def _device_rows(seqs: range, at: datetime, shift: float, rng: np.random.Generator) -> list[dict[str, Any]]:
+    values = rng.normal(size=(len(seqs), 3)) + shift
+    return [
+        {
+            "seq": s,
+            "at": (at + timedelta(seconds=i)).isoformat(),
+            "inputs": dict(zip(FEATURES, map(float, row), strict=True)),
+            "prediction": int(row[0] + row[1] > 0),
+            "probabilities": None,
+            "latency_seconds": 0.0002,
+            "model": "churn",
+            "version": 1,
+        }
+        for i, (s, row) in enumerate(zip(seqs, values, strict=True))
+    ]
+
+
+def test_a_devices_drifted_rows_raise_the_deployments_drift_alert(database_url: str, tmp_path: Any) -> None:
+    """Rows synced hours after they were predicted land in the windows of their own time (the whole traffic's,
+    the edge's and the device's), are judged by the drift monitor on the window by count, and the deployment's
+    alert fires on the drifted ones only; the dashboard charts them by source and by device."""
+    from sklearn.linear_model import LogisticRegression
+
+    from matchday.dashboard import DashboardPages, parse_range
+
+    ws = Workspace(Settings(home=tmp_path / "home", database_url=database_url, monitoring={"count_window": 200}))
+    try:
+        rng = np.random.default_rng(11)
+        frame = pd.DataFrame(rng.normal(size=(400, 3)), columns=FEATURES)
+        frame["y"] = (frame["f0"] + frame["f1"] > 0).astype(int)
+        ws.registry.register(
+            "churn", LogisticRegression().fit(frame[FEATURES], frame["y"]), reference=frame, target="y"
+        )
+        ws.deployments.deploy("checkout", "churn:1")
+        token, _ = ws.edge_telemetry.register("truck-7", "checkout", "test")
+        sender = ws.access.bearer(token)
+        epoch = secrets.token_hex(16)
+        now = datetime.now(UTC).replace(microsecond=0)
+        earlier = now - timedelta(hours=3)
+
+        def sync(seqs: range, at: datetime, shift: float) -> None:
+            body = {
+                "deployment": "checkout",
+                "epoch": epoch,
+                "bundle": {"model": "churn", "version": 1},
+                "predictions": _device_rows(seqs, at, shift, rng),
+            }
+            assert ws.edge_telemetry.receive("truck-7", body, sender, now=now).written == len(seqs)
+
+        def drift_alerts() -> list[Any]:
+            return [a for a in ws.alerts.firing("checkout") if a.monitor == "data-drift"]
+
+        sync(range(1, 401), earlier, 0.0)  # three hours old, like the reference
+        ws.monitoring.tick(now)
+        assert drift_alerts() == []
+        old = ws.windows.series(
+            "checkout", "5m", since=earlier - timedelta(minutes=5), until=earlier + timedelta(minutes=10)
+        )
+        assert sum(w.rows for w in old) == 400 and min(w.start for w in old) <= earlier
+        for segment in ("@source=edge", "@device=truck-7"):
+            mine = ws.windows.series(
+                "checkout",
+                "5m",
+                since=earlier - timedelta(minutes=5),
+                until=earlier + timedelta(minutes=10),
+                segment=segment,
+            )
+            assert sum(w.rows for w in mine) == 400, segment
+        for start in range(401, 801, 100):  # the device's sensors drift: four syncs, a tick after each
+            sync(range(start, start + 100), earlier + timedelta(hours=1, seconds=start), 3.0)
+            ws.monitoring.tick(now)
+        fired = drift_alerts()
+        assert len(fired) == 1 and (fired[0].model, fired[0].version) == ("churn", 1)
+
+        pages = DashboardPages.from_workspace(ws)
+        span = parse_range("24h", now=now)
+        page = pages.deployment("checkout", span, "5m")
+        sources = next(c for c in page["charts"] if c["id"] == "sources")
+        by_label = {s["label"]: s["values"] for s in sources["series"]}
+        assert sum(v or 0 for v in by_label["edge"]) == 800 and sum(v or 0 for v in by_label["online"]) == 0
+        assert page["devices"] == ["truck-7"]
+        device_page = pages.deployment("checkout", span, None, "truck-7")
+        throughput = next(c for c in device_page["charts"] if c["id"] == "throughput")
+        assert throughput["points"] > 0 and device_page["device"] == "truck-7"
+        assert pages.deployment("checkout", span, None, "no-such-device")["windows"] == 0
+        listed = pages.devices()["devices"]
+        assert [(d.device, d.rows_received) for d in listed] == [("truck-7", 800)]
+    finally:
+        ws.close()
