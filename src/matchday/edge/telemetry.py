@@ -331,25 +331,28 @@ def _typed_inputs(items: list[EdgePrediction], signature: Signature) -> tuple[di
     or the problems of the rows that do not fit, each named."""
     names = signature.input_names
     problems = []
+    complete = []
     for p in items:
         missing = [n for n in names if n not in p.inputs]
         if missing:
             problems.append(Problem(f"predictions[{p.index}].inputs", f"missing input(s) {', '.join(missing)}", p.seq))
-    if problems:
-        return {}, problems
+        else:
+            complete.append(p)
     check = _SignatureCheck(signature)
     try:
-        table = _prepared(check, [p.inputs for p in items])
+        table = _prepared(check, [p.inputs for p in complete]) if complete else None
     except InvalidInput:  # some rows do not fit: each checked alone, to name them
-        for p in items:
+        table = None
+        for p in complete:
             try:
                 _prepared(check, [p.inputs])
             except InvalidInput as exc:
                 problems.append(
                     Problem(f"predictions[{p.index}].inputs", "; ".join([exc.message, *exc.details]), p.seq)
                 )
+    if problems or table is None:
         return {}, problems
-    return {p.index: row for p, row in zip(items, table.to_pylist(), strict=True)}, []
+    return {p.index: row for p, row in zip(complete, table.to_pylist(), strict=True)}, []
 
 
 def _prepared(check: _SignatureCheck, rows: list[dict[str, Any]]) -> pa.Table:
