@@ -1,0 +1,76 @@
+"""A device session against a real `matchday serve`: offline at first (the server is down: sync says so,
+every row stays buffered), then the server comes back and the rows land in the prediction log exactly once,
+even when an acknowledgement is lost on the way back and the sync is retried."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from edge_support import FEATURES, frame, workspace
+from server_process import ServerProcess
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from matchday.edge import export_bundle
+from matchday.store import PredictionLogStore
+from matchday_edge import EdgeModel, request_id, urllib_transport
+
+
+@pytest.mark.slow
+def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledgement(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    data = frame()
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(data[FEATURES], data["y"])
+    ws.registry.register("churn", model, reference=data[[*FEATURES, "y"]], target="y")
+    ws.deployments.deploy("checkout", "churn:1")
+    bundle = export_bundle(ws.registry, "churn:1", tmp_path / "bundle", signer=ws.edge_signer, deployment="checkout")
+    token, _ = ws.edge_telemetry.register("till-7", "checkout", "test")
+    server = ServerProcess(ws.settings.home, str(ws.settings.database_url))
+
+    device = EdgeModel.load(
+        bundle.path, public_key=ws.edge_signer.public_key_hex, device="till-7", buffer=tmp_path / "telemetry.db"
+    )
+    rows = frame(rows=45, seed=8)[FEATURES].to_dict("records")
+    answers = [p for start in range(0, 45, 15) for p in device.score(rows[start : start + 15])]
+    for p in answers[:5]:
+        device.label(p, int(p.label))
+    assert device.predict(rows[:1]).tolist() == model.predict(frame(rows=45, seed=8)[FEATURES][:1]).tolist()
+    buffer = device.buffer
+    assert buffer is not None
+
+    offline = device.sync(server.url, token, timeout=2)  # the server is down
+    assert not offline.complete and "unreachable" in (offline.reason or "") and offline.requests == 0
+    assert buffer.stats().predictions == 46 and buffer.stats().labels == 5
+
+    with server.start():
+        calls = []
+
+        def loses_the_second_reply(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+            answer = urllib_transport(url, body, headers, timeout)
+            calls.append(answer[0])
+            if len(calls) == 2:  # the server committed the batch; its answer never reaches the device
+                raise ConnectionResetError("connection reset by peer")
+            return answer
+
+        lost = device.sync(server.url, token, batch_size=20, transport=loses_the_second_reply)
+        assert calls == [200, 200] and not lost.complete and "unreachable" in (lost.reason or "")
+        assert lost.acknowledged_predictions == 20 and lost.acknowledged_labels == 5
+        assert buffer.stats().predictions == 26  # the lost batch stays, to be sent again
+
+        retried = device.sync(server.url, token, batch_size=20)
+        assert retried.complete, retried.reason
+        assert (retried.already_logged, retried.written, retried.acknowledged_predictions) == (20, 6, 26)
+        assert buffer.stats().predictions == 0 and buffer.stats().labels == 0
+
+    log = PredictionLogStore(ws.database)
+    logged = log.request_ids("checkout")
+    expected = {request_id("till-7", buffer.epoch, seq) for seq in range(1, 47)}
+    assert len(logged) == 46 and set(logged) == expected  # every row, once
+    first = log.get(answers[0].request_id or "")
+    assert first is not None and first.routing["source"] == "edge" and first.routing["device"] == "till-7"
+    assert first.prediction == answers[0].label and first.label == answers[0].label and first.label_source == "edge"
+    assert ws.edge_telemetry.device("till-7").rows_received == 46
+    device.close()
+    ws.close()
