@@ -172,3 +172,16 @@ def test_the_cli_exports_and_prints_the_key_to_pin(ws: Workspace, tmp_path: Path
     EdgeModel.load(tmp_path / "b", public_key=key, device="d", buffer=None)
     refused = run_in_process(["edge", "export", "rf:1", str(tmp_path / "c"), "--deployment", "nowhere"], env=env)
     assert refused.returncode == 1 and "nowhere" in refused.stderr
+
+
+def test_the_edge_part_speaks_no_http() -> None:
+    """DESIGN.md: `edge/` exports and receives telemetry as plain Python; the route lives in `serving/`."""
+    import matchday.edge
+
+    root = Path(matchday.edge.__file__).parent
+    for path in root.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if line.startswith(("from ", "import ")) and len(words) > 1:
+                module = words[1]
+                assert not module.startswith(("matchday.serving", "fastapi", "starlette", "httpx")), f"{path}: {line}"

@@ -18,6 +18,8 @@ PARTS = [
     "matchday.serving",
     "matchday.dashboard",
     "matchday.demo",
+    "matchday.edge",
+    "matchday_edge",
 ]
 
 
