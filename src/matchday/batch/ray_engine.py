@@ -117,7 +117,7 @@ class RayEngine:
         columns = scorer.columns()
         filesystem = None if _local(source) else source.arrow_filesystem()
         if source.format == "parquet":
-            dataset = ray.data.read_parquet(files, filesystem=filesystem, columns=columns, num_cpus=read_cpus)
+            dataset = ray.data.read_parquet(files, filesystem=filesystem, num_cpus=read_cpus).select_columns(columns)
         else:
             convert = pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in source.text_columns},
