@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from server_process import ServerProcess, http
 
+from matchday.client import Client
 from matchday.config import Settings
 from matchday.edge import request_id
 from matchday.store import PredictionLogStore
@@ -188,6 +189,9 @@ def test_devices_are_listed_for_viewers(server: ServerProcess, tokens: dict[str,
     assert devices["d2"]["last_sync_at"] is not None and "token" not in devices["d2"]
     refused = http.get(f"{server.url}/v1/edge/devices", headers={"Authorization": f"Bearer {tokens['d2']}"})
     assert refused.status_code == 403  # a device's token predicts; it reads nothing
+    with Client(server.url, token=tokens["viewer"]) as client:
+        assert {d["device"] for d in client.edge_devices("checkout")} == set(devices)
+        assert client.edge_devices("other") == []
     page = http.get(f"{server.url}/edge/devices", headers={"Authorization": f"Bearer {tokens['viewer']}"})
     assert page.status_code == 200 and 'data-device="d2"' in page.text
 

@@ -1,7 +1,7 @@
 """A small Python client for a matchday server: ``Client(url).predict(...)`` and ``.feedback(...)``, and
 for a training job on another machine ``.register_model(...)``, ``.set_alias(...)``, ``.deploy(...)``
 and ``.start_rollout(...)`` (with an operator's token); for operators, retraining's runs (``.retrain_runs()``,
-``.retrain(...)``, ``.approve_retrain(...)``...)."""
+``.retrain(...)``, ``.approve_retrain(...)``...), and the registered edge devices (``.edge_devices()``)."""
 
 from __future__ import annotations
 
@@ -213,6 +213,18 @@ class Client:
         guards would have stopped, and the labelled rows each run would have had."""
         params = {"since": since, **({"until": until} if until is not None else {})}
         return self._get(f"/v1/deployments/{_segment(deployment)}/retrain/simulate", params)
+
+    # -- edge devices (listing: a viewer's token; a sync: the device's own token) -------------------------
+    def edge_devices(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        """Registered edge devices (of ``deployment`` only, if given): last sync, rows and labels received."""
+        params = {"deployment": deployment} if deployment is not None else None
+        devices: list[dict[str, Any]] = self._get("/v1/edge/devices", params)["devices"]
+        return devices
+
+    def edge_telemetry(self, device: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Post one telemetry sync for ``device`` (the protocol's body; `matchday_edge` sends it itself):
+        the acknowledgement, naming every prediction seq and label id the server now holds."""
+        return self._post(f"/v1/edge/devices/{_segment(device)}/telemetry", body)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return _answer(self._http.post(path, json=body))

@@ -168,7 +168,9 @@ class DashboardPages:
         alerts = self.alert_store.list(name, limit=200)
         events = chart_events(self.rollouts.list_events(name, 500), alerts, span.since, span.until)
         classes = class_metrics(windows)
-        charts = [] if device is not None else [self._sources(name, span, width, events)]
+        # traffic by source, once some is not online (batch jobs, edge devices): one chart more says nothing otherwise
+        sources = self._sources(name, span, width, events) if device is None else None
+        charts = [sources] if sources is not None and len(sources["series"]) > 2 else []
         charts += [
             series_chart("throughput", "Throughput", windows, [("throughput", "rows/s")], unit="rows/s", events=events),
             series_chart(
