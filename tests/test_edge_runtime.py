@@ -35,6 +35,7 @@ from matchday_edge import (
     verify,
 )
 from matchday_edge.buffer import NewPrediction
+from matchday_edge.sync import prediction_json
 
 # -- Ed25519 against cryptography (OpenSSL) as the oracle ---------------------------------------
 
@@ -229,10 +230,8 @@ def test_rows_that_do_not_fit_are_refused_clearly(exported: Exported) -> None:
 # -- the buffer -------------------------------------------------------------------------------
 
 
-def _rows(n: int, at_epoch: float = 1.8e9) -> list[NewPrediction]:
-    return [
-        NewPrediction("2027-01-15T08:00:00+00:00", at_epoch, "m", 1, json.dumps({"inputs": {"a": i}})) for i in range(n)
-    ]
+def _rows(n: int, at: float = 1.8e9) -> list[NewPrediction]:
+    return [NewPrediction(at, "m", 1, np.array([float(i)]).tobytes(), "f8", "1", None, 1e-4) for i in range(n)]
 
 
 def test_the_buffer_is_wal_sqlite_with_an_epoch_made_once(tmp_path: Path) -> None:
@@ -256,7 +255,7 @@ def test_the_buffer_is_wal_sqlite_with_an_epoch_made_once(tmp_path: Path) -> Non
 def test_drop_oldest_drops_predictions_before_labels(tmp_path: Path) -> None:
     buffer = TelemetryBuffer(tmp_path / "t.db", device="d", max_rows=10, on_full="drop_oldest")
     buffer.append_predictions(_rows(6))
-    labels = [buffer.append_label(seq, "1", "2027-01-15T08:00:00+00:00", 1.8e9) for seq in (1, 2, 3)]
+    labels = [buffer.append_label(seq, "1", 1.8e9) for seq in (1, 2, 3)]
     buffer.append_predictions(_rows(4))  # 13 rows for 10: the three oldest predictions go, no label
     predictions, kept_labels = buffer.pending(100)
     assert [p.seq for p in predictions] == [4, 5, 6, 7, 8, 9, 10]
@@ -275,24 +274,24 @@ def test_refuse_new_raises_and_keeps_every_row(tmp_path: Path) -> None:
     with pytest.raises(BufferFull, match="full .*refuse_new: sync it"):
         buffer.append_predictions(_rows(1))
     with pytest.raises(BufferFull):
-        buffer.append_label(1, "0", "2027-01-15T08:00:00+00:00", 1.8e9)
+        buffer.append_label(1, "0", 1.8e9)
     assert buffer.stats().predictions == 5 and buffer.stats().dropped_predictions == 0
     buffer.acknowledge([1], [])
     assert buffer.append_predictions(_rows(1)) == [6]
 
 
 def test_the_byte_and_age_bounds(tmp_path: Path) -> None:
-    one = len(_rows(1)[0].payload) + len(_rows(1)[0].at) + 48
+    one = _rows(1)[0].size
     buffer = TelemetryBuffer(tmp_path / "t.db", device="d", max_bytes=3 * one, max_age_seconds=60)
-    buffer.append_predictions(_rows(3, at_epoch=1000.0))
-    buffer.append_predictions(_rows(1, at_epoch=1100.0))
+    buffer.append_predictions(_rows(3, at=1000.0))
+    buffer.append_predictions(_rows(1, at=1100.0))
     assert [p.seq for p in buffer.pending(10)[0]] == [2, 3, 4] and buffer.stats().bytes == 3 * one
     with pytest.raises(BufferError, match="cannot fit"):
         buffer.append_predictions(_rows(4))
     assert buffer.expire(now=1100.0 + 30) == 2  # rows of t=1000 are 130 s old, past 60
     assert [p.seq for p in buffer.pending(10)[0]] == [4] and buffer.stats().expired == 2
     with pytest.raises(BufferError, match="no prediction 99"):
-        buffer.append_label(99, "1", "2027-01-15T08:00:00+00:00", 1.8e9)
+        buffer.append_label(99, "1", 1.8e9)
 
 
 def test_predictions_and_labels_are_buffered_with_their_handles(exported: Exported, tmp_path: Path) -> None:
@@ -305,11 +304,24 @@ def test_predictions_and_labels_are_buffered_with_their_handles(exported: Export
     assert scored[0].request_id == request_id("d1", model.buffer.epoch, 1)  # type: ignore[union-attr]
     assert model.label(scored[1], 1) == 1 and model.label(4, 0) == 2
     predictions, labels = model.buffer.pending(10)  # type: ignore[union-attr]
-    payload = json.loads(predictions[0].payload)
-    assert payload["inputs"] == {k: (int(v) if k == "n" else float(v)) for k, v in data.iloc[0].items()}
-    assert payload["prediction"] == scored[0].label and payload["probabilities"] == scored[0].probabilities
-    assert payload["latency_seconds"] > 0 and predictions[0].model == "lr" and predictions[0].version == 1
     assert [(lb.seq, json.loads(lb.label)) for lb in labels] == [(2, 1), (4, 0)]
+    sent = prediction_json(predictions[0], model.buffer)  # type: ignore[arg-type]
+    assert sent["inputs"] == {k: (int(v) if k == "n" else float(v)) for k, v in data.iloc[0].items()}
+    assert isinstance(sent["inputs"]["n"], int)  # an integer column goes home as an integer
+    assert sent["prediction"] == scored[0].label and sent["probabilities"] == scored[0].probabilities
+    assert sent["latency_seconds"] > 0 and (sent["model"], sent["version"], sent["seq"]) == ("lr", 1, 1)
+    assert sent["at"].endswith("+00:00")
+
+
+def test_string_inputs_are_buffered_as_json(exported: Exported, tmp_path: Path) -> None:
+    model = EdgeModel.load(
+        exported.bundles["mixed"], public_key=exported.public_key, device="d", buffer=tmp_path / "t.db"
+    )
+    model.predict([{"a": 1.5, "b": None, "c": 0.0, "n": 2, "shop": "east"}])
+    (row,), _ = model.buffer.pending(10)  # type: ignore[union-attr]
+    assert row.encoding == "json"
+    sent = prediction_json(row, model.buffer)  # type: ignore[arg-type]
+    assert sent["inputs"] == {"a": 1.5, "b": None, "c": 0.0, "n": 2, "shop": "east"}
 
 
 def test_drift_flags_a_shifted_feature_only(exported: Exported) -> None:

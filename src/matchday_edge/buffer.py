@@ -14,6 +14,7 @@ One process owns a buffer file at a time.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 import threading
@@ -29,38 +30,48 @@ OnFull = Literal["drop_oldest", "refuse_new"]
 ON_FULL_POLICIES: tuple[OnFull, ...] = ("drop_oldest", "refuse_new")
 _ROW_OVERHEAD = 48  # bytes counted per row beside its text: ids, times, SQLite's record header
 _EXPIRE_EVERY = 1.0  # seconds between checks for rows past the age bound
+CHECKPOINT_EVERY = 0.5  # seconds between the background thread's WAL checkpoints
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS predictions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL, at_epoch REAL NOT NULL,
+    at REAL NOT NULL,
     model TEXT NOT NULL, version INTEGER NOT NULL,
-    payload TEXT NOT NULL, size INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS predictions_at ON predictions (at_epoch);
+    inputs BLOB NOT NULL, encoding TEXT NOT NULL,
+    prediction TEXT NOT NULL, probabilities BLOB, latency REAL NOT NULL,
+    size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS predictions_at ON predictions (at);
 CREATE TABLE IF NOT EXISTS labels (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     seq INTEGER NOT NULL,
-    at TEXT NOT NULL, at_epoch REAL NOT NULL,
+    at REAL NOT NULL,
     label TEXT NOT NULL, size INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS labels_at ON labels (at_epoch);
+CREATE INDEX IF NOT EXISTS labels_at ON labels (at);
 """
+FORMAT = 1  # PRAGMA user_version of a buffer file this runtime writes
 
 
 @dataclass(frozen=True)
 class PendingPrediction:
+    """A buffered prediction as stored (`matchday_edge.rows` turns it into the protocol's JSON)."""
+
     seq: int
-    at: str
+    at: float  # epoch seconds
     model: str
     version: int
-    payload: str  # JSON: inputs, prediction, probabilities, latency_seconds
+    inputs: bytes
+    encoding: str
+    prediction: str  # JSON
+    probabilities: bytes | None
+    latency: float
 
 
 @dataclass(frozen=True)
 class PendingLabel:
     id: int
     seq: int
-    at: str
+    at: float
     label: str  # JSON
 
 
@@ -76,13 +87,21 @@ class BufferStats:
 
 @dataclass(frozen=True)
 class NewPrediction:
-    """A row to append: its time (ISO and epoch seconds), the bundle's model and version, its JSON payload."""
+    """A row to append: its time (epoch seconds), the bundle's model and version, and what `rows` encoded."""
 
-    at: str
-    at_epoch: float
+    at: float
     model: str
     version: int
-    payload: str
+    inputs: bytes
+    encoding: str
+    prediction: str
+    probabilities: bytes | None
+    latency: float
+
+    @property
+    def size(self) -> int:
+        """The bytes it counts against the buffer's bound."""
+        return len(self.inputs) + len(self.prediction) + len(self.probabilities or b"") + _ROW_OVERHEAD
 
 
 class TelemetryBuffer:
@@ -112,7 +131,12 @@ class TelemetryBuffer:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        (found,) = self._db.execute("PRAGMA user_version").fetchone()
+        if found not in (0, FORMAT):
+            self._db.close()
+            raise BufferError(f"{self.path} is a buffer of format {found}; this runtime reads format {FORMAT}")
         with self._transaction():
+            self._db.execute(f"PRAGMA user_version = {FORMAT}")
             for statement in _statements(_SCHEMA):
                 self._db.execute(statement)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (secrets.token_hex(16),))
@@ -131,36 +155,53 @@ class TelemetryBuffer:
         self._rows, self._bytes = 0, 0
         self._recount()
         self._last_expiry = 0.0
+        # SQLite checkpoints the WAL into the file (and syncs it) inside a commit every 1000 pages: a few ms
+        # on one prediction in ~300. A thread of its own does it instead, off the prediction's path.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._closed = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="telemetry-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     # -- appending --------------------------------------------------------------------------
     def append_predictions(self, rows: Sequence[NewPrediction]) -> list[int]:
         """Append ``rows`` in one transaction; their sequence numbers, in order."""
-        sizes = [len(r.payload) + len(r.at) + _ROW_OVERHEAD for r in rows]
+        sizes = [r.size for r in rows]
         with self._lock, self._transaction():
             self._expire_if_due()
             self._make_room(len(rows), sum(sizes))
             seqs = []
             for row, size in zip(rows, sizes):
                 cursor = self._db.execute(
-                    "INSERT INTO predictions (at, at_epoch, model, version, payload, size) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row.at, row.at_epoch, row.model, row.version, row.payload, size),
+                    "INSERT INTO predictions (at, model, version, inputs, encoding, prediction, probabilities, "
+                    "latency, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.at,
+                        row.model,
+                        row.version,
+                        row.inputs,
+                        row.encoding,
+                        row.prediction,
+                        row.probabilities,
+                        row.latency,
+                        size,
+                    ),
                 )
                 seqs.append(int(cursor.lastrowid or 0))
             self._rows += len(rows)
             self._bytes += sum(sizes)
         return seqs
 
-    def append_label(self, seq: int, label_json: str, at: str, at_epoch: float) -> int:
+    def append_label(self, seq: int, label_json: str, at: float) -> int:
         """Record ground truth for prediction ``seq`` (it need not be buffered any more: it may be synced)."""
-        size = len(label_json) + len(at) + _ROW_OVERHEAD
+        size = len(label_json) + _ROW_OVERHEAD
         with self._lock, self._transaction():
             if not 1 <= seq <= self._last_seq():
                 raise BufferError(f"no prediction {seq} was made on this buffer (its last is {self._last_seq()})")
             self._expire_if_due()
             self._make_room(1, size)
             cursor = self._db.execute(
-                "INSERT INTO labels (seq, at, at_epoch, label, size) VALUES (?, ?, ?, ?, ?)",
-                (seq, at, at_epoch, label_json, size),
+                "INSERT INTO labels (seq, at, label, size) VALUES (?, ?, ?, ?)",
+                (seq, at, label_json, size),
             )
             self._rows += 1
             self._bytes += size
@@ -218,10 +259,10 @@ class TelemetryBuffer:
         gone = 0
         for table in ("predictions", "labels"):
             count, size = self._db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE at_epoch < ?", (cutoff,)
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE at < ?", (cutoff,)
             ).fetchone()
             if count:
-                self._db.execute(f"DELETE FROM {table} WHERE at_epoch < ?", (cutoff,))
+                self._db.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,))
                 self._rows -= count
                 self._bytes -= size
                 gone += count
@@ -244,7 +285,8 @@ class TelemetryBuffer:
             predictions = [
                 PendingPrediction(*row)
                 for row in self._db.execute(
-                    "SELECT seq, at, model, version, payload FROM predictions WHERE seq > ? AND seq <= ? "
+                    "SELECT seq, at, model, version, inputs, encoding, prediction, probabilities, latency "
+                    "FROM predictions WHERE seq > ? AND seq <= ? "
                     "ORDER BY seq LIMIT ?",
                     (after_seq, top_seq, limit),
                 )
@@ -277,6 +319,22 @@ class TelemetryBuffer:
                 deleted.append(count)
         return deleted[0], deleted[1]
 
+    def remember_columns(self, model: str, version: int, columns: list[tuple[str, str]]) -> None:
+        """Keep a version's input columns (name, type) beside its rows: packed inputs are read with them."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"columns/{model}/{version}", json.dumps(columns))
+            )
+
+    def columns(self, model: str, version: int) -> list[tuple[str, str]]:
+        with self._lock:
+            stored = self._meta(f"columns/{model}/{version}")
+        if not stored:
+            raise BufferError(
+                f"the buffer does not know {model}:{version}'s inputs (it was written by another runtime)"
+            )
+        return [(str(name), str(kind)) for name, kind in json.loads(stored)]
+
     # -- reading ----------------------------------------------------------------------------
     def stats(self) -> BufferStats:
         with self._lock:
@@ -292,8 +350,27 @@ class TelemetryBuffer:
             )
 
     def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._checkpointer.join()
         with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # another connection reads: the WAL stays, whole, for the next open
+                pass
             self._db.close()
+
+    def _checkpoint_loop(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            while not self._closed.wait(CHECKPOINT_EVERY):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:  # busy or gone: the next round, or close(), checkpoints
+                    pass
+        finally:
+            db.close()
 
     # -- helpers ----------------------------------------------------------------------------
     def _transaction(self) -> _Transaction:

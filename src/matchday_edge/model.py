@@ -9,7 +9,6 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from matchday_edge.bundle import Bundle, load_bundle
 from matchday_edge.drift import PSI_ALERT, DriftReport, FeatureDrift, bin_shares, psi, reference_shares
 from matchday_edge.errors import InvalidRows
 from matchday_edge.protocol import request_id
-from matchday_edge.scoring import OnnxScorer, Rows, Scores, plain, plain_inputs
+from matchday_edge.rows import encode_inputs, encode_probabilities
+from matchday_edge.scoring import OnnxScorer, Rows, Scores, plain
 from matchday_edge.sync import BundleIdentity, SyncResult, Transport, sync_buffer, urllib_transport
 
 
@@ -43,6 +43,9 @@ class EdgeModel:
         self.scorer = OnnxScorer(bundle.model_bytes, bundle.manifest)
         self.buffer = buffer
         self._recent: deque[list[Any]] = deque(maxlen=recent)
+        self._columns: list[tuple[str, str]] = [(spec["name"], spec["type"]) for spec in bundle.manifest["inputs"]]
+        if buffer is not None:
+            buffer.remember_columns(bundle.manifest["name"], bundle.manifest["version"], self._columns)
         self._identity = BundleIdentity(
             bundle.manifest["deployment"], bundle.manifest["name"], bundle.manifest["version"], bundle.manifest_sha256
         )
@@ -142,27 +145,15 @@ class EdgeModel:
         self._recent.extend(matrix)
         if self.buffer is None:
             return scores, None
-        now = time.time()
-        at = datetime.fromtimestamp(now, UTC).isoformat()
-        inputs = self.scorer.inputs
-        task = self.manifest["task"]
-        probabilities = scores.probabilities.tolist() if scores.probabilities is not None else None
+        at = time.time()
+        given = self.scorer.matrix_input
+        values = feed[given] if given is not None and feed[given].dtype == np.float64 else matrix
+        inputs = encode_inputs(values, self._columns)
+        probabilities = encode_probabilities(scores.probabilities, len(matrix))
+        kind = "float" if self.manifest["task"] == "regression" else ""
         rows_out = [
-            NewPrediction(
-                at,
-                now,
-                self.name,
-                self.version,
-                json.dumps(
-                    {
-                        "inputs": plain_inputs(inputs, row),
-                        "prediction": plain(label, "float" if task == "regression" else ""),
-                        "probabilities": probabilities[i] if probabilities is not None else None,
-                        "latency_seconds": latency,
-                    }
-                ),
-            )
-            for i, (row, label) in enumerate(zip(matrix, scores.labels.tolist()))
+            NewPrediction(at, self.name, self.version, data, encoding, json.dumps(plain(label, kind)), proba, latency)
+            for (data, encoding), label, proba in zip(inputs, scores.labels.tolist(), probabilities)
         ]
         return scores, self.buffer.append_predictions(rows_out)
 
@@ -174,10 +165,7 @@ class EdgeModel:
         seq = prediction.seq if isinstance(prediction, Prediction) else prediction
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise InvalidRows(f"label takes a Prediction or its seq (an int), not {type(prediction).__name__}")
-        now = time.time()
-        return self.buffer.append_label(
-            seq, json.dumps(plain(label, "")), datetime.fromtimestamp(now, UTC).isoformat(), now
-        )
+        return self.buffer.append_label(seq, json.dumps(plain(label, "")), time.time())
 
     # -- going home -------------------------------------------------------------------------
     def sync(

@@ -130,11 +130,6 @@ class OnnxScorer:
         return matrix
 
 
-def plain_inputs(inputs: list[InputSpec], matrix_row: Sequence[Any]) -> dict[str, Any]:
-    """One row's inputs as JSON values of their signature types (NaN as null), as the telemetry carries them."""
-    return {spec["name"]: plain(value, spec["type"]) for spec, value in zip(inputs, matrix_row)}
-
-
 def plain(value: Any, kind: str) -> Any:
     if isinstance(value, np.generic):
         value = value.item()

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from matchday_edge.buffer import TelemetryBuffer
+from matchday_edge.buffer import PendingPrediction, TelemetryBuffer
 from matchday_edge.errors import SyncRefused
 from matchday_edge.protocol import MAX_ROWS_PER_REQUEST, TELEMETRY_PATH
+from matchday_edge.rows import decode_inputs, decode_probabilities, iso
 
 # (url, body, headers, timeout) -> (status, response body). Raises OSError when nothing came back.
 Transport = Callable[[str, bytes, dict[str, str], float], tuple[int, bytes]]
@@ -100,11 +101,8 @@ def sync_buffer(
             "deployment": bundle.deployment,
             "epoch": buffer.epoch,
             "bundle": {"model": bundle.model, "version": bundle.version, "sha256": bundle.sha256},
-            "predictions": [
-                {"seq": p.seq, "at": p.at, **json.loads(p.payload), "model": p.model, "version": p.version}
-                for p in predictions
-            ],
-            "labels": [{"id": lb.id, "seq": lb.seq, "label": json.loads(lb.label), "at": lb.at} for lb in labels],
+            "predictions": [prediction_json(p, buffer) for p in predictions],
+            "labels": [{"id": lb.id, "seq": lb.seq, "label": json.loads(lb.label), "at": iso(lb.at)} for lb in labels],
         }
         try:
             status, raw = transport(endpoint, json.dumps(body).encode(), headers, timeout)
@@ -138,6 +136,20 @@ def sync_buffer(
         # rows the server did not acknowledge stay buffered for the next sync; move past them now
         after_seq = max(sent_seqs, default=after_seq)
         after_label = max(sent_ids, default=after_label)
+
+
+def prediction_json(row: PendingPrediction, buffer: TelemetryBuffer) -> dict[str, Any]:
+    """One buffered prediction as the protocol's JSON."""
+    return {
+        "seq": row.seq,
+        "at": iso(row.at),
+        "inputs": decode_inputs(row.inputs, row.encoding, buffer.columns(row.model, row.version)),
+        "prediction": json.loads(row.prediction),
+        "probabilities": decode_probabilities(row.probabilities),
+        "latency_seconds": row.latency,
+        "model": row.model,
+        "version": row.version,
+    }
 
 
 def _json(raw: bytes) -> dict[str, Any]:
