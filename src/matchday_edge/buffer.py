@@ -166,30 +166,40 @@ class TelemetryBuffer:
     def append_predictions(self, rows: Sequence[NewPrediction]) -> list[int]:
         """Append ``rows`` in one transaction; their sequence numbers, in order."""
         sizes = [r.size for r in rows]
-        with self._lock, self._transaction():
-            self._expire_if_due()
-            self._make_room(len(rows), sum(sizes))
-            seqs = []
-            for row, size in zip(rows, sizes):
-                cursor = self._db.execute(
-                    "INSERT INTO predictions (at, model, version, inputs, encoding, prediction, probabilities, "
-                    "latency, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.at,
-                        row.model,
-                        row.version,
-                        row.inputs,
-                        row.encoding,
-                        row.prediction,
-                        row.probabilities,
-                        row.latency,
-                        size,
-                    ),
-                )
-                seqs.append(int(cursor.lastrowid or 0))
+        total = sum(sizes)
+        with self._lock:
+            if len(rows) == 1 and not self._expiry_due() and self._fits(1, total):
+                # the common case, one prediction with room for it: one statement is its own transaction
+                seqs = [self._insert(rows[0], sizes[0])]
+            else:
+                with self._transaction():
+                    self._expire_if_due()
+                    self._make_room(len(rows), total)
+                    seqs = [self._insert(row, size) for row, size in zip(rows, sizes)]
             self._rows += len(rows)
-            self._bytes += sum(sizes)
+            self._bytes += total
         return seqs
+
+    def _insert(self, row: NewPrediction, size: int) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO predictions (at, model, version, inputs, encoding, prediction, probabilities, latency, size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.at,
+                row.model,
+                row.version,
+                row.inputs,
+                row.encoding,
+                row.prediction,
+                row.probabilities,
+                row.latency,
+                size,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def _fits(self, rows: int, size: int) -> bool:
+        return self._rows + rows <= self.max_rows and self._bytes + size <= self.max_bytes
 
     def append_label(self, seq: int, label_json: str, at: float) -> int:
         """Record ground truth for prediction ``seq`` (it need not be buffered any more: it may be synced)."""
@@ -248,10 +258,12 @@ class TelemetryBuffer:
         with self._lock, self._transaction():
             return self._expire(time.time() if now is None else now)
 
+    def _expiry_due(self) -> bool:
+        return time.time() - self._last_expiry >= _EXPIRE_EVERY
+
     def _expire_if_due(self) -> None:
-        now = time.time()
-        if now - self._last_expiry >= _EXPIRE_EVERY:
-            self._expire(now)
+        if self._expiry_due():
+            self._expire(time.time())
 
     def _expire(self, now: float) -> int:
         self._last_expiry = now
