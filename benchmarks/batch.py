@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--batch-size", type=int, default=65_536)
+    parser.add_argument("--only", nargs="+", choices=["ideal", "local", "ray", "pandas"], default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,6 +170,8 @@ def main() -> None:
     if not args.skip_ray:
         modes.append(("ray", "(c) matchday Ray engine (2 CPUs)"))
     modes.append(("pandas", "(d) pandas read_parquet + predict_proba"))
+    if args.only:
+        modes = [m for m in modes if m[0] in args.only]
     print(f"model: {args.model}; batch size {args.batch_size}; data in {workdir}; load {os.getloadavg()}")
     header = (
         f"{'rows':>10} | {'run':<44} | {'seconds':>8} | {'rows/s':>11} | {'x (a)':>6} | {'peak MiB':>8} | {'CPU s':>6}"
