@@ -479,3 +479,60 @@ def test_a_refusal_raises_with_the_servers_message(
 def test_the_key_file_is_private(exported: Exported) -> None:
     key = exported.ws.settings.home.absolute() / "keys" / "edge-signing.pem"
     assert os.stat(key).st_mode & 0o777 == 0o600
+
+
+# -- the loopback V2 server -------------------------------------------------------------------
+
+
+def _call(url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_loopback_v2_server_answers_like_the_model_and_buffers(exported: Exported, tmp_path: Path) -> None:
+    model = EdgeModel.load(exported.bundles["lr"], public_key=exported.public_key, device="d", buffer=tmp_path / "t.db")
+    data = frame(rows=6, seed=4)[FEATURES]
+    server = model.serve_v2(port=0)
+    try:
+        base = f"{server.url}/v2/models/checkout"
+        assert _call(f"{server.url}/v2/health/ready") == (200, {"ready": True})
+        status, meta = _call(base)
+        assert status == 200 and [i["name"] for i in meta["inputs"]] == FEATURES and meta["versions"] == ["1"]
+        columns = {
+            "inputs": [
+                {"name": n, "shape": [6, 1], "datatype": "INT64" if n == "n" else "FP64", "data": data[n].tolist()}
+                for n in FEATURES
+            ],
+            "id": "r1",
+        }
+        status, answer = _call(f"{base}/infer", columns)
+        assert status == 200 and answer["id"] == "r1"
+        predict, proba = answer["outputs"]
+        assert predict["datatype"] == "INT64" and predict["data"] == exported.models["lr"].predict(data).tolist()
+        np.testing.assert_allclose(
+            np.array(proba["data"]).reshape(proba["shape"]), exported.models["lr"].predict_proba(data), atol=1e-9
+        )
+        one_tensor = {
+            "inputs": [{"name": "x", "shape": [6, 4], "datatype": "FP64", "data": data.to_numpy().ravel().tolist()}]
+        }
+        assert _call(f"{base}/versions/1/infer", one_tensor)[1]["outputs"][0]["data"] == predict["data"]
+        assert model.buffer.stats().predictions == 12  # type: ignore[union-attr]
+        assert answer["parameters"]["seqs"] == [1, 2, 3, 4, 5, 6]
+        missing = {"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
+        assert _call(f"{base}/infer", missing) == (
+            400,
+            {"error": "inputs missing: b, c, n (the model takes a, b, c, n)"},
+        )
+        status, refused = _call(f"{server.url}/v2/models/other/infer", columns)
+        assert status == 404 and "/v2/models/checkout/infer" in refused["error"]
+        assert model.buffer.stats().predictions == 12  # type: ignore[union-attr]
+    finally:
+        server.close()

@@ -13,6 +13,7 @@ from matchday_edge.bundle import Bundle, load_bundle
 from matchday_edge.drift import DriftReport, FeatureDrift
 from matchday_edge.ed25519 import parse_public_key, verify
 from matchday_edge.errors import BufferError, BufferFull, BundleRefused, EdgeError, InvalidRows, SyncRefused
+from matchday_edge.loopback import LoopbackServer
 from matchday_edge.manifest import FORMAT_VERSION, Manifest
 from matchday_edge.model import EdgeModel, Prediction
 from matchday_edge.protocol import EDGE_NAMESPACE, request_id
@@ -31,6 +32,7 @@ __all__ = [
     "EdgeModel",
     "FeatureDrift",
     "InvalidRows",
+    "LoopbackServer",
     "Manifest",
     "OnFull",
     "Prediction",

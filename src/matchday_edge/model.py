@@ -10,7 +10,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from matchday_edge.protocol import request_id
 from matchday_edge.rows import encode_inputs, encode_probabilities
 from matchday_edge.scoring import OnnxScorer, Rows, Scores, plain
 from matchday_edge.sync import BundleIdentity, SyncResult, Transport, sync_buffer, urllib_transport
+
+if TYPE_CHECKING:
+    from matchday_edge.loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,13 @@ class EdgeModel:
             value = psi(reference_shares(sketch), bin_shares(sketch, [row[i] for row in recent]))
             features.append(FeatureDrift(name, round(value, 6), value > threshold and len(recent) >= min_rows))
         return DriftReport(len(recent), features)
+
+    def serve_v2(self, host: str = "127.0.0.1", port: int = 8080) -> LoopbackServer:
+        """Serve this model on the V2 protocol (``/v2/models/{deployment}/infer``) from a thread, for apps on
+        the device; `LoopbackServer.close` stops it."""
+        from matchday_edge.loopback import LoopbackServer
+
+        return LoopbackServer(self, host, port).start()
 
     def close(self) -> None:
         if self.buffer is not None:
