@@ -224,6 +224,8 @@ def test_rows_that_do_not_fit_are_refused_clearly(exported: Exported) -> None:
         model.predict(np.zeros((2, 3)))
     with pytest.raises(InvalidRows, match="do not fit"):
         model.predict([{"a": "lots", "b": 2, "c": 3, "n": 1}])
+    with pytest.raises(InvalidRows, match="not a dict"):
+        model.predict({"a": 1, "b": 2, "c": 3, "n": 1})  # type: ignore[arg-type]
     assert model.predict([]).tolist() == []
 
 

@@ -96,6 +96,10 @@ class OnnxScorer:
         """The rows as one 2-D array, columns in input order: the matrix dtype when the layout is one
         matrix, else objects (each column is cast to its own tensor's type after)."""
         dtype = self.matrix_dtype if self.matrix_input is not None else object
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise InvalidRows(
+                f"give the rows as a list (of dicts, one per row) or a 2-D array, not a {type(rows).__name__}"
+            )
         if isinstance(rows, np.ndarray) or (len(rows) and not isinstance(rows[0], Mapping)):
             matrix = self._from_array(rows, dtype)
             return (rows.tolist() if isinstance(rows, np.ndarray) else [list(r) for r in rows]), matrix
