@@ -303,3 +303,9 @@ def _fs():  # type: ignore[no-untyped-def]
     import fsspec
 
     return fsspec.filesystem("file")
+
+
+def test_the_public_face_names_only_what_exists() -> None:
+    import matchday.batch
+
+    assert [n for n in matchday.batch.__all__ if not hasattr(matchday.batch, n)] == []
