@@ -320,22 +320,27 @@ class PredictionLogStore:
                 for i, key in chunk:
                     if key in rows:
                         found[i] = (rows[key], key)
-            for i, (kind, key, _) in enumerate(items):
-                if kind == "request_id":
-                    continue
-                hit = s.execute(
-                    sa.select(PredictionRow.id, PredictionRow.request_id)
-                    .where(
+            by_entity = [(i, key) for i, (kind, key, _) in enumerate(items) if kind != "request_id"]
+            for start in range(
+                0, len(by_entity), 500
+            ):  # one query per 500 keys: a batch job's labels come by the thousand
+                chunk = by_entity[start : start + 500]
+                latest: dict[str | None, tuple[datetime, int, str]] = {}
+                for row_id, request_id, entity, at in s.execute(
+                    sa.select(
+                        PredictionRow.id, PredictionRow.request_id, PredictionRow.entity_id, PredictionRow.at
+                    ).where(
                         PredictionRow.deployment == deployment,
-                        PredictionRow.entity_id == key,
+                        PredictionRow.entity_id.in_({key for _, key in chunk}),
                         PredictionRow.role == "served",
                         PredictionRow.error.is_(None),
                     )
-                    .order_by(PredictionRow.at.desc(), PredictionRow.id.desc())
-                    .limit(1)
-                ).first()
-                if hit is not None:
-                    found[i] = (hit[0], hit[1])
+                ):
+                    if entity not in latest or (at, row_id) > latest[entity][:2]:
+                        latest[entity] = (at, row_id, request_id)
+                for i, key in chunk:
+                    if key in latest:
+                        found[i] = (latest[key][1], latest[key][2])
             updates = [
                 {"id": row_id, "label": items[i][2], "label_at": now, "label_source": source}
                 for i, (row_id, _) in found.items()
