@@ -419,3 +419,21 @@ def test_orphans_are_the_unlocked_files_of_others(tmp_path: Path) -> None:
             handle.close()
     alive.close()
     mine.close()
+
+
+def test_a_rollouts_arms_count_online_rows_only_not_a_batch_jobs_or_a_devices(db: Database) -> None:
+    """Batch and edge rows feed the deployment's windows, but a canary judged on them would count a job's
+    thousand rows (each charged a share of one model call's time) as the candidate's traffic."""
+    store = PredictionLogStore(db)
+    online, batch, edge = make_rows(3), make_rows(5, start=10), make_rows(4, start=20)
+    for row in batch:
+        row["routing"] = {"source": "batch", "job": "j1", "arm": "primary"}
+    for row in edge:
+        row["routing"] = {"source": "edge", "device": "till-7", "arm": "primary"}
+        row["error"] = "refused on the device"
+    assert store.insert(online + batch + edge) == 12
+    total, failed, rows = store.arm_window("fraud", "fraud", 1, T0 - timedelta(days=1))
+    assert (total, failed, len(rows)) == (3, 0, 3)
+    assert store.arm_calls("fraud", "fraud", 1, T0 - timedelta(days=1)) == (3, 0)
+    # they are still the deployment's rows: read back with where they came from
+    assert {r.routing.get("source") for r in store.recent("fraud", limit=20, errors=None)} == {None, "batch", "edge"}

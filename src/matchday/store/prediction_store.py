@@ -229,6 +229,7 @@ class PredictionLogStore:
         for position, row in enumerate(rows):
             v = {k: row.get(k) for k in _FIELDS}
             v["role"] = v["role"] or "served"
+            v["source"] = (row.get("routing") or {}).get("source")
             if isinstance(v["at"], str):
                 v["at"] = datetime.fromisoformat(v["at"])
             v["position"] = position
@@ -379,6 +380,7 @@ class PredictionLogStore:
             PredictionRow.version == version,
             PredictionRow.at >= since,
             PredictionRow.role.in_(roles),
+            PredictionRow.source.is_(None),  # a batch job's or a device's rows are not the arm's traffic
         )
         with self.db.session() as s:
             total, failed = s.execute(
@@ -412,6 +414,7 @@ class PredictionLogStore:
             PredictionRow.version == version,
             PredictionRow.at >= since,
             PredictionRow.role.in_(roles),
+            PredictionRow.source.is_(None),  # a batch job's or a device's rows are not the arm's traffic
         )
         failed_at = sa.case((PredictionRow.error.isnot(None), PredictionRow.at))
         with self.db.session() as s:

@@ -164,6 +164,9 @@ class PredictionRow(Base):
     role: Mapped[str] = mapped_column(String(20), default="served", server_default="served")
     error: Mapped[str | None] = mapped_column(Text)
     shadow_of: Mapped[str | None] = mapped_column(String(36))
+    # where the row came from when not online traffic: "batch" or "edge" (its routing says which job or
+    # device); a rollout's arms are judged on online rows only
+    source: Mapped[str | None] = mapped_column(String(10))
     batch_id: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("prediction_batches.id")
     )
