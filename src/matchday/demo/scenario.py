@@ -152,7 +152,17 @@ def run(console: Console, workspace: Workspace | None = None, *, serve: bool = T
 
     retraining.run(console, ws)
 
-    console.rule("11. the dashboard")
+    console.rule("11. score in batches: files in, files out, rejects, resume, watched like live traffic")
+    from matchday.demo import batch
+
+    batch.run(console, ws)
+
+    console.rule("12. to the edge: a signed ONNX bundle, a till that scores offline, telemetry that comes home")
+    from matchday.demo import edge
+
+    edge.run(console, ws)
+
+    console.rule("13. the dashboard")
     if not serve:
         console.print("not serving the dashboard (--no-serve); `matchday serve` serves it at http://127.0.0.1:8000/")
         return
