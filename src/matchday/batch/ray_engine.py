@@ -13,7 +13,6 @@ On two CPUs an actor pool that takes every CPU leaves none to the read tasks and
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from matchday.batch.errors import BatchError, ScoringFailed
 from matchday.batch.scoring import BatchScorer
 from matchday.batch.sink import PartSink
 from matchday.batch.source import BatchInput, Part
+from matchday.ray_cluster import RayMissing, connect
 from matchday.registry import Signature, load_packed
 
 
@@ -82,16 +82,9 @@ class RayEngine:
 
     def _ray(self) -> Any:
         try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - the [ray] extra is in dev
-            raise BatchError("the ray engine needs Ray: pip install 'matchday[ray]'") from exc
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            if self.address:
-                ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
-            else:
-                ray.init(num_cpus=2, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-        return ray
+            return connect(self.address)
+        except RayMissing as exc:  # pragma: no cover - the [ray] extra is in dev
+            raise BatchError(str(exc)) from exc
 
     def run(
         self,

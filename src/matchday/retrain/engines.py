@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from matchday.ray_cluster import RayMissing, connect
 from matchday.retrain.data import ChampionArtifact, stored_parts, training_data
 from matchday.retrain.errors import TrainerFailed
 
@@ -157,16 +158,9 @@ class RayEngine:
 
     def _ray(self) -> Any:
         try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - the [ray] extra is in dev
-            raise RuntimeError("the ray engine needs Ray: pip install 'matchday[ray]'") from exc
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            if self.address:
-                ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
-            else:
-                ray.init(num_cpus=2, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-        return ray
+            return connect(self.address)
+        except RayMissing as exc:  # pragma: no cover - the [ray] extra is in dev
+            raise RuntimeError(str(exc)) from exc
 
     def train(
         self,
