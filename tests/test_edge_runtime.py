@@ -296,6 +296,51 @@ def test_the_byte_and_age_bounds(tmp_path: Path) -> None:
         buffer.append_label(99, "1", 1.8e9)
 
 
+def test_refused_rows_are_set_aside_with_their_labels_and_count_against_the_bounds(tmp_path: Path) -> None:
+    path, now = tmp_path / "t.db", 1.8e9
+    buffer = TelemetryBuffer(path, device="d", max_rows=10)
+    buffer.remember_columns("m", 1, [("x", "float")])
+    buffer.append_predictions(_rows(5, at=now))
+    buffer.append_label(2, "1", now + 1)
+    buffer.append_label(3, "0", now + 1)
+    before = buffer.stats().bytes
+    assert buffer.set_aside({2: "predictions[1].inputs: x must be a number"}, now=now + 2) == (1, 1)
+    predictions, labels = buffer.pending(100)
+    assert [p.seq for p in predictions] == [1, 3, 4, 5] and [lb.seq for lb in labels] == [3]  # its label went too
+    buffer.append_label(2, "0", now + 3)  # a label given later joins its set-aside prediction
+    assert buffer.pending(100)[1] == labels
+    (row,) = buffer.refused()
+    assert (row.seq, row.model, row.version, row.inputs, row.prediction, row.labels) == (
+        2,
+        "m",
+        1,
+        {"x": 1.0},
+        1,
+        [1, 0],
+    )
+    assert row.reason == "predictions[1].inputs: x must be a number" and row.refused_at.timestamp() == now + 2
+    stats = buffer.stats()
+    assert (stats.predictions, stats.labels, stats.refused, stats.refused_labels) == (4, 1, 1, 2)
+    assert stats.bytes == before + len(row.reason) + len("0") + 48  # the reason and the late label count too
+    buffer.close()
+    buffer = TelemetryBuffer(path, device="d", max_rows=10)  # kept across a restart, counted on open
+    assert buffer.stats().bytes == stats.bytes and [r.seq for r in buffer.refused()] == [2]
+
+    # 8 rows held (4 predictions, 1 label, 1 refused with 2 labels): 3 more need the refused row's 3 first
+    buffer.append_predictions(_rows(3, at=now + 4))
+    stats = buffer.stats()
+    assert (stats.predictions, stats.refused, stats.refused_labels, stats.dropped_refused) == (7, 0, 0, 1)
+    assert stats.dropped_predictions == 0
+
+    buffer.set_aside({6: "a", 7: "b"})
+    assert buffer.requeue_refused([6]) == 1 and [r.seq for r in buffer.refused()] == [7]
+    assert 6 in [p.seq for p in buffer.pending(100)[0]] and buffer.stats().bytes == sum(
+        r.size for r in _rows(7)
+    ) + 1 + 48 + len("b")
+    assert buffer.delete_refused() == 1 and buffer.refused() == [] and buffer.stats().refused == 0
+    buffer.close()
+
+
 def test_predictions_and_labels_are_buffered_with_their_handles(exported: Exported, tmp_path: Path) -> None:
     model = EdgeModel.load(
         exported.bundles["lr"], public_key=exported.public_key, device="d1", buffer=tmp_path / "t.db"

@@ -1,9 +1,12 @@
 """A device session against a real `matchday serve`: offline at first (the server is down: sync says so,
 every row stays buffered), then the server comes back and the rows land in the prediction log exactly once,
-even when an acknowledgement is lost on the way back and the sync is retried."""
+even when an acknowledgement is lost on the way back and the sync is retried; a row the server refuses is
+set aside with its reason while the rest land."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from matchday.edge import export_bundle
 from matchday.store import PredictionLogStore
 from matchday_edge import EdgeModel, request_id, urllib_transport
+from matchday_edge.buffer import NewPrediction
 
 
 @pytest.mark.slow
@@ -72,5 +76,52 @@ def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledg
     assert first is not None and first.routing["source"] == "edge" and first.routing["device"] == "till-7"
     assert first.prediction == answers[0].label and first.label == answers[0].label and first.label_source == "edge"
     assert ws.edge_telemetry.device("till-7").rows_received == 46
+    device.close()
+    ws.close()
+
+
+@pytest.mark.slow
+def test_a_row_the_server_refuses_is_set_aside_and_the_rest_land_once(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    data = frame()
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(data[FEATURES], data["y"])
+    ws.registry.register("churn", model, reference=data[[*FEATURES, "y"]], target="y")
+    ws.deployments.deploy("checkout", "churn:1")
+    bundle = export_bundle(ws.registry, "churn:1", tmp_path / "bundle", signer=ws.edge_signer, deployment="checkout")
+    token, _ = ws.edge_telemetry.register("till-8", "checkout", "test")
+    device = EdgeModel.load(
+        bundle.path, public_key=ws.edge_signer.public_key_hex, device="till-8", buffer=tmp_path / "telemetry.db"
+    )
+    buffer = device.buffer
+    assert buffer is not None
+    rows = frame(rows=10, seed=3)[FEATURES].to_dict("records")
+    device.score(rows[:5])
+    # a row the server's signature refuses (written by a runtime that kept "a" as text), among good ones
+    bad = json.dumps({**rows[0], "a": "n/a"}).encode()
+    (bad_seq,) = buffer.append_predictions([NewPrediction(time.time(), "churn", 1, bad, "json", "1", None, 1e-4)])
+    device.score(rows[5:])
+    device.label(1, 0)
+    device.label(bad_seq, 1)
+
+    with ServerProcess(ws.settings.home, str(ws.settings.database_url)).start() as server:
+        result = device.sync(server.url, token, batch_size=20)
+        assert result.complete and result.reason is None, result
+        assert (result.written, result.already_logged, result.labels_applied) == (10, 0, 1)
+        assert (result.set_aside, result.set_aside_labels) == (1, 1)
+        (refusal,) = result.refusals
+        assert refusal["seq"] == bad_seq == 6 and refusal["reason"].startswith("predictions[5].inputs: ")
+        assert "a: cannot read string as float" in refusal["reason"], refusal["reason"]
+        again = device.sync(server.url, token)
+        assert again.complete and again.requests == 0  # nothing left to send: the bad row is not sent again
+
+    (refused,) = device.refused()
+    assert refused.seq == bad_seq and refused.reason == refusal["reason"] and refused.labels == [1]
+    assert refused.inputs["a"] == "n/a" and refused.model == "churn" and refused.version == 1
+    stats = buffer.stats()
+    assert (stats.predictions, stats.labels, stats.refused, stats.refused_labels) == (0, 0, 1, 1)
+    log = PredictionLogStore(ws.database)
+    expected = {request_id("till-8", buffer.epoch, seq) for seq in range(1, 12) if seq != bad_seq}
+    assert sorted(log.request_ids("checkout")) == sorted(expected)  # each good row once, the bad one not at all
+    assert ws.edge_telemetry.device("till-8").rows_received == 10
     device.close()
     ws.close()

@@ -267,6 +267,8 @@ def test_bad_rows_are_refused_with_nothing_written(workspace: Workspace, change:
     assert PredictionLogStore(workspace.database).get(request_id(device, epoch, 1)) is None
     assert workspace.edge_telemetry.device(device).last_sync_at is None
     assert all(isinstance(p, dict) and "field" in p for p in caught.value.problems)
+    # each row's problem names its seq (the device sets that row aside); a repeated seq is the body's problem
+    assert {p.get("seq") for p in caught.value.problems} == ({None} if "is also" in expected else {2})
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ Imports only onnxruntime, NumPy and the standard library (a test holds this).
 True
 """
 
-from matchday_edge.buffer import BufferStats, OnFull, TelemetryBuffer
+from matchday_edge.buffer import BufferStats, OnFull, RefusedPrediction, TelemetryBuffer
 from matchday_edge.bundle import Bundle, load_bundle
 from matchday_edge.drift import DriftReport, FeatureDrift
 from matchday_edge.ed25519 import parse_public_key, verify
@@ -36,6 +36,7 @@ __all__ = [
     "Manifest",
     "OnFull",
     "Prediction",
+    "RefusedPrediction",
     "SyncRefused",
     "SyncResult",
     "TelemetryBuffer",

@@ -7,6 +7,12 @@ a bound, the policy decides: ``drop_oldest`` makes room (the oldest *predictions
 are scarcer and say more, only when no prediction is left) and counts what it dropped; ``refuse_new``
 raises `BufferFull` and keeps every row it has.
 
+A prediction the server refused (a 422 naming its seq: it does not fit its version's signature, its
+time is ahead of the server's clock) is *set aside*, with the server's reason and the labels of it, in
+the ``refused`` tables: no longer sent, not lost, counted against the bounds (and, under ``drop_oldest``,
+the first rows dropped: the server will not take them as they are). `refused` lists them for an operator;
+`requeue_refused` sends them again (the server's side fixed), `delete_refused` lets them go.
+
 Ids are AUTOINCREMENT, never reused, so an acknowledgement names rows unambiguously; the buffer's
 ``epoch`` (random, created with the file) keeps the request ids of a recreated buffer distinct.
 One process owns a buffer file at a time.
@@ -19,12 +25,14 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from matchday_edge.errors import BufferError, BufferFull
+from matchday_edge.rows import decode_inputs, decode_probabilities
 
 OnFull = Literal["drop_oldest", "refuse_new"]
 ON_FULL_POLICIES: tuple[OnFull, ...] = ("drop_oldest", "refuse_new")
@@ -48,8 +56,23 @@ CREATE TABLE IF NOT EXISTS labels (
     at REAL NOT NULL,
     label TEXT NOT NULL, size INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS labels_at ON labels (at);
+CREATE INDEX IF NOT EXISTS labels_seq ON labels (seq);
+CREATE TABLE IF NOT EXISTS refused (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    model TEXT NOT NULL, version INTEGER NOT NULL,
+    inputs BLOB NOT NULL, encoding TEXT NOT NULL,
+    prediction TEXT NOT NULL, probabilities BLOB, latency REAL NOT NULL,
+    size INTEGER NOT NULL, reason TEXT NOT NULL, refused_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS refused_at ON refused (at);
+CREATE TABLE IF NOT EXISTS refused_labels (
+    id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at REAL NOT NULL, label TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS refused_labels_seq ON refused_labels (seq);
 """
-FORMAT = 1  # PRAGMA user_version of a buffer file this runtime writes
+_MAX_REASON = 2000  # characters of the server's reason kept with a refused row
+_PREDICTION_COLUMNS = "seq, at, model, version, inputs, encoding, prediction, probabilities, latency"
+_TABLES = ("predictions", "labels", "refused", "refused_labels")  # every table whose rows count against the bounds
+FORMAT = 1  # PRAGMA user_version of a buffer file this runtime writes (the refused tables were added to it)
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,22 @@ class PendingLabel:
 
 
 @dataclass(frozen=True)
+class RefusedPrediction:
+    """A prediction the server refused, set aside with its reason (and the labels given it), for an operator."""
+
+    seq: int
+    at: datetime
+    model: str
+    version: int
+    inputs: dict[str, Any]
+    prediction: Any
+    probabilities: list[float] | None
+    reason: str  # the server's, naming what is wrong with the row
+    refused_at: datetime
+    labels: list[Any]
+
+
+@dataclass(frozen=True)
 class BufferStats:
     predictions: int
     labels: int
@@ -83,6 +122,9 @@ class BufferStats:
     dropped_predictions: int
     dropped_labels: int
     expired: int
+    refused: int = 0  # predictions set aside (the server refused them)
+    refused_labels: int = 0  # labels set aside with them
+    dropped_refused: int = 0  # set-aside predictions (and their labels) dropped to make room
 
 
 @dataclass(frozen=True)
@@ -141,7 +183,7 @@ class TelemetryBuffer:
                 self._db.execute(statement)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (secrets.token_hex(16),))
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('device', ?)", (device,))
-            for key in ("dropped_predictions", "dropped_labels", "expired"):
+            for key in ("dropped_predictions", "dropped_labels", "dropped_refused", "expired"):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", (key,))
             owner = self._meta("device")
         if owner != device:
@@ -213,6 +255,8 @@ class TelemetryBuffer:
                 "INSERT INTO labels (seq, at, label, size) VALUES (?, ?, ?, ?)",
                 (seq, at, label_json, size),
             )
+            if self._db.execute("SELECT 1 FROM refused WHERE seq = ?", (seq,)).fetchone():
+                self._move_labels("labels", "refused_labels", [seq])  # its prediction was set aside: so is it
             self._rows += 1
             self._bytes += size
         return int(cursor.lastrowid or 0)
@@ -233,6 +277,9 @@ class TelemetryBuffer:
                 f"the telemetry buffer is full ({self._rows} rows, {self._bytes} bytes; bounds {self.max_rows} rows, "
                 f"{self.max_bytes} bytes) and its policy is refuse_new: sync it to the server to make room"
             )
+        excess_rows, excess_bytes = self._drop_refused(excess_rows, excess_bytes)
+        if excess_rows <= 0 and excess_bytes <= 0:
+            return
         for table, key, counter in (("predictions", "seq", "dropped_predictions"), ("labels", "id", "dropped_labels")):
             dropped_rows = dropped_bytes = 0
             last = None
@@ -252,6 +299,32 @@ class TelemetryBuffer:
             if excess_rows <= 0 and excess_bytes <= 0:
                 return
 
+    def _drop_refused(self, excess_rows: int, excess_bytes: int) -> tuple[int, int]:
+        """Within the transaction: the oldest set-aside predictions, each with its labels, until the excess is
+        gone or none is left; the excess that remains."""
+        labels: dict[int, tuple[int, int]] = {
+            seq: (count, size)
+            for seq, count, size in self._db.execute("SELECT seq, COUNT(*), SUM(size) FROM refused_labels GROUP BY seq")
+        }
+        dropped_rows = dropped_bytes = dropped = 0
+        last = None
+        for seq, row_size in self._db.execute("SELECT seq, size FROM refused ORDER BY seq").fetchall():
+            if dropped_rows >= excess_rows and dropped_bytes >= excess_bytes:
+                break
+            count, size = labels.get(seq, (0, 0))
+            dropped_rows += 1 + count
+            dropped_bytes += row_size + size
+            dropped += 1
+            last = seq
+        if last is None:
+            return excess_rows, excess_bytes
+        self._db.execute("DELETE FROM refused WHERE seq <= ?", (last,))
+        self._db.execute("DELETE FROM refused_labels WHERE seq <= ?", (last,))
+        self._add_meta("dropped_refused", dropped)
+        self._rows -= dropped_rows
+        self._bytes -= dropped_bytes
+        return excess_rows - dropped_rows, excess_bytes - dropped_bytes
+
     # -- age --------------------------------------------------------------------------------
     def expire(self, now: float | None = None) -> int:
         """Delete rows older than the age bound; how many went."""
@@ -269,7 +342,7 @@ class TelemetryBuffer:
         self._last_expiry = now
         cutoff = now - self.max_age_seconds
         gone = 0
-        for table in ("predictions", "labels"):
+        for table in _TABLES:
             count, size = self._db.execute(
                 f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE at < ?", (cutoff,)
             ).fetchone()
@@ -331,6 +404,127 @@ class TelemetryBuffer:
                 deleted.append(count)
         return deleted[0], deleted[1]
 
+    def set_aside(self, reasons: Mapping[int, str], now: float | None = None) -> tuple[int, int]:
+        """Move the predictions ``reasons`` names (seq -> the server's reason), and every label of them, out of
+        what is sent into the ``refused`` tables; how many predictions and labels moved."""
+        seqs = list(reasons)
+        at = time.time() if now is None else now
+        with self._lock, self._transaction():
+            moved = 0
+            for seq in seqs:
+                reason = reasons[seq][:_MAX_REASON]
+                cursor = self._db.execute(
+                    f"INSERT OR REPLACE INTO refused ({_PREDICTION_COLUMNS}, size, reason, refused_at) "
+                    f"SELECT {_PREDICTION_COLUMNS}, size + ?, ?, ? FROM predictions WHERE seq = ?",
+                    (len(reason.encode()), reason, at, seq),
+                )
+                if cursor.rowcount:
+                    moved += 1
+                    self._bytes += len(reason.encode())
+            self._delete_chunks("predictions", "seq", seqs)
+            labels = self._move_labels("labels", "refused_labels", seqs)
+        return moved, labels
+
+    def refused(self, limit: int | None = None) -> list[RefusedPrediction]:
+        """The predictions set aside (oldest first, at most ``limit``), each with the server's reason and its labels."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_PREDICTION_COLUMNS}, reason, refused_at FROM refused ORDER BY seq LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+            labels: dict[int, list[Any]] = {}
+            for seq, label in self._db.execute("SELECT seq, label FROM refused_labels ORDER BY id"):
+                labels.setdefault(seq, []).append(json.loads(label))
+        out = []
+        for seq, at, model, version, inputs, encoding, prediction, probabilities, _, reason, refused_at in rows:
+            try:
+                decoded = decode_inputs(inputs, encoding, self.columns(model, version))
+            except BufferError:  # written by another runtime: shown as stored
+                decoded = {"(packed)": inputs.hex()}
+            out.append(
+                RefusedPrediction(
+                    seq=seq,
+                    at=datetime.fromtimestamp(at, UTC),
+                    model=model,
+                    version=version,
+                    inputs=decoded,
+                    prediction=json.loads(prediction),
+                    probabilities=decode_probabilities(probabilities),
+                    reason=reason,
+                    refused_at=datetime.fromtimestamp(refused_at, UTC),
+                    labels=labels.get(seq, []),
+                )
+            )
+        return out
+
+    def requeue_refused(self, seqs: Iterable[int] | None = None) -> int:
+        """Put set-aside predictions (all, or ``seqs``) and their labels back to be sent by the next sync (the
+        server's side was fixed: the version registered, its signature mended); how many predictions went back."""
+        with self._lock, self._transaction():
+            chosen = self._refused_seqs(seqs)
+            for start in range(0, len(chosen), 500):
+                chunk = chosen[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                (reasons,) = self._db.execute(
+                    f"SELECT COALESCE(SUM(LENGTH(CAST(reason AS BLOB))), 0) FROM refused WHERE seq IN ({marks})", chunk
+                ).fetchone()
+                self._db.execute(
+                    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}, size) "
+                    f"SELECT {_PREDICTION_COLUMNS}, size - LENGTH(CAST(reason AS BLOB)) FROM refused "
+                    f"WHERE seq IN ({marks})",
+                    chunk,
+                )
+                self._bytes -= reasons
+            self._delete_chunks("refused", "seq", chosen)
+            self._move_labels("refused_labels", "labels", chosen)
+        return len(chosen)
+
+    def delete_refused(self, seqs: Iterable[int] | None = None) -> int:
+        """Let set-aside predictions (all, or ``seqs``) and their labels go, once an operator has seen them."""
+        with self._lock, self._transaction():
+            chosen = self._refused_seqs(seqs)
+            rows, size = self._delete_chunks("refused", "seq", chosen)
+            if seqs is None:  # every one, with the labels of those the age bound took
+                chosen = [int(s) for (s,) in self._db.execute("SELECT DISTINCT seq FROM refused_labels")]
+            label_rows, label_size = self._delete_chunks("refused_labels", "seq", chosen)
+            self._rows -= rows + label_rows
+            self._bytes -= size + label_size
+        return rows
+
+    def _refused_seqs(self, seqs: Iterable[int] | None) -> list[int]:
+        held = [int(s) for (s,) in self._db.execute("SELECT seq FROM refused ORDER BY seq")]
+        if seqs is None:
+            return held
+        wanted = set(seqs)
+        return [s for s in held if s in wanted]
+
+    def _move_labels(self, source: str, target: str, seqs: list[int]) -> int:
+        """Within the transaction: the labels of ``seqs`` moved between ``labels`` and ``refused_labels``."""
+        moved = 0
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"INSERT INTO {target} (id, seq, at, label, size) "
+                f"SELECT id, seq, at, label, size FROM {source} WHERE seq IN ({marks})",
+                chunk,
+            )
+            moved += self._db.execute(f"DELETE FROM {source} WHERE seq IN ({marks})", chunk).rowcount
+        return moved
+
+    def _delete_chunks(self, table: str, key: str, ids: list[int]) -> tuple[int, int]:
+        """Within the transaction: delete rows of ``table`` whose ``key`` is in ``ids``; how many, of what size."""
+        count = size = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            (found,) = self._db.execute(
+                f"SELECT COALESCE(SUM(size), 0) FROM {table} WHERE {key} IN ({marks})", chunk
+            ).fetchone()
+            count += self._db.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk).rowcount
+            size += found
+        return count, size
+
     def remember_columns(self, model: str, version: int, columns: list[tuple[str, str]]) -> None:
         """Keep a version's input columns (name, type) beside its rows: packed inputs are read with them."""
         with self._lock, self._transaction():
@@ -352,6 +546,8 @@ class TelemetryBuffer:
         with self._lock:
             (predictions,) = self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()
             (labels,) = self._db.execute("SELECT COUNT(*) FROM labels").fetchone()
+            (refused,) = self._db.execute("SELECT COUNT(*) FROM refused").fetchone()
+            (refused_labels,) = self._db.execute("SELECT COUNT(*) FROM refused_labels").fetchone()
             return BufferStats(
                 predictions=int(predictions),
                 labels=int(labels),
@@ -359,6 +555,9 @@ class TelemetryBuffer:
                 dropped_predictions=int(self._meta("dropped_predictions")),
                 dropped_labels=int(self._meta("dropped_labels")),
                 expired=int(self._meta("expired")),
+                refused=int(refused),
+                refused_labels=int(refused_labels),
+                dropped_refused=int(self._meta("dropped_refused") or 0),
             )
 
     def close(self) -> None:
@@ -405,7 +604,7 @@ class TelemetryBuffer:
     def _recount(self) -> None:
         """The running totals from the tables (on open, and after a rolled-back transaction moved them)."""
         rows = size = 0
-        for table in ("predictions", "labels"):
+        for table in _TABLES:
             count, total = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table}").fetchone()
             rows += count
             size += total

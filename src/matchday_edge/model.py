@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from matchday_edge.buffer import NewPrediction, OnFull, TelemetryBuffer
+from matchday_edge.buffer import NewPrediction, OnFull, RefusedPrediction, TelemetryBuffer
 from matchday_edge.bundle import Bundle, load_bundle
 from matchday_edge.drift import PSI_ALERT, DriftReport, FeatureDrift, bin_shares, psi, reference_shares
 from matchday_edge.errors import InvalidRows
@@ -186,6 +186,13 @@ class EdgeModel:
         return sync_buffer(
             self.buffer, self._identity, url, token, batch_size=batch_size, timeout=timeout, transport=transport
         )
+
+    def refused(self, limit: int | None = None) -> list[RefusedPrediction]:
+        """The predictions the server refused at a sync, set aside with its reason (`TelemetryBuffer.refused`;
+        `requeue_refused` / `delete_refused` on ``self.buffer`` once an operator has looked)."""
+        if self.buffer is None:
+            return []
+        return self.buffer.refused(limit)
 
     # -- watching itself --------------------------------------------------------------------
     def drift(self, threshold: float = PSI_ALERT, min_rows: int = 100) -> DriftReport:

@@ -7,8 +7,11 @@ the next sync sends them again, the server finds them already logged (their requ
 device, epoch and seq) and acknowledges them, so every row lands once.
 
 An unreachable server is the normal state of a device: `sync` then returns a result saying so and
-why, and every row stays. A 4xx is a mistake to fix (a bad token, an unregistered device): `SyncRefused`
-with the server's message.
+why, and every row stays. A 422 whose ``details`` name rows by their ``seq`` (a row that does not fit its
+version's signature, a time ahead of the server's clock) sets exactly those rows aside in the buffer
+with the server's reason (`TelemetryBuffer.refused`) and sends the rest again, in the same call: one bad
+row neither blocks the device nor is lost. Any other 4xx is a mistake to fix (a bad token, an
+unregistered device, a body refused as a whole): `SyncRefused` with the server's message.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class SyncResult:
     already_logged: int = 0
     labels_applied: int = 0
     labels_unmatched: list[dict[str, Any]] = field(default_factory=list)
+    set_aside: int = 0  # predictions the server refused, now in the buffer's refused table
+    set_aside_labels: int = 0  # labels of them, set aside with them
+    refusals: list[dict[str, Any]] = field(default_factory=list)  # {"seq", "reason"} of each, the server's words
     complete: bool = False
     reason: str | None = None  # why it stopped early: the server unreachable, a 5xx
 
@@ -116,6 +122,14 @@ def sync_buffer(
         if status >= 500 or status in (408, 429):
             result.reason = f"the server answered {status}: {_message(answer, raw)}; {_kept(buffer)}"
             return result
+        if status == 422 and (named := refused_rows(answer, {p.seq for p in predictions})):
+            moved, labels_moved = buffer.set_aside(named)
+            if not moved:  # nothing left to set aside: the same answer again would loop
+                raise SyncRefused(status, _message(answer, raw), _details(answer))
+            result.set_aside += moved
+            result.set_aside_labels += labels_moved
+            result.refusals += [{"seq": seq, "reason": reason} for seq, reason in named.items()]
+            continue  # the same batch again, without them
         if status != 200:
             raise SyncRefused(status, _message(answer, raw), _details(answer))
         acknowledged = answer.get("acknowledged") or {}
@@ -150,6 +164,23 @@ def prediction_json(row: PendingPrediction, buffer: TelemetryBuffer) -> dict[str
         "model": row.model,
         "version": row.version,
     }
+
+
+def refused_rows(answer: dict[str, Any], sent: set[int]) -> dict[int, str]:
+    """The rows a 422 names by ``seq`` among those ``sent`` -> why (each of the row's problems, "; "-joined).
+
+    >>> refused_rows({"details": [{"field": "predictions[0].inputs", "problem": "missing input(s) a", "seq": 4},
+    ...                           {"field": "epoch", "problem": "needs the buffer's epoch"}]}, {4, 5})
+    {4: 'predictions[0].inputs: missing input(s) a'}
+    """
+    reasons: dict[int, list[str]] = {}
+    details = answer.get("details", answer.get("detail"))
+    for item in details if isinstance(details, list) else []:
+        seq = item.get("seq") if isinstance(item, dict) else None
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq in sent:
+            where, problem = item.get("field"), item.get("problem")
+            reasons.setdefault(seq, []).append(f"{where}: {problem}" if where else str(problem))
+    return {seq: "; ".join(found) for seq, found in reasons.items()}
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -224,18 +224,24 @@ class EdgeTelemetry:
         )
 
     def _signatures(self, parsed: TelemetryBody) -> dict[tuple[str, int], Signature]:
-        """The signature of the bundle's version and of every version the rows name; any unknown is a 422."""
-        wanted: dict[tuple[str, int], list[str]] = {(parsed.model, parsed.version): ["bundle"]}
+        """The signature of the bundle's version and of every version the rows name; any unknown is a 422.
+        An unknown bundle version is the whole body's problem; rows of another unknown version are each
+        named by seq (the device sets them aside and sends the rest)."""
+        bundle = (parsed.model, parsed.version)
+        wanted: dict[tuple[str, int], list[EdgePrediction]] = {bundle: []}
         for p in parsed.predictions:
-            wanted.setdefault((p.model, p.version), []).append(f"predictions[{p.index}]")
+            wanted.setdefault((p.model, p.version), []).append(p)
         found: dict[tuple[str, int], Signature] = {}
         problems = []
-        for (model, version), where in wanted.items():
+        for (model, version), rows in wanted.items():
             try:
                 found[(model, version)] = self.registry.get_signature(f"{model}:{version}")
             except (NotFound, RegistryError) as exc:
-                shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
-                problems.append(Problem(shown, f"{model}:{version} is not a registered version: {exc}"))
+                problem = f"{model}:{version} is not a registered version: {exc}"
+                if (model, version) == bundle:
+                    problems.append(Problem("bundle", problem))
+                else:
+                    problems += [Problem(f"predictions[{p.index}].version", problem, p.seq) for p in rows]
         if problems:
             raise InvalidTelemetry("the telemetry names versions the registry does not have", problems)
         return found
