@@ -142,6 +142,36 @@ print(json.dumps(sorted(sys.modules)))
     assert not third_party, third_party
 
 
+def test_the_server_shares_the_protocol_without_importing_onnxruntime(tmp_path: Path) -> None:
+    """The server imports the protocol's one copy (`matchday_edge.protocol`) and the edge route at start,
+    and neither onnxruntime nor skl2onnx (only an export needs them); every public name still loads."""
+    code = f"""
+import json, sys
+import matchday_edge.protocol
+light = sorted(sys.modules)
+from matchday.config import Settings
+from matchday.server import create_server
+from matchday.workspace import Workspace
+create_server(Workspace(Settings(home={str(tmp_path / "home")!r}, database_url="sqlite:///{tmp_path / "m.db"}")))
+print(json.dumps([light, sorted(sys.modules)]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    light, server = (set(m) for m in json.loads(done.stdout.strip().splitlines()[-1]))
+    assert not {"onnxruntime", "numpy"} & light
+    assert "matchday.serving.routes.edge" in server and "matchday_edge.protocol" in server
+    assert not {"onnxruntime", "onnx", "skl2onnx", "matchday_edge.scoring", "matchday.edge.export"} & server
+
+    import matchday.edge
+    import matchday_edge
+
+    assert all(getattr(matchday_edge, name) is not None for name in matchday_edge.__all__)
+    assert all(getattr(matchday.edge, name) is not None for name in matchday.edge.__all__)
+    assert matchday.edge.request_id is matchday_edge.request_id and matchday.edge.EDGE_NAMESPACE is (
+        matchday_edge.EDGE_NAMESPACE
+    )
+
+
 def _standard(root: str) -> bool:
     return root in sys.stdlib_module_names or root.startswith("_") or root in sys.builtin_module_names
 

@@ -1,35 +1,71 @@
 """matchday_edge: a matchday model on a device. Load a signed bundle, predict offline, keep every
 prediction and label in a bounded on-device buffer, and sync it home when the server is reachable.
 
-Imports only onnxruntime, NumPy and the standard library (a test holds this).
+Imports only onnxruntime, NumPy and the standard library (a test holds this). Its names load on first
+use, so the server can import ``matchday_edge.protocol`` (the constants both sides share) without
+onnxruntime.
 
 >>> import matchday_edge
 >>> "EdgeModel" in matchday_edge.__all__
 True
 """
 
-from matchday_edge.buffer import BufferStats, OnFull, RefusedPrediction, TelemetryBuffer
-from matchday_edge.bundle import Bundle, load_bundle
-from matchday_edge.drift import DriftReport, FeatureDrift
-from matchday_edge.ed25519 import parse_public_key, verify
-from matchday_edge.errors import BufferError, BufferFull, BundleRefused, EdgeError, InvalidRows, SyncRefused
-from matchday_edge.loopback import LoopbackServer
-from matchday_edge.manifest import FORMAT_VERSION, Manifest
-from matchday_edge.model import EdgeModel, Prediction
-from matchday_edge.protocol import EDGE_NAMESPACE, request_id
-from matchday_edge.sync import SyncResult, Transport, urllib_transport
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matchday_edge.buffer import BufferStats, OnFull, RefusedPrediction, TelemetryBuffer
+    from matchday_edge.bundle import Bundle, load_bundle
+    from matchday_edge.drift import DriftReport, FeatureDrift
+    from matchday_edge.ed25519 import parse_public_key, verify
+    from matchday_edge.errors import BufferError, BufferFull, BundleRefused, EdgeError, InvalidRows, SyncRefused
+    from matchday_edge.loopback import LoopbackServer
+    from matchday_edge.manifest import FORMAT_VERSION, Manifest
+    from matchday_edge.model import EdgeModel, Prediction
+    from matchday_edge.protocol import EDGE_NAMESPACE, request_id
+    from matchday_edge.sync import SyncResult, Transport, urllib_transport
+
+_LAZY = {
+    "BufferStats": "buffer",
+    "OnFull": "buffer",
+    "RefusedPrediction": "buffer",
+    "TelemetryBuffer": "buffer",
+    "Bundle": "bundle",
+    "load_bundle": "bundle",
+    "DriftReport": "drift",
+    "FeatureDrift": "drift",
+    "parse_public_key": "ed25519",
+    "verify": "ed25519",
+    "BufferError": "errors",
+    "BufferFull": "errors",
+    "BundleRefused": "errors",
+    "EdgeError": "errors",
+    "InvalidRows": "errors",
+    "SyncRefused": "errors",
+    "LoopbackServer": "loopback",
+    "FORMAT_VERSION": "manifest",
+    "Manifest": "manifest",
+    "EdgeModel": "model",
+    "Prediction": "model",
+    "EDGE_NAMESPACE": "protocol",
+    "request_id": "protocol",
+    "SyncResult": "sync",
+    "Transport": "sync",
+    "urllib_transport": "sync",
+}
 __all__ = [
-    "EDGE_NAMESPACE",
-    "FORMAT_VERSION",
     "BufferError",
     "BufferFull",
     "BufferStats",
     "Bundle",
     "BundleRefused",
     "DriftReport",
+    "EDGE_NAMESPACE",
     "EdgeError",
     "EdgeModel",
+    "FORMAT_VERSION",
     "FeatureDrift",
     "InvalidRows",
     "LoopbackServer",
@@ -47,3 +83,16 @@ __all__ = [
     "urllib_transport",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"matchday_edge.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'matchday_edge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

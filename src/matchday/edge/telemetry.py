@@ -26,7 +26,6 @@ from matchday.edge.telemetry_body import (
     EdgePrediction,
     TelemetryBody,
     parse_body,
-    request_id,
 )
 from matchday.edge.telemetry_errors import DeviceNotBound, InvalidDevice, InvalidTelemetry, Problem, WrongDeployment
 from matchday.errors import MatchdayError
@@ -41,9 +40,9 @@ from matchday.store import (
     PredictionLogStore,
     PrincipalNotFound,
 )
+from matchday_edge.protocol import request_id  # the protocol's one copy, the device's own (standard library only)
 
 DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
-TELEMETRY_PATH = "/v1/edge/devices/{device}/telemetry"
 PRIVILEGED = frozenset({"operator", "admin"})  # may post for any device (a test rig, a gateway)
 
 

@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from matchday.edge.telemetry_errors import InvalidTelemetry, Problem, TooMuchTelemetry
+from matchday_edge.protocol import MAX_ROWS_PER_REQUEST
 
-EDGE_NAMESPACE = uuid.UUID("6f0a3c1e-3d3b-5d0e-9a57-6d61746368e1")  # the protocol's; the device computes the same
-MAX_ROWS = 1000  # predictions, and labels, per request: the device sends in batches
+# the protocol's constants are the device runtime's own (one copy: `matchday_edge.protocol`)
+MAX_ROWS = MAX_ROWS_PER_REQUEST  # predictions, and labels, per request: the device sends in batches
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # a device clock this far ahead of the server's is still believed
 _EPOCH = re.compile(r"[0-9a-fA-F]{32}")
 _SCALARS = (str, int, float, bool)
-
-
-def request_id(device: str, epoch: str, seq: int) -> str:
-    """The log's request id of prediction ``seq`` of ``device``'s buffer of ``epoch`` (the protocol's uuid5).
-
-    >>> request_id("d1", "0" * 32, 17)
-    '27aa0309-783b-5e9e-9c2c-c28bb5c0b54e'
-    """
-    return str(uuid.uuid5(EDGE_NAMESPACE, f"{device}/{epoch}/{seq}"))
 
 
 @dataclass(frozen=True)
