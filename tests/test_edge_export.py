@@ -185,3 +185,29 @@ def test_the_edge_part_speaks_no_http() -> None:
             if line.startswith(("from ", "import ")) and len(words) > 1:
                 module = words[1]
                 assert not module.startswith(("matchday.serving", "fastapi", "starlette", "httpx")), f"{path}: {line}"
+
+
+def test_a_hist_gradient_boosting_model_exports_missing_values_and_all(ws: Workspace, tmp_path: Path) -> None:
+    """skl2onnx 1.20 under onnx 1.23 fails on these ("Unable to create node 'TreeEnsembleClassifier'": a
+    leaf's missing-value flag written as a boolean); the export mends it, and the learned NaN routing holds."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    data = frame(rows=300, seed=4)
+    data.loc[data.index % 7 == 0, "a"] = float("nan")  # so the trees learn where missing values go
+    for name, model, target in (
+        ("hgb", HistGradientBoostingClassifier(max_iter=15, random_state=0), "y"),
+        ("hgbr", HistGradientBoostingRegressor(max_iter=15, random_state=0), "spend"),
+    ):
+        model.fit(data[FEATURES], data[target].fillna(0))
+        ws.registry.register(
+            name, model, reference=data[FEATURES].assign(**{target: data[target].fillna(0)}), target=target
+        )
+        path = _export(ws, f"{name}:1", tmp_path / name)
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["parity"]["labels_equal"] and {i["tensor"] for i in manifest["inputs"]} == {"float"}
+        device = EdgeModel.load(path, public_key=ws.edge_signer.public_key_hex, device="d", buffer=None)
+        rows = data[FEATURES].head(40)
+        assert rows["a"].isna().any()
+        assert device.predict(rows.to_dict("records")).tolist() == pytest.approx(model.predict(rows).tolist(), abs=1e-4)
+        if name == "hgb":
+            assert device.predict_proba(rows.to_dict("records")) == pytest.approx(model.predict_proba(rows), abs=1e-4)

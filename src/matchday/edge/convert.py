@@ -10,7 +10,9 @@ exactly (`candidates`), and the first that converts, loads and passes the parity
 3. one tensor per column, named after it (``double``/``float`` numbers, ``string`` text): what a
    pipeline that selects columns by name (a ``ColumnTransformer``) needs.
 
-Probabilities come out as a plain tensor (skl2onnx's ZipMap is turned off).
+Probabilities come out as a plain tensor (skl2onnx's ZipMap is turned off). HistGradientBoosting models
+convert through skl2onnx's own converters with one mend (`_hist_gradient_boosting_mend`), and only in the
+``float`` layouts (their ONNX operators answer float32).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import numpy as np
 
 from matchday.edge.errors import ExportError
 from matchday.registry import Signature
@@ -105,13 +109,63 @@ def sklearn_candidates(model: Any, signature: Signature, has_proba: bool) -> Ite
                 for s in specs
             ]
         try:
-            graph = convert_sklearn(model, initial_types=initial, options=options)
+            graph = convert_sklearn(
+                model,
+                initial_types=initial,
+                options=options,
+                custom_conversion_functions=_hist_gradient_boosting_mend(),
+            )
             model_bytes = graph.SerializeToString()
             outputs = _outputs(_session(model_bytes), has_proba)
         except Exception as exc:  # skl2onnx and onnxruntime raise many kinds; each is this layout's failure
             yield ExportError(_conversion_failure(exc, model, layout, number))
             continue
         yield Converted(model_bytes, layout, MATRIX_INPUT if layout == "matrix" else None, specs, outputs, converter)
+
+
+class _IntFlags:
+    """A converter's container whose ``add_node`` writes boolean list items as the integers ONNX holds them."""
+
+    def __init__(self, container: Any) -> None:
+        object.__setattr__(self, "_container", container)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._container, name, value)
+
+    def add_node(self, *args: Any, **attributes: Any) -> Any:
+        mended = {
+            key: [int(v) if isinstance(v, bool | np.bool_) else v for v in value] if isinstance(value, list) else value
+            for key, value in attributes.items()
+        }
+        return self._container.add_node(*args, **mended)
+
+
+def _hist_gradient_boosting_mend() -> dict[type, Any]:
+    """skl2onnx's HistGradientBoosting converters, each given a container that writes booleans as integers.
+
+    skl2onnx (1.20) writes a leaf's ``nodes_missing_value_tracks_true`` as Python ``False`` beside the
+    branches' ``uint8`` flags; onnx 1.23's attribute builder refuses a boolean among integers ("Unable to
+    create node 'TreeEnsembleClassifier' ... Expected an int, got a boolean"). The same values as integers
+    are what ONNX means (the flags route missing values as scikit-learn learned them). Passed per call, so
+    nothing is registered for the process; {} when skl2onnx's registry is not where it was (the plain error)."""
+    try:
+        from skl2onnx import get_model_alias
+        from skl2onnx.common._registration import get_converter
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    except ImportError:
+        return {}
+
+    def mended(kind: type) -> Any:
+        original = get_converter(get_model_alias(kind))
+        return lambda scope, operator, container: original(scope, operator, _IntFlags(container))
+
+    try:
+        return {kind: mended(kind) for kind in (HistGradientBoostingClassifier, HistGradientBoostingRegressor)}
+    except (KeyError, ValueError, RuntimeError):
+        return {}
 
 
 def _session(model_bytes: bytes) -> Any:
