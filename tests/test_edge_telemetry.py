@@ -214,6 +214,16 @@ def test_the_sender_must_be_the_devices_own_token_or_an_operator(workspace: Work
     operator, _ = workspace.access.create_token(["operator"], name="a gateway", created_by="test")
     ack = workspace.edge_telemetry.receive(device, _body([1], epoch="b" * 32), workspace.access.bearer(operator))
     assert ack.written == 1
+    # an operator of another deployment only is not an operator of this device's
+    elsewhere, _ = workspace.access.create_token(
+        ["operator"], name="other team", created_by="test", deployments=["payments"]
+    )
+    with pytest.raises(DeviceNotBound, match=f"may not send telemetry for device {device}"):
+        workspace.edge_telemetry.receive(device, _body([2], epoch="b" * 32), workspace.access.bearer(elsewhere))
+    here, _ = workspace.access.create_token(["operator"], name="team", created_by="test", deployments=["checkout"])
+    assert (
+        workspace.edge_telemetry.receive(device, _body([2], epoch="b" * 32), workspace.access.bearer(here)).written == 1
+    )
 
 
 def test_wrong_deployment_and_unknown_device(workspace: Workspace) -> None:

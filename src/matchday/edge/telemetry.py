@@ -184,9 +184,13 @@ class EdgeTelemetry:
     def device(self, device: str) -> EdgeDeviceRecord:
         return self.devices.get(device)
 
-    def registered(self, deployment: str | None = None) -> list[EdgeDeviceRecord]:
-        """Every registered device (of one deployment), by name."""
-        return self.devices.list(deployment)
+    def registered(self, deployment: str | None = None, reader: Principal | None = None) -> list[EdgeDeviceRecord]:
+        """Every registered device (of one deployment), by name; of a token limited to some deployments
+        (``reader``), only theirs."""
+        found = self.devices.list(deployment)
+        if reader is None or reader.deployments is None or "admin" in reader.roles:
+            return found
+        return [d for d in found if d.deployment in reader.deployments]
 
     # -- syncs -----------------------------------------------------------------------------------
     def receive(self, device: str, body: Any, sender: Principal | None, now: datetime | None = None) -> TelemetryAck:
@@ -320,8 +324,11 @@ class EdgeTelemetry:
 
 
 def _check_sender(record: EdgeDeviceRecord, sender: Principal | None) -> None:
-    """The device's own token, or an operator or admin (a local principal is the machine's admin)."""
-    if sender is None or sender.roles & PRIVILEGED:
+    """The device's own token, or an operator or admin of the device's deployment (a local principal is the
+    machine's admin); an operator's token limited to other deployments may not post for this one."""
+    if sender is None or "admin" in sender.roles:
+        return
+    if sender.roles & PRIVILEGED and (sender.deployments is None or record.deployment in sender.deployments):
         return
     if sender.kind == "token" and sender.key == record.token_key:
         return

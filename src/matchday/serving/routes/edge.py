@@ -36,9 +36,10 @@ def router(parts: Parts, bodies: Schemas, telemetry: Callable[[], EdgeTelemetry]
         return ack.to_json()
 
     @api.get("/v1/edge/devices")
-    async def list_devices(deployment: str | None = None) -> Any:
-        """Registered devices (of one deployment with ``deployment=``): last sync, rows and labels received."""
-        found = await asyncio.to_thread(telemetry().registered, deployment)
+    async def list_devices(request: Request, deployment: str | None = None) -> Any:
+        """Registered devices (of one deployment with ``deployment=``; of a scoped token, its deployments'):
+        last sync, rows and labels received."""
+        found = await asyncio.to_thread(telemetry().registered, deployment, principal_of(request.scope))
         return {"devices": [device_json(d) for d in found]}
 
     return api
