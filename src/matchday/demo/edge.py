@@ -36,7 +36,7 @@ class Outcome:
 
 
 def train_till_model(seed: int = 0) -> tuple[object, object]:
-    """The fraud pipeline with a plain gradient boosting (skl2onnx converts it; the histogram one does not)."""
+    """A smaller fraud pipeline for the tills: 60 shallow trees, a model that fits a till's memory and budget."""
     from sklearn.ensemble import GradientBoostingClassifier
 
     data = transactions(8_000, seed=seed).to_pandas()
