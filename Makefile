@@ -41,7 +41,7 @@ test: $(INSTALLED) services chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
-	MATCHDAY_TEST_POSTGRES_URL=$${MATCHDAY_TEST_POSTGRES_URL:-$(PG_URL)} $(BIN)/python -m pytest -n 4
+	MATCHDAY_TEST_POSTGRES_URL=$${MATCHDAY_TEST_POSTGRES_URL:-$(PG_URL)} $(BIN)/python -m pytest -n 4 --durations=25
 
 clean:
 	rm -rf $(VENV) .matchday .pytest_cache .hypothesis
