@@ -1,17 +1,20 @@
 """A batch job with ``--deployment`` feeds that deployment's log through the real database (SQLite and
 PostgreSQL): rows marked source batch, summarised by the monitoring loop into the deployment's
-windows (drift on inputs and predictions included), labels joined later by the id column's value."""
+windows (drift on inputs and predictions included), labels joined later by the id column's value;
+every row logged once, whatever its id (repeated or null), and once only when a part is redone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from batch_support import frame, register, write_parts
 
-from matchday.batch import BatchOptions, request_id
+from matchday.batch import MANIFEST, BatchOptions, request_id
 from matchday.config import Settings
 from matchday.store import NotFound
 from matchday.workspace import Workspace
@@ -35,7 +38,7 @@ def test_batch_rows_are_logged_marked_summarised_and_labelled_by_entity(ws: Work
 
     log = ws.prediction_log
     assert log.count("nightly") == 1500
-    record = log.get(request_id(result.job_id, "k42"))
+    record = log.get(request_id(result.job_id, 42))
     assert record is not None and record.entity_id == "k42" and record.role == "served"
     assert record.routing == {
         "source": "batch",
@@ -56,8 +59,40 @@ def test_batch_rows_are_logged_marked_summarised_and_labelled_by_entity(ws: Work
     assert metrics["rows"] == windows[-1].rows  # input drift and prediction drift watch batch rows too
 
     outcomes = log.apply_labels("nightly", [("entity_id", "k42", 1), ("entity_id", "k1499", 0)])
-    assert [o.request_id for o in outcomes] == [request_id(result.job_id, "k42"), request_id(result.job_id, "k1499")]
-    assert log.get(request_id(result.job_id, "k42")).label == 1  # type: ignore[union-attr]
+    assert [o.request_id for o in outcomes] == [request_id(result.job_id, 42), request_id(result.job_id, 1499)]
+    assert log.get(request_id(result.job_id, 42)).label == 1  # type: ignore[union-attr]
+
+
+def test_rows_with_a_repeated_or_null_id_are_each_logged_and_a_redone_part_logs_none_twice(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    register(ws)
+    ws.deployments.deploy("nightly", "clf:1")
+    rows = frame(40, seed=12)
+    rows.loc[5, "key"] = "k4"  # the same id twice
+    rows.loc[[10, 30], "key"] = None  # no id at all, in each part
+    source = write_parts(tmp_path / "in", [rows.iloc[:20], rows.iloc[20:]])
+    out = tmp_path / "out"
+    options = BatchOptions(id_column="key", deployment="nightly")
+    result = ws.batch.score("clf:1", str(source), str(out), options)
+    assert (result.scored, result.logged) == (40, 40)
+    log = ws.prediction_log
+    assert log.count("nightly") == 40
+    first, again = log.get(request_id(result.job_id, 4)), log.get(request_id(result.job_id, 5))
+    assert first is not None and again is not None and first.entity_id == again.entity_id == "k4"
+    for row in (10, 30):
+        record = log.get(request_id(result.job_id, row))
+        assert record is not None and record.entity_id is None
+        assert record.inputs["f0"] == rows.loc[row, "f0"]
+
+    # killed after its rows were logged, before the manifest recorded the second part: resumed, redone
+    manifest = json.loads((out / MANIFEST).read_text())
+    del manifest["parts"]["00001"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    (out / "part-00001.parquet").unlink()
+    resumed = ws.batch.score("clf:1", str(source), str(out), BatchOptions(**{**options.__dict__, "resume": True}))
+    assert (resumed.rows, resumed.logged) == (20, 0) and log.count("nightly") == 40
+    assert pq.read_table(out).num_rows == 40
 
 
 def test_an_unknown_deployment_is_refused_before_anything_is_scored(ws: Workspace, tmp_path: Path) -> None:

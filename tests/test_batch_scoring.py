@@ -176,22 +176,27 @@ def test_past_the_reject_rate_the_job_stops_and_a_higher_limit_resumes_it(ws: Wo
     out = tmp_path / "out"
     with pytest.raises(
         RejectRateExceeded, match=r"50 of 3000 rows rejected \(1.67%\), more than --max-reject-rate 1.00%"
-    ):
+    ) as stopped:
         ws.batch.score("clf:1", str(tmp_path / "in"), str(out), BatchOptions(id_column="key"))
+    reason = "f2: null is not allowed (the reference data had no missing values here)"
+    assert stopped.value.details[:2] == [f"row 2000 (id k2000): {reason}", f"row 2001 (id k2001): {reason}"]
     manifest = read_manifest(_fs(), str(out))
     assert (
         manifest is not None
         and manifest.state == "stopped"
         and "more than --max-reject-rate" in (manifest.reason or "")
     )
-    assert sorted(manifest.parts) == ["00000", "00001"]  # the finished parts stay; the stopped one left nothing
+    assert sorted(manifest.parts) == ["00000", "00001"]  # the finished parts stay; the stopped one's output went
     assert sorted(p.name for p in out.iterdir()) == [
         "_manifest.json",
         "_rejects",
         "part-00000.parquet",
         "part-00001.parquet",
     ]
-    assert list((out / "_rejects").iterdir()) == []  # the stopped part's rejects went with it
+    # the rejects that stopped the job stay, named as the stopped part's, where the error says
+    assert [p.name for p in (out / "_rejects").iterdir()] == [f"rejects-{manifest.job_id}-00002.stopped.parquet"]
+    kept = _rejects(out / "_rejects")
+    assert kept["key"].tolist() == [f"k{i}" for i in range(2000, 2050)] and set(kept["reason"]) == {reason}
 
     result = ws.batch.score(
         "clf:1", str(tmp_path / "in"), str(out), BatchOptions(id_column="key", max_reject_rate=0.05, resume=True)
@@ -199,6 +204,23 @@ def test_past_the_reject_rate_the_job_stops_and_a_higher_limit_resumes_it(ws: Wo
     assert (result.rows, result.rejected, result.skipped_parts) == (2000, 50, 2)
     keys = _output(out)["key"]
     assert len(keys) == 3950 and keys.is_unique
+    # the redone part's rejects replace the stopped ones: each reject once
+    assert [p.name for p in (out / "_rejects").iterdir()] == [f"rejects-{manifest.job_id}-00002.parquet"]
+    assert len(_rejects(out / "_rejects")) == 50
+
+
+def test_jobs_sharing_a_rejects_folder_keep_each_others_rejects(ws: Workspace, tmp_path: Path) -> None:
+    register(ws)
+    shared = tmp_path / "rejects"
+    jobs = []
+    for name, seed in (("a", 1), ("b", 2)):
+        rows = frame(200, seed=seed, start=1000 * seed)
+        rows.loc[rows.index[:2], "f2"] = np.nan
+        source = write_parts(tmp_path / f"in-{name}", [rows])
+        options = BatchOptions(id_column="key", rejects=str(shared), max_reject_rate=0.5)
+        jobs.append(ws.batch.score("clf:1", str(source), str(tmp_path / f"out-{name}"), options))
+    assert sorted(p.name for p in shared.iterdir()) == sorted(f"rejects-{j.job_id}-00000.parquet" for j in jobs)
+    assert sorted(pq.read_table(shared).column("key").to_pylist()) == ["k1000", "k1001", "k2000", "k2001"]
 
 
 def test_a_finished_or_changed_job_is_not_mixed_with_another(ws: Workspace, tmp_path: Path) -> None:
@@ -284,7 +306,7 @@ def test_batch_imports_no_http() -> None:
     """DESIGN.md: batch/ never does HTTP; it imports the faces of the parts below it only."""
     import matchday.batch
 
-    allowed = ("matchday.store", "matchday.registry", "matchday.errors")
+    allowed = ("matchday.store", "matchday.registry", "matchday.errors", "matchday.ray_cluster")
     root = pathlib.Path(matchday.batch.__file__).parent
     for path in root.rglob("*.py"):
         for line in path.read_text().splitlines():

@@ -136,7 +136,6 @@ class BatchJob:
                     self.job_id,
                     layout,
                     list(signature.input_names),
-                    entity_ids=self.options.id_column is not None,
                 )
             sink = PartSink(
                 self.output, self.rejects, self.manifest, layout, self.options.id_column,
@@ -156,8 +155,8 @@ class BatchJob:
                         self._payload(), self.options.max_reject_rate,
                     )  # fmt: skip
                 sink.check_rate(final=True)
-            except BaseException:
-                sink.abort()
+            except BaseException as exc:
+                sink.abort(keep_rejects=isinstance(exc, RejectRateExceeded))  # the rejects that stopped it stay
                 raise
         except RejectRateExceeded as exc:
             self._end("stopped", exc.message)

@@ -1,7 +1,8 @@
 """The job's manifest (``OUTPUT/_manifest.json``): which parts are done, with which model and options.
 
-It is rewritten after every finished part, atomically (a temporary file, then a rename), so a
-killed job leaves either the manifest before a part or the one after it, never half of one.
+It is rewritten after every finished part, atomically (a temporary file, fsynced, then a rename), so
+a killed job, or a machine that lost power, leaves either the manifest before a part or the one after
+it, never half of one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 import fsspec
 
+from matchday.batch.durable import move_durably
 from matchday.batch.errors import BatchError, OutputExists, ResumeRefused
 
 MANIFEST = "_manifest.json"
@@ -94,7 +96,7 @@ def write_manifest(fs: fsspec.AbstractFileSystem, folder: str, manifest: Manifes
     fs.makedirs(folder, exist_ok=True)
     with fs.open(temporary, "wb") as f:
         f.write(json.dumps(manifest.to_json(), indent=1).encode())
-    fs.mv(temporary, path)
+    move_durably(fs, temporary, path)  # fsynced before and after the rename, on a local disk
 
 
 def start_or_resume(found: Manifest | None, new: Manifest, resume: bool, folder: str) -> Manifest:

@@ -2,11 +2,16 @@
 each written under a temporary name and renamed when the part is whole, then the manifest.
 
 Both engines feed it the scored tables of one part after another, in order. It keeps the reject
-rate, and hands the scored rows to the deployment's log when the job has one.
+rate (running counts, written by the writer and read by the scorer thread under a lock), and hands
+the scored rows to the deployment's log when the job has one.
+
+Rejects files carry the job's id (``rejects-<job>-<part>.parquet``), so jobs sharing a ``--rejects``
+folder never overwrite each other's; a resumed job has the same id, so its names are stable.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,19 +22,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from matchday.batch.durable import move_durably
 from matchday.batch.errors import RejectRateExceeded
 from matchday.batch.manifest import Manifest, PartDone, write_manifest
 from matchday.batch.scoring import REASON, ROW_ID, VALUES, OutputLayout
 from matchday.batch.source import Part
 
 MIN_ROWS_FOR_RATE = 1000  # the reject rate is judged once this many rows were seen (and at the end)
+REASONS_SHOWN = 5  # the first rejects' reasons named in the error that stops a job
 COMPRESSION = "snappy"  # the fastest to write of Parquet's common codecs, and what Spark writes by default
 
 
 class RowFeed(Protocol):
     """Scored rows handed on as they are written (the deployment's log)."""
 
-    def add(self, ids: pa.Array, scored: pa.Table) -> None: ...
+    def add(self, rows: np.ndarray, ids: pa.Array | None, scored: pa.Table) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -63,14 +70,24 @@ class PartSink:
         self._part: Part | None = None
         self._writer: pq.ParquetWriter | None = None
         self._rejects_writer: pq.ParquetWriter | None = None
-        self._rows = self._rejected = 0
+        self._rows = self._rejected = 0  # the part in progress
         self._id_type: pa.DataType | None = None  # the id column's type, as the input has it
+        self._counts = threading.Lock()
+        self._seen = manifest.rows_done  # rows read by the job (its finished parts and the one in progress)
+        self._all_rejected = manifest.rejected
+        self._reasons: list[str] = []  # the first rejects of this run, for the error that stops it
 
     # -- the engines' calls ------------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        """Rows seen and rejected by the job so far (finished parts, earlier runs' too, and the current one)."""
+        with self._counts:
+            return self._seen, self._all_rejected
+
     def failures_allowed(self) -> int:
-        """How many more rows may fail before the job is past its reject rate (at the least row count)."""
-        seen = max(self.manifest.rows_done + self._rows, MIN_ROWS_FOR_RATE)
-        return max(int(self.max_reject_rate * seen) - self.manifest.rejected - self._rejected, 0)
+        """How many more rows may fail before the job is past its reject rate (at the least row count).
+        Called from the scorer thread while the writer writes: it reads the running counts only."""
+        seen, rejected = self.counts()
+        return max(int(self.max_reject_rate * max(seen, MIN_ROWS_FOR_RATE)) - rejected, 0)
 
     def write(self, part: Part, first_row: int, scored: pa.Table) -> None:
         """Scored rows of ``part`` whose first is row number ``first_row`` of the input."""
@@ -89,9 +106,15 @@ class PartSink:
         if bad:
             self._write_rejects(part, ids.filter(rejected), scored.filter(rejected), first_row, rejected)
         if self.feed is not None and accepted.num_rows:
-            self.feed.add(accepted_ids, accepted)
+            rows = np.arange(first_row, first_row + n)
+            if bad:
+                rows = rows[~rejected.to_numpy(zero_copy_only=False)]
+            self.feed.add(rows, accepted_ids if self.id_column else None, accepted)
         self._rows += n
         self._rejected += bad
+        with self._counts:
+            self._seen += n
+            self._all_rejected += bad
         if self.progress is not None:
             self.progress(n, bad)
         self.check_rate(final=False)
@@ -104,15 +127,18 @@ class PartSink:
         self._writer.close()
         self._writer = None
         name = f"part-{part.key}.parquet"
-        self.output.fs.mv(self.output.temporary(name, self.manifest.job_id), f"{self.output.path}/{name}")
+        move_durably(self.output.fs, self.output.temporary(name, self.manifest.job_id), f"{self.output.path}/{name}")
         rejects_path = None
         if self._rejects_writer is not None:
             self._rejects_writer.close()
             self._rejects_writer = None
-            rejects_path = f"{self.rejects.path}/rejects-{part.key}.parquet"
-            self.rejects.fs.mv(
-                self.rejects.temporary(f"rejects-{part.key}.parquet", self.manifest.job_id), rejects_path
+            rejects_path = f"{self.rejects.path}/{self._rejects_name(part)}"
+            move_durably(
+                self.rejects.fs, self.rejects.temporary(self._rejects_name(part), self.manifest.job_id), rejects_path
             )
+        stopped = f"{self.rejects.path}/{self._rejects_name(part, stopped=True)}"
+        if self.rejects.fs.exists(stopped):  # an earlier run stopped in this part: its rejects are redone
+            self.rejects.fs.rm(stopped)
         if self.feed is not None:
             self.feed.flush()
         self.manifest.parts[part.key] = PartDone(
@@ -121,25 +147,39 @@ class PartSink:
         write_manifest(self.output.fs, self.output.path, self.manifest)
         self._part, self._rows, self._rejected = None, 0, 0
 
-    def abort(self) -> None:
-        """Close and remove the unfinished part's temporary files (its rows will be scored again)."""
+    def abort(self, *, keep_rejects: bool = False) -> None:
+        """Close and remove the unfinished part's temporary output (its rows will be scored again).
+
+        With ``keep_rejects`` (the reject rate stopped the job) its rejects so far are kept, as
+        ``rejects-<job>-<part>.stopped.parquet``: they are why the job stopped. The run that finishes
+        the part replaces them."""
+        errors = []
         for writer in (self._writer, self._rejects_writer):
             if writer is not None:
                 try:
                     writer.close()
-                except Exception:  # the file goes anyway
-                    pass
+                except Exception as exc:  # the output goes anyway; rejects that cannot be closed go too
+                    errors.append(exc)
         if self._part is not None:
-            for folder, name in ((self.output, "part"), (self.rejects, "rejects")):
-                temporary = folder.temporary(f"{name}-{self._part.key}.parquet", self.manifest.job_id)
-                if folder.fs.exists(temporary):
-                    folder.fs.rm(temporary)
+            part = self._part
+            temporary = self.output.temporary(f"part-{part.key}.parquet", self.manifest.job_id)
+            if self.output.fs.exists(temporary):
+                self.output.fs.rm(temporary)
+            temporary = self.rejects.temporary(self._rejects_name(part), self.manifest.job_id)
+            if self.rejects.fs.exists(temporary):
+                if keep_rejects and self._rejects_writer is not None and not errors:
+                    stopped = f"{self.rejects.path}/{self._rejects_name(part, stopped=True)}"
+                    move_durably(self.rejects.fs, temporary, stopped)
+                else:
+                    self.rejects.fs.rm(temporary)
         self._writer = self._rejects_writer = None
+        with self._counts:
+            self._seen -= self._rows
+            self._all_rejected -= self._rejected
         self._part, self._rows, self._rejected = None, 0, 0
 
     def check_rate(self, *, final: bool) -> None:
-        seen = self.manifest.rows_done + self._rows
-        rejected = self.manifest.rejected + self._rejected
+        seen, rejected = self.counts()
         if seen == 0 or (seen < MIN_ROWS_FOR_RATE and not final):
             return
         if rejected / seen > self.max_reject_rate:
@@ -147,12 +187,16 @@ class PartSink:
                 f"{rejected} of {seen} rows rejected ({rejected / seen:.2%}), more than --max-reject-rate "
                 f"{self.max_reject_rate:.2%}: the job stopped",
                 [
-                    f"the reasons are in {self.rejects.path}",
+                    *self._reasons,
+                    f"the reasons are in {self.rejects.path} (the stopped part's in *.stopped.parquet)",
                     "fix the input, or raise --max-reject-rate, and run again with --resume",
                 ],
             )
 
     # -- inside ------------------------------------------------------------------------------
+    def _rejects_name(self, part: Part, *, stopped: bool = False) -> str:
+        return f"rejects-{self.manifest.job_id}-{part.key}{'.stopped' if stopped else ''}.parquet"
+
     def _open(self, part: Part) -> None:
         self._part, self._rows, self._rejected = part, 0, 0
         self.output.fs.makedirs(self.output.path, exist_ok=True)
@@ -191,8 +235,12 @@ class PartSink:
         columns["reason"] = rows.column(REASON)
         columns["values"] = rows.column(VALUES)
         table = pa.table(columns)
+        shown = max(REASONS_SHOWN - len(self._reasons), 0)
+        named = ids.slice(0, shown).to_pylist() if self.id_column else [None] * shown
+        for row, key, reason in zip(positions[:shown].tolist(), named, rows.column(REASON).slice(0, shown).to_pylist()):
+            self._reasons.append(f"row {row}{'' if key is None else f' (id {key})'}: {reason}")
         if self._rejects_writer is None:
             self.rejects.fs.makedirs(self.rejects.path, exist_ok=True)
-            temporary = self.rejects.temporary(f"rejects-{part.key}.parquet", self.manifest.job_id)
+            temporary = self.rejects.temporary(self._rejects_name(part), self.manifest.job_id)
             self._rejects_writer = pq.ParquetWriter(temporary, table.schema, filesystem=self.rejects.fs)
         self._rejects_writer.write_table(table)
