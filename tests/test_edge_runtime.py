@@ -371,6 +371,26 @@ def test_refused_rows_are_set_aside_with_their_labels_and_count_against_the_boun
     buffer.close()
 
 
+def test_dropping_set_aside_rows_keeps_the_counts_true(tmp_path: Path) -> None:
+    path, now = tmp_path / "t.db", 1.8e9
+    buffer = TelemetryBuffer(path, device="d", max_rows=6, max_age_seconds=100)
+    buffer.append_predictions(_rows(1, at=now))
+    buffer.append_predictions(_rows(1, at=now + 200))
+    buffer.append_label(1, "1", now + 200)
+    buffer.set_aside({1: "a", 2: "b"}, now=now + 200)
+    assert buffer.expire(now=now + 250) == 1  # refused prediction 1 ages out; its later label stays
+    buffer.append_predictions(_rows(4, at=now + 300))  # 6 rows: full
+    buffer.append_predictions(_rows(1, at=now + 300))  # dropping refused 2 takes 1's label along: 2 rows go
+    stats = buffer.stats()
+    assert (stats.refused, stats.refused_labels, stats.predictions, stats.dropped_refused) == (0, 0, 5, 1)
+    counted = (buffer._rows, buffer._bytes)
+    buffer._recount()
+    assert counted == (buffer._rows, buffer._bytes) == (5, sum(r.size for r in _rows(5)))
+    buffer.append_predictions(_rows(1, at=now + 300))  # room for it: nothing is dropped
+    assert buffer.stats().predictions == 6 and buffer.stats().dropped_predictions == 0
+    buffer.close()
+
+
 def test_predictions_and_labels_are_buffered_with_their_handles(exported: Exported, tmp_path: Path) -> None:
     model = EdgeModel.load(
         exported.bundles["lr"], public_key=exported.public_key, device="d1", buffer=tmp_path / "t.db"
@@ -424,6 +444,7 @@ class _FakeServer:
         self.paths: list[str] = []
         self.status = 200
         self.ack: Any = None  # (seqs, ids) -> (seqs, ids) acknowledged
+        self.held: set[int] = set()  # seqs acknowledged so far: a label on any other is unmatched, as the server says
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -436,12 +457,18 @@ class _FakeServer:
                 ids = [lb["id"] for lb in body["labels"]]
                 if fake.ack is not None:
                     seqs, ids = fake.ack(seqs, ids)
+                fake.held.update(seqs)
+                unmatched = [
+                    {"id": lb["id"], "seq": lb["seq"], "reason": "no logged prediction"}
+                    for lb in body["labels"]
+                    if lb["id"] in ids and lb["seq"] not in fake.held
+                ]
                 answer: dict[str, Any] = {
                     "device": self.path.split("/")[4],
                     "written": len(seqs),
                     "already_logged": 0,
-                    "labels_applied": len(ids),
-                    "labels_unmatched": [],
+                    "labels_applied": len(ids) - len(unmatched),
+                    "labels_unmatched": unmatched,
                     "acknowledged": {"predictions": seqs, "labels": ids},
                 }
                 if fake.status != 200:
@@ -499,6 +526,41 @@ def test_sync_posts_batches_and_deletes_what_was_acknowledged(
     assert fake.paths == ["/v1/edge/devices/till-7/telemetry"] * 3
     assert model.buffer.stats().predictions == 0 and model.buffer.stats().labels == 0  # type: ignore[union-attr]
     assert model.sync(fake.url).requests == 0  # nothing left to send
+
+
+def test_a_label_is_never_sent_before_its_prediction(exported: Exported, tmp_path: Path, fake: _FakeServer) -> None:
+    model = _device(exported, tmp_path, rows=10)
+    model.label(8, 1)  # its prediction goes in the second request: the label must not go in the first
+    result = model.sync(fake.url, batch_size=5)
+    assert result.complete and result.requests == 2
+    assert [[lb["seq"] for lb in b["labels"]] for b in fake.bodies] == [[], [8]]
+    assert (result.labels_applied, result.labels_unmatched, result.acknowledged_labels) == (1, [], 1)
+    assert model.buffer.stats().labels == 0  # type: ignore[union-attr]
+
+
+def test_labels_go_with_their_predictions_or_after_them_and_all_are_sent(
+    exported: Exported, tmp_path: Path, fake: _FakeServer
+) -> None:
+    model = _device(exported, tmp_path, rows=4)
+    model.sync(fake.url)  # 1-4 are the server's now: labels on them may go at once
+    model.predict(frame(rows=8, seed=6)[FEATURES].to_dict("records"))  # 5-12
+    for seq in (12, 11, 2, 6, 6, 10, 4, 9, 5):  # given out of order, two on 6
+        model.label(seq, 0)
+    fake.bodies.clear()
+    fake.ack = lambda seqs, ids: ([s for s in seqs if s != 7], ids)  # 7 is not taken this time
+    model.label(7, 1)
+    result = model.sync(fake.url, batch_size=3)
+    assert result.complete and result.labels_unmatched == [] and result.labels_applied == 9
+    # each label goes with its prediction (or after the server took it), in (seq, id) order, at most 3 a request
+    assert [[p["seq"] for p in b["predictions"]] for b in fake.bodies] == [[5, 6, 7], [8, 9, 10], [11, 12]]
+    assert [[lb["seq"] for lb in b["labels"]] for b in fake.bodies] == [[2, 4, 5], [6, 6, 9], [10, 11, 12]]
+    # 7's label waits with 7 (the server would settle it as unmatched); both go next time
+    pending = model.buffer.pending(10)  # type: ignore[union-attr]
+    assert [p.seq for p in pending[0]] == [7] and [lb.seq for lb in pending[1]] == [7]
+    fake.ack = None
+    again = model.sync(fake.url, batch_size=3)
+    assert again.complete and (again.labels_applied, again.labels_unmatched) == (1, [])
+    assert model.buffer.stats().labels == 0 and model.buffer.stats().predictions == 0  # type: ignore[union-attr]
 
 
 def test_rows_the_server_did_not_acknowledge_stay(exported: Exported, tmp_path: Path, fake: _FakeServer) -> None:

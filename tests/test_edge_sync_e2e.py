@@ -38,7 +38,7 @@ def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledg
     )
     rows = frame(rows=45, seed=8)[FEATURES].to_dict("records")
     answers = [p for start in range(0, 45, 15) for p in device.score(rows[start : start + 15])]
-    for p in answers[:5]:
+    for p in answers[:5] + answers[-5:]:  # labels on the first rows and on rows past the first batches
         device.label(p, int(p.label))
     assert device.predict(rows[:1]).tolist() == model.predict(frame(rows=45, seed=8)[FEATURES][:1]).tolist()
     buffer = device.buffer
@@ -46,7 +46,7 @@ def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledg
 
     offline = device.sync(server.url, token, timeout=2)  # the server is down
     assert not offline.complete and "unreachable" in (offline.reason or "") and offline.requests == 0
-    assert buffer.stats().predictions == 46 and buffer.stats().labels == 5
+    assert buffer.stats().predictions == 46 and buffer.stats().labels == 10
 
     with server.start():
         calls = []
@@ -60,12 +60,15 @@ def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledg
 
         lost = device.sync(server.url, token, batch_size=20, transport=loses_the_second_reply)
         assert calls == [200, 200] and not lost.complete and "unreachable" in (lost.reason or "")
+        # the labels of rows 41-45 wait for their predictions: sent before them, the server could not match them
         assert lost.acknowledged_predictions == 20 and lost.acknowledged_labels == 5
+        assert lost.labels_applied == 5 and lost.labels_unmatched == []
         assert buffer.stats().predictions == 26  # the lost batch stays, to be sent again
 
         retried = device.sync(server.url, token, batch_size=20)
         assert retried.complete, retried.reason
         assert (retried.already_logged, retried.written, retried.acknowledged_predictions) == (20, 6, 26)
+        assert (retried.labels_applied, retried.labels_unmatched, retried.acknowledged_labels) == (5, [], 5)
         assert buffer.stats().predictions == 0 and buffer.stats().labels == 0
 
     log = PredictionLogStore(ws.database)
@@ -75,6 +78,9 @@ def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledg
     first = log.get(answers[0].request_id or "")
     assert first is not None and first.routing["source"] == "edge" and first.routing["device"] == "till-7"
     assert first.prediction == answers[0].label and first.label == answers[0].label and first.label_source == "edge"
+    for p in answers[-5:]:  # every label landed, the last batch's too
+        row = log.get(p.request_id or "")
+        assert row is not None and row.label == p.label and row.label_source == "edge", p
     assert ws.edge_telemetry.device("till-7").rows_received == 46
     device.close()
     ws.close()

@@ -301,29 +301,38 @@ class TelemetryBuffer:
 
     def _drop_refused(self, excess_rows: int, excess_bytes: int) -> tuple[int, int]:
         """Within the transaction: the oldest set-aside predictions, each with its labels, until the excess is
-        gone or none is left; the excess that remains."""
-        labels: dict[int, tuple[int, int]] = {
-            seq: (count, size)
-            for seq, count, size in self._db.execute("SELECT seq, COUNT(*), SUM(size) FROM refused_labels GROUP BY seq")
-        }
-        dropped_rows = dropped_bytes = dropped = 0
+        gone or none is left; the excess that remains. Labels left there by a prediction the age bound took
+        go with the first one after them, and count as dropped rows."""
+        labels = self._db.execute(
+            "SELECT seq, COUNT(*), SUM(size) FROM refused_labels GROUP BY seq ORDER BY seq"
+        ).fetchall()
+        dropped_rows = dropped_bytes = dropped = taken = 0
         last = None
         for seq, row_size in self._db.execute("SELECT seq, size FROM refused ORDER BY seq").fetchall():
             if dropped_rows >= excess_rows and dropped_bytes >= excess_bytes:
                 break
-            count, size = labels.get(seq, (0, 0))
-            dropped_rows += 1 + count
-            dropped_bytes += row_size + size
+            while taken < len(labels) and labels[taken][0] <= seq:  # its labels, and orphans before it
+                dropped_rows += labels[taken][1]
+                dropped_bytes += labels[taken][2]
+                taken += 1
+            dropped_rows += 1
+            dropped_bytes += row_size
             dropped += 1
             last = seq
         if last is None:
             return excess_rows, excess_bytes
-        self._db.execute("DELETE FROM refused WHERE seq <= ?", (last,))
-        self._db.execute("DELETE FROM refused_labels WHERE seq <= ?", (last,))
+        rows = size = 0
+        for table in ("refused", "refused_labels"):  # the counts move by what is deleted, exactly
+            (count, total) = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE seq <= ?", (last,)
+            ).fetchone()
+            self._db.execute(f"DELETE FROM {table} WHERE seq <= ?", (last,))
+            rows += count
+            size += total
         self._add_meta("dropped_refused", dropped)
-        self._rows -= dropped_rows
-        self._bytes -= dropped_bytes
-        return excess_rows - dropped_rows, excess_bytes - dropped_bytes
+        self._rows -= rows
+        self._bytes -= size
+        return excess_rows - rows, excess_bytes - size
 
     # -- age --------------------------------------------------------------------------------
     def expire(self, now: float | None = None) -> int:
@@ -362,10 +371,23 @@ class TelemetryBuffer:
             return self._last_seq(), self._last_id("labels")
 
     def pending(
-        self, limit: int, after_seq: int = 0, after_label: int = 0, upto: tuple[int, int] | None = None
+        self,
+        limit: int,
+        after_seq: int = 0,
+        after_label: tuple[int, int] = (0, 0),
+        upto: tuple[int, int] | None = None,
     ) -> tuple[list[PendingPrediction], list[PendingLabel]]:
-        """The oldest ``limit`` predictions and ``limit`` labels past the given ids (and up to ``upto``'s marks)."""
+        """The oldest ``limit`` predictions past ``after_seq`` and up to ``upto``'s marks, and at most ``limit``
+        labels the server can apply now, in (seq, id) order past ``after_label`` (a (seq, id) cursor).
+
+        A label goes with its prediction or after it, never before: the server settles a label whose
+        prediction it does not hold as unmatched, and the device would delete it. So a label is sent only
+        if its prediction is in these predictions (seq past ``after_seq``, up to the last one here) or no
+        longer buffered (acknowledged, dropped, expired; set-aside ones take their labels with them). One
+        on a prediction sent earlier and not acknowledged waits for the next sync, as its prediction does.
+        """
         top_seq, top_label = upto or (2**63 - 1, 2**63 - 1)
+        label_seq, label_id = after_label
         with self._lock:
             predictions = [
                 PendingPrediction(*row)
@@ -376,11 +398,16 @@ class TelemetryBuffer:
                     (after_seq, top_seq, limit),
                 )
             ]
+            # every prediction up to here is sent (in this batch or before it); none past it yet
+            high = predictions[-1].seq if predictions else top_seq
             labels = [
                 PendingLabel(*row)
                 for row in self._db.execute(
-                    "SELECT id, seq, at, label FROM labels WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                    (after_label, top_label, limit),
+                    "SELECT id, seq, at, label FROM labels "
+                    "WHERE seq >= ? AND seq <= ? AND (seq > ? OR id > ?) AND id <= ? "
+                    "AND (seq > ? OR NOT EXISTS (SELECT 1 FROM predictions p WHERE p.seq = labels.seq)) "
+                    "ORDER BY seq, id LIMIT ?",
+                    (label_seq, high, label_seq, label_id, top_label, after_seq, limit),
                 )
             ]
         return predictions, labels

@@ -1,7 +1,9 @@
 """Sending the buffer home: batches posted to the server's telemetry route, deleted only once acknowledged.
 
 Each batch is a POST of at most ``batch_size`` predictions and labels (protocol: the device's epoch, the
-bundle, the rows with their own times). The server answers only after it has committed the rows, with
+bundle, the rows with their own times). A label travels with its prediction or after it, never before
+(`TelemetryBuffer.pending`): the server settles a label it cannot match as unmatched, and the device
+would delete it. The server answers only after it has committed the rows, with
 the ids it now holds; exactly those are deleted. A reply that never arrives leaves the rows buffered:
 the next sync sends them again, the server finds them already logged (their request ids derive from
 device, epoch and seq) and acknowledges them, so every row lands once.
@@ -97,7 +99,7 @@ def sync_buffer(
         headers["Authorization"] = f"Bearer {token}"
     result = SyncResult()
     upto = buffer.marks()  # rows appended while syncing wait for the next sync
-    after_seq = after_label = 0
+    after_seq, after_label = 0, (0, 0)  # the last prediction seq and label (seq, id) this sync has sent
     while True:
         predictions, labels = buffer.pending(batch_size, after_seq, after_label, upto)
         if not predictions and not labels:
@@ -149,7 +151,7 @@ def sync_buffer(
             return result
         # rows the server did not acknowledge stay buffered for the next sync; move past them now
         after_seq = max(sent_seqs, default=after_seq)
-        after_label = max(sent_ids, default=after_label)
+        after_label = (labels[-1].seq, labels[-1].id) if labels else after_label
 
 
 def prediction_json(row: PendingPrediction, buffer: TelemetryBuffer) -> dict[str, Any]:
