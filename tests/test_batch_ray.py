@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from batch_support import FEATURES, fitted_classifier, frame, register, write_parts
+from ray_support import one_ray_cluster_at_a_time
 
 from matchday.batch import BatchOptions, read_manifest
 from matchday.config import Settings
@@ -25,9 +26,12 @@ def ray_cluster() -> Iterator[None]:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
+    with one_ray_cluster_at_a_time():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def test_the_ray_engine_gives_the_local_engines_output(tmp_path: Path) -> None:

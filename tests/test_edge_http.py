@@ -27,7 +27,15 @@ from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
 FEATURES = ["f0", "f1"]
-pytestmark = pytest.mark.slow  # one server per database for the module
+pytestmark = pytest.mark.slow  # one server for the module
+
+
+@pytest.fixture(scope="module")
+def store_url(new_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """PostgreSQL only: the route's service and store run on both backends in test_edge_telemetry.py, and
+    the outage below needs a server that can refuse connections."""
+    with new_database("postgresql", tmp_path_factory.mktemp("module-db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ray_support import one_ray_cluster_at_a_time
 from retrain_support import champion_model, log_labelled
 from rollout_support import cancer_frame
 
@@ -278,10 +279,11 @@ def test_the_ray_engine_trains_as_a_task_on_a_local_cluster(ws: Workspace, monke
     ws.retraining.steps.parts.engine = ws.retraining.parts.engine
     log_labelled(ws, 400)
     run = ws.retraining.run("cancer", actor="tester")
-    try:
-        assert [o for _, o in ws.retraining.tick()] == ["trained"]
-    finally:
-        ray.shutdown()
+    with one_ray_cluster_at_a_time():
+        try:
+            assert [o for _, o in ws.retraining.tick()] == ["trained"]
+        finally:
+            ray.shutdown()
     done = ws.retraining.get(run.id)
     assert done.steps[1]["data"] == {"engine": "ray"}
     version = ws.registry.get_version(done.candidate or "")
