@@ -5,11 +5,12 @@ and ``.start_rollout(...)`` (with an operator's token); for operators, retrainin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,27 @@ class ServerError(MatchdayError):
         self.problems = details
 
 
+class ServerUnreachable(MatchdayError):
+    """No answer from the server at all: nothing listens at the URL, it timed out, or the name does not resolve."""
+
+
+@contextlib.contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """httpx's transport errors, where they enter, as one matchday error that names the URL."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ServerUnreachable(
+            f"the matchday server at {url} did not answer in time ({type(exc).__name__})",
+            ["a slow call can be given a longer Client(timeout=...)"],
+        ) from exc
+    except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+        raise ServerUnreachable(
+            f"cannot reach a matchday server at {url}: {exc}",
+            ["is `matchday serve` running there, and is the URL's host and port right?"],
+        ) from exc
+
+
 class Client:
     """Talks to one server; use as a context manager or call `close`.
 
@@ -39,7 +61,8 @@ class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 30.0) -> None:
         token = token if token is not None else os.environ.get("MATCHDAY_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def predict(self, deployment: str, data: Any, *, ids: Sequence[Any] | None = None) -> dict[str, Any]:
         """Score rows: a list of dicts, a dict of columns, or a DataFrame; ``ids`` are entity keys."""
@@ -108,13 +131,14 @@ class Client:
             }
             path = f"/v1/models/{_segment(name)}/versions"
             try:
-                response = self._http.post(
-                    path,
-                    data={k: v for k, v in fields.items() if v is not None},
-                    files=files,
-                    headers={"X-Matchday-Sha256": _sha256_of(artifact)},
-                    timeout=httpx.Timeout(self._http.timeout.connect, read=timeout, write=timeout, pool=timeout),
-                )
+                with _reaching(self.url):
+                    response = self._http.post(
+                        path,
+                        data={k: v for k, v in fields.items() if v is not None},
+                        files=files,
+                        headers={"X-Matchday-Sha256": _sha256_of(artifact)},
+                        timeout=httpx.Timeout(self._http.timeout.connect, read=timeout, write=timeout, pool=timeout),
+                    )
             except (httpx.WriteError, httpx.RemoteProtocolError) as exc:
                 raise MatchdayError(
                     f"the server closed the connection while {artifact.name} was being uploaded ({exc}): "
@@ -227,13 +251,16 @@ class Client:
         return self._post(f"/v1/edge/devices/{_segment(device)}/telemetry", body)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _answer(self._http.post(path, json=body))
+        with _reaching(self.url):
+            return _answer(self._http.post(path, json=body))
 
     def _put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _answer(self._http.put(path, json=body))
+        with _reaching(self.url):
+            return _answer(self._http.put(path, json=body))
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return _answer(self._http.get(path, params=params))
+        with _reaching(self.url):
+            return _answer(self._http.get(path, params=params))
 
     def close(self) -> None:
         self._http.close()
