@@ -535,3 +535,33 @@ def test_sketch_buckets_counted_from_codes_match_a_count_per_side(seed: int) -> 
         assert sketch["positive"] == side(v[counted & (v > 0)])
         assert sketch["negative"] == side(v[counted & (v < 0)])
         assert sketch["zero"] == int(np.count_nonzero(np.isfinite(v) & (np.abs(v) < 1e-12)))
+
+
+def test_predict_probas_answer_is_read_with_the_models_classes(registry_free_profile: dict) -> None:  # type: ignore[type-arg]
+    from matchday.monitoring.drift import prediction_drift
+
+    proba = np.column_stack([np.r_[np.full(900, 0.8), np.full(100, 0.3)], np.r_[np.full(900, 0.2), np.full(100, 0.7)]])
+    as_labels = prediction_drift(registry_free_profile, np.r_[np.zeros(900), np.ones(100)])
+    from_proba = prediction_drift(registry_free_profile, proba, classes=[0.0, 1.0])
+    assert (from_proba.statistic, from_proba.drifted) == (as_labels.statistic, as_labels.drifted)
+    with pytest.raises(DriftError, match=r"shape \(1000, 2\) look like predict_proba's.*classes="):
+        prediction_drift(registry_free_profile, proba)
+    with pytest.raises(DriftError, match="one value per row"):
+        prediction_drift(registry_free_profile, np.zeros((2, 2, 2)))
+
+
+def test_pandas_frames_and_dicts_of_columns_are_compared_like_arrow_tables() -> None:
+    import pandas as pd
+
+    from matchday.monitoring.drift import compare_tables, compare_to_profile
+
+    rng = np.random.default_rng(8)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 800), "c": rng.choice(["a", "b"], 800)})
+    cur = pd.DataFrame({"x": rng.normal(1, 1, 800), "c": rng.choice(["a", "b"], 800)})
+    arrow = compare_tables(pa.Table.from_pandas(ref), pa.Table.from_pandas(cur))
+    frames = compare_tables(ref, cur)
+    assert frames.columns["x"].statistic == arrow.columns["x"].statistic and frames.columns["x"].drifted
+    assert compare_to_profile(profile_table(pa.Table.from_pandas(ref)), cur).columns["x"].drifted
+    assert compare_tables({"x": ref["x"].to_numpy()}, {"x": cur["x"].to_numpy()}).columns["x"].drifted
+    with pytest.raises(DriftError, match="the current data is a list; give a pyarrow Table, a pandas"):
+        compare_tables(ref, [1, 2, 3])

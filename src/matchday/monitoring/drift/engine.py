@@ -9,7 +9,7 @@ the Jensen-Shannon distance (categorical, or numeric with at most 5 values) at 0
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -273,16 +273,38 @@ def sample_of_profile(profile: dict[str, Any]) -> Sample:
     return numeric_from_profile(profile) if profile["kind"] == "numeric" else categorical_from_profile(profile)
 
 
+def as_arrow(data: Any, what: str) -> pa.Table:
+    """An Arrow table of ``data``: a Table, a pandas or polars DataFrame, or a dict of columns."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    try:
+        if hasattr(data, "to_arrow"):  # polars
+            return cast(pa.Table, data.to_arrow())
+        if hasattr(data, "columns") and hasattr(data, "dtypes"):  # pandas
+            return pa.Table.from_pandas(data, preserve_index=False)
+        if isinstance(data, dict):
+            return pa.table(data)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DriftError(f"the {what} data cannot be read as columns: {exc}") from exc
+    raise DriftError(
+        f"the {what} data is a {type(data).__name__}; give a pyarrow Table, a pandas or polars DataFrame, "
+        "or a dict of columns"
+    )
+
+
 def compare_tables(
-    reference: pa.Table,
-    current: pa.Table,
+    reference: Any,
+    current: Any,
     *,
     columns: list[str] | None = None,
     tests: dict[str, ColumnTest] | None = None,
     share_threshold: float = 0.5,
     multivariate: bool = False,
 ) -> DriftReport:
-    """Drift of every shared column of two tables, and whether the dataset drifted."""
+    """Drift of every shared column of two tables (Arrow, pandas or polars), and whether the dataset drifted."""
+    reference, current = as_arrow(reference, "reference"), as_arrow(current, "current")
     names = columns or reference.column_names
     _check_columns(names, reference.column_names, current.column_names)
     if reference.num_rows == 0 or current.num_rows == 0:
@@ -358,13 +380,15 @@ def compare_parquet_files(
 
 def compare_to_profile(
     profile: dict[str, Any],
-    current: pa.Table,
+    current: Any,
     *,
     columns: list[str] | None = None,
     tests: dict[str, ColumnTest] | None = None,
     share_threshold: float = 0.5,
 ) -> DriftReport:
-    """Drift of a current table against a stored reference profile (the reference data is not needed)."""
+    """Drift of a current table (Arrow, pandas or polars) against a stored reference profile (the reference
+    data is not needed)."""
+    current = as_arrow(current, "current")
     names = columns or list(profile["columns"])
     _check_columns(names, list(profile["columns"]), current.column_names)
     if current.num_rows == 0:
@@ -380,11 +404,34 @@ def compare_to_profile(
     return _dataset(results, share_threshold, int(profile["rows"]), current.num_rows)
 
 
-def prediction_drift(profile: dict[str, Any], predictions: Any, override: ColumnTest | None = None) -> ColumnDrift:
-    """Drift of the model's outputs against the predictions it made on its reference data."""
+def prediction_drift(
+    profile: dict[str, Any],
+    predictions: Any,
+    override: ColumnTest | None = None,
+    *,
+    classes: list[Any] | None = None,
+) -> ColumnDrift:
+    """Drift of the model's outputs against the predictions it made on its reference data.
+
+    ``predictions`` are what ``predict`` answered (labels or values); ``predict_proba``'s 2-D answer is
+    read as the label of each row's most likely class when ``classes`` (in the model's order) is given.
+    """
     if "prediction" not in profile:
         raise DriftError("this reference profile holds no predictions (registered without reference data)")
-    column = pa.chunked_array([pa.array(np.asarray(predictions).tolist())])
+    values = np.asarray(predictions)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values.ravel()
+    elif values.ndim == 2:
+        if classes is None or len(classes) != values.shape[1]:
+            raise DriftError(
+                f"predictions of shape {values.shape} look like predict_proba's; the reference profile holds "
+                "predicted labels: pass predict's answer, or classes=[...] (the model's, in its order) to read "
+                "each row's most likely class"
+            )
+        values = np.asarray(classes, dtype=object)[values.argmax(axis=1)]
+    elif values.ndim != 1:
+        raise DriftError(f"predictions must be one value per row, not an array of shape {values.shape}")
+    column = pa.chunked_array([pa.array(values.tolist())])
     ref = sample_of_profile(profile["prediction"])
     cur = sample_of(column) if isinstance(ref, NumericSample) else categorical_from_column(column)
     return column_drift("prediction", ref, cur, override)
