@@ -10,10 +10,13 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 install: $(INSTALLED) chromium
 
 $(INSTALLED): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(INSTALLED)
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "upgrading pip in $(VENV)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "installing matchday with its dev tools into $(VENV) (about two minutes on a fresh machine: scikit-learn, pyarrow, Ray, Playwright...)"
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(INSTALLED)
+	@echo "installed: $$($(BIN)/python -c 'import matchday; print("matchday", matchday.__version__)')"
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's driver only: no browser download).
 chromium:
