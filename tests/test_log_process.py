@@ -210,3 +210,30 @@ def test_a_lone_row_leaves_the_server_within_the_send_interval(workspace: Worksp
         assert sorted(waits)[5] < 0.08, waits  # the median: 10 ms and a thread switch, even on a busy machine
     finally:
         writer.close()
+
+
+def test_the_child_drains_the_pipe_while_a_slow_fsync_holds_its_journal() -> None:
+    """A row left in the pipe (or in the server, the pipe full) dies with a killed server: the child reads
+    the pipe whatever its disk is doing, and journals what came meanwhile in one write, in order."""
+    import multiprocessing
+    import queue
+    import threading
+
+    from matchday.monitoring.log.process import _drain, _in_groups
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    arrived: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
+    reader = threading.Thread(target=_drain, args=(receive, arrived), daemon=True)
+    reader.start()
+    payload = b"x" * 2000  # 2,000 messages of 2 kB: thirty times what a pipe holds
+    started = time.monotonic()
+    for i in range(2000):
+        send.send_bytes(b"R" + i.to_bytes(8, "little") + payload)
+    send.send_bytes(b"F" + b"mark")
+    send.send_bytes(b"R" + (2000).to_bytes(8, "little"))
+    send.close()
+    assert time.monotonic() - started < 5  # nobody journaled meanwhile: the sender never waited on it
+    reader.join(5)
+    groups = list(_in_groups(arrived))
+    assert [(g[0][0], len(g)) for g in groups] == [(b"R", 2000), (b"F", 1), (b"R", 1)]
+    assert [int.from_bytes(m[1][:8], "little") for m in groups[0]] == list(range(2000))

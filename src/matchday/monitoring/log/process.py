@@ -4,7 +4,10 @@ Shipping rows to the database is Python work (SQLAlchemy, Arrow encoding) that, 
 process, took the GIL from the requests: a third of a loaded server's CPU per request. Here the
 server keeps only a queue and one sender thread, which hands the rows, a few milliseconds' worth
 at a time, down a pipe to a child process; the child runs an ordinary `PredictionLogWriter`,
-journals each message as it arrives (fsynced) and acknowledges it, and ships from the journal.
+reads the pipe as fast as it fills (a thread of its own), journals what came while the last fsync
+ran in one write (fsynced), acknowledges each message, and ships from the journal. A slow disk
+therefore never leaves rows in the pipe, or in the server behind a full pipe, where a kill -9 of
+the server would lose them (CI lost a second's rows that way while other jobs' fsyncs held the disk).
 
 What can be lost: when the server is killed, the rows not yet sent (one send interval, 10 ms by
 default): what is in the pipe still reaches the child, which journals and ships it and exits at
@@ -464,13 +467,21 @@ def run_log_process(open_writer: OpenWriter, rows_in: Any, replies: Any) -> None
         ]
         for helper in helpers:
             helper.start()
+        arrived: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
+        reader = threading.Thread(target=_drain, args=(rows_in, arrived), name="matchday-log-pipe", daemon=True)
+        reader.start()
         try:
-            for kind, payload in _messages(rows_in):
-                if kind == _ROWS:
-                    writer.journal(orjson.loads(payload[8:]))
-                    reply("journaled", struct.unpack("<q", payload[:8])[0])
-                elif kind == _FLUSH:
-                    flushes.put(struct.unpack("<q?", payload))
+            for group in _in_groups(arrived):
+                if group[0][0] == _ROWS:  # every message that came while the last fsync ran: one journal write
+                    rows: list[Any] = []
+                    for _, payload in group:
+                        rows.extend(orjson.loads(payload[8:]))
+                    writer.journal(rows)
+                    for _, payload in group:
+                        reply("journaled", struct.unpack("<q", payload[:8])[0])
+                else:
+                    for _, payload in group:
+                        flushes.put(struct.unpack("<q?", payload))
         finally:
             flushes.put(None)
             writer.close()
@@ -481,14 +492,43 @@ def run_log_process(open_writer: OpenWriter, rows_in: Any, replies: Any) -> None
             replies.close()
 
 
-def _messages(rows_in: Any) -> Iterator[tuple[bytes, bytes]]:
-    """(kind, payload) of each message, until the pipe's end."""
+def _drain(rows_in: Any, arrived: queue.Queue[tuple[bytes, bytes] | None]) -> None:
+    """Read the pipe as fast as it fills, whatever the disk is doing: a row still in the pipe, or in the
+    server's memory because the pipe was full while a slow fsync held the journal, dies with a killed
+    server; a row in this process's memory is journaled after it. None at the pipe's end."""
+    try:
+        while True:
+            try:
+                message = rows_in.recv_bytes()
+            except (EOFError, OSError):
+                return
+            arrived.put((message[:1], message[1:]))
+    finally:
+        arrived.put(None)
+
+
+def _in_groups(arrived: queue.Queue[tuple[bytes, bytes] | None]) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The messages in order, consecutive ones of one kind together (what has come so far), until the end."""
+    pending: tuple[bytes, bytes] | None = None
     while True:
-        try:
-            message = rows_in.recv_bytes()
-        except (EOFError, OSError):
+        first = pending if pending is not None else arrived.get()
+        pending = None
+        if first is None:
             return
-        yield message[:1], message[1:]
+        group = [first]
+        while True:
+            try:
+                more = arrived.get_nowait()
+            except queue.Empty:
+                break
+            if more is None or more[0] != first[0]:
+                pending = more
+                if more is None:
+                    yield group
+                    return
+                break
+            group.append(more)
+        yield group
 
 
 def _report_stats(writer: PredictionLogWriter, reply: Callable[..., None], stopped: threading.Event) -> None:
