@@ -199,6 +199,7 @@ def test_every_page_renders_and_bad_input_is_an_html_page(client: TestClient) ->
         ("/deployments/cancer/drift/nothing", 404, "no input feature"),
         ("/models/nope", 404, "no model 'nope'"),
         ("/deployments/cancer?range=2y", 400, "unknown range"),
+        ("/deployments/cancer?window=7rows", 400, "no windows of '7rows'"),
         ("/deployments/cancer?since=2026-13-01", 400, "is not a time"),
         ("/deployments/cancer/drift/mean%20radius?version=x", 400, "not a version"),
     ]:

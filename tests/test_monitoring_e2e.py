@@ -183,6 +183,8 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(
         # bad requests get clear errors
         bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"window": "7m"})
         assert bad.status_code == 400 and "unknown window '7m'" in bad.json()["error"]
+        bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"window": "7rows"})
+        assert bad.status_code == 400 and "no windows of '7rows'" in bad.json()["error"]
         bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"metric": "colour"})
         assert bad.status_code == 400 and "unknown metric 'colour'" in bad.json()["error"]
         assert client.get(f"{url}/v1/deployments/nope/metrics").status_code == 404

@@ -264,6 +264,11 @@ class DashboardPages:
         windows = self.monitoring.windows.series(
             name, chosen, since=span.since, until=span.until, segment=segment, limit=MAX_WINDOWS
         )
+        if width is not None and width not in self._widths() and not windows:  # a count no one summarises by
+            raise BadTimeRange(
+                f"no windows of {width!r}: this server counts windows of {self._widths()[-1]}; "
+                f"one of {', '.join(self._widths())}"
+            )
         if width is None and len({w.start for w in windows}) < 3:
             counted = self.monitoring.windows.series(
                 name, self._widths()[-1], since=span.since, until=span.until, limit=MAX_WINDOWS

@@ -52,6 +52,11 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
             version=version,
             limit=max(1, min(limit, 10_000)),
         )
+        if not windows and window not in TIME_WIDTHS and window != count:  # a count no one summarises by
+            raise BadRequest(
+                f"no windows of {window!r}: this server counts windows of {count}",
+                [f"the windows are {', '.join([*TIME_WIDTHS, count])}"],
+            )
         diagnoses = await asyncio.to_thread(lambda: [monitoring.diagnosis(w) for w in windows])  # reads references
         return {
             "deployment": name,
