@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
+from postgres_outage import set_connections
 from server_process import ServerProcess, http
 
 from matchday.client import Client
@@ -204,19 +204,6 @@ def test_devices_are_listed_for_viewers(server: ServerProcess, tokens: dict[str,
     assert page.status_code == 200 and 'data-device="d2"' in page.text
 
 
-def _set_connections(database_url: str, allowed: bool) -> None:
-    url = sa.make_url(database_url)
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
-        if not allowed:
-            conn.execute(
-                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
-                {"d": url.database},
-            )
-    admin.dispose()
-
-
 def test_a_database_that_goes_away_acknowledges_nothing(
     server: ServerProcess, workspace: Workspace, tokens: dict[str, str]
 ) -> None:
@@ -228,11 +215,11 @@ def test_a_database_that_goes_away_acknowledges_nothing(
     epoch = secrets.token_hex(16)
     body = _body([1, 2, 3], epoch, labels=[{"id": 9, "seq": 1, "label": 1}])
     workspace.database.dispose()
-    _set_connections(url, False)
+    set_connections(url, False)
     try:
         status, answer = _post(server, "d-outage", body, tokens["d-outage"])
     finally:
-        _set_connections(url, True)
+        set_connections(url, True)
     assert status == 503, answer
     assert "cannot reach the database" in answer["error"] and "acknowledged" not in answer
     status, ack = _post(server, "d-outage", body, tokens["d-outage"])
