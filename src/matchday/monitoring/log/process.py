@@ -6,8 +6,8 @@ server keeps only a queue and one sender thread, which hands the rows, a few mil
 at a time, down a pipe to a child process; the child runs an ordinary `PredictionLogWriter`,
 reads the pipe as fast as it fills (a thread of its own), journals what came while the last fsync
 ran in one write (fsynced), acknowledges each message, and ships from the journal. A slow disk
-therefore never leaves rows in the pipe, or in the server behind a full pipe, where a kill -9 of
-the server would lose them (CI lost a second's rows that way while other jobs' fsyncs held the disk).
+therefore never leaves rows in the pipe, or in the server behind a full pipe (64 kB: about two
+hundred rows), where a kill -9 of the server would lose them.
 
 What can be lost: when the server is killed, the rows not yet sent (one send interval, 10 ms by
 default): what is in the pipe still reaches the child, which journals and ships it and exits at
