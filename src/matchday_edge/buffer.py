@@ -25,7 +25,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -418,9 +418,7 @@ class TelemetryBuffer:
         with self._lock, self._transaction():
             for table, key, ids in (("predictions", "seq", list(seqs)), ("labels", "id", list(label_ids))):
                 count = 0
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in _in_chunks(ids):
                     (size,) = self._db.execute(
                         f"SELECT COALESCE(SUM(size), 0) FROM {table} WHERE {key} IN ({marks})", chunk
                     ).fetchone()
@@ -489,9 +487,7 @@ class TelemetryBuffer:
         server's side was fixed: the version registered, its signature mended); how many predictions went back."""
         with self._lock, self._transaction():
             chosen = self._refused_seqs(seqs)
-            for start in range(0, len(chosen), 500):
-                chunk = chosen[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(chosen):
                 (reasons,) = self._db.execute(
                     f"SELECT COALESCE(SUM(LENGTH(CAST(reason AS BLOB))), 0) FROM refused WHERE seq IN ({marks})", chunk
                 ).fetchone()
@@ -528,9 +524,7 @@ class TelemetryBuffer:
     def _move_labels(self, source: str, target: str, seqs: list[int]) -> int:
         """Within the transaction: the labels of ``seqs`` moved between ``labels`` and ``refused_labels``."""
         moved = 0
-        for start in range(0, len(seqs), 500):
-            chunk = seqs[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(seqs):
             self._db.execute(
                 f"INSERT INTO {target} (id, seq, at, label, size) "
                 f"SELECT id, seq, at, label, size FROM {source} WHERE seq IN ({marks})",
@@ -542,9 +536,7 @@ class TelemetryBuffer:
     def _delete_chunks(self, table: str, key: str, ids: list[int]) -> tuple[int, int]:
         """Within the transaction: delete rows of ``table`` whose ``key`` is in ``ids``; how many, of what size."""
         count = size = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             (found,) = self._db.execute(
                 f"SELECT COALESCE(SUM(size), 0) FROM {table} WHERE {key} IN ({marks})", chunk
             ).fetchone()
@@ -658,3 +650,10 @@ class _Transaction:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _in_chunks(ids: list[int]) -> Iterator[tuple[list[int], str]]:
+    """``ids`` 500 at a time, each with its ``?,?,...`` placeholders: SQLite caps a statement's parameters."""
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        yield chunk, ",".join("?" * len(chunk))
