@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from edge_support import FEATURES, frame, workspace
@@ -18,24 +19,31 @@ from sklearn.preprocessing import StandardScaler
 
 from matchday.edge import export_bundle
 from matchday.store import PredictionLogStore
+from matchday.workspace import Workspace
 from matchday_edge import EdgeModel, request_id, urllib_transport
 from matchday_edge.buffer import NewPrediction
 
 
-@pytest.mark.slow
-def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledgement(tmp_path: Path) -> None:
+def _till(tmp_path: Path, name: str) -> tuple[Workspace, Any, EdgeModel, str]:
+    """A model deployed as checkout, exported, and loaded on device ``name`` (registered, with its token)."""
     ws = workspace(tmp_path)
     data = frame()
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(data[FEATURES], data["y"])
     ws.registry.register("churn", model, reference=data[[*FEATURES, "y"]], target="y")
     ws.deployments.deploy("checkout", "churn:1")
     bundle = export_bundle(ws.registry, "churn:1", tmp_path / "bundle", signer=ws.edge_signer, deployment="checkout")
-    token, _ = ws.edge_telemetry.register("till-7", "checkout", "test")
+    token, _ = ws.edge_telemetry.register(name, "checkout", "test")
+    device = EdgeModel.load(
+        bundle.path, public_key=ws.edge_signer.public_key_hex, device=name, buffer=tmp_path / "telemetry.db"
+    )
+    return ws, model, device, token
+
+
+@pytest.mark.slow
+def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledgement(tmp_path: Path) -> None:
+    ws, model, device, token = _till(tmp_path, "till-7")
     server = ServerProcess(ws.settings.home, str(ws.settings.database_url))
 
-    device = EdgeModel.load(
-        bundle.path, public_key=ws.edge_signer.public_key_hex, device="till-7", buffer=tmp_path / "telemetry.db"
-    )
     rows = frame(rows=45, seed=8)[FEATURES].to_dict("records")
     answers = [p for start in range(0, 45, 15) for p in device.score(rows[start : start + 15])]
     for p in answers[:5] + answers[-5:]:  # labels on the first rows and on rows past the first batches
@@ -88,16 +96,7 @@ def test_offline_then_one_sync_delivers_every_row_once_despite_a_lost_acknowledg
 
 @pytest.mark.slow
 def test_a_row_the_server_refuses_is_set_aside_and_the_rest_land_once(tmp_path: Path) -> None:
-    ws = workspace(tmp_path)
-    data = frame()
-    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(data[FEATURES], data["y"])
-    ws.registry.register("churn", model, reference=data[[*FEATURES, "y"]], target="y")
-    ws.deployments.deploy("checkout", "churn:1")
-    bundle = export_bundle(ws.registry, "churn:1", tmp_path / "bundle", signer=ws.edge_signer, deployment="checkout")
-    token, _ = ws.edge_telemetry.register("till-8", "checkout", "test")
-    device = EdgeModel.load(
-        bundle.path, public_key=ws.edge_signer.public_key_hex, device="till-8", buffer=tmp_path / "telemetry.db"
-    )
+    ws, _, device, token = _till(tmp_path, "till-8")
     buffer = device.buffer
     assert buffer is not None
     rows = frame(rows=10, seed=3)[FEATURES].to_dict("records")
