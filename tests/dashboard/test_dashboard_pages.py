@@ -1,0 +1,289 @@
+"""The dashboard's page service and routes in-process, on stored windows built by a real monitoring tick:
+what each page shows, 404s and 400s as pages, and no page reading the prediction log's rows."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from support.monitoring_stream import log_rows, scripted_stream
+from support.rollout_support import cancer_frame, fitted
+
+from matchday.config import Settings
+from matchday.dashboard import BadTimeRange, DashboardPages, PageNotFound, mount_dashboard, parse_range
+from matchday.store import PredictionLogStore
+from matchday.workspace import Workspace
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T0 = NOW - timedelta(minutes=45)
+MONITORS = [
+    {
+        "name": "inputs-drifted",
+        "metric": "drift_share",
+        "window": "5m",
+        "when": ">= 0.3",
+        "min_rows": 50,
+        "deployment": "cancer",
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def ws(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """cancer:1 (champion) served for 30 minutes with a drifted stretch and labels, then a canary of cancer:2."""
+    home: Path = tmp_path_factory.mktemp("dashboard")
+    ws = Workspace(Settings(home=home, database_url=store_url, monitors=MONITORS))
+    X, _ = cancer_frame()
+    ws.registry.register("cancer", fitted("base")[0], reference=X, alias="champion", metrics={"accuracy": 0.97})
+    ws.registry.register("cancer", fitted("better")[0], reference=X, metrics={"accuracy": 0.98})
+    ws.deployments.deploy("cancer", "cancer@champion")
+    stream = scripted_stream(stationary=400, drifted=300, after=500)
+    log = PredictionLogStore(ws.database)
+    log.insert(
+        log_rows(stream, 0, 900, deployment="cancer", model="cancer", version=1, at=T0, spacing=timedelta(seconds=2))
+    )
+    log.apply_labels(
+        "cancer",
+        [
+            ("request_id", r["request_id"], int(stream.labels[i]))
+            for i, r in enumerate(log_rows(stream, 0, 600, deployment="cancer", model="cancer", version=1, at=T0))
+        ],
+    )
+    ws.rollouts.start("cancer", "cancer:2", {"steps": [10, 50, 100], "interval": "1h"})
+    log.insert(
+        log_rows(
+            stream,
+            900,
+            1200,
+            deployment="cancer",
+            model="cancer",
+            version=2,
+            at=T0 + timedelta(minutes=30),
+            spacing=timedelta(seconds=1),
+        )
+    )
+    ws.monitoring.tick(NOW)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="module")
+def pages(ws: Workspace) -> DashboardPages:
+    return DashboardPages.from_workspace(ws)
+
+
+@pytest.fixture(scope="module")
+def client(pages: DashboardPages, ws: Workspace) -> Iterator[TestClient]:
+    app = FastAPI()
+    mount_dashboard(app, lambda: pages, lambda: ws.access)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def test_the_overview_lists_each_deployment_with_its_split_and_rollout(pages: DashboardPages) -> None:
+    page = pages.overview(now=NOW)
+    [d] = page["deployments"]
+    assert d["name"] == "cancer" and d["rollout"].candidate == "cancer:2"
+    assert [(p["ref"], p["arm"]) for p in d["split"]] == [("cancer:1", "baseline"), ("cancer:2", "candidate")]
+    assert abs(sum(p["share"] for p in d["split"]) - 1) < 1e-9
+
+
+def test_the_deployment_page_has_a_line_per_version_and_a_drift_heat_map(pages: DashboardPages) -> None:
+    page = pages.deployment("cancer", parse_range("1h"))  # now: the rollout started after NOW
+    assert page["width"] == "5m" and page["windows"] >= 7
+    charts = {c["id"]: c for c in page["charts"]}
+    assert set(charts) == {"throughput", "latency", "errors", "outputs", "performance", "drift"}
+    throughput = charts["throughput"]
+    assert {s["label"] for s in throughput["series"]} == {"rows/s cancer:1", "rows/s cancer:2"}
+    assert all(len(s["values"]) == len(throughput["x"]) for s in throughput["series"])
+    assert charts["performance"]["points"] > 0 and charts["outputs"]["points"] > 0
+    labels = {s["label"] for s in charts["performance"]["series"]}
+    assert "accuracy cancer:1" in labels and "estimated accuracy cancer:1" in labels
+    heat = page["heatmap"]
+    assert "mean radius" in [r["feature"] for r in heat["rows"]] and heat["points"] > 0
+    radius = next(r for r in heat["rows"] if r["feature"] == "mean radius")
+    assert any(c and c["drifted"] for c in radius["cells"]) and any(c and not c["drifted"] for c in radius["cells"])
+    kinds = {e["kind"] for e in page["events"]}
+    assert {"started", "alert"} <= kinds
+
+
+def test_the_drift_drill_down_overlays_reference_and_current(pages: DashboardPages) -> None:
+    page = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW))
+    result = page["result"]
+    assert page["ref"] == "cancer:1" and result is not None and result.test and result.threshold > 0
+    histogram, score = page["charts"]
+    assert histogram["kind"] == "bins" and len(histogram["x"]) == len(histogram["series"][0]["values"])
+    assert histogram["points"] > 0 and score["points"] >= 6
+    assert score["series"][-1]["label"] == "threshold"
+    candidate = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW), version=2)
+    assert candidate["ref"] == "cancer:2" and candidate["result"].current_rows == 300
+
+
+def test_the_drill_down_by_count_window_compares_every_row_of_the_range(pages: DashboardPages) -> None:
+    """Scores per count window, but the histogram adds up the range's time windows: every row of the
+    range, however many count windows it holds (it once kept only the newest 500)."""
+    by_time = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW))
+    by_count = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW), width="1000rows")
+    assert by_count["width"] == "1000rows" and by_count["merged_width"] == "5m"
+    assert by_count["result"].current_rows == by_time["result"].current_rows == 900
+    assert by_count["result"].statistic == by_time["result"].statistic
+
+
+def test_the_rollout_page_shows_steps_arms_and_actions(pages: DashboardPages) -> None:
+    page = pages.rollout("cancer", now=NOW)
+    assert [s["weight"] for s in page["steps"]] == [10, 50, 100]
+    assert page["steps"][0]["state"] == "running" and page["actions"] == ["pause", "promote", "rollback"]
+    assert [e.kind for e in page["events"]] == ["started"]
+    assert pages.confirm("cancer", "promote")["effect"].startswith("cancer:2 becomes")
+
+
+def test_models_and_alerts_pages(pages: DashboardPages) -> None:
+    model = pages.model("cancer")
+    assert [v.version for v in model["versions"]] == [2, 1] and model["metric_names"] == ["accuracy"]
+    assert model["aliases"][0].alias == "champion"
+    alerts = pages.alerts()
+    rows = alerts["firing"] + alerts["resolved"]
+    assert rows and all(r["monitor"] is not None for r in rows if r["alert"].monitor == "inputs-drifted")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda p: p.deployment("nope", parse_range()), PageNotFound),
+        (lambda p: p.drift("cancer", "no such feature", parse_range()), PageNotFound),
+        (lambda p: p.model("nope"), PageNotFound),
+        (lambda p: p.confirm("cancer", "explode"), PageNotFound),
+        (lambda p: p.deployment("cancer", parse_range(), "7minutes"), BadTimeRange),
+        (lambda p: p.alerts("sleeping"), BadTimeRange),
+    ],
+    ids=["deployment", "feature", "model", "action", "window", "alert-state"],
+)
+def test_unknown_names_and_bad_input_are_our_errors(pages: DashboardPages, call: object, error: type) -> None:
+    with pytest.raises(error):
+        call(pages)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["range=2y", "since=yesterday", "since=2026-11-27T10:00&until=2026-11-27T09:00", "range=1h&since=2026-11-27T10:00"],
+)
+def test_a_bad_time_range_is_refused(query: str) -> None:
+    params = dict(p.split("=", 1) for p in query.split("&"))
+    with pytest.raises(BadTimeRange):
+        parse_range(params.get("range"), params.get("since"), params.get("until"))
+
+
+def test_every_page_renders_and_bad_input_is_an_html_page(client: TestClient) -> None:
+    for path in [
+        "/",
+        "/deployments/cancer",
+        "/deployments/cancer?range=1h&window=5m",
+        "/deployments/cancer/drift/mean%20radius",
+        "/deployments/cancer/rollout",
+        "/deployments/cancer/rollout/promote",
+        "/models",
+        "/models/cancer",
+        "/alerts",
+        "/alerts?state=firing",
+    ]:
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.text[:2000])
+        assert answer.headers["content-type"].startswith("text/html")
+    for path, status, words in [
+        ("/deployments/nope", 404, "no deployment 'nope'"),
+        ("/deployments/cancer/drift/nothing", 404, "no input feature"),
+        ("/models/nope", 404, "no model 'nope'"),
+        ("/deployments/cancer?range=2y", 400, "unknown range"),
+        ("/deployments/cancer?window=7rows", 400, "no windows of '7rows'"),
+        ("/deployments/cancer?since=2026-13-01", 400, "is not a time"),
+        ("/deployments/cancer/drift/mean%20radius?version=x", 400, "not a version"),
+    ]:
+        answer = client.get(path)
+        text = html.unescape(answer.text)
+        assert answer.status_code == status and words in text and "Traceback" not in text, path
+    assert client.get("/static/dashboard/uPlot.iife.min.js").status_code == 200
+
+
+def test_a_rollout_action_from_another_origin_is_refused(client: TestClient, ws: Workspace) -> None:
+    answer = client.post("/deployments/cancer/rollout/pause", headers={"origin": "http://elsewhere.example"})
+    assert answer.status_code == 403
+    assert ws.rollouts.active("cancer").state == "running"
+    assert client.post("/deployments/cancer/rollout/explode").status_code == 404
+    answer = client.post("/deployments/cancer/rollout/resume")  # it is running, not paused
+    assert answer.status_code == 409 and "is not paused" in answer.text
+
+
+def test_no_page_reads_the_prediction_log(pages: DashboardPages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages read stored windows only, so a million logged rows cost them nothing."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page read the prediction log")
+
+    for name in [n for n in vars(PredictionLogStore) if not n.startswith("_")]:
+        monkeypatch.setattr(PredictionLogStore, name, refuse)
+    span = parse_range("1h", now=NOW)
+    pages.overview(now=NOW)
+    pages.deployment("cancer", span)
+    pages.drift("cancer", "mean radius", span)
+    pages.rollout("cancer", now=NOW)
+    pages.models()
+    pages.model("cancer")
+    pages.alerts()
+
+
+def test_an_empty_store_and_a_deployment_without_traffic_render(tmp_path: Path) -> None:
+    """Every page has something to say before any traffic: idle, no data in this range, no rollout yet."""
+    ws = Workspace(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'matchday.db'}"))
+    try:
+        pages = DashboardPages.from_workspace(ws)
+        app = FastAPI()
+        mount_dashboard(app, lambda: pages, lambda: ws.access)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            assert "No deployment yet" in client.get("/").text
+            X, _ = cancer_frame()
+            ws.registry.register("cancer", fitted("base")[0], reference=X.head(60), alias="champion")
+            ws.deployments.deploy("cancer", "cancer@champion")
+            assert pages.overview()["deployments"][0]["health"] == "idle"
+            assert all(c["points"] == 0 for c in pages.deployment("cancer", parse_range())["charts"])
+            assert "no logged values" in (pages.drift("cancer", "mean radius", parse_range())["problem"] or "")
+            for path, words in [
+                ("/", "no traffic in the last 15 minutes"),
+                ("/deployments/cancer", "no data in this range"),
+                ("/deployments/cancer/drift/mean%20radius", "no logged values"),
+                ("/deployments/cancer/rollout", "never had a rollout"),
+                ("/alerts", "No alert is firing"),
+                ("/models/cancer", "set at registration"),
+            ]:
+                answer = client.get(path)
+                assert answer.status_code == 200 and words in html.unescape(answer.text), path
+            assert client.get("/deployments/cancer/rollout/promote").status_code == 404  # nothing to promote
+    finally:
+        ws.close()
+
+
+def test_a_feature_whose_name_holds_a_slash_has_its_drill_down(tmp_path: Path) -> None:
+    """The page links to ``ratio%2Ftotal``; the route takes the rest of the path as the name (it was a 404)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"ratio/total": rng.normal(size=200), "b": rng.normal(size=200)})
+    y = (X["b"] > 0).astype(int)
+    ws = Workspace(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'matchday.db'}"))
+    try:
+        ws.registry.register("slashes", LogisticRegression().fit(X, y), reference=X.assign(y=y), target="y")
+        ws.deployments.deploy("slashes", "slashes:1")
+        app = FastAPI()
+        pages = DashboardPages.from_workspace(ws)
+        mount_dashboard(app, lambda: pages, lambda: ws.access)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            answer = client.get("/deployments/slashes/drift/ratio%2Ftotal")
+            assert answer.status_code == 200 and "ratio/total" in html.unescape(answer.text), answer.text[:500]
+    finally:
+        ws.close()
