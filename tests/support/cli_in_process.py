@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from rich.console import Console
 from typer.testing import CliRunner
 
-from matchday import cli
+from matchday.cli import app as cli
 
 RUNNER = CliRunner()
 

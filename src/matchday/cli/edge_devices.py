@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from matchday.cli_access import local_actor
+from matchday.cli.access import local_actor
 
 devices_app = typer.Typer(
     help="Edge devices: register one to a deployment (its token printed once), list them, remove one.",

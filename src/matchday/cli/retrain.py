@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from matchday.cli_access import local_actor
+from matchday.cli.access import local_actor
 
 if TYPE_CHECKING:
     from matchday.retrain import RunJson

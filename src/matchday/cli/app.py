@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from matchday.cli_access import local_actor, tokens_app, users_app
-from matchday.cli_batch import batch_app
-from matchday.cli_edge import edge_app
-from matchday.cli_retrain import retrain_app
-from matchday.cli_review import (
+from matchday.cli.access import local_actor, tokens_app, users_app
+from matchday.cli.batch import batch_app
+from matchday.cli.edge import edge_app
+from matchday.cli.retrain import retrain_app
+from matchday.cli.review import (
     AuditOption,
     BlindOption,
     DeadlineOption,
@@ -1084,7 +1084,3 @@ def _is_click_exception(exc: Exception) -> bool:
     return any(
         cls.__name__ == "ClickException" and cls.__module__.endswith("click.exceptions") for cls in type(exc).__mro__
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from matchday.cli_edge_devices import devices_app
+from matchday.cli.edge_devices import devices_app
 
 edge_app = typer.Typer(
     help="Edge deployment: signed ONNX bundles for devices (matchday_edge), and the devices that sync home.",

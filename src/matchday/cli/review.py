@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from matchday.cli_access import local_actor
+from matchday.cli.access import local_actor
 
 review_app = typer.Typer(help="The review queue: list, claim the next item, decide.", no_args_is_help=True)
 automation_app = typer.Typer(help="Who decides a deployment's answers: show, set, suggest.", no_args_is_help=True)

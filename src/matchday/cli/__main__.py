@@ -1,0 +1,5 @@
+"""``python -m matchday.cli``: what the server runs its worker beside itself with."""
+
+from matchday.cli import main
+
+main()
