@@ -153,7 +153,7 @@ def _reference_inputs(registry: Registry, ref: str, signature: Signature) -> pa.
 
 def default_deployment(deployments: Deployments, registry: Registry, model_ref: str) -> str:
     """The deployment serving ``model_ref``'s version, when exactly one does; else an error listing the choices."""
-    resolved = registry.resolve(model_ref)
+    resolved = registry.pin(model_ref)
     target = (resolved.name, resolved.version)
     everything = deployments.list()
     serving = sorted(
@@ -161,7 +161,7 @@ def default_deployment(deployments: Deployments, registry: Registry, model_ref: 
     )
     if len(serving) == 1:
         return serving[0]
-    ref = f"{resolved.name}:{resolved.version}"
+    ref = str(resolved)
     if serving:
         raise ExportError(f"{len(serving)} deployments serve {ref}: name the one to feed with --deployment", serving)
     others = [f"{d.name} serves {d.model_ref}" for d in everything]

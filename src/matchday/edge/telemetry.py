@@ -29,7 +29,7 @@ from matchday.edge.telemetry_body import (
 )
 from matchday.edge.telemetry_errors import DeviceNotBound, InvalidDevice, InvalidTelemetry, Problem, WrongDeployment
 from matchday.errors import MatchdayError
-from matchday.registry import InvalidInput, OutputSpec, Predictor, Registry, RegistryError, Signature
+from matchday.registry import InvalidInput, OutputSpec, PinnedRef, Predictor, Registry, RegistryError, Signature
 from matchday.store import (
     DeploymentStore,
     EdgeDeviceExists,
@@ -214,7 +214,7 @@ class EdgeTelemetry:
         applied = [label for label, reason in outcomes if reason is None]
         unmatched = [UnmatchedLabel(label.id, label.seq, reason) for label, reason in outcomes if reason is not None]
         self.devices.record_sync(
-            device, at=now, rows=written, labels=len(applied), model_ref=f"{parsed.model}:{parsed.version}"
+            device, at=now, rows=written, labels=len(applied), model_ref=str(PinnedRef(parsed.model, parsed.version))
         )
         return TelemetryAck(
             device=device,
@@ -238,7 +238,7 @@ class EdgeTelemetry:
         problems = []
         for (model, version), rows in wanted.items():
             try:
-                found[(model, version)] = self.registry.get_signature(f"{model}:{version}")
+                found[(model, version)] = self.registry.get_signature(PinnedRef(model, version))
             except (NotFound, RegistryError) as exc:
                 problem = f"{model}:{version} is not a registered version: {exc}"
                 if (model, version) == bundle:
@@ -288,7 +288,7 @@ class EdgeTelemetry:
                     "device": device,
                     "plan": "single",
                     "arm": "primary",
-                    "model_ref": f"{p.model}:{p.version}",
+                    "model_ref": str(PinnedRef(p.model, p.version)),
                 },
             }
             for p in parsed.predictions

@@ -15,7 +15,7 @@ from matchday.registry.errors import (
     UntrustedArtifact,
 )
 from matchday.registry.flavors import FLAVORS, FloatRows, Predictor, load_packed, pack_model
-from matchday.registry.refs import ModelRef, check_name
+from matchday.registry.refs import ModelRef, PinnedRef, check_name
 from matchday.registry.registry import Registry
 from matchday.registry.signature import ColumnSpec, OutputSpec, Signature
 from matchday.registry.tabular import read_table_file, to_table
@@ -40,6 +40,7 @@ __all__ = [
     "ModelNotFound",
     "ModelRef",
     "OutputSpec",
+    "PinnedRef",
     "Predictor",
     "Registry",
     "RegistryError",

@@ -50,5 +50,5 @@ class ArtifactMissing(ArtifactError):
 
 
 class InvalidModelRef(RegistryError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"not a model reference: {ref!r} (expected NAME, NAME:VERSION or NAME@ALIAS)")
+    def __init__(self, ref: str, expected: str = "NAME, NAME:VERSION or NAME@ALIAS") -> None:
+        super().__init__(f"not a model reference: {ref!r} (expected {expected})")

@@ -1,4 +1,4 @@
-"""Parsing ``NAME``, ``NAME:VERSION``, ``NAME:latest`` and ``NAME@ALIAS``."""
+"""Parsing ``NAME``, ``NAME:VERSION``, ``NAME:latest`` and ``NAME@ALIAS``; `PinnedRef` for ``NAME:VERSION`` only."""
 
 from __future__ import annotations
 
@@ -53,6 +53,44 @@ class ModelRef:
         if self.alias:
             return f"{self.name}@{self.alias}"
         return f"{self.name}:{self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True)
+class PinnedRef:
+    """One version by number (``NAME:VERSION``): what a rollout's arms, a retraining run's parent and
+    candidate, and a synced device's rows name, stored as text and read back with the version an int.
+
+    >>> PinnedRef.parse("fraud:3")
+    PinnedRef(name='fraud', version=3)
+    >>> str(PinnedRef("fraud", 3))
+    'fraud:3'
+    """
+
+    name: str
+    version: int
+
+    def __post_init__(self) -> None:
+        """The same checks as parsing: a name and a version from a device or a caller are held to them too."""
+        version = self.version
+        number = isinstance(version, int) and not isinstance(version, bool)
+        if (
+            not isinstance(self.name, str)
+            or not _NAME.match(self.name)
+            or not number
+            or not 1 <= version <= MAX_VERSION
+        ):
+            raise InvalidModelRef(f"{self.name}:{version}", expected="NAME:VERSION")
+
+    @classmethod
+    def parse(cls, ref: str) -> PinnedRef:
+        """``NAME:VERSION``; an alias, ``latest`` or a bare name is not pinned: `InvalidModelRef`."""
+        parsed = ModelRef.parse(ref)
+        if parsed.version is None:
+            raise InvalidModelRef(ref, expected="NAME:VERSION")
+        return cls(parsed.name, parsed.version)
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
 
 
 def check_name(name: str) -> str:

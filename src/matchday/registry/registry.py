@@ -18,12 +18,13 @@ from matchday.registry.artifacts import ArtifactStore
 from matchday.registry.errors import InvalidInput, InvalidReference, RegistryError
 from matchday.registry.flavors import Predictor, load_packed, pack_model
 from matchday.registry.profile import profile_column, profile_table
-from matchday.registry.refs import ModelRef, check_alias, check_name
+from matchday.registry.refs import ModelRef, PinnedRef, check_alias, check_name
 from matchday.registry.signature import OutputSpec, Signature, infer_inputs, infer_output
 from matchday.registry.tabular import to_table
 from matchday.store import AliasMove, ModelRecord, ModelStore, ModelVersionRecord, StoreError
 
 log = logging.getLogger(__name__)
+Ref = str | ModelRef | PinnedRef  # what the reading methods take: text, or a parsed reference
 
 PROFILE_PREDICTION_ROWS = 50_000  # predictions on at most this many reference rows are profiled
 LABELLED_SAMPLE_ROWS = 2_000  # reference rows kept with label, prediction and probabilities (monitoring's baseline)
@@ -161,8 +162,10 @@ class Registry:
         return record
 
     # -- reading ----------------------------------------------------------------------------
-    def resolve(self, ref: str | ModelRef) -> ModelRef:
+    def resolve(self, ref: Ref) -> ModelRef:
         """A reference with its version number filled in (aliases and ``latest`` resolved)."""
+        if isinstance(ref, PinnedRef):
+            return ModelRef(ref.name, version=ref.version)
         r = ModelRef.parse(ref) if isinstance(ref, str) else ref
         if r.alias:
             return ModelRef(r.name, version=self.store.resolve_alias(r.name, r.alias), alias=r.alias)
@@ -170,20 +173,26 @@ class Registry:
             return ModelRef(r.name, version=self.store.latest_version(r.name))
         return r
 
-    def get_version(self, ref: str | ModelRef) -> ModelVersionRecord:
+    def pin(self, ref: Ref) -> PinnedRef:
+        """The version ``ref`` names now (an alias or ``latest`` resolved), by number."""
+        if isinstance(ref, PinnedRef):
+            return ref
         r = self.resolve(ref)
-        assert r.version is not None
+        assert r.version is not None  # resolve fills it in or raises
+        return PinnedRef(r.name, r.version)
+
+    def get_version(self, ref: Ref) -> ModelVersionRecord:
+        r = self.pin(ref)
         return self.store.get_version(r.name, r.version)
 
-    def get_signature(self, ref: str | ModelRef) -> Signature:
+    def get_signature(self, ref: Ref) -> Signature:
         return Signature.model_validate(self.get_version(ref).signature)
 
-    def get_profile(self, ref: str | ModelRef) -> dict[str, Any] | None:
-        r = self.resolve(ref)
-        assert r.version is not None
+    def get_profile(self, ref: Ref) -> dict[str, Any] | None:
+        r = self.pin(ref)
         return self.store.get_profile(r.name, r.version)
 
-    def reference_table(self, ref: str | ModelRef) -> pa.Table | None:
+    def reference_table(self, ref: Ref) -> pa.Table | None:
         """The reference rows the version was registered with (inputs, and the target when one was named);
         None for a version registered before they were kept, or with a signature and no reference."""
         stored = (self.get_profile(ref) or {}).get("reference_data")
@@ -191,23 +200,22 @@ class Registry:
             return None
         return pq.read_table(pa.BufferReader(self.artifacts.get(stored["sha256"])))
 
-    def target_of(self, ref: str | ModelRef) -> str | None:
+    def target_of(self, ref: Ref) -> str | None:
         """The name of the label column the version's reference held, if one was named."""
         stored = (self.get_profile(ref) or {}).get("reference_data") or {}
         target = stored.get("target")
         return str(target) if target else None
 
-    def add_lineage(self, ref: str | ModelRef, changes: dict[str, Any]) -> ModelVersionRecord:
+    def add_lineage(self, ref: Ref, changes: dict[str, Any]) -> ModelVersionRecord:
         """Add to a version's lineage: a retrained version's evaluation and rollout come after it is registered."""
-        r = self.resolve(ref)
-        assert r.version is not None
+        r = self.pin(ref)
         return self.store.add_lineage(r.name, r.version, changes)
 
     def versions_of_run(self, name: str, run_id: int) -> list[ModelVersionRecord]:
         """The versions of ``name`` that retraining run ``run_id`` registered."""
         return self.store.versions_of_run(name, run_id)
 
-    def lineage_chain(self, ref: str | ModelRef, limit: int = 20) -> list[ModelVersionRecord]:
+    def lineage_chain(self, ref: Ref, limit: int = 20) -> list[ModelVersionRecord]:
         """The version, its parent, the parent's parent... while each was retrained from the one before."""
         chain = [self.get_version(ref)]
         while len(chain) < limit:
@@ -220,7 +228,7 @@ class Registry:
                 break
         return chain
 
-    def load(self, ref: str | ModelRef) -> Predictor:
+    def load(self, ref: Ref) -> Predictor:
         """The version's artifact, checked against its sha256, loaded into a `Predictor`."""
         record = self.get_version(ref)
         data = self.artifacts.get(record.artifact_sha256)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from matchday.registry import InvalidModel, InvalidReference, Registry, RegistryError, Signature
+from matchday.registry import InvalidModel, InvalidReference, PinnedRef, Registry, RegistryError, Signature
 from matchday.retrain.data import (
     ChampionArtifact,
     production_part,
@@ -157,8 +157,7 @@ class RunSteps:
             )
         parent = run.parent
         assert parent is not None
-        model_name = parent.partition(":")[0]
-        mine = p.registry.versions_of_run(model_name, run.id)
+        mine = p.registry.versions_of_run(PinnedRef.parse(parent).name, run.id)
         if mine:  # registered before a restart: the training is done
             candidate = mine[-1].ref
         else:
@@ -266,7 +265,7 @@ class RunSteps:
         }
         try:
             version = p.registry.register(
-                run.parent.partition(":")[0],
+                PinnedRef.parse(run.parent).name,
                 model,
                 reference=reference,
                 target=snapshot["target"],
@@ -353,7 +352,7 @@ class RunSteps:
                 return "waiting"  # someone else's rollout: ours starts when it ends
             else:
                 primary = p.deployments.route(run.deployment).primary
-                serving = f"{primary.model}:{primary.version}"
+                serving = primary.ref
                 if serving != run.parent:  # the champion moved on while the candidate waited (an approval)
                     why = (
                         f"{run.deployment!r} now serves {serving}, not {run.parent} that {run.candidate} was judged "
@@ -425,12 +424,12 @@ class RunSteps:
         """After promotion, the ``champion`` alias names the candidate (the rollout moved it if it was followed)."""
         p = self.parts
         assert run.candidate is not None
-        name, _, version = run.candidate.partition(":")
-        current = p.registry.get_version(run.candidate)
+        candidate = PinnedRef.parse(run.candidate)
+        current = p.registry.get_version(candidate)
         if "champion" in current.aliases:
-            return f"{name}@champion is {run.candidate}"
-        p.registry.set_alias(name, int(version), "champion", f"retrain run {run.id} promoted: {reason}")
-        return f"{name}@champion moved to {run.candidate}"
+            return f"{candidate.name}@champion is {candidate}"
+        p.registry.set_alias(candidate.name, candidate.version, "champion", f"retrain run {run.id} promoted: {reason}")
+        return f"{candidate.name}@champion moved to {candidate}"
 
     # -- ending --------------------------------------------------------------------------------
     def _end(

@@ -169,7 +169,7 @@ class Retraining:
     def _start(self, deployment: str, trigger: dict[str, Any], actor: str, reason: str) -> RetrainRunRecord:
         policy = self.policy(deployment)
         primary = self.parts.deployments.route(deployment).primary
-        parent = f"{primary.model}:{primary.version}"
+        parent = primary.ref  # pinned: NAME:VERSION
         run = self.parts.store.create(
             deployment,
             trigger,

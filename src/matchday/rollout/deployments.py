@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from matchday.registry import ModelRef, Registry
+from matchday.registry import ModelRef, PinnedRef, Registry
 from matchday.rollout.errors import RolloutError
 from matchday.rollout.traffic import Route, TrafficPlan
 from matchday.store import DeploymentRecord, DeploymentStore, NotFound, RolloutRecord, RolloutStore
@@ -105,8 +105,7 @@ class Deployments:
         record = self.store.get(name)
         rollout = self.rollouts.active(name)
         if rollout is None:
-            resolved = self.registry.resolve(record.model_ref)
-            assert resolved.version is not None
+            resolved = self.registry.pin(record.model_ref)
             return TrafficPlan(name, Route(name, resolved.name, resolved.version, record.model_ref))
         return traffic_plan(rollout)
 
@@ -114,8 +113,7 @@ class Deployments:
         """Point the deployment at ``candidate``: move the alias it follows, else repoint it. Says which."""
         record = self.store.get(name)
         current = ModelRef.parse(record.model_ref)
-        target = ModelRef.parse(candidate)
-        assert target.version is not None
+        target = PinnedRef.parse(candidate)
         if current.alias and current.name == target.name:
             self.registry.set_alias(target.name, target.version, current.alias, reason)
             return f"alias {target.name}@{current.alias} now points to version {target.version}"
@@ -125,8 +123,7 @@ class Deployments:
 
 def traffic_plan(rollout: RolloutRecord) -> TrafficPlan:
     """The split an active rollout asks for, the same in every process that reads it."""
-    baseline, candidate = ModelRef.parse(rollout.baseline), ModelRef.parse(rollout.candidate)
-    assert baseline.version is not None and candidate.version is not None
+    baseline, candidate = PinnedRef.parse(rollout.baseline), PinnedRef.parse(rollout.candidate)
     primary = Route(
         rollout.deployment,
         baseline.name,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from matchday.monitoring import compare_arms, shadow_report
-from matchday.registry import ModelRef, Registry, Signature
+from matchday.registry import PinnedRef, Registry, Signature
 from matchday.rollout.analysis import analyse, analyse_shadow
 from matchday.rollout.deployments import Deployments
 from matchday.rollout.errors import IncompatibleCandidate, NothingToDo, RolloutError
@@ -97,14 +97,13 @@ class Rollouts:
         """Begin moving ``deployment`` to ``candidate`` under a plan (options over matchday.yaml's)."""
         record = self.deployments.get(deployment)
         plan = build_plan(options or {}, self.defaults.get(deployment))
-        baseline = self.registry.resolve(record.model_ref)
-        target = self.registry.resolve(ModelRef.parse(candidate))
-        if (target.name, target.version) == (baseline.name, baseline.version):
+        baseline = self.registry.pin(record.model_ref)
+        target = self.registry.pin(candidate)
+        if target == baseline:
             raise RolloutError(
-                f"deployment {deployment!r} already serves {baseline.name}:{baseline.version}; "
-                "a rollout needs a different version"
+                f"deployment {deployment!r} already serves {baseline}; a rollout needs a different version"
             )
-        baseline_ref, candidate_ref = f"{baseline.name}:{baseline.version}", f"{target.name}:{target.version}"
+        baseline_ref, candidate_ref = str(baseline), str(target)
         check_compatible(
             self.registry.get_signature(baseline_ref),
             self.registry.get_signature(candidate_ref),
@@ -163,11 +162,7 @@ class Rollouts:
         task = self.task(record.candidate)
         since = record.step_started_at if record.strategy in ("canary", "bluegreen") else record.started_at
         if record.strategy == "shadow":
-            shadow = ModelRef.parse(record.candidate)
-            assert shadow.version is not None
-            return shadow_report(
-                self.log_store, record.deployment, (shadow.name, shadow.version), since, task
-            ).as_dict()
+            return shadow_report(self.log_store, record.deployment, _pair(record.candidate), since, task).as_dict()
         if record.strategy == "canary" and record.active and record.phase == "shadow":
             mirrored = compare_arms(
                 self.log_store,
@@ -372,9 +367,9 @@ def _analysis(analysis: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _pair(ref: str) -> tuple[str, int]:
-    parsed = ModelRef.parse(ref)
-    assert parsed.version is not None
-    return parsed.name, parsed.version
+    """A rollout's arm (``NAME:VERSION``) as the (model, version) that monitoring's arm comparisons take."""
+    pinned = PinnedRef.parse(ref)
+    return pinned.name, pinned.version
 
 
 def _now() -> datetime:
