@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,17 +21,24 @@ from matchday.demo.serving import running_server
 from matchday.workspace import Workspace
 
 
-def run(console: Console, ws: Workspace, model: Any, reference: Any) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """The HTTP status each caller got: the unknown and the revoked 401, the wrong role and the forged form 403."""
+
+    statuses: dict[str, int | None]
+
+
+def run(console: Console, ws: Workspace, model: Any, reference: Any) -> Outcome:
     home = ws.settings.home / "access-demo"
     shutil.rmtree(home, ignore_errors=True)
     secured = Workspace(ws.settings.model_copy(update={"home": home, "database_url": None, "artifact_url": None}))
     try:
-        _run(console, secured, model, reference)
+        return _run(console, secured, model, reference)
     finally:
         secured.close()
 
 
-def _run(console: Console, ws: Workspace, model: Any, reference: Any) -> None:
+def _run(console: Console, ws: Workspace, model: Any, reference: Any) -> Outcome:
     ws.registry.register("demo-fraud", model, reference=reference, target="is_fraud", alias="champion")
     ws.deployments.deploy("fraud", "demo-fraud@champion")
     access = ws.access
@@ -48,13 +56,14 @@ def _run(console: Console, ws: Workspace, model: Any, reference: Any) -> None:
         f"in {ws.settings.home}: only salted hashes are stored; each token is shown once"
     )
     row = reference.drop(columns=["is_fraud"]).head(1).to_dict("records")
+    statuses: dict[str, int | None] = {}
     with running_server(ws) as url:
         with Client(url, token="") as anonymous:
-            _said(console, "no token", lambda: anonymous.predict("fraud", row))
+            statuses["no token"] = _said(console, "no token", lambda: anonymous.predict("fraud", row))
         with Client(url, token=app) as checkout:
             answer = checkout.predict("fraud", row)
             console.print(f"checkout service's token: fraud answered {answer['predictions'][0]['prediction']!r}")
-            _said(console, "the same token reading the deployments", checkout.deployments)
+            statuses["wrong role"] = _said(console, "the same token reading the deployments", checkout.deployments)
         access.revoke_token(app_record.key, "demo")
         revoked_at = time.perf_counter()
         with Client(url, token=app) as revoked:
@@ -62,6 +71,7 @@ def _run(console: Console, ws: Workspace, model: Any, reference: Any) -> None:
                 try:
                     revoked.predict("fraud", row)
                 except ServerError as exc:
+                    statuses["revoked"] = exc.status
                     waited = 1000 * (time.perf_counter() - revoked_at)
                     console.print(
                         f"after `matchday tokens revoke {app_record.key}`: {exc.message} ({waited:.0f} ms later)"
@@ -107,14 +117,18 @@ def _run(console: Console, ws: Workspace, model: Any, reference: Any) -> None:
         console.print(
             f"a form posted from another site with that cookie: {forged.status_code} {forged.json()['error']}"
         )
+        statuses["login"], statuses["forged form"] = login.status_code, forged.status_code
     trail = [e for e in ws.access.events.list(limit=10) if e.kind.startswith(("token", "user"))]
     console.print("audit trail: " + "; ".join(f"{e.actor}: {e.reason}" for e in reversed(trail)))
+    return Outcome(statuses)
 
 
-def _said(console: Console, who: str, call: Any) -> None:
+def _said(console: Console, who: str, call: Any) -> int | None:
+    """The status of a call that should be refused (None: it was answered)."""
     try:
         call()
     except ServerError as exc:
         console.print(f"{who}: {exc.message}")
-    else:
-        console.print(f"{who}: answered (unexpected)")
+        return exc.status
+    console.print(f"{who}: answered (unexpected)")
+    return None

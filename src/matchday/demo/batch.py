@@ -14,12 +14,12 @@ from rich.console import Console
 
 from matchday.batch import BatchOptions
 from matchday.demo.fraud import transactions
-from matchday.demo.retraining import DEPLOYMENT
 from matchday.workspace import Workspace
 
 DAYS = 4
 ROWS_PER_DAY = 12_500
 MODEL = "demo-fraud@champion"
+DEPLOYMENT = "fraud"  # the cloud server's deployment: batch rows join its log as source: batch
 
 
 @dataclass(frozen=True)

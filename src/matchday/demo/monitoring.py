@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 
-from matchday.config import MonitoringSettings
+from matchday.cli import render
+from matchday.demo import caller
 from matchday.demo.fraud import transactions
 from matchday.demo.serving import running_server
 from matchday.workspace import Workspace
@@ -84,23 +88,24 @@ def demo_monitors(webhook: str | None = None) -> list[dict[str, Any]]:
     ]
 
 
-def run(console: Console, ws: Workspace) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """What the step saw: the monitors whose alerts opened, and what the webhook receiver got."""
+
+    opened: list[str]
+    deliveries: int
+    resolutions: int
+
+
+def run(console: Console, ws: Workspace, config: Path, server_settings: Callable[[str], dict[str, Any]]) -> Outcome:
+    """``config``: the matchday.yaml the demo wrote; ``server_settings(webhook)``: its settings with a webhook."""
     ws.deployments.deploy("payments", "demo-fraud@champion")
     pager = Pager(console)
-    monitors = demo_monitors(pager.url)
-    console.print(f"matchday.yaml:\n  monitoring: {{count_window: {WINDOW}}}\n  monitors:")
-    for m in monitors:
-        console.print(
-            f"    - {{name: {m['name']}, metric: {m['metric']}, window: {m['window']}, when: '{m['when']}'"
-            + (f", relative_to: {m['relative_to']}" if "relative_to" in m else "")
-            + ", actions: \\[alert, webhook]}"
-        )
-    settings: dict[str, Any] = {
-        "monitor_interval": 0.5,
-        "monitors": monitors,
-        "monitoring": MonitoringSettings(count_window=WINDOW),
-    }
-    with running_server(ws, **settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+    console.print(f"wrote {config} (`MATCHDAY_CONFIG={config} matchday serve` watches as this demo does):")
+    console.print(config.read_text().rstrip(), highlight=False, markup=False)
+    console.print(f"(this step's server also sends each payments alert to a webhook receiver at {pager.url})")
+    settings: dict[str, Any] = {"monitor_interval": 0.5, **server_settings(pager.url)}
+    with running_server(ws, **settings) as url, caller.http(url) as http:
         sent = 0
         pending: list[tuple[str, int]] = []
         for seed, (story, n, shift) in enumerate(PHASES):
@@ -133,23 +138,18 @@ def run(console: Console, ws: Workspace) -> None:
             )
         time.sleep(2.0)  # the last labels judged, the last webhooks sent
 
-    from matchday.cli import alerts, metrics
-
     console.print(f"$ matchday metrics payments --window {WINDOW}rows")
-    metrics(
-        "payments",
-        window=f"{WINDOW}rows",
-        metric=["rows", "drift.amount", "drift_share", "accuracy", "estimated_accuracy", "concept_drift"],
-        segment="",
-        last=20,
-        as_json=False,
+    windows = ws.windows.series("payments", f"{WINDOW}rows")[-20:]
+    shown = ["rows", "drift.amount", "drift_share", "accuracy", "estimated_accuracy", "concept_drift"]
+    console.print(
+        render.windows_table(f"payments, {WINDOW}rows windows", windows, shown, ws.monitoring.diagnosis, seconds=True)
     )
     console.print("$ matchday alerts payments")
-    alerts("payments", firing=False, limit=10, as_json=False)
-    console.print(
-        f"the webhook receiver got {len(pager.received)} deliveries "
-        f"({sum(1 for b in pager.received if b['event'] == 'alert.resolved')} of them resolutions)"
-    )
+    console.print(render.alerts_table(ws.alerts.list("payments", limit=10)))
+    resolutions = sum(1 for b in pager.received if b["event"] == "alert.resolved")
+    console.print(f"the webhook receiver got {len(pager.received)} deliveries ({resolutions} of them resolutions)")
+    opened = sorted({a.monitor for a in ws.alerts.list("payments")})
+    return Outcome(opened, len(pager.received), resolutions)
 
 
 def _caught_up(http: httpx.Client, rows: int, timeout: float = 30.0) -> None:

@@ -2,7 +2,7 @@
 and with no one at the keyboard the worker retrains the model on the fresh labelled rows, judges it
 against the champion on the newest of them, mirrors it, canaries it, and promotes it; accuracy comes back.
 
-The policy is written to the demo home's ``matchday.yaml`` and the server and worker of this step run
+The policy is written to ``checkout.yaml`` in the demo's home and the server and worker of this step run
 with it, as ``MATCHDAY_CONFIG=<that file> matchday serve`` would. The trainer is :func:`train` below.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import yaml
 from rich.console import Console
 
 from matchday.config import MonitoringSettings
+from matchday.demo import caller
 from matchday.demo.fraud import fraud_pipeline, transactions
 from matchday.demo.serving import running_server
 from matchday.retrain import RetrainAlreadyActive, TrainingData
@@ -88,7 +88,7 @@ class Checkout:
         traffic = transactions(10_000, seed=seed, lockdown=1.0)
         self.rows = traffic.drop_columns(["is_fraud"]).to_pylist()
         self.truth = traffic["is_fraud"].to_pylist()
-        self.http = httpx.Client(base_url=url, timeout=30)
+        self.http = caller.http(url)
         self.sent = 0
         self.pending: list[tuple[str, int]] = []
         self._stop = threading.Event()
@@ -132,7 +132,7 @@ def run(console: Console, ws: Workspace, timeout: float = 180.0) -> Outcome:
     champion = ws.deployments.route(DEPLOYMENT).primary
     profile = ws.registry.get_profile(champion.ref) or {}
     reference = _reference_accuracy(profile)
-    config = ws.settings.home / "matchday.yaml"
+    config = ws.settings.home / f"{DEPLOYMENT}.yaml"
     text = yaml.safe_dump({"monitoring": {"count_window": WINDOW}, "retrain": [POLICY]}, sort_keys=False)
     config.write_text(text)
     shown = f"reference accuracy {reference:.3f}" if reference is not None else "no labelled reference"

@@ -8,6 +8,7 @@ evidence supports trusting the model more.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,17 @@ RULE = "prediction == 1"  # a decline: a person confirms it before the customer 
 MISTAKES = 0.02  # how often a simulated reviewer gets it wrong
 
 
-def run(console: Console, ws: Workspace) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """What the step saw: answers held for a person, items the reviewers decided, labels people gave."""
+
+    answers: int
+    held: int
+    decided: int
+    human_labels: int
+
+
+def run(console: Console, ws: Workspace) -> Outcome:
     ws.deployments.deploy(DEPLOYMENT, "demo-fraud@champion")
     policy = {"level": "machine_led_human_governed", "review_rule": RULE, "review_deadline": "4h", "audit_rate": 0.05}
     change = ws.automation.set(DEPLOYMENT, policy, "demo", "declines need a person until the model earns trust")
@@ -53,7 +64,7 @@ def run(console: Console, ws: Workspace) -> None:
                 f"the checkout service reads a held answer: GET /v1/deployments/{DEPLOYMENT}/decisions/"
                 f"{first['request_id'][:8]}… -> {client.decision(DEPLOYMENT, first['request_id'])['decision']}"
             )
-        decided = _work_the_queue(client, truth_of, len(held) + len(audited))
+        decided = _work_the_queue(url, ws, truth_of, len(held) + len(audited))
         console.print(
             f"reviewers alice and bob decided {sum(decided.values())} items: {decided['approve']} approved, "
             f"{decided['override']} overridden (the model was wrong there)"
@@ -67,7 +78,7 @@ def run(console: Console, ws: Workspace) -> None:
         stats = client.review_stats(DEPLOYMENT)
         if not stats["decided"]:
             console.print("nothing reached the queue in time; see `matchday review list fraud-review`")
-            return
+            return Outcome(len(answers), len(held), 0, 0)
         true_accuracy = float(np.mean([a["prediction"] == truth_of[a["request_id"]] for a in answers]))
         low, high = stats["estimated_accuracy_interval"] or (None, None)
         console.print(
@@ -96,18 +107,35 @@ def run(console: Console, ws: Workspace) -> None:
             + (f" to {suggestion['to']}" if suggestion["to"] else "")
             + "".join(f"\n  - {r}" for r in suggestion["reasons"])
         )
+    human = sources.count("human") + sources.count("human_rule")
+    return Outcome(len(answers), len(held), sum(decided.values()), human)
 
 
-def _work_the_queue(client: Client, truth_of: dict[str, int], expected: int) -> dict[str, int]:
-    """Two reviewers take turns claiming the next item until the ``expected`` items are decided (the queue
-    fills as the log is written, within a second or so); each knows the truth, and errs now and then."""
+def _work_the_queue(url: str, ws: Workspace, truth_of: dict[str, int], expected: int) -> dict[str, int]:
+    """Two reviewers, each with a reviewer's token of their own, take turns claiming the next item until the
+    ``expected`` items are decided (the queue fills as the log is written, within a second or so); each knows
+    the truth, and errs now and then."""
+    tokens = {
+        name: ws.access.create_token(["reviewer"], name=name, created_by="demo", deployments=[DEPLOYMENT])[0]
+        for name in ("alice", "bob")
+    }
+    clients = {name: Client(url, token=token) for name, token in tokens.items()}
+    try:
+        return _decide(clients, truth_of, expected)
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _decide(clients: dict[str, Client], truth_of: dict[str, int], expected: int) -> dict[str, int]:
     rng = np.random.default_rng(7)
     counts = {"approve": 0, "override": 0}
-    reviewers = ["alice", "bob"]
+    reviewers = list(clients)
     turn = 0
     deadline = time.monotonic() + 30
     while sum(counts.values()) < expected and time.monotonic() < deadline:
         reviewer = reviewers[turn % len(reviewers)]
+        client = clients[reviewer]
         turn += 1
         item = client.next_review(DEPLOYMENT, reviewer=reviewer)
         if item is None:

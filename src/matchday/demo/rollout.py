@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from rich.console import Console
 
+from matchday.cli import render
+from matchday.demo import caller
 from matchday.demo.fraud import transactions
 from matchday.demo.serving import running_server
 from matchday.workspace import Workspace
@@ -17,7 +19,14 @@ from matchday.workspace import Workspace
 PLAN = {"steps": "20,50,100", "interval": "2s", "min_requests": 60}
 
 
-def run(console: Console, ws: Workspace) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """How each rollout ended: (candidate, state, reason), the broken release first."""
+
+    ended: list[tuple[str, str, str | None]]
+
+
+def run(console: Console, ws: Workspace) -> Outcome:
     registry = ws.registry
     champion = registry.resolve("demo-fraud@champion").version
     signature = registry.get_signature(f"demo-fraud:{champion}")
@@ -32,6 +41,7 @@ def run(console: Console, ws: Workspace) -> None:
     traffic = transactions(20_000, seed=7)
     rows = traffic.drop_columns(["is_fraud"]).to_pylist()
     truth = traffic["is_fraud"].to_pylist()
+    ended: list[tuple[str, str, str | None]] = []
     with running_server(ws, controller_interval=0.25) as url:
         for candidate, story in ((broken.ref, "a broken release"), (f"demo-fraud:{good}", "the good challenger")):
             console.print(
@@ -40,7 +50,10 @@ def run(console: Console, ws: Workspace) -> None:
             )
             ws.rollouts.start("fraud", candidate, dict(PLAN), actor="demo")
             _stream_until_done(console, ws, url, rows, truth)
+            record = ws.rollouts.current("fraud")
+            ended.append((candidate, record.state, record.reason))
             _show(console, ws)
+    return Outcome(ended)
 
 
 def _stream_until_done(
@@ -52,7 +65,7 @@ def _stream_until_done(
 
     def client(worker: int) -> None:
         i = worker * 10
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with caller.http(url) as http:
             while not stop.is_set():
                 start = i % (len(rows) - 10)
                 answer = http.post(
@@ -93,8 +106,6 @@ def _stream_until_done(
 
 
 def _show(console: Console, ws: Workspace) -> None:
-    from matchday.cli import rollout_status
-
     console.print("$ matchday rollout status fraud")
-    rollout_status("fraud", as_json=False, events=5)
+    console.print(render.rollout_status(ws.rollouts.status("fraud", events=5)))
     console.print(f"@champion now points to demo-fraud:{ws.registry.resolve('demo-fraud@champion').version}")

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import numpy as np
 from rich.console import Console
 
 from matchday.client import Client, ServerError
+from matchday.demo import caller
 from matchday.demo.fraud import transactions
 from matchday.workspace import Workspace
 
@@ -76,7 +78,17 @@ def _free_port(host: str, wanted: int | None) -> int:
     raise OSError(f"no free port on {host}")
 
 
-def run(console: Console, ws: Workspace) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """What the step saw: rows sent, labels joined, rows the log holds, and the bad requests refused."""
+
+    sent: int
+    labels_joined: int
+    logged: int
+    refused: int
+
+
+def run(console: Console, ws: Workspace) -> Outcome:
     deployments = ws.deployments
     record, _ = deployments.deploy("fraud", "demo-fraud@champion")
     console.print(f"$ matchday deploy fraud demo-fraud@champion   → serves {deployments.route('fraud').primary.ref}")
@@ -111,7 +123,7 @@ def run(console: Console, ws: Workspace) -> None:
             f"{len(rows) / elapsed:,.0f} rows/s, request latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
             f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms"
         )
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", headers=caller.headers()).text
         calls = _sample(metrics, "matchday_batch_size_rows_count")
         scored = _sample(metrics, "matchday_batch_size_rows_sum")
         console.print(
@@ -123,21 +135,27 @@ def run(console: Console, ws: Workspace) -> None:
         console.print(
             f"POST /v1/deployments/fraud/feedback: {answer['joined']} labels joined, unknown: {answer['unknown']}"
         )
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", headers=caller.headers()).text
         console.print(
             f"prediction log: {_sample(metrics, 'matchday_prediction_log_written_rows'):,.0f} rows shipped to the "
             f"database by the log process, {_sample(metrics, 'matchday_prediction_log_queue_rows'):,.0f} waiting "
             "(feedback waits for the rows it labels)"
         )
-        refused = httpx.post(f"{url}/v1/deployments/fraud/feedback", json={"labels": [{"id": "tx-1", "label": "yes"}]})
+        refused = httpx.post(
+            f"{url}/v1/deployments/fraud/feedback",
+            json={"labels": [{"id": "tx-1", "label": "yes"}]},
+            headers=caller.headers(),
+        )
         problem = refused.json()["details"][0]
         console.print(
             f'a label "yes" for a classifier of [0, 1] is refused with {refused.status_code}: '
             f"{problem['field']}: {problem['problem']}"
         )
+        refused_count = int(refused.status_code == 422)
         try:
             client.predict("fraud", [{"amount": "lots", "hour": 25.5, "merchant": "grocery", "country": "home"}])
         except ServerError as exc:
+            refused_count += int(exc.status == 422)
             console.print(f"a bad request is refused with {exc.status}: {exc.message.split(': ', 1)[1]}")
             for problem in exc.problems:
                 console.print(f"    {problem['field']}: {problem['problem']}")
@@ -145,6 +163,7 @@ def run(console: Console, ws: Workspace) -> None:
     logged = ws.prediction_log.count("fraud")
     console.print(f"server stopped gracefully; the prediction log holds {logged:,} rows for deployment fraud")
     _export(console, ws)
+    return Outcome(len(rows) + 1, int(answer["joined"]), logged, refused_count)
 
 
 def _export(console: Console, ws: Workspace) -> None:
@@ -204,6 +223,7 @@ def _hostile(console: Console, ws: Workspace, client: Client, url: str, row: dic
     bad = httpx.post(
         f"{url}/v2/models/fraud/infer",
         json={"inputs": [{"name": "amount", "shape": [1], "datatype": {}, "data": [1.0]}]},
+        headers=caller.headers(),
     )
     console.print(f'a V2 request with "datatype": {{}} is refused with {bad.status_code}: {bad.json()["error"]}')
 
