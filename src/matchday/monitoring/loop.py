@@ -44,10 +44,13 @@ from matchday.monitoring.windows import (
     REGRESSION,
     TIME_WIDTHS,
     Failures,
+    MonitorKey,
     SeriesFailure,
+    SeriesKey,
     Summarizer,
     describe,
     diagnose,
+    join_key,
     reference_brightness,
 )
 from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
@@ -56,6 +59,7 @@ log = logging.getLogger("matchday.monitoring")
 CLOSE_GRACE = timedelta(seconds=10)  # rows logged just before a window closed have reached the store
 PERFORMANCE = (*CLASSIFICATION, *REGRESSION)
 LABELLED = (*PERFORMANCE, *LABELS)  # metrics of labels: judged on the window by count that holds them
+WATCHED_KEY = join_key("loop", "deployments")  # the monitor state's key of the deployments the loop watches
 
 
 @dataclass
@@ -153,11 +157,11 @@ class MonitoringLoop:
                     if change is not None:
                         result.changes.append(change)
         result.failures = summary.failures + failures.new
-        self.state.put({"loop\x1fdeployments": {"names": sorted(watched)}, **failures.to_state()})
+        self.state.put({WATCHED_KEY: {"names": sorted(watched)}, **failures.to_state()})
         return result
 
     def _watched(self) -> set[str]:
-        return set((self.state.get("loop\x1fdeployments") or {}).get("names", []))
+        return set((self.state.get(WATCHED_KEY) or {}).get("names", []))
 
     @staticmethod
     def _applies(monitor: MonitorSpec, window: MetricWindow) -> bool:
@@ -169,7 +173,8 @@ class MonitoringLoop:
 
     def _advance(self, monitor: MonitorSpec, window: MetricWindow) -> bool:
         """Whether ``window`` is not older than the last one this monitor judged on the series."""
-        key = f"judged\x1f{monitor.name}\x1f{window.deployment}\x1f{window.model}:{window.version}\x1f{window.segment}"
+        series = SeriesKey(window.deployment, window.model, window.version)
+        key = MonitorKey("judged", monitor.name, series, window.segment).to_text()
         last = (self.state.get(key) or {}).get("start")
         if last is not None and window.start < datetime.fromisoformat(last):
             return False

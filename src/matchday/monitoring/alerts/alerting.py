@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from matchday.monitoring.alerts.monitors import MonitorSpec, Verdict
+from matchday.monitoring.windows import MonitorKey, SeriesKey
 from matchday.store import (
     AlertAlreadyFiring,
     AlertRecord,
@@ -59,7 +60,8 @@ class AlertEngine:
         monitor = verdict.monitor
         if verdict.breached is None:
             return None
-        key = f"monitor\x1f{monitor.name}\x1f{window.deployment}\x1f{window.model}:{window.version}\x1f{window.segment}"
+        series = SeriesKey(window.deployment, window.model, window.version)
+        key = MonitorKey("monitor", monitor.name, series, window.segment).to_text()
         state = self.state.get(key) or {"breaches": 0, "last_window": None, "alert": None, "resolved_at": None}
         window_id = f"{window.model}:{window.version}@{window.start.isoformat()}" + (f"/{step}" if step else "")
         change: AlertChange | None = None

@@ -32,6 +32,7 @@ from matchday.monitoring.windows.performance import (
     ClassificationPerformance,
     RegressionPerformance,
 )
+from matchday.monitoring.windows.series import MonitorKey, SeriesKey, join_key
 from matchday.monitoring.windows.summarizer import (
     DEVICE,
     SOURCE,
@@ -58,8 +59,10 @@ __all__ = [
     "FailureCount",
     "LABELS",
     "Failures",
+    "MonitorKey",
     "RegressionPerformance",
     "SeriesFailure",
+    "SeriesKey",
     "ShadowReport",
     "Summarizer",
     "SummarizerConfig",
@@ -69,6 +72,7 @@ __all__ = [
     "describe",
     "diagnose",
     "failure_counts",
+    "join_key",
     "known_metric",
     "mean_difference_se",
     "proportion_difference_se",

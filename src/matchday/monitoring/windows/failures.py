@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from matchday.monitoring.windows.series import SeriesKey, join_key
 from matchday.store import MonitorStateStore, StoreError
 
 log = logging.getLogger("matchday.monitoring")
-FAILURES_KEY = "monitoring\x1ffailures"  # the monitor state's key of the counts
+FAILURES_KEY = join_key("monitoring", "failures")  # the monitor state's key of the counts
 MAX_SERIES = 1000  # series whose failures are remembered
-Series = tuple[str, str, int]  # deployment, model, version
+Series = tuple[str, str, int]  # deployment, model, version: a `SeriesKey`, or a window key's first three
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Failures:
         deployment, model, version = series
         error = f"{type(exc).__name__}: {exc}"
         self.new.append(SeriesFailure(deployment, model, version, stage, where, error))
-        key = f"{deployment}\x1f{model}\x1f{version}"
+        key = SeriesKey(deployment, model, version).to_text()
         if self._counts is None:
             self._counts = {k: dict(v) for k, v in (self.load() or {}).items()}
         counts = self._counts  # a local, so the sort key's lambda sees it is not None

@@ -46,11 +46,11 @@ from matchday.monitoring.log import LogColumns, to_datetime
 from matchday.monitoring.windows.failures import (
     FAILURES_KEY,
     Failures,
-    Series,
     SeriesFailure,
 )
 from matchday.monitoring.windows.metrics import window_metrics
 from matchday.monitoring.windows.read_ahead import read_ahead
+from matchday.monitoring.windows.series import SeriesKey, join_key
 from matchday.monitoring.windows.summary import (
     VersionReference,
     columns_of_batch,
@@ -87,7 +87,7 @@ OTHER = "__other__"
 SOURCE, DEVICE = "@source", "@device"  # origin segments: where rows came from (`origin_rows`), batch or edge
 MAX_DEVICES = 1000  # edge devices per deployment with windows of their own; the rest pool into __other__
 SLIDING_MAX_ROWS = 100_000  # a count window larger than this is judged when complete, without a sliding window
-PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (f"panes\x1f{deployment}\x1f...")
+PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (`panes_key`)
 SLIDING_ALPHA = 0.001  # the p-value tests' level in the sliding window, judged again at every step: at
 # Evidently's 0.05, hundreds of looks at dozens of features find a third of them "drifted" by chance
 DETECTOR_ERROR_MAX = 1e100  # errors fed to a detector are capped: its window sums their squares (ADWIN's
@@ -130,6 +130,11 @@ def count_width(n: int) -> str:
     return f"{n}rows"
 
 
+def panes_key(series: SeriesKey) -> str:
+    """The monitor state's key of a version's sliding-window panes: ``panes␟deployment␟model␟version``."""
+    return join_key(PANES_KEY, series.to_text())
+
+
 class Summarizer:
     def __init__(
         self,
@@ -145,7 +150,7 @@ class Summarizer:
         self.reference_of = reference
         self.config = config or SummarizerConfig()
         self._references: dict[tuple[str, int], VersionReference | None] = {}
-        self._full_panes: dict[str, _TwoStacks] = {}  # version key -> its sliding window's full panes, merged
+        self._full_panes: dict[SeriesKey, _TwoStacks] = {}  # a version's sliding window's full panes, merged
 
     def reference(self, model: str, version: int) -> VersionReference | None:
         key = (model, version)
@@ -190,7 +195,7 @@ class Summarizer:
         result = TickResult()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
         pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
-        panes: dict[str, list[list[Any]]] = {}  # version key -> its sliding window's panes, as changed this tick
+        panes: dict[SeriesKey, list[list[Any]]] = {}  # a version's sliding window's panes, as changed this tick
         # each batch summarised as it is read (memory stays bounded), the next read meanwhile; the reader
         # has set the cursors in ``state`` once the loop is through
         for batch, parts in read_ahead(self._parsed(read_ahead(self._read(state, now)))):
@@ -211,20 +216,22 @@ class Summarizer:
             state={
                 STATE_KEY: state,
                 **failures.to_state(),
-                **{f"{PANES_KEY}\x1f{skey}": {"panes": kept} for skey, kept in panes.items()},
+                **{panes_key(series): {"panes": kept} for series, kept in panes.items()},
             },
         )
         return result
 
-    def _parsed(self, batches: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, list[tuple[Series, pa.Table, Parsed]]]]:
+    def _parsed(
+        self, batches: Iterator[pa.Table]
+    ) -> Iterator[tuple[pa.Table, list[tuple[SeriesKey, pa.Table, Parsed]]]]:
         """Each batch split by version and parsed into columns (or the error that stopped it, raised
         where that version is summarised): run in the reading thread, as most of it is Arrow and NumPy
         work outside the GIL, beside the summaries of the batch before."""
         for batch in batches:
-            parts: list[tuple[Series, pa.Table, Parsed]] = []
+            parts: list[tuple[SeriesKey, pa.Table, Parsed]] = []
             for series, part in self._versions(batch):
                 try:
-                    parsed: Parsed = columns_of_batch(part, self.reference(series[1], series[2]))
+                    parsed: Parsed = columns_of_batch(part, self.reference(series.model, series.version))
                 except Exception as exc:
                     parsed = exc
                 parts.append((series, part, parsed))
@@ -232,11 +239,11 @@ class Summarizer:
 
     def _summarise(
         self,
-        series: Series,
+        series: SeriesKey,
         parsed: Parsed,
         state: dict[str, Any],
         pending: dict[WindowKey, dict[str, Any]],
-        panes: dict[str, list[list[Any]]],
+        panes: dict[SeriesKey, list[list[Any]]],
         origins: dict[str, np.ndarray] | None = None,
     ) -> None:
         """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
@@ -246,7 +253,7 @@ class Summarizer:
         if isinstance(parsed, Exception):
             raise parsed
         cols = parsed
-        skey = f"{deployment}\x1f{model}\x1f{version}"
+        skey = series.to_text()
         counts = state["counts"].get(skey)
         before = [list(w) for w in counts] if counts is not None else None
         mine: dict[WindowKey, dict[str, Any]] = {}
@@ -257,7 +264,7 @@ class Summarizer:
             # the panes summarise each row a second time: worth it to see a shift within a few hundred rows
             # of a window of a thousand; a window of a million rows is its own quick detector, and doubling
             # its summaries would cost the loop a second per million rows
-            slid = self._slide(self._panes(skey, panes), deltas) if self.sliding else None
+            slid = self._slide(self._panes(series, panes), deltas) if self.sliding else None
         except BaseException:
             if before is None:
                 state["counts"].pop(skey, None)
@@ -268,13 +275,13 @@ class Summarizer:
             for delta in item["deltas"]:
                 _add(pending, key, delta, item["end"])
         if slid is not None:
-            panes[skey] = slid
+            panes[series] = slid
 
-    def _panes(self, skey: str, panes: dict[str, list[list[Any]]]) -> list[list[Any]]:
+    def _panes(self, series: SeriesKey, panes: dict[SeriesKey, list[list[Any]]]) -> list[list[Any]]:
         """A version's panes as this tick left them, else as stored: [start iso, rows, summary], oldest first."""
-        if skey in panes:
-            return panes[skey]
-        stored = self.state.get(f"{PANES_KEY}\x1f{skey}") or {}
+        if series in panes:
+            return panes[series]
+        stored = self.state.get(panes_key(series)) or {}
         return [list(p) for p in stored.get("panes", [])]
 
     def _slide(self, panes: list[list[Any]], deltas: _Deltas) -> list[list[Any]]:
@@ -305,18 +312,19 @@ class Summarizer:
             out[index][2] = delta if old is None else merge_summary(old, delta)
         return out[first:]
 
-    def _sliding(self, panes: dict[str, list[list[Any]]], now: datetime, failures: Failures) -> list[MetricWindow]:
+    def _sliding(
+        self, panes: dict[SeriesKey, list[list[Any]]], now: datetime, failures: Failures
+    ) -> list[MetricWindow]:
         """Each version's sliding window (the latest ``count_window`` rows), measured, for those with new rows.
         The p-value tests are held to ``SLIDING_ALPHA``: the same rows are tested again at every step."""
         out = []
         width = count_width(self.config.count_window)
-        for skey, kept in panes.items():
+        for series, kept in panes.items():
             if not kept:
                 continue
-            deployment, model, version = skey.split("\x1f")
-            series = (deployment, model, int(version))
+            deployment, model, version = series
             with failures.guard(series, "sliding window", f"{width} at {kept[0][0]}"):
-                full = self._full_panes.setdefault(skey, _TwoStacks()).merged([(p[0], p[2]) for p in kept[:-1]])
+                full = self._full_panes.setdefault(series, _TwoStacks()).merged([(p[0], p[2]) for p in kept[:-1]])
                 merged = kept[-1][2] if full is None else merge_summary(full, kept[-1][2])
                 summary = dict(merged, step=kept[-1][0])  # the newest pane's start: which step this is
                 key = (deployment, model, int(version), "", width, datetime.fromisoformat(kept[0][0]))
@@ -360,7 +368,7 @@ class Summarizer:
                 break
         state["batch_cursor"], state["batch_gaps"] = cursor, gaps[-1000:]
 
-    def _versions(self, batch: pa.Table) -> Iterator[tuple[Series, pa.Table]]:
+    def _versions(self, batch: pa.Table) -> Iterator[tuple[SeriesKey, pa.Table]]:
         """The batch split by deployment version."""
         if not batch.num_rows:
             return
@@ -376,7 +384,7 @@ class Summarizer:
                 pc.and_(pc.equal(batch.column("deployment"), deployment), pc.equal(batch.column("model"), model)),
                 pc.equal(batch.column("version"), version),
             )
-            yield (deployment, model, version), batch.filter(mask) if len(keys) > 1 else batch
+            yield SeriesKey(deployment, model, version), batch.filter(mask) if len(keys) > 1 else batch
 
     @staticmethod
     def _configured(by_deployment: dict[str, list[str]], deployment: str) -> list[str]:
@@ -477,8 +485,9 @@ class Summarizer:
         cols = deltas.cols
         n = self.config.count_window
         width = count_width(n)
-        skey = f"{deployment}\x1f{model}\x1f{version}"
-        windows = state["counts"].setdefault(skey, [])  # [start iso, rows, lo id, hi id], newest last
+        windows = state["counts"].setdefault(
+            SeriesKey(deployment, model, version).to_text(), []
+        )  # [start iso, rows, lo id, hi id], newest last
         i = 0
         while i < len(cols):
             if not windows or windows[-1][1] >= n:
@@ -597,7 +606,7 @@ class Summarizer:
         counted: set[tuple[str, str, int, int]] = set()  # (deployment, model, version, index in state["counts"])
         for deployment, model, version, row_id, at, _ in fresh:
             base.add((deployment, model, version, floor_time(at, TIME_WIDTHS[BASE])))
-            windows = state["counts"].get(f"{deployment}\x1f{model}\x1f{version}", [])
+            windows = state["counts"].get(SeriesKey(deployment, model, version).to_text(), [])
             for i, (_, _, lo, hi) in enumerate(windows):
                 if lo <= row_id <= hi:
                     counted.add((deployment, model, version, i))
@@ -643,7 +652,7 @@ class Summarizer:
                 )
         width = count_width(self.config.count_window)
         for deployment, model, version, i in counted:
-            start_iso, _, lo, hi = state["counts"][f"{deployment}\x1f{model}\x1f{version}"][i]
+            start_iso, _, lo, hi = state["counts"][SeriesKey(deployment, model, version).to_text()][i]
             with failures.guard((deployment, model, version), "performance", f"{width} window at {start_iso}"):
                 rows = self.log_store.labelled_rows_between_ids(deployment, model, version, lo, hi)
                 updates[(deployment, model, version, "", width, datetime.fromisoformat(start_iso))] = _with_detections(
@@ -711,17 +720,17 @@ class Summarizer:
         name = params.pop("detector", "adwin")
         if name == "page_hinkley":
             params.setdefault("mode", "up")  # rising errors are what decay looks like
-        by_version: dict[tuple[str, str, int], list[LoggedRow]] = {}
+        by_version: dict[SeriesKey, list[LoggedRow]] = {}
         for r in sorted(rows, key=lambda r: order[r.id]):
             if r.error is None and r.prediction is not None:
-                by_version.setdefault((r.deployment, r.model, r.version), []).append(r)
-        for (deployment, model, version), part in by_version.items():
-            with failures.guard((deployment, model, version), "concept drift"):
-                self._detect_version((deployment, model, version), part, name, params, detectors, detections, failures)
+                by_version.setdefault(SeriesKey(r.deployment, r.model, r.version), []).append(r)
+        for series, part in by_version.items():
+            with failures.guard(series, "concept drift"):
+                self._detect_version(series, part, name, params, detectors, detections, failures)
 
     def _detect_version(
         self,
-        series: Series,
+        series: SeriesKey,
         part: list[LoggedRow],
         name: str,
         params: dict[str, Any],
@@ -730,7 +739,7 @@ class Summarizer:
         failures: Failures,
     ) -> None:
         deployment, model, version = series
-        skey = f"{deployment}\x1f{model}\x1f{version}"
+        skey = series.to_text()
         errors = np.minimum(row_errors(part, self.reference(model, version)), DETECTOR_ERROR_MAX)
         keep = np.isfinite(errors)
         if not keep.any():
@@ -917,7 +926,7 @@ def _with_detections(
     """The window's performance with how many concept-drift detections fell on its rows."""
     if performance is None:
         return None
-    found = state.get("detections", {}).get(f"{deployment}\x1f{model}\x1f{version}", [])
+    found = state.get("detections", {}).get(SeriesKey(deployment, model, version).to_text(), [])
     performance["detections"] = sum(1 for row_id, at in found if inside((row_id, datetime.fromisoformat(at))))
     return performance
 
