@@ -1,14 +1,13 @@
-"""Rollout plans: durations, defaults, validation, and matchday.yaml defaults overlaid by options."""
+"""Rollout plans: defaults, validation, and matchday.yaml defaults overlaid by options."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 
 from matchday.errors import MatchdayError
-from matchday.rollout import Gates, InvalidPlan, RolloutPlan, build_plan, parse_duration
+from matchday.rollout import Gates, InvalidPlan, RolloutPlan, build_plan
 
 
 def invalid(options: dict[str, Any], defaults: dict[str, Any] | None = None) -> InvalidPlan:
@@ -20,50 +19,6 @@ def invalid(options: dict[str, Any], defaults: dict[str, Any] | None = None) -> 
 
 def details(error: InvalidPlan) -> str:
     return "\n".join(error.details)
-
-
-# -- durations -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        (90, 90.0),
-        (0, 0.0),
-        (2.5, 2.5),
-        ("90", 90.0),
-        ("30s", 30.0),
-        ("5m", 300.0),
-        ("1.5h", 5400.0),
-        ("1h", 3600.0),
-        ("2d", 172_800.0),
-        ("250ms", 0.25),
-        (" 10 s ", 10.0),
-        ("0s", 0.0),
-    ],
-)
-def test_parse_duration(text: Any, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-    assert isinstance(parse_duration(text), float)
-
-
-@pytest.mark.parametrize("text", ["", "5 minutes", "m5", "1,5h", "5mm", "abc", "1e3s", "-5s", "5 m s", None, [], True])
-def test_parse_duration_refuses_what_is_not_a_duration(text: Any) -> None:
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration(text)
-
-
-def test_parse_duration_refuses_negative_numbers() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        parse_duration(-1)
-    with pytest.raises(ValueError, match="negative"):
-        parse_duration(-0.5)
-
-
-@pytest.mark.parametrize("value", [math.nan, math.inf, "inf", "nan"])
-def test_parse_duration_refuses_non_finite_values(value: Any) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(value)
 
 
 # -- defaults --------------------------------------------------------------------------------------

@@ -25,27 +25,27 @@ from matchday.auth.login_limits import LoginLimits
 from matchday.auth.principal import Principal
 from matchday.auth.roles import UnknownRole, effective, parse_roles
 from matchday.auth.token_cache import TokenCache
+from matchday.durations import parse_duration
 from matchday.store import EventStore, PrincipalStore, TokenRecord, UserRecord
 
 AuthMode = Literal["auto", "required"]
 SESSION_HOURS = 12
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}")
-_DURATION = re.compile(r"(\d+)([hdw])")
 
 
 def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
-    """``90d``, ``12h`` or ``2w`` from now; ``never`` (or nothing) for no expiry.
+    """A duration from now (``90d``, ``12h``, ``2w``: `matchday.durations`); ``never`` (or nothing) for no expiry.
 
     >>> parse_expiry("2d", datetime(2026, 1, 1, tzinfo=UTC))
     datetime.datetime(2026, 1, 3, 0, 0, tzinfo=datetime.timezone.utc)
     """
     if text is None or text.strip().lower() in ("", "never"):
         return None
-    found = _DURATION.fullmatch(text.strip().lower())
-    if found is None or int(found.group(1)) == 0:
-        raise InvalidPrincipal(f"cannot read the expiry {text!r}: give hours, days or weeks such as 12h, 90d, 2w")
-    unit = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}[found.group(2)]
-    return (now or datetime.now(UTC)) + int(found.group(1)) * unit
+    try:
+        return (now or datetime.now(UTC)) + timedelta(seconds=parse_duration(text, positive=True))
+    except (ValueError, OverflowError) as exc:
+        reason = exc if isinstance(exc, ValueError) else "too far in the future"
+        raise InvalidPrincipal(f"cannot read the expiry {text!r}: {reason}; or never") from None
 
 
 class Access:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from matchday.dashboard.errors import BadTimeRange
+from matchday.durations import parse_duration
 
-PRESETS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+PRESETS = {name: parse_duration(name) for name in ("15m", "1h", "6h", "24h", "7d", "30d")}  # name -> seconds
 DEFAULT_PRESET = "24h"
 LONGEST = timedelta(days=400)
 

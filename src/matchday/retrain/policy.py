@@ -12,14 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from matchday.durations import OptionalSeconds, Seconds
 from matchday.retrain.errors import InvalidPolicy
-from matchday.rollout import InvalidPlan, RolloutPlan, build_plan, parse_duration
+from matchday.rollout import InvalidPlan, RolloutPlan, build_plan
 
 Approval = Literal["none", "before_rollout"]
-
-
-def _seconds(value: Any) -> Any:
-    return value if value is None else parse_duration(value)
 
 
 class Triggers(BaseModel):
@@ -28,25 +25,15 @@ class Triggers(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     monitors: list[str] = Field(default_factory=list)
-    schedule: float | None = Field(default=None, description="seconds between runs (or '7d')")
+    schedule: OptionalSeconds = Field(default=None, description="seconds between runs (or '7d')")
     min_new_labels: int = Field(default=0, ge=0)
-
-    @field_validator("schedule", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
 
 
 class ProductionData(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    window: float = Field(default=14 * 86400.0, description="labelled rows predicted in the last window (or '14d')")
+    window: Seconds = Field(default=14 * 86400.0, description="labelled rows predicted in the last window (or '14d')")
     labelled: bool = True
     max_rows: int = Field(default=200_000, ge=10, le=50_000_000)
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
 
     @field_validator("labelled")
     @classmethod
@@ -82,15 +69,10 @@ class Accept(BaseModel):
 
 class Guards(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cooldown: float = Field(default=6 * 3600.0, description="after a run ends, before another may start (or '6h')")
+    cooldown: Seconds = Field(default=6 * 3600.0, description="after a run ends, before another may start (or '6h')")
     max_per_day: int = Field(default=3, ge=1)
     stop_after_rejections: int = Field(default=2, ge=1, description="rejections in a row before triggers stop")
     approval: Approval = "none"
-
-    @field_validator("cooldown", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
 
 
 class RetrainPolicy(BaseModel):
@@ -107,12 +89,7 @@ class RetrainPolicy(BaseModel):
         default_factory=lambda: {"strategy": "canary"}, description="any rollout plan field"
     )
     guards: Guards = Field(default_factory=Guards)
-    timeout: float = Field(default=3600.0, description="seconds a trainer may take (or '1h')")
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
+    timeout: Seconds = Field(default=3600.0, description="seconds a trainer may take (or '1h')")
 
     @field_validator("trainer")
     @classmethod

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from matchday.durations import parse_duration
 from matchday.retrain.guards import PastRun, blocked
 from matchday.retrain.policy import RetrainPolicy
-from matchday.rollout import parse_duration
 
 MAX_PERIOD_DAYS = 3660  # a dry run looks back at most ten years
 Verdicts = Callable[[str, datetime], list[tuple[datetime, bool | None, float | None]]]  # (monitor, since)

@@ -17,7 +17,7 @@ from matchday.review.estimates import (
 from matchday.review.levels import ORDER as LEVELS
 from matchday.review.levels import AutomationLevel
 from matchday.review.monitors import ReviewMonitors
-from matchday.review.policy import AutomationPolicy, parse_duration, policy_of, window_start
+from matchday.review.policy import AutomationPolicy, policy_of, window_start
 from matchday.review.queue import ACTIONS, HUMAN, HUMAN_RULE, ReviewQueue, TickResult, decision_json, item_json
 from matchday.review.rules import ReviewRule
 from matchday.review.triage import FINAL, Triage, Verdict, audit_draw
@@ -50,7 +50,6 @@ __all__ = [
     "decision_json",
     "estimate_accuracy",
     "item_json",
-    "parse_duration",
     "policy_of",
     "settle",
     "suggest",

@@ -3,47 +3,33 @@
 >>> AutomationPolicy.model_validate({"level": "machine_led_human_governed", "review_rule": "confidence < 0.7",
 ...     "review_deadline": "4h"}).review_deadline_seconds
 14400.0
->>> parse_duration("90m")
-5400.0
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from matchday.durations import PositiveSeconds, parse_duration
 from matchday.monitoring import validate_webhook_url
 from matchday.review.errors import InvalidPolicy
 from matchday.review.levels import AutomationLevel
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?\Z")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 Fallback = Literal["approve", "reject", "escalate"]
 DEFAULT_LEASE_SECONDS = 300.0  # how long a claimed item is held when neither the caller nor the policy says
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from ``30s``, ``15m``, ``4h``, ``2d`` or a number of seconds."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        match = _DURATION.match(str(text).strip())
-        if not match:
-            raise ValueError(f"{text!r} is not a duration: write 30s, 15m, 4h or 2d")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
-    if seconds <= 0:
-        raise ValueError(f"{text!r}: a duration must be longer than zero")
-    return seconds
 
 
 def window_start(window: str | None, now: datetime | None = None) -> datetime | None:
     """When a window of the last ``window`` (``1h``, ``7d``) began; None for no window (every item)."""
     if not window:
         return None
-    return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(window))
+    seconds = parse_duration(window, positive=True)
+    try:
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{window!r} reaches back before the year 1") from None
 
 
 class AutomationPolicy(BaseModel):
@@ -51,7 +37,7 @@ class AutomationPolicy(BaseModel):
 
     level: AutomationLevel = AutomationLevel.MACHINE_CONTROLLED
     review_rule: str | None = Field(default=None, description="machine_led_human_governed: rows held for a person")
-    review_deadline_seconds: float = Field(default=4 * 3600.0, gt=0, le=90 * 86400.0, alias="review_deadline")
+    review_deadline_seconds: PositiveSeconds = Field(default=4 * 3600.0, gt=0, le=90 * 86400.0, alias="review_deadline")
     deadline_fallback: Fallback = "escalate"
     audit_rate: float | None = Field(default=None, ge=0.0, le=1.0, description="the level's default if not set")
     reviews_required: int = Field(default=1, ge=1, le=3, description="independent reviews an item needs")
@@ -68,11 +54,6 @@ class AutomationPolicy(BaseModel):
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @field_validator("review_deadline_seconds", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("decision_webhook")
     @classmethod

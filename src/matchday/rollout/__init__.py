@@ -5,7 +5,7 @@ from matchday.rollout.analysis import Analysis, GateResult, analyse, analyse_sha
 from matchday.rollout.controller import RolloutController
 from matchday.rollout.deployments import Deployments, DeploymentSettings, traffic_plan
 from matchday.rollout.errors import IncompatibleCandidate, InvalidPlan, NothingToDo, RolloutError
-from matchday.rollout.plan import Gates, RolloutPlan, build_plan, parse_duration
+from matchday.rollout.plan import Gates, RolloutPlan, build_plan
 from matchday.rollout.rollouts import Rollouts, RolloutStatus, event_dict
 from matchday.rollout.traffic import Route, TrafficPlan, bucket
 from matchday.store import DeploymentNotFound, RolloutAlreadyActive, RolloutNotFound, StaleRollout
@@ -35,6 +35,5 @@ __all__ = [
     "bucket",
     "build_plan",
     "event_dict",
-    "parse_duration",
     "traffic_plan",
 ]

@@ -1,6 +1,6 @@
 """A rollout plan: the strategy and the numbers that steer it, validated before anything moves.
 
-Durations read like ``30s``, ``5m``, ``1h`` (or plain seconds). Gate defaults are deliberately
+Durations read like ``30s``, ``5m``, ``1h`` (or plain seconds): `matchday.durations`. Gate defaults are deliberately
 tolerant: a failed analysis rolls back, so a gate must fail for a reason, not for noise.
 
 Two canary options are for rollouts nobody watches (a retrained candidate, say): ``shadow_first``
@@ -11,36 +11,15 @@ judged and passed (none skipped, so labels are required).
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from matchday.durations import OptionalSeconds, Seconds, parse_duration
 from matchday.rollout.errors import InvalidPlan
 
 Strategy = Literal["canary", "shadow", "bluegreen", "ab"]
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _DEFAULT_STEPS: list[float] = [10, 25, 50, 100]  # annotated: a bare [10, ...] lambda infers list[int]
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1.5h"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
-        seconds = float(match.group(1)) * _UNIT[match.group(2)]
-    if not math.isfinite(seconds):
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative: {value!r}")
-    return seconds
 
 
 class Gates(BaseModel):
@@ -76,12 +55,12 @@ class RolloutPlan(BaseModel):
         default_factory=lambda: _DEFAULT_STEPS.copy(),
         description="canary: traffic share per step, in percent, ending at 100",
     )
-    interval: float = Field(default=300.0, description="minimum time each step is held (seconds, or '5m')")
+    interval: Seconds = Field(default=300.0, description="minimum time each step is held (seconds, or '5m')")
     min_requests: int = Field(
         default=200, ge=1, description="rows each version must answer in a step before it is judged"
     )
     failure_limit: int = Field(default=0, ge=0, description="failed analyses tolerated; one more rolls back")
-    deadline: float | None = Field(
+    deadline: OptionalSeconds = Field(
         default=None,
         description="a step still inconclusive after this long pauses for a human (default: 10 x interval)",
     )
@@ -103,11 +82,6 @@ class RolloutPlan(BaseModel):
         "so too few labels is inconclusive, never a pass (labels may not be 'off')",
     )
     gates: Gates = Field(default_factory=Gates)
-
-    @field_validator("interval", "deadline", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return value if value is None else parse_duration(value)
 
     @field_validator("shadow_first", mode="before")
     @classmethod

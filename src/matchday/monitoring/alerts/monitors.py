@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from matchday.durations import Seconds
 from matchday.errors import MatchdayError
 from matchday.monitoring.alerts.webhooks import InvalidWebhook, validate_webhook_url
 from matchday.monitoring.windows import TIME_WIDTHS, known_metric
@@ -33,22 +34,12 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
 }
 _CONDITION = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 ACTIONS = ("alert", "log", "webhook", "rollback", "review", "retrain")
 SEVERITIES = ("info", "warning", "critical")
 
 
 class InvalidMonitor(MatchdayError, ValueError):
     """A monitor in matchday.yaml (or given to the API) that cannot be checked; the message says why."""
-
-
-def parse_seconds(text: str | float | int) -> float:
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return float(text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (e.g. 90s, 30m, 1h, 1d)")
-    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[m.group(2)]
 
 
 class Action(BaseModel):
@@ -76,7 +67,7 @@ class MonitorSpec(BaseModel):
     relative_to: str | None = None  # None | reference | baseline
     severity: str = "warning"
     breaches: int = Field(default=1, ge=1, le=1000)
-    cooldown: float = 0.0  # seconds after a resolve before the same monitor may open again
+    cooldown: Seconds = 0.0  # seconds after a resolve before the same monitor may open again
     min_rows: int = Field(default=50, ge=1)
     segment: str | None = None  # a feature: the monitor runs on each of its values' series
     actions: list[Action] = Field(default_factory=lambda: [Action(kind="alert")])
@@ -101,11 +92,6 @@ class MonitorSpec(BaseModel):
         if v not in (None, "reference", "baseline"):
             raise ValueError(f"relative_to {v!r} is not `reference` or `baseline`")
         return v
-
-    @field_validator("cooldown", mode="before")
-    @classmethod
-    def _cooldown(cls, v: Any) -> float:
-        return parse_seconds(v)
 
     @field_validator("actions", mode="before")
     @classmethod
