@@ -8,10 +8,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from rich.console import Console
 from typer.testing import CliRunner
 
-from matchday.cli import app as cli
+from matchday.cli import main
 
 RUNNER = CliRunner()
 
@@ -23,19 +22,17 @@ def run_in_process(
     after: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the command; ``after`` undoes what a process exit would (e.g. forget the default workspace).
-    The runner echoes a prompt's answer (``input``) to stdout, unlike a real process."""
-    consoles, excepthook, code = (cli.out, cli.err), sys.excepthook, 0
+    The runner echoes a prompt's answer (``input``) to stdout, unlike a real process. The commands build
+    their Rich consoles as they run, so each sees this call's COLUMNS and streams."""
+    excepthook, code = sys.excepthook, 0
     with RUNNER.isolation(input=input, env=dict(env) if env is not None else None) as (stdout, stderr, _):
-        # Built here, as at import in a new process: they see this call's COLUMNS and streams (no terminal).
-        cli.out, cli.err = Console(), Console(stderr=True)
         try:
-            cli.main(list(argv))
+            main(list(argv))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            cli.out, cli.err = consoles
             sys.excepthook = excepthook  # typer installs its own on every call
             if after is not None:
                 after()

@@ -4,41 +4,23 @@ machine's own administrator (whoever can run them can read the database anyway).
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.render import err, out
 from matchday.errors import MatchdayError
 
 users_app = typer.Typer(help="Dashboard users: add, list, change a password, remove.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for machines: create, list, revoke.", no_args_is_help=True)
 
 
-def out() -> Console:
-    """Built per command: it sees the streams and terminal width of the call (as `cli`'s consoles do)."""
-    return Console()
-
-
-def err() -> Console:
-    return Console(stderr=True)
-
-
 RoleOption = Annotated[
     list[str], typer.Option("--role", help="viewer, predictor, reviewer, operator or admin (repeat for several)")
 ]
-
-
-def local_actor() -> str:
-    """The audit trail's name for a command run on this machine: ``cli:<os user>``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"cli:{user}"
 
 
 def _password(stdin: bool, name: str) -> str:
@@ -61,8 +43,6 @@ def users_add(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
 ) -> None:
     """Add a user who logs in to the dashboard (the password is asked, never given on the command line)."""
-    from matchday.workspace import default_workspace
-
     password = _password(password_stdin, name)
     user = default_workspace().access.add_user(name, password, role, local_actor())
     out().print(f"user [bold]{user.name}[/] added with role(s) {', '.join(user.roles)}")
@@ -71,8 +51,6 @@ def users_add(
 @users_app.command("list")
 def users_list() -> None:
     """Every user and their roles."""
-    from matchday.workspace import default_workspace
-
     table = Table("user", "roles", "created (UTC)", "by")
     for u in default_workspace().access.list_users():
         table.add_row(u.name, ", ".join(u.roles), f"{u.created_at:%Y-%m-%d %H:%M}", u.created_by)
@@ -85,8 +63,6 @@ def users_passwd(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
 ) -> None:
     """Set a user's password (their sessions end: they log in again)."""
-    from matchday.workspace import default_workspace
-
     default_workspace().access.set_password(name, _password(password_stdin, name), local_actor())
     out().print(f"password of [bold]{name}[/] changed; their sessions ended")
 
@@ -94,8 +70,6 @@ def users_passwd(
 @users_app.command("remove")
 def users_remove(name: str) -> None:
     """Remove a user (logged out everywhere at once)."""
-    from matchday.workspace import default_workspace
-
     default_workspace().access.remove_user(name, local_actor())
     out().print(f"user [bold]{name}[/] removed")
 
@@ -110,8 +84,6 @@ def tokens_create(
     expires: Annotated[str, typer.Option(help="12h, 90d, 2w, or never")] = "90d",
 ) -> None:
     """Create a token; it is printed once, here (only a salted hash of it is kept)."""
-    from matchday.workspace import default_workspace
-
     token, record = default_workspace().access.create_token(
         role, name=name, created_by=local_actor(), deployments=deployment, expires=expires
     )
@@ -128,8 +100,6 @@ def tokens_create(
 def tokens_list() -> None:
     """Every token (revoked and expired ones too), without its secret."""
     from datetime import UTC, datetime
-
-    from matchday.workspace import default_workspace
 
     now = datetime.now(UTC)
     table = Table("key", "name", "roles", "deployments", "state", "expires (UTC)", "last used (UTC)", "by")
@@ -155,7 +125,5 @@ def tokens_revoke(
     key: Annotated[str, typer.Argument(help="the token's key (tokens list) or the token itself")],
 ) -> None:
     """Revoke a token: refused at once here, and by every server within half a second."""
-    from matchday.workspace import default_workspace
-
     record = default_workspace().access.revoke_token(key, local_actor())
     out().print(f"token {record.key} ({record.name}) revoked")

@@ -43,7 +43,7 @@ def score(
 ) -> None:
     """Score INPUT with MODEL_REF into OUTPUT; rows the model cannot score go to the rejects with the reason."""
     from matchday.batch import BatchOptions
-    from matchday.cli.app import default_workspace
+    from matchday.cli.context import default_workspace
 
     options = BatchOptions(
         id_column=id_column,

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from matchday.cli.context import default_workspace
 from matchday.cli.edge_devices import devices_app
 
 edge_app = typer.Typer(
@@ -41,7 +42,6 @@ def edge_export(
     """Convert MODEL_REF to ONNX, check it answers like the registered model on its reference rows (the
     parity gate), and write a signed bundle that `matchday_edge.EdgeModel.load` verifies."""
     from matchday.edge import default_deployment, export_bundle
-    from matchday.workspace import default_workspace
 
     ws = default_workspace()
     console = out()
@@ -76,6 +76,4 @@ def edge_export(
 def edge_public_key() -> None:
     """Print the public key that signs this server's bundles (64 hex digits): pin it on devices
     (`EdgeModel.load(..., public_key=...)`). The key pair is made on first use."""
-    from matchday.workspace import default_workspace
-
     typer.echo(default_workspace().edge_signer.public_key_hex)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from matchday.cli.access import local_actor
+from matchday.cli.context import default_workspace, local_actor
 
 devices_app = typer.Typer(
     help="Edge devices: register one to a deployment (its token printed once), list them, remove one.",
@@ -35,7 +35,6 @@ def devices_add(
 ) -> None:
     """Register DEVICE to a deployment with a predictor token of its own; the token is printed once, here."""
     from matchday.edge import TELEMETRY_PATH
-    from matchday.workspace import default_workspace
 
     token, record = default_workspace().edge_telemetry.register(device, deployment, local_actor(), expires=expires)
     url = server.rstrip("/") + TELEMETRY_PATH.format(device=device)
@@ -54,7 +53,6 @@ def devices_list(
 ) -> None:
     """Every registered device: its deployment, token key, last sync and what it has sent."""
     from matchday.edge import device_json
-    from matchday.workspace import default_workspace
 
     found = default_workspace().edge_telemetry.registered(deployment)
     if as_json:
@@ -78,7 +76,5 @@ def devices_list(
 @devices_app.command("remove")
 def devices_remove(device: Annotated[str, typer.Argument(help="the device's name")]) -> None:
     """Remove DEVICE and revoke its token (its rows already logged stay)."""
-    from matchday.workspace import default_workspace
-
     record = default_workspace().edge_telemetry.remove(device, local_actor())
     err().print(f"edge device [bold]{escape(record.device)}[/] removed; its token {record.token_key} is revoked")

@@ -4,7 +4,6 @@ administrator; the audit trail names the caller as ``cli:<os user>``."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from matchday.cli.access import local_actor
+from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.render import print_json
 
 if TYPE_CHECKING:
     from matchday.retrain import RunJson
@@ -40,10 +40,6 @@ def out() -> Console:
     return Console(highlight=False)
 
 
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
-
-
 @retrain_app.command("policy")
 def retrain_policy(
     deployment: Annotated[str, typer.Argument(help="the deployment")], as_json: JsonOption = False
@@ -53,11 +49,10 @@ def retrain_policy(
     import yaml
 
     from matchday.retrain import policy_json
-    from matchday.workspace import default_workspace
 
     policy = policy_json(default_workspace().retraining.policy(deployment))
     if as_json:
-        _print_json({"deployment": deployment, "policy": policy})
+        print_json({"deployment": deployment, "policy": policy})
         return
     typer.echo(yaml.safe_dump({"retrain": [policy]}, sort_keys=False, allow_unicode=True).rstrip())
 
@@ -70,11 +65,10 @@ def retrain_list(
 ) -> None:
     """Retraining runs, newest first: state, trigger, parent -> candidate, the evaluation's gain."""
     from matchday.retrain import run_json
-    from matchday.workspace import default_workspace
 
     runs = [run_json(r) for r in default_workspace().retraining.runs(deployment, limit)]
     if as_json:
-        _print_json({"runs": runs})
+        print_json({"runs": runs})
         return
     console = out()
     if not runs:
@@ -101,11 +95,10 @@ def retrain_show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
     """One run in full: every field, its steps with times and messages, the data it was given, the
     evaluation against the champion (with its segments) and the rollout it went through."""
     from matchday.retrain import run_json
-    from matchday.workspace import default_workspace
 
     run = run_json(default_workspace().retraining.get(run_id))
     if as_json:
-        _print_json(run)
+        print_json(run)
     else:
         print_run(out(), run)
 
@@ -205,11 +198,10 @@ def retrain_run(
     """Queue a run of NAME's policy now (the guards other than one run at a time do not apply); the worker
     takes it on."""
     from matchday.retrain import run_json
-    from matchday.workspace import default_workspace
 
     run = run_json(default_workspace().retraining.run(deployment, local_actor(), reason))
     if as_json:
-        _print_json(run)
+        print_json(run)
         return
     out().print(
         f"retraining run [bold]{run['id']}[/] of {escape(deployment)} queued from {escape(run['parent'] or '-')}; "
@@ -221,11 +213,10 @@ def retrain_run(
 def retrain_approve(run_id: RunIdArgument, reason: ReasonOption = None, as_json: JsonOption = False) -> None:
     """Let a run awaiting approval roll its candidate out."""
     from matchday.retrain import run_json
-    from matchday.workspace import default_workspace
 
     run = run_json(default_workspace().retraining.approve(run_id, local_actor(), reason))
     if as_json:
-        _print_json(run)
+        print_json(run)
         return
     out().print(f"retraining run [bold]{run_id}[/] approved: {escape(run['candidate'] or '-')} goes to its rollout")
 
@@ -234,11 +225,10 @@ def retrain_approve(run_id: RunIdArgument, reason: ReasonOption = None, as_json:
 def retrain_cancel(run_id: RunIdArgument, reason: ReasonOption = None, as_json: JsonOption = False) -> None:
     """End a run; a rollout it started is rolled back (the champion keeps serving)."""
     from matchday.retrain import run_json
-    from matchday.workspace import default_workspace
 
     run = run_json(default_workspace().retraining.cancel(run_id, local_actor(), reason))
     if as_json:
-        _print_json(run)
+        print_json(run)
         return
     out().print(f"retraining run [bold]{run_id}[/] {_state(run['state'])}: {escape(run['reason'] or '')}")
 
@@ -256,7 +246,6 @@ def retrain_simulate(
     stopped, and how many labelled rows each run would have had."""
     from matchday.errors import MatchdayError
     from matchday.retrain import period_start
-    from matchday.workspace import default_workspace
 
     now = datetime.now(UTC)
     try:
@@ -273,7 +262,7 @@ def retrain_simulate(
     ws.retraining.policy(deployment)  # a clear "no policy" before the windows are read
     result = ws.simulate_retraining(deployment, start, end).to_json()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     console = out()
     replayed = ", ".join(f"{k} {v}" for k, v in result["windows"].items()) or "none (no trigger monitors)"

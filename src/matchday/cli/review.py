@@ -8,23 +8,15 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from matchday.cli.access import local_actor
+from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.render import out, print_json
 
 review_app = typer.Typer(help="The review queue: list, claim the next item, decide.", no_args_is_help=True)
 automation_app = typer.Typer(help="Who decides a deployment's answers: show, set, suggest.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
-def out() -> Console:
-    return Console()
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
 def policy_options(
@@ -76,13 +68,12 @@ def review_list(
 ) -> None:
     """Items of NAME's queue, most urgent first."""
     from matchday.review import item_json
-    from matchday.workspace import default_workspace
 
     ws = default_workspace()
     ws.deployments.get(deployment)
     items = ws.review.items(deployment, tuple(s for s in status.split(",") if s), limit)
     if as_json:
-        _print_json({"items": [item_json(i) for i in items]})
+        print_json({"items": [item_json(i) for i in items]})
         return
     table = Table("review id", "reason", "status", "answer", "deadline (UTC)", "reviews", "claimed by")
     for i in items:
@@ -107,13 +98,12 @@ def review_next(
 ) -> None:
     """Claim the next item of NAME's queue (held for you under a lease) and show it."""
     from matchday.review import item_json
-    from matchday.workspace import default_workspace
 
     ws = default_workspace()
     ws.deployments.get(deployment)
     item = ws.review.next(deployment, reviewer, lease or ws.automation.lease_seconds(deployment))
     if as_json:
-        _print_json({"item": item_json(item, reveal=reveal) if item is not None else None})
+        print_json({"item": item_json(item, reveal=reveal) if item is not None else None})
         return
     if item is None:
         out().print(f"nothing waits for {reviewer} in {deployment}'s queue")
@@ -143,7 +133,6 @@ def review_decide(
 ) -> None:
     """Decide an item: approve the model's answer, override it with --label, or skip it."""
     from matchday.review import decision_json
-    from matchday.workspace import default_workspace
 
     value: Any = None
     if label is not None:
@@ -155,7 +144,7 @@ def review_decide(
     item = ws.review.decide(review_id, reviewer, action, value)
     result = decision_json(item)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     if item.status == "decided":
         out().print(f"{review_id}: {item.outcome}, label {item.label!r} (by {', '.join(item.decided_by or [])})")
@@ -175,7 +164,6 @@ def review_stats(
     """Queue depth, review latency, deadline misses, override rate, agreement, estimated accuracy."""
     from matchday.errors import MatchdayError
     from matchday.review import window_start
-    from matchday.workspace import default_workspace
 
     try:
         since = window_start(window)
@@ -185,7 +173,7 @@ def review_stats(
     ws.deployments.get(deployment)
     stats = ws.review.stats(deployment, since)
     if as_json:
-        _print_json(stats)
+        print_json(stats)
         return
     table = Table("metric", "value")
     for key, value in stats.items():
@@ -196,12 +184,10 @@ def review_stats(
 @automation_app.command("show")
 def automation_show(deployment: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
     """NAME's automation level and review policy."""
-    from matchday.workspace import default_workspace
-
     policy = default_workspace().automation.policy(deployment)
     stored = policy.stored() if policy else None
     if as_json:
-        _print_json({"deployment": deployment, "automation": stored})
+        print_json({"deployment": deployment, "automation": stored})
     elif policy is None:
         out().print(f"{deployment}: no automation policy (the model decides alone; nothing is queued)")
     else:
@@ -221,8 +207,6 @@ def automation_set(
     blind: BlindOption = None,
 ) -> None:
     """Move NAME to LEVEL (an event with who and why)."""
-    from matchday.workspace import default_workspace
-
     ws = default_workspace()
     settings = (
         None
@@ -238,11 +222,9 @@ def automation_set(
 @automation_app.command("suggest")
 def automation_suggest(deployment: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
     """Whether the evidence supports moving NAME one level up, or calls for one down."""
-    from matchday.workspace import default_workspace
-
     found = default_workspace().automation.suggest(deployment)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "deployment": deployment,
                 "level": found.level.value,
