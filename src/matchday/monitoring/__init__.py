@@ -30,6 +30,7 @@ from matchday.monitoring.drift import (
     merge_summaries,
     prediction_drift,
     render_html,
+    sample_of_summary,
     summarize_table,
 )
 from matchday.monitoring.drift.concept import (
@@ -151,5 +152,6 @@ __all__ = [
     "merge_summaries",
     "prediction_drift",
     "render_html",
+    "sample_of_summary",
     "summarize_table",
 ]
