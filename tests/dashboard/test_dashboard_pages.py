@@ -117,11 +117,73 @@ def test_the_drift_drill_down_overlays_reference_and_current(pages: DashboardPag
     result = page["result"]
     assert page["ref"] == "cancer:1" and result is not None and result.test and result.threshold > 0
     histogram, score = page["charts"]
-    assert histogram["kind"] == "bins" and len(histogram["x"]) == len(histogram["series"][0]["values"])
+    assert histogram["kind"] == "quantiles" and len(histogram["x"]) == len(histogram["series"][0]["values"])
     assert histogram["points"] > 0 and score["points"] >= 6
     assert score["series"][-1]["label"] == "threshold"
     candidate = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW), version=2)
     assert candidate["ref"] == "cancer:2" and candidate["result"].current_rows == 300
+
+
+def test_the_drift_histogram_has_the_reference_s_quantile_bins(pages: DashboardPages) -> None:
+    """Each bin holds a twentieth of the reference (equal-width bins put most of a skewed input in two),
+    drawn equally wide with the values at their edges; the current shares add up to 1."""
+    page = pages.drift("cancer", "mean radius", parse_range("1h", now=NOW))
+    histogram = page["charts"][0]
+    reference, current = (s["values"][:-1] for s in histogram["series"])  # the last point closes the last step
+    edges = histogram["edges"]
+    assert len(edges) == len(reference) + 1 == 21 and edges == sorted(edges)
+    assert histogram["x"] == list(range(21))
+    assert max(reference) - min(reference) < 0.01 and abs(sum(reference) - 1) < 1e-9
+    assert abs(sum(current) - 1) < 1e-9 and histogram["y"]["percent"]
+
+
+def test_quantile_bins_spread_a_skewed_reference_and_count_the_current_data_as_numpy_does() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from matchday.dashboard.charts import quantile_bins
+    from matchday.monitoring import compare_summary_to_profile, summarize_table
+    from matchday.registry.profile import profile_table
+
+    rng = np.random.default_rng(7)
+    reference = rng.lognormal(0, 1.5, 5000)
+    current = rng.lognormal(0.3, 1.5, 3000)
+    profile = profile_table(pa.table({"amount": reference}))
+    summary = summarize_table(pa.table({"amount": current}))
+    engine = compare_summary_to_profile(profile, summary).columns["amount"].histogram
+    assert sum(sorted(engine["reference"])[-2:]) > 0.8  # what the page drew before: the mass in two bins
+    bins = quantile_bins(profile["columns"]["amount"], summary["columns"]["amount"])
+    assert bins is not None and len(bins["reference"]) == 20
+    assert np.allclose(bins["reference"], 0.05, atol=0.001)
+    edges = np.array(bins["edges"])
+    exact = np.histogram(current, edges)[0] / current.size  # the sketch's values are within 0.5% of the real ones
+    assert np.abs(np.array(bins["current"]) - exact).max() < 0.01
+    assert (edges[0], edges[-1]) == (min(reference.min(), current.min()), max(reference.max(), current.max()))
+
+
+def test_charts_of_shares_have_an_axis_for_a_share(pages: DashboardPages) -> None:
+    """The error rate's axis runs from 0 to at most 1 in percent (an all-zero series got 0-100); the drift
+    chart's share and scores from 0 to at most 1; a chart of counts keeps its own axis."""
+    charts = {c["id"]: c for c in pages.deployment("cancer", parse_range("1h"))["charts"]}
+    errors = charts["errors"]
+    assert errors["unit"] == "%" and errors["y"]["min"] == 0 and 0 < errors["y"]["max"] <= 1
+    assert errors["y"]["percent"] and max(v or 0 for s in errors["series"] for v in s["values"]) <= errors["y"]["max"]
+    drift = charts["drift"]
+    assert drift["y"]["min"] == 0 and drift["y"]["max"] <= 1 and not drift["y"]["percent"]
+    assert charts["outputs"]["y"]["percent"] and charts["outputs"]["y"]["max"] == 1
+    assert charts["throughput"]["y"] is None
+
+
+def test_event_marks_carry_their_colour_and_each_chart_a_key(pages: DashboardPages, client: TestClient) -> None:
+    """Marks are drawn as markers with a tooltip, not as text stacked on the axis: each chart says what its
+    colours mean and how many marks of each it has."""
+    page = pages.deployment("cancer", parse_range("1h"))
+    throughput = next(c for c in page["charts"] if c["id"] == "throughput")
+    assert throughput["events"] and all(e["colour"].startswith("#") for e in throughput["events"])
+    key = {k["label"]: k["count"] for k in throughput["key"]}
+    assert key["rollout started"] == 1 and key["alert opened"] == sum(1 for e in page["events"] if e["kind"] == "alert")
+    text = html.unescape(client.get("/deployments/cancer?range=1h").text)
+    assert 'id="chart-throughput-key"' in text and "alert opened" in text and "hover a mark" in text
 
 
 def test_the_drill_down_by_count_window_compares_every_row_of_the_range(pages: DashboardPages) -> None:

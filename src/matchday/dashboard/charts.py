@@ -2,6 +2,8 @@
 
 Every chart is a plain dict the page embeds as JSON; ``points`` counts its non-empty values, so a page
 can say "no data in this range" instead of drawing an empty frame (and a test can check it drew some).
+A chart of shares carries its value axis (from 0, at most 1 unless a value is past it) and is drawn in
+percent; rollout events and alerts are marks with a colour each kind keeps everywhere, and a key.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
+from matchday.monitoring import sample_of_summary
 from matchday.store import AlertRecord, EventRecord, MetricWindow
 
 Chart = dict[str, Any]
+SHARE = "share"  # a 0-1 ratio, drawn in percent
+ZERO_TO_ONE = "0 to 1"  # scores that live in [0, 1] (p-values, distances), drawn as they are
 MARKED_EVENTS = {
     "started": "rollout started",
     "step_passed": "canary step",
@@ -23,6 +30,19 @@ MARKED_EVENTS = {
     "paused": "paused",
     "resumed": "resumed",
     "promotion_failed": "promotion failed",
+}
+MARK_KINDS = {"alert": "alert opened", "resolved": "alert resolved", **MARKED_EVENTS}
+MARK_COLOURS = {
+    "alert": "#d62728",
+    "resolved": "#2ca02c",
+    "promoted": "#2ca02c",
+    "rolled_back": "#d62728",
+    "analysis_failed": "#ff7f0e",
+    "promotion_failed": "#ff7f0e",
+    "paused": "#ff7f0e",
+    "step_passed": "#1f77b4",
+    "started": "#9467bd",
+    "resumed": "#9467bd",
 }
 
 
@@ -73,13 +93,44 @@ def series_chart(
     return {
         "id": chart_id,
         "title": title,
-        "unit": unit,
+        "unit": "%" if unit == SHARE else unit,
         "kind": "time",
         "x": [epoch(s) for s in starts],
         "series": series,
+        "y": value_axis(series, unit),
         "events": list(events),
+        "key": mark_key(events),
         "points": _points(series, threshold is not None),
     }
+
+
+def value_axis(series: Sequence[dict[str, Any]], unit: str) -> dict[str, Any] | None:
+    """The value axis of a chart of shares or 0-1 scores: from 0 to a round number above the largest value,
+    at most 1 (an error rate of 0.002 gets 0-1%, not the 0-100 an all-zero series got); None: the chart's own.
+
+    >>> [value_axis([{"values": v}], SHARE)["max"] for v in ([0.0, 0.0], [0.002, None], [0.3], [0.9])]
+    [0.01, 0.01, 0.5, 1.0]
+    >>> value_axis([{"values": [1.7]}], ZERO_TO_ONE), value_axis([{"values": [3.0]}], "rows/s")
+    ({'min': 0.0, 'max': 2.5, 'percent': False}, None)
+    """
+    if unit not in (SHARE, ZERO_TO_ONE):
+        return None
+    top = max((v for s in series for v in s["values"] if v is not None), default=0.0)
+    top = max(top, 0.0)
+    if 0.5 <= top <= 1:
+        high = 1.0
+    else:
+        high = _round_up(max(top * 1.2, 0.01))
+    return {"min": 0.0, "max": high, "percent": unit == SHARE}
+
+
+def _round_up(value: float) -> float:
+    """The least of 1, 2, 2.5 and 5 times a power of ten at or above ``value``."""
+    power = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if value <= step * power * (1 + 1e-9):
+            return float(f"{step * power:.12g}")
+    return 10 * power  # not reached: 10 x power is at or above value
 
 
 def source_chart(
@@ -125,7 +176,9 @@ def source_chart(
         "kind": "time",
         "x": [epoch(s) for s in starts],
         "series": series,
+        "y": None,
         "events": list(events),
+        "key": mark_key(events),
         "points": _points(series, False),
     }
 
@@ -172,13 +225,46 @@ def drift_heatmap(windows: Sequence[MetricWindow], columns: int = 48) -> dict[st
     }
 
 
+def quantile_bins(reference: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:
+    """A numeric input's reference and current shares in the reference's quantile bins (the profile's
+    histogram: 20 bins each holding a twentieth of the reference), so the reference fills every bin alike
+    and the current data shows where it moved; equal-width bins put a skewed input's mass in one or two.
+    The outer bins reach to the lowest and highest value of either side. None: the profile has no bins.
+    """
+    histogram = reference.get("histogram")
+    if reference.get("kind") != "numeric" or not histogram or not current.get("count"):
+        return None
+    cuts = np.asarray(histogram["cuts"], dtype=np.float64)
+    counts = np.asarray(histogram["counts"], dtype=np.float64)
+    if cuts.size == 0 or counts.sum() <= 0:
+        return None
+    sample = getattr(sample_of_summary(current), "values", None)  # sorted, from the merged windows' sketches
+    if sample is None or sample.size == 0:  # None: a category's summary (it has counts, not values)
+        return None
+    below = np.searchsorted(sample, cuts, side="left")  # bins as the profile counts them: [cut, next cut)
+    current_counts = np.diff(below, prepend=0, append=sample.size).astype(np.float64)
+    low = min(float(reference["min"]), float(current.get("min", sample[0])))  # the logged extremes are exact
+    high = max(float(reference["max"]), float(current.get("max", sample[-1])))
+    return {
+        "edges": [low, *cuts.tolist(), high],
+        "reference": (counts / counts.sum()).tolist(),
+        "current": (current_counts / sample.size).tolist(),
+        "quantiles": True,
+    }
+
+
 def histogram_chart(chart_id: str, histogram: dict[str, Any], reference_rows: int, current_rows: int) -> Chart:
-    """Reference and current shares overlaid: by bin for a number, by category for a category."""
-    if "edges" in histogram:
+    """Reference and current shares overlaid: by bin for a number (by the reference's quantile bins when
+    ``histogram`` has them, drawn equally wide), by category for a category."""
+    edges: list[float] | None = None
+    x: Sequence[float]
+    if histogram.get("quantiles"):
         edges = [float(e) for e in histogram["edges"]]
-        x, kind, categories = edges, "bins", None
-        reference = [float(v) for v in histogram["reference"]] + [None]  # a step line closes on the last edge
-        current = [float(v) for v in histogram["current"]] + [None]
+        x, kind, categories = list(range(len(edges))), "quantiles", None
+        reference, current = _closed(histogram["reference"]), _closed(histogram["current"])
+    elif "edges" in histogram:
+        x, kind, categories = [float(e) for e in histogram["edges"]], "bins", None
+        reference, current = _closed(histogram["reference"]), _closed(histogram["current"])
     else:
         categories = [str(c) for c in histogram.get("categories", [])]
         x, kind = list(range(len(categories))), "categories"
@@ -188,17 +274,30 @@ def histogram_chart(chart_id: str, histogram: dict[str, Any], reference_rows: in
         {"label": f"reference ({reference_rows:,} rows)", "values": reference},
         {"label": f"current ({current_rows:,} rows)", "values": current},
     ]
+    title = "reference and current distributions"
+    if kind == "quantiles":
+        title += ", in the reference's quantile bins"
     return {
         "id": chart_id,
-        "title": "reference and current distributions",
-        "unit": "share",
+        "title": title,
+        "unit": "% of rows",
         "kind": kind,
         "x": x,
+        "edges": edges,
         "categories": categories,
         "series": series,
+        "y": value_axis(series, SHARE),
         "events": [],
+        "key": [],
         "points": _points(series, False),
     }
+
+
+def _closed(shares: Sequence[float]) -> list[float]:
+    """A bin's share at its left edge, and the last one again at the last edge: a step line draws each
+    bin from its edge to the next, so the last bin needs a point at the end (a None there left it undrawn)."""
+    values = [float(v) for v in shares]
+    return values + values[-1:]
 
 
 def chart_events(
@@ -218,12 +317,29 @@ def chart_events(
     return sorted(marks, key=lambda m: m["at"])
 
 
+def mark_key(marks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each colour of mark on a chart means, with how many of it the chart has, in the order kinds
+    first appear; what each mark says is in its tooltip and in the page's events table.
+
+    >>> t = datetime(2026, 11, 27, tzinfo=UTC)
+    >>> [(k["label"], k["count"]) for k in mark_key([_mark(t, "alert: a", "alert", ""), _mark(t, "alert: b", "alert", "")])]
+    [('alert opened', 2)]
+    """
+    key: dict[str, dict[str, Any]] = {}
+    for m in marks:
+        label = MARK_KINDS.get(m["kind"], m["kind"])
+        entry = key.setdefault(m["kind"], {"kind": m["kind"], "label": label, "colour": m["colour"], "count": 0})
+        entry["count"] += 1
+    return list(key.values())
+
+
 def _mark(at: datetime, label: str, kind: str, text: str) -> dict[str, Any]:
     return {
         "at": epoch(at),
         "time": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "label": label,
         "kind": kind,
+        "colour": MARK_COLOURS.get(kind, "#555555"),
         "text": text,
     }
 

@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from matchday.dashboard.charts import (
+    SHARE,
+    ZERO_TO_ONE,
     chart_events,
     class_metrics,
     drift_heatmap,
     histogram_chart,
+    quantile_bins,
     series_chart,
     source_chart,
     version_of,
@@ -181,7 +184,7 @@ class DashboardPages:
                 unit="s",
                 events=events,
             ),
-            series_chart("errors", "Error rate", windows, [("error_rate", "errors")], unit="share", events=events),
+            series_chart("errors", "Error rate", windows, [("error_rate", "errors")], unit=SHARE, events=events),
             series_chart(
                 "outputs",
                 "Output distribution",
@@ -189,7 +192,7 @@ class DashboardPages:
                 classes + [("mean_confidence", "mean confidence")]
                 if classes
                 else [("prediction_drift", "prediction drift")],
-                unit="share",
+                unit=SHARE if classes else ZERO_TO_ONE,  # a regression's prediction drift is a score
                 events=events,
             ),
             series_chart(
@@ -210,7 +213,7 @@ class DashboardPages:
                 "Drift: share of inputs drifted, prediction drift",
                 windows,
                 [("drift_share", "drifted inputs"), ("prediction_drift", "prediction drift")],
-                unit="share",
+                unit=ZERO_TO_ONE,  # a share and a score (a p-value or a distance) on one axis
                 events=events,
             ),
         ]
@@ -341,7 +344,10 @@ class DashboardPages:
                 problem = str(exc)
         charts = []
         if result is not None:
-            charts.append(histogram_chart("histogram", result.histogram, result.reference_rows, result.current_rows))
+            histogram = result.histogram
+            if "edges" in histogram and profile is not None and inputs is not None:  # a number of many values
+                histogram = quantile_bins(profile["columns"][feature], inputs["columns"][feature]) or histogram
+            charts.append(histogram_chart("histogram", histogram, result.reference_rows, result.current_rows))
         score = series_chart(
             "score",
             "Score per window",

@@ -1,54 +1,144 @@
-// matchday dashboard: draws each .chart from its data-chart JSON with uPlot, marks events on the
-// time axis, and refreshes the page's #content every data-refresh seconds without a reload. On the
-// review queue's page, keys decide: a approves, o goes to the override label (Enter sends it), s skips.
+// matchday dashboard: draws each .chart from its data-chart JSON with uPlot, times in UTC on a 24-hour
+// clock; marks rollout events and alerts under the time axis (a marker each, close ones grouped, a
+// tooltip listing them); refreshes the page's #content every data-refresh seconds without a reload. On
+// the review queue's page, keys decide: a approves, o goes to the override label (Enter sends it), s skips.
 (function () {
   "use strict";
   const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                    "#7f7f7f", "#bcbd22"];
-  const EVENT_COLOURS = {alert: "#d62728", resolved: "#2ca02c", promoted: "#2ca02c", rolled_back: "#d62728",
-                         step_passed: "#1f77b4", started: "#9467bd", paused: "#ff7f0e", analysis_failed: "#ff7f0e"};
+  const TIP_LINES = 12;  // a tooltip lists this many marks at most
+  const MARK_GAP = 24;  // CSS pixels: marks closer than this share one marker (a marker is at most 24 wide)
+  const utc = function (seconds) { return uPlot.tzDate(new Date(seconds * 1e3), "Etc/UTC"); };
+  const stamp = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}");
+  // uPlot's time-axis table: tick step (s), its label, then what is added when the year, month, day, hour,
+  // minute or second changed since the previous tick (the first tick says the date)
+  const DAY = "\n{YYYY}-{MM}-{DD}", MONTH_DAY = "\n{MM}-{DD}";
+  const TIME_TICKS = [
+    [86400 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+    [86400 * 28, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+    [86400, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", DAY, null, MONTH_DAY, null, null, null, 1],
+    [60, "{HH}:{mm}", DAY, null, MONTH_DAY, null, null, null, 1],
+    [1, "{HH}:{mm}:{ss}", DAY, null, MONTH_DAY, null, null, null, 1],
+    [0.001, "{HH}:{mm}:{ss}.{fff}", DAY, null, MONTH_DAY, null, null, null, 1],
+  ];
 
-  function eventMarks(events) {
-    return {hooks: {draw: [function (u) {
-      const ctx = u.ctx, dpr = window.devicePixelRatio || 1;
-      let lastLabel = -Infinity, row = 0;
-      ctx.save();
-      events.forEach(function (ev) {
-        const x = Math.round(u.valToPos(ev.at, "x", true));
-        if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
-        ctx.strokeStyle = ctx.fillStyle = EVENT_COLOURS[ev.kind] || "#555";
-        ctx.lineWidth = dpr;
-        ctx.setLineDash([4 * dpr, 3 * dpr]);
-        ctx.beginPath();
-        ctx.moveTo(x, u.bbox.top);
-        ctx.lineTo(x, u.bbox.top + u.bbox.height);
-        ctx.stroke();
-        // a label only where it has room; crowded marks keep their line (the events table lists them all)
-        row = x - lastLabel > 90 * dpr ? 0 : row + 1;
-        if (row < 3) {
-          ctx.font = (10 * dpr) + "px sans-serif";
-          ctx.fillText(ev.label, x + 3 * dpr, u.bbox.top + (11 + 12 * row) * dpr);
-          if (row === 0) lastLabel = x;
-        }
-      });
-      ctx.restore();
-    }]}};
+  function percent(v) { return v === null || v === undefined ? "--" : Number((100 * v).toPrecision(3)) + "%"; }
+  function number(v) { return Number(v.toPrecision(3)).toLocaleString("en-US", {maximumFractionDigits: 12}); }
+
+  function markGroups(u, events) {
+    const width = u.bbox.width / (window.devicePixelRatio || 1), groups = [];
+    events.forEach(function (ev) {
+      const x = u.valToPos(ev.at, "x");
+      if (!(x >= 0 && x <= width)) return;
+      const last = groups[groups.length - 1];
+      if (last && x - last.x < MARK_GAP) last.events.push(ev); else groups.push({x: x, events: [ev]});
+    });
+    return groups;
   }
 
-  function timeOptions(spec, width) {
+  function markText(ev) { return ev.time + " UTC  " + ev.label + (ev.text ? " — " + ev.text : ""); }
+
+  function eventMarks(el, events) {
+    let layer = null, tip = null;
+    function show(marker, group) {
+      tip.textContent = "";
+      group.events.slice(0, TIP_LINES).forEach(function (ev) {
+        const line = document.createElement("div");
+        line.textContent = markText(ev);
+        line.style.borderLeftColor = ev.colour;
+        tip.appendChild(line);
+      });
+      if (group.events.length > TIP_LINES) {
+        const more = document.createElement("p");
+        more.className = "muted";
+        more.textContent = "and " + (group.events.length - TIP_LINES) + " more: the events table lists them all";
+        tip.appendChild(more);
+      }
+      tip.hidden = false;
+      const box = el.getBoundingClientRect(), at = marker.getBoundingClientRect();
+      tip.style.top = (at.bottom - box.top + 4) + "px";
+      tip.style.left = Math.max(0, Math.min(at.left - box.left - 8, el.clientWidth - tip.offsetWidth)) + "px";
+    }
+    function hide() { tip.hidden = true; }
+    return {hooks: {
+      init: [function (u) {
+        layer = document.createElement("div");
+        layer.className = "marks";
+        u.over.appendChild(layer);
+        tip = document.createElement("div");
+        tip.className = "mark-tip";
+        tip.hidden = true;
+        el.appendChild(tip);
+      }],
+      draw: [function (u) {
+        const ctx = u.ctx, dpr = window.devicePixelRatio || 1, groups = markGroups(u, events);
+        ctx.save();  // a faint line across the plot for each mark; what it was is under the axis, not on the lines
+        ctx.globalAlpha = 0.55;
+        ctx.lineWidth = dpr;
+        ctx.setLineDash([4 * dpr, 3 * dpr]);
+        groups.forEach(function (g) {
+          g.events.forEach(function (ev) {
+            const x = Math.round(u.valToPos(ev.at, "x", true));
+            ctx.strokeStyle = ev.colour;
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          });
+        });
+        ctx.restore();
+        layer.textContent = "";
+        groups.forEach(function (g) {
+          const marker = document.createElement("span");
+          const kinds = new Set(g.events.map(function (ev) { return ev.colour; }));
+          marker.className = "mark" + (g.events.length > 1 ? " many" : "");
+          marker.style.left = g.x + "px";
+          marker.style.background = kinds.size === 1 ? g.events[0].colour : "#455a64";
+          marker.textContent = g.events.length > 1 ? String(g.events.length) : "";
+          marker.tabIndex = 0;
+          marker.dataset.count = String(g.events.length);
+          marker.setAttribute("role", "img");
+          marker.setAttribute("aria-label", g.events.map(markText).join("; "));
+          marker.addEventListener("mouseenter", function () { show(marker, g); });
+          marker.addEventListener("focus", function () { show(marker, g); });
+          marker.addEventListener("mouseleave", hide);
+          marker.addEventListener("blur", hide);
+          marker.addEventListener("mousedown", function (e) { e.stopPropagation(); });  // not a zoom drag
+          layer.appendChild(marker);
+        });
+        el.dataset.marks = String(groups.reduce(function (n, g) { return n + g.events.length; }, 0));
+      }],
+    }};
+  }
+
+  function valueAxis(spec, opts) {
+    if (!spec.y) return;
+    opts.scales.y = {range: function () { return [spec.y.min, spec.y.max]; }};
+    if (spec.y.percent) {
+      opts.axes[1].values = function (u, splits) { return splits.map(percent); };
+      opts.series.forEach(function (s, i) { if (i > 0) s.value = function (u, v) { return percent(v); }; });
+    }
+  }
+
+  function timeOptions(spec, width, el) {
     const xs = spec.x.concat(spec.events.map(function (e) { return e.at; }));
     let lo = Math.min.apply(null, xs), hi = Math.max.apply(null, xs);
     if (hi - lo < 1) { lo -= 30; hi += 30; }
     const few = spec.x.length < 80;
-    return {
-      width: width, height: 220, plugins: [eventMarks(spec.events)],
+    const opts = {
+      width: width, height: 230, tzDate: utc, plugins: [eventMarks(el, spec.events)],
       scales: {x: {time: true, range: [lo - (hi - lo) * 0.03, hi + (hi - lo) * 0.03]}},
-      axes: [{}, {label: spec.unit, size: 60}],
-      series: [{}].concat(spec.series.map(function (s, i) {
-        return {label: s.label, stroke: s.dash ? "#999" : PALETTE[i % PALETTE.length], width: 1.5,
-                dash: s.dash ? [6, 4] : undefined, spanGaps: true, points: {show: few && !s.dash, size: 5}};
-      })),
+      // the x axis leaves a band under the plot for the event markers
+      axes: [{values: TIME_TICKS, space: 70, ticks: {size: 4}, gap: 16, size: 64}, {label: spec.unit, size: 60}],
+      series: [{label: "UTC", value: function (u, v) { return v === null ? "--" : stamp(utc(v)); }}].concat(
+        spec.series.map(function (s, i) {
+          return {label: s.label, stroke: s.dash ? "#999" : PALETTE[i % PALETTE.length], width: 1.5,
+                  dash: s.dash ? [6, 4] : undefined, spanGaps: true, points: {show: few && !s.dash, size: 5}};
+        })),
     };
+    valueAxis(spec, opts);
+    return opts;
   }
 
   function histogramOptions(spec, width) {
@@ -56,7 +146,7 @@
     const opts = {
       width: width, height: 260,
       scales: {x: {time: false}, y: {range: function (u, min, max) { return [0, max * 1.1 || 1]; }}},
-      axes: [{}, {label: "share", size: 60}],
+      axes: [{}, {label: spec.unit, size: 60}],
       series: [{}].concat(spec.series.map(function (s, i) {
         const colour = PALETTE[i % PALETTE.length];
         return {label: s.label, stroke: colour, fill: colour + "40", width: 1.5,
@@ -65,11 +155,39 @@
                 points: {show: false}};
       })),
     };
+    valueAxis(spec, opts);
+    if (!categorical) {  // the last point repeats the last bin's share to close its step: not a bin of its own
+      opts.series.forEach(function (s, i) {
+        if (i === 0) return;
+        const shown = s.value || function (u, v) { return v === null ? "--" : String(v); };
+        s.value = function (u, v, si, idx) { return idx === spec.x.length - 1 ? "--" : shown(u, v, si, idx); };
+      });
+    }
     if (categorical) {
       const cats = spec.categories || [];
       opts.scales.x.range = [-0.6, cats.length - 0.4];
       opts.axes[0] = {splits: function () { return cats.map(function (_, i) { return i; }); },
                       values: function (u, splits) { return splits.map(function (v) { return cats[v] === undefined ? "" : cats[v]; }); }};
+    } else if (spec.kind === "quantiles") {  // bins of equal reference mass, drawn equally wide; ticks at their edges
+      const edges = spec.edges, last = edges.length - 1;
+      opts.scales.x.range = [0, last];
+      opts.axes[0] = {
+        label: "value (bin edges: each bin holds 1/" + last + " of the reference)", labelSize: 20,
+        splits: function (u) {
+          const room = u.bbox.width / (window.devicePixelRatio || 1);
+          const every = Math.max(1, Math.ceil(edges.length * 64 / room)), out = [];
+          for (let i = 0; i <= last; i += every) out.push(i);
+          if (out[out.length - 1] !== last) {  // the last edge always, in place of a tick too close to it
+            if (last - out[out.length - 1] < every) out.pop();
+            out.push(last);
+          }
+          return out;
+        },
+        values: function (u, splits) { return splits.map(function (i) { return number(edges[i]); }); },
+      };
+      opts.series[0] = {label: "bin", value: function (u, i) {
+        return i === null || i >= last ? "--" : number(edges[i]) + " to " + number(edges[i + 1]);
+      }};
     }
     return opts;
   }
@@ -80,7 +198,7 @@
       if (el._plot) el._plot.destroy();  // uPlot keeps window listeners until destroyed
       el.textContent = "";
       const width = Math.max(280, el.clientWidth || 600);
-      const opts = spec.kind === "time" ? timeOptions(spec, width) : histogramOptions(spec, width);
+      const opts = spec.kind === "time" ? timeOptions(spec, width, el) : histogramOptions(spec, width);
       const data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
       const plot = el._plot = new uPlot(opts, data, el);
       let points = 0;
