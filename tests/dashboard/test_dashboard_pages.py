@@ -186,6 +186,40 @@ def test_event_marks_carry_their_colour_and_each_chart_a_key(pages: DashboardPag
     assert 'id="chart-throughput-key"' in text and "alert opened" in text and "hover a mark" in text
 
 
+def test_the_rollout_page_says_its_plan_in_words_and_roll_back_as_a_verb(client: TestClient) -> None:
+    text = html.unescape(client.get("/deployments/cancer/rollout").text)
+    assert "10% of traffic, held at least 1 h and until each version has answered 200 rows" in text
+    assert "100%: promoted" in text and "error rate: at most 1 percentage points above" in text
+    assert "max_error_rate_increase" not in text and '{"labels"' not in text  # no raw JSON
+    assert ">Roll back</a>" in text and "Rollback<" not in text
+    confirm = html.unescape(client.get("/deployments/cancer/rollout/rollback").text)
+    assert "Roll back the rollout of cancer?" in confirm and "Yes, roll back" in confirm
+    assert "Rollback" not in confirm
+
+
+def test_a_blue_green_rollout_page_shows_no_canary_steps(tmp_path: Path) -> None:
+    """A blue-green plan is stored with the canary's default steps; its page says what blue-green does."""
+    ws = Workspace(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'matchday.db'}"))
+    try:
+        X, _ = cancer_frame()
+        ws.registry.register("cancer", fitted("base")[0], reference=X.head(60), alias="champion")
+        ws.registry.register("cancer", fitted("better")[0], reference=X.head(60))
+        ws.deployments.deploy("cancer", "cancer@champion")
+        ws.rollouts.start("cancer", "cancer:2", {"strategy": "bluegreen"})
+        assert ws.rollouts.current("cancer").plan["steps"]  # stored, never taken
+        pages = DashboardPages.from_workspace(ws)
+        page = pages.rollout("cancer")
+        assert page["plan"]["strategy"] == "blue-green" and page["plan"]["steps"] == [] == page["plan"]["gates"]
+        app = FastAPI()
+        mount_dashboard(app, lambda: pages, lambda: ws.access)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            text = html.unescape(client.get("/deployments/cancer/rollout").text)
+        assert "blue-green from" in text and "all traffic switches to it at once" in text
+        assert "% of traffic" not in text and 'id="plan-steps"' not in text and 'id="steps"' not in text
+    finally:
+        ws.close()
+
+
 def test_the_drill_down_by_count_window_compares_every_row_of_the_range(pages: DashboardPages) -> None:
     """Scores per count window, but the histogram adds up the range's time windows: every row of the
     range, however many count windows it holds (it once kept only the newest 500)."""

@@ -27,6 +27,7 @@ from matchday.dashboard.charts import (
     version_of,
 )
 from matchday.dashboard.errors import BadTimeRange, PageNotFound, PageUnavailable
+from matchday.dashboard.plans import describe_plan
 from matchday.dashboard.retraining import (
     RUN_ACTIONS,
     lineage_rows,
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
     from matchday.edge import EdgeTelemetry
 
 ACTIONS = ("promote", "rollback", "pause", "resume")
+# what a button or title says: "rollback" is the noun (and the action's address), "roll back" the verb
+ACTION_VERBS = {"promote": "promote", "rollback": "roll back", "pause": "pause", "resume": "resume"}
 RECENT = timedelta(minutes=15)  # a deployment with no window ending since then is idle
 MAX_WINDOWS = 2000
 COUNT_WIDTH = re.compile(r"^[1-9]\d*rows\Z")
@@ -382,7 +385,7 @@ class DashboardPages:
         try:
             record = self.rollouts.current(name)
         except RolloutNotFound:
-            return {"deployment": name, "rollout": None, "history": [], "actions": []}
+            return {"deployment": name, "rollout": None, "history": [], "actions": [], "verbs": ACTION_VERBS}
         events = [e for e in self.rollouts.list_events(name, 500) if e.rollout_id == record.id]
         analyses: dict[int, dict[str, Any]] = {}
         for e in reversed(events):  # oldest first: a step's last word wins
@@ -419,11 +422,13 @@ class DashboardPages:
         return {
             "deployment": name,
             "rollout": record,
+            "plan": describe_plan(record.plan),
             "steps": steps,
             "last_analysis": last,
             "arms": arms,
             "events": events,
             "actions": actions,
+            "verbs": ACTION_VERBS,
             "history": self.rollouts.history(name, 10),
         }
 
@@ -456,7 +461,7 @@ class DashboardPages:
             "pause": f"the split stays at {record.weight:g}% until someone resumes, promotes or rolls back",
             "resume": "the rollout goes on; its current step starts a fresh window",
         }[action]
-        return {"deployment": name, "action": action, "rollout": record, "effect": effect}
+        return {"deployment": name, "action": action, "verb": ACTION_VERBS[action], "rollout": record, "effect": effect}
 
     # -- models --------------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from matchday.auth import Access, RouteTable
 from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound, PageUnavailable
 from matchday.dashboard.login import login_router
-from matchday.dashboard.pages import DashboardPages
+from matchday.dashboard.pages import ACTION_VERBS, DashboardPages
 from matchday.dashboard.timerange import PRESETS, parse_range
 from matchday.errors import MatchdayError
 from matchday.review import ReviewError
@@ -180,7 +180,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         except Conflict as exc:
             return error(request, 409, "Conflict", exc)
         except MatchdayError as exc:  # nothing to do (already promoted), a rollout rule
-            return error(request, 409, f"Could not {action}", exc)
+            return error(request, 409, f"Could not {ACTION_VERBS.get(action, action)}", exc)
         return RedirectResponse(f"/deployments/{quote(name)}/rollout?done={quote(done)}", status_code=303)
 
     @router.get("/review", response_class=HTMLResponse)
