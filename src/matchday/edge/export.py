@@ -21,7 +21,7 @@ from matchday.edge.parity import check_parity
 from matchday.edge.signing import BundleSigner
 from matchday.registry import Predictor, Registry, Signature
 from matchday.rollout import Deployments
-from matchday_edge.errors import BundleRefused
+from matchday_edge import BundleRefused
 from matchday_edge.manifest import FORMAT_VERSION, Manifest, Parity
 from matchday_edge.scoring import OnnxScorer
 
