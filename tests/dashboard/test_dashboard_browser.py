@@ -181,8 +181,11 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
 class Watched:
     """A page whose console errors, uncaught exceptions, failed requests and error responses are kept."""
 
-    def __init__(self, browser: Any) -> None:
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    def __init__(self, browser: Any, timezone: str | None = None) -> None:
+        # a browser elsewhere than UTC, with a 12-hour locale: the pages still say UTC on a 24-hour clock
+        self.context = browser.new_context(
+            viewport={"width": 1400, "height": 1000}, timezone_id=timezone or "UTC", locale="en-US"
+        )
         self.page = self.context.new_page()
         self.problems: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
@@ -259,6 +262,9 @@ def test_every_page_in_a_browser_and_a_promotion_clicked_through(stage: Stage, b
 
     page = w.open(f"{base}/deployments/payments/rollout?refresh=0")
     assert page.locator("#rollout").get_attribute("data-state") == "paused"
+    assert page.locator("#plan-steps li").all_inner_texts()[-1] == "100%: promoted"  # the plan in words
+    assert "{" not in page.inner_text("#plan") and page.locator("#plan-gates li").count() == 5
+    assert page.inner_text("#action-rollback") == "Roll back"
     assert page.locator("#steps tr[data-step='0']").inner_text().count("pass") >= 1  # its gates, with numbers
     _shoot(page, "rollout")
     page.click("#action-promote")
@@ -283,3 +289,62 @@ def test_every_page_in_a_browser_and_a_promotion_clicked_through(stage: Stage, b
     ]:
         answer = httpx.get(f"{base}{path}", timeout=10)
         assert answer.status_code == status_code and words in html.unescape(answer.text), path
+
+
+def _time_ticks(page: Any) -> dict[str, list[tuple[float, str]]]:
+    """Each time chart's x-axis ticks as uPlot drew them: (seconds, label)."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.chart')]
+        .filter(c => JSON.parse(c.dataset.chart).kind === 'time')
+        .map(c => [c.id, c._plot.axes[0]._splits.map((s, i) => [s, c._plot.axes[0]._values[i]])]))""")
+
+
+def test_charts_read_in_utc_with_marks_under_the_axis_and_the_reference_s_quantile_bins(
+    stage: Stage, browser: Any
+) -> None:
+    """From a browser in New York: time ticks on a 24-hour UTC clock; the error rate on a percent axis
+    of at most 100%; every alert and rollout event a marker under the time axis (close ones grouped,
+    none overlapping), its tooltip saying what happened; the drift histogram in the reference's quantile
+    bins, with the values at the bins' edges."""
+    from datetime import UTC, datetime
+
+    w = Watched(browser, timezone="America/New_York")
+    page = w.open(f"{stage.url}/deployments/payments?refresh=0&range=24h")
+    ticks = _time_ticks(page)
+    assert len(ticks) == 6 and all(ticks.values()), ticks
+    for chart, marks in ticks.items():
+        for at, label in marks:
+            assert "am" not in label.lower() and "pm" not in label.lower(), (chart, label)
+            when = datetime.fromtimestamp(at, UTC)
+            said = {when.strftime(shape) for shape in ("%H:%M", "%H:%M:%S", "%m-%d", "%b", "%Y", "%Y-%m-%d")}
+            said.add(when.strftime(":%S.") + f"{round(when.microsecond / 1000) % 1000:03d}")  # ticks under a second
+            # each line of a tick (its time, and below the first one or a new day's the date) is of UTC's clock
+            assert all(word in said for line in label.split("\n") for word in line.split()), (chart, label)
+
+    errors = page.evaluate("""() => { const p = document.getElementById('chart-errors')._plot;
+        return {labels: p.axes[1]._values, top: p.scales.y.max}; }""")
+    assert all(v.endswith("%") for v in errors["labels"]) and 0 < errors["top"] <= 1, errors
+
+    listed = page.locator("#events tbody tr").count()
+    for chart in ("chart-errors", "chart-throughput"):
+        markers = page.locator(f"#{chart} .mark")
+        counts = [int(m.get_attribute("data-count") or 0) for m in markers.all()]
+        assert sum(counts) == int(page.locator(f"#{chart}").get_attribute("data-marks") or 0) == listed, chart
+        boxes = sorted((b["x"], b["x"] + b["width"]) for b in (m.bounding_box() for m in markers.all()) if b)
+        assert all(right <= left for (_, right), (left, _) in zip(boxes, boxes[1:])), boxes  # never piled up
+    first = page.locator("#chart-errors .mark").first
+    first.hover()
+    tip = page.locator("#chart-errors .mark-tip")
+    tip.wait_for(state="visible")
+    said = tip.inner_text()
+    assert "UTC" in said and ("alert: inputs-drifted" in said or "rollout started" in said), said
+    assert page.locator("#chart-errors-key").inner_text().count("alert opened") == 1
+
+    page = w.open(f"{stage.url}/deployments/payments/drift/amount?refresh=0")
+    spec = page.evaluate("JSON.parse(document.getElementById('chart-histogram').dataset.chart)")
+    reference = spec["series"][0]["values"][:-1]
+    assert spec["kind"] == "quantiles" and len(spec["edges"]) == len(reference) + 1
+    assert max(reference) - min(reference) < 0.02, reference  # equal-width bins had most of it in two
+    labels = page.evaluate("document.getElementById('chart-histogram')._plot.axes[0]._values")
+    assert labels and all(label.replace(",", "").replace(".", "").replace("-", "").isdigit() for label in labels)
+    assert w.problems == [], w.problems
+    w.context.close()

@@ -20,7 +20,7 @@
     [3600, "{HH}:{mm}", DAY, null, MONTH_DAY, null, null, null, 1],
     [60, "{HH}:{mm}", DAY, null, MONTH_DAY, null, null, null, 1],
     [1, "{HH}:{mm}:{ss}", DAY, null, MONTH_DAY, null, null, null, 1],
-    [0.001, "{HH}:{mm}:{ss}.{fff}", DAY, null, MONTH_DAY, null, null, null, 1],
+    [0.001, ":{ss}.{fff}", DAY + " {HH}:{mm}", null, MONTH_DAY + " {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
   ];
 
   function percent(v) { return v === null || v === undefined ? "--" : Number((100 * v).toPrecision(3)) + "%"; }
