@@ -89,7 +89,7 @@ class ArtifactStore:
         """The blob's bytes, checked against their recorded hash."""
         path = self.path_of(sha256)
         try:
-            data = self.fs.cat_file(path)
+            data: bytes = self.fs.cat_file(path)
         except FileNotFoundError as exc:
             raise ArtifactMissing(sha256, self.location(sha256)) from exc
         actual = sha256_bytes(data)

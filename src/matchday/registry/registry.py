@@ -299,7 +299,8 @@ def _pop_target(table: pa.Table, target: str | None) -> np.ndarray | None:
         raise InvalidReference(
             f"the target column {target!r} is not in the reference data", [f"columns: {', '.join(table.column_names)}"]
         )
-    return table.column(target).to_numpy(zero_copy_only=False)
+    labels: np.ndarray = table.column(target).to_numpy(zero_copy_only=False)
+    return labels
 
 
 def _check_columns(table: pa.Table, predictor: Predictor, given: Signature | None) -> None:

@@ -92,8 +92,8 @@ def to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        if column.null_count:
-            return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        return column.to_numpy(zero_copy_only=False)
-    return column.to_numpy(zero_copy_only=False)
+    numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+    if numeric and column.null_count:
+        column = column.cast(pa.float64())
+    values: np.ndarray = column.to_numpy(zero_copy_only=False)
+    return values

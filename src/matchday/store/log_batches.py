@@ -54,7 +54,8 @@ def encode(rows: Sequence[Mapping[str, Any]], ids: Sequence[int | None]) -> byte
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    stream: bytes = sink.getvalue().to_pybytes()
+    return stream
 
 
 def _micros(at: datetime | str) -> int:

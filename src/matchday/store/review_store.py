@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -467,7 +467,7 @@ def _record(row: ReviewItemRow, decisions: Sequence[ReviewDecisionRecord] = ()) 
         outcome=row.outcome,
         label=row.label,
         decided_at=row.decided_at,
-        decided_by=cast(list[str] | None, row.decided_by),
+        decided_by=row.decided_by,
         label_applied_at=row.label_applied_at,
         deadline_missed_at=row.deadline_missed_at,
         decisions=tuple(decisions),

@@ -41,7 +41,8 @@ def resolve(path: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise InvalidModel(f"{path!r} is a {type(obj).__name__}, not a function")
-    return obj
+    function: Callable[..., Any] = obj
+    return function
 
 
 def import_path_of(fn: Any) -> str | None:

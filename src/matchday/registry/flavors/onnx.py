@@ -95,7 +95,8 @@ class OnnxPredictor(Predictor):
 
     def _run(self, table: pa.Table, outputs: list[str]) -> list[Any]:
         try:
-            return self.session.run(outputs, self._feed(table))
+            results: list[Any] = self.session.run(outputs, self._feed(table))
+            return results
         except InvalidInput:
             raise
         except Exception as exc:
