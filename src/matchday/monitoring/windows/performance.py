@@ -33,8 +33,8 @@ AUC one-vs-rest.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,56 @@ BINS = 1000  # equal-width probability bins on [0, 1]: ROC AUC is exact up to ti
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
 
 Metrics = dict[str, float | None]
+Histograms = list[list[list[float]]]  # per class, ``[bin, a, b]`` for each bin where a or b is non-zero
+
+
+class ClassificationState(TypedDict):
+    """`ClassificationPerformance` as stored in a window's performance (``classification``)."""
+
+    kind: Literal["classification"]
+    classes: list[str]
+    bins: int
+    confusion: list[list[int]]  # [true, predicted], the last row and column the labels not in ``classes``
+    scored: int
+    log_loss_sum: float
+    histograms: Histograms  # a: rows of the class, b: rows of another, by bin of P(class)
+
+
+class RegressionState(TypedDict):
+    """`RegressionPerformance` as stored in a window's performance (``regression``): the sums in units
+    of ``2**scale`` (a state stored before they were scaled has no ``scale``: exponent 0)."""
+
+    kind: Literal["regression"]
+    n: int
+    missing: int
+    scale: NotRequired[int]
+    sum_error: float
+    sum_abs_error: float
+    sum_sq_error: float
+    sum_y: float
+    m2_y: float
+
+
+class CBPEState(TypedDict):
+    """`CBPEEstimate` as stored in a window's summary (``outputs.cbpe``)."""
+
+    kind: Literal["cbpe"]
+    classes: list[str]
+    bins: int
+    n: int
+    expected: list[list[float]]  # [true, predicted], the last column the predictions not in ``classes``
+    histograms: Histograms  # a: rows, b: the sum of P(class), by bin of P(class)
+
+
+class CalibrationCurve(TypedDict):
+    x: list[float]
+    y: list[float]
+
+
+class CalibratorState(TypedDict):
+    kind: Literal["calibrator"]
+    classes: list[str]
+    curves: list[CalibrationCurve]  # one for two classes (of ``classes[1]``), else one per class
 
 
 class ClassificationPerformance:
@@ -123,9 +173,9 @@ class ClassificationPerformance:
         out.update({f"support_{c}": int(s) for c, s in zip(self.classes, self.confusion[:k, :].sum(axis=1))})
         return out
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> ClassificationState:
         return {
-            "kind": self.kind,
+            "kind": "classification",
             "classes": list(self.classes),
             "bins": self.bins,
             "confusion": self.confusion.tolist(),
@@ -135,7 +185,7 @@ class ClassificationPerformance:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> ClassificationPerformance:
+    def from_state(cls, state: ClassificationState) -> ClassificationPerformance:
         _check_kind(state, cls.kind)
         out = cls(state["classes"], state["bins"])
         out.confusion = _array(state["confusion"], out.confusion.shape, np.int64)
@@ -241,24 +291,29 @@ class RegressionPerformance:
             out["r2"] = _finite(1.0 - self.sum_sq_error / self.m2_y)  # a truth of almost no spread: beyond a float
         return out
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> RegressionState:
         return {
-            "kind": self.kind,
+            "kind": "regression",
             "n": self.n,
             "missing": self.missing,
             "scale": self.scale,
-            **{name: getattr(self, name) for name in self.SUMS},
+            "sum_error": self.sum_error,  # the order of SUMS
+            "sum_abs_error": self.sum_abs_error,
+            "sum_sq_error": self.sum_sq_error,
+            "sum_y": self.sum_y,
+            "m2_y": self.m2_y,
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> RegressionPerformance:
+    def from_state(cls, state: RegressionState) -> RegressionPerformance:
         """A stored state; one stored before sums were scaled has no ``scale`` (exponent 0). A sum that
         is null or not finite (what the overflow left) cannot be repaired: ValueError."""
         _check_kind(state, cls.kind)
         out = cls()
         out.n, out.missing, out.scale = int(state["n"]), int(state["missing"]), int(state.get("scale", 0))
+        sums: Mapping[str, Any] = state  # read by name, as SUMS lists them
         for name in cls.SUMS:
-            value = state[name]
+            value = sums[name]
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"a regression state's {name} is {value!r}: the window's performance is lost")
             setattr(out, name, float(value))
@@ -332,9 +387,9 @@ class CBPEEstimate:
         out["roc_auc"] = aucs[1] if k == 2 else _mean(aucs)
         return out
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> CBPEState:
         return {
-            "kind": self.kind,
+            "kind": "cbpe",
             "classes": list(self.classes),
             "bins": self.bins,
             "n": self.n,
@@ -343,7 +398,7 @@ class CBPEEstimate:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> CBPEEstimate:
+    def from_state(cls, state: CBPEState) -> CBPEEstimate:
         _check_kind(state, cls.kind)
         out = cls(state["classes"], state["bins"])
         out.n = int(state["n"])
@@ -411,15 +466,15 @@ class Calibrator:
         # a row every curve sends to 0 has nothing to renormalise: it keeps its uncalibrated probabilities
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), p)
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> CalibratorState:
         return {
-            "kind": self.kind,
+            "kind": "calibrator",
             "classes": list(self.classes),
             "curves": [{"x": x.tolist(), "y": y.tolist()} for x, y in self.knots],
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Calibrator:
+    def from_state(cls, state: CalibratorState) -> Calibrator:
         _check_kind(state, cls.kind)
         return cls(state["classes"], [(np.asarray(c["x"]), np.asarray(c["y"])) for c in state["curves"]])
 
@@ -457,7 +512,7 @@ def _check_bins(bins: int) -> int:
     return int(bins)
 
 
-def _check_kind(state: dict[str, Any], kind: str) -> None:
+def _check_kind(state: Mapping[str, Any], kind: str) -> None:
     if state.get("kind") != kind:
         raise ValueError(f"expected a {kind!r} state, got {state.get('kind')!r}")
 
@@ -537,7 +592,7 @@ def _dense(rows: list[list[float]], bins: int, dtype: npt.DTypeLike) -> tuple[np
     return a, b
 
 
-def _histograms(state: dict[str, Any], k: int) -> list[list[list[float]]]:
+def _histograms(state: ClassificationState | CBPEState, k: int) -> Histograms:
     histograms = state["histograms"]
     if len(histograms) != k:
         raise ValueError(f"state has {len(histograms)} histograms for {k} classes")
