@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment
 
-from matchday.auth import SESSION_HOURS, Access, TooManyAttempts, Unauthenticated
+from matchday.auth import SESSION_HOURS, Access
 from matchday.errors import MatchdayError
-from matchday.serving import SESSION_COOKIE, principal_of
+from matchday.serving import SESSION_COOKIE, headers_for, principal_of, status_for
 
 _FORM_LIMIT = 10_000
 
@@ -57,14 +57,12 @@ def login_router(access: Callable[[], Access], env: Environment) -> APIRouter:
         address = request.client.host if request.client else "unknown"
         try:
             secret, _ = await asyncio.to_thread(access().login, name, password, address)
-        except TooManyAttempts as exc:
-            response = form(request, 429, exc.message, name, next_page)
-            response.headers["Retry-After"] = str(exc.retry_after)
+        except MatchdayError as exc:  # a wrong password (401), too many tries (429), the database away (503)
+            status = status_for(exc)
+            message = exc.message if status < 500 else f"cannot log in now: {exc.message}"
+            response = form(request, status, message, name, next_page)
+            response.headers.update(headers_for(exc) or {})  # Retry-After
             return response
-        except Unauthenticated as exc:
-            return form(request, 401, exc.message, name, next_page)
-        except MatchdayError as exc:  # the database away
-            return form(request, 503, f"cannot log in now: {exc.message}", name, next_page)
         response = RedirectResponse(_local(next_page), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

@@ -8,9 +8,11 @@ run's approval or cancellation a POST from its page; both are refused from anoth
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -20,16 +22,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from matchday.auth import Access, RouteTable
-from matchday.dashboard.errors import BadTimeRange, DashboardError, PageNotFound, PageUnavailable
+from matchday.auth import Access, Forbidden, RouteTable
+from matchday.dashboard.errors import BadTimeRange, PageNotFound
 from matchday.dashboard.login import login_router
 from matchday.dashboard.pages import ACTION_VERBS, DashboardPages
 from matchday.dashboard.timerange import PRESETS, parse_range
 from matchday.errors import MatchdayError
-from matchday.review import ReviewError
-from matchday.serving import actor_of, principal_of
-from matchday.store import Conflict, NotFound, StoreUnavailable
+from matchday.serving import actor_of, principal_of, status_for
+from matchday.store import StoreUnavailable
 
+log = logging.getLogger("matchday.dashboard")
 REFRESH_SECONDS = 10
 STATIC_PATH = "/static/dashboard"
 RETRAIN_ACTION = ("POST", "/retrain/{run_id}/{action}")
@@ -74,14 +76,8 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
     def page(request: Request, template: str, build: Callable[[], dict[str, Any]], *, refresh: bool = True) -> Response:
         try:
             data = build()
-        except (PageNotFound, NotFound) as exc:
-            return error(request, 404, "Not found", exc)
-        except BadTimeRange as exc:
-            return error(request, 400, "Bad request", exc)
-        except StoreUnavailable as exc:
-            return error(request, 503, "The database is unavailable", exc)
-        except PageUnavailable as exc:
-            return error(request, 503, "Unavailable", exc)
+        except MatchdayError as exc:  # an unknown name, a bad range, the database away: a page saying so
+            return error(request, exc)
         return HTMLResponse(
             env.get_template(template).render(
                 request=request,
@@ -93,7 +89,13 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
             )
         )
 
-    def error(request: Request, status: int, title: str, exc: MatchdayError, back: str | None = None) -> Response:
+    def error(request: Request, exc: MatchdayError, title: str | None = None, back: str | None = None) -> Response:
+        """The error page, with the status the API answers the same error with (`status_for`)."""
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        if title is None or status == 404:  # what is not there is "Not Found", whatever was tried on it
+            title = _title(exc, status)
         body = env.get_template("error.html").render(
             request=request,
             refresh=0,
@@ -111,7 +113,7 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
     def foreign(request: Request, what: str) -> Response:
         """The 403 page of a form posted from another site's page."""
         message = f"{what} must come from the dashboard's own pages (the Origin header names another site)"
-        return error(request, 403, "Forbidden", DashboardError(message))
+        return error(request, Forbidden(message))
 
     @router.get("/", response_class=HTMLResponse)
     def overview(request: Request) -> Response:
@@ -175,12 +177,8 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         reason = (form.get("reason") or [""])[0].strip()[:500]
         try:
             done = await asyncio.to_thread(pages().act, name, action, _actor(request), reason)
-        except (PageNotFound, NotFound) as exc:
-            return error(request, 404, "Not found", exc)
-        except Conflict as exc:
-            return error(request, 409, "Conflict", exc)
-        except MatchdayError as exc:  # nothing to do (already promoted), a rollout rule
-            return error(request, 409, f"Could not {ACTION_VERBS.get(action, action)}", exc)
+        except MatchdayError as exc:  # no such rollout, nothing to do (already promoted), changed meanwhile
+            return error(request, exc, f"Could not {ACTION_VERBS.get(action, action)}")
         return RedirectResponse(f"/deployments/{quote(name)}/rollout?done={quote(done)}", status_code=303)
 
     @router.get("/review", response_class=HTMLResponse)
@@ -207,14 +205,8 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         revealed = (form.get("revealed") or [""])[0] == "1"
         try:
             await asyncio.to_thread(pages().review_decide, name, review_id, _actor(request), action, label, revealed)
-        except (PageNotFound, NotFound) as exc:
-            return error(request, 404, "Not found", exc)
-        except Conflict as exc:  # someone else holds it, it is settled, or this reviewer decided it before
-            return error(request, 409, "Conflict", exc, back=f"/review/{quote(name)}")
-        except ReviewError as exc:  # not a decision, or a label the version does not have
-            return error(request, 400, "Bad request", exc, back=f"/review/{quote(name)}")
-        except StoreUnavailable as exc:
-            return error(request, 503, "The database is unavailable", exc)
+        except MatchdayError as exc:  # someone else holds it or decided it, not a decision, a label it lacks
+            return error(request, exc, back=f"/review/{quote(name)}")
         return RedirectResponse(f"/review/{quote(name)}?decided={quote(review_id)}", status_code=303)
 
     @router.get("/retrain", response_class=HTMLResponse)
@@ -238,14 +230,8 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         back = f"/retrain/{quote(run_id)}"
         try:
             done = await asyncio.to_thread(pages().retrain_act, _run_id(run_id), action, _actor(request), reason)
-        except (PageNotFound, NotFound) as exc:
-            return error(request, 404, "Not found", exc)
-        except PageUnavailable as exc:
-            return error(request, 503, "Unavailable", exc)
-        except StoreUnavailable as exc:
-            return error(request, 503, "The database is unavailable", exc)
-        except MatchdayError as exc:  # not awaiting approval, already ended, changed meanwhile
-            return error(request, 409, f"Could not {action}", exc, back=back)
+        except MatchdayError as exc:  # no such run, not awaiting approval, already ended, changed meanwhile
+            return error(request, exc, f"Could not {action}", back=back)
         return RedirectResponse(f"{back}?done={quote(done)}", status_code=303)
 
     @router.get("/models", response_class=HTMLResponse)
@@ -261,6 +247,13 @@ def dashboard_router(pages: Callable[[], DashboardPages]) -> APIRouter:
         return page(request, "alerts.html", lambda: pages().alerts(state or None, deployment or None))
 
     return router
+
+
+def _title(exc: MatchdayError, status: int) -> str:
+    """An error page's heading: what the status means, or that the database is away."""
+    if isinstance(exc, StoreUnavailable):
+        return "The database is unavailable"
+    return HTTPStatus(status).phrase
 
 
 def _refresh(request: Request, allowed: bool) -> int:

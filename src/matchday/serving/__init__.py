@@ -4,7 +4,15 @@ micro-batching, feedback intake and /metrics."""
 from matchday.serving.app import create_app, create_app_from_env
 from matchday.serving.auth_gate import CSRF_FIELD, SESSION_COOKIE, actor_of, principal_of
 from matchday.serving.batching import MicroBatcher, merge, split
-from matchday.serving.errors import BadRequest, InvalidRequest, PayloadTooLarge, ServingError, status_for
+from matchday.serving.errors import (
+    BadRequest,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServingError,
+    Unavailable,
+    headers_for,
+    status_for,
+)
 from matchday.serving.listen import check_listen, is_loopback
 from matchday.serving.service import PredictionService
 
@@ -25,5 +33,7 @@ __all__ = [
     "create_app_from_env",
     "merge",
     "split",
+    "Unavailable",
+    "headers_for",
     "status_for",
 ]

@@ -1,7 +1,9 @@
-"""Errors of the serving part, and the one table that maps every domain error to an HTTP status."""
+"""Errors of the serving part, and the one table that maps every domain error to an HTTP status (`status_for`),
+for the API and the dashboard alike."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from matchday.errors import MatchdayError
@@ -77,22 +79,61 @@ class PortUnavailable(ServingError):
     """`matchday serve` cannot listen on the host and port it was given (taken, privileged, not ours)."""
 
 
+class Unavailable(ServingError):
+    """A part the request needs cannot work now (a policy in matchday.yaml that does not read): a 503 saying why."""
+
+
 def status_for(exc: MatchdayError) -> int:
-    """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours."""
-    from matchday.edge import DeviceNotBound, InvalidTelemetry, TelemetryError, TooMuchTelemetry, WrongDeployment
+    """The HTTP status of a domain error: 4xx for the caller's mistakes, 5xx only for ours. The API's JSON
+    errors and the dashboard's error pages both answer with it."""
+    status = status_of(type(exc))
+    return 500 if status is None else status
+
+
+def status_of(kind: type[MatchdayError]) -> int | None:
+    """The status of the table's first row that ``kind`` is a kind of; None when no row names it (a bug: 500)."""
+    return next((status for row, status in _table() if issubclass(kind, row)), None)
+
+
+@cache
+def _table() -> tuple[tuple[type[MatchdayError], int], ...]:
+    """The one table from domain errors to HTTP statuses, most specific first: every error a part's face
+    names has a row (or a parent's), a test holds it. Its imports wait for the first error: the parts import
+    this module's errors."""
+    from matchday.auth import AuthError, Forbidden, InvalidPrincipal, TooManyAttempts, Unauthenticated
+    from matchday.batch import (
+        BatchError,
+        BatchInputError,
+        OutputExists,
+        RejectRateExceeded,
+        ResumeRefused,
+        ScoringFailed,
+    )
+    from matchday.edge import (
+        DeviceNotBound,
+        EdgeError,
+        ExportError,
+        InvalidTelemetry,
+        SigningKeyError,
+        TelemetryError,
+        TooMuchTelemetry,
+        WrongDeployment,
+    )
+    from matchday.monitoring import DetectorError, DriftError, InvalidMonitor, InvalidWebhook
     from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
     from matchday.retrain import InvalidPolicy, NoPolicy, RetrainConflict, RetrainError
     from matchday.review import ReviewError
     from matchday.rollout import NothingToDo, RolloutError
-    from matchday.store import Conflict, NotFound, StoreUnavailable
+    from matchday.store import Conflict, NotFound, StoreError, StoreUnavailable
 
-    table: list[tuple[type[MatchdayError], int]] = [
+    return (
         (ModelStuck, 503),
         (ModelTimeout, 504),
         (BodyTimeout, 408),
         (TooManyRequests, 429),
         (ModelLoadFailed, 500),
         (ModelFailed, 500),
+        (PortUnavailable, 500),
         (PayloadTooLarge, 413),
         (TooMuchTelemetry, 413),
         (InvalidTelemetry, 422),
@@ -102,11 +143,13 @@ def status_for(exc: MatchdayError) -> int:
         (InvalidRequest, 422),
         (InvalidInput, 422),
         (BadRequest, 400),
+        (Unavailable, 503),
         (InvalidModelRef, 400),
         (NotFound, 404),
         (NoPolicy, 404),
         (StoreUnavailable, 503),
         (Conflict, 409),
+        (StoreError, 500),
         (NothingToDo, 409),
         (RetrainConflict, 409),
         (InvalidPolicy, 400),
@@ -116,16 +159,33 @@ def status_for(exc: MatchdayError) -> int:
         (RegistryError, 400),
         (ReviewError, 400),
         (TelemetryError, 400),
-    ]
-    for kind, status in table:
-        if isinstance(exc, kind):
-            return status
-    return 500
+        (SigningKeyError, 500),
+        (ExportError, 400),
+        (EdgeError, 400),
+        (Unauthenticated, 401),
+        (Forbidden, 403),
+        (TooManyAttempts, 429),
+        (InvalidPrincipal, 400),
+        (AuthError, 400),
+        (InvalidMonitor, 400),
+        (InvalidWebhook, 400),
+        (DetectorError, 400),
+        (DriftError, 400),
+        (ScoringFailed, 500),
+        (OutputExists, 409),
+        (ResumeRefused, 409),
+        (RejectRateExceeded, 422),
+        (BatchInputError, 400),
+        (BatchError, 400),
+        (ServingError, 500),  # last: the dashboard's errors are kinds of it, and of the rows above first
+    )
 
 
 def headers_for(exc: BaseException) -> dict[str, str] | None:
     """The headers an error's answer carries besides its body: when to retry, or that the connection ends."""
-    if isinstance(exc, TooManyRequests):
+    from matchday.auth import TooManyAttempts
+
+    if isinstance(exc, TooManyRequests | TooManyAttempts):
         return {"retry-after": str(exc.retry_after)}
     if isinstance(exc, BodyTimeout):  # the rest of the body may still come: no next request on this connection
         return {"connection": "close"}
