@@ -16,6 +16,7 @@ from support.rollout_support import cancer_frame, fitted
 
 from matchday.config import Settings
 from matchday.dashboard import BadTimeRange, DashboardPages, PageNotFound, mount_dashboard, parse_range
+from matchday.monitoring import UnknownWindow
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace
 
@@ -254,7 +255,7 @@ def test_models_and_alerts_pages(pages: DashboardPages) -> None:
         (lambda p: p.drift("cancer", "no such feature", parse_range()), PageNotFound),
         (lambda p: p.model("nope"), PageNotFound),
         (lambda p: p.confirm("cancer", "explode"), PageNotFound),
-        (lambda p: p.deployment("cancer", parse_range(), "7minutes"), BadTimeRange),
+        (lambda p: p.deployment("cancer", parse_range(), "7minutes"), UnknownWindow),  # monitoring's reader
         (lambda p: p.alerts("sleeping"), BadTimeRange),
     ],
     ids=["deployment", "feature", "model", "action", "window", "alert-state"],
@@ -296,6 +297,8 @@ def test_every_page_renders_and_bad_input_is_an_html_page(client: TestClient) ->
         ("/models/nope", 404, "no model 'nope'"),
         ("/deployments/cancer?range=2y", 400, "unknown range"),
         ("/deployments/cancer?window=7rows", 400, "no windows of '7rows'"),
+        ("/deployments/cancer?window=7m", 400, "unknown window '7m'; one of 5m, 1h, 1d,"),
+        ("/deployments/cancer?device=till-1&window=1000rows", 400, "windows by time only"),
         ("/deployments/cancer?since=2026-13-01", 400, "is not a time"),
         ("/deployments/cancer/drift/mean%20radius?version=x", 400, "not a version"),
     ]:

@@ -8,7 +8,6 @@ with a thousand. Nothing here knows HTTP: `routes` renders what these methods re
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +47,9 @@ from matchday.monitoring import (
     compare_summary_to_profile,
     label_text,
     merge_summaries,
+    parse_window,
+    unkept_window,
+    window_names,
 )
 from matchday.registry import Registry
 from matchday.retrain import InvalidPolicy, Retraining, RetrainRunRecord
@@ -65,7 +67,6 @@ ACTIONS = ("promote", "rollback", "pause", "resume")
 ACTION_VERBS = {"promote": "promote", "rollback": "roll back", "pause": "pause", "resume": "resume"}
 RECENT = timedelta(minutes=15)  # a deployment with no window ending since then is idle
 MAX_WINDOWS = 2000
-COUNT_WIDTH = re.compile(r"^[1-9]\d*rows\Z")
 
 
 class AlertEntry(TypedDict):
@@ -166,7 +167,7 @@ class DashboardPages:
         ``device``, of that edge device's rows only (its windows by time)."""
         record = self._deployment(name)
         if device is not None:
-            if width is not None and width not in TIME_WIDTHS:
+            if width is not None and not parse_window(width, self._count_window()).by_time:
                 raise BadTimeRange(f"a device's rows have windows by time only: {', '.join(TIME_WIDTHS)}")
             width = width or span.width()
         segment = "" if device is None else f"{DEVICE_SEGMENT}={device}"
@@ -264,17 +265,15 @@ class DashboardPages:
         """The chosen width's windows of ``segment`` (whole traffic by default); by default the range's time
         width, or the count width when that has more windows (a short burst of traffic fills count windows,
         not 5-minute ones)."""
-        if width is not None and width not in TIME_WIDTHS and not COUNT_WIDTH.match(width):
-            raise BadTimeRange(f"unknown window {width!r}; one of {', '.join(self._widths())}")
+        asked = None if width is None else parse_window(width, self._count_window())  # UnknownWindow: a 400
         chosen = width or span.width()
         windows = self.monitoring.windows.series(
             name, chosen, since=span.since, until=span.until, segment=segment, limit=MAX_WINDOWS
         )
-        if width is not None and width not in self._widths() and not windows:  # a count no one summarises by
-            raise BadTimeRange(
-                f"no windows of {width!r}: this server counts windows of {self._widths()[-1]}; "
-                f"one of {', '.join(self._widths())}"
-            )
+        if asked is not None and not windows:  # a count no one summarises by is a 400 naming the windows
+            unkept = unkept_window(asked, self._count_window())
+            if unkept is not None:
+                raise unkept
         if width is None and len({w.start for w in windows}) < 3:
             counted = self.monitoring.windows.series(
                 name, self._widths()[-1], since=span.since, until=span.until, limit=MAX_WINDOWS
@@ -284,7 +283,10 @@ class DashboardPages:
         return chosen, windows
 
     def _widths(self) -> list[str]:
-        return [*TIME_WIDTHS, f"{self.monitoring.summarizer.config.count_window}rows"]
+        return window_names(self._count_window())
+
+    def _count_window(self) -> int:
+        return self.monitoring.summarizer.config.count_window
 
     def _deployment(self, name: str) -> Any:
         try:

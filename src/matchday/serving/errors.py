@@ -119,7 +119,7 @@ def _table() -> tuple[tuple[type[MatchdayError], int], ...]:
         TooMuchTelemetry,
         WrongDeployment,
     )
-    from matchday.monitoring import DetectorError, DriftError, InvalidMonitor, InvalidWebhook
+    from matchday.monitoring import DetectorError, DriftError, InvalidMonitor, InvalidWebhook, UnknownWindow
     from matchday.registry import ArtifactError, InvalidInput, InvalidModelRef, RegistryError
     from matchday.retrain import InvalidPolicy, NoPolicy, RetrainConflict, RetrainError
     from matchday.review import ReviewError
@@ -167,6 +167,7 @@ def _table() -> tuple[tuple[type[MatchdayError], int], ...]:
         (TooManyAttempts, 429),
         (InvalidPrincipal, 400),
         (AuthError, 400),
+        (UnknownWindow, 400),
         (InvalidMonitor, 400),
         (InvalidWebhook, 400),
         (DetectorError, 400),

@@ -185,6 +185,12 @@ def test_a_scripted_stream_fires_and_resolves_alerts_through_the_server(
         assert bad.status_code == 400 and "unknown window '7m'" in bad.json()["error"]
         bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"window": "7rows"})
         assert bad.status_code == 400 and "no windows of '7rows'" in bad.json()["error"]
+        bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"segment": "country=DE"})
+        assert bad.status_code == 400 and "cancer is not sliced by 'country'" in bad.json()["error"]
+        bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"segment": "country"})
+        assert bad.status_code == 400 and "is not FEATURE=VALUE" in bad.json()["error"]
+        batch = client.get(f"{url}/v1/deployments/cancer/metrics", params={"segment": "@source=batch"})
+        assert batch.status_code == 200 and batch.json()["windows"] == []  # an origin: no batch rows yet, no error
         bad = client.get(f"{url}/v1/deployments/cancer/metrics", params={"metric": "colour"})
         assert bad.status_code == 400 and "unknown metric 'colour'" in bad.json()["error"]
         assert client.get(f"{url}/v1/deployments/nope/metrics").status_code == 404

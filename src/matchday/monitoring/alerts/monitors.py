@@ -25,7 +25,7 @@ from pydantic import (
 from matchday.durations import Seconds
 from matchday.errors import MatchdayError
 from matchday.monitoring.alerts.webhooks import InvalidWebhook, validate_webhook_url
-from matchday.monitoring.windows import TIME_WIDTHS, known_metric
+from matchday.monitoring.windows import count_width, known_metric, parse_window
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -112,8 +112,7 @@ class MonitorSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> MonitorSpec:
-        if not (self.window in TIME_WIDTHS or re.fullmatch(r"\d+rows", self.window)):
-            raise ValueError(f"window {self.window!r} is not one of {', '.join(TIME_WIDTHS)} or N rows (e.g. 1000rows)")
+        parse_window(self.window)  # an UnknownWindow is a ValueError: reported with the monitor
         if not known_metric(self.metric):
             raise ValueError(f"unknown metric {self.metric!r}; see `matchday metrics --list`")
         for action in self.actions:
@@ -159,10 +158,10 @@ def parse_monitors(items: list[dict[str, Any]] | None, *, count_window: int) -> 
                 f"monitor {label}: {'.'.join(str(p) for p in e['loc']) or 'monitor'}: {e['msg']}" for e in exc.errors()
             ]
             continue
-        if spec.window.endswith("rows") and spec.window != f"{count_window}rows":
+        if parse_window(spec.window).rows not in (None, count_window):
             problems.append(
                 f"monitor {label}: window {spec.window} is not the configured count window "
-                f"({count_window}rows; set monitoring.count_window)"
+                f"({count_width(count_window)}; set monitoring.count_window)"
             )
         if spec.name in names:
             problems.append(f"monitor {label}: a second monitor with this name")
@@ -175,7 +174,7 @@ def parse_monitors(items: list[dict[str, Any]] | None, *, count_window: int) -> 
 
 def default_monitors(count_window: int) -> list[MonitorSpec]:
     """What every deployment is watched for unless matchday.yaml says otherwise (same name replaces it)."""
-    rows = f"{count_window}rows"
+    rows = count_width(count_window)
     return [
         MonitorSpec(
             name="error-rate",

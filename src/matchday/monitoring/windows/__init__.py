@@ -26,6 +26,20 @@ from matchday.monitoring.windows.metrics import (
     reference_brightness,
     window_metrics,
 )
+from matchday.monitoring.windows.names import (
+    DEVICE,
+    SOURCE,
+    TIME_WIDTHS,
+    UnknownWindow,
+    WindowName,
+    count_width,
+    parse_segment,
+    parse_window,
+    segment_features,
+    unkept_segment,
+    unkept_window,
+    window_names,
+)
 from matchday.monitoring.windows.performance import (
     Calibrator,
     CBPEEstimate,
@@ -34,12 +48,8 @@ from matchday.monitoring.windows.performance import (
 )
 from matchday.monitoring.windows.series import MonitorKey, SeriesKey, join_key
 from matchday.monitoring.windows.summarizer import (
-    DEVICE,
-    SOURCE,
-    TIME_WIDTHS,
     Summarizer,
     SummarizerConfig,
-    count_width,
     describe,
 )
 from matchday.monitoring.windows.summary import VersionReference
@@ -68,7 +78,15 @@ __all__ = [
     "SummarizerConfig",
     "VersionReference",
     "compare_arms",
+    "UnknownWindow",
+    "WindowName",
     "count_width",
+    "parse_segment",
+    "parse_window",
+    "segment_features",
+    "unkept_segment",
+    "unkept_window",
+    "window_names",
     "describe",
     "diagnose",
     "failure_counts",

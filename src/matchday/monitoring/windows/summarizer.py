@@ -49,6 +49,7 @@ from matchday.monitoring.windows.failures import (
     SeriesFailure,
 )
 from matchday.monitoring.windows.metrics import window_metrics
+from matchday.monitoring.windows.names import DEVICE, SOURCE, TIME_WIDTHS, count_width, segment_name
 from matchday.monitoring.windows.read_ahead import read_ahead
 from matchday.monitoring.windows.series import SeriesKey, join_key
 from matchday.monitoring.windows.summary import (
@@ -73,7 +74,6 @@ from matchday.store import (
 )
 
 log = logging.getLogger("matchday.monitoring")
-TIME_WIDTHS = {"5m": 300, "1h": 3600, "1d": 86400}
 BASE = "5m"
 ANSWER_ROLES = ("served", "failed_over")
 GAP_SECONDS = 600.0  # how long an id the cursor skipped is looked for again
@@ -84,7 +84,6 @@ STATE_KEY = "summarizer"
 WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
 DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
-SOURCE, DEVICE = "@source", "@device"  # origin segments: where rows came from (`origin_rows`), batch or edge
 MAX_DEVICES = 1000  # edge devices per deployment with windows of their own; the rest pool into __other__
 SLIDING_MAX_ROWS = 100_000  # a count window larger than this is judged when complete, without a sliding window
 PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (`panes_key`)
@@ -124,10 +123,6 @@ class TickResult:
 def floor_time(at: datetime, seconds: int) -> datetime:
     epoch = int(at.timestamp())
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
-
-
-def count_width(n: int) -> str:
-    return f"{n}rows"
 
 
 def panes_key(series: SeriesKey) -> str:
@@ -416,7 +411,7 @@ class Summarizer:
                 text = OTHER
             else:
                 values.append(text)
-        return f"{feature}={text}"
+        return segment_name(feature, text)
 
     def _segments(self, deployment: str, row: LoggedRow, state: dict[str, Any]) -> list[str]:
         out = [""]
@@ -816,7 +811,7 @@ def origin_rows(batch: pa.Table) -> dict[str, np.ndarray]:
         for code, value in enumerate(encoded.dictionary.to_pylist()):
             rows = np.flatnonzero(valid & (codes == code))
             if rows.size and value:
-                out[f"{segment}={value}"] = rows
+                out[segment_name(segment, value)] = rows
     return out
 
 

@@ -4,7 +4,6 @@ and the server's own health: ``/metrics`` for Prometheus, ``/healthz``."""
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,15 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchday import __version__
-from matchday.monitoring import TIME_WIDTHS, alert_body, count_width, known_metric
+from matchday.monitoring import (
+    alert_body,
+    known_metric,
+    parse_segment,
+    parse_window,
+    segment_features,
+    unkept_segment,
+    unkept_window,
+)
 from matchday.serving.errors import BadRequest
 from matchday.serving.routes.parts import ORJSONResponse, Parts, Schemas
 
@@ -35,9 +42,9 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
     ) -> Any:
         await asyncio.to_thread(parts.service.deployments.get, name)  # an unknown deployment is a 404
         monitoring = parts.monitoring
-        count = count_width(monitoring.summarizer.config.count_window)
-        if window not in TIME_WIDTHS and not re.fullmatch(r"[1-9]\d*rows", window):
-            raise BadRequest(f"unknown window {window!r}; one of {', '.join([*TIME_WIDTHS, count])}")
+        config = monitoring.summarizer.config
+        width = parse_window(window, config.count_window)  # an UnknownWindow is a 400 naming the windows
+        parse_segment(segment)
         wanted = [m.strip() for m in metric.split(",")] if metric else None
         for m in wanted or []:
             if not known_metric(m):
@@ -52,11 +59,11 @@ def router(parts: Parts, bodies: Schemas) -> APIRouter:
             version=version,
             limit=max(1, min(limit, 10_000)),
         )
-        if not windows and window not in TIME_WIDTHS and window != count:  # a count no one summarises by
-            raise BadRequest(
-                f"no windows of {window!r}: this server counts windows of {count}",
-                [f"the windows are {', '.join([*TIME_WIDTHS, count])}"],
-            )
+        if not windows:  # a count no one summarises by, or a feature no one slices by, is a 400 saying so
+            features = segment_features(config.segments, name)
+            unkept = unkept_window(width, config.count_window) or unkept_segment(segment, features, name)
+            if unkept is not None:
+                raise unkept
         diagnoses = await asyncio.to_thread(lambda: [monitoring.diagnosis(w) for w in windows])  # reads references
         return {
             "deployment": name,
