@@ -8,10 +8,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from matchday.cli.context import default_workspace, local_actor
-from matchday.cli.render import err, out
+from matchday.cli.render import Col, FittingTable, err, out
 from matchday.errors import MatchdayError
 
 users_app = typer.Typer(help="Dashboard users: add, list, change a password, remove.", no_args_is_help=True)
@@ -51,7 +50,7 @@ def users_add(
 @users_app.command("list")
 def users_list() -> None:
     """Every user and their roles."""
-    table = Table("user", "roles", "created (UTC)", "by")
+    table = FittingTable(Col("user", key=True), Col("roles", wrap=True), Col("created (UTC)", fold=1), "by")
     for u in default_workspace().access.list_users():
         table.add_row(u.name, ", ".join(u.roles), f"{u.created_at:%Y-%m-%d %H:%M}", u.created_by)
     out().print(table)
@@ -102,7 +101,16 @@ def tokens_list() -> None:
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
-    table = Table("key", "name", "roles", "deployments", "state", "expires (UTC)", "last used (UTC)", "by")
+    table = FittingTable(
+        Col("key", key=True),
+        Col("name", wrap=True),
+        Col("roles", wrap=True),
+        Col("deployments", wrap=True),
+        "state",
+        Col("expires (UTC)", fold=2),
+        Col("last used (UTC)", fold=3),
+        Col("by", fold=1),
+    )
     for t in default_workspace().access.list_tokens():
         state = (
             "revoked" if t.revoked_at else "expired" if t.expires_at is not None and t.expires_at <= now else "active"

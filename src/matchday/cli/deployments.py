@@ -8,6 +8,7 @@ import typer
 
 from matchday.cli import render
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.render import Col, FittingTable
 from matchday.cli.review import (
     AuditOption,
     BlindOption,
@@ -74,11 +75,15 @@ def deploy(
 @deployments_app.command("list")
 def deployments_list() -> None:
     """Every deployment and the version it routes to now."""
-    from rich.table import Table
-
     ws = default_workspace()
     deployments = ws.deployments
-    table = Table("deployment", "serves", "version now", "max batch", "updated (UTC)")
+    table = FittingTable(
+        Col("deployment", key=True),
+        "serves",
+        Col("version now", wrap=True),
+        Col("max batch", fold=2),
+        Col("updated (UTC)", fold=1),
+    )
     for d in deployments.list():
         try:
             now = traffic_split(deployments.route(d.name))

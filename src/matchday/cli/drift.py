@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from matchday.cli import render
+from matchday.cli.render import Col, FittingTable
 
 if TYPE_CHECKING:
     from matchday.monitoring import ColumnTest
@@ -85,20 +86,20 @@ def drift(
             ref_table, cur_table = read_table_file(reference), read_table_file(current)
         with out.status("comparing..."):
             report = compare_tables(ref_table, cur_table, **options)
-    table = Table(
-        "column",
-        "type",
+    table = FittingTable(
+        Col("column", wrap=True, key=True),
+        Col("type", fold=2),
         "test",
         "statistic",
         "p-value",
         "threshold",
         "drift",
-        "missing",
+        Col("missing", fold=1),
         title=f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)",
     )
     for c in report.columns.values():
         table.add_row(
-            c.column,
+            escape(c.column),
             c.kind,
             c.test,
             f"{c.statistic:.4g}",

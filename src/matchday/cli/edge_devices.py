@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.render import Col, FittingTable
 
 devices_app = typer.Typer(
     help="Edge devices: register one to a deployment (its token printed once), list them, remove one.",
@@ -58,7 +58,16 @@ def devices_list(
     if as_json:
         typer.echo(json.dumps({"devices": [device_json(d) for d in found]}, indent=2))
         return
-    table = Table("device", "deployment", "token key", "last sync (UTC)", "bundle", "rows", "labels", "by")
+    table = FittingTable(
+        Col("device", key=True),
+        "deployment",
+        "token key",
+        Col("last sync (UTC)", wrap=True),
+        Col("bundle", wrap=True),
+        "rows",
+        "labels",
+        Col("by", fold=1),
+    )
     for d in found:
         table.add_row(
             escape(d.device),

@@ -7,10 +7,10 @@ import re
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from matchday.cli import render
 from matchday.cli.context import default_workspace
+from matchday.cli.render import Col, FittingTable
 from matchday.errors import MatchdayError
 
 METRIC_COLUMNS = (
@@ -79,23 +79,34 @@ def monitors(deployment: Annotated[str | None, typer.Argument()] = None) -> None
         ws.deployments.get(deployment)
     firing = {(a.monitor, a.deployment) for a in loop.engine.alerts.firing()}
     declared = {m.name for m in loop.monitors}
-    table = Table(
-        "deployment", "monitor", "metric", "window", "condition", "breaches", "severity", "actions", "from", "state"
+    one = [Col("deployment", key=True)] if deployment is None else []
+    table = FittingTable(
+        *one,
+        Col("monitor", key=True),
+        "state",
+        "metric",
+        "window",
+        Col("condition", wrap=True),
+        Col("severity", fold=1),
+        Col("breaches", fold=3),
+        Col("actions", wrap=True, fold=2),
+        Col("from", fold=4),
+        title=None if deployment is None else f"monitors of {deployment}",
     )
     for name in names:
         for m in loop.monitors_of(name):
             condition = f"{m.when} vs {m.relative_to}" if m.relative_to else m.when
             table.add_row(
-                name,
+                *([name] if deployment is None else []),
                 m.name,
+                "[red]firing[/red]" if (m.name, name) in firing else "ok",
                 m.metric + (f" by {m.segment}" if m.segment else ""),
                 m.window,
                 condition,
-                str(m.breaches),
                 m.severity,
+                str(m.breaches),
                 ", ".join(a.kind for a in m.actions),
                 "matchday.yaml" if m.name in declared else "default",
-                "[red]firing[/red]" if (m.name, name) in firing else "ok",
             )
     render.out().print(table)
 

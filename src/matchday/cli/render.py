@@ -12,7 +12,7 @@ take the parts' records as they are, and `import matchday.cli.render` imports no
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +110,10 @@ class FittingTable:
         current: list[int] = []
         for i in rest:
             if current and _width_of([*keys, *current, i], sizes, minimum=True) > width:
-                parts.append([*keys, *current])
+                parts.append(sorted([*keys, *current]))
                 current = []
             current.append(i)
-        return [*parts, [*keys, *current]]
+        return [*parts, sorted([*keys, *current])]
 
     def _table(
         self,
@@ -243,7 +243,7 @@ def model_versions(name: str, versions: Iterable[Any], alias_history: Sequence[A
     return Group(table, moves)
 
 
-def version_detail(record: Any, profile: dict[str, Any] | None, lineage: Sequence[dict[str, Any]] = ()) -> Group:
+def version_detail(record: Any, profile: Mapping[str, Any] | None, lineage: Sequence[dict[str, Any]] = ()) -> Group:
     """`matchday models show NAME:VERSION`: the version (`registry.get_version`), its signature beside the
     reference profile's statistics (`registry.get_profile`) and, for a retrained version, its lineage (the
     `lineage_chain` entries of `models show --json`)."""
@@ -393,33 +393,37 @@ def windows_table(
 
 
 def alerts_table(alerts: Iterable[Any]) -> FittingTable:
-    """`matchday alerts`: alerts (`monitoring.engine.alerts.list(...)`), with the monitor and the value behind each."""
+    """`matchday alerts`: alerts (`monitoring.engine.alerts.list(...)`), with the monitor and the value behind
+    each; alerts of one deployment name it in the title rather than on every row."""
+    records = list(alerts)
+    deployments = {a.deployment for a in records}
+    one = deployments.pop() if len(deployments) == 1 else None
+    columns = [Col("id", key=True), Col("deployment", wrap=True), Col("monitor", key=True)]
     table = FittingTable(
-        Col("id", key=True),
-        Col("deployment", wrap=True),
-        Col("monitor", wrap=True),
-        Col("severity", fold=2),
+        *(columns if one is None else [columns[0], columns[2]]),
         "state",
+        Col("severity", fold=2),
         "metric",
         "value",
         Col("condition", wrap=True),
         Col("opened (UTC)", wrap=True),
         Col("resolved", fold=1),
+        title=None if one is None else f"alerts of {one}",
     )
-    for a in alerts:
-        state = "[red]firing[/red]" if a.state == "firing" else "resolved"
+    for a in records:
+        segment = f" [{a.segment}]" if a.segment else ""
+        named = [escape(a.monitor + segment)] if one is not None else [escape(a.deployment + segment), a.monitor]
         condition = str(a.data.get("condition", "")) + (
             f" vs {a.data['relative_to']}" if a.data.get("relative_to") else ""
         )
         table.add_row(
             str(a.id),
-            escape(a.deployment + (f" [{a.segment}]" if a.segment else "")),
-            a.monitor,
+            *named,
+            "[red]firing[/red]" if a.state == "firing" else "resolved",
             a.severity,
-            state,
             a.metric,
             metric_text(a.metric, a.value),
-            condition,
+            escape(condition),
             f"{a.opened_at:%m-%d %H:%M:%S}",
             f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "",
         )

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from matchday.cli.context import default_workspace, local_actor
-from matchday.cli.render import print_json
+from matchday.cli.render import Col, FittingTable, print_json
 
 if TYPE_CHECKING:
     from matchday.retrain import RunJson
@@ -75,7 +75,16 @@ def retrain_list(
         where = f" of {deployment}" if deployment else ""
         console.print(f"no retraining runs{where} yet (`matchday retrain run NAME` starts one)")
         return
-    table = Table("id", "deployment", "state", "trigger", "parent -> candidate", "gain", "created (UTC)", "finished")
+    table = FittingTable(
+        Col("id", key=True),
+        "deployment",
+        "state",
+        Col("trigger", wrap=True),
+        Col("parent -> candidate", wrap=True),
+        "gain",
+        Col("created (UTC)", fold=1),
+        Col("finished", fold=2),
+    )
     for r in runs:
         table.add_row(
             str(r["id"]),
@@ -149,7 +158,7 @@ def print_run(console: Console, run: RunJson) -> None:
     if evaluation:
         print_evaluation(console, evaluation)
     if run["steps"]:
-        steps = Table("at (UTC)", "state", "message", title="steps")
+        steps = FittingTable(Col("at (UTC)", key=True), "state", Col("message", wrap=True), title="steps")
         for step in run["steps"]:
             steps.add_row(_time(step.get("at")), _state(str(step.get("state", "-"))), escape(str(step.get("message"))))
         console.print(steps)
@@ -170,8 +179,16 @@ def print_evaluation(console: Console, evaluation: dict[str, Any]) -> None:
         console.print(f"  - {escape(str(reason))}")
     segments = evaluation.get("segments") or []
     if segments:
-        table = Table(
-            "segment", "value", "rows", "champion", "candidate", "gain", "interval", "verdict", title="segments"
+        table = FittingTable(
+            Col("segment", key=True),
+            Col("value", key=True),
+            "rows",
+            "champion",
+            "candidate",
+            "gain",
+            Col("interval", wrap=True),
+            "verdict",
+            title="segments",
         )
         colour = {"worse": "red", "better": "green", "same": "white", "too_few_rows": "dim"}
         for s in segments:
@@ -271,7 +288,15 @@ def retrain_simulate(
         f"{len(result['triggers'])} triggers, {result['runs']} would have run (windows replayed: {escape(replayed)})"
     )
     if result["triggers"]:
-        table = Table("when (UTC)", "trigger", "outcome", "reason", "labelled rows", "holdout rows", "new labels")
+        table = FittingTable(
+            Col("when (UTC)", key=True),
+            Col("trigger", wrap=True),
+            "outcome",
+            Col("reason", wrap=True),
+            Col("labelled rows", wrap=True),
+            Col("holdout rows", wrap=True),
+            Col("new labels", wrap=True),
+        )
         for t in result["triggers"]:
             outcome = "[green]run[/]" if t["outcome"] == "run" else "[yellow]suppressed[/]"
             table.add_row(

@@ -8,10 +8,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from matchday.cli.context import default_workspace, local_actor
-from matchday.cli.render import out, print_json
+from matchday.cli.render import Col, FittingTable, out, print_json
 
 review_app = typer.Typer(help="The review queue: list, claim the next item, decide.", no_args_is_help=True)
 automation_app = typer.Typer(help="Who decides a deployment's answers: show, set, suggest.", no_args_is_help=True)
@@ -75,7 +74,15 @@ def review_list(
     if as_json:
         print_json({"items": [item_json(i) for i in items]})
         return
-    table = Table("review id", "reason", "status", "answer", "deadline (UTC)", "reviews", "claimed by")
+    table = FittingTable(
+        Col("review id", key=True),
+        "reason",
+        "status",
+        Col("answer", wrap=True),
+        Col("deadline (UTC)", fold=1),
+        "reviews",
+        Col("claimed by", wrap=True, fold=2),
+    )
     for i in items:
         answer = "(blind)" if i.blind else json.dumps(i.suggestion, default=str)
         deadline = f"{i.deadline:%Y-%m-%d %H:%M}" if i.deadline else ""
@@ -175,7 +182,7 @@ def review_stats(
     if as_json:
         print_json(stats)
         return
-    table = Table("metric", "value")
+    table = FittingTable(Col("metric", key=True), Col("value", wrap=True))
     for key, value in stats.items():
         table.add_row(key, _fmt(value))
     out().print(table)

@@ -7,10 +7,10 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from matchday.cli import render
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.render import Col, FittingTable
 
 rollout_app = typer.Typer(
     help="Move a deployment to a new version safely: canary, shadow, blue-green, A/B.", no_args_is_help=True
@@ -118,7 +118,16 @@ def rollout_resume(deployment: str, reason: Annotated[str | None, typer.Option()
 @rollout_app.command("history")
 def rollout_history(deployment: str, limit: int = 20) -> None:
     """Past and present rollouts of DEPLOYMENT."""
-    table = Table("id", "strategy", "baseline", "candidate", "state", "started (UTC)", "finished", "reason")
+    table = FittingTable(
+        Col("id", key=True),
+        "strategy",
+        "baseline",
+        "candidate",
+        "state",
+        Col("started (UTC)", fold=1),
+        Col("finished", fold=2),
+        Col("reason", wrap=True),
+    )
     for r in default_workspace().rollouts.history(deployment, limit):
         table.add_row(
             str(r.id),
@@ -138,7 +147,7 @@ def events(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """The audit trail, newest first: rollout decisions, tokens and users made and revoked, and who did each."""
-    table = Table("at (UTC)", "deployment", "kind", "actor", "reason")
+    table = FittingTable(Col("at (UTC)", key=True), "deployment", "kind", "actor", Col("reason", wrap=True))
     for e in default_workspace().rollouts.list_events(deployment, limit):
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.deployment or "", e.kind, e.actor, e.reason)
     render.out().print(table)
