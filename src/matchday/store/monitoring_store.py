@@ -334,18 +334,22 @@ class AlertStore:
             )
 
     def resolve(self, alert_id: int, value: float | None, at: datetime | None = None) -> AlertRecord | None:
-        """Resolve a firing alert; None if it was no longer firing."""
+        """Resolve a firing alert; None if it was no longer firing. Its value stays the last one that
+        breached, as its message says; ``value``, the one that resolved it, is kept in its data as
+        ``resolved_value``."""
         at = at or utcnow()
         with self.db.session(write=True) as s:
             done = s.execute(
                 sa.update(AlertRow)
                 .where(AlertRow.id == alert_id, AlertRow.state == "firing")
-                .values(state="resolved", resolved_at=at, last_seen_at=at, value=value)
+                .values(state="resolved", resolved_at=at, last_seen_at=at)
             )
             if not rowcount(done):
                 return None
             row = s.get(AlertRow, alert_id)
             assert row is not None
+            row.data = {**row.data, "resolved_value": value}
+            s.flush()
             return _alert(row)
 
     def list(self, deployment: str | None = None, *, state: str | None = None, limit: int = 200) -> list[AlertRecord]:

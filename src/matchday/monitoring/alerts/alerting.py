@@ -126,7 +126,7 @@ class AlertEngine:
                 severity=monitor.severity,
                 metric=monitor.metric,
                 value=verdict.value,
-                threshold=monitor.threshold,
+                threshold=_threshold(monitor, verdict),
                 message=message,
                 data=data,
                 at=now,
@@ -164,6 +164,15 @@ class AlertEngine:
                     log.warning("alert %s: action %r is not available in this process", alert.id, action.kind)
             except Exception as exc:
                 log.error("alert %s: action %s failed: %s: %s", alert.id, action.kind, type(exc).__name__, exc)
+
+
+def _threshold(monitor: MonitorSpec, verdict: Verdict) -> float:
+    """The threshold on the alert's value: a relative monitor's (``< -0.05`` vs the reference) moved by the
+    value it was relative to, so an accuracy of 0.692 stands beside 0.90, not beside -0.05."""
+    reference = verdict.data.get("reference")
+    if monitor.relative_to is None or reference is None:
+        return monitor.threshold
+    return monitor.threshold + float(reference)
 
 
 def alert_body(alert: AlertRecord, change: str) -> dict[str, Any]:

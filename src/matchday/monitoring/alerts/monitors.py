@@ -266,7 +266,7 @@ def judge(monitor: MonitorSpec, metrics: dict[str, Any], *, reference: float | N
         compared = float(value) - reference
     breached = monitor.breached(compared)
     what = (
-        f"{monitor.metric} {compared:+.4g} vs {monitor.relative_to}"
+        f"{monitor.metric} {float(value):.4g}, {compared:+.4g} vs {monitor.relative_to}"
         if monitor.relative_to
         else f"{monitor.metric} = {compared:.4g}"
     )
