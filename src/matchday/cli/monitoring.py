@@ -3,7 +3,6 @@ from the store (the server's worker writes it)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
@@ -34,18 +33,22 @@ def metrics(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The monitoring windows of DEPLOYMENT: one row per window, newest last."""
-    from matchday.monitoring import TIME_WIDTHS, count_width, known_metric
+    from matchday.monitoring import known_metric, parse_window, segment_features, unkept_segment, unkept_window
 
     ws = default_workspace()
     ws.deployments.get(deployment)
-    count = count_width(ws.settings.monitoring.count_window)
-    if window not in TIME_WIDTHS and not re.fullmatch(r"[1-9]\d*rows", window):
-        raise MatchdayError(f"unknown window {window!r}; one of {', '.join([*TIME_WIDTHS, count])}")
+    config = ws.settings.monitoring
+    width = parse_window(window, config.count_window)  # the API's reader and its errors
     names = list(metric or METRIC_COLUMNS)
     for name in names:
         if not known_metric(name):
             raise MatchdayError(f"unknown metric {name!r}")
     windows = ws.monitoring.windows.series(deployment, window, segment=segment)[-last:]
+    if not windows:  # a count this server keeps no windows of, a feature it does not slice by: say so
+        features = segment_features(config.segments, deployment)
+        unkept = unkept_window(width, config.count_window) or unkept_segment(segment, features, deployment)
+        if unkept is not None:
+            raise unkept
     if as_json:
         render.print_json(
             [
@@ -67,7 +70,7 @@ def metrics(
         out.print(f"no {window} windows for {deployment} yet (the server summarises the log every few seconds)")
         return
     title = f"{deployment}, {window} windows" + (f", {segment}" if segment else "")
-    out.print(render.windows_table(title, windows, names, ws.monitoring.diagnosis, seconds=window not in TIME_WIDTHS))
+    out.print(render.windows_table(title, windows, names, ws.monitoring.diagnosis, seconds=not width.by_time))
 
 
 def monitors(deployment: Annotated[str | None, typer.Argument()] = None) -> None:

@@ -392,6 +392,21 @@ def windows_table(
     return table
 
 
+def alert_condition(alert: Any) -> str:
+    """An alert's condition on its value's scale: a monitor relative to the reference (``< -0.05`` of the
+    change) reads ``< 0.900 (reference -0.05)`` beside an accuracy of 0.692, not ``-0.05``."""
+    condition = str(alert.data.get("condition", ""))
+    relative_to = alert.data.get("relative_to")
+    if not relative_to:
+        return condition
+    op, _, number = condition.partition(" ")
+    try:
+        line = float(alert.data["reference"]) + float(number)
+    except (KeyError, TypeError, ValueError):  # an alert stored without its reference
+        return f"{condition} vs {relative_to}"
+    return f"{op} {metric_text(alert.metric, line)} ({relative_to} {number})"
+
+
 def alerts_table(alerts: Iterable[Any]) -> FittingTable:
     """`matchday alerts`: alerts (`monitoring.engine.alerts.list(...)`), with the monitor and the value behind
     each; alerts of one deployment name it in the title rather than on every row."""
@@ -413,9 +428,6 @@ def alerts_table(alerts: Iterable[Any]) -> FittingTable:
     for a in records:
         segment = f" [{a.segment}]" if a.segment else ""
         named = [escape(a.monitor + segment)] if one is not None else [escape(a.deployment + segment), a.monitor]
-        condition = str(a.data.get("condition", "")) + (
-            f" vs {a.data['relative_to']}" if a.data.get("relative_to") else ""
-        )
         table.add_row(
             str(a.id),
             *named,
@@ -423,7 +435,7 @@ def alerts_table(alerts: Iterable[Any]) -> FittingTable:
             a.severity,
             a.metric,
             metric_text(a.metric, a.value),
-            escape(condition),
+            escape(alert_condition(a)),
             f"{a.opened_at:%m-%d %H:%M:%S}",
             f"{a.resolved_at:%H:%M:%S}" if a.resolved_at else "",
         )
