@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from matchday.monitoring import sample_of_summary
-from matchday.store import AlertRecord, EventRecord, MetricWindow
+from matchday.store import AlertRecord, ColumnProfile, EventRecord, MetricWindow
 
 Chart = dict[str, Any]
 SHARE = "share"  # a 0-1 ratio, drawn in percent
@@ -225,14 +225,16 @@ def drift_heatmap(windows: Sequence[MetricWindow], columns: int = 48) -> dict[st
     }
 
 
-def quantile_bins(reference: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:
+def quantile_bins(reference: ColumnProfile, current: dict[str, Any]) -> dict[str, Any] | None:
     """A numeric input's reference and current shares in the reference's quantile bins (the profile's
     histogram: 20 bins each holding a twentieth of the reference), so the reference fills every bin alike
     and the current data shows where it moved; equal-width bins put a skewed input's mass in one or two.
     The outer bins reach to the lowest and highest value of either side. None: the profile has no bins.
     """
+    if reference["kind"] != "numeric":
+        return None
     histogram = reference.get("histogram")
-    if reference.get("kind") != "numeric" or not histogram or not current.get("count"):
+    if not histogram or not current.get("count"):
         return None
     cuts = np.asarray(histogram["cuts"], dtype=np.float64)
     counts = np.asarray(histogram["counts"], dtype=np.float64)

@@ -21,6 +21,7 @@ from matchday.config import MonitoringSettings
 from matchday.demo import caller
 from matchday.demo.fraud import fraud_pipeline, transactions
 from matchday.demo.serving import running_server
+from matchday.registry import ReferenceProfile
 from matchday.retrain import RetrainAlreadyActive, TrainingData
 from matchday.workspace import Workspace
 
@@ -130,8 +131,7 @@ class Checkout:
 def run(console: Console, ws: Workspace, timeout: float = 180.0) -> Outcome:
     ws.deployments.deploy(DEPLOYMENT, "demo-fraud@champion")
     champion = ws.deployments.route(DEPLOYMENT).primary
-    profile = ws.registry.get_profile(champion.ref) or {}
-    reference = _reference_accuracy(profile)
+    reference = _reference_accuracy(ws.registry.get_profile(champion.ref))
     config = ws.settings.home / f"{DEPLOYMENT}.yaml"
     text = yaml.safe_dump({"monitoring": {"count_window": WINDOW}, "retrain": [POLICY]}, sort_keys=False)
     config.write_text(text)
@@ -311,9 +311,9 @@ def _caught_up(ws: Workspace, sent: int, timeout: float = 20.0) -> None:
         time.sleep(0.2)
 
 
-def _reference_accuracy(profile: dict[str, Any]) -> float | None:
-    sample = profile.get("labelled_sample") or {}
-    labels, predictions = sample.get("labels"), sample.get("predictions")
+def _reference_accuracy(profile: ReferenceProfile | None) -> float | None:
+    sample = profile.get("labelled_sample") if profile else None
+    labels, predictions = (sample.get("labels"), sample.get("predictions")) if sample else (None, None)
     if not labels or not predictions:
         return None
     return sum(str(a) == str(b) for a, b in zip(labels, predictions)) / len(labels)

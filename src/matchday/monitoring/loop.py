@@ -210,9 +210,11 @@ class MonitoringLoop:
         kind, _, name = metric.partition(".")
         if kind == "class_share" and ref.profile and "prediction" in ref.profile:
             prediction = ref.profile["prediction"]
-            categories = prediction.get("categories") or {
-                label_text(v): c for v, c in zip(prediction.get("values", []), prediction.get("value_counts", []))
-            }
+            if prediction["kind"] == "categorical":
+                categories = prediction["categories"]
+            else:  # integer classes were profiled as numbers, with the count of each value
+                values, counts = prediction.get("values", []), prediction.get("value_counts", [])
+                categories = {label_text(v): c for v, c in zip(values, counts)}
             total = sum(categories.values())
             return categories.get(name, 0) / total if total else None
         return None

@@ -19,7 +19,15 @@ from matchday.registry.refs import ModelRef, PinnedRef, check_name
 from matchday.registry.registry import Registry
 from matchday.registry.signature import ColumnSpec, OutputSpec, Signature
 from matchday.registry.tabular import read_table_file, to_table
-from matchday.store import AliasNotFound, ModelNotFound, VersionNotFound
+from matchday.store import (
+    AliasNotFound,
+    CategoricalProfile,
+    ColumnProfile,
+    ModelNotFound,
+    NumericProfile,
+    ReferenceProfile,
+    VersionNotFound,
+)
 
 __all__ = [
     "model_json",
@@ -27,6 +35,8 @@ __all__ = [
     "version_json",
     "FLAVORS",
     "AliasNotFound",
+    "CategoricalProfile",
+    "ColumnProfile",
     "ArtifactCorrupt",
     "ArtifactError",
     "ArtifactMissing",
@@ -39,9 +49,11 @@ __all__ = [
     "InvalidReference",
     "ModelNotFound",
     "ModelRef",
+    "NumericProfile",
     "OutputSpec",
     "PinnedRef",
     "Predictor",
+    "ReferenceProfile",
     "Registry",
     "RegistryError",
     "Signature",

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from matchday.registry.tabular import column_kind, to_numpy
+from matchday.store import CategoricalProfile, ColumnProfile, NumericProfile, ReferenceProfile
 
 QUANTILE_POINTS = 1001
 HISTOGRAM_BINS = 20
@@ -24,7 +25,7 @@ TAIL_POINTS = 101  # extra quantiles in each outer 0.1%, where heavy tails hide 
 PROFILE_VERSION = 1
 
 
-def profile_table(table: pa.Table) -> dict[str, Any]:
+def profile_table(table: pa.Table) -> ReferenceProfile:
     """Profile every column of ``table``; one pass (a sort) per numeric column."""
     return {
         "version": PROFILE_VERSION,
@@ -33,7 +34,7 @@ def profile_table(table: pa.Table) -> dict[str, Any]:
     }
 
 
-def profile_column(column: pa.ChunkedArray | pa.Array | np.ndarray) -> dict[str, Any]:
+def profile_column(column: pa.ChunkedArray | pa.Array | np.ndarray) -> ColumnProfile:
     if isinstance(column, np.ndarray):
         column = pa.array(column, from_pandas=True)
     kind = column_kind(column.type)
@@ -42,12 +43,12 @@ def profile_column(column: pa.ChunkedArray | pa.Array | np.ndarray) -> dict[str,
     return profile_categorical(column)
 
 
-def profile_numeric(values: np.ndarray) -> dict[str, Any]:
+def profile_numeric(values: np.ndarray) -> NumericProfile:
     """Statistics of a numeric column; NaN counts as missing."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     missing = int(values.size - finite.size)
-    out: dict[str, Any] = {"kind": "numeric", "count": int(finite.size), "missing": missing}
+    out: NumericProfile = {"kind": "numeric", "count": int(finite.size), "missing": missing}
     if finite.size == 0:
         return out
     data = np.sort(finite)
@@ -64,15 +65,13 @@ def profile_numeric(values: np.ndarray) -> dict[str, Any]:
     tails = data[t_lower] * (1 - t_frac) + data[t_upper] * t_frac
     cuts = np.unique(quantiles[:: (QUANTILE_POINTS - 1) // HISTOGRAM_BINS][1:-1])
     counts = np.diff(np.searchsorted(data, cuts, side="left"), prepend=0, append=data.size)
-    out.update(
-        mean=float(data.mean()),
-        std=float(data.std(ddof=1)) if data.size > 1 else 0.0,
-        min=float(data[0]),
-        max=float(data[-1]),
-        quantiles=quantiles.tolist(),
-        tail_quantiles={"u": tail_u.tolist(), "values": tails.tolist()},
-        histogram={"cuts": cuts.tolist(), "counts": counts.astype(int).tolist()},
-    )
+    out["mean"] = float(data.mean())
+    out["std"] = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    out["min"] = float(data[0])
+    out["max"] = float(data[-1])
+    out["quantiles"] = quantiles.tolist()
+    out["tail_quantiles"] = {"u": tail_u.tolist(), "values": tails.tolist()}
+    out["histogram"] = {"cuts": cuts.tolist(), "counts": counts.astype(int).tolist()}
     change = np.flatnonzero(np.diff(data)) + 1
     if change.size + 1 <= MAX_EXACT_VALUES:
         starts = np.concatenate(([0], change))
@@ -81,7 +80,7 @@ def profile_numeric(values: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def profile_categorical(column: pa.ChunkedArray | pa.Array) -> dict[str, Any]:
+def profile_categorical(column: pa.ChunkedArray | pa.Array) -> CategoricalProfile:
     """Counts per category (string or boolean), the rarest beyond the cap pooled as ``other``."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()

@@ -21,7 +21,15 @@ from matchday.registry.profile import profile_column, profile_table
 from matchday.registry.refs import ModelRef, PinnedRef, check_alias, check_name
 from matchday.registry.signature import OutputSpec, Signature, infer_inputs, infer_output
 from matchday.registry.tabular import to_table
-from matchday.store import AliasMove, ModelRecord, ModelStore, ModelVersionRecord, StoreError
+from matchday.store import (
+    AliasMove,
+    LabelledSample,
+    ModelRecord,
+    ModelStore,
+    ModelVersionRecord,
+    ReferenceProfile,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 Ref = str | ModelRef | PinnedRef  # what the reading methods take: text, or a parsed reference
@@ -71,7 +79,7 @@ class Registry:
                 "give reference data (or an explicit signature) so matchday knows the model's inputs"
             )
 
-        profile: dict[str, Any] | None = None
+        profile: ReferenceProfile | None = None
         if reference is not None:
             table = to_table(reference, columns=given.input_names if given else None)
             if table.num_rows == 0:
@@ -135,7 +143,7 @@ class Registry:
         sha: str,
         size: int,
         signature: Signature,
-        profile: dict[str, Any] | None,
+        profile: ReferenceProfile | None,
         options: dict[str, Any],
         metrics: dict[str, float] | None,
         tags: dict[str, str] | None,
@@ -188,22 +196,24 @@ class Registry:
     def get_signature(self, ref: Ref) -> Signature:
         return Signature.model_validate(self.get_version(ref).signature)
 
-    def get_profile(self, ref: Ref) -> dict[str, Any] | None:
+    def get_profile(self, ref: Ref) -> ReferenceProfile | None:
         r = self.pin(ref)
         return self.store.get_profile(r.name, r.version)
 
     def reference_table(self, ref: Ref) -> pa.Table | None:
         """The reference rows the version was registered with (inputs, and the target when one was named);
         None for a version registered before they were kept, or with a signature and no reference."""
-        stored = (self.get_profile(ref) or {}).get("reference_data")
+        profile = self.get_profile(ref)
+        stored = profile.get("reference_data") if profile else None
         if not stored:
             return None
         return pq.read_table(pa.BufferReader(self.artifacts.get(stored["sha256"])))
 
     def target_of(self, ref: Ref) -> str | None:
         """The name of the label column the version's reference held, if one was named."""
-        stored = (self.get_profile(ref) or {}).get("reference_data") or {}
-        target = stored.get("target")
+        profile = self.get_profile(ref)
+        stored = profile.get("reference_data") if profile else None
+        target = stored.get("target") if stored else None
         return str(target) if target else None
 
     def add_lineage(self, ref: Ref, changes: dict[str, Any]) -> ModelVersionRecord:
@@ -273,11 +283,11 @@ class Registry:
 
 def _labelled_sample(
     predictor: Predictor, sample: pa.Table, predictions: np.ndarray, labels: np.ndarray
-) -> dict[str, Any]:
+) -> LabelledSample:
     """The first reference rows' labels, predictions and probabilities: what monitoring compares live
     performance with, and calibrates the estimate before labels on."""
     n = min(LABELLED_SAMPLE_ROWS, len(predictions))
-    out: dict[str, Any] = {
+    out: LabelledSample = {
         "labels": np.asarray(labels[:n]).tolist(),
         "predictions": np.asarray(predictions[:n]).tolist(),
         "probabilities": None,

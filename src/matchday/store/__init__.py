@@ -32,6 +32,16 @@ from matchday.store.monitoring_store import (
 )
 from matchday.store.prediction_store import LOG_BATCH_SCHEMA, ArmRow, LoggedRow, PredictionLogStore, ShadowPair
 from matchday.store.principal_store import PrincipalNotFound, PrincipalStore
+from matchday.store.profiles import (
+    CategoricalProfile,
+    ColumnProfile,
+    Histogram,
+    LabelledSample,
+    NumericProfile,
+    ReferenceData,
+    ReferenceProfile,
+    TailQuantiles,
+)
 from matchday.store.records import (
     AliasMove,
     DeploymentRecord,
@@ -115,6 +125,14 @@ __all__ = [
     "PredictionRecord",
     "PrincipalNotFound",
     "PrincipalStore",
+    "CategoricalProfile",
+    "ColumnProfile",
+    "Histogram",
+    "LabelledSample",
+    "NumericProfile",
+    "ReferenceData",
+    "ReferenceProfile",
+    "TailQuantiles",
     "SessionRecord",
     "TokenRecord",
     "UserRecord",

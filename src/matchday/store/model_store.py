@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from matchday.store.database import Database
 from matchday.store.errors import AliasNotFound, Conflict, ModelNotFound, VersionNotFound
+from matchday.store.profiles import ReferenceProfile
 from matchday.store.records import AliasMove, ModelRecord, ModelVersionRecord
 from matchday.store.schema import AliasMoveRow, AliasRow, ModelRow, ModelVersionRow, ReferenceProfileRow, utcnow
 
@@ -30,7 +31,7 @@ class ModelStore:
         artifact_sha256: str,
         artifact_size: int,
         signature: dict[str, Any],
-        profile: dict[str, Any] | None,
+        profile: ReferenceProfile | None,
         flavor_options: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
@@ -111,10 +112,11 @@ class ModelStore:
                 _version_record(name, r, tuple(sorted(a for a, v in aliases.items() if v == r.version))) for r in rows
             ]
 
-    def get_profile(self, name: str, version: int) -> dict[str, Any] | None:
+    def get_profile(self, name: str, version: int) -> ReferenceProfile | None:
         with self.db.session() as s:
             row = _version_row(s, _model(s, name), version)
-            return s.scalar(sa.select(ReferenceProfileRow.profile).where(ReferenceProfileRow.version_id == row.id))
+            stored = s.scalar(sa.select(ReferenceProfileRow.profile).where(ReferenceProfileRow.version_id == row.id))
+            return cast(ReferenceProfile | None, stored)  # the JSON registration wrote
 
     def count_artifact_uses(self, sha256: str) -> int:
         with self.db.session() as s:

@@ -8,6 +8,7 @@ the Jensen-Shannon distance (categorical, or numeric with at most 5 values) at 0
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
@@ -269,7 +270,7 @@ def sample_of(column: pa.ChunkedArray) -> Sample:
     return categorical_from_column(column)
 
 
-def sample_of_profile(profile: dict[str, Any]) -> Sample:
+def sample_of_profile(profile: Mapping[str, Any]) -> Sample:
     return numeric_from_profile(profile) if profile["kind"] == "numeric" else categorical_from_profile(profile)
 
 
@@ -379,7 +380,7 @@ def compare_parquet_files(
 
 
 def compare_to_profile(
-    profile: dict[str, Any],
+    profile: Mapping[str, Any],
     current: Any,
     *,
     columns: list[str] | None = None,
@@ -387,7 +388,8 @@ def compare_to_profile(
     share_threshold: float = 0.5,
 ) -> DriftReport:
     """Drift of a current table (Arrow, pandas or polars) against a stored reference profile (the reference
-    data is not needed)."""
+    data is not needed). The profile is the store's `ReferenceProfile`, read here as a mapping: the drift
+    engine imports no other part."""
     current = as_arrow(current, "current")
     names = columns or list(profile["columns"])
     _check_columns(names, list(profile["columns"]), current.column_names)
@@ -405,7 +407,7 @@ def compare_to_profile(
 
 
 def prediction_drift(
-    profile: dict[str, Any],
+    profile: Mapping[str, Any],
     predictions: Any,
     override: ColumnTest | None = None,
     *,
@@ -438,7 +440,7 @@ def prediction_drift(
 
 
 def compare_summary_to_profile(
-    profile: dict[str, Any],
+    profile: Mapping[str, Any],
     summary: dict[str, Any],
     *,
     columns: list[str] | None = None,

@@ -9,6 +9,7 @@ KS statistics move by at most about 0.001; see docs/drift.md for the measured bo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,7 @@ def categorical_from_column(column: pa.ChunkedArray | pa.Array) -> CategoricalSa
     return CategoricalSample(dict(zip(keys, counts.field("counts").to_pylist())), len(column) - missing, missing)
 
 
-def numeric_from_profile(profile: dict[str, Any]) -> NumericSample:
+def numeric_from_profile(profile: Mapping[str, Any]) -> NumericSample:
     """Rebuild a sorted sample from a reference profile's numeric column."""
     n = int(profile["count"])
     missing = int(profile.get("missing", 0))
@@ -109,7 +110,7 @@ def numeric_from_profile(profile: dict[str, Any]) -> NumericSample:
     return NumericSample(pseudo, n, std0, missing, False, max(len(np.unique(quantiles)), 1001))
 
 
-def categorical_from_profile(profile: dict[str, Any]) -> CategoricalSample:
+def categorical_from_profile(profile: Mapping[str, Any]) -> CategoricalSample:
     counts = {str(k): int(v) for k, v in profile["categories"].items()}
     if profile.get("other_count"):
         counts["__other__"] = int(profile["other_count"])

@@ -7,7 +7,7 @@ monitor, the CLI, the API and Prometheus all name a metric the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from matchday.monitoring.windows.performance import (
     RegressionPerformance,
 )
 from matchday.monitoring.windows.summary import VersionReference, label_text
+from matchday.store import ReferenceProfile
 
 SOFTWARE = ("rows", "requests", "throughput", "error_rate", "latency_p50", "latency_p95", "latency_p99")
 OUTPUT = ("mean_confidence", "null_share", "prediction_drift", "prediction_drift_detected")
@@ -144,7 +145,7 @@ def _prediction_drift(
     """(score, 1 if drifted else 0) of the predictions against the reference's predictions."""
     if ref is None or ref.profile is None or "prediction" not in ref.profile:
         return None
-    reference = ref.profile["prediction"]
+    reference: Mapping[str, Any] = ref.profile["prediction"]
     if "classes" in outputs:
         answered = sum(outputs["classes"].values())
         column = {"kind": "categorical", "count": answered, "missing": 0, "categories": outputs["classes"]}
@@ -248,8 +249,12 @@ def extractor_metrics(summary: dict[str, Any], images: Sequence[str] = ()) -> di
     return out
 
 
-def reference_brightness(profile: dict[str, Any] | None, images: Sequence[str]) -> float | None:
+def reference_brightness(profile: ReferenceProfile | None, images: Sequence[str]) -> float | None:
     """The reference's image brightness, from the profile's column means (the same mean of means)."""
-    columns = (profile or {}).get("columns", {})
-    means = [columns[c]["mean"] for c in images if c in columns and "mean" in columns[c]]
+    columns = profile.get("columns", {}) if profile else {}
+    means = []
+    for name in images:
+        column = columns.get(name)
+        if column is not None and column["kind"] == "numeric" and "mean" in column:
+            means.append(column["mean"])
     return sum(means) / len(means) if means else None

@@ -29,7 +29,7 @@ from matchday.monitoring.windows.performance import (
     RegressionPerformance,
     label_indices,
 )
-from matchday.store import LoggedRow
+from matchday.store import LoggedRow, ReferenceProfile
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class VersionReference:
     task: str  # classification | regression
     classes: list[str] | None
     features: list[str]
-    profile: dict[str, Any] | None
+    profile: ReferenceProfile | None
     calibrator: Calibrator | None = None
     reference_metrics: dict[str, Any] | None = None  # performance on the reference's labelled sample
     drift_samples: dict[str, Any] = field(
@@ -48,11 +48,11 @@ class VersionReference:
 
     @classmethod
     def from_profile(
-        cls, task: str, classes: list[str] | None, features: list[str], profile: dict[str, Any] | None
+        cls, task: str, classes: list[str] | None, features: list[str], profile: ReferenceProfile | None
     ) -> VersionReference:
         """With the reference's labelled sample (registered with a target): its performance, and a
         calibrator for the estimate before labels fitted on its probabilities."""
-        sample = (profile or {}).get("labelled_sample")
+        sample = profile.get("labelled_sample") if profile else None
         if not sample or not sample.get("labels"):
             return cls(task, classes, features, profile)
         y_true = np.asarray([label_text(v) for v in sample["labels"]], dtype=object)
