@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.options import FLAG
 from matchday.cli.render import Col, FittingTable, err, out
 from matchday.errors import MatchdayError
 
@@ -39,7 +40,9 @@ def _password(stdin: bool, name: str) -> str:
 def users_add(
     name: str,
     role: RoleOption,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", metavar=FLAG, help="read the password from stdin")
+    ] = False,
 ) -> None:
     """Add a user who logs in to the dashboard (the password is asked, never given on the command line)."""
     password = _password(password_stdin, name)
@@ -59,7 +62,9 @@ def users_list() -> None:
 @users_app.command("passwd")
 def users_passwd(
     name: str,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", metavar=FLAG, help="read the password from stdin")
+    ] = False,
 ) -> None:
     """Set a user's password (their sessions end: they log in again)."""
     default_workspace().access.set_password(name, _password(password_stdin, name), local_actor())

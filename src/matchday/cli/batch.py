@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from matchday.cli.options import FLAG
+
 if TYPE_CHECKING:
     from matchday.batch import BatchResult
 
@@ -34,7 +36,7 @@ def score(
         float, typer.Option("--max-reject-rate", help="stop when more than this share of rows is rejected")
     ] = 0.01,
     resume: Annotated[
-        bool, typer.Option("--resume", help="finish the job OUTPUT holds, skipping its done parts")
+        bool, typer.Option("--resume", metavar=FLAG, help="finish the job OUTPUT holds, skipping its done parts")
     ] = False,
     deployment: Annotated[
         str | None, typer.Option(help="log the rows to this deployment's monitoring (marked source: batch)")

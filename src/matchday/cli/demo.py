@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from matchday.cli import render
+from matchday.cli.options import FLAG
 
 
 def demo(
@@ -14,6 +15,7 @@ def demo(
         bool,
         typer.Option(
             "--serve/--no-serve",
+            metavar=FLAG,
             envvar="MATCHDAY_DEMO_SERVE",
             help="end by serving the dashboard until Ctrl-C (--no-serve: exit)",
         ),
@@ -23,6 +25,7 @@ def demo(
         bool,
         typer.Option(
             "--headless",
+            metavar=FLAG,
             help="check every step, stop with exit code 1 naming the first that did not happen, "
             "and check the dashboard's pages instead of serving them",
         ),

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from matchday.cli import render
+from matchday.cli.options import FLAG
 from matchday.cli.render import Col, FittingTable
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def drift(
         float, typer.Option(help="dataset drift when at least this share of columns drifted")
     ] = 0.5,
     multivariate: Annotated[
-        bool, typer.Option("--multivariate", help="also train a domain classifier (ROC AUC)")
+        bool, typer.Option("--multivariate", metavar=FLAG, help="also train a domain classifier (ROC AUC)")
     ] = False,
 ) -> None:
     """Compare two files column by column; exit code 3 when the dataset drifted (for CI gates)."""

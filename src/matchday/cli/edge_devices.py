@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.options import JsonFlag
 from matchday.cli.render import Col, FittingTable
 
 devices_app = typer.Typer(
@@ -49,7 +50,7 @@ def devices_add(
 @devices_app.command("list")
 def devices_list(
     deployment: Annotated[str | None, typer.Option("--deployment", help="only this deployment's devices")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every registered device: its deployment, token key, last sync and what it has sent."""
     from matchday.edge import device_json

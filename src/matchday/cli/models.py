@@ -9,10 +9,9 @@ import typer
 
 from matchday.cli import render
 from matchday.cli.context import default_workspace
+from matchday.cli.options import FLAG, JsonFlag
 
 models_app = typer.Typer(help="Register, inspect, alias and delete model versions.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
 
 @models_app.command("register")
@@ -30,6 +29,7 @@ def models_register(
         bool,
         typer.Option(
             "--trust-pickle",
+            metavar=FLAG,
             help="allow a model that can run code or crash when loaded: pickle/joblib, MLflow directories, skops types outside matchday's reviewed list",
         ),
     ] = False,
@@ -160,7 +160,7 @@ def models_verify(ref: str) -> None:
 @models_app.command("delete")
 def models_delete(
     ref: Annotated[str, typer.Argument(help="NAME (every version) or NAME:VERSION")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", metavar=FLAG, help="do not ask for confirmation")] = False,
 ) -> None:
     """Delete a version or a whole model; artifacts no other version uses are removed."""
     registry = default_workspace().registry

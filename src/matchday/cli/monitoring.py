@@ -9,6 +9,7 @@ import typer
 
 from matchday.cli import render
 from matchday.cli.context import default_workspace
+from matchday.cli.options import FLAG, JsonFlag
 from matchday.cli.render import Col, FittingTable
 from matchday.errors import MatchdayError
 
@@ -30,7 +31,7 @@ def metrics(
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="metrics to show (repeat)")] = None,
     segment: Annotated[str, typer.Option(help="a segment, e.g. country=DE")] = "",
     last: Annotated[int, typer.Option(help="newest windows to show")] = 12,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """The monitoring windows of DEPLOYMENT: one row per window, newest last."""
     from matchday.monitoring import known_metric, parse_window, segment_features, unkept_segment, unkept_window
@@ -116,9 +117,9 @@ def monitors(deployment: Annotated[str | None, typer.Argument()] = None) -> None
 
 def alerts(
     deployment: Annotated[str | None, typer.Argument()] = None,
-    firing: Annotated[bool, typer.Option("--firing", help="only alerts firing now")] = False,
+    firing: Annotated[bool, typer.Option("--firing", metavar=FLAG, help="only alerts firing now")] = False,
     limit: int = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Alerts, newest first: firing and resolved, with the monitor and the value behind each."""
     from matchday.monitoring import alert_body

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.options import JsonFlag
 from matchday.cli.render import Col, FittingTable, print_json
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ retrain_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 ReasonOption = Annotated[str | None, typer.Option(help="why (kept with the run and its event)")]
 RunIdArgument = Annotated[int, typer.Argument(help="the run's id (`matchday retrain list` shows them)")]
 _STATE_COLOUR = {
@@ -42,7 +42,7 @@ def out() -> Console:
 
 @retrain_app.command("policy")
 def retrain_policy(
-    deployment: Annotated[str, typer.Argument(help="the deployment")], as_json: JsonOption = False
+    deployment: Annotated[str, typer.Argument(help="the deployment")], as_json: JsonFlag = False
 ) -> None:
     """NAME's retraining policy as the worker applies it: matchday.yaml's fields with every default filled in
     (durations in seconds)."""
@@ -61,7 +61,7 @@ def retrain_policy(
 def retrain_list(
     deployment: Annotated[str | None, typer.Option(help="only this deployment's runs")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many, newest first")] = 50,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Retraining runs, newest first: state, trigger, parent -> candidate, the evaluation's gain."""
     from matchday.retrain import run_json
@@ -100,7 +100,7 @@ def retrain_list(
 
 
 @retrain_app.command("show")
-def retrain_show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
+def retrain_show(run_id: RunIdArgument, as_json: JsonFlag = False) -> None:
     """One run in full: every field, its steps with times and messages, the data it was given, the
     evaluation against the champion (with its segments) and the rollout it went through."""
     from matchday.retrain import run_json
@@ -210,7 +210,7 @@ def print_evaluation(console: Console, evaluation: dict[str, Any]) -> None:
 def retrain_run(
     deployment: Annotated[str, typer.Argument(help="the deployment whose policy to run")],
     reason: ReasonOption = None,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Queue a run of NAME's policy now (the guards other than one run at a time do not apply); the worker
     takes it on."""
@@ -227,7 +227,7 @@ def retrain_run(
 
 
 @retrain_app.command("approve")
-def retrain_approve(run_id: RunIdArgument, reason: ReasonOption = None, as_json: JsonOption = False) -> None:
+def retrain_approve(run_id: RunIdArgument, reason: ReasonOption = None, as_json: JsonFlag = False) -> None:
     """Let a run awaiting approval roll its candidate out."""
     from matchday.retrain import run_json
 
@@ -239,7 +239,7 @@ def retrain_approve(run_id: RunIdArgument, reason: ReasonOption = None, as_json:
 
 
 @retrain_app.command("cancel")
-def retrain_cancel(run_id: RunIdArgument, reason: ReasonOption = None, as_json: JsonOption = False) -> None:
+def retrain_cancel(run_id: RunIdArgument, reason: ReasonOption = None, as_json: JsonFlag = False) -> None:
     """End a run; a rollout it started is rolled back (the champion keeps serving)."""
     from matchday.retrain import run_json
 
@@ -257,7 +257,7 @@ def retrain_simulate(
     until: Annotated[
         str | None, typer.Option(help="up to (a duration back from now or an ISO time); now if absent")
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """The dry run: when NAME's policy would have fired over the stored windows, what its guards would have
     stopped, and how many labelled rows each run would have had."""

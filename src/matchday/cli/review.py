@@ -10,12 +10,11 @@ from typing import Annotated, Any
 import typer
 
 from matchday.cli.context import default_workspace, local_actor
+from matchday.cli.options import FLAG, JsonFlag
 from matchday.cli.render import Col, FittingTable, out, print_json
 
 review_app = typer.Typer(help="The review queue: list, claim the next item, decide.", no_args_is_help=True)
 automation_app = typer.Typer(help="Who decides a deployment's answers: show, set, suggest.", no_args_is_help=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def policy_options(
@@ -55,7 +54,9 @@ DeadlineOption = Annotated[str | None, typer.Option(help="how long a held answer
 AuditOption = Annotated[float | None, typer.Option(help="share of final answers sampled for audit (0 to 1)")]
 ReviewsOption = Annotated[int | None, typer.Option(help="independent reviews an item needs (1 to 3)")]
 FallbackOption = Annotated[str | None, typer.Option(help="at the deadline: approve, reject or escalate")]
-BlindOption = Annotated[bool | None, typer.Option("--blind/--not-blind", help="hide the model's answer from reviewers")]
+BlindOption = Annotated[
+    bool | None, typer.Option("--blind/--not-blind", metavar=FLAG, help="hide the model's answer from reviewers")
+]
 
 
 @review_app.command("list")
@@ -63,7 +64,7 @@ def review_list(
     deployment: Annotated[str, typer.Argument(help="whose queue")],
     status: Annotated[str, typer.Option(help="open, escalated, decided, expired (comma-separated)")] = "open,escalated",
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Items of NAME's queue, most urgent first."""
     from matchday.review import item_json
@@ -100,8 +101,8 @@ def review_next(
     lease: Annotated[
         float | None, typer.Option(help="seconds the item is held for you (the policy's if absent)")
     ] = None,
-    reveal: Annotated[bool, typer.Option(help="show the model's answer of a blind item")] = False,
-    as_json: JsonOption = False,
+    reveal: Annotated[bool, typer.Option(metavar=FLAG, help="show the model's answer of a blind item")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Claim the next item of NAME's queue (held for you under a lease) and show it."""
     from matchday.review import item_json
@@ -136,7 +137,7 @@ def review_decide(
     action: Annotated[str, typer.Argument(help="approve, override or skip")],
     reviewer: Annotated[str, typer.Option(help="who decides")],
     label: Annotated[str | None, typer.Option(help='override: the right label (JSON: 1, "fraud", 2.5)')] = None,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Decide an item: approve the model's answer, override it with --label, or skip it."""
     from matchday.review import decision_json
@@ -166,7 +167,7 @@ def review_decide(
 def review_stats(
     deployment: Annotated[str, typer.Argument(help="whose queue")],
     window: Annotated[str | None, typer.Option(help="items created in the last 1h, 1d, 7d... (all if absent)")] = None,
-    as_json: JsonOption = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Queue depth, review latency, deadline misses, override rate, agreement, estimated accuracy."""
     from matchday.errors import MatchdayError
@@ -189,7 +190,7 @@ def review_stats(
 
 
 @automation_app.command("show")
-def automation_show(deployment: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def automation_show(deployment: Annotated[str, typer.Argument()], as_json: JsonFlag = False) -> None:
     """NAME's automation level and review policy."""
     policy = default_workspace().automation.policy(deployment)
     stored = policy.stored() if policy else None
@@ -227,7 +228,7 @@ def automation_set(
 
 
 @automation_app.command("suggest")
-def automation_suggest(deployment: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def automation_suggest(deployment: Annotated[str, typer.Argument()], as_json: JsonFlag = False) -> None:
     """Whether the evidence supports moving NAME one level up, or calls for one down."""
     found = default_workspace().automation.suggest(deployment)
     if as_json:

@@ -9,6 +9,7 @@ import typer
 
 from matchday.cli import render
 from matchday.cli.context import default_workspace
+from matchday.cli.options import FLAG
 from matchday.errors import MatchdayError
 
 
@@ -23,6 +24,7 @@ def serve(
         bool,
         typer.Option(
             "--worker/--no-worker",
+            metavar=FLAG,
             help="start one `matchday worker` beside the server "
             "(monitoring, rollout controller, webhooks); --no-worker when it runs "
             "elsewhere",
@@ -30,11 +32,15 @@ def serve(
     ] = True,
     access_log: Annotated[
         bool,
-        typer.Option("--access-log/--no-access-log", help="log a line per request (off: it costs the request path)"),
+        typer.Option(
+            "--access-log/--no-access-log", metavar=FLAG, help="log a line per request (off: it costs the request path)"
+        ),
     ] = False,
     insecure: Annotated[
         bool,
-        typer.Option("--insecure", help="listen beyond loopback although no user or token exists (anyone may act)"),
+        typer.Option(
+            "--insecure", metavar=FLAG, help="listen beyond loopback although no user or token exists (anyone may act)"
+        ),
     ] = False,
 ) -> None:
     """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
