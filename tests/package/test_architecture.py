@@ -24,26 +24,7 @@ PACKAGES = ("matchday", "matchday_edge")
 
 # Imports that break the table's rules for now, each `importer part's face → imported module` with the
 # reason it stays. An exception no import needs any more fails the suite: delete it then.
-KNOWN_EXCEPTIONS: dict[str, str] = {
-    "matchday.cli → matchday.serving.listen": (
-        "cli/serve.py checks the port through serving's module, before the face would import FastAPI and the "
-        "app (which load right after anyway); the face exports check_listen and is_loopback: switch to it"
-    ),
-    "matchday.edge → matchday_edge.manifest": (
-        "the bundle's format (Manifest, InputSpec, sketches, file names) belongs to the device runtime and "
-        "the server writes it; whether it joins matchday_edge's face, made for device code, is undecided"
-    ),
-    "matchday.edge → matchday_edge.protocol": (
-        "the wire constants both sides share (TELEMETRY_PATH, MAX_ROWS_PER_REQUEST), importable without "
-        "onnxruntime; the face exports request_id and EDGE_NAMESPACE but not these"
-    ),
-    "matchday.edge → matchday_edge.scoring": (
-        "the parity gate runs the device's own OnnxScorer, which is not in the device runtime's face"
-    ),
-    "matchday.edge → matchday_edge.drift": (
-        "a bundle's reference sketches are made by the device runtime's sketch functions, not in its face"
-    ),
-}
+KNOWN_EXCEPTIONS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -113,13 +94,10 @@ def names_bound_in(module: str) -> frozenset[str]:
 
 
 def part_of(module: str) -> str | None:
-    """The table's part a module belongs to: the longest part name it lies under.
-
-    The CLI's flat `cli_*.py` modules (before the cli/ package) count as `cli`.
-    """
+    """The table's part a module belongs to: the longest part name it lies under."""
     if module in PACKAGES or module.startswith("matchday_edge."):
         return module.split(".")[0]
-    inner = re.sub(r"^cli_\w+$", "cli", module.removeprefix("matchday."))
+    inner = module.removeprefix("matchday.")
     names = [name for name in layer_table() if inner == name or inner.startswith(name + ".")]
     return max(names, key=len) if names else None
 

@@ -44,7 +44,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve every deployment in the store over HTTP (own JSON, Open Inference Protocol V2, /metrics)."""
-    from matchday.serving.listen import check_listen, is_loopback
+    from matchday.serving import check_listen, is_loopback
 
     check_listen(host, port)  # a taken port is said (with who holds it) before anything starts or prints
     import uvicorn

@@ -24,7 +24,7 @@ from matchday.edge.telemetry_errors import (
     TooMuchTelemetry,
     WrongDeployment,
 )
-from matchday_edge.protocol import EDGE_NAMESPACE, TELEMETRY_PATH, request_id
+from matchday_edge import EDGE_NAMESPACE, TELEMETRY_PATH, request_id
 
 if TYPE_CHECKING:
     from matchday.edge.export import DEFAULT_TOLERANCE, ExportedBundle, default_deployment, export_bundle

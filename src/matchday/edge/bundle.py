@@ -18,8 +18,7 @@ import pyarrow as pa
 
 from matchday.edge.errors import ExportError
 from matchday.edge.signing import BundleSigner
-from matchday_edge.drift import sketch_categorical, sketch_numeric
-from matchday_edge.manifest import (
+from matchday_edge import (
     MANIFEST_FILE,
     MODEL_FILE,
     SIGNATURE_FILE,
@@ -27,6 +26,8 @@ from matchday_edge.manifest import (
     Manifest,
     NumericSketch,
     ReferenceSketches,
+    sketch_categorical,
+    sketch_numeric,
 )
 
 BUNDLE_FILES = {MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE}

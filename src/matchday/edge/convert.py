@@ -26,7 +26,7 @@ import numpy as np
 
 from matchday.edge.errors import ExportError
 from matchday.registry import Signature
-from matchday_edge.manifest import InputSpec, Outputs, TensorType
+from matchday_edge import InputSpec, Outputs, TensorType
 
 Layout = Literal["matrix", "columns"]
 MATRIX_INPUT = "input"

@@ -21,9 +21,7 @@ from matchday.edge.parity import check_parity
 from matchday.edge.signing import BundleSigner
 from matchday.registry import Predictor, Registry, Signature
 from matchday.rollout import Deployments
-from matchday_edge import BundleRefused
-from matchday_edge.manifest import FORMAT_VERSION, Manifest, Parity
-from matchday_edge.scoring import OnnxScorer
+from matchday_edge import FORMAT_VERSION, BundleRefused, Manifest, OnnxScorer, Parity
 
 DEFAULT_TOLERANCE = 1e-4  # absolute, on probabilities (and a regressor's values, relative past 1)
 PARITY_ROWS = 10_000  # reference rows the gate scores (the first ones)

@@ -12,8 +12,7 @@ import pyarrow as pa
 
 from matchday.edge.errors import ParityFailed
 from matchday.registry import Predictor
-from matchday_edge.manifest import Parity
-from matchday_edge.scoring import OnnxScorer
+from matchday_edge import OnnxScorer, Parity
 
 _SHOWN = 3  # rows quoted in a failure
 

@@ -40,7 +40,7 @@ from matchday.store import (
     PredictionLogStore,
     PrincipalNotFound,
 )
-from matchday_edge.protocol import request_id  # the protocol's one copy, the device's own (standard library only)
+from matchday_edge import request_id  # the protocol's one copy, the device's own (standard library only)
 
 DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 PRIVILEGED = frozenset({"operator", "admin"})  # may post for any device (a test rig, a gateway)

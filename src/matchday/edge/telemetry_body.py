@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from matchday.edge.telemetry_errors import InvalidTelemetry, Problem, TooMuchTelemetry
-from matchday_edge.protocol import MAX_ROWS_PER_REQUEST
+from matchday_edge import MAX_ROWS_PER_REQUEST
 
 # the protocol's constants are the device runtime's own (one copy: `matchday_edge.protocol`)
 MAX_ROWS = MAX_ROWS_PER_REQUEST  # predictions, and labels, per request: the device sends in batches
