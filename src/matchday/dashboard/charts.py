@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from matchday.monitoring import sample_of_summary
+from matchday.monitoring import ColumnSummary, sample_of_summary
 from matchday.store import AlertRecord, ColumnProfile, EventRecord, MetricWindow
 
 Chart = dict[str, Any]
@@ -225,13 +225,13 @@ def drift_heatmap(windows: Sequence[MetricWindow], columns: int = 48) -> dict[st
     }
 
 
-def quantile_bins(reference: ColumnProfile, current: dict[str, Any]) -> dict[str, Any] | None:
+def quantile_bins(reference: ColumnProfile, current: ColumnSummary) -> dict[str, Any] | None:
     """A numeric input's reference and current shares in the reference's quantile bins (the profile's
     histogram: 20 bins each holding a twentieth of the reference), so the reference fills every bin alike
     and the current data shows where it moved; equal-width bins put a skewed input's mass in one or two.
     The outer bins reach to the lowest and highest value of either side. None: the profile has no bins.
     """
-    if reference["kind"] != "numeric":
+    if reference["kind"] != "numeric" or current["kind"] != "numeric":  # (a category has counts, not values)
         return None
     histogram = reference.get("histogram")
     if not histogram or not current.get("count"):
@@ -241,7 +241,7 @@ def quantile_bins(reference: ColumnProfile, current: dict[str, Any]) -> dict[str
     if cuts.size == 0 or counts.sum() <= 0:
         return None
     sample = getattr(sample_of_summary(current), "values", None)  # sorted, from the merged windows' sketches
-    if sample is None or sample.size == 0:  # None: a category's summary (it has counts, not values)
+    if sample is None or sample.size == 0:
         return None
     below = np.searchsorted(sample, cuts, side="left")  # bins as the profile counts them: [cut, next cut)
     current_counts = np.diff(below, prepend=0, append=sample.size).astype(np.float64)

@@ -44,6 +44,7 @@ from matchday.monitoring import (
     DriftError,
     MonitoringLoop,
     MonitorSpec,
+    TableSummary,
     compare_summary_to_profile,
     label_text,
     merge_summaries,
@@ -340,7 +341,7 @@ class DashboardPages:
         inputs = _merged_inputs(full, feature)
         if profile is None or feature not in profile.get("columns", {}):
             problem = f"{ref} was registered without a reference for {feature!r}: nothing to compare with"
-        elif inputs is None or not inputs["columns"].get(feature, {}).get("count"):
+        elif inputs is None or feature not in inputs["columns"] or not inputs["columns"][feature]["count"]:
             problem = f"no logged values of {feature!r} for {ref} in this range"
         else:
             try:
@@ -763,10 +764,10 @@ def _class_shares(classes: list[str] | None, probabilities: Any) -> list[tuple[s
     return None
 
 
-def _merged_inputs(windows: list[MetricWindow], feature: str) -> dict[str, Any] | None:
+def _merged_inputs(windows: list[MetricWindow], feature: str) -> TableSummary | None:
     """One input's summary over all ``windows`` (sketches and counts added), merged pairwise as a
     balanced tree; the other inputs are left alone."""
-    parts = []
+    parts: list[TableSummary] = []
     for w in windows:
         inputs = (w.summary or {}).get("inputs")
         if inputs and feature in inputs.get("columns", {}):

@@ -52,6 +52,7 @@ from matchday.monitoring.windows import (
     diagnose,
     join_key,
     reference_brightness,
+    stored_summary,
 )
 from matchday.store import LeaderLock, MetricWindow, MonitorStateStore, WindowStore
 
@@ -152,7 +153,7 @@ class MonitoringLoop:
                     if verdict.breached is None or not self._advance(monitor, window):
                         continue  # inconclusive (e.g. labels not in yet) never moves the series on
                     result.judged += 1
-                    step = window.summary.get("step") if slides else None
+                    step = stored_summary(window).get("step") if slides else None
                     change = self.engine.observe(window, verdict, now, step=step)
                     if change is not None:
                         result.changes.append(change)

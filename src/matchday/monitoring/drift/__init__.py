@@ -34,9 +34,13 @@ from matchday.monitoring.drift.statistics import (
     z_test_proportions,
 )
 from matchday.monitoring.drift.summary import (
+    CategoricalSummary,
     CategoryCodes,
+    ColumnSummary,
     CorruptSummary,
+    NumericSummary,
     SketchedValues,
+    TableSummary,
     category_codes,
     column_mean,
     column_std,
@@ -50,6 +54,10 @@ from matchday.monitoring.drift.summary import (
 
 __all__ = [
     "MAX_SCALE",
+    "CategoricalSummary",
+    "ColumnSummary",
+    "NumericSummary",
+    "TableSummary",
     "CategoryCodes",
     "category_codes",
     "summarize_coded",

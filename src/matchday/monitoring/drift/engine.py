@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,9 @@ from matchday.monitoring.drift.samples import (
     numeric_from_profile,
     numeric_from_values,
 )
+
+if TYPE_CHECKING:  # (summary.py imports this module's is_numeric)
+    from matchday.monitoring.drift.summary import TableSummary
 
 TestName = Literal["ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z", "unseen"]
 NUMERIC_TESTS = {"ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z"}
@@ -441,7 +444,7 @@ def prediction_drift(
 
 def compare_summary_to_profile(
     profile: Mapping[str, Any],
-    summary: dict[str, Any],
+    summary: TableSummary,
     *,
     columns: list[str] | None = None,
     tests: dict[str, ColumnTest] | None = None,

@@ -15,8 +15,9 @@ an overflow made them infinite), and these functions read, and if need be repair
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeGuard
+from typing import Any, Literal, NotRequired, TypedDict, TypeGuard, cast
 
 import numpy as np
 import pyarrow as pa
@@ -42,11 +43,58 @@ _LOG_GAMMA = math.log(_GAMMA)
 _ZERO = 1e-12  # values closer to zero than this share one bucket
 
 
-def summarize_table(table: pa.Table) -> dict[str, Any]:
+class MomentsJson(TypedDict):
+    """`Moments` as stored (its count is the column's)."""
+
+    scale: int
+    mean: float
+    m2: float
+    approximate: NotRequired[bool]
+
+
+class Sketch(TypedDict):
+    """Bucket counts on each side of zero, ``[[key, count], ...]`` by key; `Buckets` in a lazy summary."""
+
+    alpha: float
+    zero: int
+    positive: list[list[int]] | Buckets
+    negative: list[list[int]] | Buckets
+
+
+class NumericSummary(TypedDict):
+    kind: Literal["numeric"]
+    count: int  # finite values
+    missing: int
+    moments: NotRequired[MomentsJson]  # (absent from summaries stored before it: they keep sum and sumsq)
+    sum: NotRequired[float | None]
+    sumsq: NotRequired[float | None]
+    min: NotRequired[float]  # absent when there is no finite value
+    max: NotRequired[float]
+    sketch: Sketch
+
+
+class CategoricalSummary(TypedDict):
+    kind: Literal["categorical"]
+    count: int
+    missing: int
+    categories: dict[str, int]  # every value's count, keyed by its str
+
+
+ColumnSummary = NumericSummary | CategoricalSummary
+
+
+class TableSummary(TypedDict):
+    """A table's summary, or a window's inputs: mergeable by `merge_summaries`."""
+
+    rows: int
+    columns: dict[str, ColumnSummary]
+
+
+def summarize_table(table: pa.Table) -> TableSummary:
     """One pass over ``table``: a JSON-able summary per column."""
     from matchday.monitoring.drift.engine import is_numeric
 
-    columns = {}
+    columns: dict[str, ColumnSummary] = {}
     for name in table.column_names:
         column = table.column(name)
         if is_numeric(column.type):
@@ -67,7 +115,7 @@ def summarize_table(table: pa.Table) -> dict[str, Any]:
     return {"rows": table.num_rows, "columns": columns}
 
 
-def summarize_numeric(values: np.ndarray) -> dict[str, Any]:
+def summarize_numeric(values: np.ndarray) -> NumericSummary:
     return summarize_sketched(sketch_keys(values))
 
 
@@ -117,7 +165,7 @@ def category_codes(column: pa.ChunkedArray | pa.Array) -> CategoryCodes | None:
     return CategoryCodes(codes, encoded.dictionary.to_pylist())
 
 
-def summarize_coded(coded: CategoryCodes, rows: np.ndarray | None = None) -> dict[str, Any]:
+def summarize_coded(coded: CategoryCodes, rows: np.ndarray | None = None) -> CategoricalSummary:
     """A text column's summary, as `summarize_table` makes it (of the ``rows`` only, a mask, if given):
     the count of every value present (a text's ``str`` is itself), and how many are missing."""
     codes = coded.codes if rows is None else coded.codes[rows]
@@ -179,7 +227,7 @@ def _side_buckets(codes: np.ndarray, none: int) -> tuple[tuple[np.ndarray, np.nd
 
 def summarize_sketched(
     sketched: SketchedValues, *, lazy: bool = False, rows: np.ndarray | None = None
-) -> dict[str, Any]:
+) -> NumericSummary:
     """A numeric column's summary; ``rows`` (a mask): of those rows only, as of ``sketched.take(rows)``
     without the copy. ``lazy``: its sketch's buckets as `Buckets` (arrays, merged without being listed)
     until they are written (`Buckets.to_json`), for summaries merged many times before they are stored."""
@@ -195,24 +243,25 @@ def summarize_sketched(
         codes = sketched.codes[rows]
         zeros = int(np.count_nonzero(sketched.zero & rows))
     positive, negative = _side_buckets(codes, sketched.none)
-    out: dict[str, Any] = {
-        "kind": "numeric",
-        "count": int(finite_values.size),
-        "missing": int(size - finite_values.size),
-    }
-    if finite_values.size:
-        lo, hi = float(finite_values.min()), float(finite_values.max())
-        out["moments"] = Moments.of_values(finite_values, max(-lo, hi)).to_json()
-        out.update(min=lo, max=hi)
-    else:
-        out["moments"] = NO_VALUES.to_json()
-    out["sketch"] = {
+    sketch: Sketch = {
         "alpha": ALPHA,
         "zero": zeros,
         "positive": Buckets([positive]) if lazy else Buckets([positive]).to_list(),
         "negative": Buckets([negative]) if lazy else Buckets([negative]).to_list(),
     }
-    return out
+    count, missing = int(finite_values.size), int(size - finite_values.size)
+    if not finite_values.size:
+        return {"kind": "numeric", "count": count, "missing": missing, "moments": NO_VALUES.to_json(), "sketch": sketch}
+    lo, hi = float(finite_values.min()), float(finite_values.max())
+    return {
+        "kind": "numeric",
+        "count": count,
+        "missing": missing,
+        "moments": Moments.of_values(finite_values, max(-lo, hi)).to_json(),
+        "min": lo,
+        "max": hi,
+        "sketch": sketch,
+    }
 
 
 class Buckets:
@@ -357,8 +406,8 @@ class Moments:
             return None
         return min(unscale(math.sqrt(max(self.m2, 0.0) / self.count), self.scale), _FLOAT_MAX)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"scale": self.scale, "mean": self.mean, "m2": self.m2}
+    def to_json(self) -> MomentsJson:
+        out: MomentsJson = {"scale": self.scale, "mean": self.mean, "m2": self.m2}
         if self.approximate:
             out["approximate"] = True
         return out
@@ -368,7 +417,7 @@ NO_VALUES = Moments(0, 0, 0.0, 0.0)
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
-def moments(column: dict[str, Any]) -> Moments:
+def moments(column: Mapping[str, Any]) -> Moments:
     """A numeric column's `Moments`, from any stored form: this one, the plain ``sum`` and ``sumsq`` of
     summaries stored before it (no scale: exponent 0), or, where those are null, not numbers or not
     finite (the overflow bug left such summaries in databases), rebuilt from the sketch's buckets and
@@ -393,7 +442,7 @@ def moments(column: dict[str, Any]) -> Moments:
     return _moments_from_sketch(column, count)
 
 
-def _moments_from_sketch(column: dict[str, Any], count: int) -> Moments:
+def _moments_from_sketch(column: Mapping[str, Any], count: int) -> Moments:
     """Approximate moments from the bucket counts: every value within ``alpha`` of its bucket's, so the
     mean is within 0.5% (relative to the values' magnitudes) and the spread close to it."""
     try:
@@ -414,56 +463,64 @@ def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def column_mean(column: dict[str, Any]) -> float | None:
+def column_mean(column: Mapping[str, Any]) -> float | None:
     """The mean of a numeric column's summary (None when it has no values)."""
     return moments(column).value_mean
 
 
-def column_std(column: dict[str, Any]) -> float | None:
+def column_std(column: Mapping[str, Any]) -> float | None:
     """The population standard deviation of a numeric column's summary (None when it has no values)."""
     return moments(column).value_std
 
 
-def merge_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def merge_summaries(a: TableSummary, b: TableSummary) -> TableSummary:
     """The summary of both windows' rows together (exact for counts, min, max and buckets; the moments
     to rounding). A numeric column stored without usable sums is repaired from its sketch (`moments`)."""
-    columns = {}
+    columns: dict[str, ColumnSummary] = {}
     for name in a["columns"].keys() | b["columns"].keys():
         x, y = a["columns"].get(name), b["columns"].get(name)
         if x is None or y is None:
-            columns[name] = x or y
+            columns[name] = b["columns"][name] if x is None else x
             continue
         if x["kind"] != y["kind"]:
             raise ValueError(f"column {name!r} is {x['kind']} in one window and {y['kind']} in the other")
-        if x["kind"] == "categorical":
-            counts = dict(x["categories"])
-            for k, v in y["categories"].items():
-                counts[k] = counts.get(k, 0) + v
-            columns[name] = {
-                "kind": "categorical",
-                "count": x["count"] + y["count"],
-                "missing": x["missing"] + y["missing"],
-                "categories": counts,
-            }
-            continue
-        merged = {
-            "kind": "numeric",
-            "count": x["count"] + y["count"],
-            "missing": x["missing"] + y["missing"],
-            "moments": moments(x).merge(moments(y)).to_json(),
-            "sketch": {
-                "alpha": x["sketch"]["alpha"],
-                "zero": x["sketch"]["zero"] + y["sketch"]["zero"],
-                "positive": _merge_buckets(x["sketch"]["positive"], y["sketch"]["positive"]),
-                "negative": _merge_buckets(x["sketch"]["negative"], y["sketch"]["negative"]),
-            },
-        }
-        bounds = [v for v in (x.get("min"), y.get("min")) if v is not None]
-        if bounds:
-            merged["min"] = min(bounds)
-            merged["max"] = max(v for v in (x.get("max"), y.get("max")) if v is not None)
-        columns[name] = merged
+        if x["kind"] == "categorical" and y["kind"] == "categorical":
+            columns[name] = _merge_categorical(x, y)
+        else:  # numeric: a stored kind is not checked further (merged as numbers, as it always was)
+            columns[name] = _merge_numeric(cast(NumericSummary, x), cast(NumericSummary, y))
     return {"rows": a["rows"] + b["rows"], "columns": columns}
+
+
+def _merge_categorical(x: CategoricalSummary, y: CategoricalSummary) -> CategoricalSummary:
+    counts = dict(x["categories"])
+    for k, v in y["categories"].items():
+        counts[k] = counts.get(k, 0) + v
+    return {
+        "kind": "categorical",
+        "count": x["count"] + y["count"],
+        "missing": x["missing"] + y["missing"],
+        "categories": counts,
+    }
+
+
+def _merge_numeric(x: NumericSummary, y: NumericSummary) -> NumericSummary:
+    merged: NumericSummary = {
+        "kind": "numeric",
+        "count": x["count"] + y["count"],
+        "missing": x["missing"] + y["missing"],
+        "moments": moments(x).merge(moments(y)).to_json(),
+        "sketch": {
+            "alpha": x["sketch"]["alpha"],
+            "zero": x["sketch"]["zero"] + y["sketch"]["zero"],
+            "positive": _merge_buckets(x["sketch"]["positive"], y["sketch"]["positive"]),
+            "negative": _merge_buckets(x["sketch"]["negative"], y["sketch"]["negative"]),
+        },
+    }
+    bounds = [v for v in (x.get("min"), y.get("min")) if v is not None]
+    if bounds:
+        merged["min"] = min(bounds)
+        merged["max"] = max(v for v in (x.get("max"), y.get("max")) if v is not None)
+    return merged
 
 
 def _merge_buckets(a: list[list[int]] | Buckets, b: list[list[int]] | Buckets) -> list[list[int]] | Buckets:
@@ -476,7 +533,7 @@ def _merge_buckets(a: list[list[int]] | Buckets, b: list[list[int]] | Buckets) -
     return Buckets.of_pairs(a).merge(Buckets.of_pairs(b)).to_list()  # added by `_added`, then listed
 
 
-def sample_of_summary(column: dict[str, Any], size: int | None = None) -> NumericSample | CategoricalSample:
+def sample_of_summary(column: ColumnSummary, size: int | None = None) -> NumericSample | CategoricalSample:
     """A (pseudo-)sample for the drift tests, rebuilt from one column's summary: of at most ``size``
     points (`PSEUDO_SAMPLE_MAX` if not given), fewer if the column has fewer values."""
     if column["kind"] == "categorical":
@@ -493,7 +550,7 @@ def sample_of_summary(column: dict[str, Any], size: int | None = None) -> Numeri
     return NumericSample(pseudo, n, column_std(column) or 0.0, int(column["missing"]), False, int(len(v)))
 
 
-def _sketch_points(column: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _sketch_points(column: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The sketch's buckets as (a value standing for the bucket, its count), in value order; the
     extreme buckets clipped to the column's min and max, which they never truly reach past."""
     sketch = column["sketch"]

@@ -52,7 +52,15 @@ from matchday.monitoring.windows.summarizer import (
     SummarizerConfig,
     describe,
 )
-from matchday.monitoring.windows.summary import VersionReference
+from matchday.monitoring.windows.summarizer_state import SummarizerState
+from matchday.monitoring.windows.summary import (
+    OutputsSummary,
+    VersionReference,
+    WindowPerformance,
+    WindowSummary,
+    stored_performance,
+    stored_summary,
+)
 
 __all__ = [
     "DEVICE",
@@ -77,6 +85,12 @@ __all__ = [
     "Summarizer",
     "SummarizerConfig",
     "VersionReference",
+    "OutputsSummary",
+    "SummarizerState",
+    "WindowPerformance",
+    "WindowSummary",
+    "stored_performance",
+    "stored_summary",
     "compare_arms",
     "UnknownWindow",
     "WindowName",

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from matchday.monitoring.drift import (
+    ColumnSummary,
     DriftError,
+    NumericSummary,
     column_mean,
     compare_summary_to_profile,
     sample_of_summary,
@@ -23,7 +25,13 @@ from matchday.monitoring.windows.performance import (
     ClassificationPerformance,
     RegressionPerformance,
 )
-from matchday.monitoring.windows.summary import VersionReference, label_text
+from matchday.monitoring.windows.summary import (
+    OutputsSummary,
+    VersionReference,
+    WindowPerformance,
+    WindowSummary,
+    label_text,
+)
 from matchday.store import ReferenceProfile
 
 SOFTWARE = ("rows", "requests", "throughput", "error_rate", "latency_p50", "latency_p95", "latency_p99")
@@ -38,8 +46,8 @@ EXTRACTED = ("image_brightness",)  # the mean of an image's pixel inputs (monito
 
 
 def window_metrics(
-    summary: dict[str, Any],
-    performance: dict[str, Any] | None,
+    summary: WindowSummary,
+    performance: WindowPerformance | None,
     ref: VersionReference | None,
     seconds: float,
     *,
@@ -75,7 +83,7 @@ def window_metrics(
     return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in out.items()}
 
 
-def quantile(column: dict[str, Any], q: float) -> float | None:
+def quantile(column: NumericSummary, q: float) -> float | None:
     """A quantile of a numeric summary's sketch (within the sketch's 0.5% relative accuracy)."""
     if not column.get("count"):
         return None
@@ -83,7 +91,7 @@ def quantile(column: dict[str, Any], q: float) -> float | None:
     return float(np.quantile(sample.values, q))  # type: ignore[union-attr]
 
 
-def _inputs(summary: dict[str, Any], ref: VersionReference | None, alpha: float | None) -> dict[str, float | None]:
+def _inputs(summary: WindowSummary, ref: VersionReference | None, alpha: float | None) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     inputs = summary["inputs"]
     for name, column in inputs["columns"].items():
@@ -117,7 +125,7 @@ def _is_drift(name: str) -> bool:
 
 
 def _outputs(
-    outputs: dict[str, Any], ref: VersionReference | None, *, drift: bool = True, alpha: float | None = None
+    outputs: OutputsSummary, ref: VersionReference | None, *, drift: bool = True, alpha: float | None = None
 ) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     rows = outputs["rows"]
@@ -129,7 +137,9 @@ def _outputs(
     if outputs.get("confidence", {}).get("n"):
         out["mean_confidence"] = outputs["confidence"]["sum"] / outputs["confidence"]["n"]
     if "cbpe" in outputs:
-        for name, value in CBPEEstimate.from_state(outputs["cbpe"]).metrics().items():
+        cbpe = outputs["cbpe"]  # its state, as stored (the estimate itself in a lazy summary)
+        estimate = cbpe if isinstance(cbpe, CBPEEstimate) else CBPEEstimate.from_state(cbpe)
+        for name, value in estimate.metrics().items():
             if name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
                 out[f"estimated_{name}"] = None if value is None else float(value)
     if drift:
@@ -140,12 +150,13 @@ def _outputs(
 
 
 def _prediction_drift(
-    outputs: dict[str, Any], ref: VersionReference | None, alpha: float | None = None
+    outputs: OutputsSummary, ref: VersionReference | None, alpha: float | None = None
 ) -> tuple[float, float] | None:
     """(score, 1 if drifted else 0) of the predictions against the reference's predictions."""
     if ref is None or ref.profile is None or "prediction" not in ref.profile:
         return None
     reference: Mapping[str, Any] = ref.profile["prediction"]
+    column: ColumnSummary
     if "classes" in outputs:
         answered = sum(outputs["classes"].values())
         column = {"kind": "categorical", "count": answered, "missing": 0, "categories": outputs["classes"]}
@@ -174,7 +185,7 @@ def _prediction_drift(
 
 
 def _performance(
-    performance: dict[str, Any] | None, summary: dict[str, Any], ref: VersionReference | None
+    performance: WindowPerformance | None, summary: WindowSummary, ref: VersionReference | None
 ) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     answered = summary["rows"] - summary["errors"]
@@ -232,7 +243,7 @@ def diagnose(metrics: dict[str, Any], reference: dict[str, Any] | None = None, *
     return "stable"
 
 
-def extractor_metrics(summary: dict[str, Any], images: Sequence[str] = ()) -> dict[str, float | None]:
+def extractor_metrics(summary: WindowSummary, images: Sequence[str] = ()) -> dict[str, float | None]:
     """The extractors' features of a window: an image's brightness (the mean of its pixel inputs, so a
     camera that dims shows even when each pixel's own drift is small) and a text's length in
     characters and words."""

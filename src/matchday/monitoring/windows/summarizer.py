@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
@@ -51,15 +51,30 @@ from matchday.monitoring.windows.failures import (
 from matchday.monitoring.windows.metrics import window_metrics
 from matchday.monitoring.windows.names import DEVICE, SOURCE, TIME_WIDTHS, count_width, segment_name
 from matchday.monitoring.windows.read_ahead import read_ahead
-from matchday.monitoring.windows.series import SeriesKey, join_key
+from matchday.monitoring.windows.series import SeriesKey
+from matchday.monitoring.windows.summarizer_state import (
+    STATE_KEY,
+    Detection,
+    Detectors,
+    Pane,
+    SummarizerState,
+    as_stored,
+    panes_key,
+    read_panes,
+    read_state,
+)
 from matchday.monitoring.windows.summary import (
     VersionReference,
+    WindowPerformance,
+    WindowSummary,
     columns_of_batch,
     label_text,
     merge_performance,
     merge_summary,
     performance_of,
     settled_summary,
+    stored_performance,
+    stored_summary,
     summarize_columns,
 )
 from matchday.store import (
@@ -80,13 +95,11 @@ GAP_SECONDS = 600.0  # how long an id the cursor skipped is looked for again
 MAX_GAP_BATCHES = 10_000
 LABEL_OVERLAP = timedelta(seconds=10)  # labels committed out of order within this are still found
 COUNT_HISTORY = 500  # count windows remembered (by id range) for labels that arrive later
-STATE_KEY = "summarizer"
 WIDE = ("1h", "1d")  # open windows whose drift is recomputed only when they have grown by DRIFT_REGROWTH
 DRIFT_REGROWTH = 1.1
 OTHER = "__other__"
 MAX_DEVICES = 1000  # edge devices per deployment with windows of their own; the rest pool into __other__
 SLIDING_MAX_ROWS = 100_000  # a count window larger than this is judged when complete, without a sliding window
-PANES_KEY = "panes"  # monitor state: a version's panes of the sliding window (`panes_key`)
 SLIDING_ALPHA = 0.001  # the p-value tests' level in the sliding window, judged again at every step: at
 # Evidently's 0.05, hundreds of looks at dozens of features find a third of them "drifted" by chance
 DETECTOR_ERROR_MAX = 1e100  # errors fed to a detector are capped: its window sums their squares (ADWIN's
@@ -94,6 +107,13 @@ DETECTOR_ERROR_MAX = 1e100  # errors fed to a detector are capped: its window su
 
 
 Parsed = LogColumns | Exception  # a version's rows of a batch as columns, or why they could not be read
+
+
+class _Pending(TypedDict):
+    """A window's summaries of this tick's rows (merged once all are in) and the end its rows reach."""
+
+    deltas: list[WindowSummary]
+    end: datetime
 
 
 @dataclass
@@ -123,11 +143,6 @@ class TickResult:
 def floor_time(at: datetime, seconds: int) -> datetime:
     epoch = int(at.timestamp())
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
-
-
-def panes_key(series: SeriesKey) -> str:
-    """The monitor state's key of a version's sliding-window panes: ``panes␟deployment␟model␟version``."""
-    return join_key(PANES_KEY, series.to_text())
 
 
 class Summarizer:
@@ -178,19 +193,11 @@ class Summarizer:
 
     def _tick(self, now: datetime | None) -> TickResult:
         now = now or datetime.now(UTC)
-        state = self.state.get(STATE_KEY) or {
-            "cursor": 0,
-            "gaps": [],
-            "batch_cursor": 0,
-            "batch_gaps": [],
-            "label_cursor": None,
-            "counts": {},
-            "segment_values": {},
-        }
+        state = read_state(self.state.get(STATE_KEY))
         result = TickResult()
         failures = Failures(lambda: self.state.get(FAILURES_KEY), now)
-        pending: dict[WindowKey, dict[str, Any]] = {}  # key -> {"deltas": [summary, ...], "end": datetime}
-        panes: dict[SeriesKey, list[list[Any]]] = {}  # a version's sliding window's panes, as changed this tick
+        pending: dict[WindowKey, _Pending] = {}
+        panes: dict[SeriesKey, list[Pane]] = {}  # a version's sliding window's panes, as changed this tick
         # each batch summarised as it is read (memory stays bounded), the next read meanwhile; the reader
         # has set the cursors in ``state`` once the loop is through
         for batch, parts in read_ahead(self._parsed(read_ahead(self._read(state, now)))):
@@ -209,9 +216,9 @@ class Summarizer:
         self.windows.put_many(
             result.windows,
             state={
-                STATE_KEY: state,
+                STATE_KEY: as_stored(state),
                 **failures.to_state(),
-                **{panes_key(series): {"panes": kept} for series, kept in panes.items()},
+                **{panes_key(series): as_stored({"panes": kept}) for series, kept in panes.items()},
             },
         )
         return result
@@ -236,9 +243,9 @@ class Summarizer:
         self,
         series: SeriesKey,
         parsed: Parsed,
-        state: dict[str, Any],
-        pending: dict[WindowKey, dict[str, Any]],
-        panes: dict[SeriesKey, list[list[Any]]],
+        state: SummarizerState,
+        pending: dict[WindowKey, _Pending],
+        panes: dict[SeriesKey, list[Pane]],
         origins: dict[str, np.ndarray] | None = None,
     ) -> None:
         """One version's rows of a batch added to its windows, all or nothing: if any of it fails, neither
@@ -251,7 +258,7 @@ class Summarizer:
         skey = series.to_text()
         counts = state["counts"].get(skey)
         before = [list(w) for w in counts] if counts is not None else None
-        mine: dict[WindowKey, dict[str, Any]] = {}
+        mine: dict[WindowKey, _Pending] = {}
         try:
             deltas = _Deltas(cols, self.reference(model, version), self._configured(self.config.texts, deployment))
             self._add_time_windows(deployment, model, version, deltas, state, mine, origins or {})
@@ -272,14 +279,14 @@ class Summarizer:
         if slid is not None:
             panes[series] = slid
 
-    def _panes(self, series: SeriesKey, panes: dict[SeriesKey, list[list[Any]]]) -> list[list[Any]]:
+    def _panes(self, series: SeriesKey, panes: dict[SeriesKey, list[Pane]]) -> list[Pane]:
         """A version's panes as this tick left them, else as stored: [start iso, rows, summary], oldest first."""
         if series in panes:
             return panes[series]
-        stored = self.state.get(panes_key(series)) or {}
+        stored = read_panes(self.state.get(panes_key(series)))
         return [list(p) for p in stored.get("panes", [])]
 
-    def _slide(self, panes: list[list[Any]], deltas: _Deltas) -> list[list[Any]]:
+    def _slide(self, panes: list[Pane], deltas: _Deltas) -> list[Pane]:
         """The panes with these rows added (a new list; ``panes`` is left as it was): the newest pane
         filled up to ``slide_rows``, then new ones; only the panes of the latest ``count_window`` rows
         are kept, and only their rows are summarised."""
@@ -307,9 +314,7 @@ class Summarizer:
             out[index][2] = delta if old is None else merge_summary(old, delta)
         return out[first:]
 
-    def _sliding(
-        self, panes: dict[SeriesKey, list[list[Any]]], now: datetime, failures: Failures
-    ) -> list[MetricWindow]:
+    def _sliding(self, panes: dict[SeriesKey, list[Pane]], now: datetime, failures: Failures) -> list[MetricWindow]:
         """Each version's sliding window (the latest ``count_window`` rows), measured, for those with new rows.
         The p-value tests are held to ``SLIDING_ALPHA``: the same rows are tested again at every step."""
         out = []
@@ -321,13 +326,14 @@ class Summarizer:
             with failures.guard(series, "sliding window", f"{width} at {kept[0][0]}"):
                 full = self._full_panes.setdefault(series, _TwoStacks()).merged([(p[0], p[2]) for p in kept[:-1]])
                 merged = kept[-1][2] if full is None else merge_summary(full, kept[-1][2])
-                summary = dict(merged, step=kept[-1][0])  # the newest pane's start: which step this is
+                summary: WindowSummary = {**merged, "step": kept[-1][0]}  # the newest pane's start: which step this is
                 key = (deployment, model, int(version), "", width, datetime.fromisoformat(kept[0][0]))
-                end = datetime.fromisoformat(summary["last_at"]) if summary.get("last_at") else now
+                last = summary.get("last_at")
+                end = datetime.fromisoformat(last) if last else now
                 out.append(self._window(key, end, summary, None, now, alpha=SLIDING_ALPHA))
         return out
 
-    def _read(self, state: dict[str, Any], now: datetime) -> Iterator[pa.Table]:
+    def _read(self, state: SummarizerState, now: datetime) -> Iterator[pa.Table]:
         """Whole batches of the log past the cursor (first any that filled an earlier gap), answer roles only."""
         if "batch_cursor" not in state:  # a state from before the columnar log: resume at the batch of its row
             state["batch_cursor"] = max((self.log_store.batch_of_row(int(state["cursor"])) or 1) - 1, 0)
@@ -398,7 +404,7 @@ class Summarizer:
         return bool(self._configured(self.config.segments, deployment))
 
     def _segment(
-        self, deployment: str, feature: str, value: Any, state: dict[str, Any], limit: int | None = None
+        self, deployment: str, feature: str, value: Any, state: SummarizerState, limit: int | None = None
     ) -> str | None:
         """``feature=value``, the value pooled into ``__other__`` past the first ``max_segment_values``
         (or ``limit``)."""
@@ -413,7 +419,7 @@ class Summarizer:
                 values.append(text)
         return segment_name(feature, text)
 
-    def _segments(self, deployment: str, row: LoggedRow, state: dict[str, Any]) -> list[str]:
+    def _segments(self, deployment: str, row: LoggedRow, state: SummarizerState) -> list[str]:
         out = [""]
         for feature in self._configured(self.config.segments, deployment):
             segment = self._segment(deployment, feature, row.inputs.get(feature), state)
@@ -421,7 +427,7 @@ class Summarizer:
                 out.append(segment)
         return out
 
-    def _segment_rows(self, deployment: str, cols: LogColumns, state: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _segment_rows(self, deployment: str, cols: LogColumns, state: SummarizerState) -> dict[str, np.ndarray]:
         """Each segment's row positions in ``cols`` ("" is every row)."""
         out = {"": np.arange(len(cols))}
         for feature in self._configured(self.config.segments, deployment):
@@ -444,8 +450,8 @@ class Summarizer:
         model: str,
         version: int,
         deltas: _Deltas,
-        state: dict[str, Any],
-        pending: dict[WindowKey, dict[str, Any]],
+        state: SummarizerState,
+        pending: dict[WindowKey, _Pending],
         origins: dict[str, np.ndarray],
     ) -> None:
         """Each row into the windows of its own time (a device's rows synced hours later too)."""
@@ -474,8 +480,8 @@ class Summarizer:
         model: str,
         version: int,
         deltas: _Deltas,
-        state: dict[str, Any],
-        pending: dict[WindowKey, dict[str, Any]],
+        state: SummarizerState,
+        pending: dict[WindowKey, _Pending],
     ) -> None:
         cols = deltas.cols
         n = self.config.count_window
@@ -501,7 +507,7 @@ class Summarizer:
             i += int(take.size)
         del windows[:-COUNT_HISTORY]
 
-    def _write(self, pending: dict[WindowKey, dict[str, Any]], now: datetime, failures: Failures) -> list[MetricWindow]:
+    def _write(self, pending: dict[WindowKey, _Pending], now: datetime, failures: Failures) -> list[MetricWindow]:
         if not pending:
             return []
         existing = self.windows.get_many(pending)
@@ -512,7 +518,7 @@ class Summarizer:
         return out
 
     def _updated(
-        self, key: WindowKey, item: dict[str, Any], old: MetricWindow | None, now: datetime, failures: Failures
+        self, key: WindowKey, item: _Pending, old: MetricWindow | None, now: datetime, failures: Failures
     ) -> MetricWindow:
         """The stored window with this tick's rows added. A stored summary that cannot be merged (a
         field missing or of the wrong type; a numeric column's lost sums are repaired by the merge)
@@ -523,12 +529,12 @@ class Summarizer:
         summary, restarted = delta, False
         if old is not None:
             try:
-                summary = merge_summary(old.summary, delta)
+                summary = merge_summary(stored_summary(old), delta)
             except StoreError:
                 raise
             except Exception as exc:
                 failures.record(key[:3], "merge", describe(key), exc)
-                summary, restarted = dict(delta, restarted={"at": now.isoformat(), "rows_dropped": old.rows}), True
+                summary, restarted = {**delta, "restarted": {"at": now.isoformat(), "rows_dropped": old.rows}}, True
         end = item["end"] if width not in TIME_WIDTHS else start + timedelta(seconds=TIME_WIDTHS[width])
         if old is not None and width not in TIME_WIDTHS:
             end = max(end, old.end)
@@ -543,7 +549,7 @@ class Summarizer:
         summary["drift_rows"] = (
             old.summary.get("drift_rows", 0) if old is not None and reuse is not None else summary["rows"]
         )
-        performance = old.performance if old else None
+        performance = stored_performance(old) if old else None
         try:
             return self._window(key, end, summary, performance, now, reuse_drift=reuse)
         except StoreError:
@@ -558,8 +564,8 @@ class Summarizer:
         self,
         key: WindowKey,
         end: datetime,
-        summary: dict[str, Any],
-        performance: dict[str, Any] | None,
+        summary: WindowSummary,
+        performance: WindowPerformance | None,
         now: datetime,
         reuse_drift: dict[str, Any] | None = None,
         alpha: float | None = None,
@@ -581,13 +587,24 @@ class Summarizer:
             images=self.image_columns(deployment, model, version),
             alpha=alpha,
         )
+        summary_json, performance_json = cast(dict[str, Any], summary), cast(dict[str, Any] | None, performance)
         return MetricWindow(
-            deployment, model, version, segment, width, start, end, int(summary["rows"]), summary, performance, metrics
+            deployment,
+            model,
+            version,
+            segment,
+            width,
+            start,
+            end,
+            int(summary["rows"]),
+            summary_json,
+            performance_json,
+            metrics,
         )
 
     # -- late labels -------------------------------------------------------------------------
     def _relabel(
-        self, state: dict[str, Any], now: datetime, staged: dict[WindowKey, MetricWindow], failures: Failures
+        self, state: SummarizerState, now: datetime, staged: dict[WindowKey, MetricWindow], failures: Failures
     ) -> list[MetricWindow]:
         """Recompute performance where labels landed since the last tick (and re-merge what sits above)."""
         cursor = datetime.fromisoformat(state["label_cursor"]) if state["label_cursor"] else None
@@ -606,7 +623,7 @@ class Summarizer:
                 if lo <= row_id <= hi:
                     counted.add((deployment, model, version, i))
                     break
-        updates: dict[WindowKey, dict[str, Any] | None] = {}
+        updates: dict[WindowKey, WindowPerformance | None] = {}
         fresh_ids = {row[3] for row in fresh}
         labelled: dict[tuple[str, str, int, datetime], list[LoggedRow]] = {}
         for deployment, model, version, start in base:
@@ -619,7 +636,7 @@ class Summarizer:
                 inputs=self._segmented(deployment),
             )
         # the detectors see the new labels first (on a scratch copy, kept only if the label cursor moves on)
-        scratch = {
+        scratch: Detectors = {
             "detectors": dict(state.get("detectors", {})),
             "detections": {k: list(v) for k, v in state.get("detections", {}).items()},
         }
@@ -669,7 +686,7 @@ class Summarizer:
                 k: v for k, v in seen.items() if datetime.fromisoformat(v) >= horizon - LABEL_OVERLAP
             }
         # the hour and day above each recomputed 5-minute window: merged from their 5-minute parts
-        above: dict[WindowKey, dict[str, Any] | None] = {}
+        above: dict[WindowKey, WindowPerformance | None] = {}
         for deployment, model, version, segment, w, start in list(updates):
             if w != BASE:
                 continue
@@ -679,9 +696,8 @@ class Summarizer:
                 if key in above:
                     continue
                 w_end = w_start + timedelta(seconds=TIME_WIDTHS[wide])
-                parts: dict[datetime, dict[str, Any] | None] = dict(  # a staged part may have none yet
-                    self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end)
-                )
+                stored = self.windows.performance_within(deployment, model, version, segment, BASE, w_start, w_end)
+                parts = cast(dict[datetime, WindowPerformance | None], dict(stored))  # a staged part may have none yet
                 for mw in [*staged.values(), *written]:  # this tick's, not committed yet, override the stored
                     if (mw.deployment, mw.model, mw.version, mw.segment, mw.width) == (
                         deployment,
@@ -690,8 +706,8 @@ class Summarizer:
                         segment,
                         BASE,
                     ) and w_start <= mw.start < w_end:
-                        parts[mw.start] = mw.performance
-                merged: dict[str, Any] | None = None
+                        parts[mw.start] = stored_performance(mw)
+                merged: WindowPerformance | None = None
                 for part_start, p in sorted(parts.items()):  # a part that cannot be merged is left out, counted
                     with failures.guard(
                         (deployment, model, version),
@@ -704,7 +720,7 @@ class Summarizer:
         return written
 
     def _detect(
-        self, state: dict[str, Any], fresh: list[tuple[Any, ...]], rows: list[LoggedRow], failures: Failures
+        self, state: Detectors, fresh: list[tuple[Any, ...]], rows: list[LoggedRow], failures: Failures
     ) -> None:
         """Feed each version's concept-drift detector the errors of rows labelled since the last tick,
         in the order their labels arrived; remember where it fired (row id and time)."""
@@ -729,8 +745,8 @@ class Summarizer:
         part: list[LoggedRow],
         name: str,
         params: dict[str, Any],
-        detectors: dict[str, Any],
-        detections: dict[str, Any],
+        detectors: dict[str, dict[str, Any]],
+        detections: dict[str, list[Detection]],
         failures: Failures,
     ) -> None:
         deployment, model, version = series
@@ -768,7 +784,7 @@ class Summarizer:
 
     def _set_performance(
         self,
-        updates: dict[WindowKey, dict[str, Any] | None],
+        updates: dict[WindowKey, WindowPerformance | None],
         now: datetime,
         staged: dict[WindowKey, MetricWindow],
         failures: Failures,
@@ -785,7 +801,7 @@ class Summarizer:
                 waiting.append(key)
                 continue
             with failures.guard(key[:3], "performance", describe(key)):
-                out.append(self._window(key, old.end, old.summary, performance, now, reuse_drift=old.metrics))
+                out.append(self._window(key, old.end, stored_summary(old), performance, now, reuse_drift=old.metrics))
         return out, waiting
 
 
@@ -821,7 +837,7 @@ def describe(key: WindowKey) -> str:
     return f"{width} window at {start.isoformat()}" + (f" (segment {segment})" if segment else "")
 
 
-def _add(pending: dict[WindowKey, dict[str, Any]], key: WindowKey, delta: dict[str, Any], end: datetime) -> None:
+def _add(pending: dict[WindowKey, _Pending], key: WindowKey, delta: WindowSummary, end: datetime) -> None:
     item = pending.get(key)
     if item is None:
         pending[key] = {"deltas": [delta], "end": end}
@@ -830,7 +846,7 @@ def _add(pending: dict[WindowKey, dict[str, Any]], key: WindowKey, delta: dict[s
         item["end"] = max(item["end"], end)
 
 
-def _merged(deltas: list[dict[str, Any]]) -> dict[str, Any]:
+def _merged(deltas: list[WindowSummary]) -> WindowSummary:
     """Pairwise, as a balanced tree: the day window's many batch deltas are not merged one by one
     into an ever larger summary."""
     while len(deltas) > 1:
@@ -848,11 +864,11 @@ class _TwoStacks:
     merged as they come; when the front runs out, the back becomes it."""
 
     def __init__(self) -> None:
-        self.front: list[tuple[str, dict[str, Any]]] = []  # (pane start, merge of it and the later front panes)
+        self.front: list[tuple[str, WindowSummary]] = []  # (pane start, merge of it and the later front panes)
         self.back: list[str] = []
-        self.back_summary: dict[str, Any] | None = None
+        self.back_summary: WindowSummary | None = None
 
-    def merged(self, panes: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    def merged(self, panes: list[tuple[str, WindowSummary]]) -> WindowSummary | None:
         """The merge of ``panes`` ((start, summary), oldest first), which are the last call's panes
         without some of its oldest and with new ones after (else it starts over)."""
         if not panes:
@@ -872,7 +888,7 @@ class _TwoStacks:
             self.back_summary = summary if self.back_summary is None else merge_summary(self.back_summary, summary)
         if not self.front:  # the back becomes the front: each pane's merge with the ones after it
             by_start = dict(panes)
-            suffix: dict[str, Any] | None = None
+            suffix: WindowSummary | None = None
             for start in reversed(self.back):
                 suffix = by_start[start] if suffix is None else merge_summary(by_start[start], suffix)
                 self.front.insert(0, (start, suffix))
@@ -911,13 +927,13 @@ def _between_ids(lo: int, hi: int) -> Callable[[tuple[int, datetime]], bool]:
 
 
 def _with_detections(
-    performance: dict[str, Any] | None,
-    state: dict[str, Any],
+    performance: WindowPerformance | None,
+    state: Detectors,
     deployment: str,
     model: str,
     version: int,
     inside: Callable[[tuple[int, datetime]], bool],
-) -> dict[str, Any] | None:
+) -> WindowPerformance | None:
     """The window's performance with how many concept-drift detections fell on its rows."""
     if performance is None:
         return None
@@ -952,9 +968,9 @@ class _Deltas:
 
     def __init__(self, cols: LogColumns, ref: VersionReference | None, texts: Sequence[str]) -> None:
         self.cols, self.ref, self.texts = cols, ref, texts
-        self._runs: dict[tuple[int, int], dict[str, Any]] = {}
+        self._runs: dict[tuple[int, int], WindowSummary] = {}
 
-    def of(self, rows: np.ndarray) -> dict[str, Any]:
+    def of(self, rows: np.ndarray) -> WindowSummary:
         """The summary of the rows at these positions (ascending, distinct)."""
         if not rows.size or int(rows[-1]) - int(rows[0]) + 1 != rows.size:
             return summarize_columns(part_of(self.cols, rows), self.ref, self.texts, lazy=True)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
 
 from matchday.monitoring.drift import (
+    ColumnSummary,
+    NumericSummary,
+    TableSummary,
     merge_summaries,
     summarize_coded,
     summarize_sketched,
@@ -25,11 +28,84 @@ from matchday.monitoring.log import LogColumns, label_text, to_datetime
 from matchday.monitoring.windows.performance import (
     Calibrator,
     CBPEEstimate,
+    CBPEState,
     ClassificationPerformance,
+    ClassificationState,
     RegressionPerformance,
+    RegressionState,
     label_indices,
 )
-from matchday.store import LoggedRow, ReferenceProfile
+from matchday.store import LoggedRow, MetricWindow, ReferenceProfile
+
+
+class Confidence(TypedDict):
+    """The top probability of each answered row, summed (their mean is the mean confidence)."""
+
+    n: int
+    sum: float
+
+
+class OutputsSummary(TypedDict):
+    rows: int  # answered rows
+    null: int  # of them, answered without a prediction
+    classes: NotRequired[dict[str, int]]  # a classifier's predictions by class
+    confidence: NotRequired[Confidence]
+    cbpe: NotRequired[CBPEState | CBPEEstimate]  # the estimate before labels; the object in a lazy summary
+    values: NotRequired[NumericSummary]  # a regressor's predictions
+
+
+class TextLengths(TypedDict):
+    """A text input's present values, characters and words, as sums that add up."""
+
+    n: float
+    chars: float
+    words: float
+
+
+class Restarted(TypedDict):
+    """Why a window holds fewer rows than it saw: its stored summary could not be merged, and was dropped."""
+
+    at: str
+    rows_dropped: int
+
+
+class WindowSummary(TypedDict):
+    """One window's logged rows, summarised (`summarize_columns`) and merged by adding (`merge_summary`): the
+    ``summary`` of a stored window (`WindowStore`)."""
+
+    rows: int
+    errors: int  # rows the model failed on
+    requests: int
+    first_at: str | None  # ISO 8601, UTC
+    last_at: str | None
+    latency: NumericSummary  # seconds
+    inputs: TableSummary  # of the answered rows
+    outputs: OutputsSummary
+    texts: NotRequired[dict[str, TextLengths]]  # the free-text inputs' lengths
+    restarted: NotRequired[Restarted]
+    drift_rows: NotRequired[int]  # the rows the stored drift metrics were computed on (the hour and day windows')
+    step: NotRequired[str]  # a sliding window's newest pane's start (judged, not stored)
+
+
+class WindowPerformance(TypedDict):
+    """One window's labelled rows: their count, label delay and performance (by the version's task), and
+    the concept-drift detections on them; the ``performance`` of a stored window."""
+
+    labelled: int
+    delay_sum: float  # seconds from prediction to label, summed
+    delay_max: float
+    detections: NotRequired[int]
+    classification: NotRequired[ClassificationState]
+    regression: NotRequired[RegressionState]
+
+
+def stored_summary(window: MetricWindow) -> WindowSummary:
+    """A stored window's summary, as the summarizer wrote it (the store keeps it as plain JSON)."""
+    return cast(WindowSummary, window.summary)
+
+
+def stored_performance(window: MetricWindow) -> WindowPerformance | None:
+    return cast(WindowPerformance | None, window.performance)
 
 
 @dataclass(frozen=True)
@@ -74,9 +150,7 @@ class VersionReference:
         return cls(task, classes, features, profile, None, RegressionPerformance().update(y, p).metrics())
 
 
-def summarize_rows(
-    rows: Sequence[LoggedRow], ref: VersionReference | None, texts: Sequence[str] = ()
-) -> dict[str, Any]:
+def summarize_rows(rows: Sequence[LoggedRow], ref: VersionReference | None, texts: Sequence[str] = ()) -> WindowSummary:
     """`summarize_columns` of rows read as objects."""
     return summarize_columns(LogColumns.from_rows(rows, *_shape(ref)), ref, texts)
 
@@ -88,7 +162,7 @@ def columns_of_batch(table: pa.Table, ref: VersionReference | None) -> LogColumn
 
 def summarize_columns(
     cols: LogColumns, ref: VersionReference | None, texts: Sequence[str] = (), *, lazy: bool = False
-) -> dict[str, Any]:
+) -> WindowSummary:
     """One pass over rows as logged: counts, latency sketch, inputs, outputs, the CBPE estimate, and
     for the ``texts`` inputs their length (the text extractor; mergeable sums).
 
@@ -103,7 +177,7 @@ def summarize_columns(
     every = answered.size == n
     others = [name for name in cols.inputs.column_names if name not in cols.numeric]
     plain = [name for name in others if name not in cols.categories]  # neither numbers nor text
-    by_name: dict[str, Any] = {}
+    by_name: dict[str, ColumnSummary] = {}
     if plain:
         table = cols.inputs.select(plain)
         by_name.update(summarize_table(table if every else table.take(pa.array(answered, type=pa.int64())))["columns"])
@@ -111,7 +185,7 @@ def summarize_columns(
     by_name.update(
         {name: summarize_sketched(v, lazy=lazy, rows=None if every else ok) for name, v in cols.numeric.items()}
     )
-    summary: dict[str, Any] = {
+    summary: WindowSummary = {
         "rows": n,
         "errors": int(n - answered.size),
         "requests": requests,
@@ -141,7 +215,7 @@ def _distinct(keys: np.ndarray) -> int:
     return int(np.unique(keys).size)
 
 
-def _text_lengths(values: Sequence[Any]) -> dict[str, float]:
+def _text_lengths(values: Sequence[Any]) -> TextLengths:
     """Characters and words of a text input (what the text extractor watches), as sums that add up."""
     present = [str(v) for v in values if v is not None]
     return {
@@ -158,38 +232,44 @@ def _shape(ref: VersionReference | None) -> tuple[list[str] | None, int | None]:
     return ref.features, len(ref.classes) if ref.classes else None
 
 
-def merge_summary(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+def merge_summary(a: WindowSummary | None, b: WindowSummary) -> WindowSummary:
     """The summary of both windows' rows (``a`` may be None: a window not seen before)."""
     if a is None:
         return b
-    out = {
+    out: WindowSummary = {
         "rows": a["rows"] + b["rows"],
         "errors": a["errors"] + b["errors"],
         "requests": a["requests"] + b["requests"],
         "first_at": min(v for v in (a["first_at"], b["first_at"]) if v) if a["first_at"] or b["first_at"] else None,
         "last_at": max(v for v in (a["last_at"], b["last_at"]) if v) if a["last_at"] or b["last_at"] else None,
-        "latency": merge_summaries(
-            {"rows": 0, "columns": {"x": a["latency"]}}, {"rows": 0, "columns": {"x": b["latency"]}}
-        )["columns"]["x"],
+        "latency": _merge_numeric(a["latency"], b["latency"]),
         "inputs": merge_summaries(a["inputs"], b["inputs"]),
         "outputs": _merge_outputs(a["outputs"], b["outputs"]),
     }
     if "texts" in a or "texts" in b:
-        texts = {k: dict(v) for k, v in a.get("texts", {}).items()}
+        texts: dict[str, TextLengths] = {k: {**v} for k, v in a.get("texts", {}).items()}
         for name, sums in b.get("texts", {}).items():
             mine = texts.setdefault(name, {"n": 0.0, "chars": 0.0, "words": 0.0})
-            for k in mine:
-                mine[k] += sums.get(k, 0.0)
+            mine["n"] += sums.get("n", 0.0)
+            mine["chars"] += sums.get("chars", 0.0)
+            mine["words"] += sums.get("words", 0.0)
         out["texts"] = texts
     if "restarted" in a or "restarted" in b:  # the window lost its earlier rows once (a corrupt summary): say so
-        out["restarted"] = a.get("restarted") or b.get("restarted")
+        out["restarted"] = a["restarted"] if a.get("restarted") else b["restarted"]
     return out
 
 
-def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | None, *, lazy: bool) -> dict[str, Any]:
+def _merge_numeric(x: NumericSummary, y: NumericSummary) -> NumericSummary:
+    """Two numeric columns (the latency, a regressor's predictions) merged as `merge_summaries` merges a
+    table's: a numeric column stays numeric."""
+    merged = merge_summaries({"rows": 0, "columns": {"x": x}}, {"rows": 0, "columns": {"x": y}})["columns"]["x"]
+    return cast(NumericSummary, merged)
+
+
+def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | None, *, lazy: bool) -> OutputsSummary:
     codes = cols.codes[answered]
     predicted = cols.predicted[answered]
-    out: dict[str, Any] = {"rows": int(answered.size), "null": int(answered.size - predicted.sum())}
+    out: OutputsSummary = {"rows": int(answered.size), "null": int(answered.size - predicted.sum())}
     classification = ref is not None and ref.task == "classification" and ref.classes
     if classification:
         per_code = np.bincount(codes[predicted], minlength=len(cols.labels))
@@ -217,54 +297,53 @@ def _outputs(cols: LogColumns, answered: np.ndarray, ref: VersionReference | Non
     return out
 
 
-def settled_summary(summary: dict[str, Any]) -> dict[str, Any]:
+def settled_summary(summary: WindowSummary) -> WindowSummary:
     """A lazy summary (`summarize_columns` with ``lazy``, and merges of such) in its stored form: the
     CBPE estimate as its state. (Sketch buckets stay `Buckets`: the store writes them as lists.)"""
     outputs = summary["outputs"]
-    if isinstance(outputs.get("cbpe"), CBPEEstimate):
-        return {**summary, "outputs": {**outputs, "cbpe": outputs["cbpe"].to_state()}}
+    estimate = outputs.get("cbpe")
+    if isinstance(estimate, CBPEEstimate):
+        return {**summary, "outputs": {**outputs, "cbpe": estimate.to_state()}}
     return summary
 
 
-def _merge_outputs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"rows": a["rows"] + b["rows"], "null": a["null"] + b["null"]}
+def _merge_outputs(a: OutputsSummary, b: OutputsSummary) -> OutputsSummary:
+    out: OutputsSummary = {"rows": a["rows"] + b["rows"], "null": a["null"] + b["null"]}
     if "classes" in a or "classes" in b:
         counts = dict(a.get("classes", {}))
         for k, v in b.get("classes", {}).items():
             counts[k] = counts.get(k, 0) + v
         out["classes"] = counts
-    for key in ("confidence",):
-        if key in a or key in b:
-            x, y = a.get(key, {"n": 0, "sum": 0.0}), b.get(key, {"n": 0, "sum": 0.0})
-            out[key] = {"n": x["n"] + y["n"], "sum": x["sum"] + y["sum"]}
+    if "confidence" in a or "confidence" in b:
+        none: Confidence = {"n": 0, "sum": 0.0}
+        x, y = a.get("confidence", none), b.get("confidence", none)
+        out["confidence"] = {"n": x["n"] + y["n"], "sum": x["sum"] + y["sum"]}
     if "cbpe" in a and "cbpe" in b:
-        x, y = a["cbpe"], b["cbpe"]
-        if isinstance(x, CBPEEstimate) and isinstance(y, CBPEEstimate):  # lazy: the states round-trip exactly
-            out["cbpe"] = x.merge(y)
+        p, q = a["cbpe"], b["cbpe"]
+        if isinstance(p, CBPEEstimate) and isinstance(q, CBPEEstimate):  # lazy: the states round-trip exactly
+            out["cbpe"] = p.merge(q)
         else:
-            x = x if isinstance(x, CBPEEstimate) else CBPEEstimate.from_state(x)
-            y = y if isinstance(y, CBPEEstimate) else CBPEEstimate.from_state(y)
-            out["cbpe"] = x.merge(y).to_state()
+            p = p if isinstance(p, CBPEEstimate) else CBPEEstimate.from_state(p)
+            q = q if isinstance(q, CBPEEstimate) else CBPEEstimate.from_state(q)
+            out["cbpe"] = p.merge(q).to_state()
     elif "cbpe" in a or "cbpe" in b:
-        out["cbpe"] = a.get("cbpe") or b.get("cbpe")
+        out["cbpe"] = a["cbpe"] if a.get("cbpe") else b["cbpe"]
     if "values" in a or "values" in b:
         if "values" in a and "values" in b:
-            out["values"] = merge_summaries(
-                {"rows": 0, "columns": {"x": a["values"]}}, {"rows": 0, "columns": {"x": b["values"]}}
-            )["columns"]["x"]
+            out["values"] = _merge_numeric(a["values"], b["values"])
         else:
-            out["values"] = a.get("values") or b.get("values")
+            out["values"] = a["values"] if a.get("values") else b["values"]
     return out
 
 
 # -- performance on labelled rows ----------------------------------------------------------------
-def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> dict[str, Any] | None:
+def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> WindowPerformance | None:
     """Performance state of a window's labelled rows, with label coverage and delay; None if none labelled."""
     labelled = [r for r in rows if r.label_at is not None and r.error is None and r.prediction is not None]
     if not labelled:
         return None
     delays = np.asarray([(r.label_at - r.at).total_seconds() for r in labelled if r.label_at is not None])
-    out: dict[str, Any] = {
+    out: WindowPerformance = {
         "labelled": len(labelled),
         "delay_sum": float(np.clip(delays, 0, None).sum()),
         "delay_max": float(delays.max(initial=0.0)),
@@ -288,10 +367,10 @@ def performance_of(rows: Sequence[LoggedRow], ref: VersionReference | None) -> d
     return out
 
 
-def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+def merge_performance(a: WindowPerformance | None, b: WindowPerformance | None) -> WindowPerformance | None:
     if a is None or b is None:
         return a or b
-    out: dict[str, Any] = {
+    out: WindowPerformance = {
         "labelled": a["labelled"] + b["labelled"],
         "delay_sum": a["delay_sum"] + b["delay_sum"],
         "delay_max": max(a["delay_max"], b["delay_max"]),
@@ -309,10 +388,10 @@ def merge_performance(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dic
             .merge(RegressionPerformance.from_state(b["regression"]))
             .to_state()
         )
-    else:  # the version's task changed between windows: keep the newer
-        for key in ("classification", "regression"):
-            if key in b:
-                out[key] = b[key]
+    elif "classification" in b:  # the version's task changed between windows: keep the newer
+        out["classification"] = b["classification"]
+    elif "regression" in b:
+        out["regression"] = b["regression"]
     return out
 
 
