@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from matchday.registry import InvalidModelRef, PinnedRef
 from matchday.retrain import RetrainPolicy, RetrainRunRecord
 from matchday.store import ModelVersionRecord
 
@@ -53,10 +54,13 @@ def duration_text(seconds: Any) -> str:
 
 
 def model_link(ref: str | None) -> str | None:
-    """The model page of ``model:version`` (its name before the last colon), or None."""
+    """The model page of a run's parent or candidate (``model:version``): the model's name, or None."""
     if not ref:
         return None
-    return ref.rpartition(":")[0] or None
+    try:
+        return PinnedRef.parse(ref).name
+    except InvalidModelRef:
+        return None
 
 
 def run_row(run: RetrainRunRecord) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from matchday.config import MonitoringSettings
 from matchday.demo import caller
 from matchday.demo.fraud import fraud_pipeline, transactions
 from matchday.demo.serving import running_server
-from matchday.registry import ReferenceProfile
+from matchday.registry import PinnedRef, ReferenceProfile
 from matchday.retrain import RetrainAlreadyActive, TrainingData
 from matchday.workspace import Workspace
 
@@ -280,7 +280,7 @@ def _show(console: Console, ws: Workspace, run_id: int, model: str, version: int
         )
         console.print(f"@champion now points to {model}:{ws.registry.resolve(f'{model}@champion').version}")
     before = _accuracies(ws, model, version)
-    after = _accuracies(ws, model, int(run.candidate.partition(":")[2])) if run.candidate else []
+    after = _accuracies(ws, model, PinnedRef.parse(run.candidate).version) if run.candidate else []
     shown = f"reference {reference:.3f}" if reference is not None else "no reference accuracy"
     console.print(f"accuracy by window of {WINDOW} labelled transactions ({shown}):")
     console.print(f"  {model}:{version} (champion, lockdown)   {_row(before)}")
