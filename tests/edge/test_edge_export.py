@@ -211,3 +211,27 @@ def test_a_hist_gradient_boosting_model_exports_missing_values_and_all(ws: Works
         assert device.predict(rows.to_dict("records")).tolist() == pytest.approx(model.predict(rows).tolist(), abs=1e-4)
         if name == "hgb":
             assert device.predict_proba(rows.to_dict("records")) == pytest.approx(model.predict_proba(rows), abs=1e-4)
+
+
+def test_columns_named_with_spaces_keep_their_names_on_the_device(ws: Workspace, tmp_path: Path) -> None:
+    """skl2onnx renames an input ``mean radius`` to ``mean_radius``; the device feeds columns by their own name, so
+    the graph's inputs are named back (a per-column layout crashed the export with onnxruntime's traceback)."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    data = frame(300)
+    spaced = pd.DataFrame({"mean radius": data["a"], "the shop": data["shop"]})
+    labels = (spaced["mean radius"] > spaced["mean radius"].median()).astype(int)
+    model = make_pipeline(
+        ColumnTransformer([("n", "passthrough", ["mean radius"]), ("c", OneHotEncoder(), ["the shop"])]),
+        LogisticRegression(),
+    ).fit(spaced, labels)
+    ws.registry.register("spaced", model, reference=spaced.assign(label=labels), target="label")
+    ws.deployments.deploy("spaced", "spaced:1")
+    bundle = _export(ws, "spaced:1", tmp_path / "b", deployment="spaced")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["layout"] == "columns" and [i["name"] for i in manifest["inputs"]] == ["mean radius", "the shop"]
+    till = EdgeModel.load(bundle, public_key=ws.edge_signer.public_key_hex, device="t", buffer=None)
+    rows = spaced.head(20).to_dict("records")
+    assert till.predict(rows).tolist() == model.predict(spaced.head(20)).tolist()

@@ -115,6 +115,8 @@ def sklearn_candidates(model: Any, signature: Signature, has_proba: bool) -> Ite
                 options=options,
                 custom_conversion_functions=_hist_gradient_boosting_mend(),
             )
+            if layout == "columns":
+                _name_inputs(graph, [s["name"] for s in specs])
             model_bytes = graph.SerializeToString()
             outputs = _outputs(_session(model_bytes), has_proba)
         except Exception as exc:  # skl2onnx and onnxruntime raise many kinds; each is this layout's failure
@@ -185,6 +187,16 @@ def _outputs(session: Any, has_proba: bool) -> Outputs:
             outputs[1].name if len(outputs) > 1 else None,
         )
     return {"label": outputs[0].name, "probabilities": proba}
+
+
+def _name_inputs(graph: Any, names: list[str]) -> None:
+    """Give the graph's inputs the columns' own names: skl2onnx renames the ones it finds unfit (``mean radius``
+    becomes ``mean_radius``), and a device feeds each column by its name."""
+    for onnx_input, name in zip(graph.graph.input, names, strict=True):
+        if onnx_input.name != name:
+            old, onnx_input.name = onnx_input.name, name
+            for node in graph.graph.node:
+                node.input[:] = [name if used == old else used for used in node.input]
 
 
 def _tensor_type(ort_type: str, name: str) -> TensorType:

@@ -114,6 +114,9 @@ def _first_passing(
         except ParityFailed as exc:
             parity_errors.append(exc)
             continue
+        except Exception as exc:  # onnxruntime raises its own kinds for a graph that loads but cannot run
+            conversion_errors.append(ExportError(f"{what} does not score the reference rows: {_first_line(exc)}"))
+            continue
         tried = [e.message for e in conversion_errors] + [e.message for e in parity_errors]
         return attempt, parity, tried
     if parity_errors:
@@ -123,6 +126,11 @@ def _first_passing(
     raise ExportError(
         f"{ref} cannot be converted to ONNX: {messages[0] if messages else 'no layout to try'}", messages[1:]
     )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _draft_manifest(converted: Converted, signature: Signature) -> Manifest:
