@@ -1,17 +1,21 @@
 """The tokens in memory, so a request is checked without the database: reloaded whenever the stored
 credentials change (polled twice a second, one small query), so a revoke or a new token takes
-effect on every replica within the poll interval; last-used times written back in one go."""
+effect on every replica within the poll interval; last-used times written back in one go. A key the
+cache does not know is looked for once more at once (at most every ``MISS_RECHECK_SECONDS``, so made-up
+keys cannot turn into a query each): a script that makes a token and uses it straight away is answered."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 from matchday.store import PrincipalStore, StoreError, TokenRecord
 
 log = logging.getLogger("matchday.auth")
 Revision = tuple[int, datetime | None, int]
+MISS_RECHECK_SECONDS = 0.1
 
 
 class TokenCache:
@@ -25,6 +29,7 @@ class TokenCache:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._rechecked = float("-inf")
 
     @property
     def loaded(self) -> bool:
@@ -39,7 +44,15 @@ class TokenCache:
     def token(self, key: str) -> TokenRecord | None:
         if not self.loaded:
             self.refresh()
-        return self._tokens.get(key)
+        found = self._tokens.get(key)
+        if found is None and time.monotonic() - self._rechecked >= MISS_RECHECK_SECONDS:
+            self._rechecked = time.monotonic()
+            try:  # made since the last poll? (the store down: unknown, as it would be until the next poll)
+                self.refresh()
+            except StoreError:
+                return None
+            found = self._tokens.get(key)
+        return found
 
     def used(self, key: str) -> None:
         self._used[key] = datetime.now(UTC)
