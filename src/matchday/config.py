@@ -1,7 +1,8 @@
 """Settings, from the environment and an optional ``matchday.yaml``, validated by Pydantic.
 
 Precedence: environment variables (``MATCHDAY_*``), then ``matchday.yaml`` in the working directory
-(or the file ``MATCHDAY_CONFIG`` names), then defaults.
+(or the file ``MATCHDAY_CONFIG`` names; without either, the home's ``matchday.yaml``, as `make demo`
+writes it), then defaults.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ def load_settings(environ: dict[str, str] | None = None, config_file: Path | Non
     """Read settings from ``matchday.yaml`` (if present) overlaid by ``MATCHDAY_*`` variables."""
     env = dict(os.environ if environ is None else environ)
     path = config_file or Path(env.get("MATCHDAY_CONFIG", "matchday.yaml"))
+    if config_file is None and not env.get("MATCHDAY_CONFIG") and not path.exists():
+        path = Path(env.get("MATCHDAY_HOME") or Settings.model_fields["home"].default) / "matchday.yaml"
     values: dict[str, Any] = {}
     if path.exists():
         try:

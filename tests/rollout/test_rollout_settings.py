@@ -75,3 +75,18 @@ def test_rollouts_must_be_a_mapping_of_mappings(tmp_path: Path) -> None:
     config.write_text("rollouts: [canary]\n")
     with pytest.raises(ConfigError, match="rollouts"):
         load_settings({}, config_file=config)
+
+
+def test_without_a_matchday_yaml_here_the_homes_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` writes its monitors into its home: `matchday serve` there afterwards watches as the demo did."""
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / ".matchday"
+    home.mkdir()
+    (home / "matchday.yaml").write_text("monitoring: {count_window: 500}\n")
+    assert load_settings({}).monitoring.count_window == 500
+    assert load_settings({"MATCHDAY_HOME": str(tmp_path / "other")}).monitoring.count_window != 500
+    (tmp_path / "matchday.yaml").write_text("monitoring: {count_window: 200}\n")  # the working directory's first
+    assert load_settings({}).monitoring.count_window == 200
+    named = tmp_path / "named.yaml"
+    named.write_text("monitoring: {count_window: 300}\n")
+    assert load_settings({"MATCHDAY_CONFIG": str(named)}).monitoring.count_window == 300

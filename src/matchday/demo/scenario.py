@@ -329,10 +329,18 @@ def _steps(demo: Demo, *, serve: bool, port: int, headless: bool) -> None:
         console.print(f"[green]all {len(steps)} steps happened[/] in {time.perf_counter() - started:.0f}s")
         return
     console.rule(f"{len(steps) + 1}. the dashboard")
+    console.print(
+        "the store now holds credentials (the till's, the reviewers', the demo's own), so its servers ask every "
+        "caller for one: for a day, the demo's admin token works for the CLI's calls and matchday.Client:\n"
+        f"  export MATCHDAY_TOKEN={demo.credentials.token}",
+        highlight=False,
+    )
     if not serve:
         console.print(
-            f"not serving the dashboard (--no-serve); `MATCHDAY_CONFIG={demo.config} matchday serve` serves it "
-            "at http://127.0.0.1:8000/ with the demo's monitors"
+            f"not serving the dashboard (--no-serve); `matchday serve` here serves it at http://127.0.0.1:8000/ "
+            f"with the demo's monitors (it reads {demo.config}); log in as {demo.credentials.user} with the "
+            f"password {demo.credentials.password}",
+            highlight=False,
         )
         return
     from matchday.demo import dashboard
