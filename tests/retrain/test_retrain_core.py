@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.ray_support import one_ray_cluster_at_a_time
-from support.retrain_support import champion_model, log_labelled
-from support.rollout_support import cancer_frame
+from support.retrain_support import champion_workspace, log_labelled, policy
 
 from matchday.config import Settings
 from matchday.retrain import InvalidPolicy, Retraining
@@ -21,30 +19,9 @@ SQLITE_ONLY = pytest.mark.parametrize(
 )  # the logic, not the store: one backend
 
 
-def policy(**over: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "deployment": "cancer",
-        "trainer": "support.retrain_support:train",
-        "triggers": {"monitors": ["accuracy-drop"]},
-        "data": {"reference": True, "production": {"window": "1d"}},
-        "holdout": {"newest": 0.25, "min_rows": 40},
-        "rollout": {"steps": [50, 100], "interval": "1s", "min_requests": 20, "gates": {"min_labels": 20}},
-        "guards": {"cooldown": "1h", "max_per_day": 3, "stop_after_rejections": 2},
-    }
-    for key, value in over.items():
-        base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return base
-
-
 @pytest.fixture
 def ws(tmp_path: Path, database_url: str) -> Workspace:
-    settings = Settings(home=tmp_path, database_url=database_url, retrain=[policy()])
-    workspace = Workspace(settings)
-    X, y = cancer_frame()
-    workspace.registry.register(
-        "cancer", champion_model(), reference=X.head(200).assign(label=y.head(200)), target="label", alias="champion"
-    )
-    workspace.deployments.deploy("cancer", "cancer@champion")
+    workspace = champion_workspace(tmp_path, database_url)
     yield workspace
     workspace.close()
 
@@ -263,32 +240,6 @@ def test_a_numeric_segment_is_judged_by_quintile() -> None:
     assert len(result.segments) == 5 and not result.accepted
     [bad] = [s for s in result.segments if s.verdict == "worse"]
     assert bad.value.startswith("[8") and bad.rows == int(worse.sum())
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_ray_engine_trains_as_a_task_on_a_local_cluster(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray
-
-    from matchday.retrain import RayEngine
-
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    tests = str(Path(__file__).parents[1])
-    monkeypatch.setenv("PYTHONPATH", tests)  # the task's worker imports the trainer by name, as a cluster would
-    ws.retraining.parts.engine = RayEngine()
-    ws.retraining.steps.parts.engine = ws.retraining.parts.engine
-    log_labelled(ws, 400)
-    run = ws.retraining.run("cancer", actor="tester")
-    with one_ray_cluster_at_a_time():
-        try:
-            assert [o for _, o in ws.retraining.tick()] == ["trained"]
-        finally:
-            ray.shutdown()
-    done = ws.retraining.get(run.id)
-    assert done.steps[1]["data"] == {"engine": "ray"}
-    version = ws.registry.get_version(done.candidate or "")
-    assert version.lineage is not None and version.lineage["engine"] == "ray"
-    assert [o for _, o in ws.retraining.tick()] == ["rolling_out"]
 
 
 def test_a_large_holdouts_interval_is_the_normal_one_and_agrees_with_the_bootstrap() -> None:

@@ -1,5 +1,6 @@
 """Trainers for the retraining tests (imported by name, `retrain_support:train`, in the worker's child
-process), and a stream whose concept changes: the same inputs, other outcomes."""
+process), a stream whose concept changes (the same inputs, other outcomes), and the retraining core's
+test policy with the workspace its tests start from."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,6 +73,36 @@ def flipped_stream(n: int, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
 
 def champion_model() -> Any:
     return fitted("base")[0]
+
+
+def policy(**over: Any) -> dict[str, Any]:
+    """The retraining core's test policy for the deployment "cancer", with ``over``'s fields merged in."""
+    base: dict[str, Any] = {
+        "deployment": "cancer",
+        "trainer": "support.retrain_support:train",
+        "triggers": {"monitors": ["accuracy-drop"]},
+        "data": {"reference": True, "production": {"window": "1d"}},
+        "holdout": {"newest": 0.25, "min_rows": 40},
+        "rollout": {"steps": [50, 100], "interval": "1s", "min_requests": 20, "gates": {"min_labels": 20}},
+        "guards": {"cooldown": "1h", "max_per_day": 3, "stop_after_rejections": 2},
+    }
+    for key, value in over.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return base
+
+
+def champion_workspace(home: Path, database_url: str) -> Workspace:
+    """A workspace retraining `policy()`, with cancer:1 (`champion_model`) registered as the champion and deployed."""
+    from matchday.config import Settings
+    from matchday.workspace import Workspace
+
+    workspace = Workspace(Settings(home=home, database_url=database_url, retrain=[policy()]))
+    X, y = cancer_frame()
+    workspace.registry.register(
+        "cancer", champion_model(), reference=X.head(200).assign(label=y.head(200)), target="label", alias="champion"
+    )
+    workspace.deployments.deploy("cancer", "cancer@champion")
+    return workspace
 
 
 def log_labelled(

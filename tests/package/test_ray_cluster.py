@@ -1,9 +1,14 @@
-"""The Ray Data engine on a local two-CPU cluster gives the local engine's output, rejects and manifest
-(the actor pool sized so it cannot starve the read tasks: this test would hang otherwise)."""
+"""Both Ray engines on the local two-CPU cluster `matchday.ray_cluster.connect` starts: batch scoring's
+Ray Data job gives the local engine's output, rejects and manifest (the actor pool sized so it cannot
+starve the read tasks: this test would hang otherwise) and resumes a job the local engine started;
+retraining's trainer runs as a Ray task.
+
+One module, one cluster: starting one took 10 s of both CPUs on a busy machine, more than the work of
+either engine's test, and a worker the first job started takes the next one's tasks.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from support.batch_support import FEATURES, fitted_classifier, frame, register, write_parts
 from support.ray_support import one_ray_cluster_at_a_time
+from support.retrain_support import champion_workspace, log_labelled
 
 from matchday.batch import BatchOptions, read_manifest
 from matchday.config import Settings
+from matchday.ray_cluster import connect
 from matchday.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -23,11 +30,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster() -> Iterator[None]:
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
-    with one_ray_cluster_at_a_time():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    """The cluster both engines join; its workers import the tests' trainers by name, as a cluster's would
+    with the trainer's code on their path."""
+    with pytest.MonkeyPatch.context() as env, one_ray_cluster_at_a_time():
+        env.setenv("PYTHONPATH", str(Path(__file__).parents[1]))
+        ray = connect()
         try:
             yield
         finally:
@@ -85,4 +92,21 @@ def test_a_ray_job_resumes_one_the_local_engine_started(tmp_path: Path) -> None:
     assert (result.rows, result.rejected, result.skipped_parts) == (1000, 100, 2)
     keys = pq.read_table(out).to_pandas()["key"]
     assert len(keys) == 1900 and keys.is_unique
+    ws.close()
+
+
+def test_retraining_trains_as_a_ray_task(tmp_path: Path) -> None:
+    from matchday.retrain import RayEngine
+
+    ws = champion_workspace(tmp_path / "home", f"sqlite:///{tmp_path / 'md.db'}")
+    ws.retraining.parts.engine = RayEngine()
+    ws.retraining.steps.parts.engine = ws.retraining.parts.engine
+    log_labelled(ws, 400)
+    run = ws.retraining.run("cancer", actor="tester")
+    assert [o for _, o in ws.retraining.tick()] == ["trained"]
+    done = ws.retraining.get(run.id)
+    assert done.steps[1]["data"] == {"engine": "ray"}
+    version = ws.registry.get_version(done.candidate or "")
+    assert version.lineage is not None and version.lineage["engine"] == "ray"
+    assert [o for _, o in ws.retraining.tick()] == ["rolling_out"]
     ws.close()
