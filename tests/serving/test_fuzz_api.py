@@ -6,6 +6,11 @@ Two schemas are fuzzed: the document the server publishes (generic bodies: any o
 the same document with the bodies narrowed to one deployment's signature (every input named and
 typed, any value the type allows: huge floats, long strings, negative zero), which is what reaches
 the model. Both in schemathesis' positive and negative modes.
+
+One server, on PostgreSQL only: the fuzz is about the HTTP layer, and its derandomized examples send
+the same requests to either database. What a fuzzed body takes to the database synchronously (the
+feedback keys) PostgreSQL is the stricter about (it refuses a NUL in text and a NaN in JSON, which
+SQLite stores), and it is the database replicas run on. The store itself is tested on both.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pytest
 from support.rollout_support import fitted
 from support.server_process import ServerProcess, http
 
+from matchday.config import Settings
 from matchday.workspace import Workspace
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -29,7 +35,7 @@ FUZZED = (
     "/v2/models/{name}/infer",
     "/v2/models/{name}/versions/{version}/infer",
 )
-EXAMPLES = 25  # per operation, schema and mode: about 400 requests in all per database
+EXAMPLES = 25  # per operation, schema and mode: about 400 requests in all
 TYPES = {
     "float": {"type": "number"},
     "integer": {"type": "integer"},
@@ -37,19 +43,23 @@ TYPES = {
     "boolean": {"type": "boolean"},
 }
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)]
 
 
-@pytest.fixture
-def server(workspace: Workspace, database_url: str) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def server(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Served with access control on: the fuzzer calls with an operator's token (issue 15)."""
-    model, reference = fitted("base")  # a scaled logistic regression: huge inputs overflow inside it
-    workspace.registry.register("cancer", model, reference=reference)
-    workspace.deployments.deploy("cancer", "cancer:1")
-    token, _ = workspace.access.create_token(["operator"], name="fuzzer", created_by="test")
-    with ServerProcess(workspace.settings.home, database_url) as running:
-        running.token = token  # type: ignore[attr-defined]
-        yield running
+    workspace = Workspace(Settings(home=tmp_path_factory.mktemp("fuzz-home"), database_url=store_url))
+    try:
+        model, reference = fitted("base")  # a scaled logistic regression: huge inputs overflow inside it
+        workspace.registry.register("cancer", model, reference=reference)
+        workspace.deployments.deploy("cancer", "cancer:1")
+        token, _ = workspace.access.create_token(["operator"], name="fuzzer", created_by="test")
+        with ServerProcess(workspace.settings.home, store_url) as running:
+            running.token = token  # type: ignore[attr-defined]
+            yield running
+    finally:
+        workspace.close()
 
 
 def bearer(server: ServerProcess) -> dict[str, str]:
