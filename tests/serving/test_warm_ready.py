@@ -4,16 +4,14 @@ then it is live but answers 503 ``{"ready": false}``. A version that cannot warm
 does not hold the others back. And a server with shadows, in two processes, stops without leaking
 the shadow queues' semaphores.
 
-The models are functions of this module (the callable flavor), imported by the server from the
-tests folder: in the server (where ``CALLS`` is set) each call is recorded and waits at a gate file,
+The models are functions of tests/support/warm_models.py (the callable flavor), imported by the server
+from the tests folder: in the server (where ``CALLS`` is set) each call is recorded and waits at a gate file,
 so the test sees the server while it warms up.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,40 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from support.server_process import ServerProcess, http, wait_until
+from support.warm_models import CALLS, GATE
 
 from matchday.config import Settings
 from matchday.workspace import Workspace
 
-CALLS, GATE = "MATCHDAY_TEST_WARM_CALLS", "MATCHDAY_TEST_WARM_GATE"
-
-
-def _called(name: str, frame: pd.DataFrame) -> None:
-    """In the server: note the call, then wait (a minute at most) until the test opens the gate."""
-    calls = os.environ.get(CALLS)
-    if not calls:
-        return
-    with open(calls, "a") as out:
-        out.write(f"{name} {len(frame)}\n")
-    deadline = time.monotonic() + 60
-    while not Path(os.environ[GATE]).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def champion(frame: pd.DataFrame) -> np.ndarray:
-    _called("champion", frame)
-    return (frame["amount"].to_numpy() > 50).astype(int)
-
-
-def candidate(frame: pd.DataFrame) -> np.ndarray:
-    _called("candidate", frame)
-    return (frame["amount"].to_numpy() > 60).astype(int)
-
-
-def broken_here(frame: pd.DataFrame) -> np.ndarray:
-    """Scores at registration, fails in the server, at once."""
-    if os.environ.get(CALLS):
-        raise RuntimeError("this version cannot score on this server")
-    return np.zeros(len(frame), dtype=int)
+MODELS = "support.warm_models"
 
 
 def _reference() -> pd.DataFrame:
@@ -72,9 +42,9 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
 
 def test_ready_only_once_every_deployed_version_has_warmed_up(workspace: Workspace, tmp_path: Path) -> None:
     reference = _reference()
-    workspace.registry.register("warm", f"{__name__}:champion", reference=reference, alias="champion")
-    workspace.registry.register("warm", f"{__name__}:candidate", reference=reference)
-    workspace.registry.register("wonky", f"{__name__}:broken_here", reference=reference)
+    workspace.registry.register("warm", f"{MODELS}:champion", reference=reference, alias="champion")
+    workspace.registry.register("warm", f"{MODELS}:candidate", reference=reference)
+    workspace.registry.register("wonky", f"{MODELS}:broken_here", reference=reference)
     workspace.deployments.deploy("warm", "warm@champion")
     workspace.deployments.deploy("broken", "wonky:1")  # listed first: its failure must not hold "warm" back
     workspace.rollouts.start("warm", "warm:2", {"strategy": "canary"}, "test")  # 10 % to the candidate
@@ -116,7 +86,7 @@ def test_ready_only_once_every_deployed_version_has_warmed_up(workspace: Workspa
 
 def test_by_default_a_server_listens_only_once_warm(workspace: Workspace, tmp_path: Path) -> None:
     """A client (or a benchmark) that starts as soon as the port answers never meets a cold model."""
-    workspace.registry.register("warm", f"{__name__}:champion", reference=_reference(), alias="champion")
+    workspace.registry.register("warm", f"{MODELS}:champion", reference=_reference(), alias="champion")
     workspace.deployments.deploy("warm", "warm@champion")
     calls, gate = tmp_path / "calls.txt", tmp_path / "gate"
     server = ServerProcess(
@@ -139,8 +109,8 @@ def test_by_default_a_server_listens_only_once_warm(workspace: Workspace, tmp_pa
 
 def test_a_server_with_shadows_in_two_processes_stops_without_leaked_semaphores(workspace: Workspace) -> None:
     reference = _reference()
-    workspace.registry.register("warm", f"{__name__}:champion", reference=reference, alias="champion")
-    workspace.registry.register("warm", f"{__name__}:candidate", reference=reference)
+    workspace.registry.register("warm", f"{MODELS}:champion", reference=reference, alias="champion")
+    workspace.registry.register("warm", f"{MODELS}:candidate", reference=reference)
     workspace.deployments.deploy("warm", "warm@champion")
     workspace.rollouts.start("warm", "warm:2", {"strategy": "shadow"}, "test")  # every process starts its shadow
     server = ServerProcess(workspace.settings.home, workspace.settings.database_url, workers=2).start()
