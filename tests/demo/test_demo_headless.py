@@ -14,8 +14,10 @@ import pytest
 from rich.console import Console
 from support.server_process import MATCHDAY
 
+from matchday.config import Settings
 from matchday.demo import scenario
 from matchday.demo.scenario import MARKER, DemoStepFailed, Step
+from matchday.workspace import Workspace
 
 SIGNATURE = {"inputs": [{"name": "amount", "type": "float"}], "output": {"task": "regression"}}
 STEP_TITLES = [s.title for s in scenario.STEPS] + ["the dashboard: every page of what happened"]
@@ -47,7 +49,14 @@ def test_a_step_that_does_not_happen_stops_the_headless_demo_naming_it(tmp_path:
     broken = Step("a step that does not", lambda d: 0, lambda n: f"saw {n} alerts")
     with pytest.raises(DemoStepFailed, match=r"demo step 2 \(a step that does not\) did not happen: saw 0 alerts"):
         scenario._run_step(demo, 2, 2, broken, headless=True)
-    # without --headless the demo says so and goes on (the dashboard still shows what did happen)
+    refused = Step("a step a part refuses", lambda d: d.ws.registry.load("nothing-here"), lambda _: None)
+    demo.ws = Workspace(Settings(home=tmp_path))
+    try:
+        with pytest.raises(DemoStepFailed, match=r"demo step 3 \(a step a part refuses\) failed: .*nothing-here"):
+            scenario._run_step(demo, 3, 3, refused, headless=False)
+    finally:
+        demo.ws.close()
+    # without --headless a check that fails is said and the demo goes on (the dashboard still shows what did happen)
     scenario._run_step(demo, 2, 2, broken, headless=False)
     assert "✗ demo step 2 (a step that does not) did not happen: saw 0 alerts" in demo.console.file.getvalue()  # type: ignore[attr-defined]
 

@@ -357,7 +357,10 @@ def _run_step(demo: Demo, number: int, total: int, step: Step, headless: bool) -
         SpinnerColumn(), TextColumn(f"step {number} of {total}"), TimeElapsedColumn(), console=console, transient=True
     ) as progress:
         progress.add_task("", total=None)
-        outcome = step.run(demo)
+        try:
+            outcome = step.run(demo)
+        except MatchdayError as exc:  # a part refused what the step asked: the step names itself, in either mode
+            raise DemoStepFailed(f"demo step {number} ({step.title}) failed: {exc}") from exc
     took = time.perf_counter() - started
     problem = step.check(outcome)
     if problem is None:
