@@ -62,9 +62,13 @@ def worker_of(server: ServerProcess) -> int:
     )
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_without_a_worker_nothing_is_summarised_and_a_separate_worker_does_it(
     workspace: Workspace, database_url: str
 ) -> None:
+    """On PostgreSQL only: a worker elsewhere shares the server's database, which SQLite's one file cannot
+    be beyond this machine; a worker's windows in one SQLite file beside the server's log process are the
+    monitoring end-to-end test's (tests/monitoring/windows/test_monitoring_e2e.py, on SQLite)."""
     deployed(workspace, versions=1)
     env = {**os.environ, "MATCHDAY_HOME": str(workspace.settings.home), "MATCHDAY_DATABASE_URL": database_url, **FAST}
     with ServerProcess(workspace.settings.home, database_url, env=FAST) as server:  # no worker
