@@ -1,4 +1,7 @@
-"""The `matchday` command end to end, on both databases.
+"""The `matchday` command end to end: its registry and deployment commands on both databases; what is
+the command line's own (a callable found through PYTHONPATH, errors and usage errors on one line, exit
+codes) on SQLite, the registry's errors and what a failed registration leaves being
+tests/registry/test_registry.py's, on both.
 
 Most commands run in-process through `matchday.cli.main` (what the console script calls) inside
 Typer's `CliRunner` isolation: each call gets its own argv, environment, stdin, stdout and stderr,
@@ -22,6 +25,7 @@ import matchday.workspace
 
 MATCHDAY = str(Path(sys.executable).parent / "matchday")
 TESTS = Path(__file__).parents[1]
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the command line's, not the store's
 
 
 def run_process(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -129,6 +133,7 @@ def test_register_list_show_alias_verify_delete(env, files) -> None:  # type: ig
     assert run(env, "db", "upgrade").returncode == 0
 
 
+@SQLITE_ONLY
 def test_callable_from_the_command_line(env, tmp_path, mixed_frame) -> None:  # type: ignore[no-untyped-def]
     reference = tmp_path / "mixed.parquet"
     mixed_frame.to_parquet(reference)
@@ -151,6 +156,7 @@ def test_callable_from_the_command_line(env, tmp_path, mixed_frame) -> None:  # 
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_errors_are_one_line_and_exit_1(env, files, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ref = ["--reference", str(files["reference"]), "--target", "target"]
     notes = tmp_path / "notes.txt"
@@ -200,6 +206,7 @@ def test_unreachable_database(tmp_path: Path) -> None:
     assert "pw" not in result.stderr.replace("psycopg", "")
 
 
+@SQLITE_ONLY
 def test_a_mistyped_command_is_a_usage_error_not_a_traceback(env) -> None:  # type: ignore[no-untyped-def]
     result = run_process(env, "models", "nope")  # the console script, as a user sees it
     assert result.returncode == 2 and "No such command 'nope'" in result.stderr
