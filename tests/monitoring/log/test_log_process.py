@@ -1,5 +1,10 @@
 """The server's log writer in a process of its own loses and duplicates no row: drained at close, flushed
-on demand, its state reported back, and when the child dies a new one takes over (and what it held)."""
+on demand, its state reported back, and when the child dies a new one takes over (and what it held).
+
+What a killed child leaves (a journal to adopt, rows to insert again, a transaction cut short) is tested
+on both databases; the rest is the server's queue, the pipe and the journal, on SQLite: the writer the
+child runs does the same on both databases in test_prediction_log.py.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from matchday.monitoring import LogProcess
 from matchday.monitoring.log.spool import Spool, read_rows
 from matchday.store import PredictionLogStore
 from matchday.workspace import Workspace, open_log_writer
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def log_process(workspace: Workspace, *, migrate: bool = True, **options: float) -> LogProcess:
@@ -35,6 +42,7 @@ def child_pid(writer: LogProcess) -> int:
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_rows_from_many_threads_are_all_logged_once_and_flush_waits_for_them(workspace: Workspace) -> None:
     writer = log_process(workspace)
     writer.start()
@@ -52,6 +60,7 @@ def test_rows_from_many_threads_are_all_logged_once_and_flush_waits_for_them(wor
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_close_drains_every_row_still_queued(workspace: Workspace) -> None:
     writer = log_process(workspace, send_interval=0.5)  # rows still in the server's queue at close
     writer.start()
@@ -98,6 +107,7 @@ def test_rows_spooled_by_a_writer_that_died_are_shipped_by_the_next_child(worksp
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_rows_no_child_can_take_wait_in_a_spool_file_for_the_next(workspace: Workspace) -> None:
     writer = log_process(workspace)
     writer.start()
@@ -162,6 +172,7 @@ def test_a_child_starts_and_journals_while_the_database_is_away(tmp_path) -> Non
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_rows_spooled_in_the_server_are_in_the_database_when_flush_returns(workspace: Workspace) -> None:
     writer = log_process(workspace, max_queue=10)  # a small queue: most of these spill in the server
     writer.start()
@@ -176,6 +187,7 @@ def test_rows_spooled_in_the_server_are_in_the_database_when_flush_returns(works
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_a_row_that_cannot_be_written_is_set_aside_and_the_rest_logged(workspace: Workspace) -> None:
     rows = make_rows(5)
     bad = make_rows(1, start=5)[0]
@@ -193,6 +205,7 @@ def test_a_row_that_cannot_be_written_is_set_aside_and_the_rest_logged(workspace
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_a_lone_row_leaves_the_server_within_the_send_interval(workspace: Workspace) -> None:
     """A row arriving alone is sent once it has waited ``send_interval``, not when something else
     happens to wake the sender (its kill -9 bound is that interval)."""
