@@ -16,6 +16,7 @@ import shutil
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import contextlib  # noqa: E402
+import tempfile  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -38,33 +39,103 @@ def _postgres_admin_url() -> str | None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database for one test, on each backend."""
+    """A fresh database for one test, on each backend, at the newest migration."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test, on each backend: for the tests of the migrations themselves."""
+    with fresh_database(request.param, tmp_path, migrated=False) as url:
+        yield url
+
+
 @contextlib.contextmanager
-def fresh_database(backend: str, folder: Path) -> Iterator[str]:
-    """The URL of a new, empty database (a file in ``folder`` for SQLite), dropped afterwards."""
+def fresh_database(backend: str, folder: Path, *, migrated: bool = True) -> Iterator[str]:
+    """The URL of a new database (a file in ``folder`` for SQLite), dropped afterwards: a copy of one this
+    process migrated once (applying the migrations took 0.7 s a PostgreSQL database, for every one of
+    some 300 tests), or empty if not ``migrated``."""
     if backend == "sqlite":
-        yield f"sqlite:///{folder / 'matchday.db'}"
+        url = f"sqlite:///{folder / 'matchday.db'}"
+        if migrated:
+            _copy_sqlite(_migrated_template("sqlite"), folder / "matchday.db")
+        yield url
         return
     admin_url = _postgres_admin_url()
     if admin_url is None:
         pytest.skip(f"{POSTGRES_ENV} is not set; `make test` sets it and runs these")
     name = f"matchday_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    template = f' TEMPLATE "{_migrated_template("postgresql")}"' if migrated else ""
+    admin = _admin_engine(admin_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{template}'))
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {admin_url} is unreachable, and {POSTGRES_ENV} says it must be there: {exc}")
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield _database_at(admin_url, name)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+_templates: dict[str, str] = {}  # backend -> this process's migrated database (a PostgreSQL name, a file)
+
+
+def _migrated_template(backend: str) -> str:
+    """A database of ``backend`` at the newest migration, made once per test process for its tests to copy."""
+    if backend not in _templates:
+        from matchday.store import Database
+
+        if backend == "sqlite":
+            url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='matchday-template-')) / 'template.db'}"
+            name = sa.make_url(url).database or ""
+        else:
+            admin_url = _postgres_admin_url() or ""
+            name = f"matchday_template_{uuid.uuid4().hex[:12]}"
+            admin = _admin_engine(admin_url)
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            url = _database_at(admin_url, name)
+        Database(url).dispose()  # migrated, and no connection left open: a template must have none
+        _templates[backend] = name
+    return _templates[backend]
+
+
+def _copy_sqlite(template: str, target: Path) -> None:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(template)) as source, contextlib.closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_migrated_templates() -> Iterator[None]:
+    yield
+    name = _templates.pop("postgresql", None)
+    admin_url = _postgres_admin_url()
+    if name and admin_url:
+        admin = _admin_engine(admin_url)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    sqlite = _templates.pop("sqlite", None)
+    if sqlite:
+        shutil.rmtree(Path(sqlite).parent, ignore_errors=True)
+
+
+def _admin_engine(admin_url: str) -> sa.Engine:
+    """An engine on the server's maintenance database; the test fails if the server cannot be reached."""
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        admin.connect().close()
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {admin_url} is unreachable, and {POSTGRES_ENV} says it must be there: {exc}")
+    return admin
+
+
+def _database_at(admin_url: str, name: str) -> str:
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

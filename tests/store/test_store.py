@@ -18,8 +18,8 @@ def _create(store: ModelStore, name: str = "m") -> int:
     ).version
 
 
-def test_migrations_apply_on_start_and_are_idempotent(database_url: str) -> None:
-    db = Database(database_url)
+def test_migrations_apply_on_start_and_are_idempotent(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     assert db.current_revision() == head_revision() is not None
     db.upgrade()  # again: nothing to do, no error
     with db.engine.connect() as conn:
@@ -28,12 +28,12 @@ def test_migrations_apply_on_start_and_are_idempotent(database_url: str) -> None
     db.dispose()
 
 
-def test_concurrent_starts_migrate_once(database_url: str) -> None:
+def test_concurrent_starts_migrate_once(empty_database_url: str) -> None:
     errors: list[BaseException] = []
 
     def start() -> None:
         try:
-            Database(database_url).dispose()
+            Database(empty_database_url).dispose()
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
             errors.append(exc)
 
@@ -43,7 +43,7 @@ def test_concurrent_starts_migrate_once(database_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert Database(database_url, migrate=False).current_revision() == head_revision()
+    assert Database(empty_database_url, migrate=False).current_revision() == head_revision()
 
 
 def test_concurrent_registrations_get_distinct_versions(database_url: str) -> None:

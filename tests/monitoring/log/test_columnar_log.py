@@ -128,8 +128,8 @@ def _old_log_rows(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_an_existing_json_log_migrates_and_stays_readable(database_url: str) -> None:
-    db = Database(database_url, migrate=False)
+def test_an_existing_json_log_migrates_and_stays_readable(empty_database_url: str) -> None:
+    db = Database(empty_database_url, migrate=False)
     db.upgrade("0004")
     old = _old_log_rows(12_000)  # more than one conversion chunk
     typed = {"at": UTCDateTime(), "label_at": UTCDateTime()}
