@@ -375,6 +375,7 @@ def test_failed_logins_are_rate_limited_over_http(
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # refused at the door, before any query
 def test_without_credentials_json_routes_refuse_what_another_site_can_send(
     workspace: Workspace, database_url: str
 ) -> None:
