@@ -180,7 +180,7 @@ class server(ServerProcess):  # noqa: N801 - used as `with server(...) as srv`
         super().__init__(home, database_url, env=env, **kw)
 
 
-# PostgreSQL: the demo's test (test_demo_retraining.py) runs the same loop, end to end, on SQLite
+# PostgreSQL: the headless demo (tests/demo/test_demo_headless.py, step 9) runs the same loop, end to end, on SQLite
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_concept_drift_is_retrained_judged_rolled_out_and_promoted_unattended(
     tmp_path: Path, database_url: str
