@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
-from rich.markup import escape
 
 from matchday.cli import render
 from matchday.cli.options import FLAG
-from matchday.cli.render import Col, FittingTable
 
 if TYPE_CHECKING:
     from matchday.monitoring import ColumnTest
@@ -87,40 +85,15 @@ def drift(
             ref_table, cur_table = read_table_file(reference), read_table_file(current)
         with out.status("comparing..."):
             report = compare_tables(ref_table, cur_table, **options)
-    table = FittingTable(
-        Col("column", wrap=True, key=True),
-        Col("type", fold=2),
-        "test",
-        "statistic",
-        "p-value",
-        "threshold",
-        "drift",
-        Col("missing", fold=1),
-        title=f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)",
-    )
-    for c in report.columns.values():
-        table.add_row(
-            escape(c.column),
-            c.kind,
-            c.test,
-            f"{c.statistic:.4g}",
-            "" if c.p_value is None else f"{c.p_value:.3g}",
-            f"{c.threshold:g}",
-            "[red]drift[/]" if c.drifted else "[green]ok[/]",
-            f"{c.missing_share:.1%}",
-        )
-    out.print(table)
+    title = f"{reference.name} ({report.reference_rows:,} rows) vs {current.name} ({report.current_rows:,} rows)"
+    out.print(render.drift_table(report, title))
     if report.multivariate:
         m = report.multivariate
         out.print(
             f"domain classifier ROC AUC {m['roc_auc']:.3f} (threshold {m['threshold']}): "
             + ("[red]drift[/]" if m["drifted"] else "[green]ok[/]")
         )
-    verdict = "[red]dataset drift[/]" if report.dataset_drift else "[green]no dataset drift[/]"
-    out.print(
-        f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted "
-        f"(share {report.drift_share:.2f}, threshold {report.share_threshold:.2f})"
-    )
+    out.print(render.drift_verdict(report))
     if html:
         html.write_text(render_html(report, reference_name=reference.name, current_name=current.name))
         out.print(f"HTML report: {html}")

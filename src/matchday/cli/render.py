@@ -195,6 +195,43 @@ def short_list(values: list[Any] | None, limit: int = 6) -> str:
 # -- the registry -----------------------------------------------------------------------------------
 
 
+def drift_table(report: Any, title: str) -> FittingTable:
+    """`matchday drift`: one row a column of a drift report (`monitoring.compare_tables` or
+    `compare_to_profile`): its test, statistic, p-value where the test has one, and the verdict."""
+    table = FittingTable(
+        Col("column", wrap=True, key=True),
+        Col("type", fold=2),
+        "test",
+        "statistic",
+        "p-value",
+        "threshold",
+        "drift",
+        Col("missing", fold=1),
+        title=title,
+    )
+    for c in report.columns.values():
+        table.add_row(
+            escape(c.column),
+            c.kind,
+            c.test,
+            f"{c.statistic:.4g}",
+            "" if c.p_value is None else f"{c.p_value:.3g}",
+            f"{c.threshold:g}",
+            "[red]drift[/]" if c.drifted else "[green]ok[/]",
+            f"{c.missing_share:.1%}",
+        )
+    return table
+
+
+def drift_verdict(report: Any) -> str:
+    """The report's dataset verdict in a line: how many columns drifted, against the share that makes drift."""
+    verdict = "[red]dataset drift[/]" if report.dataset_drift else "[green]no dataset drift[/]"
+    return (
+        f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted "
+        f"(share {report.drift_share:.2f}, threshold {report.share_threshold:.2f})"
+    )
+
+
 def models_table(models: Iterable[Any]) -> FittingTable:
     """`matchday models list`: each model (`registry.list_models()`) with its latest version and aliases."""
     table = FittingTable(Col("model", key=True), "latest", Col("aliases", wrap=True), Col("created (UTC)", fold=1))

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
-from rich.table import Table
 
+from matchday.cli import render
 from matchday.demo.fraud import transactions
 from matchday.monitoring import (
     DriftReport,
@@ -23,20 +23,9 @@ from matchday.workspace import Workspace
 
 
 def drift_table(console: Console, title: str, report: DriftReport) -> None:
-    """One row a column: its test's statistic, the p-value where the test has one, and the verdict."""
-    table = Table("column", "test", "statistic", "p-value", "threshold", "drift", title=title)
-    for c in report.columns.values():
-        table.add_row(
-            c.column,
-            c.test,
-            f"{c.statistic:.3g}",
-            "-" if c.p_value is None else f"{c.p_value:.3g}",
-            f"{c.threshold:g}",
-            "[red]drift[/]" if c.drifted else "[green]ok[/]",
-        )
-    console.print(table)
-    verdict = "[red]dataset drift[/]" if report.dataset_drift else "[green]no dataset drift[/]"
-    console.print(f"{verdict}: {len(report.drifted_columns)} of {len(report.columns)} columns drifted")
+    """The report as `matchday drift` prints it."""
+    console.print(render.drift_table(report, title))
+    console.print(render.drift_verdict(report))
 
 
 @dataclass(frozen=True)
